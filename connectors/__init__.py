@@ -1,0 +1,1 @@
+"""Sources of backlog items: one module per source behind the ``Connector`` protocol."""

@@ -1,0 +1,260 @@
+"""Read exported backlogs from disk: Jira REST search JSON, Jira CSV exports and Azure DevOps work-items JSON."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from connectors.ado_json import map_work_item
+from connectors.base import ConnectorError, FetchResult
+from connectors.jira_json import (
+    JiraFieldMap,
+    issues_from_search_pages,
+    link_kind_from_text,
+    map_jira_issue,
+    parse_sprints,
+)
+from connectors.mapping_errors import MappingError
+from refinebot.config import FileSourceConfig
+from refinebot.markup import wiki_to_text
+from refinebot.models import Issue, IssueType, Link, LinkKind, SourceKind, StatusCategory
+
+logger = logging.getLogger(__name__)
+
+# Jira's CSV export names the link direction only by column; these are the default texts of common link types.
+_CSV_LINK_TEXT = {
+    ("inward", "blocks"): "is blocked by",
+    ("outward", "blocks"): "blocks",
+    ("inward", "blocker"): "is blocked by",
+    ("outward", "blocker"): "blocks",
+    ("inward", "dependency"): "is depended on by",
+    ("outward", "dependency"): "depends on",
+    ("inward", "duplicate"): "is duplicated by",
+    ("outward", "duplicate"): "duplicates",
+}
+_CSV_DATE_FORMATS = ("%d/%b/%y %I:%M %p", "%d/%b/%y %H:%M", "%d/%b/%Y %I:%M %p", "%d/%b/%Y %H:%M",
+                     "%Y-%m-%d %H:%M", "%Y-%m-%d")
+_POINT_COLUMNS = ("custom field (story points)", "story points", "custom field (story point estimate)",
+                  "story point estimate")
+
+
+class FileConnector:
+    """A ``Connector`` over one exported file; the format is detected from the content."""
+
+    def __init__(self, source: FileSourceConfig, path: Path) -> None:
+        self.source = source
+        self.path = path
+
+    def fetch(self, project: str, query: str | None, *, full: bool = False) -> FetchResult:
+        """Every item in the file; when items carry project keys, only those of ``project``."""
+        issues = read_backlog_file(self.path, self.source)
+        mine = [issue for issue in issues if issue.project == project]
+        if query:
+            logger.info("%s: file sources ignore the query; all items of the file are used", project)
+        return FetchResult(issues=mine or issues, full=True, synced_at=datetime.now(UTC))
+
+
+def read_backlog_file(path: Path, source: FileSourceConfig | None = None) -> list[Issue]:
+    """Issues from a Jira CSV export, a Jira search response (one page or a list of pages) or ADO JSON."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConnectorError(f"{path}: cannot read: {exc.strerror}") from None
+    if path.suffix.lower() == ".csv":
+        return _read_jira_csv(path, raw)
+    try:
+        data = json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise ConnectorError(f"{path}: not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise ConnectorError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from None
+    try:
+        return _read_json(data, source)
+    except MappingError as exc:
+        raise ConnectorError(f"{path}: record {exc.record}: field {exc.field!r}: {exc.reason}") from None
+    except ValueError as exc:
+        raise ConnectorError(f"{path}: {exc}") from None
+
+
+def _read_json(data: Any, source: FileSourceConfig | None) -> list[Issue]:
+    pages: Sequence[Any] | None = None
+    if isinstance(data, Mapping) and "issues" in data:
+        pages = [data]
+    elif isinstance(data, list) and data and all(isinstance(p, Mapping) and "issues" in p for p in data):
+        pages = data
+    if pages is not None:
+        raw_issues, names = issues_from_search_pages(pages)
+        overrides: dict[str, str | None] = {}
+        if source is not None:
+            overrides = {
+                "story_points": source.story_points_field,
+                "sprint": source.sprint_field,
+                "rank": source.rank_field,
+                "acceptance_criteria": source.acceptance_criteria_field,
+            }
+        field_map = JiraFieldMap.from_names(names, overrides)
+        site = source.url if source is not None else None
+        return [
+            _with_index(lambda item: map_jira_issue(item, field_map, site=site), item, index)
+            for index, item in enumerate(raw_issues)
+        ]
+    items: Any = None
+    if isinstance(data, Mapping) and isinstance(data.get("value"), list):
+        items = data["value"]
+    elif isinstance(data, list):
+        items = data
+    if items is not None and all(isinstance(i, Mapping) and "fields" in i for i in items):
+        states = {
+            str(i.get("id")): StatusCategory.guess_from_status(str((i.get("fields") or {}).get("System.State")))
+            for i in items
+        }
+        return [
+            _with_index(lambda item: map_work_item(item, target_categories=states), item, index)
+            for index, item in enumerate(items)
+        ]
+    if isinstance(data, Mapping) and "workItems" in data:
+        raise ValueError("this is a WIQL result (ids only); export the work items themselves (with fields)")
+    raise ValueError(
+        "unrecognised JSON: expected a Jira search response ({'issues': [...]}), a list of them, "
+        "or Azure DevOps work items ({'value': [{'id', 'fields', ...}]})"
+    )
+
+
+def _with_index(mapper: Any, item: Any, index: int) -> Issue:
+    try:
+        issue: Issue = mapper(item)
+    except MappingError as exc:
+        if exc.record.startswith("<"):
+            raise MappingError(f"#{index + 1}", exc.field, exc.reason) from None
+        raise
+    return issue
+
+
+# --- Jira CSV export -----------------------------------------------------------------------------
+
+
+def _read_jira_csv(path: Path, raw: bytes) -> list[Issue]:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConnectorError(f"{path}: not UTF-8 text (export the CSV as UTF-8)") from None
+    rows = csv.reader(text.splitlines(keepends=True))
+    try:
+        header = next(rows)
+    except StopIteration:
+        raise ConnectorError(f"{path}: empty file") from None
+    columns = [h.strip() for h in header]
+    lowered = [c.lower() for c in columns]
+    for needed in ("summary", "issue key"):
+        if needed not in lowered:
+            raise ConnectorError(
+                f"{path}: column {needed.title()!r} is missing; is this a Jira CSV export? "
+                f"(columns: {', '.join(columns[:12])})"
+            )
+    issues = []
+    for line_no, row in _numbered(rows):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(columns):
+            raise ConnectorError(
+                f"{path}: row {line_no}: has {len(row)} cells but the header has {len(columns)}"
+            )
+        try:
+            issues.append(_map_csv_row(columns, row))
+        except MappingError as exc:
+            raise ConnectorError(f"{path}: row {line_no} ({exc.record}): field {exc.field!r}: {exc.reason}") from None
+    return issues
+
+
+def _numbered(rows: Iterator[list[str]]) -> Iterator[tuple[int, list[str]]]:
+    # Row numbers as a spreadsheet shows them: the header is row 1.
+    for index, row in enumerate(rows, start=2):
+        yield index, row
+
+
+def _csv_date(value: str, record: str, column: str) -> datetime | None:
+    value = value.strip()
+    if not value:
+        return None
+    for fmt in _CSV_DATE_FORMATS:
+        try:
+            return datetime.strptime(value, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise MappingError(record, column, f"not a date: {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _map_csv_row(columns: Sequence[str], row: Sequence[str]) -> Issue:
+    single: dict[str, str] = {}
+    multi: dict[str, list[str]] = {}
+    links: list[Link] = []
+    for column, cell in zip(columns, row, strict=True):
+        name = column.lower()
+        value = cell.strip()
+        if name.startswith(("inward issue link (", "outward issue link (")):
+            if value:
+                direction = "inward" if name.startswith("inward") else "outward"
+                type_name = name[name.index("(") + 1 : name.rindex(")")].strip()
+                text = _CSV_LINK_TEXT.get((direction, type_name), "relates to")
+                links.append(Link(link_kind_from_text(text), value))
+            continue
+        if value:
+            multi.setdefault(name, []).append(value)
+        single.setdefault(name, value)
+    key = single.get("issue key", "")
+    if not key:
+        raise MappingError("<row>", "Issue key", "empty")
+    title = single.get("summary", "")
+    if not title:
+        raise MappingError(key, "Summary", "empty")
+    points_raw = next((single[c] for c in _POINT_COLUMNS if single.get(c)), "")
+    points = None
+    if points_raw:
+        try:
+            points = float(points_raw)
+        except ValueError:
+            raise MappingError(key, "Story Points", f"not a number: {points_raw!r}") from None
+    status = single.get("status", "")
+    category_name = single.get("status category", "").lower()
+    category = {"to do": StatusCategory.TODO, "in progress": StatusCategory.IN_PROGRESS,
+                "done": StatusCategory.DONE}.get(category_name) or StatusCategory.guess_from_status(status)
+    sprints = parse_sprints(multi.get("sprint", []))
+    ac = single.get("custom field (acceptance criteria)") or single.get("acceptance criteria")
+    parent = single.get("parent key") or single.get("parent") or single.get("custom field (epic link)") or None
+    if parent and parent.isdigit():
+        parent = None  # "Parent" holds the numeric id in some exports; keys are what links use
+    if parent:
+        links.append(Link(LinkKind.PARENT, parent))
+    raw_type = single.get("issue type", "")
+    return Issue(
+        key=key,
+        project=single.get("project key") or key.rsplit("-", 1)[0],
+        source_kind=SourceKind.FILE,
+        type=IssueType.from_name(raw_type),
+        raw_type=raw_type,
+        title=title,
+        description=wiki_to_text(single.get("description", "")),
+        acceptance_criteria=wiki_to_text(ac) if ac else None,
+        story_points=points,
+        status=status,
+        status_category=category,
+        priority=single.get("priority") or None,
+        rank=single.get("custom field (rank)") or single.get("rank") or None,
+        labels=tuple(multi.get("labels", [])),
+        assignee=single.get("assignee") or None,
+        reporter=single.get("reporter") or None,
+        created=_csv_date(single.get("created", ""), key, "Created"),
+        updated=_csv_date(single.get("updated", ""), key, "Updated"),
+        sprint=sprints[-1][0] if sprints else None,
+        parent=parent,
+        links=tuple(links),
+    )

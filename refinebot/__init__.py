@@ -1,0 +1,3 @@
+"""refinebot: keeps product backlogs ready for refinement."""
+
+__version__ = "0.1.0"

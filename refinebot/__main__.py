@@ -1,0 +1,5 @@
+"""Entry point for ``python -m refinebot``."""
+
+from refinebot.cli import main
+
+main()

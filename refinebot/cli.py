@@ -1,0 +1,273 @@
+"""The ``refinebot`` command line: demo, scan, rules and config check."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from enum import StrEnum
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from refinebot.config import DEFAULT_CONFIG_PATH, ConfigError, LoadedConfig, load_config
+from refinebot.models import Finding, Issue, Severity
+from refinebot.pipeline import ProjectResult, run
+from rules.registry import RegistryError, RuleRegistry, default_registry
+
+app = typer.Typer(
+    name="refinebot",
+    help="Keep Jira and Azure DevOps backlogs ready for refinement.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Work with the configuration file.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+out = Console()
+err = Console(stderr=True)
+
+DEMO_AS_OF = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+_SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+
+
+class OutputFormat(StrEnum):
+    """How scan results are printed."""
+
+    TABLE = "table"
+    JSON = "json"
+
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="REFINEBOT_CONFIG",
+        help="Path to the TOML configuration.",
+        show_default=True,
+    ),
+]
+
+
+def _registry() -> RuleRegistry:
+    try:
+        return default_registry()
+    except RegistryError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _load(path: Path, registry: RuleRegistry) -> LoadedConfig:
+    try:
+        return load_config(path, registry)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            err.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def _parse_now(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"not an ISO date-time: {value!r}", param_hint="--now") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _print_results(results: Sequence[ProjectResult], fmt: OutputFormat) -> None:
+    if fmt is OutputFormat.JSON:
+        payload = [f.to_json() for r in results for f in r.findings]
+        sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        return
+    for result in results:
+        if result.ok:
+            _print_project(result)
+
+
+def _print_project(result: ProjectResult) -> None:
+    issues = {issue.key: issue for issue in result.issues}
+    table = Table(title=f"Project {result.project}: findings by issue", box=box.SIMPLE_HEAD, expand=False)
+    table.add_column("Issue", style="bold", no_wrap=True)
+    table.add_column("Severity", no_wrap=True)
+    table.add_column("Rule", no_wrap=True)
+    table.add_column("Why", overflow="fold", ratio=1)
+    by_issue: dict[str, list[Finding]] = {}
+    for finding in result.findings:
+        by_issue.setdefault(finding.issue, []).append(finding)
+    for index, (key, findings) in enumerate(by_issue.items()):
+        issue: Issue | None = issues.get(key)
+        # The title heads the group in the wide column, so narrow terminals still show it whole.
+        table.add_row(key, "", "", Text(issue.title if issue else "", style="bold"))
+        for position, finding in enumerate(findings):
+            table.add_row(
+                "",
+                Text(finding.severity.value, style=_SEVERITY_STYLE[finding.severity]),
+                finding.rule,
+                finding.message,
+                end_section=position == len(findings) - 1 and index < len(by_issue) - 1,
+            )
+    if by_issue:
+        out.print(table)
+    else:
+        out.print(f"Project {result.project}: no findings.")
+    summary = result.summary
+    if summary is not None:
+        out.print(
+            f"[bold]Readiness[/] {result.project}: {summary.ready_items} of {summary.open_items} open items "
+            f"ready; top {summary.top_n} by rank: [bold]{summary.ready_in_top} ready[/]"
+            + (f" (not ready: {', '.join(summary.not_ready_top)})" if summary.not_ready_top else ""),
+            highlight=False,
+        )
+        counts = ", ".join(f"{rule} {count}" for rule, count in sorted(summary.by_rule.items()))
+        if counts:
+            out.print(f"Findings by rule: {counts}", highlight=False)
+    for skipped in result.skipped:
+        err.print(f"[yellow]skipped[/] {skipped}", highlight=False)
+
+
+def _report_failures(results: Sequence[ProjectResult]) -> int:
+    failed = [r for r in results if not r.ok]
+    for result in failed:
+        err.print(f"[bold red]project {result.project} failed:[/] {result.error}", highlight=False)
+    return 2 if failed else 0
+
+
+@app.command()
+def scan(
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    project: Annotated[
+        list[str] | None, typer.Option("--project", "-p", help="Only these projects (repeatable).")
+    ] = None,
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="table or json.")] = OutputFormat.TABLE,
+    full: Annotated[bool, typer.Option("--full", help="Ignore incremental state; fetch everything.")] = False,
+    now: Annotated[
+        str | None, typer.Option("--now", help="Evaluate as of this ISO date-time (default: now).")
+    ] = None,
+    fail_on: Annotated[
+        Severity | None,
+        typer.Option("--fail-on", help="Exit 1 when a finding of this severity or worse exists."),
+    ] = None,
+) -> None:
+    """Fetch configured projects, run the rules and print the findings."""
+    registry = _registry()
+    loaded = _load(config, registry)
+    unknown = [p for p in project or [] if p not in loaded.config.projects]
+    if unknown:
+        known = ", ".join(loaded.config.projects) or "none"
+        err.print(f"[bold red]error:[/] unknown project(s) {', '.join(unknown)} (configured: {known})")
+        raise typer.Exit(1)
+    results = run(loaded, project or None, registry=registry, now=_parse_now(now), full=full)
+    _print_results(results, fmt)
+    code = _report_failures(results)
+    if code == 0 and fail_on is not None:
+        order = [Severity.INFO, Severity.WARNING, Severity.ERROR]
+        worst = {f.severity for r in results for f in r.findings}
+        if any(order.index(s) >= order.index(fail_on) for s in worst):
+            code = 1
+    raise typer.Exit(code)
+
+
+def demo_config_path() -> Path:
+    """The bundled demo config (its file source points at the bundled demo backlog)."""
+    return Path(str(resources.files("refinebot.demo") / "config.toml"))
+
+
+@app.command()
+def demo(
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="table or json.")] = OutputFormat.TABLE,
+) -> None:
+    """Run every rule on the bundled demo backlog (no accounts needed)."""
+    started = time.perf_counter()
+    registry = _registry()
+    loaded = _load(demo_config_path(), registry)
+    results = run(loaded, registry=registry, now=DEMO_AS_OF)
+    _print_results(results, fmt)
+    if fmt is OutputFormat.TABLE:
+        out.print(
+            f"[dim]Demo backlog as of {DEMO_AS_OF:%Y-%m-%d}; ran in {time.perf_counter() - started:.2f} s. "
+            f"Try: refinebot rules missing-acceptance-criteria[/]",
+            highlight=False,
+        )
+    raise typer.Exit(_report_failures(results))
+
+
+@app.command("rules")
+def rules_command(
+    name: Annotated[str | None, typer.Argument(help="A rule name or code to explain.")] = None,
+) -> None:
+    """List the rules, or explain one with its options."""
+    registry = _registry()
+    if name is None:
+        table = Table(title="Rules")
+        for column in ("Code", "Name", "Severity", "Scope", "Summary"):
+            table.add_column(column, no_wrap=column != "Summary")
+        for rule in registry:
+            table.add_row(rule.code, rule.name, rule.default_severity.value, rule.scope, rule.summary())
+        out.print(table)
+        return
+    rule = registry.get(name)
+    if rule is None:
+        err.print(f"[bold red]error:[/] no rule named {name!r}; run 'refinebot rules' for the list")
+        raise typer.Exit(1)
+    out.print(f"[bold]{rule.code} {rule.name}[/] ({rule.default_severity.value}, {rule.scope}-level)")
+    out.print(rule.summary(), highlight=False)
+    if rule.explanation():
+        out.print()
+        out.print(rule.explanation(), highlight=False)
+    options = Table(title="Options", title_justify="left")
+    for column in ("Option", "Type", "Default", "Description"):
+        options.add_column(column)
+    for field_name, info in rule.Options.model_fields.items():
+        default = info.get_default(call_default_factory=True)
+        shown = json.dumps([getattr(d, "value", d) for d in default]) if isinstance(default, list) else repr(
+            getattr(default, "value", default)
+        )
+        annotation = getattr(info.annotation, "__name__", None) or str(info.annotation)
+        description = info.description or _OPTION_HELP.get(field_name, "")
+        options.add_row(field_name, annotation.replace("typing.", ""), shown, description)
+    out.print(options)
+    out.print(f"Configure: [rules] {rule.name} = {{ ... }} or [projects.KEY.rules] {rule.name} = {{ ... }}",
+              highlight=False)
+
+
+_OPTION_HELP = {
+    "enabled": "turn the rule off with false",
+    "severity": "override the severity (error, warning, info)",
+    "issue_types": "item types the rule checks (story, bug, task, epic, other)",
+    "max_points": "largest estimate that fits in one sprint",
+    "days": "days without an update before an item is stale",
+    "min_length": "fewest characters a description needs, markup stripped",
+}
+
+
+@config_app.command("check")
+def config_check(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
+    """Validate the configuration and print every problem at once."""
+    registry = _registry()
+    loaded = _load(config, registry)
+    projects = ", ".join(loaded.config.projects) or "none"
+    out.print(
+        f"[green]ok[/]: {config} ({len(loaded.config.sources)} sources, projects: {projects})", highlight=False
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    logging.basicConfig(
+        level=os.environ.get("REFINEBOT_LOG_LEVEL", "WARNING").upper(),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    app(args=list(argv) if argv is not None else None, prog_name="refinebot")

@@ -1,0 +1,401 @@
+"""Load and validate the admin's TOML configuration, and merge rule options per project.
+
+The file is the contract: top-level ``database_url`` and ``timezone``, ``[slack]``, ``[sources.NAME]``,
+``[rules]`` defaults and ``[projects.KEY]`` with ``[projects.KEY.rules]`` overrides. Every problem is reported as
+a ``ConfigProblem`` naming the file, the dotted key and the reason; ``load_config`` raises them all at once.
+Secrets never live in the file: sources name the environment variable that holds them (``token_env``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_CONFIG_PATH = Path("refinebot.toml")
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    """One thing wrong with a config file."""
+
+    file: str
+    key: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.key or '<top level>'}: {self.reason}"
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; carries every problem found, not just the first."""
+
+    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SlackConfig(_Strict):
+    """Where the Slack bot finds its credentials (env var names, never the secrets)."""
+
+    bot_token_env: str = "SLACK_BOT_TOKEN"
+    signing_secret_env: str = "SLACK_SIGNING_SECRET"
+    app_token_env: str | None = None
+    default_channel: str | None = None
+
+
+class _SourceBase(_Strict):
+    def token(self) -> SecretStr | None:
+        """The secret this source needs, read from the environment variable named by ``token_env``."""
+        env = getattr(self, "token_env", None)
+        if not env:
+            return None
+        value = os.environ.get(env)
+        return SecretStr(value) if value else None
+
+    def required_env(self) -> list[str]:
+        """Environment variables that must be set for this source to be used."""
+        env = getattr(self, "token_env", None)
+        return [env] if env else []
+
+
+class JiraSourceConfig(_SourceBase):
+    """A Jira Cloud site (``email`` + API token) or Data Center/Server (personal access token, no email)."""
+
+    kind: Literal["jira"]
+    url: str
+    email: str | None = None
+    token_env: str
+    story_points_field: str | None = None
+    sprint_field: str | None = None
+    rank_field: str | None = None
+    acceptance_criteria_field: str | None = None
+    board_id: int | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return _check_url(value)
+
+
+class AzureDevOpsSourceConfig(_SourceBase):
+    """An Azure DevOps organisation (``https://dev.azure.com/ORG``) or on-premises collection URL."""
+
+    kind: Literal["azure_devops"]
+    url: str
+    token_env: str
+    blocked_tag: str = "Blocked"
+    effort_field: str | None = None
+    order_field: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return _check_url(value)
+
+
+class FileSourceConfig(_SourceBase):
+    """An exported backlog on disk: Jira REST search JSON, Jira CSV export or Azure DevOps work-items JSON."""
+
+    kind: Literal["file"]
+    path: Path
+    url: str | None = None
+    story_points_field: str | None = None
+    sprint_field: str | None = None
+    rank_field: str | None = None
+    acceptance_criteria_field: str | None = None
+
+
+SourceConfig = Annotated[
+    JiraSourceConfig | AzureDevOpsSourceConfig | FileSourceConfig, Field(discriminator="kind")
+]
+
+RuleTable = dict[str, dict[str, Any]]
+
+
+class ProjectConfig(_Strict):
+    """One backlog to keep ready: where it comes from, where its agenda goes and which rules apply."""
+
+    source: str
+    query: str | None = None
+    slack_channel: str | None = None
+    schedule: str = "0 9 * * MON"
+    agenda_size: int = Field(default=6, ge=1, le=20)
+    comment_on_tickets: bool = False
+    ready_top_n: int = Field(default=10, ge=1, le=200)
+    rules: RuleTable = Field(default_factory=dict)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as exc:
+            raise ValueError(f"not a valid cron expression ({exc})") from None
+        return value
+
+
+class RefinebotConfig(BaseSettings):
+    """The whole configuration file."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid", frozen=True, env_prefix="REFINEBOT_", env_nested_delimiter=None
+    )
+
+    database_url: str = "sqlite:///refinebot.db"
+    timezone: str = "UTC"
+    slack: SlackConfig = Field(default_factory=SlackConfig)
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    rules: RuleTable = Field(default_factory=dict)
+    projects: dict[str, ProjectConfig] = Field(default_factory=dict)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)") from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The configured time zone."""
+        return ZoneInfo(self.timezone)
+
+
+def _check_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    """A validated config together with the file it came from and the rule options resolved per project."""
+
+    path: Path
+    config: RefinebotConfig
+    rule_options: Mapping[str, Mapping[str, Any]]  # project -> rule name -> options model instance
+
+    def source_for(self, project: str) -> JiraSourceConfig | AzureDevOpsSourceConfig | FileSourceConfig:
+        """The source a project reads from."""
+        return self.config.sources[self.config.projects[project].source]
+
+    def resolve_path(self, path: Path) -> Path:
+        """Paths in the file are relative to the file's folder."""
+        return path if path.is_absolute() else (self.path.parent / path)
+
+
+class RuleCatalog(Protocol):
+    """What config validation needs to know about rules.
+
+    The caller supplies it (the rules registry) so that the core's config never imports the rules package:
+    rules depend on the core, not the other way around.
+    """
+
+    def names(self) -> list[str]:
+        """Every known rule name."""
+        ...
+
+    def options_model(self, name: str) -> type[BaseModel] | None:
+        """The options model of the rule called ``name``, or None when no such rule exists."""
+        ...
+
+
+def merge_rule_options(
+    defaults: type[BaseModel],
+    global_table: Mapping[str, Any] | None,
+    project_table: Mapping[str, Any] | None,
+) -> BaseModel:
+    """The one place options are merged: rule defaults < ``[rules]`` < ``[projects.KEY.rules]``."""
+    merged: dict[str, Any] = {}
+    merged.update(global_table or {})
+    merged.update(project_table or {})
+    return defaults.model_validate(merged)
+
+
+def _dotted(loc: Sequence[int | str]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _pydantic_reason(error: Mapping[str, Any]) -> str:
+    kind = error.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "union_tag_invalid":
+        return f"unknown kind {error.get('input')!r} (expected jira, azure_devops or file)"
+    if kind == "union_tag_not_found":
+        return "required key 'kind' is missing (jira, azure_devops or file)"
+    message = str(error.get("msg", "invalid value"))
+    return message.removeprefix("Value error, ")
+
+
+def _validation_problems(file: str, exc: ValidationError, prefix: Sequence[str] = ()) -> list[ConfigProblem]:
+    problems = []
+    for error in exc.errors():
+        loc = [str(p) for p in error["loc"]]
+        # Discriminated unions add the tag ("jira") to the location; it is not a key the admin wrote.
+        if len(loc) >= 3 and loc[0] == "sources" and loc[2] in ("jira", "azure_devops", "file"):
+            del loc[2]
+        problems.append(ConfigProblem(file, _dotted([*prefix, *loc]), _pydantic_reason(error)))
+    return problems
+
+
+def parse_config(
+    data: Mapping[str, Any],
+    path: Path,
+    catalog: RuleCatalog,
+    *,
+    check_env: bool = True,
+) -> LoadedConfig:
+    """Validate already-parsed TOML data; raise ``ConfigError`` with every problem found."""
+    file = str(path)
+    problems: list[ConfigProblem] = []
+    try:
+        config = RefinebotConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(_validation_problems(file, exc)) from None
+
+    for key, project in config.projects.items():
+        if project.source not in config.sources:
+            known = ", ".join(sorted(config.sources)) or "none defined"
+            problems.append(
+                ConfigProblem(
+                    file, f"projects.{key}.source", f"unknown source {project.source!r} (sources: {known})"
+                )
+            )
+
+    if check_env:
+        used = {p.source for p in config.projects.values()}
+        for name in sorted(used & set(config.sources)):
+            for env in config.sources[name].required_env():
+                if not os.environ.get(env):
+                    problems.append(
+                        ConfigProblem(
+                            file,
+                            f"sources.{name}.token_env",
+                            f"environment variable {env} is not set (it must hold the token)",
+                        )
+                    )
+        for name, source in config.sources.items():
+            if isinstance(source, FileSourceConfig) and name in used:
+                resolved = source.path if source.path.is_absolute() else path.parent / source.path
+                if not resolved.exists():
+                    problems.append(
+                        ConfigProblem(file, f"sources.{name}.path", f"file not found: {resolved}")
+                    )
+
+    rule_options: dict[str, dict[str, Any]] = {}
+    problems.extend(_check_rule_table(file, "rules", config.rules, catalog))
+    for key, project in config.projects.items():
+        table_key = f"projects.{key}.rules"
+        project_problems = _check_rule_table(file, table_key, project.rules, catalog)
+        problems.extend(project_problems)
+        if project_problems:
+            continue
+        resolved: dict[str, Any] = {}
+        for rule_name in _all_rule_names(config.rules, project.rules, catalog):
+            model = catalog.options_model(rule_name)
+            if model is None:
+                continue
+            try:
+                resolved[rule_name] = merge_rule_options(
+                    model, config.rules.get(rule_name), project.rules.get(rule_name)
+                )
+            except ValidationError as exc:
+                for error in exc.errors():
+                    field = str(error["loc"][0]) if error["loc"] else ""
+                    where = table_key if field in project.rules.get(rule_name, {}) else "rules"
+                    problems.append(
+                        ConfigProblem(file, f"{where}.{rule_name}.{field}", _pydantic_reason(error))
+                    )
+        rule_options[key] = resolved
+
+    if problems:
+        raise ConfigError(_dedupe(problems))
+    return LoadedConfig(path=path, config=config, rule_options=rule_options)
+
+
+def _dedupe(problems: list[ConfigProblem]) -> list[ConfigProblem]:
+    seen: dict[tuple[str, str, str], ConfigProblem] = {}
+    for problem in problems:
+        seen.setdefault((problem.file, problem.key, problem.reason), problem)
+    return list(seen.values())
+
+
+def _all_rule_names(
+    global_table: RuleTable, project_table: RuleTable, catalog: RuleCatalog
+) -> list[str]:
+    names = catalog.names()
+    for name in [*global_table, *project_table]:
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def _check_rule_table(
+    file: str, prefix: str, table: RuleTable, catalog: RuleCatalog
+) -> list[ConfigProblem]:
+    problems = []
+    for name, options in table.items():
+        model = catalog.options_model(name)
+        if model is None:
+            problems.append(ConfigProblem(file, f"{prefix}.{name}", "unknown rule name"))
+            continue
+        if not isinstance(options, Mapping):
+            problems.append(
+                ConfigProblem(file, f"{prefix}.{name}", "must be a table of options, e.g. { enabled = false }")
+            )
+            continue
+        # Check this layer alone so the error names the layer that holds the mistake.
+        try:
+            model.model_validate(options)
+        except ValidationError as exc:
+            for error in exc.errors():
+                field = _dotted(error["loc"])
+                reason = _pydantic_reason(error)
+                if error.get("type") == "extra_forbidden":
+                    reason = f"unknown option (allowed: {', '.join(sorted(model.model_fields))})"
+                problems.append(ConfigProblem(file, f"{prefix}.{name}.{field}", reason))
+    return problems
+
+
+def load_config(path: Path, catalog: RuleCatalog, *, check_env: bool = True) -> LoadedConfig:
+    """Read, parse and validate a config file."""
+    file = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError([ConfigProblem(file, "", "file not found")]) from None
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(file, "", f"cannot read: {exc.strerror}")]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError([ConfigProblem(file, "", "not UTF-8 text")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([ConfigProblem(file, "", f"not valid TOML: {exc}")]) from None
+    return parse_config(data, path, catalog, check_env=check_env)

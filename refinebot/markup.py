@@ -1,0 +1,358 @@
+"""Turn rich-text bodies (Jira ADF, Jira wiki markup, HTML, Markdown) into plain text.
+
+The plain text keeps the structure rules need: headings and labels stay on lines of their own, list items
+become ``- item`` / ``1. item`` / ``[ ] item`` lines (indented two spaces per level), and code blocks are fenced
+with ``` so later stages (duplicate detection) can drop them. Inline markup is removed.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable, Mapping
+from html.parser import HTMLParser
+from typing import Any
+
+_FENCE = "```"
+_BLANK_RUNS = re.compile(r"\n{3,}")
+_TRAILING_WS = re.compile(r"[ \t]+\n")
+
+
+def _tidy(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\xa0", " ")
+    text = _TRAILING_WS.sub("\n", text)
+    return _BLANK_RUNS.sub("\n\n", text).strip()
+
+
+# --- Atlassian Document Format -------------------------------------------------------------------
+
+
+def adf_to_text(doc: Mapping[str, Any] | None) -> str:
+    """Plain text of an ADF document (Jira Cloud v3 description, comment or textarea field)."""
+    if not doc:
+        return ""
+    lines: list[str] = []
+    _adf_blocks(doc.get("content") or [], lines, depth=0)
+    return _tidy("\n".join(lines))
+
+
+def _adf_inline(nodes: Iterable[Mapping[str, Any]]) -> str:
+    parts: list[str] = []
+    for node in nodes:
+        kind = node.get("type")
+        attrs = node.get("attrs") or {}
+        if kind == "text":
+            parts.append(str(node.get("text", "")))
+        elif kind == "hardBreak":
+            parts.append("\n")
+        elif kind == "mention":
+            parts.append(str(attrs.get("text") or "@user"))
+        elif kind == "emoji":
+            parts.append(str(attrs.get("text") or attrs.get("shortName") or ""))
+        elif kind in ("inlineCard", "blockCard"):
+            parts.append(str(attrs.get("url") or ""))
+        elif kind == "date":
+            parts.append(str(attrs.get("timestamp") or ""))
+        elif kind == "status":
+            parts.append(str(attrs.get("text") or ""))
+        elif node.get("content"):
+            parts.append(_adf_inline(node["content"]))
+    return "".join(parts)
+
+
+def _adf_blocks(nodes: Iterable[Mapping[str, Any]], lines: list[str], depth: int) -> None:
+    indent = "  " * depth
+    for node in nodes:
+        kind = node.get("type")
+        content = node.get("content") or []
+        if kind in ("paragraph", "heading"):
+            text = _adf_inline(content)
+            if kind == "heading":
+                lines.append("")
+            lines.extend(indent + line for line in text.split("\n"))
+            if kind == "heading":
+                lines.append("")
+        elif kind in ("bulletList", "orderedList", "taskList"):
+            start = int((node.get("attrs") or {}).get("order", 1) or 1)
+            for number, item in enumerate(content, start=start):
+                if kind == "bulletList":
+                    marker = "- "
+                elif kind == "orderedList":
+                    marker = f"{number}. "
+                else:
+                    done = (item.get("attrs") or {}).get("state") == "DONE"
+                    marker = "[x] " if done else "[ ] "
+                _adf_list_item(item, marker, lines, depth)
+        elif kind == "codeBlock":
+            lines.append(indent + _FENCE)
+            lines.extend(indent + line for line in _adf_inline(content).split("\n"))
+            lines.append(indent + _FENCE)
+        elif kind == "rule":
+            lines.append("")
+        elif kind == "table":
+            for row in content:
+                cells = [_adf_cell_text(cell) for cell in row.get("content") or []]
+                lines.append(indent + " | ".join(cells))
+        elif kind in ("text", "hardBreak", "mention", "emoji", "inlineCard", "date", "status"):
+            lines.append(indent + _adf_inline([node]))
+        elif content:
+            # blockquote, panel, expand, layoutSection, mediaSingle...: their children carry the text.
+            _adf_blocks(content, lines, depth)
+
+
+def _adf_list_item(item: Mapping[str, Any], marker: str, lines: list[str], depth: int) -> None:
+    indent = "  " * depth
+    children = item.get("content") or []
+    if item.get("type") == "taskItem":
+        lines.append(indent + marker + _adf_inline(children))
+        return
+    first = True
+    for child in children:
+        if first and child.get("type") == "paragraph":
+            lines.append(indent + marker + _adf_inline(child.get("content") or []))
+            first = False
+            continue
+        first = False
+        _adf_blocks([child], lines, depth + 1)
+    if first:
+        lines.append(indent + marker.rstrip())
+
+
+def _adf_cell_text(cell: Mapping[str, Any]) -> str:
+    inner: list[str] = []
+    _adf_blocks(cell.get("content") or [], inner, 0)
+    return " ".join(line.strip() for line in inner if line.strip())
+
+
+# --- Jira wiki markup ----------------------------------------------------------------------------
+
+_WIKI_HEADING = re.compile(r"^\s*h([1-6])\.\s*(.*)$")
+_WIKI_LIST = re.compile(r"^\s*([*#\-]+)\s+(.*)$")
+_WIKI_BLOCK = re.compile(r"\{(code|noformat)(?::[^}]*)?\}", re.IGNORECASE)
+_WIKI_QUOTE = re.compile(r"^\s*bq\.\s*")
+_WIKI_LINK = re.compile(r"\[([^|\]\[]*)\|([^\]\[]*)\]")
+_WIKI_BARE_LINK = re.compile(r"\[((?:https?|mailto|file):[^\]\[\s]*)\]")
+_WIKI_MONO = re.compile(r"\{\{(.*?)\}\}")
+_WIKI_COLOR = re.compile(r"\{color(?::[^}]*)?\}|\{quote\}|\{panel(?::[^}]*)?\}", re.IGNORECASE)
+# A panel's title is a heading in all but name ({panel:title=Acceptance criteria}).
+_WIKI_PANEL_TITLE = re.compile(r"^\s*\{panel:(?:[^}]*\|)?title=([^|}]*)[^}]*\}\s*(.*)$", re.IGNORECASE)
+_WIKI_EMPH = re.compile(r"(?<![\w*])([*_+\-^~?]{1,2})(?=\S)([^\n]*?\S)\1(?![\w*])")
+_WIKI_IMAGE = re.compile(r"!([^!\s|]+)(?:\|[^!]*)?!")
+_WIKI_TABLE = re.compile(r"\|\|?")
+
+
+def wiki_to_text(text: str | None) -> str:
+    """Plain text of Jira wiki markup (Jira Server/Data Center and the v2 API)."""
+    if not text:
+        return ""
+    out: list[str] = []
+    in_block = False
+    for raw in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        line = raw
+        # {code}/{noformat} toggles; text on the same line as a marker is kept on its side.
+        pieces = _WIKI_BLOCK.split(line)
+        if len(pieces) > 1:
+            # split() returns [text, name, text, name, text...]: every name is a toggle.
+            for index, piece in enumerate(pieces):
+                if index % 2 == 1:
+                    out.append(_FENCE)
+                    in_block = not in_block
+                elif piece.strip():
+                    out.append(piece if in_block else _wiki_line(piece))
+            continue
+        out.append(line if in_block else _wiki_line(line))
+    if in_block:
+        out.append(_FENCE)
+    return _tidy("\n".join(out))
+
+
+def _wiki_inline(text: str) -> str:
+    text = _WIKI_IMAGE.sub(r"\1", text)
+    text = _WIKI_LINK.sub(lambda m: m.group(1) or m.group(2), text)
+    text = _WIKI_BARE_LINK.sub(r"\1", text)
+    text = _WIKI_MONO.sub(r"\1", text)
+    text = _WIKI_COLOR.sub("", text)
+    text = _WIKI_EMPH.sub(r"\2", text)
+    return text
+
+
+def _wiki_line(line: str) -> str:
+    panel = _WIKI_PANEL_TITLE.match(line)
+    if panel:
+        rest = _wiki_line(panel.group(2)) if panel.group(2).strip() else ""
+        return "\n" + panel.group(1).strip() + "\n" + rest
+    heading = _WIKI_HEADING.match(line)
+    if heading:
+        return "\n" + _wiki_inline(heading.group(2)).strip() + "\n"
+    listed = _WIKI_LIST.match(line)
+    if listed and not (listed.group(1).startswith("-") and len(listed.group(1)) > 1):
+        markers = listed.group(1)
+        indent = "  " * (len(markers) - 1)
+        bullet = "1. " if markers.endswith("#") else "- "
+        return indent + bullet + _wiki_inline(listed.group(2))
+    line = _WIKI_QUOTE.sub("", line)
+    if line.lstrip().startswith("|"):
+        cells = [c.strip() for c in _WIKI_TABLE.split(line.strip()) if c.strip()]
+        return " | ".join(_wiki_inline(c) for c in cells)
+    return _wiki_inline(line)
+
+
+# --- HTML (Azure DevOps) -------------------------------------------------------------------------
+
+_BLOCK_TAGS = frozenset(
+    {"p", "div", "section", "article", "header", "footer", "blockquote", "table", "tr", "ul", "ol",
+     "dl", "dt", "dd", "hr", "figure", "details", "summary"}
+)
+_SKIP_TAGS = frozenset({"script", "style", "head", "title"})
+
+
+class _HtmlText(HTMLParser):
+    """Collects text from HTML, emitting line breaks at block boundaries and markers for list items."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.lists: list[list[int]] = []  # stack of [ordered(0/1), counter]
+        self.skip = 0
+        self.pre = 0
+
+    def _newline(self) -> None:
+        if self.parts and not self.parts[-1].endswith("\n"):
+            self.parts.append("\n")
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIP_TAGS:
+            self.skip += 1
+        elif tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
+            self._newline()
+            self.parts.append("\n")
+        elif tag in ("ul", "ol"):
+            self._newline()
+            self.lists.append([1 if tag == "ol" else 0, 0])
+        elif tag == "li":
+            self._newline()
+            depth = max(len(self.lists) - 1, 0)
+            if self.lists and self.lists[-1][0]:
+                self.lists[-1][1] += 1
+                self.parts.append("  " * depth + f"{self.lists[-1][1]}. ")
+            else:
+                self.parts.append("  " * depth + "- ")
+        elif tag == "br":
+            self.parts.append("\n")
+        elif tag == "pre":
+            self._newline()
+            self.parts.append(_FENCE + "\n")
+            self.pre += 1
+        elif tag in ("td", "th"):
+            if self.parts and not self.parts[-1].endswith(("\n", "| ")):
+                self.parts.append(" | ")
+        elif tag == "input" and dict(attrs).get("type") == "checkbox":
+            self.parts.append("[x] " if "checked" in dict(attrs) else "[ ] ")
+        elif tag in _BLOCK_TAGS:
+            self._newline()
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIP_TAGS:
+            self.skip = max(self.skip - 1, 0)
+        elif tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
+            self.parts.append("\n\n")
+        elif tag in ("ul", "ol"):
+            if self.lists:
+                self.lists.pop()
+            self._newline()
+        elif tag == "pre":
+            self._newline()
+            self.parts.append(_FENCE + "\n")
+            self.pre = max(self.pre - 1, 0)
+        elif tag in _BLOCK_TAGS or tag == "li":
+            self._newline()
+
+    def handle_data(self, data: str) -> None:
+        if self.skip:
+            return
+        if not self.pre:
+            data = re.sub(r"[ \t\r\n]+", " ", data)
+            if self.parts and self.parts[-1].endswith("\n"):
+                data = data.lstrip()
+        self.parts.append(data)
+
+
+def html_to_text(text: str | None) -> str:
+    """Plain text of an HTML fragment (Azure DevOps description and acceptance criteria fields)."""
+    if not text:
+        return ""
+    parser = _HtmlText()
+    parser.feed(text)
+    parser.close()
+    return _tidy("".join(parser.parts))
+
+
+# --- Markdown ------------------------------------------------------------------------------------
+
+_MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
+_MD_LIST = re.compile(r"^(\s*)([-*+]|\d+[.)])\s+(\[[ xX]\]\s+)?(.*)$")
+_MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_MD_EMPH = re.compile(r"(\*\*|__|\*|_|~~)(?=\S)(.+?)(?<=\S)\1")
+_MD_CODE = re.compile(r"`([^`]+)`")
+
+
+def markdown_to_text(text: str | None) -> str:
+    """Plain text of Markdown (Azure DevOps markdown comments and fields, exported tickets)."""
+    if not text:
+        return ""
+    out: list[str] = []
+    in_code = False
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        if line.lstrip().startswith(("```", "~~~")):
+            in_code = not in_code
+            out.append(_FENCE)
+            continue
+        if in_code:
+            out.append(line)
+            continue
+        heading = _MD_HEADING.match(line)
+        if heading:
+            out.extend(["", _md_inline(heading.group(1)), ""])
+            continue
+        listed = _MD_LIST.match(line)
+        if listed:
+            indent = "  " * (len(listed.group(1).expandtabs(4)) // 2)
+            box = listed.group(3)
+            if box:
+                marker = "[x] " if "x" in box.lower() else "[ ] "
+            elif listed.group(2)[0].isdigit():
+                marker = listed.group(2)[:-1] + ". "
+            else:
+                marker = "- "
+            out.append(indent + marker + _md_inline(listed.group(4)))
+            continue
+        out.append(_md_inline(line.lstrip(">").lstrip() if line.lstrip().startswith(">") else line))
+    return _tidy("\n".join(out))
+
+
+def _md_inline(text: str) -> str:
+    text = _MD_LINK.sub(r"\1", text)
+    text = _MD_CODE.sub(r"\1", text)
+    return _MD_EMPH.sub(r"\2", text)
+
+
+def to_text(body: Any, fmt: str) -> str:
+    """Plain text of ``body`` in the named format: ``adf``, ``wiki``, ``html``, ``markdown`` or ``text``."""
+    if body is None:
+        return ""
+    if fmt == "adf":
+        return adf_to_text(body)
+    if fmt == "wiki":
+        return wiki_to_text(body)
+    if fmt == "html":
+        return html_to_text(body)
+    if fmt == "markdown":
+        return markdown_to_text(body)
+    if fmt == "text":
+        return _tidy(str(body))
+    raise ValueError(f"unknown text format {fmt!r} (expected adf, wiki, html, markdown or text)")
+
+
+def unescape(text: str) -> str:
+    """Undo HTML entities in text that arrived escaped (CSV exports sometimes carry them)."""
+    return html.unescape(text)

@@ -1,0 +1,207 @@
+"""The canonical domain types every connector maps into and every rule reads."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+
+class SourceKind(StrEnum):
+    """Where an issue came from."""
+
+    JIRA = "jira"
+    AZURE_DEVOPS = "azure_devops"
+    FILE = "file"
+
+
+class IssueType(StrEnum):
+    """Normalised work item type; the vendor's own name stays in ``Issue.raw_type``."""
+
+    STORY = "story"
+    BUG = "bug"
+    TASK = "task"
+    EPIC = "epic"
+    OTHER = "other"
+
+    @classmethod
+    def from_name(cls, name: str | None) -> IssueType:
+        """Map a vendor type name (Jira issue type, ADO work item type) to a normalised type."""
+        if not name:
+            return cls.OTHER
+        lowered = name.strip().lower()
+        return _TYPE_NAMES.get(lowered, cls.OTHER)
+
+
+_TYPE_NAMES: dict[str, IssueType] = {
+    "story": IssueType.STORY,
+    "user story": IssueType.STORY,
+    "product backlog item": IssueType.STORY,
+    "requirement": IssueType.STORY,
+    "improvement": IssueType.STORY,
+    "new feature": IssueType.STORY,
+    "feature request": IssueType.STORY,
+    "bug": IssueType.BUG,
+    "defect": IssueType.BUG,
+    "issue": IssueType.BUG,
+    "task": IssueType.TASK,
+    "sub-task": IssueType.TASK,
+    "subtask": IssueType.TASK,
+    "technical task": IssueType.TASK,
+    "spike": IssueType.TASK,
+    "epic": IssueType.EPIC,
+    "feature": IssueType.EPIC,
+    "initiative": IssueType.EPIC,
+}
+
+
+class StatusCategory(StrEnum):
+    """The three workflow categories both Jira and Azure DevOps reduce to."""
+
+    TODO = "todo"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+
+    @classmethod
+    def from_jira_key(cls, key: str | None) -> StatusCategory | None:
+        """Map Jira's ``statusCategory.key`` (new / indeterminate / done)."""
+        return {"new": cls.TODO, "indeterminate": cls.IN_PROGRESS, "done": cls.DONE}.get(
+            (key or "").lower()
+        )
+
+    @classmethod
+    def guess_from_status(cls, status: str | None) -> StatusCategory:
+        """Best guess from a bare status name, for sources that carry no category (CSV exports)."""
+        lowered = (status or "").strip().lower()
+        if lowered in _DONE_NAMES:
+            return cls.DONE
+        if lowered in _PROGRESS_NAMES or "progress" in lowered or "review" in lowered:
+            return cls.IN_PROGRESS
+        return cls.TODO
+
+
+_DONE_NAMES = frozenset(
+    {"done", "closed", "resolved", "completed", "complete", "removed", "cancelled", "canceled",
+     "won't do", "wont do", "released", "finished"}
+)
+_PROGRESS_NAMES = frozenset({"active", "committed", "doing", "in development", "testing", "qa"})
+
+
+class LinkKind(StrEnum):
+    """How an issue relates to another, read from this issue's side."""
+
+    BLOCKS = "blocks"
+    BLOCKED_BY = "blocked_by"
+    DUPLICATES = "duplicates"
+    DUPLICATED_BY = "duplicated_by"
+    RELATES = "relates"
+    PARENT = "parent"
+    CHILD = "child"
+
+
+class Severity(StrEnum):
+    """How much a finding matters for readiness; error and warning make an item not ready."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One link from an issue to another issue."""
+
+    kind: LinkKind
+    target: str
+    target_status_category: StatusCategory | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One backlog item, whatever system it came from."""
+
+    key: str
+    project: str
+    source_kind: SourceKind
+    title: str
+    type: IssueType = IssueType.OTHER
+    raw_type: str = ""
+    url: str | None = None
+    description: str = ""
+    acceptance_criteria: str | None = None
+    story_points: float | None = None
+    status: str = ""
+    status_category: StatusCategory = StatusCategory.TODO
+    priority: str | None = None
+    rank: str | None = None
+    labels: tuple[str, ...] = ()
+    assignee: str | None = None
+    reporter: str | None = None
+    created: datetime | None = None
+    updated: datetime | None = None
+    sprint: str | None = None
+    in_active_sprint: bool = False
+    parent: str | None = None
+    links: tuple[Link, ...] = ()
+    flagged_blocked: bool = False
+
+    @property
+    def is_open(self) -> bool:
+        """True while the item still needs work (not in a done category)."""
+        return self.status_category is not StatusCategory.DONE
+
+
+def rank_from_number(value: float) -> str:
+    """Turn a numeric backlog order (ADO StackRank/BacklogPriority) into a string that sorts the same way."""
+    if math.isnan(value) or math.isinf(value):
+        raise ValueError(f"rank must be a finite number, got {value!r}")
+    # Offset so negative values sort below positive ones; fixed width keeps lexicographic == numeric order.
+    return f"{value + 1e15:032.6f}"
+
+
+def _freeze(details: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(details))
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One rule's verdict on one issue: what is wrong, why, and the numbers behind it."""
+
+    project: str
+    issue: str
+    rule: str
+    code: str
+    severity: Severity
+    message: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "details", _freeze(self.details))
+
+    def to_json(self) -> dict[str, Any]:
+        """The public JSON shape: exactly project, issue, rule, code, severity, message, details."""
+        return {
+            "project": self.project,
+            "issue": self.issue,
+            "rule": self.rule,
+            "code": self.code,
+            "severity": self.severity.value,
+            "message": self.message,
+            "details": _plain(self.details),
+        }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value

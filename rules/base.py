@@ -1,0 +1,124 @@
+"""The ``Rule`` base classes every rule derives from, with the checks that keep rules uniform.
+
+A rule is a small class: a stable code (``RB`` + 3 digits), a kebab-case name, a docstring whose first line is its
+summary, a default severity, a strict options model and one ``check`` method. Issue-level rules see one issue at a
+time; backlog-level rules see the whole backlog once (duplicates, dependencies).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from refinebot.models import Finding, Issue, IssueType, Severity
+
+CODE_PATTERN = re.compile(r"^RB\d{3}$")
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
+
+
+class RuleOptions(BaseModel):
+    """Options every rule takes; a rule's own model adds fields and forbids unknown keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    severity: Severity | None = None
+
+
+class RuleDefinitionError(TypeError):
+    """A rule class that does not follow the rule conventions."""
+
+
+@dataclass(frozen=True, slots=True)
+class RuleContext:
+    """What a rule may know besides the issues: which project, and what time it is."""
+
+    project: str
+    now: datetime
+
+
+class Rule:
+    """Base of all rules; subclass ``IssueRule`` or ``BacklogRule``, not this."""
+
+    code: ClassVar[str]
+    name: ClassVar[str]
+    default_severity: ClassVar[Severity] = Severity.WARNING
+    Options: ClassVar[type[RuleOptions]] = RuleOptions
+    scope: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "code" not in cls.__dict__:
+            return  # an intermediate base class, not a concrete rule
+        where = f"{cls.__module__}.{cls.__qualname__}"
+        if not CODE_PATTERN.match(cls.code):
+            raise RuleDefinitionError(f"{where}: code {cls.code!r} must be 'RB' and three digits")
+        if not NAME_PATTERN.match(getattr(cls, "name", "")):
+            raise RuleDefinitionError(f"{where}: name {getattr(cls, 'name', None)!r} must be kebab-case")
+        if not (cls.__doc__ or "").strip():
+            raise RuleDefinitionError(f"{where}: needs a docstring whose first line is its summary")
+        if not issubclass(cls.Options, RuleOptions):
+            raise RuleDefinitionError(f"{where}: Options must subclass RuleOptions")
+        if cls.Options.model_config.get("extra") != "forbid":
+            raise RuleDefinitionError(f"{where}: Options must forbid unknown keys")
+        if cls.scope not in ("issue", "backlog"):
+            raise RuleDefinitionError(f"{where}: derive from IssueRule or BacklogRule")
+
+    def __init__(self, options: RuleOptions | None = None) -> None:
+        self.options = options if options is not None else self.Options()
+        if not isinstance(self.options, self.Options):
+            raise TypeError(f"{self.name} takes {self.Options.__name__}, got {type(options).__name__}")
+        self.severity = self.options.severity or self.default_severity
+
+    @classmethod
+    def summary(cls) -> str:
+        """The first line of the docstring."""
+        return (cls.__doc__ or "").strip().splitlines()[0].strip()
+
+    @classmethod
+    def explanation(cls) -> str:
+        """The docstring after its summary line."""
+        lines = (cls.__doc__ or "").strip().splitlines()[1:]
+        return "\n".join(line.strip() for line in lines).strip()
+
+    def finding(self, ctx: RuleContext, issue: Issue, message: str, **details: Any) -> Finding:
+        """A finding of this rule on ``issue``."""
+        return Finding(
+            project=ctx.project,
+            issue=issue.key,
+            rule=self.name,
+            code=self.code,
+            severity=self.severity,
+            message=message,
+            details=details,
+        )
+
+
+class IssueRule(Rule):
+    """A rule that judges one issue on its own."""
+
+    scope: ClassVar[str] = "issue"
+
+    def applies_to(self, issue: Issue) -> bool:
+        """Whether this rule looks at ``issue`` (by default: open items of the configured types)."""
+        types: Sequence[IssueType] | None = getattr(self.options, "issue_types", None)
+        return issue.is_open and (types is None or issue.type in types)
+
+    def check(self, issue: Issue, ctx: RuleContext) -> Iterable[Finding]:
+        """Findings for one issue; called only when ``applies_to`` is true."""
+        raise NotImplementedError
+
+
+class BacklogRule(Rule):
+    """A rule that needs the whole backlog at once."""
+
+    scope: ClassVar[str] = "backlog"
+
+    def check(self, issues: Sequence[Issue], ctx: RuleContext) -> Iterable[Finding]:
+        """Findings for the backlog; ``issues`` holds open and done items alike."""
+        raise NotImplementedError

@@ -1,0 +1,167 @@
+"""Definition-of-ready content rules: acceptance criteria, description and estimate are present."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from pydantic import Field
+
+from refinebot.models import Finding, Issue, IssueType, Severity
+from rules.base import IssueRule, RuleContext, RuleOptions
+
+_PLACEHOLDERS = frozenset({"", "tbd", "tba", "todo", "to do", "n/a", "na", "none", "-", "--", "?", "...", "wip"})
+
+# "Acceptance criteria" as a heading on a line of its own (optionally with up to three words before it, as in
+# "Product Acceptance Criteria", or list/quote markers), or as a label followed by a colon anywhere: real exports
+# collapse newlines, so "...steps. Acceptance Criteria: * user can ..." must count too.
+_AC_HEADING = re.compile(
+    r"^[ \t]*(?:[-*#>]+[ \t]*)?(?:[A-Za-z]+[ \t]+){0,3}?acceptance[ \t]+criteri(?:a|on|as)[ \t]*[:\-–—]?[ \t]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_AC_LABEL = re.compile(r"\bacceptance[ \t]+criteri(?:a|on|as)[ \t]*:", re.IGNORECASE)
+# "AC:" / "ACs:" / "AC -" must be upper case: "ac" in prose is not a label.
+_AC_SHORT = re.compile(r"(?:^|[\n.!?][ \t]*|[ \t]{2,})(?:[-*][ \t]*)?ACs?[ \t]*(?::|[-–—][ \t])", re.MULTILINE)
+# Given/When/Then scenarios: Given and Then each opening a line (Gherkin), or all three capitalised on one line.
+_GWT_LINES = re.compile(
+    r"^[ \t]*(?:[-*]|\d+[.)])?[ \t]*Given\b.*?^[ \t]*(?:[-*]|\d+[.)])?[ \t]*(?:And[ \t]+)?Then\b",
+    re.MULTILINE | re.DOTALL | re.IGNORECASE,
+)
+_GWT_INLINE = re.compile(r"\bGiven\b[^\n]{1,400}?\bWhen\b[^\n]{1,400}?\bThen\b")
+_FOLLOWING = 240
+
+
+def _has_content(text: str) -> bool:
+    """True when ``text`` (what follows an AC heading) holds something other than a placeholder."""
+    lines = [line.strip(" \t-*:[]") for line in text.splitlines()]
+    meaningful = [line for line in lines if line.strip()]
+    if not meaningful:
+        return False
+    first = meaningful[0].strip().lower().rstrip(".")
+    return not (first in _PLACEHOLDERS and len(meaningful) == 1)
+
+
+def find_acceptance_criteria(text: str) -> str | None:
+    """Where AC is written in a plain-text description: ``heading``, ``label``, ``gherkin``, or None."""
+    if not text:
+        return None
+    for match in _AC_HEADING.finditer(text):
+        if _has_content(text[match.end() : match.end() + _FOLLOWING]):
+            return "heading"
+    for match in _AC_LABEL.finditer(text):
+        if _has_content(text[match.end() : match.end() + _FOLLOWING]):
+            return "label"
+    for match in _AC_SHORT.finditer(text):
+        if _has_content(text[match.end() : match.end() + _FOLLOWING]):
+            return "label"
+    if "iven" in text and (_GWT_LINES.search(text) or _GWT_INLINE.search(text)):
+        return "gherkin"
+    return None
+
+
+class AcceptanceCriteriaOptions(RuleOptions):
+    """Options of ``missing-acceptance-criteria``."""
+
+    issue_types: list[IssueType] = Field(default_factory=lambda: [IssueType.STORY])
+
+
+class MissingAcceptanceCriteria(IssueRule):
+    """Stories need acceptance criteria before the team can refine them.
+
+    Acceptance criteria count when the item has them in a dedicated field, or when its description has an
+    "Acceptance criteria" heading or label (Jira ADF, wiki markup, HTML or Markdown), "AC:", or Given/When/Then
+    scenarios. A "Definition of done" section is not acceptance criteria, and neither is the word "acceptance"
+    used in passing. Epics and bugs are not checked unless listed in ``issue_types``.
+    """
+
+    code = "RB101"
+    name = "missing-acceptance-criteria"
+    default_severity = Severity.ERROR
+    Options = AcceptanceCriteriaOptions
+
+    def check(self, issue: Issue, ctx: RuleContext) -> Iterator[Finding]:
+        if issue.acceptance_criteria and _has_content(issue.acceptance_criteria):
+            return
+        if find_acceptance_criteria(issue.description):
+            return
+        yield self.finding(
+            ctx,
+            issue,
+            f"{issue.raw_type or 'Item'} has no acceptance criteria: add an 'Acceptance criteria' section "
+            "or Given/When/Then scenarios so the team can agree when it is done.",
+            issue_type=issue.type.value,
+            checked=["acceptance_criteria_field", "description"],
+        )
+
+
+class DescriptionOptions(RuleOptions):
+    """Options of ``missing-description``."""
+
+    min_length: int = Field(default=30, ge=1)
+    issue_types: list[IssueType] = Field(
+        default_factory=lambda: [IssueType.STORY, IssueType.BUG, IssueType.TASK, IssueType.EPIC, IssueType.OTHER]
+    )
+
+
+_MARKUP_NOISE = re.compile(r"```|^[ \t]*(?:[-*]|\d+\.|\[[ x]\])[ \t]+|\s+", re.MULTILINE)
+
+
+class MissingDescription(IssueRule):
+    """Items need a description that says what and why.
+
+    The description counts when, with markup, list markers and white space stripped, it has at least
+    ``min_length`` characters. A title alone does not tell the team enough to estimate.
+    """
+
+    code = "RB102"
+    name = "missing-description"
+    default_severity = Severity.ERROR
+    Options = DescriptionOptions
+
+    def check(self, issue: Issue, ctx: RuleContext) -> Iterator[Finding]:
+        options: DescriptionOptions = self.options  # type: ignore[assignment]
+        text = issue.description
+        if len(text) >= 4 * options.min_length:
+            return  # long enough however much markup it has; skip the strip on the hot path
+        length = len(_MARKUP_NOISE.sub(" ", text).replace(" ", ""))
+        if length >= options.min_length:
+            return
+        what = "is empty" if length == 0 else f"has only {length} characters"
+        yield self.finding(
+            ctx,
+            issue,
+            f"Description {what} (at least {options.min_length} needed): say what is wanted and why.",
+            length=length,
+            min_length=options.min_length,
+        )
+
+
+class EstimateOptions(RuleOptions):
+    """Options of ``missing-estimate``."""
+
+    issue_types: list[IssueType] = Field(default_factory=lambda: [IssueType.STORY])
+
+
+class MissingEstimate(IssueRule):
+    """Stories need a story-point estimate before they can be planned.
+
+    An item without points cannot be weighed against the team's capacity; estimate it in refinement.
+    """
+
+    code = "RB103"
+    name = "missing-estimate"
+    default_severity = Severity.WARNING
+    Options = EstimateOptions
+
+    def check(self, issue: Issue, ctx: RuleContext) -> Iterator[Finding]:
+        if issue.story_points is not None:
+            return
+        yield self.finding(
+            ctx,
+            issue,
+            f"{issue.raw_type or 'Item'} has no story-point estimate: estimate it in refinement.",
+            issue_type=issue.type.value,
+        )
+
+
+RULES = (MissingAcceptanceCriteria, MissingDescription, MissingEstimate)

@@ -37,10 +37,20 @@ _CSV_LINK_TEXT = {
     ("inward", "duplicate"): "is duplicated by",
     ("outward", "duplicate"): "duplicates",
 }
-_CSV_DATE_FORMATS = ("%d/%b/%y %I:%M %p", "%d/%b/%y %H:%M", "%d/%b/%Y %I:%M %p", "%d/%b/%Y %H:%M",
-                     "%Y-%m-%d %H:%M", "%Y-%m-%d")
-_POINT_COLUMNS = ("custom field (story points)", "story points", "custom field (story point estimate)",
-                  "story point estimate")
+_CSV_DATE_FORMATS = (
+    "%d/%b/%y %I:%M %p",
+    "%d/%b/%y %H:%M",
+    "%d/%b/%Y %I:%M %p",
+    "%d/%b/%Y %H:%M",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",
+)
+_POINT_COLUMNS = (
+    "custom field (story points)",
+    "story points",
+    "custom field (story point estimate)",
+    "story point estimate",
+)
 
 
 class FileConnector:
@@ -72,7 +82,9 @@ def read_backlog_file(path: Path, source: FileSourceConfig | None = None) -> lis
     except UnicodeDecodeError:
         raise ConnectorError(f"{path}: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
-        raise ConnectorError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from None
+        raise ConnectorError(
+            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
+        ) from None
     try:
         return _read_json(data, source)
     except MappingError as exc:
@@ -110,7 +122,9 @@ def _read_json(data: Any, source: FileSourceConfig | None) -> list[Issue]:
         items = data
     if items is not None and all(isinstance(i, Mapping) and "fields" in i for i in items):
         states = {
-            str(i.get("id")): StatusCategory.guess_from_status(str((i.get("fields") or {}).get("System.State")))
+            str(i.get("id")): StatusCategory.guess_from_status(
+                str((i.get("fields") or {}).get("System.State"))
+            )
             for i in items
         }
         return [
@@ -167,14 +181,15 @@ def _read_jira_csv(path: Path, raw: bytes) -> list[Issue]:
         try:
             issues.append(_map_csv_row(columns, row))
         except MappingError as exc:
-            raise ConnectorError(f"{path}: row {line_no} ({exc.record}): field {exc.field!r}: {exc.reason}") from None
+            raise ConnectorError(
+                f"{path}: row {line_no} ({exc.record}): field {exc.field!r}: {exc.reason}"
+            ) from None
     return issues
 
 
 def _numbered(rows: Iterator[list[str]]) -> Iterator[tuple[int, list[str]]]:
     # Row numbers as a spreadsheet shows them: the header is row 1.
-    for index, row in enumerate(rows, start=2):
-        yield index, row
+    yield from enumerate(rows, start=2)
 
 
 def _csv_date(value: str, record: str, column: str) -> datetime | None:
@@ -225,11 +240,16 @@ def _map_csv_row(columns: Sequence[str], row: Sequence[str]) -> Issue:
             raise MappingError(key, "Story Points", f"not a number: {points_raw!r}") from None
     status = single.get("status", "")
     category_name = single.get("status category", "").lower()
-    category = {"to do": StatusCategory.TODO, "in progress": StatusCategory.IN_PROGRESS,
-                "done": StatusCategory.DONE}.get(category_name) or StatusCategory.guess_from_status(status)
+    category = {
+        "to do": StatusCategory.TODO,
+        "in progress": StatusCategory.IN_PROGRESS,
+        "done": StatusCategory.DONE,
+    }.get(category_name) or StatusCategory.guess_from_status(status)
     sprints = parse_sprints(multi.get("sprint", []))
     ac = single.get("custom field (acceptance criteria)") or single.get("acceptance criteria")
-    parent = single.get("parent key") or single.get("parent") or single.get("custom field (epic link)") or None
+    parent = (
+        single.get("parent key") or single.get("parent") or single.get("custom field (epic link)") or None
+    )
     if parent and parent.isdigit():
         parent = None  # "Parent" holds the numeric id in some exports; keys are what links use
     if parent:

@@ -17,7 +17,12 @@ from refinebot.models import Issue, IssueType, Link, LinkKind, SourceKind, Statu
 
 # Field ids seen on real sites when nothing better is known (see shared notes: Cloud team-managed 10016,
 # company-managed 10026, older Cloud/Server 10002). Discovery or config overrides replace these.
-_FALLBACK_POINT_FIELDS = ("customfield_10016", "customfield_10026", "customfield_10002", "story_points")
+_FALLBACK_POINT_FIELDS = (
+    "customfield_10016",
+    "customfield_10026",
+    "customfield_10002",
+    "story_points",
+)
 _FALLBACK_SPRINT_FIELDS = ("customfield_10020", "customfield_10004", "customfield_10007", "sprint")
 _FALLBACK_RANK_FIELDS = ("customfield_10019", "customfield_10009", "customfield_10005", "rank")
 
@@ -76,10 +81,28 @@ class JiraFieldMap:
     def wanted_fields(self) -> list[str]:
         """The ``fields`` list a search must request to map issues completely."""
         base = [
-            "summary", "description", "issuetype", "status", "priority", "labels", "assignee", "reporter",
-            "created", "updated", "parent", "issuelinks", "project", "resolutiondate",
+            "summary",
+            "description",
+            "issuetype",
+            "status",
+            "priority",
+            "labels",
+            "assignee",
+            "reporter",
+            "created",
+            "updated",
+            "parent",
+            "issuelinks",
+            "project",
+            "resolutiondate",
         ]
-        extra = [*self.story_points, *self.sprint, *self.rank, *self.acceptance_criteria, *self.epic_link]
+        extra = [
+            *self.story_points,
+            *self.sprint,
+            *self.rank,
+            *self.acceptance_criteria,
+            *self.epic_link,
+        ]
         return base + [f for f in dict.fromkeys(extra) if f not in base]
 
 
@@ -88,8 +111,16 @@ def link_kind_from_text(text: str) -> LinkKind:
     lowered = " ".join(text.lower().split())
     if "blocked by" in lowered or lowered.startswith(("depends on", "is dependent on", "requires")):
         return LinkKind.BLOCKED_BY
-    if lowered.startswith(("blocks", "is blocking", "is depended on", "is a dependency", "is required by",
-                           "is a blocker")):
+    if lowered.startswith(
+        (
+            "blocks",
+            "is blocking",
+            "is depended on",
+            "is a dependency",
+            "is required by",
+            "is a blocker",
+        )
+    ):
         return LinkKind.BLOCKS
     if "duplicated by" in lowered or lowered.startswith("has duplicate"):
         return LinkKind.DUPLICATED_BY
@@ -183,7 +214,10 @@ def _links(fields: Mapping[str, Any], record: str) -> list[Link]:
             continue
         link_type = entry.get("type") or {}
         if "outwardIssue" in entry:
-            other, text = entry["outwardIssue"], link_type.get("outward") or link_type.get("name", "")
+            other, text = (
+                entry["outwardIssue"],
+                link_type.get("outward") or link_type.get("name", ""),
+            )
         elif "inwardIssue" in entry:
             other, text = entry["inwardIssue"], link_type.get("inward") or link_type.get("name", "")
         else:
@@ -193,7 +227,11 @@ def _links(fields: Mapping[str, Any], record: str) -> list[Link]:
             continue
         status = ((other.get("fields") or {}).get("status") or {}).get("statusCategory") or {}
         links.append(
-            Link(link_kind_from_text(str(text)), str(key), StatusCategory.from_jira_key(status.get("key")))
+            Link(
+                link_kind_from_text(str(text)),
+                str(key),
+                StatusCategory.from_jira_key(status.get("key")),
+            )
         )
     for sub in fields.get("subtasks") or []:
         if isinstance(sub, Mapping) and sub.get("key"):
@@ -282,7 +320,9 @@ def map_jira_issue(
     )
 
 
-def issues_from_search_pages(pages: Sequence[Any]) -> tuple[list[Mapping[str, Any]], dict[str, str]]:
+def issues_from_search_pages(
+    pages: Sequence[Any],
+) -> tuple[list[Mapping[str, Any]], dict[str, str]]:
     """The ``issues`` of one or many search responses, and any ``names`` map they carry."""
     issues: list[Mapping[str, Any]] = []
     names: dict[str, str] = {}

@@ -218,10 +218,11 @@ def rules_command(
             table.add_row(rule.code, rule.name, rule.default_severity.value, rule.scope, rule.summary())
         out.print(table)
         return
-    rule = registry.get(name)
-    if rule is None:
+    found = registry.get(name)
+    if found is None:
         err.print(f"[bold red]error:[/] no rule named {name!r}; run 'refinebot rules' for the list")
         raise typer.Exit(1)
+    rule = found
     out.print(f"[bold]{rule.code} {rule.name}[/] ({rule.default_severity.value}, {rule.scope}-level)")
     out.print(rule.summary(), highlight=False)
     if rule.explanation():
@@ -232,15 +233,19 @@ def rules_command(
         options.add_column(column)
     for field_name, info in rule.Options.model_fields.items():
         default = info.get_default(call_default_factory=True)
-        shown = json.dumps([getattr(d, "value", d) for d in default]) if isinstance(default, list) else repr(
-            getattr(default, "value", default)
+        shown = (
+            json.dumps([getattr(d, "value", d) for d in default])
+            if isinstance(default, list)
+            else repr(getattr(default, "value", default))
         )
         annotation = getattr(info.annotation, "__name__", None) or str(info.annotation)
         description = info.description or _OPTION_HELP.get(field_name, "")
         options.add_row(field_name, annotation.replace("typing.", ""), shown, description)
     out.print(options)
-    out.print(f"Configure: [rules] {rule.name} = {{ ... }} or [projects.KEY.rules] {rule.name} = {{ ... }}",
-              highlight=False)
+    out.print(
+        f"Configure: [rules] {rule.name} = {{ ... }} or [projects.KEY.rules] {rule.name} = {{ ... }}",
+        highlight=False,
+    )
 
 
 _OPTION_HELP = {
@@ -260,7 +265,8 @@ def config_check(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
     loaded = _load(config, registry)
     projects = ", ".join(loaded.config.projects) or "none"
     out.print(
-        f"[green]ok[/]: {config} ({len(loaded.config.sources)} sources, projects: {projects})", highlight=False
+        f"[green]ok[/]: {config} ({len(loaded.config.sources)} sources, projects: {projects})",
+        highlight=False,
     )
 
 

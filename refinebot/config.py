@@ -246,7 +246,8 @@ def _pydantic_reason(error: Mapping[str, Any]) -> str:
     if kind == "missing":
         return "required key is missing"
     if kind == "union_tag_invalid":
-        return f"unknown kind {error.get('input')!r} (expected jira, azure_devops or file)"
+        given = (error.get("ctx") or {}).get("tag", error.get("input"))
+        return f"unknown kind {given!r} (expected jira, azure_devops or file)"
     if kind == "union_tag_not_found":
         return "required key 'kind' is missing (jira, azure_devops or file)"
     message = str(error.get("msg", "invalid value"))
@@ -277,16 +278,13 @@ def parse_config(
     try:
         config = RefinebotConfig.model_validate(dict(data))
     except ValidationError as exc:
-        raise ConfigError(_validation_problems(file, exc)) from None
+        # Report rule-table mistakes too, from the raw data, so one run shows everything.
+        problems = _validation_problems(file, exc)
+        problems.extend(_raw_rule_table_problems(file, data, catalog))
+        problems.extend(_source_reference_problems(file, data))
+        raise ConfigError(_dedupe(problems)) from None
 
-    for key, project in config.projects.items():
-        if project.source not in config.sources:
-            known = ", ".join(sorted(config.sources)) or "none defined"
-            problems.append(
-                ConfigProblem(
-                    file, f"projects.{key}.source", f"unknown source {project.source!r} (sources: {known})"
-                )
-            )
+    problems.extend(_source_reference_problems(file, data))
 
     if check_env:
         used = {p.source for p in config.projects.values()}
@@ -302,10 +300,10 @@ def parse_config(
                     )
         for name, source in config.sources.items():
             if isinstance(source, FileSourceConfig) and name in used:
-                resolved = source.path if source.path.is_absolute() else path.parent / source.path
-                if not resolved.exists():
+                file_path = source.path if source.path.is_absolute() else path.parent / source.path
+                if not file_path.exists():
                     problems.append(
-                        ConfigProblem(file, f"sources.{name}.path", f"file not found: {resolved}")
+                        ConfigProblem(file, f"sources.{name}.path", f"file not found: {file_path}")
                     )
 
     rule_options: dict[str, dict[str, Any]] = {}
@@ -339,6 +337,38 @@ def parse_config(
     return LoadedConfig(path=path, config=config, rule_options=rule_options)
 
 
+def _source_reference_problems(file: str, data: Mapping[str, Any]) -> list[ConfigProblem]:
+    """Projects that name a source the file does not define."""
+    sources = data.get("sources")
+    defined = sorted(sources) if isinstance(sources, Mapping) else []
+    projects = data.get("projects")
+    problems = []
+    for key, project in projects.items() if isinstance(projects, Mapping) else []:
+        source = project.get("source") if isinstance(project, Mapping) else None
+        if isinstance(source, str) and source not in defined:
+            known = ", ".join(defined) or "none defined"
+            problems.append(
+                ConfigProblem(file, f"projects.{key}.source", f"unknown source {source!r} (sources: {known})")
+            )
+    return problems
+
+
+def _raw_rule_table_problems(file: str, data: Mapping[str, Any], catalog: RuleCatalog) -> list[ConfigProblem]:
+    problems: list[ConfigProblem] = []
+    tables: list[tuple[str, Any]] = [("rules", data.get("rules"))]
+    projects = data.get("projects")
+    if isinstance(projects, Mapping):
+        tables.extend(
+            (f"projects.{key}.rules", value.get("rules"))
+            for key, value in projects.items()
+            if isinstance(value, Mapping)
+        )
+    for prefix, table in tables:
+        if isinstance(table, Mapping):
+            problems.extend(_check_rule_table(file, prefix, dict(table), catalog))
+    return problems
+
+
 def _dedupe(problems: list[ConfigProblem]) -> list[ConfigProblem]:
     seen: dict[tuple[str, str, str], ConfigProblem] = {}
     for problem in problems:
@@ -346,9 +376,7 @@ def _dedupe(problems: list[ConfigProblem]) -> list[ConfigProblem]:
     return list(seen.values())
 
 
-def _all_rule_names(
-    global_table: RuleTable, project_table: RuleTable, catalog: RuleCatalog
-) -> list[str]:
+def _all_rule_names(global_table: RuleTable, project_table: RuleTable, catalog: RuleCatalog) -> list[str]:
     names = catalog.names()
     for name in [*global_table, *project_table]:
         if name not in names:
@@ -356,9 +384,7 @@ def _all_rule_names(
     return names
 
 
-def _check_rule_table(
-    file: str, prefix: str, table: RuleTable, catalog: RuleCatalog
-) -> list[ConfigProblem]:
+def _check_rule_table(file: str, prefix: str, table: RuleTable, catalog: RuleCatalog) -> list[ConfigProblem]:
     problems = []
     for name, options in table.items():
         model = catalog.options_model(name)
@@ -367,7 +393,9 @@ def _check_rule_table(
             continue
         if not isinstance(options, Mapping):
             problems.append(
-                ConfigProblem(file, f"{prefix}.{name}", "must be a table of options, e.g. { enabled = false }")
+                ConfigProblem(
+                    file, f"{prefix}.{name}", "must be a table of options, e.g. { enabled = false }"
+                )
             )
             continue
         # Check this layer alone so the error names the layer that holds the mistake.

@@ -200,8 +200,26 @@ def _wiki_line(line: str) -> str:
 # --- HTML (Azure DevOps) -------------------------------------------------------------------------
 
 _BLOCK_TAGS = frozenset(
-    {"p", "div", "section", "article", "header", "footer", "blockquote", "table", "tr", "ul", "ol",
-     "dl", "dt", "dd", "hr", "figure", "details", "summary"}
+    {
+        "p",
+        "div",
+        "section",
+        "article",
+        "header",
+        "footer",
+        "blockquote",
+        "table",
+        "tr",
+        "ul",
+        "ol",
+        "dl",
+        "dt",
+        "dd",
+        "hr",
+        "figure",
+        "details",
+        "summary",
+    }
 )
 _SKIP_TAGS = frozenset({"script", "style", "head", "title"})
 

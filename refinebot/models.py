@@ -69,9 +69,7 @@ class StatusCategory(StrEnum):
     @classmethod
     def from_jira_key(cls, key: str | None) -> StatusCategory | None:
         """Map Jira's ``statusCategory.key`` (new / indeterminate / done)."""
-        return {"new": cls.TODO, "indeterminate": cls.IN_PROGRESS, "done": cls.DONE}.get(
-            (key or "").lower()
-        )
+        return {"new": cls.TODO, "indeterminate": cls.IN_PROGRESS, "done": cls.DONE}.get((key or "").lower())
 
     @classmethod
     def guess_from_status(cls, status: str | None) -> StatusCategory:
@@ -85,8 +83,20 @@ class StatusCategory(StrEnum):
 
 
 _DONE_NAMES = frozenset(
-    {"done", "closed", "resolved", "completed", "complete", "removed", "cancelled", "canceled",
-     "won't do", "wont do", "released", "finished"}
+    {
+        "done",
+        "closed",
+        "resolved",
+        "completed",
+        "complete",
+        "removed",
+        "cancelled",
+        "canceled",
+        "won't do",
+        "wont do",
+        "released",
+        "finished",
+    }
 )
 _PROGRESS_NAMES = frozenset({"active", "committed", "doing", "in development", "testing", "qa"})
 

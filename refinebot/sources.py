@@ -21,6 +21,6 @@ def connector_for(loaded: LoadedConfig, source_name: str) -> Connector:
     if isinstance(source, JiraSourceConfig | AzureDevOpsSourceConfig):
         raise ConnectorError(
             f"source {source_name!r}: the {source.kind} connector is not part of this build yet; "
-            "export the backlog to a file and use kind = \"file\""
+            'export the backlog to a file and use kind = "file"'
         )
     raise ConnectorError(f"source {source_name!r}: unsupported kind")

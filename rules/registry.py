@@ -31,7 +31,10 @@ class RuleRegistry:
         """Add a rule class; raise ``RegistryError`` if its code or name is taken."""
         if not (isinstance(rule, type) and issubclass(rule, Rule) and "code" in rule.__dict__):
             raise RegistryError(f"{origin or rule!r}: not a concrete Rule subclass")
-        for table, key, what in ((self._by_code, rule.code, "code"), (self._by_name, rule.name, "name")):
+        for table, key, what in (
+            (self._by_code, rule.code, "code"),
+            (self._by_name, rule.name, "name"),
+        ):
             existing = table.get(key)
             if existing is not None and existing is not rule:
                 raise RegistryError(

@@ -1,0 +1,1 @@
+"""Tests of the rules engine and its data-driven rule cases."""

@@ -158,7 +158,7 @@ def wiki_to_text(text: str | None) -> str:
                     out.append(_FENCE)
                     in_block = not in_block
                 elif piece.strip():
-                    out.append(piece if in_block else _wiki_line(piece))
+                    out.append(piece if in_block else _wiki_line(piece.strip()))
             continue
         out.append(line if in_block else _wiki_line(line))
     if in_block:

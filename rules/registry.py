@@ -30,7 +30,7 @@ class RuleRegistry:
     def register(self, rule: type[Rule], *, origin: str = "") -> type[Rule]:
         """Add a rule class; raise ``RegistryError`` if its code or name is taken."""
         if not (isinstance(rule, type) and issubclass(rule, Rule) and "code" in rule.__dict__):
-            raise RegistryError(f"{origin or rule!r}: not a concrete Rule subclass")
+            raise RegistryError(f"{origin or repr(rule)}: not a concrete Rule subclass")
         for table, key, what in (
             (self._by_code, rule.code, "code"),
             (self._by_name, rule.name, "name"),

@@ -13,7 +13,7 @@ from rules.base import IssueRule, RuleContext, RuleOptions
 class OversizedOptions(RuleOptions):
     """Options of ``oversized-story``."""
 
-    max_points: float = Field(default=8, gt=0)
+    max_points: float = Field(default=8.0, gt=0)
     issue_types: list[IssueType] = Field(
         default_factory=lambda: [IssueType.STORY, IssueType.BUG, IssueType.TASK, IssueType.OTHER]
     )

@@ -1,0 +1,172 @@
+"""End-to-end runs of the real CLI: demo, scan on files, rules, and failure isolation between projects."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+from tests.cli_process import ROOT, run_cli
+
+DEMO_FINDINGS = [
+    ("SHOP-5", "oversized-story"),
+    ("SHOP-6", "missing-acceptance-criteria"),
+    ("SHOP-7", "missing-estimate"),
+    ("SHOP-8", "missing-acceptance-criteria"),
+    ("SHOP-8", "missing-description"),
+    ("SHOP-9", "blocked-dependency"),
+    ("SHOP-13", "stale-item"),
+    ("SHOP-14", "missing-acceptance-criteria"),
+    ("SHOP-16", "missing-description"),
+    ("SHOP-18", "blocked-dependency"),
+    ("SHOP-19", "blocked-dependency"),
+    ("SHOP-20", "blocked-dependency"),
+    ("SHOP-24", "missing-acceptance-criteria"),
+    ("SHOP-26", "oversized-story"),
+    ("SHOP-29", "missing-acceptance-criteria"),
+    ("SHOP-29", "missing-estimate"),
+    ("SHOP-29", "stale-item"),
+    ("SHOP-32", "blocked-dependency"),
+    ("SHOP-36", "missing-acceptance-criteria"),
+    ("SHOP-41", "missing-acceptance-criteria"),
+]
+
+
+def test_demo_table_shows_findings_and_readiness() -> None:
+    result = run_cli(["demo"])
+    assert result.code == 0, result.stderr
+    assert "Project SHOP: findings by issue" in result.stdout
+    assert "Rebuild the whole payment service on the new provider" in result.stdout
+    assert "Estimated at 21 points, over the limit of 8" in result.stdout
+    assert "Readiness SHOP: 22 of 38 open items ready; top 10 by rank: 5 ready" in result.stdout
+    assert "(not ready: SHOP-5, SHOP-6, SHOP-7, SHOP-8, SHOP-9)" in result.stdout
+
+
+def test_demo_json_exact_findings_and_shape() -> None:
+    result = run_cli(["demo", "--format", "json"])
+    assert result.code == 0, result.stderr
+    findings = json.loads(result.stdout)
+    assert [(f["issue"], f["rule"]) for f in findings] == DEMO_FINDINGS
+    assert all(
+        set(f) == {"project", "issue", "rule", "code", "severity", "message", "details"} for f in findings
+    )
+    by_key = {(f["issue"], f["rule"]): f for f in findings}
+    assert by_key[("SHOP-5", "oversized-story")]["details"] == {"points": 21.0, "max_points": 8.0}
+    assert by_key[("SHOP-9", "blocked-dependency")]["details"] == {"blocked_by": ["SHOP-10"]}
+    assert by_key[("SHOP-18", "blocked-dependency")]["details"]["cycle"] == ["SHOP-18", "SHOP-19", "SHOP-20"]
+    assert by_key[("SHOP-6", "missing-acceptance-criteria")]["code"] == "RB101"
+    assert by_key[("SHOP-6", "missing-acceptance-criteria")]["severity"] == "error"
+    # every shipped rule fires at least once in the demo
+    listed = run_cli(["rules"]).stdout
+    builtin = {
+        "missing-acceptance-criteria",
+        "missing-description",
+        "missing-estimate",
+        "oversized-story",
+        "stale-item",
+        "blocked-dependency",
+    }
+    assert builtin <= {rule for _, rule in DEMO_FINDINGS}
+    assert all(name in listed for name in builtin)
+
+
+def test_rules_list_and_explain() -> None:
+    listed = run_cli(["rules"])
+    assert listed.code == 0
+    assert "RB201" in listed.stdout and "oversized-story" in listed.stdout
+    assert "Stories over the point limit should be split" in listed.stdout
+    explained = run_cli(["rules", "oversized-story"])
+    assert explained.code == 0
+    assert "RB201 oversized-story" in explained.stdout
+    assert "max_points" in explained.stdout and "8" in explained.stdout
+    by_code = run_cli(["rules", "rb101"])
+    assert "missing-acceptance-criteria" in by_code.stdout
+    missing = run_cli(["rules", "no-such-rule"])
+    assert missing.code == 1 and "no rule named 'no-such-rule'" in missing.stderr
+
+
+def _write_project_files(tmp_path: Path) -> Path:
+    (tmp_path / "good.json").write_text(
+        json.dumps(
+            {
+                "issues": [
+                    {
+                        "key": "GOOD-1",
+                        "fields": {
+                            "summary": "Big story",
+                            "issuetype": {"name": "Story"},
+                            "status": {"name": "To Do", "statusCategory": {"key": "new"}},
+                            "description": "h3. Acceptance criteria\n* it is done when it is done, really",
+                            "customfield_10016": 20,
+                        },
+                    }
+                ]
+            }
+        ),
+        encoding="utf-8",
+    )
+    (tmp_path / "broken.json").write_text(
+        '{"issues": [{"key": "BAD-1", "fields": {"summary": "x", "customfield_10016": "huge"}}]}'
+    )
+    config = tmp_path / "refinebot.toml"
+    config.write_text(
+        textwrap.dedent(
+            """
+            [sources.good]
+            kind = "file"
+            path = "good.json"
+            [sources.broken]
+            kind = "file"
+            path = "broken.json"
+            [projects.BAD]
+            source = "broken"
+            [projects.GOOD]
+            source = "good"
+            [projects.GOOD.rules]
+            oversized-story = { max_points = 13 }
+            """
+        ),
+        encoding="utf-8",
+    )
+    return config
+
+
+def test_scan_one_failing_project_does_not_stop_the_others(tmp_path: Path) -> None:
+    config = _write_project_files(tmp_path)
+    result = run_cli(["scan", "--config", str(config), "--format", "json"])
+    assert result.code == 2
+    findings = json.loads(result.stdout)
+    assert [(f["project"], f["issue"], f["rule"]) for f in findings] == [
+        ("GOOD", "GOOD-1", "oversized-story")
+    ]
+    assert findings[0]["details"] == {"points": 20.0, "max_points": 13.0}
+    assert "project BAD failed:" in result.stderr
+    assert "broken.json: record BAD-1: field 'story points': not a number: 'huge'" in result.stderr
+
+
+def test_scan_selected_project_and_fail_on(tmp_path: Path) -> None:
+    config = _write_project_files(tmp_path)
+    ok = run_cli(["scan", "-c", str(config), "-p", "GOOD"])
+    assert ok.code == 0 and "GOOD-1" in ok.stdout
+    failing = run_cli(["scan", "-c", str(config), "-p", "GOOD", "--fail-on", "warning"])
+    assert failing.code == 1
+    unknown = run_cli(["scan", "-c", str(config), "-p", "NOPE"])
+    assert unknown.code == 1 and "unknown project(s) NOPE" in unknown.stderr
+
+
+def test_scan_reads_config_from_env_and_reports_bad_config(tmp_path: Path) -> None:
+    config = tmp_path / "refinebot.toml"
+    config.write_text("[projects.X]\nsource = 'missing'\n")
+    result = run_cli(["scan"], env={"REFINEBOT_CONFIG": str(config)})
+    assert result.code == 1
+    assert f"{config}: projects.X.source: unknown source 'missing' (sources: none defined)" in result.stderr
+
+
+def test_example_config_scans_the_bundled_backlog() -> None:
+    result = run_cli(
+        ["scan", "--config", str(ROOT / "config.example.toml"), "--format", "json", "--now", "2026-11-20"]
+    )
+    assert result.code == 0, result.stderr
+    rules = {f["rule"] for f in json.loads(result.stdout)}
+    assert "stale-item" not in rules  # disabled for SHOP in the example
+    assert "oversized-story" in rules

@@ -1,0 +1,140 @@
+"""Rich text to plain text: structure (headings, lists, code) survives, inline markup goes."""
+
+from __future__ import annotations
+
+import pytest
+
+from refinebot.markup import adf_to_text, html_to_text, markdown_to_text, to_text, wiki_to_text
+
+
+def test_adf_structure() -> None:
+    doc = {
+        "type": "doc",
+        "version": 1,
+        "content": [
+            {"type": "heading", "attrs": {"level": 1}, "content": [{"type": "text", "text": "Title"}]},
+            {
+                "type": "paragraph",
+                "content": [
+                    {"type": "text", "text": "Hello "},
+                    {"type": "text", "text": "world", "marks": [{"type": "strong"}]},
+                    {"type": "hardBreak"},
+                    {"type": "mention", "attrs": {"id": "1", "text": "@Ana"}},
+                    {"type": "emoji", "attrs": {"shortName": ":smile:", "text": "😄"}},
+                ],
+            },
+            {
+                "type": "orderedList",
+                "attrs": {"order": 3},
+                "content": [
+                    {
+                        "type": "listItem",
+                        "content": [
+                            {"type": "paragraph", "content": [{"type": "text", "text": "three"}]},
+                            {
+                                "type": "bulletList",
+                                "content": [
+                                    {
+                                        "type": "listItem",
+                                        "content": [
+                                            {
+                                                "type": "paragraph",
+                                                "content": [{"type": "text", "text": "nested"}],
+                                            }
+                                        ],
+                                    }
+                                ],
+                            },
+                        ],
+                    }
+                ],
+            },
+            {
+                "type": "codeBlock",
+                "attrs": {"language": "python"},
+                "content": [{"type": "text", "text": "print(1)"}],
+            },
+            {
+                "type": "panel",
+                "attrs": {"panelType": "info"},
+                "content": [{"type": "paragraph", "content": [{"type": "text", "text": "note"}]}],
+            },
+            {
+                "type": "table",
+                "content": [
+                    {
+                        "type": "tableRow",
+                        "content": [
+                            {
+                                "type": "tableHeader",
+                                "content": [
+                                    {"type": "paragraph", "content": [{"type": "text", "text": "a"}]}
+                                ],
+                            },
+                            {
+                                "type": "tableHeader",
+                                "content": [
+                                    {"type": "paragraph", "content": [{"type": "text", "text": "b"}]}
+                                ],
+                            },
+                        ],
+                    }
+                ],
+            },
+        ],
+    }
+    assert (
+        adf_to_text(doc)
+        == "Title\n\nHello world\n@Ana😄\n3. three\n  - nested\n```\nprint(1)\n```\nnote\na | b"
+    )
+    assert adf_to_text(None) == ""
+    assert adf_to_text({"type": "doc", "version": 1, "content": []}) == ""
+
+
+def test_wiki_markup() -> None:
+    text = (
+        "h2. Goal\nMake *checkout* _fast_ for {{guests}}.\n* one\n** nested [link|https://x.y]\n# first\n"
+        "{code:java}\nint *x* = 1;\n{code}\n||h1||h2||\n|c1|c2|\nbq. quoted -struck-"
+    )
+    assert wiki_to_text(text) == (
+        "Goal\n\nMake checkout fast for guests.\n- one\n  - nested link\n1. first\n```\nint *x* = 1;\n```\n"
+        "h1 | h2\nc1 | c2\nquoted struck"
+    )
+
+
+def test_wiki_code_on_one_line_and_unclosed_block() -> None:
+    assert (
+        wiki_to_text("before {noformat}raw *text*{noformat} after") == "before\n```\nraw *text*\n```\nafter"
+    )
+    assert wiki_to_text("{code}\nnever closed") == "```\nnever closed\n```"
+
+
+def test_html() -> None:
+    html = (
+        "<div><h2>Acceptance&nbsp;criteria</h2><ul><li>one &amp; two</li><li>three<ol><li>inner</li></ol></li></ul>"
+        "<p>Line<br>break</p><pre>code  kept</pre><script>alert(1)</script>"
+        "<table><tr><td>a</td><td>b</td></tr></table></div>"
+    )
+    assert html_to_text(html) == (
+        "Acceptance criteria\n\n- one & two\n- three\n  1. inner\nLine\nbreak\n```\ncode  kept\n```\na | b"
+    )
+
+
+def test_markdown() -> None:
+    md = "# Title #\nSome **bold** and `code` and [a link](https://x).\n- [ ] todo\n  * [x] done\n3) third\n> quote\n```\n# not a heading\n```"
+    assert markdown_to_text(md) == (
+        "Title\n\nSome bold and code and a link.\n[ ] todo\n  [x] done\n3. third\nquote\n```\n# not a heading\n```"
+    )
+
+
+def test_to_text_dispatch() -> None:
+    assert to_text("  a  \r\n\r\n\r\n\r\nb ", "text") == "a\n\nb"
+    assert to_text(None, "adf") == ""
+    with pytest.raises(ValueError, match="unknown text format 'rtf'"):
+        to_text("x", "rtf")
+
+
+def test_large_input_is_linear() -> None:
+    big = "*" * 50_000 + "_" * 50_000
+    assert len(wiki_to_text(big)) <= 100_000
+    assert markdown_to_text("**" * 25_000).count("*") <= 50_000

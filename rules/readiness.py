@@ -21,6 +21,13 @@ _AC_HEADING = re.compile(
     r"^[ \t]*(?:[-*#>]+[ \t]*)?(?:[A-Za-z]+[ \t]+){0,3}?acceptance[ \t]+criteri(?:a|on|as)[ \t]*[:\-–—]?[ \t]*$",
     re.IGNORECASE | re.MULTILINE,
 )
+# Exports that collapse newlines into runs of spaces ("...task.    h2.  Acceptance Criteria  # Implement ...")
+# keep a heading recognisable by the gap around it.
+_AC_COLLAPSED = re.compile(
+    r"(?:(?:^|[ \t]{2,})(?:[A-Za-z]+[ \t]+){0,2}?acceptance[ \t]+criteri(?:a|on|as)[ \t]*[:\-–—]?[ \t]{2,}"
+    r"|\bh[1-6]\.[ \t]*(?:[A-Za-z]+[ \t]+){0,2}?acceptance[ \t]+criteri(?:a|on|as)[ \t]*[:\-–—]?[ \t]+)(?=\S)",
+    re.IGNORECASE | re.MULTILINE,
+)
 _AC_LABEL = re.compile(r"\bacceptance[ \t]+criteri(?:a|on|as)[ \t]*:", re.IGNORECASE)
 # "AC:" / "ACs:" / "AC -" must be upper case: "ac" in prose is not a label.
 _AC_SHORT = re.compile(
@@ -49,16 +56,24 @@ def find_acceptance_criteria(text: str) -> str | None:
     """Where AC is written in a plain-text description: ``heading``, ``label``, ``gherkin``, or None."""
     if not text:
         return None
-    for match in _AC_HEADING.finditer(text):
-        if _has_content(text[match.end() : match.end() + _FOLLOWING]):
-            return "heading"
-    for match in _AC_LABEL.finditer(text):
-        if _has_content(text[match.end() : match.end() + _FOLLOWING]):
-            return "label"
-    for match in _AC_SHORT.finditer(text):
-        if _has_content(text[match.end() : match.end() + _FOLLOWING]):
-            return "label"
-    if "iven" in text and (_GWT_LINES.search(text) or _GWT_INLINE.search(text)):
+    # Cheap substring tests first: most descriptions contain none of the markers, and the regexes are
+    # the hot path of the whole rule set.
+    lower = text.lower()
+    if "criteri" in lower:
+        for match in _AC_HEADING.finditer(text):
+            if _has_content(text[match.end() : match.end() + _FOLLOWING]):
+                return "heading"
+        for match in _AC_LABEL.finditer(text):
+            if _has_content(text[match.end() : match.end() + _FOLLOWING]):
+                return "label"
+        for match in _AC_COLLAPSED.finditer(text):
+            if _has_content(text[match.end() : match.end() + _FOLLOWING]):
+                return "heading"
+    if "AC" in text:
+        for match in _AC_SHORT.finditer(text):
+            if _has_content(text[match.end() : match.end() + _FOLLOWING]):
+                return "label"
+    if "given" in lower and "then" in lower and (_GWT_LINES.search(text) or _GWT_INLINE.search(text)):
         return "gherkin"
     return None
 

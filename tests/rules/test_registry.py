@@ -48,7 +48,9 @@ def test_registry_rejects_duplicate_codes_and_names() -> None:
         code = "RB999"
         name = "oversized-story"
 
-    with pytest.raises(RegistryError, match="rule code 'RB201'.*already used by rules.size.OversizedStory"):
+    with pytest.raises(
+        RegistryError, match=r"rule code 'RB201'.*already used by rules\.size\.OversizedStory"
+    ):
         registry.register(SameCode)
     with pytest.raises(RegistryError, match="rule name 'oversized-story'"):
         registry.register(SameName)

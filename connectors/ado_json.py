@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
+from connectors.field_values import parse_datetime, parse_number
 from connectors.mapping_errors import MappingError
 from refinebot.markup import html_to_text
 from refinebot.models import (
@@ -19,7 +19,6 @@ from refinebot.models import (
     LinkKind,
     SourceKind,
     StatusCategory,
-    rank_from_number,
 )
 
 EFFORT_FIELDS = (
@@ -70,34 +69,11 @@ def work_item_id_from_url(url: str) -> str:
     return url.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _parse_date(value: Any, record: str, name: str) -> datetime | None:
-    if value in (None, ""):
-        return None
-    try:
-        return datetime.fromisoformat(str(value))
-    except ValueError:
-        raise MappingError(record, name, f"not a date-time: {value!r}") from None
-
-
 def _identity(value: Any) -> str | None:
     if isinstance(value, Mapping):
         found = value.get("displayName") or value.get("uniqueName")
         return str(found) if found else None
     return str(value) if value else None
-
-
-def _number(value: Any, record: str, name: str) -> float | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, bool):
-        raise MappingError(record, name, f"not a number: {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise MappingError(record, name, f"not a number: {value!r}") from None
-    if number != number:
-        raise MappingError(record, name, "not a number: NaN")
-    return number
 
 
 def html_url(raw: Mapping[str, Any]) -> str | None:
@@ -138,12 +114,12 @@ def map_work_item(
 
     points = None
     for name in process.effort_fields:
-        points = _number(fields.get(name), key, name)
+        points = parse_number(fields.get(name), key, name)
         if points is not None:
             break
     rank = None
     for name in process.order_fields:
-        order = _number(fields.get(name), key, name)
+        order = parse_number(fields.get(name), key, name)
         if order is not None:
             rank = rank_from_number(order)
             break
@@ -189,8 +165,8 @@ def map_work_item(
         labels=tags,
         assignee=_identity(fields.get("System.AssignedTo")),
         reporter=_identity(fields.get("System.CreatedBy")),
-        created=_parse_date(fields.get("System.CreatedDate"), key, "System.CreatedDate"),
-        updated=_parse_date(fields.get("System.ChangedDate"), key, "System.ChangedDate"),
+        created=parse_datetime(fields.get("System.CreatedDate"), key, "System.CreatedDate"),
+        updated=parse_datetime(fields.get("System.ChangedDate"), key, "System.ChangedDate"),
         sprint=str(iteration) if iteration else None,
         in_active_sprint=bool(iteration) and str(iteration) in process.active_iterations,
         parent=parent,

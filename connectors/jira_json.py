@@ -8,9 +8,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
+from connectors.field_values import parse_datetime, parse_number
 from connectors.mapping_errors import MappingError
 from refinebot.markup import adf_to_text, wiki_to_text
 from refinebot.models import Issue, IssueType, Link, LinkKind, SourceKind, StatusCategory
@@ -133,14 +133,8 @@ def link_kind_from_text(text: str) -> LinkKind:
     return LinkKind.RELATES
 
 
-def parse_jira_datetime(value: Any, record: str, field: str) -> datetime | None:
-    """Jira timestamps like ``2024-01-02T10:00:00.000+0000``."""
-    if value in (None, ""):
-        return None
-    try:
-        return datetime.fromisoformat(str(value))
-    except ValueError:
-        raise MappingError(record, field, f"not a date-time: {value!r}") from None
+# Kept under its historical name: Jira timestamps like ``2024-01-02T10:00:00.000+0000``.
+parse_jira_datetime = parse_datetime
 
 
 def body_to_text(value: Any, record: str, field: str) -> str:
@@ -172,17 +166,7 @@ def _name(value: Any) -> str | None:
 
 
 def _points(value: Any, record: str) -> float | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, bool):
-        raise MappingError(record, "story points", f"not a number: {value!r}")
-    try:
-        points = float(value)
-    except (TypeError, ValueError):
-        raise MappingError(record, "story points", f"not a number: {value!r}") from None
-    if points != points or points < 0:  # NaN or negative
-        raise MappingError(record, "story points", f"not a valid estimate: {value!r}")
-    return points
+    return parse_number(value, record, "story points", allow_negative=False)
 
 
 def parse_sprints(value: Any) -> list[tuple[str, str]]:

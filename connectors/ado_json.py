@@ -19,6 +19,7 @@ from refinebot.models import (
     LinkKind,
     SourceKind,
     StatusCategory,
+    rank_from_number,
 )
 
 EFFORT_FIELDS = (

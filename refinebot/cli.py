@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args, get_origin
 
 import typer
 from rich import box
@@ -211,12 +211,14 @@ def rules_command(
     """List the rules, or explain one with its options."""
     registry = _registry()
     if name is None:
-        table = Table(title="Rules")
-        for column in ("Code", "Name", "Severity", "Scope", "Summary"):
-            table.add_column(column, no_wrap=column != "Summary")
+        table = Table(title="Rules", box=box.SIMPLE_HEAD)
+        for column in ("Code", "Name", "Severity"):
+            table.add_column(column, no_wrap=True)
+        table.add_column("Summary", ratio=1)
         for rule in registry:
-            table.add_row(rule.code, rule.name, rule.default_severity.value, rule.scope, rule.summary())
+            table.add_row(rule.code, rule.name, rule.default_severity.value, rule.summary())
         out.print(table)
+        out.print("Explain one: refinebot rules NAME", highlight=False, markup=False)
         return
     found = registry.get(name)
     if found is None:
@@ -224,34 +226,61 @@ def rules_command(
         raise typer.Exit(1)
     rule = found
     out.print(f"[bold]{rule.code} {rule.name}[/] ({rule.default_severity.value}, {rule.scope}-level)")
-    out.print(rule.summary(), highlight=False)
-    if rule.explanation():
-        out.print()
-        out.print(rule.explanation(), highlight=False)
-    options = Table(title="Options", title_justify="left")
-    for column in ("Option", "Type", "Default", "Description"):
-        options.add_column(column)
+    out.print(rule.summary(), highlight=False, markup=False)
+    for paragraph in rule.explanation().split("\n\n"):
+        if paragraph.strip():
+            out.print()
+            out.print(" ".join(paragraph.split()), highlight=False, markup=False)
+    options = Table(title="Options", title_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("Option", "Values", "Default"):
+        options.add_column(column, no_wrap=True)
+    options.add_column("Description", ratio=1)
     for field_name, info in rule.Options.model_fields.items():
         default = info.get_default(call_default_factory=True)
-        shown = (
-            json.dumps([getattr(d, "value", d) for d in default])
-            if isinstance(default, list)
-            else repr(getattr(default, "value", default))
-        )
-        annotation = getattr(info.annotation, "__name__", None) or str(info.annotation)
         description = info.description or _OPTION_HELP.get(field_name, "")
-        options.add_row(field_name, annotation.replace("typing.", ""), shown, description)
+        options.add_row(field_name, _toml_type(info.annotation), _toml_value(default), description)
     out.print(options)
     out.print(
-        f"Configure: [rules] {rule.name} = {{ ... }} or [projects.KEY.rules] {rule.name} = {{ ... }}",
+        f"Configure in [rules] or [projects.KEY.rules]: {rule.name} = {{ enabled = true }}",
         highlight=False,
+        markup=False,
     )
 
 
+def _toml_type(annotation: object) -> str:
+    """How an option's type reads to someone writing TOML."""
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    origin = get_origin(annotation)
+    if origin is list and args:
+        return "list of " + _toml_type(args[0])
+    if args and origin is not list:
+        return " | ".join(_toml_type(a) for a in args)
+    if isinstance(annotation, type) and issubclass(annotation, StrEnum):
+        return "|".join(member.value for member in annotation)
+    return {bool: "true|false", int: "integer", float: "number", str: "text"}.get(
+        annotation if isinstance(annotation, type) else object, str(annotation)
+    )
+
+
+def _toml_value(value: object) -> str:
+    """A default value as it would be written in TOML."""
+    if value is None:
+        return "(rule default)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, StrEnum):
+        return f'"{value.value}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 _OPTION_HELP = {
-    "enabled": "turn the rule off with false",
-    "severity": "override the severity (error, warning, info)",
-    "issue_types": "item types the rule checks (story, bug, task, epic, other)",
+    "enabled": "false turns the rule off",
+    "severity": "replaces the rule's severity",
+    "issue_types": "item types checked",
     "max_points": "largest estimate that fits in one sprint",
     "days": "days without an update before an item is stale",
     "min_length": "fewest characters a description needs, markup stripped",

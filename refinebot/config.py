@@ -105,6 +105,13 @@ class AzureDevOpsSourceConfig(_SourceBase):
     blocked_tag: str = "Blocked"
     effort_field: str | None = None
     order_field: str | None = None
+    area_path: str | None = None
+    cache_dir: Path | None = None
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    backoff_base: float = Field(default=1.0, gt=0, le=60)
+    backoff_max: float = Field(default=60.0, gt=0, le=600)
+    timeout: float = Field(default=30.0, gt=0, le=600)
+    wiql_page_size: int = Field(default=20_000, ge=1, le=20_000)
 
     @field_validator("url")
     @classmethod

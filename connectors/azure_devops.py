@@ -1,10 +1,11 @@
-"""Read an Azure DevOps project's backlog and comment on its work items through the official ``azure-devops`` SDK.
+"""Read an Azure DevOps backlog and comment on work items through the official ``azure-devops`` SDK.
 
-Reads in two steps (WIQL for ids, paged by id so the 20,000-result cap never bites; then ``workitemsbatch`` in
-chunks of 200 with relations), learns the project's process (effort and order fields, state categories) once per
-project, fetches the states of dependency targets outside the query, and syncs incrementally on
-``System.ChangedDate``. Every SDK call goes through one guard that owns retries: the SDK neither retries POSTs nor
-keeps the HTTP status on its errors, so a response hook records status and ``Retry-After`` for the guard to act on.
+Reads in two steps (WIQL for ids, paged by id so the 20,000-result cap never bites; then
+``workitemsbatch`` in chunks of 200 with relations), learns the project's process (effort and order
+fields, state categories) once per project, fetches the states of dependency targets outside the
+query, and syncs incrementally on ``System.ChangedDate``. Every SDK call goes through one guard that
+owns retries: the SDK neither retries POSTs nor keeps the HTTP status on its errors, so a response
+hook records status and ``Retry-After`` for the guard to act on.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from html import escape
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,27 +44,33 @@ T = TypeVar("T")
 
 BATCH_SIZE = 200  # VS403474 above this
 WIQL_CAP = 20_000  # VS402337 above this
-CLOCK_SKEW = timedelta(minutes=5)  # incremental windows overlap by this much; re-reading an item is harmless
+CLOCK_SKEW = timedelta(
+    minutes=5
+)  # incremental windows overlap by this much; re-reading an item is harmless
 PROCESS_CACHE_MAX_AGE = timedelta(hours=12)
 MAX_RETRY_AFTER = 300.0
 DONE_CATEGORIES = frozenset({"Completed", "Removed"})  # left out of the default backlog query
-TARGET_KINDS = frozenset({LinkKind.BLOCKED_BY, LinkKind.BLOCKS})  # whose category the dependency rule reads
+TARGET_KINDS = frozenset(
+    {LinkKind.BLOCKED_BY, LinkKind.BLOCKS}
+)  # whose category the dependency rule reads
 _TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _STATE_FIELDS = ["System.Id", "System.WorkItemType", "System.State", "System.TeamProject"]
 
 
 def wiql_string(value: str) -> str:
-    """A WIQL string literal: single quotes doubled, so a name with quotes cannot change the query."""
+    """A WIQL string literal, quotes doubled: a name with quotes cannot change the query."""
     if any(ch in value for ch in "\r\n\x00"):
         raise ConnectorError(f"WIQL value {value!r} contains a line break or NUL")
     return "'" + value.replace("'", "''") + "'"
 
 
-_WIQL_TOKENS = re.compile(r"'(?:[^']|'')*'|\[[^\]]*\]|\b(?:where|order\s+by|asof|from)\b|[^'\[]", re.IGNORECASE)
+_WIQL_TOKENS = re.compile(
+    r"'(?:[^']|'')*'|\[[^\]]*\]|\b(?:where|order\s+by|asof|from)\b|[^'\[]", re.IGNORECASE
+)
 
 
 def wiql_condition(query: str) -> str:
-    """The condition of a configured query: a bare condition as is, or the WHERE clause of a full WIQL."""
+    """A configured query's condition: a bare condition as is, or the WHERE clause of a WIQL."""
     text = query.strip()
     if not re.match(r"select\b", text, re.IGNORECASE):
         return text
@@ -72,13 +80,23 @@ def wiql_condition(query: str) -> str:
         if word in ("where", "order by", "asof", "from") and word not in marks:
             marks[word] = (match.start(), match.end())
     if "from" in marks:
-        source = text[marks["from"][1] :].split(None, 1)[0] if text[marks["from"][1] :].strip() else ""
+        source = (
+            text[marks["from"][1] :].split(None, 1)[0] if text[marks["from"][1] :].strip() else ""
+        )
         if source.lower() != "workitems":
-            raise ConnectorError(f"query must select FROM WorkItems (link queries are not supported): {query!r}")
+            raise ConnectorError(
+                f"query must select FROM WorkItems (link queries are not supported): {query!r}"
+            )
     if "where" not in marks:
         return ""
-    end = min((marks[k][0] for k in ("order by", "asof") if k in marks and marks[k][0] > marks["where"][0]),
-              default=len(text))
+    end = min(
+        (
+            marks[k][0]
+            for k in ("order by", "asof")
+            if k in marks and marks[k][0] > marks["where"][0]
+        ),
+        default=len(text),
+    )
     return text[marks["where"][1] : end].strip()
 
 
@@ -105,7 +123,9 @@ class ProcessInfo:
             effort_field=data.get("effort_field"),
             order_field=data.get("order_field"),
             backlog_types=tuple(data.get("backlog_types") or ()),
-            state_categories={str(t): dict(s) for t, s in (data.get("state_categories") or {}).items()},
+            state_categories={
+                str(t): dict(s) for t, s in (data.get("state_categories") or {}).items()
+            },
         )
 
     def done_states(self) -> list[str]:
@@ -130,7 +150,7 @@ class _Snapshot:
 
 
 class _ResponseLog(threading.local):
-    """What the last HTTP response on this thread said (the SDK's exceptions do not keep the status)."""
+    """The last HTTP response on this thread (the SDK's exceptions do not keep the status)."""
 
     status: int | None = None
     retry_after: str | None = None
@@ -162,14 +182,14 @@ class AzureDevOpsConnector:
         self._type_states: dict[tuple[str, str], Mapping[str, str]] = {}
         self._markdown = True
 
-    # ----- public API ------------------------------------------------------------------------------------------
+    # ----- public API -----------------------------------------------------------------------------
     @property
     def requests(self) -> int:
-        """HTTP requests this connector's clients have made (the SDK's resource-area lookup excluded)."""
+        """Requests made by this connector's clients (not the SDK's OPTIONS/ResourceAreas discovery)."""
         return self._requests
 
     def fetch(self, project: str, query: str | None, *, full: bool = False) -> FetchResult:
-        """The project's work items matching ``query`` (default: open backlog items), incrementally when possible."""
+        """Work items matching ``query`` (default: open backlog), incrementally if possible."""
         started_requests = self._requests
         started = datetime.now(UTC)
         process = self._process(project)
@@ -187,7 +207,11 @@ class AzureDevOpsConnector:
         issues, skipped = self._map(project, raw_items, targets, process)
         logger.info(
             "%s: project %s: %d items (%s), %d skipped, %d requests",
-            self.name, project, len(issues), "incremental" if incremental else "full", len(skipped),
+            self.name,
+            project,
+            len(issues),
+            "incremental" if incremental else "full",
+            len(skipped),
             self._requests - started_requests,
         )
         return FetchResult(
@@ -208,7 +232,7 @@ class AzureDevOpsConnector:
         while True:
             page = self._call(
                 f"comments of work item {item_id}",
-                lambda t=token: wit.get_comments(project, item_id, top=200, continuation_token=t),
+                partial(wit.get_comments, project, item_id, top=200, continuation_token=token),
                 project=project,
             )
             for comment in page.comments or []:
@@ -229,18 +253,24 @@ class AzureDevOpsConnector:
 
         def post() -> Any:
             if self._markdown:
-                return wit.add_work_item_comment(CommentCreate(text=text), project, item_id, format="markdown")
+                return wit.add_work_item_comment(
+                    CommentCreate(text=text), project, item_id, format="markdown"
+                )
             return wit.add_comment(CommentCreate(text=html), project, item_id)
 
         def already_posted() -> Any:
             return self.find_comment(issue_key, marker)
 
         try:
-            comment = self._call(f"comment on work item {item_id}", post, project=project, recover=already_posted)
-        except _FormatUnsupported:
+            comment = self._call(
+                f"comment on work item {item_id}", post, project=project, recover=already_posted
+            )
+        except _FormatUnsupportedError:
             logger.info("%s: server rejects markdown comments; posting HTML", self.name)
             self._markdown = False
-            comment = self._call(f"comment on work item {item_id}", post, project=project, recover=already_posted)
+            comment = self._call(
+                f"comment on work item {item_id}", post, project=project, recover=already_posted
+            )
         return comment if isinstance(comment, str) else str(comment.id)
 
     def update_comment(self, issue_key: str, comment_id: str, body: str, *, marker: str) -> None:
@@ -253,7 +283,9 @@ class AzureDevOpsConnector:
             request = CommentUpdate(text=f"{body}\n\n{_marker_text(marker)}")
 
             def patch() -> Any:
-                return wit.update_work_item_comment(request, project, item_id, int(comment_id), format="markdown")
+                return wit.update_work_item_comment(
+                    request, project, item_id, int(comment_id), format="markdown"
+                )
         else:
             request = CommentUpdate(text=f"{markdown_to_html(body)}{_marker_text(marker)}")
 
@@ -264,7 +296,7 @@ class AzureDevOpsConnector:
         self._call(f"update comment {comment_id} on work item {item_id}", patch, project=project)
 
     def _comment_target(self, issue_key: str) -> tuple[str, int]:
-        """(project, id) of a work item key; the project comes from the last fetch or one small lookup."""
+        """(project, id) of a work item key; the project is from the last fetch or one lookup."""
         if not issue_key.strip().isdigit():
             raise ConnectorError(f"{self._where()}: {issue_key!r} is not a work item id")
         item_id = int(issue_key)
@@ -273,11 +305,17 @@ class AzureDevOpsConnector:
             from azure.devops.v7_1.work_item_tracking.models import WorkItemBatchGetRequest
 
             wit = self._wit()
-            request = WorkItemBatchGetRequest(ids=[item_id], fields=_STATE_FIELDS, error_policy="Omit")
+            request = WorkItemBatchGetRequest(
+                ids=[item_id], fields=_STATE_FIELDS, error_policy="Omit"
+            )
             found = [
                 item
-                for item in self._call(f"project of work item {item_id}",
-                                       lambda: wit.get_work_items_batch(request), project=None) or []
+                for item in self._call(
+                    f"project of work item {item_id}",
+                    lambda: wit.get_work_items_batch(request),
+                    project=None,
+                )
+                or []
                 if item is not None
             ]
             if not found:
@@ -286,7 +324,7 @@ class AzureDevOpsConnector:
             self._project_of[str(item_id)] = project
         return project, item_id
 
-    # ----- reading ---------------------------------------------------------------------------------------------
+    # ----- reading --------------------------------------------------------------------------------
     def _full_read(
         self, project: str, condition: str, process: ProcessInfo
     ) -> tuple[dict[int, dict[str, Any]], dict[int, str]]:
@@ -309,19 +347,29 @@ class AzureDevOpsConnector:
         refetch = [i for i in members if i in changed or i not in snapshot.items]
         stale_targets = [i for i in snapshot.targets if i in changed and i not in member_set]
         fetched = self._batch(project, [*refetch, *stale_targets])
-        items = {i: fetched.get(i) or snapshot.items[i] for i in members if i in fetched or i in snapshot.items}
+        items = {
+            i: fetched.get(i) or snapshot.items[i]
+            for i in members
+            if i in fetched or i in snapshot.items
+        }
         targets = {i: c for i, c in snapshot.targets.items() if i not in stale_targets}
         for target_id in stale_targets:
             raw = fetched.get(target_id)
             if raw is not None:
                 targets[target_id] = self._category_of(project, raw, process).value
         targets = self._target_categories(project, items, targets, process)
-        logger.debug("%s: %s: %d members, %d changed, %d refetched", self.name, project, len(members),
-                     len(changed), len(refetch))
+        logger.debug(
+            "%s: %s: %d members, %d changed, %d refetched",
+            self.name,
+            project,
+            len(members),
+            len(changed),
+            len(refetch),
+        )
         return items, targets
 
     def _wiql_ids(self, project: str, condition: str, *, time_precision: bool = False) -> list[int]:
-        """Every id matching ``condition``, in id order, paged by id so no single query passes the cap."""
+        """Every id matching ``condition`` in id order, paged by id so no query passes the cap."""
         from azure.devops.v7_1.work_item_tracking.models import TeamContext, Wiql
 
         wit = self._wit()
@@ -336,17 +384,24 @@ class AzureDevOpsConnector:
             try:
                 result = self._call(
                     f"WIQL query of project {project!r}",
-                    lambda text=text, size=page_size: wit.query_by_wiql(
-                        Wiql(query=text), team_context=TeamContext(project=project),
-                        time_precision=time_precision or None, top=size,
+                    partial(
+                        wit.query_by_wiql,
+                        Wiql(query=text),
+                        team_context=TeamContext(project=project),
+                        time_precision=time_precision or None,
+                        top=page_size,
                     ),
                     project=project,
                 )
-            except _ResultCapExceeded:
+            except _ResultCapError:
                 if page_size <= 1:
-                    raise ConnectorError(f"{self._where()}: WIQL result cap hit even for one item") from None
+                    raise ConnectorError(
+                        f"{self._where()}: WIQL result cap hit even for one item"
+                    ) from None
                 page_size = max(1, page_size // 2)  # a server that ignores $top: smaller windows
-                logger.warning("%s: VS402337 from %s; retrying with pages of %d", self.name, project, page_size)
+                logger.warning(
+                    "%s: VS402337 from %s; retrying with pages of %d", self.name, project, page_size
+                )
                 continue
             page = [int(ref.id) for ref in (result.work_items or [])]
             ids.extend(page)
@@ -355,7 +410,7 @@ class AzureDevOpsConnector:
             last = page[-1]
 
     def _batch(self, project: str, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-        """Work items with relations, 200 per request; ids the server omits are dropped (deleted meanwhile)."""
+        """Work items with relations, 200 per request; ids the server omits are dropped."""
         from azure.devops.v7_1.work_item_tracking.models import WorkItemBatchGetRequest
 
         wit = self._wit()
@@ -364,7 +419,7 @@ class AzureDevOpsConnector:
             request = WorkItemBatchGetRequest(ids=chunk, expand="Relations", error_policy="Omit")
             items = self._call(
                 f"work items batch of project {project!r}",
-                lambda r=request: wit.get_work_items_batch(r, project=project),
+                partial(wit.get_work_items_batch, request, project=project),
                 project=project,
             )
             for item in items or []:
@@ -381,11 +436,13 @@ class AzureDevOpsConnector:
         known: Mapping[int, str],
         process: ProcessInfo,
     ) -> dict[int, str]:
-        """Categories of dependency targets outside the result, read in batches of 200 (only what is missing)."""
+        """Categories of dependency targets outside the result, read 200 per request if missing."""
         wanted: set[int] = set()
         for raw in items.values():
             for relation in raw.get("relations") or []:
-                if _relation_kind(relation) in TARGET_KINDS and isinstance(relation.get("url"), str):
+                if _relation_kind(relation) in TARGET_KINDS and isinstance(
+                    relation.get("url"), str
+                ):
                     target = work_item_id_from_url(relation["url"])
                     if target.isdigit() and int(target) not in items:
                         wanted.add(int(target))
@@ -400,7 +457,9 @@ class AzureDevOpsConnector:
             # The project segment is left out: a predecessor may live in another project.
             request = WorkItemBatchGetRequest(ids=chunk, fields=_STATE_FIELDS, error_policy="Omit")
             targets = self._call(
-                "states of linked work items", lambda r=request: wit.get_work_items_batch(r), project=project
+                "states of linked work items",
+                partial(wit.get_work_items_batch, request),
+                project=project,
             )
             for item in targets or []:
                 if item is not None:
@@ -408,14 +467,16 @@ class AzureDevOpsConnector:
                     categories[int(raw["id"])] = self._category_of(project, raw, process).value
         return categories
 
-    def _category_of(self, project: str, raw: Mapping[str, Any], process: ProcessInfo) -> StatusCategory:
+    def _category_of(
+        self, project: str, raw: Mapping[str, Any], process: ProcessInfo
+    ) -> StatusCategory:
         fields = raw.get("fields") or {}
         work_type = str(fields.get("System.WorkItemType") or "")
         state = str(fields.get("System.State") or "")
         owner = str(fields.get("System.TeamProject") or project)
         known = self._states_for(owner, work_type)
         category = known.get(state)
-        if category in STATE_CATEGORY_NAMES:
+        if category is not None and category in STATE_CATEGORY_NAMES:
             return STATE_CATEGORY_NAMES[category]
         return StatusCategory.guess_from_status(state)
 
@@ -426,7 +487,7 @@ class AzureDevOpsConnector:
         targets: Mapping[int, str],
         process: ProcessInfo,
     ) -> tuple[list[Issue], list[SkippedItem]]:
-        # Types seen in the result but not in the process's backlog (tasks, features) get their states fetched.
+        # Types in the result but not on the process's backlog (tasks...): fetch their states.
         for raw in raw_items.values():
             work_type = str((raw.get("fields") or {}).get("System.WorkItemType") or "")
             if work_type:
@@ -439,8 +500,12 @@ class AzureDevOpsConnector:
             if category in STATE_CATEGORY_NAMES
         }
         ado_process = AdoProcess(
-            effort_fields=(process.effort_field,) if process.effort_field else AdoProcess().effort_fields,
-            order_fields=(process.order_field,) if process.order_field else AdoProcess().order_fields,
+            effort_fields=(process.effort_field,)
+            if process.effort_field
+            else AdoProcess().effort_fields,
+            order_fields=(process.order_field,)
+            if process.order_field
+            else AdoProcess().order_fields,
             state_categories=categories,
             blocked_tag=self.source.blocked_tag,
         )
@@ -456,16 +521,19 @@ class AzureDevOpsConnector:
             try:
                 issue = map_work_item(raw, ado_process, target_categories=target_categories)
             except MappingError as exc:
-                reason = f"{self._where()}: project {project!r}: work item {exc.record}: field {exc.field!r}: {exc.reason}"
+                reason = (
+                    f"{self._where()}: project {project!r}: work item {exc.record}: "
+                    f"field {exc.field!r}: {exc.reason}"
+                )
                 skipped.append(SkippedItem(str(item_id), reason))
                 continue
             self._project_of[issue.key] = issue.project or project
             issues.append(issue)
         return issues, skipped
 
-    # ----- process ---------------------------------------------------------------------------------------------
+    # ----- process --------------------------------------------------------------------------------
     def _process(self, project: str) -> ProcessInfo:
-        """Effort/order fields and backlog types' state categories; from memory, the disk cache or the server."""
+        """Effort/order fields and backlog state categories: from memory, disk or server."""
         if project in self._processes:
             return self._processes[project]
         cached = self._read_cache(f"process-{project}", PROCESS_CACHE_MAX_AGE)
@@ -483,7 +551,7 @@ class AzureDevOpsConnector:
             order = type_fields.get("Order")
             backlog_types: list[str] = []
             for category in (config.requirement_backlog, config.bug_work_items):
-                for ref in (getattr(category, "work_item_types", None) or []):
+                for ref in getattr(category, "work_item_types", None) or []:
                     if ref.name and ref.name not in backlog_types:
                         backlog_types.append(ref.name)
             info = ProcessInfo(
@@ -524,14 +592,20 @@ class AzureDevOpsConnector:
                 project=project,
             )
             found = {str(s.name): str(s.category) for s in states or []}
-        except _NotFound:
-            logger.warning("%s: project %s has no work item type %r; guessing categories from state names",
-                           self.name, project, work_type)
+        except _NotFoundError:
+            logger.warning(
+                "%s: project %s has no work item type %r; guessing categories from state names",
+                self.name,
+                project,
+                work_type,
+            )
             found = {}
         self._type_states[key] = found
         if info is not None:
             merged = {**info.state_categories, work_type: found}
-            self._processes[project] = ProcessInfo(info.effort_field, info.order_field, info.backlog_types, merged)
+            self._processes[project] = ProcessInfo(
+                info.effort_field, info.order_field, info.backlog_types, merged
+            )
             self._write_cache(f"process-{project}", self._processes[project].to_json())
         return found
 
@@ -553,9 +627,11 @@ class AzureDevOpsConnector:
                 parts.append(f"[System.State] NOT IN ({', '.join(wiql_string(s) for s in done)})")
         return " AND ".join(parts)
 
-    # ----- snapshots and caches --------------------------------------------------------------------------------
+    # ----- snapshots and caches -------------------------------------------------------------------
     def _snapshot_key(self, project: str, condition: str) -> str:
-        digest = hashlib.sha256(f"{self.source.url}\n{project}\n{condition}".encode()).hexdigest()[:16]
+        digest = hashlib.sha256(f"{self.source.url}\n{project}\n{condition}".encode()).hexdigest()[
+            :16
+        ]
         return f"sync-{digest}"
 
     def _load_snapshot(self, key: str) -> _Snapshot | None:
@@ -572,7 +648,9 @@ class AzureDevOpsConnector:
                 {int(k): str(v) for k, v in data["targets"].items()},
             )
         except (KeyError, ValueError, TypeError, AttributeError):
-            logger.warning("%s: ignoring unreadable sync state %s; doing a full sync", self.name, key)
+            logger.warning(
+                "%s: ignoring unreadable sync state %s; doing a full sync", self.name, key
+            )
             return None
         self._snapshots[key] = snapshot
         return snapshot
@@ -620,7 +698,7 @@ class AzureDevOpsConnector:
         except OSError as exc:
             logger.warning("%s: cannot write cache file %s: %s", self.name, path, exc.strerror)
 
-    # ----- SDK clients and the call guard ----------------------------------------------------------------------
+    # ----- SDK clients and the call guard ---------------------------------------------------------
     def _where(self) -> str:
         return f"source {self.name!r} ({self.source.url})"
 
@@ -635,22 +713,30 @@ class AzureDevOpsConnector:
             )
         if self.source.cache_dir is not None:
             # The SDK reads this once, at import, for its 12-hour cache of resource locations.
-            os.environ.setdefault("AZURE_DEVOPS_CACHE_DIR", str(self.source.cache_dir / "azure-devops-sdk"))
+            os.environ.setdefault(
+                "AZURE_DEVOPS_CACHE_DIR", str(self.source.cache_dir / "azure-devops-sdk")
+            )
         from azure.devops.connection import Connection
         from msrest.authentication import BasicAuthentication
 
-        connection = Connection(base_url=self.source.url, creds=BasicAuthentication("", token.get_secret_value()))
-        wit = self._call(
-            "connect (resource areas)", connection.clients_v7_1.get_work_item_tracking_client, project=None
+        connection = Connection(
+            base_url=self.source.url, creds=BasicAuthentication("", token.get_secret_value())
         )
-        work = self._call("connect (resource areas)", connection.clients_v7_1.get_work_client, project=None)
+        wit = self._call(
+            "connect (resource areas)",
+            connection.clients_v7_1.get_work_item_tracking_client,
+            project=None,
+        )
+        work = self._call(
+            "connect (resource areas)", connection.clients_v7_1.get_work_client, project=None
+        )
         for client in (wit, work):
             self._configure(client)
         self._clients = (wit, work)
         return self._clients
 
     def _configure(self, client: Any) -> None:
-        """Make the guard the only retry layer and let it see each response's status and Retry-After."""
+        """Make the guard the only retry layer; let it see statuses and Retry-After."""
         policy = client.config.retry_policy.policy
         policy.total = policy.connect = policy.read = policy.status = 0
         policy.status_forcelist = frozenset()
@@ -665,8 +751,12 @@ class AzureDevOpsConnector:
         self._log.retry_after = response.headers.get("Retry-After")
         remaining = response.headers.get("X-RateLimit-Remaining")
         if remaining is not None:
-            logger.debug("%s: X-RateLimit-Remaining=%s resource=%s", self.name, remaining,
-                         response.headers.get("X-RateLimit-Resource"))
+            logger.debug(
+                "%s: X-RateLimit-Remaining=%s resource=%s",
+                self.name,
+                remaining,
+                response.headers.get("X-RateLimit-Resource"),
+            )
 
     def _wit(self) -> Any:
         return self._connect()[0]
@@ -682,7 +772,7 @@ class AzureDevOpsConnector:
         project: str | None,
         recover: Callable[[], Any] | None = None,
     ) -> T:
-        """Run one SDK call with bounded retries; ``recover`` checks whether a failed write happened anyway."""
+        """Run one SDK call with bounded retries; ``recover`` checks if a failed write happened."""
         from azure.devops.exceptions import AzureDevOpsAuthenticationError, AzureDevOpsServiceError
         from msrest.exceptions import AuthenticationError, ClientRequestError
 
@@ -699,7 +789,8 @@ class AzureDevOpsConnector:
                 result = operation()
             except (AzureDevOpsAuthenticationError, AuthenticationError):
                 raise ConnectorError(
-                    f"{self._where()}: authentication failed (HTTP 401) for {what}; check the personal access "
+                    f"{self._where()}: authentication failed (HTTP 401) for {what}; "
+                    "check the personal access "
                     f"token in {self.source.token_env} (it may be expired or revoked)"
                 ) from None
             except ClientRequestError as exc:
@@ -712,16 +803,25 @@ class AzureDevOpsConnector:
                     last_problem = f"connection failed: {message}"
                 retry_after = self._log.retry_after
                 if recover is not None:
-                    # The write may have reached the server before the failure: look before posting again.
+                    # The write may have reached the server before failing: look first.
                     done = recover()
                     if done is not None:
-                        logger.info("%s: %s succeeded before the failure; not repeating it", self.name, what)
+                        logger.info(
+                            "%s: %s succeeded before the failure; not repeating it", self.name, what
+                        )
                         return done  # type: ignore[no-any-return]
                 if attempt == attempts:
                     break
                 delay = self._delay(attempt, retry_after)
-                logger.warning("%s: %s: %s; retry %d/%d in %.2f s", self.name, what, last_problem, attempt,
-                               attempts - 1, delay)
+                logger.warning(
+                    "%s: %s: %s; retry %d/%d in %.2f s",
+                    self.name,
+                    what,
+                    last_problem,
+                    attempt,
+                    attempts - 1,
+                    delay,
+                )
                 self._sleep(delay)
                 continue
             retry_after = _parse_retry_after(self._log.retry_after)
@@ -729,25 +829,36 @@ class AzureDevOpsConnector:
                 # A delayed 200: the service is throttling us softly; pause before the next request.
                 self._pending_delay = retry_after
             return result
-        raise ConnectorError(f"{self._where()}: {what} failed after {attempts} attempts; last error: {last_problem}")
+        raise ConnectorError(
+            f"{self._where()}: {what} failed after {attempts} attempts; last error: {last_problem}"
+        )
 
-    def _raise_for_status(self, what: str, project: str | None, status: int | None, message: str) -> None:
+    def _raise_for_status(
+        self, what: str, project: str | None, status: int | None, message: str
+    ) -> None:
         """Raise a clear ``ConnectorError`` unless the failure is worth retrying."""
         if status in _TRANSIENT_STATUSES:
             return
         if status == 403:
             raise ConnectorError(
-                f"{self._where()}: access denied (HTTP 403) for {what}; the token in {self.source.token_env} "
+                f"{self._where()}: access denied (HTTP 403) for {what}; "
+                f"the token in {self.source.token_env} "
                 f"needs the Work Items scope (read, and write for comments): {message}"
             )
-        if status == 404 and ("TF200016" in message or "project" in message.lower()) and project is not None:
-            raise ConnectorError(f"{self._where()}: project {project!r} not found (HTTP 404): {message}")
+        if (
+            status == 404
+            and ("TF200016" in message or "project" in message.lower())
+            and project is not None
+        ):
+            raise ConnectorError(
+                f"{self._where()}: project {project!r} not found (HTTP 404): {message}"
+            )
         if status == 404 and "VS402323" in message:
-            raise _NotFound(message)
+            raise _NotFoundError(message)
         if status == 400 and "VS402337" in message:
-            raise _ResultCapExceeded(message)
+            raise _ResultCapError(message)
         if status == 400 and "format" in message.lower() and "comment" in what:
-            raise _FormatUnsupported(message)
+            raise _FormatUnsupportedError(message)
         shown = f"HTTP {status}" if status is not None else "error"
         raise ConnectorError(f"{self._where()}: {what} failed ({shown}): {message}")
 
@@ -755,19 +866,21 @@ class AzureDevOpsConnector:
         honoured = _parse_retry_after(retry_after)
         if honoured is not None:
             return min(honoured, MAX_RETRY_AFTER)
-        ceiling = min(self.source.backoff_max, self.source.backoff_base * 2 ** (attempt - 1))
-        return ceiling / 2 + self._jitter() * ceiling / 2  # "equal jitter": never zero, never over the cap
+        ceiling = min(self.source.backoff_max, self.source.backoff_base * 2.0 ** (attempt - 1))
+        return (
+            ceiling / 2 + float(self._jitter()) * ceiling / 2
+        )  # "equal jitter": never zero, never over the cap
 
 
-class _NotFound(ConnectorError):
+class _NotFoundError(ConnectorError):
     """A 404 the caller handles (an unknown work item type)."""
 
 
-class _ResultCapExceeded(ConnectorError):
+class _ResultCapError(ConnectorError):
     """VS402337: the WIQL matched more than 20,000 items."""
 
 
-class _FormatUnsupported(ConnectorError):
+class _FormatUnsupportedError(ConnectorError):
     """The server does not take the comment ``format`` parameter (older servers)."""
 
 
@@ -811,7 +924,8 @@ def _raw_work_item(item: Any) -> dict[str, Any]:
         "rev": item.rev,
         "fields": dict(item.fields or {}),
         "relations": [
-            {"rel": r.rel, "url": r.url, "attributes": dict(r.attributes or {})} for r in (item.relations or [])
+            {"rel": r.rel, "url": r.url, "attributes": dict(r.attributes or {})}
+            for r in (item.relations or [])
         ],
         "url": item.url,
     }
@@ -823,7 +937,7 @@ def _marker_text(marker: str) -> str:
 
 
 def markdown_to_html(text: str) -> str:
-    """Minimal Markdown to HTML for servers without markdown comments: paragraphs, ``- `` lists, **bold**."""
+    """Minimal Markdown to HTML for servers without markdown comments (paragraphs, lists, bold)."""
     blocks: list[str] = []
     items: list[str] = []
     paragraph: list[str] = []
@@ -853,4 +967,3 @@ def markdown_to_html(text: str) -> str:
             paragraph.append(stripped)
     flush()
     return "".join(blocks)
-

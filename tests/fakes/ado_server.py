@@ -1,11 +1,12 @@
-"""A fake Azure DevOps Services organisation over real HTTP, answering what the ``azure-devops`` SDK calls.
+"""A fake Azure DevOps organisation over real HTTP, answering what the ``azure-devops`` SDK calls.
 
-It serves the SDK's discovery (``OPTIONS /{org}/_apis`` resource locations, ``/_apis/ResourceAreas``), WIQL (with a
-small WIQL evaluator, the 20,000-result cap and ``$top``), ``workitemsbatch`` (max 200 ids, no ``fields`` with
-``$expand``), work items by ids, comments (GET/POST/PATCH with ``format``), process configuration and work item
-type states, with basic-auth PAT checks, api-version read from the ``Accept`` header (or the query) and the
-``{count, value}`` list wrapper real traffic uses. Faults (429 / 503 / delayed 200 with ``Retry-After`` / dropped
-connections) are scripted per test. Every request is recorded so tests and benchmarks can count them.
+It serves the SDK's discovery (``OPTIONS /{org}/_apis`` locations, ``/_apis/ResourceAreas``),
+WIQL (a small WIQL evaluator, the 20,000-result cap and ``$top``), ``workitemsbatch`` (max 200 ids,
+no ``fields`` with ``$expand``), work items by ids, comments (GET/POST/PATCH with ``format``),
+process configuration and work item type states, with basic-auth PAT checks, api-version read from
+the ``Accept`` header (or the query) and the ``{count, value}`` list wrapper real traffic uses.
+Faults (429 / 503 / delayed 200 with ``Retry-After`` / dropped connections) are scripted per test.
+Every request is recorded so tests and benchmarks can count them.
 """
 
 from __future__ import annotations
@@ -41,12 +42,33 @@ _LOCATIONS = (
     (LOC_WIQL, "wit", "wiql", "{project}/{team}/_apis/wit/{resource}/{id}", 2, 7.1),
     (LOC_BATCH, "wit", "workItemsBatch", "{project}/_apis/wit/{resource}", 1, 7.1),
     (LOC_WORK_ITEMS, "wit", "workItems", "{project}/_apis/wit/{resource}/{id}", 3, 7.1),
-    (LOC_COMMENTS, "wit", "comments", "{project}/_apis/wit/workItems/{workItemId}/{resource}/{commentId}", 4, 7.1),
-    (LOC_STATES, "wit", "workItemTypeStates", "{project}/_apis/wit/workitemtypes/{type}/states", 1, 7.1),
-    (LOC_PROCESS_CONFIG, "work", "processconfiguration", "{project}/_apis/{area}/{resource}", 1, 7.1),
+    (
+        LOC_COMMENTS,
+        "wit",
+        "comments",
+        "{project}/_apis/wit/workItems/{workItemId}/{resource}/{commentId}",
+        4,
+        7.1,
+    ),
+    (
+        LOC_STATES,
+        "wit",
+        "workItemTypeStates",
+        "{project}/_apis/wit/workitemtypes/{type}/states",
+        1,
+        7.1,
+    ),
+    (
+        LOC_PROCESS_CONFIG,
+        "work",
+        "processconfiguration",
+        "{project}/_apis/{area}/{resource}",
+        1,
+        7.1,
+    ),
 )
 
-# What each process template declares (states with categories, effort and order fields, backlog types).
+# What each process template declares: states and categories, effort/order fields, backlog types.
 PROCESSES: Mapping[str, Mapping[str, Any]] = {
     "Agile": {
         "effort": "Microsoft.VSTS.Scheduling.StoryPoints",
@@ -56,16 +78,39 @@ PROCESSES: Mapping[str, Mapping[str, Any]] = {
         "task": ["Task"],
         "portfolio": ["Feature", "Epic"],
         "states": {
-            "User Story": [("New", "Proposed"), ("Active", "InProgress"), ("Resolved", "Resolved"),
-                           ("Closed", "Completed"), ("Removed", "Removed")],
-            "Bug": [("New", "Proposed"), ("Active", "InProgress"), ("Resolved", "Resolved"),
-                    ("Closed", "Completed")],
-            "Task": [("New", "Proposed"), ("Active", "InProgress"), ("Closed", "Completed"),
-                     ("Removed", "Removed")],
-            "Feature": [("New", "Proposed"), ("Active", "InProgress"), ("Resolved", "Resolved"),
-                        ("Closed", "Completed"), ("Removed", "Removed")],
-            "Epic": [("New", "Proposed"), ("Active", "InProgress"), ("Resolved", "Resolved"),
-                     ("Closed", "Completed"), ("Removed", "Removed")],
+            "User Story": [
+                ("New", "Proposed"),
+                ("Active", "InProgress"),
+                ("Resolved", "Resolved"),
+                ("Closed", "Completed"),
+                ("Removed", "Removed"),
+            ],
+            "Bug": [
+                ("New", "Proposed"),
+                ("Active", "InProgress"),
+                ("Resolved", "Resolved"),
+                ("Closed", "Completed"),
+            ],
+            "Task": [
+                ("New", "Proposed"),
+                ("Active", "InProgress"),
+                ("Closed", "Completed"),
+                ("Removed", "Removed"),
+            ],
+            "Feature": [
+                ("New", "Proposed"),
+                ("Active", "InProgress"),
+                ("Resolved", "Resolved"),
+                ("Closed", "Completed"),
+                ("Removed", "Removed"),
+            ],
+            "Epic": [
+                ("New", "Proposed"),
+                ("Active", "InProgress"),
+                ("Resolved", "Resolved"),
+                ("Closed", "Completed"),
+                ("Removed", "Removed"),
+            ],
         },
     },
     "Scrum": {
@@ -76,16 +121,38 @@ PROCESSES: Mapping[str, Mapping[str, Any]] = {
         "task": ["Task"],
         "portfolio": ["Feature", "Epic"],
         "states": {
-            "Product Backlog Item": [("New", "Proposed"), ("Approved", "Proposed"), ("Committed", "InProgress"),
-                                     ("Done", "Completed"), ("Removed", "Removed")],
-            "Bug": [("New", "Proposed"), ("Approved", "Proposed"), ("Committed", "InProgress"),
-                    ("Done", "Completed"), ("Removed", "Removed")],
-            "Task": [("To Do", "Proposed"), ("In Progress", "InProgress"), ("Done", "Completed"),
-                     ("Removed", "Removed")],
-            "Feature": [("New", "Proposed"), ("In Progress", "InProgress"), ("Done", "Completed"),
-                        ("Removed", "Removed")],
-            "Epic": [("New", "Proposed"), ("In Progress", "InProgress"), ("Done", "Completed"),
-                     ("Removed", "Removed")],
+            "Product Backlog Item": [
+                ("New", "Proposed"),
+                ("Approved", "Proposed"),
+                ("Committed", "InProgress"),
+                ("Done", "Completed"),
+                ("Removed", "Removed"),
+            ],
+            "Bug": [
+                ("New", "Proposed"),
+                ("Approved", "Proposed"),
+                ("Committed", "InProgress"),
+                ("Done", "Completed"),
+                ("Removed", "Removed"),
+            ],
+            "Task": [
+                ("To Do", "Proposed"),
+                ("In Progress", "InProgress"),
+                ("Done", "Completed"),
+                ("Removed", "Removed"),
+            ],
+            "Feature": [
+                ("New", "Proposed"),
+                ("In Progress", "InProgress"),
+                ("Done", "Completed"),
+                ("Removed", "Removed"),
+            ],
+            "Epic": [
+                ("New", "Proposed"),
+                ("In Progress", "InProgress"),
+                ("Done", "Completed"),
+                ("Removed", "Removed"),
+            ],
         },
     },
     "CMMI": {
@@ -96,16 +163,36 @@ PROCESSES: Mapping[str, Mapping[str, Any]] = {
         "task": ["Task"],
         "portfolio": ["Feature", "Epic"],
         "states": {
-            "Requirement": [("Proposed", "Proposed"), ("Active", "InProgress"), ("Resolved", "Resolved"),
-                            ("Closed", "Completed")],
-            "Bug": [("Proposed", "Proposed"), ("Active", "InProgress"), ("Resolved", "Resolved"),
-                    ("Closed", "Completed")],
-            "Task": [("Proposed", "Proposed"), ("Active", "InProgress"), ("Resolved", "Resolved"),
-                     ("Closed", "Completed")],
-            "Feature": [("Proposed", "Proposed"), ("Active", "InProgress"), ("Resolved", "Resolved"),
-                        ("Closed", "Completed")],
-            "Epic": [("Proposed", "Proposed"), ("Active", "InProgress"), ("Resolved", "Resolved"),
-                     ("Closed", "Completed")],
+            "Requirement": [
+                ("Proposed", "Proposed"),
+                ("Active", "InProgress"),
+                ("Resolved", "Resolved"),
+                ("Closed", "Completed"),
+            ],
+            "Bug": [
+                ("Proposed", "Proposed"),
+                ("Active", "InProgress"),
+                ("Resolved", "Resolved"),
+                ("Closed", "Completed"),
+            ],
+            "Task": [
+                ("Proposed", "Proposed"),
+                ("Active", "InProgress"),
+                ("Resolved", "Resolved"),
+                ("Closed", "Completed"),
+            ],
+            "Feature": [
+                ("Proposed", "Proposed"),
+                ("Active", "InProgress"),
+                ("Resolved", "Resolved"),
+                ("Closed", "Completed"),
+            ],
+            "Epic": [
+                ("Proposed", "Proposed"),
+                ("Active", "InProgress"),
+                ("Resolved", "Resolved"),
+                ("Closed", "Completed"),
+            ],
         },
     },
 }
@@ -114,7 +201,13 @@ PROCESSES: Mapping[str, Mapping[str, Any]] = {
 class HttpError(Exception):
     """An error answer: status, ADO-style ``{message, typeKey}`` body and extra headers."""
 
-    def __init__(self, status: int, message: str, type_key: str = "", headers: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type_key: str = "",
+        headers: Mapping[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.message = message
@@ -124,9 +217,9 @@ class HttpError(Exception):
 
 @dataclass
 class Fault:
-    """A scripted misbehaviour for the next ``times`` requests matching ``method`` and ``path_contains``.
+    """A scripted misbehaviour for the next ``times`` requests matching method and path.
 
-    ``status`` None means answer normally (plus ``headers``, e.g. a delayed 200 with ``Retry-After``);
+    ``status`` None means answer normally plus ``headers`` (e.g. a delayed 200 with Retry-After);
     ``drop_after`` processes the request and then closes the connection without answering.
     """
 
@@ -139,8 +232,10 @@ class Fault:
     drop_after: bool = False
 
     def matches(self, method: str, path: str) -> bool:
-        return self.times > 0 and (self.method is None or self.method == method) and (
-            self.path_contains.lower() in path.lower()
+        return (
+            self.times > 0
+            and (self.method is None or self.method == method)
+            and (self.path_contains.lower() in path.lower())
         )
 
 
@@ -165,13 +260,20 @@ class FakeProject:
     exists: bool = True
 
 
-ResponseValidator = Callable[[str, str, Any], None]  # (endpoint, "request"|"response", JSON) -> raises
+ResponseValidator = Callable[
+    [str, str, Any], None
+]  # (endpoint, "request"|"response", JSON) -> raises
 
 
 class FakeAzureDevOps:
     """State of one fake organisation plus the HTTP server that serves it."""
 
-    def __init__(self, org: str = "fabrikam", pat: str = "fake-pat", validator: ResponseValidator | None = None):
+    def __init__(
+        self,
+        org: str = "fabrikam",
+        pat: str = "fake-pat",
+        validator: ResponseValidator | None = None,
+    ):
         self.org = org
         self.pat = pat
         self.validator = validator
@@ -187,7 +289,7 @@ class FakeAzureDevOps:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
-    # ----- lifecycle -------------------------------------------------------------------------------------------
+    # ----- lifecycle ------------------------------------------------------------------------------
     def start(self) -> FakeAzureDevOps:
         fake = self
 
@@ -196,7 +298,9 @@ class FakeAzureDevOps:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-ado", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="fake-ado", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -216,7 +320,7 @@ class FakeAzureDevOps:
         """The organisation URL a connector is configured with."""
         return f"{self.base}/{self.org}"
 
-    # ----- seeding ---------------------------------------------------------------------------------------------
+    # ----- seeding --------------------------------------------------------------------------------
     def add_project(self, name: str, process: str = "Agile") -> FakeProject:
         project = FakeProject(name, process)
         self.projects[name] = project
@@ -288,8 +392,10 @@ class FakeAzureDevOps:
             if (method is None or r.method == method) and path_contains.lower() in r.path.lower()
         )
 
-    # ----- request handling ------------------------------------------------------------------------------------
-    def handle(self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes) -> tuple[int, dict[str, str], Any]:
+    # ----- request handling -----------------------------------------------------------------------
+    def handle(
+        self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], Any]:
         split = urlsplit(raw_path)
         path = split.path
         query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
@@ -306,13 +412,17 @@ class FakeAzureDevOps:
             return 200, {}, self._locations()
         api_version = _api_version(headers, query)
         if api_version is None:
-            raise HttpError(400, "VSS0001: No api-version was supplied for the request.", "VssInvalidApiVersion")
+            raise HttpError(
+                400, "VSS0001: No api-version was supplied for the request.", "VssInvalidApiVersion"
+            )
         if method == "GET" and lowered[:2] == ["_apis", "resourceareas"]:
             return 200, {}, self._resource_areas()
         if "_apis" not in lowered:
             raise HttpError(404, f"no route for {path}")
         at = lowered.index("_apis")
-        project_name = "/".join(rest[:at][:1]) or None  # the team segment, if any, follows the project
+        project_name = (
+            "/".join(rest[:at][:1]) or None
+        )  # the team segment, if any, follows the project
         tail = lowered[at + 1 :]
         tail_raw = rest[at + 1 :]
         project = self._project(project_name) if project_name else None
@@ -324,8 +434,15 @@ class FakeAzureDevOps:
         if tail == ["wit", "workitems"] and method == "GET":
             return 200, {}, self._get_items(project, query)
         if len(tail) >= 4 and tail[:2] == ["wit", "workitems"] and tail[3] == "comments":
-            return self._comments(method, int(tail_raw[2]), tail_raw[4:], payload, query, api_version)
-        if len(tail) == 4 and tail[:2] == ["wit", "workitemtypes"] and tail[3] == "states" and method == "GET":
+            return self._comments(
+                method, int(tail_raw[2]), tail_raw[4:], payload, query, api_version
+            )
+        if (
+            len(tail) == 4
+            and tail[:2] == ["wit", "workitemtypes"]
+            and tail[3] == "states"
+            and method == "GET"
+        ):
             return 200, {}, self._states(project, tail_raw[2])
         if tail == ["work", "processconfiguration"] and method == "GET":
             return 200, {}, self._process_configuration(project)
@@ -337,7 +454,8 @@ class FakeAzureDevOps:
                 return project
         raise HttpError(
             404,
-            f"TF200016: The following project does not exist: {name}. Verify that the name of the project is "
+            f"TF200016: The following project does not exist: {name}. "
+            "Verify that the name of the project is "
             "correct and that the project exists on the specified Azure DevOps Server.",
             "ProjectDoesNotExistWithNameException",
         )
@@ -368,7 +486,9 @@ class FakeAzureDevOps:
     def _item_url(self, item_id: int) -> str:
         return f"{self.url}/_apis/wit/workItems/{item_id}"
 
-    def _wiql(self, project: FakeProject | None, payload: Any, query: Mapping[str, str]) -> dict[str, Any]:
+    def _wiql(
+        self, project: FakeProject | None, payload: Any, query: Mapping[str, str]
+    ) -> dict[str, Any]:
         self._validate("wiql", "request", payload)
         if not isinstance(payload, Mapping) or not isinstance(payload.get("query"), str):
             raise HttpError(400, "VS402336: The WIQL query is missing.", "WiqlMissing")
@@ -377,16 +497,23 @@ class FakeAzureDevOps:
         parsed = parse_wiql(payload["query"])
         process = PROCESSES[project.process] if project else None
         context = _EvalContext(project.name if project else None, process, time_precision)
-        matched = [item for item in self.items.values() if parsed.where is None or parsed.where.evaluate(item, context)]
+        matched = [
+            item
+            for item in self.items.values()
+            if parsed.where is None or parsed.where.evaluate(item, context)
+        ]
         if (top is None or top > WIQL_CAP) and len(matched) > WIQL_CAP:
             raise HttpError(
                 400,
-                f"VS402337: The number of work items returned exceeds the size limit of {WIQL_CAP}. "
+                "VS402337: The number of work items returned exceeds the size limit "
+                f"of {WIQL_CAP}. "
                 "Change the query to return fewer items.",
                 "WorkItemTrackingQueryResultSizeLimitExceededException",
             )
         for name, descending in reversed(parsed.order_by or [("System.Id", False)]):
-            matched.sort(key=lambda item, n=name: _sort_key(item["fields"].get(n)), reverse=descending)
+            matched.sort(
+                key=lambda item, n=name: _sort_key(item["fields"].get(n)), reverse=descending
+            )
         if top is not None:
             matched = matched[:top]
         result = {
@@ -394,21 +521,39 @@ class FakeAzureDevOps:
             "queryResultType": "workItem",
             "asOf": _iso(datetime.now(UTC)),
             "columns": [
-                {"referenceName": name, "name": name.rsplit(".", 1)[-1], "url": f"{self.url}/_apis/wit/fields/{name}"}
+                {
+                    "referenceName": name,
+                    "name": name.rsplit(".", 1)[-1],
+                    "url": f"{self.url}/_apis/wit/fields/{name}",
+                }
                 for name in parsed.columns
             ],
             "sortColumns": [
-                {"field": {"referenceName": name, "name": name, "url": f"{self.url}/_apis/wit/fields/{name}"},
-                 "descending": descending}
+                {
+                    "field": {
+                        "referenceName": name,
+                        "name": name,
+                        "url": f"{self.url}/_apis/wit/fields/{name}",
+                    },
+                    "descending": descending,
+                }
                 for name, descending in parsed.order_by
             ],
-            "workItems": [{"id": item["id"], "url": self._item_url(item["id"])} for item in matched],
+            "workItems": [
+                {"id": item["id"], "url": self._item_url(item["id"])} for item in matched
+            ],
         }
         self._validate("wiql", "response", result)
         return result
 
-    def _render_item(self, item: Mapping[str, Any], fields: list[str] | None, expand: str) -> dict[str, Any]:
-        selected = item["fields"] if not fields else {k: v for k, v in item["fields"].items() if k in fields}
+    def _render_item(
+        self, item: Mapping[str, Any], fields: list[str] | None, expand: str
+    ) -> dict[str, Any]:
+        selected = (
+            item["fields"]
+            if not fields
+            else {k: v for k, v in item["fields"].items() if k in fields}
+        )
         out: dict[str, Any] = {"id": item["id"], "rev": item["rev"], "fields": dict(selected)}
         if expand in ("relations", "all") and item["relations"]:
             out["relations"] = [dict(r) for r in item["relations"]]
@@ -418,26 +563,36 @@ class FakeAzureDevOps:
     def _batch(self, project: FakeProject | None, payload: Any) -> dict[str, Any]:
         self._validate("workitemsbatch", "request", payload)
         if not isinstance(payload, Mapping) or not isinstance(payload.get("ids"), list):
-            raise HttpError(400, "VS403471: The ids parameter is required.", "ArgumentNullException")
+            raise HttpError(
+                400, "VS403471: The ids parameter is required.", "ArgumentNullException"
+            )
         ids = payload["ids"]
         if len(ids) > BATCH_CAP:
             raise HttpError(
                 400,
-                f"VS403474: You requested {len(ids)} work items which exceeds the limit of {BATCH_CAP}",
+                f"VS403474: You requested {len(ids)} work items which exceeds the limit "
+                f"of {BATCH_CAP}",
                 "WorkItemTrackingLimitExceededException",
             )
         expand = str(payload.get("$expand") or "none").lower()
         fields = payload.get("fields")
         if fields and expand != "none":
-            raise HttpError(400, "The expand parameter can not be used with the fields parameter.",
-                            "ConflictingParametersException")
+            raise HttpError(
+                400,
+                "The expand parameter can not be used with the fields parameter.",
+                "ConflictingParametersException",
+            )
         omit = str(payload.get("errorPolicy") or "fail").lower() == "omit"
         value: list[Any] = []
         for item_id in ids:
             item = self.items.get(int(item_id))
             if item is None:
                 if not omit:
-                    raise HttpError(404, f"TF401232: Work item {item_id} does not exist.", "WorkItemUnauthorizedAccessException")
+                    raise HttpError(
+                        404,
+                        f"TF401232: Work item {item_id} does not exist.",
+                        "WorkItemUnauthorizedAccessException",
+                    )
                 value.append(None)  # errorPolicy=omit keeps the slot, as the service does
                 continue
             value.append(self._render_item(item, fields, expand))
@@ -448,7 +603,11 @@ class FakeAzureDevOps:
     def _get_items(self, project: FakeProject | None, query: Mapping[str, str]) -> dict[str, Any]:
         ids = [int(i) for i in query.get("ids", "").split(",") if i]
         if len(ids) > BATCH_CAP:
-            raise HttpError(400, f"VS403474: You requested {len(ids)} work items which exceeds the limit of {BATCH_CAP}")
+            raise HttpError(
+                400,
+                f"VS403474: You requested {len(ids)} work items which exceeds the limit "
+                f"of {BATCH_CAP}",
+            )
         fields = [f for f in query.get("fields", "").split(",") if f] or None
         expand = query.get("$expand", "none").lower()
         if fields and expand != "none":
@@ -457,25 +616,39 @@ class FakeAzureDevOps:
         return {"count": len(value), "value": value}
 
     def _comments(
-        self, method: str, item_id: int, rest: list[str], payload: Any, query: Mapping[str, str], api_version: str
+        self,
+        method: str,
+        item_id: int,
+        rest: list[str],
+        payload: Any,
+        query: Mapping[str, str],
+        api_version: str,
     ) -> tuple[int, dict[str, str], Any]:
         if item_id not in self.items:
             raise HttpError(404, f"TF401232: Work item {item_id} does not exist.")
         thread = self.comments.setdefault(item_id, [])
         fmt = query.get("format")
         if fmt is not None and (not self.markdown_comments or not api_version.startswith("7.1")):
-            raise HttpError(400, "The request parameter 'format' is not supported by this server version.")
+            raise HttpError(
+                400, "The request parameter 'format' is not supported by this server version."
+            )
         now = _iso(datetime.now(UTC))
         if method == "GET" and not rest:
             top = int(query.get("$top") or 200)
             start = int(query.get("continuationToken") or 0)
             live = [c for c in thread if not c["isDeleted"]]
             page = live[start : start + top]
-            body: dict[str, Any] = {"totalCount": len(live), "count": len(page), "comments": page,
-                                    "url": f"{self._item_url(item_id)}/comments"}
+            body: dict[str, Any] = {
+                "totalCount": len(live),
+                "count": len(page),
+                "comments": page,
+                "url": f"{self._item_url(item_id)}/comments",
+            }
             if start + top < len(live):
                 body["continuationToken"] = str(start + top)
-                body["nextPage"] = f"{self._item_url(item_id)}/comments?continuationToken={start + top}"
+                body["nextPage"] = (
+                    f"{self._item_url(item_id)}/comments?continuationToken={start + top}"
+                )
             return 200, {}, body
         if method == "POST" and not rest:
             if not isinstance(payload, Mapping) or not payload.get("text"):
@@ -489,7 +662,9 @@ class FakeAzureDevOps:
                 "version": 1,
                 "text": payload["text"],
                 "format": fmt or "html",
-                "renderedText": payload["text"] if (fmt or "html") == "html" else f"<p>{payload['text']}</p>",
+                "renderedText": payload["text"]
+                if (fmt or "html") == "html"
+                else f"<p>{payload['text']}</p>",
                 "createdBy": {"displayName": "refinebot", "uniqueName": "refinebot@example.com"},
                 "createdDate": now,
                 "modifiedBy": {"displayName": "refinebot", "uniqueName": "refinebot@example.com"},
@@ -509,7 +684,9 @@ class FakeAzureDevOps:
                     if fmt:
                         comment["format"] = fmt
                     return 200, {}, comment
-            raise HttpError(404, f"VS402617: Comment {comment_id} does not exist on work item {item_id}.")
+            raise HttpError(
+                404, f"VS402617: Comment {comment_id} does not exist on work item {item_id}."
+            )
         raise HttpError(405, "method not allowed")
 
     def _states(self, project: FakeProject | None, work_type: str) -> dict[str, Any]:
@@ -520,7 +697,11 @@ class FakeAzureDevOps:
             if name.lower() == work_type.lower():
                 value = [{"name": s, "color": "b2b2b2", "category": c} for s, c in values]
                 return {"count": len(value), "value": value}
-        raise HttpError(404, f"VS402323: Work item type {work_type} does not exist.", "WorkItemTypeNotFoundException")
+        raise HttpError(
+            404,
+            f"VS402323: Work item type {work_type} does not exist.",
+            "WorkItemTypeNotFoundException",
+        )
 
     def _process_configuration(self, project: FakeProject | None) -> dict[str, Any]:
         if project is None:
@@ -528,15 +709,26 @@ class FakeAzureDevOps:
         process = PROCESSES[project.process]
 
         def category(name: str, ref: str, types: list[str]) -> dict[str, Any]:
-            return {"name": name, "referenceName": ref,
-                    "workItemTypes": [{"name": t, "url": f"{self.url}/_apis/wit/workItemTypes/{t}"} for t in types]}
+            return {
+                "name": name,
+                "referenceName": ref,
+                "workItemTypes": [
+                    {"name": t, "url": f"{self.url}/_apis/wit/workItemTypes/{t}"} for t in types
+                ],
+            }
 
         def field_ref(ref: str) -> dict[str, Any]:
-            return {"referenceName": ref, "name": ref.rsplit(".", 1)[-1], "url": f"{self.url}/_apis/wit/fields/{ref}"}
+            return {
+                "referenceName": ref,
+                "name": ref.rsplit(".", 1)[-1],
+                "url": f"{self.url}/_apis/wit/fields/{ref}",
+            }
 
         return {
             "taskBacklog": category("Tasks", "Microsoft.TaskCategory", process["task"]),
-            "requirementBacklog": category("Stories", "Microsoft.RequirementCategory", process["requirement"]),
+            "requirementBacklog": category(
+                "Stories", "Microsoft.RequirementCategory", process["requirement"]
+            ),
             "portfolioBacklogs": [
                 category(t + "s", f"Microsoft.{t}Category", [t]) for t in process["portfolio"]
             ],
@@ -570,7 +762,9 @@ class FakeAzureDevOps:
 
 class _Handler(BaseHTTPRequestHandler):
     server_fake: FakeAzureDevOps
-    protocol_version = "HTTP/1.1"  # keep-alive, as the real service; the SDK's session reuses connections
+    protocol_version = (
+        "HTTP/1.1"  # keep-alive, as the real service; the SDK's session reuses connections
+    )
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet test output
         return
@@ -579,27 +773,42 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server_fake
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        headers = {k: v for k, v in self.headers.items()}
+        headers = dict(self.headers.items())
         split = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(split.query).items()}
         fault = fake.take_fault(self.command, split.path)
         extra: dict[str, str] = {}
         try:
             if fault is not None and fault.status is not None:
-                raise HttpError(fault.status, fault.message or _fault_message(fault.status), headers=fault.headers)
+                raise HttpError(
+                    fault.status,
+                    fault.message or _fault_message(fault.status),
+                    headers=fault.headers,
+                )
             status, extra, payload = fake.handle(self.command, self.path, headers, body)
             if fault is not None:
                 extra = {**extra, **fault.headers}
         except HttpError as exc:
             status, extra = exc.status, exc.headers
-            payload = {"$id": "1", "innerException": None, "message": exc.message, "typeName": exc.type_key,
-                       "typeKey": exc.type_key, "errorCode": 0, "eventId": 3000}
+            payload = {
+                "$id": "1",
+                "innerException": None,
+                "message": exc.message,
+                "typeName": exc.type_key,
+                "typeKey": exc.type_key,
+                "errorCode": 0,
+                "eventId": 3000,
+            }
             if exc.status == 401:
                 payload = None
         fake.record(
             RecordedRequest(
-                self.command, unquote(split.path), query, _api_version(headers, query),
-                _safe_json(body), status,
+                self.command,
+                unquote(split.path),
+                query,
+                _api_version(headers, query),
+                _safe_json(body),
+                status,
             )
         )
         if fault is not None and fault.drop_after:
@@ -608,20 +817,26 @@ class _Handler(BaseHTTPRequestHandler):
             return
         data = b"" if payload is None else json.dumps(payload).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8" if payload is not None else "text/plain")
+        self.send_header(
+            "Content-Type",
+            "application/json; charset=utf-8" if payload is not None else "text/plain",
+        )
         self.send_header("Content-Length", str(len(data)))
         for key, value in extra.items():
             self.send_header(key, value)
         self.end_headers()
         self.wfile.write(data)
 
-    do_GET = do_POST = do_PATCH = do_OPTIONS = do_DELETE = _serve
+    do_GET = do_POST = do_PATCH = do_OPTIONS = do_DELETE = _serve  # noqa: N815
 
 
 def _fault_message(status: int) -> str:
     if status == 429:
-        return ("TF400733: The request has been canceled: Request was blocked due to exceeding usage of resource "
-                "'WorkItemTracking' in namespace 'User'.")
+        return (
+            "TF400733: The request has been canceled: Request was blocked due to "
+            "exceeding usage of resource "
+            "'WorkItemTracking' in namespace 'User'."
+        )
     if status == 503:
         return "TF400324: Team Foundation services are not available from server."
     return f"fault {status}"
@@ -638,7 +853,7 @@ def _auth_ok(header: str, pat: str) -> bool:
     if not header.startswith("Basic "):
         return False
     try:
-        user, _, secret = base64.b64decode(header[6:]).decode().partition(":")
+        _user, _, secret = base64.b64decode(header[6:]).decode().partition(":")
     except ValueError:
         return False
     return secret == pat
@@ -664,7 +879,7 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (0, str(value).lower()) if not isinstance(value, int | float) else (0, value)
 
 
-# ----- a small WIQL evaluator --------------------------------------------------------------------------------------
+# ----- a small WIQL evaluator ---------------------------------------------------------------------
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<field>\[[^\]]+\])|(?P<string>'(?:[^']|'')*')|(?P<number>-?\d+(?:\.\d+)?)"
@@ -751,13 +966,18 @@ class _Predicate(_Node):
         if actual is None:
             return False
         left, right = _comparable(actual, value, ctx)
-        return {">": left > right, ">=": left >= right, "<": left < right, "<=": left <= right}[self.op]
+        return {">": left > right, ">=": left >= right, "<": left < right, "<=": left <= right}[
+            self.op
+        ]
 
 
 def _group_types(group: str, ctx: _EvalContext) -> list[str]:
     process = ctx.process or {}
-    key = {"microsoft.requirementcategory": "requirement", "microsoft.bugcategory": "bug",
-           "microsoft.taskcategory": "task"}.get(group.lower())
+    key = {
+        "microsoft.requirementcategory": "requirement",
+        "microsoft.bugcategory": "bug",
+        "microsoft.taskcategory": "task",
+    }.get(group.lower())
     if key is None:
         raise WiqlError(f"unknown category {group!r}")
     return list(process.get(key, []))
@@ -799,7 +1019,9 @@ def _comparable(actual: Any, value: Any, ctx: _EvalContext) -> tuple[Any, Any]:
         if not ctx.time_precision:
             if "T" in str(value) and not str(value).endswith("T00:00:00Z"):
                 raise HttpError(
-                    400, "VS402625: Dates in WIQL queries may not contain a time unless timePrecision is set.",
+                    400,
+                    "VS402625: Dates in WIQL queries may not contain a time "
+                    "unless timePrecision is set.",
                     "WiqlTimePrecisionException",
                 )
             return left_date.date(), right_date.date()
@@ -821,7 +1043,9 @@ class _Parser:
         while position < len(text):
             match = _TOKEN.match(text, position)
             if not match or match.end() == position:
-                raise WiqlError(f"unexpected text at {position}: {text[position:position + 20]!r}")
+                raise WiqlError(
+                    f"unexpected text at {position}: {text[position : position + 20]!r}"
+                )
             kind = match.lastgroup or ""
             self.tokens.append((kind, match.group(kind)))
             position = match.end()
@@ -839,11 +1063,11 @@ class _Parser:
         return token
 
     def word(self, *words: str) -> bool:
-        kind, value = self.peek()
-        if kind == "word" and value.lower() == words[0]:
-            if all(self.peek(i)[0] == "word" and self.peek(i)[1].lower() == w for i, w in enumerate(words)):
-                self.at += len(words)
-                return True
+        if all(
+            self.peek(i)[0] == "word" and self.peek(i)[1].lower() == w for i, w in enumerate(words)
+        ):
+            self.at += len(words)
+            return True
         return False
 
     def expect_word(self, word: str) -> None:
@@ -877,7 +1101,7 @@ class _Parser:
             self.take()
             columns.append(self.field())
         self.expect_word("from")
-        kind, source = self.take()
+        _kind, source = self.take()
         if source.lower() != "workitems":
             raise WiqlError(f"only FROM WorkItems is supported by this fake, not {source!r}")
         where = None
@@ -953,5 +1177,5 @@ class _Parser:
 
 
 def parse_wiql(text: str) -> ParsedWiql:
-    """Parse the WIQL subset refinebot and its tests use; raise a 400 ``WiqlError`` on anything else."""
+    """Parse the WIQL subset refinebot uses; raise a 400 ``WiqlError`` on anything else."""
     return _Parser(text).parse()

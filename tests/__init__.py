@@ -1,0 +1,1 @@
+"""refinebot's test suite."""

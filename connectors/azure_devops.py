@@ -185,7 +185,7 @@ class AzureDevOpsConnector:
     # ----- public API -----------------------------------------------------------------------------
     @property
     def requests(self) -> int:
-        """Requests made by this connector's clients (not the SDK's OPTIONS/ResourceAreas discovery)."""
+        """Requests made by this connector's clients (not the SDK's OPTIONS/ResourceAreas calls)."""
         return self._requests
 
     def fetch(self, project: str, query: str | None, *, full: bool = False) -> FetchResult:
@@ -584,6 +584,11 @@ class AzureDevOpsConnector:
         key = (project.lower(), work_type.lower())
         if key in self._type_states:
             return self._type_states[key]
+        # Types of other projects (a predecessor elsewhere) are cached on disk like the process.
+        foreign = self._read_cache(f"types-{project}", PROCESS_CACHE_MAX_AGE) or {}
+        if info is None and isinstance(foreign.get(work_type), dict):
+            self._type_states[key] = {str(k): str(v) for k, v in foreign[work_type].items()}
+            return self._type_states[key]
         wit = self._wit()
         try:
             states = self._call(
@@ -601,7 +606,9 @@ class AzureDevOpsConnector:
             )
             found = {}
         self._type_states[key] = found
-        if info is not None:
+        if info is None:
+            self._write_cache(f"types-{project}", {**foreign, work_type: found})
+        else:
             merged = {**info.state_categories, work_type: found}
             self._processes[project] = ProcessInfo(
                 info.effort_field, info.order_field, info.backlog_types, merged

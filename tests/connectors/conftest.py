@@ -1,7 +1,7 @@
 """Fixtures for the Azure DevOps connector tests: one fake organisation per session, spec-validated.
 
-The SDK reads ``AZURE_DEVOPS_CACHE_DIR`` once, when it is first imported, and otherwise writes to the
-user's home; this module points it at a temporary folder before anything imports the SDK.
+The SDK reads ``AZURE_DEVOPS_CACHE_DIR`` once, when it is first imported, and otherwise writes to
+the user's home; this module points it at a temporary folder before anything imports the SDK.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tests.fakes.ado_server import FakeAzureDevOps  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT.parent / "shared" / "specs" / "azure-devops-wit-7.1.json"
 PAT = "pat-0123456789-secret"
-TOKEN_ENV = "REFINEBOT_TEST_ADO_PAT"
+TOKEN_ENV = "ADO_TEST_PAT"
 
 
 def spec_path() -> Path:
@@ -67,7 +67,7 @@ class SpecValidator:
         validator.validate(document)
 
     def check(self, endpoint: str, direction: str, document: Any) -> None:
-        """Raise ``jsonschema.ValidationError`` when a document breaks the spec (and remember it)."""
+        """Raise ``jsonschema.ValidationError`` when a document breaks the spec; remember it."""
         try:
             self._check(endpoint, direction, document)
         except jsonschema.ValidationError as exc:
@@ -90,7 +90,7 @@ class SpecValidator:
             return
         if endpoint == "workitemsbatch":
             # Spec drift 4: the spec declares a bare array of WorkItem; real traffic (and the SDK's
-            # _unwrap_collection) uses the {count, value} wrapper. Check the wrapper, then each item.
+            # _unwrap_collection) use the {count, value} wrapper. Check it, then each item.
             assert set(document) == {"count", "value"}, f"not a list wrapper: {sorted(document)}"
             assert document["count"] == len(document["value"])
             for item in document["value"]:
@@ -106,7 +106,7 @@ def spec_validator() -> SpecValidator:
 
 @pytest.fixture(scope="session")
 def ado(spec_validator: SpecValidator) -> Iterator[FakeAzureDevOps]:
-    """The session's fake organisation; every WIQL and batch exchange is checked against the spec."""
+    """The session's fake organisation; every WIQL and batch exchange is spec-checked."""
     fake = FakeAzureDevOps(org="fabrikam", pat=PAT, validator=spec_validator.check).start()
     yield fake
     fake.stop()
@@ -137,7 +137,7 @@ def sleeps() -> Sleeps:
 
 @pytest.fixture
 def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
-    """A project name unique to this test, so tests sharing the session's fake never see each other."""
+    """A project name unique to this test: tests sharing the fake never see each other."""
 
     def make(prefix: str = "P") -> str:
         node = request.node.name.replace("[", "-").replace("]", "")

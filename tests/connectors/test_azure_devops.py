@@ -1,7 +1,7 @@
-"""The Azure DevOps connector, end to end: the real connector, the real ``azure-devops`` SDK, real HTTP.
+"""The Azure DevOps connector end to end: the real connector, the real ``azure-devops`` SDK, HTTP.
 
-Every test talks to the session's fake organisation (tests/fakes/ado_server.py) in its own project, so
-request counts are read from the fake's log of what actually crossed the wire.
+Every test talks to the session's fake organisation (tests/fakes/ado_server.py) in its own
+project, so request counts are read from the fake's log of what actually crossed the wire.
 """
 
 from __future__ import annotations
@@ -98,7 +98,8 @@ def test_query_over_the_20000_cap_is_split_and_syncs_completely(
     refused = _raw_wiql(
         ado, project, f"SELECT [System.Id] FROM WorkItems WHERE [System.TeamProject] = '{project}'"
     )
-    assert refused[0] == 400 and "VS402337" in refused[1]["message"]
+    assert refused[0] == 400
+    assert "VS402337" in refused[1]["message"]
 
 
 def _raw_wiql(ado: FakeAzureDevOps, project: str, query: str) -> tuple[int, dict[str, Any]]:
@@ -192,7 +193,7 @@ def test_process_decides_effort_order_and_state_categories(
     ]
     assert [i.status_category for i in result.issues] == expected
     assert [i.story_points for i in result.issues] == [float(n + 1) for n in range(len(expected))]
-    ranks = [i.rank for i in result.issues]
+    ranks = [i.rank or "" for i in result.issues]
     assert ranks == sorted(
         ranks, reverse=True
     )  # order field read: higher position numbers sort later
@@ -225,7 +226,10 @@ def test_html_fields_tags_and_relations_are_mapped(
         project,
         "  Checkout with PayPal ",
         fields={
-            "System.Description": "<div><h2>Why</h2><p>Users ask &amp; wait.</p><ul><li>one</li><li>two</li></ul></div>",
+            "System.Description": (
+                "<div><h2>Why</h2><p>Users ask &amp; wait.</p>"
+                "<ul><li>one</li><li>two</li></ul></div>"
+            ),
             "Microsoft.VSTS.Common.AcceptanceCriteria": "<ol><li>Given a cart</li></ol>",
             "System.Tags": "payments; Q3 ",
             "System.AssignedTo": {"displayName": "Ana Lima", "uniqueName": "ana@example.com"},
@@ -244,7 +248,7 @@ def test_html_fields_tags_and_relations_are_mapped(
     issue = issues[str(item)]
     assert issue.title == "Checkout with PayPal"
     assert issue.description == "Why\n\nUsers ask & wait.\n- one\n- two"
-    assert issue.acceptance_criteria is not None and "Given a cart" in issue.acceptance_criteria
+    assert "Given a cart" in (issue.acceptance_criteria or "")
     assert issue.labels == ("payments", "Q3")
     assert issue.assignee == "Ana Lima"
     assert issue.parent == str(parent)
@@ -253,7 +257,7 @@ def test_html_fields_tags_and_relations_are_mapped(
         (LinkKind.DUPLICATES, str(dup)),
         (LinkKind.RELATES, str(dup)),
     }
-    assert issue.url is not None and issue.url.endswith(f"/_workitems/edit/{item}")
+    assert (issue.url or "").endswith(f"/_workitems/edit/{item}")
     assert issue.project == project
 
 
@@ -469,8 +473,10 @@ def test_bad_pat_is_a_clear_error_that_never_shows_the_token(
         connector.fetch(project, None)
 
     message = str(raised.value)
-    assert "authentication failed (HTTP 401)" in message and TOKEN_ENV in message
-    assert wrong not in message and PAT not in message
+    assert "authentication failed (HTTP 401)" in message
+    assert TOKEN_ENV in message
+    assert wrong not in message
+    assert PAT not in message
     assert wrong not in caplog.text
     assert sleeps.calls == []  # a 401 is not retried
 
@@ -478,10 +484,10 @@ def test_bad_pat_is_a_clear_error_that_never_shows_the_token(
 def test_missing_token_variable_is_named(
     ado: FakeAzureDevOps, sleeps: Sleeps, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("REFINEBOT_TEST_ADO_UNSET", raising=False)
-    connector = make_connector(ado, sleeps, token_env="REFINEBOT_TEST_ADO_UNSET")
+    monkeypatch.delenv("ADO_TEST_UNSET_PAT", raising=False)
+    connector = make_connector(ado, sleeps, token_env="ADO_TEST_UNSET_PAT")
 
-    with pytest.raises(ConnectorError, match="REFINEBOT_TEST_ADO_UNSET is not set"):
+    with pytest.raises(ConnectorError, match="ADO_TEST_UNSET_PAT is not set"):
         connector.fetch("Anything", None)
 
 
@@ -524,10 +530,8 @@ def test_malformed_work_item_is_skipped_with_a_reason(
     assert [i.key for i in result.issues] == [str(good)]
     (skipped,) = result.skipped
     assert skipped.key == str(bad_points)
-    assert (
-        "Microsoft.VSTS.Scheduling.StoryPoints" in skipped.reason
-        and "not a number" in skipped.reason
-    )
+    assert "Microsoft.VSTS.Scheduling.StoryPoints" in skipped.reason
+    assert "not a number" in skipped.reason
     assert project in skipped.reason
 
 
@@ -552,10 +556,13 @@ def test_comments_are_added_found_and_updated_in_place(
 
     (stored,) = ado.comments[item]
     assert str(stored["id"]) == comment_id
-    assert stored["version"] == 2 and stored["format"] == "markdown"
-    assert stored["text"].startswith("Ready now") and "refinebot:readiness" in stored["text"]
+    assert stored["version"] == 2
+    assert stored["format"] == "markdown"
+    assert stored["text"].startswith("Ready now")
+    assert "refinebot:readiness" in stored["text"]
     (post,) = of_kind(since(ado, mark), "POST", "/comments")
-    assert post.query.get("format") == "markdown" and post.api_version == "7.1-preview.4"
+    assert post.query.get("format") == "markdown"
+    assert post.api_version == "7.1-preview.4"
 
 
 def test_comment_on_an_item_not_fetched_looks_up_its_project(

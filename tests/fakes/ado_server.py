@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -312,8 +313,7 @@ class FakeAzureDevOps:
     @property
     def base(self) -> str:
         assert self._server is not None, "start() the fake first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_port}"
 
     @property
     def url(self) -> str:
@@ -511,9 +511,7 @@ class FakeAzureDevOps:
                 "WorkItemTrackingQueryResultSizeLimitExceededException",
             )
         for name, descending in reversed(parsed.order_by or [("System.Id", False)]):
-            matched.sort(
-                key=lambda item, n=name: _sort_key(item["fields"].get(n)), reverse=descending
-            )
+            matched.sort(key=partial(_field_sort_key, name), reverse=descending)
         if top is not None:
             matched = matched[:top]
         result = {
@@ -871,6 +869,10 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def _field_sort_key(name: str, item: Mapping[str, Any]) -> tuple[int, Any]:
+    return _sort_key(item["fields"].get(name))
+
+
 def _sort_key(value: Any) -> tuple[int, Any]:
     if value is None:
         return (1, "")
@@ -966,9 +968,8 @@ class _Predicate(_Node):
         if actual is None:
             return False
         left, right = _comparable(actual, value, ctx)
-        return {">": left > right, ">=": left >= right, "<": left < right, "<=": left <= right}[
-            self.op
-        ]
+        outcomes = {">": left > right, ">=": left >= right, "<": left < right, "<=": left <= right}
+        return bool(outcomes[self.op])
 
 
 def _group_types(group: str, ctx: _EvalContext) -> list[str]:

@@ -43,16 +43,14 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 BATCH_SIZE = 200  # VS403474 above this
-WIQL_CAP = 20_000  # VS402337 above this
-CLOCK_SKEW = timedelta(
-    minutes=5
-)  # incremental windows overlap by this much; re-reading an item is harmless
-PROCESS_CACHE_MAX_AGE = timedelta(hours=12)
+# Incremental windows overlap by this much (clock skew between us and the service); re-reading an
+# item is harmless, missing one is not.
+CLOCK_SKEW = timedelta(minutes=5)
+PROCESS_CACHE_MAX_AGE = timedelta(hours=12)  # as long as the SDK caches its resource locations
 MAX_RETRY_AFTER = 300.0
 DONE_CATEGORIES = frozenset({"Completed", "Removed"})  # left out of the default backlog query
-TARGET_KINDS = frozenset(
-    {LinkKind.BLOCKED_BY, LinkKind.BLOCKS}
-)  # whose category the dependency rule reads
+# The dependency rule reads the category of an item's blockers only (a successor's does not matter).
+TARGET_KINDS = frozenset({LinkKind.BLOCKED_BY})
 _TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _STATE_FIELDS = ["System.Id", "System.WorkItemType", "System.State", "System.TeamProject"]
 
@@ -198,9 +196,11 @@ class AzureDevOpsConnector:
         snapshot = None if full else self._load_snapshot(key)
         if snapshot is None:
             raw_items, targets = self._full_read(project, condition, process)
-            incremental = False
+            incremental, fetched = False, len(raw_items)
         else:
-            raw_items, targets = self._incremental_read(project, condition, process, snapshot)
+            raw_items, targets, fetched = self._incremental_read(
+                project, condition, process, snapshot
+            )
             incremental = True
         snapshot = _Snapshot(key, started, raw_items, targets)
         self._save_snapshot(snapshot)
@@ -214,13 +214,15 @@ class AzureDevOpsConnector:
             len(skipped),
             self._requests - started_requests,
         )
+        # The issues are the whole backlog either way (an incremental read is merged into the last
+        # snapshot), so ``full`` is True; ``extra`` says how it was read.
         return FetchResult(
             issues=issues,
             skipped=skipped,
-            full=not incremental,
+            full=True,
             synced_at=started,
             requests=self._requests - started_requests,
-            extra={"incremental": incremental},
+            extra={"incremental": incremental, "fetched": fetched},
         )
 
     def find_comment(self, issue_key: str, marker: str) -> str | None:
@@ -293,7 +295,13 @@ class AzureDevOpsConnector:
                 return wit.update_comment(request, project, item_id, int(comment_id))
 
         # A PATCH of the same text is idempotent, so retrying it is safe.
-        self._call(f"update comment {comment_id} on work item {item_id}", patch, project=project)
+        what = f"update comment {comment_id} on work item {item_id}"
+        try:
+            self._call(what, patch, project=project)
+        except _FormatUnsupportedError:
+            logger.info("%s: server rejects markdown comments; updating as HTML", self.name)
+            self._markdown = False
+            self.update_comment(issue_key, comment_id, body, marker=marker)
 
     def _comment_target(self, issue_key: str) -> tuple[str, int]:
         """(project, id) of a work item key; the project is from the last fetch or one lookup."""
@@ -335,7 +343,7 @@ class AzureDevOpsConnector:
 
     def _incremental_read(
         self, project: str, condition: str, process: ProcessInfo, snapshot: _Snapshot
-    ) -> tuple[dict[int, dict[str, Any]], dict[int, str]]:
+    ) -> tuple[dict[int, dict[str, Any]], dict[int, str], int]:
         members = self._wiql_ids(project, condition)
         since = snapshot.synced_at - CLOCK_SKEW
         changed_condition = (
@@ -366,7 +374,7 @@ class AzureDevOpsConnector:
             len(changed),
             len(refetch),
         )
-        return items, targets
+        return items, targets, len(fetched)
 
     def _wiql_ids(self, project: str, condition: str, *, time_precision: bool = False) -> list[int]:
         """Every id matching ``condition`` in id order, paged by id so no query passes the cap."""
@@ -492,7 +500,7 @@ class AzureDevOpsConnector:
             work_type = str((raw.get("fields") or {}).get("System.WorkItemType") or "")
             if work_type:
                 self._states_for(project, work_type)
-        process = self._processes.get(project, process)
+        process = self._effective(self._processes.get(project, process))
         categories: dict[tuple[str, str], StatusCategory] = {
             (work_type, state): STATE_CATEGORY_NAMES[category]
             for work_type, states in process.state_categories.items()
@@ -535,7 +543,7 @@ class AzureDevOpsConnector:
     def _process(self, project: str) -> ProcessInfo:
         """Effort/order fields and backlog state categories: from memory, disk or server."""
         if project in self._processes:
-            return self._processes[project]
+            return self._effective(self._processes[project])
         cached = self._read_cache(f"process-{project}", PROCESS_CACHE_MAX_AGE)
         if cached is not None:
             info = ProcessInfo.from_json(cached)
@@ -564,15 +572,20 @@ class AzureDevOpsConnector:
             for work_type in backlog_types:
                 self._states_for(project, work_type)
             info = self._processes[project]
-        info = ProcessInfo(
+        # What the server said is cached; the config's overrides apply on top, so changing them
+        # takes effect at once.
+        self._processes[project] = info
+        self._write_cache(f"process-{project}", info.to_json())
+        return self._effective(info)
+
+    def _effective(self, info: ProcessInfo) -> ProcessInfo:
+        """The process with the configured effort/order fields in place of the discovered ones."""
+        return ProcessInfo(
             effort_field=self.source.effort_field or info.effort_field,
             order_field=self.source.order_field or info.order_field,
             backlog_types=info.backlog_types,
             state_categories=info.state_categories,
         )
-        self._processes[project] = info
-        self._write_cache(f"process-{project}", info.to_json())
-        return info
 
     def _states_for(self, project: str, work_type: str) -> Mapping[str, str]:
         """State -> category of one work item type, fetched once per (project, type)."""
@@ -836,8 +849,10 @@ class AzureDevOpsConnector:
                 # A delayed 200: the service is throttling us softly; pause before the next request.
                 self._pending_delay = retry_after
             return result
+        plural = "" if attempts == 1 else "s"
         raise ConnectorError(
-            f"{self._where()}: {what} failed after {attempts} attempts; last error: {last_problem}"
+            f"{self._where()}: {what} failed after {attempts} attempt{plural}; "
+            f"last error: {last_problem}"
         )
 
     def _raise_for_status(

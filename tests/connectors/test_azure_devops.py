@@ -275,7 +275,8 @@ def test_predecessor_outside_the_query_gets_its_category_in_one_batched_request(
         "Needs platform",
         relations=[(DEP_REVERSE, open_elsewhere), (DEP_REVERSE, done_here)],
     )
-    free = ado.add_item(project, "Successor only", relations=[(DEP_FORWARD, open_elsewhere)])
+    successor = ado.add_item(other, "Later work", state="New")
+    free = ado.add_item(project, "Successor only", relations=[(DEP_FORWARD, successor)])
     connector = make_connector(ado, sleeps)
     mark = len(ado.requests)
 
@@ -292,8 +293,9 @@ def test_predecessor_outside_the_query_gets_its_category_in_one_batched_request(
     ]
     assert len(target_reads) == 1
     assert sorted(target_reads[0].body["ids"]) == sorted([open_elsewhere, done_here])
-    # Successor links are not blockers: their targets need no lookup of their own.
+    # Successor links are not blockers: their targets need no lookup.
     assert issues[str(free)].links[0].kind is LinkKind.BLOCKS
+    assert issues[str(free)].links[0].target_status_category is None
 
 
 def test_blocked_tag_and_blocked_field(
@@ -395,7 +397,8 @@ def test_incremental_sync_reads_only_changes_and_survives_a_restart(
 
     sent = since(ado, mark)
     assert len(sent) <= 3, [(r.method, r.path) for r in sent]
-    assert result.full is False
+    assert result.extra["incremental"] is True
+    assert result.extra["fetched"] == 101
     keys = {i.key: i for i in result.issues}
     assert str(ids[100]) not in keys
     assert str(new) in keys
@@ -643,3 +646,43 @@ def test_markdown_to_html_escapes_and_keeps_lists() -> None:
     assert markdown_to_html("**Hi** <b>\n\n- a & b\n- c") == (
         "<p><b>Hi</b> &lt;b&gt;</p><ul><li>a &amp; b</li><li>c</li></ul>"
     )
+
+
+def test_unreachable_server_fails_after_bounded_attempts(
+    pat_env: str, sleeps: Sleeps, unused_tcp_port: int
+) -> None:
+    source = AzureDevOpsSourceConfig(
+        kind="azure_devops",
+        url=f"http://127.0.0.1:{unused_tcp_port}/nowhere",
+        token_env=TOKEN_ENV,
+        max_attempts=1,
+    )
+    connector = AzureDevOpsConnector(source, sleep=sleeps)
+
+    # One attempt only: the SDK's own location client already retries a refused connection during
+    # connect (about 5 s of urllib3 backoff we cannot configure), so more would slow the suite.
+    with pytest.raises(ConnectorError, match=r"failed after 1 attempt; last error: connection"):
+        connector.fetch("Any", None)
+    assert sleeps.calls == []
+
+
+def test_configured_fields_are_not_cached_as_the_process(
+    ado: FakeAzureDevOps,
+    pat_env: str,
+    sleeps: Sleeps,
+    unique_name: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    project = unique_name("Cache")
+    ado.add_project(project, "Agile")
+    ado.add_item(
+        project, "pts", fields={"Custom.Points": 8, "Microsoft.VSTS.Scheduling.StoryPoints": 3}
+    )
+    overridden = make_connector(ado, sleeps, cache_dir=tmp_path, effort_field="Custom.Points")
+    assert [i.story_points for i in overridden.fetch(project, None, full=True).issues] == [8.0]
+
+    plain = make_connector(ado, sleeps, cache_dir=tmp_path)
+    mark = len(ado.requests)
+
+    assert [i.story_points for i in plain.fetch(project, None, full=True).issues] == [3.0]
+    assert of_kind(since(ado, mark), "GET", "processconfiguration") == []  # came from the cache

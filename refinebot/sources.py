@@ -21,6 +21,8 @@ def connector_for(loaded: LoadedConfig, source_name: str) -> Connector:
     if isinstance(source, AzureDevOpsSourceConfig):
         from connectors.azure_devops import AzureDevOpsConnector
 
+        if source.cache_dir is not None:  # like file paths, relative to the config file
+            source = source.model_copy(update={"cache_dir": loaded.resolve_path(source.cache_dir)})
         return AzureDevOpsConnector(source, name=source_name)
     if isinstance(source, JiraSourceConfig):
         raise ConnectorError(

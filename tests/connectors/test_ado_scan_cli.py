@@ -75,7 +75,7 @@ kind = "azure_devops"
 url = "{ado.url}"
 token_env = "{TOKEN_ENV}"
 backoff_base = 0.01
-cache_dir = "{tmp_path / "cache"}"
+cache_dir = "cache"
 
 [projects."{project}"]
 source = "ado"
@@ -97,6 +97,8 @@ source = "ado"
         "RB401",
     }
     assert PAT not in done.stdout + done.stderr
+    # cache_dir is relative to the config file, like file sources' paths.
+    assert list((tmp_path / "cache").rglob("process-*.json"))
 
 
 def test_scan_reports_a_bad_token_clearly(

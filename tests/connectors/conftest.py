@@ -99,18 +99,34 @@ class SpecValidator:
 
 
 @pytest.fixture(scope="session")
-def spec_validator() -> SpecValidator:
-    """The validator built from ../shared/specs/azure-devops-wit-7.1.json."""
-    return SpecValidator(load_spec_definitions(spec_path()))
+def optional_spec_validator() -> SpecValidator | None:
+    """The spec validator, or None without ../shared outside CI (connector tests still run)."""
+    if SPEC.is_file() or os.environ.get("CI") == "true":
+        return SpecValidator(load_spec_definitions(spec_path()))
+    return None
 
 
 @pytest.fixture(scope="session")
-def ado(spec_validator: SpecValidator) -> Iterator[FakeAzureDevOps]:
+def spec_validator(optional_spec_validator: SpecValidator | None) -> SpecValidator:
+    """The validator built from ../shared/specs/azure-devops-wit-7.1.json (skips without it)."""
+    if optional_spec_validator is None:
+        spec_path()  # skips, naming the missing file
+        raise AssertionError("spec_path() should have skipped")
+    return optional_spec_validator
+
+
+@pytest.fixture(scope="session")
+def ado(optional_spec_validator: SpecValidator | None) -> Iterator[FakeAzureDevOps]:
     """The session's fake organisation; every WIQL and batch exchange is spec-checked."""
-    fake = FakeAzureDevOps(org="fabrikam", pat=PAT, validator=spec_validator.check).start()
+    validator = optional_spec_validator
+    fake = FakeAzureDevOps(
+        org="fabrikam", pat=PAT, validator=validator.check if validator else None
+    )
+    fake.start()
     yield fake
     fake.stop()
-    assert not spec_validator.violations, spec_validator.violations
+    if validator is not None:
+        assert not validator.violations, validator.violations
 
 
 @pytest.fixture

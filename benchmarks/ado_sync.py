@@ -119,7 +119,7 @@ def sync_in_child(url: str, cache_dir: str, full: bool) -> dict[str, Any]:
     return {
         "issues": len(result.issues),
         "skipped": len(result.skipped),
-        "incremental": not result.full,
+        "incremental": bool(result.extra.get("incremental")),
         "seconds": elapsed,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "blockers_with_category": blocked_known,

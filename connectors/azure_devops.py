@@ -815,6 +815,9 @@ class AzureDevOpsConnector:
                 ) from None
             except ClientRequestError as exc:
                 status = self._log.status
+                if status is not None and status < 400:
+                    # A success seen earlier in this call (a discovery request): not this failure.
+                    status = None
                 message = _error_message(exc)
                 if isinstance(exc, AzureDevOpsServiceError) or status is not None:
                     self._raise_for_status(what, project, status, message)
@@ -889,9 +892,8 @@ class AzureDevOpsConnector:
         if honoured is not None:
             return min(honoured, MAX_RETRY_AFTER)
         ceiling = min(self.source.backoff_max, self.source.backoff_base * 2.0 ** (attempt - 1))
-        return (
-            ceiling / 2 + float(self._jitter()) * ceiling / 2
-        )  # "equal jitter": never zero, never over the cap
+        # "Equal jitter": spread over the upper half, so never zero and never over the cap.
+        return ceiling / 2 + float(self._jitter()) * ceiling / 2
 
 
 class _NotFoundError(ConnectorError):

@@ -1,21 +1,22 @@
-"""The fake Azure DevOps server keeps to the vendor's WIT 7.1 spec where the spec is right.
+"""The fake Azure DevOps server keeps to the vendor's WIT 7.1 spec and the service's limits.
 
 The session's fake validates every WIQL and batch exchange as it serves it (see conftest.py for the
-four documented differences between the spec and real traffic); these tests prove the validator
-bites
-and that it really ran over the traffic of a sync.
+four documented differences between the spec and real traffic). These tests prove the validator
+bites and really ran over a sync's traffic, and that the fake refuses what the service refuses.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 
+import httpx
 import jsonschema
 import pytest
 
 from connectors.azure_devops import AzureDevOpsConnector
 from refinebot.config import AzureDevOpsSourceConfig
-from tests.connectors.conftest import TOKEN_ENV, SpecValidator
+from tests.connectors.conftest import PAT, TOKEN_ENV, SpecValidator
 from tests.fakes.ado_server import FakeAzureDevOps
 
 
@@ -63,3 +64,57 @@ def test_the_validator_rejects_documents_that_break_the_spec(
 def test_the_list_wrapper_is_required_for_batch_responses(spec_validator: SpecValidator) -> None:
     with pytest.raises(AssertionError, match="not a list wrapper"):
         spec_validator.check("workitemsbatch", "response", {"value": []})
+
+
+def _post(ado: FakeAzureDevOps, path: str, body: object, accept: str) -> httpx.Response:
+    auth = base64.b64encode(f":{PAT}".encode()).decode()
+    return httpx.post(
+        f"{ado.url}/{path}", json=body, headers={"Authorization": f"Basic {auth}", "Accept": accept}
+    )
+
+
+def test_the_fake_enforces_the_service_limits_the_connector_must_respect(
+    ado: FakeAzureDevOps, unique_name: Callable[[str], str]
+) -> None:
+    project = unique_name("Limits")
+    ado.add_project(project)
+    item = ado.add_item(project, "one")
+    accept = "application/json;api-version=7.1-preview.1"
+    batch = f"{project}/_apis/wit/workitemsbatch"
+
+    too_many = _post(ado, batch, {"ids": list(range(1, 202))}, accept)
+    both = _post(
+        ado, batch, {"ids": [item], "fields": ["System.Title"], "$expand": "Relations"}, accept
+    )
+    no_version = _post(ado, batch, {"ids": [item]}, "application/json")
+    in_query = _post(ado, f"{batch}?api-version=7.1", {"ids": [item]}, "application/json")
+
+    assert too_many.status_code == 400
+    assert "VS403474" in too_many.json()["message"]
+    assert both.status_code == 400
+    assert "expand parameter can not be used with the fields" in both.json()["message"]
+    assert no_version.status_code == 400
+    assert in_query.status_code == 200
+    assert in_query.json()["value"][0]["fields"]["System.Title"] == "one"
+
+
+def test_the_fake_serves_work_items_by_ids_through_the_sdk(
+    ado: FakeAzureDevOps, pat_env: str, unique_name: Callable[[str], str]
+) -> None:
+    project = unique_name("ByIds")
+    ado.add_project(project)
+    first = ado.add_item(project, "first")
+    second = ado.add_item(project, "second")
+    from azure.devops.connection import Connection
+    from msrest.authentication import BasicAuthentication
+
+    wit = Connection(
+        base_url=ado.url, creds=BasicAuthentication("", PAT)
+    ).clients_v7_1.get_work_item_tracking_client()
+
+    items = wit.get_work_items([first, second], project=project, fields=["System.Title"])
+
+    assert [(i.id, i.fields) for i in items] == [
+        (first, {"System.Title": "first"}),
+        (second, {"System.Title": "second"}),
+    ]

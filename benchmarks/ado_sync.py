@@ -25,6 +25,7 @@ import math
 import multiprocessing
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -235,6 +236,9 @@ def main() -> None:
         )
 
         mark = len(fake.requests)
+        state = sum(f.stat().st_size for f in Path(cache).rglob("sync-*.json"))
+        print(f"\nincremental-sync state on disk: {state / 1e6:.1f} MB for {args.items} items")
+
         report(
             "warm full sync (--full, caches kept)",
             fake,
@@ -245,6 +249,7 @@ def main() -> None:
         )
     finally:
         fake.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

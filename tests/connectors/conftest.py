@@ -6,9 +6,11 @@ the user's home; this module points it at a temporary folder before anything imp
 
 from __future__ import annotations
 
+import atexit
 import copy
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +20,7 @@ import pytest
 
 _SDK_CACHE = tempfile.mkdtemp(prefix="refinebot-ado-sdk-cache-")
 os.environ["AZURE_DEVOPS_CACHE_DIR"] = _SDK_CACHE
+atexit.register(shutil.rmtree, _SDK_CACHE, True)
 
 import jsonschema  # noqa: E402
 

@@ -48,6 +48,8 @@ BATCH_SIZE = 200  # VS403474 above this
 CLOCK_SKEW = timedelta(minutes=5)
 PROCESS_CACHE_MAX_AGE = timedelta(hours=12)  # as long as the SDK caches its resource locations
 MAX_RETRY_AFTER = 300.0
+# Outside blockers named in the incremental query (WIQL text is limited to 32,000 characters).
+MAX_TARGETS_IN_WIQL = 2_000
 DONE_CATEGORIES = frozenset({"Completed", "Removed"})  # left out of the default backlog query
 # The dependency rule reads the category of an item's blockers only (a successor's does not matter).
 TARGET_KINDS = frozenset({LinkKind.BLOCKED_BY})
@@ -346,15 +348,28 @@ class AzureDevOpsConnector:
     ) -> tuple[dict[int, dict[str, Any]], dict[int, str], int]:
         members = self._wiql_ids(project, condition)
         since = snapshot.synced_at - CLOCK_SKEW
+        scope = f"[System.TeamProject] = {wiql_string(project)}"
+        outside = sorted(snapshot.targets)
+        if outside and len(outside) <= MAX_TARGETS_IN_WIQL:
+            # Blockers may live in other projects; their changes matter too.
+            scope = f"({scope} OR [System.Id] IN ({', '.join(str(i) for i in outside)}))"
+        elif outside:
+            logger.info(
+                "%s: %d blockers outside %s; their changes are picked up by the next full sync",
+                self.name,
+                len(outside),
+                project,
+            )
         changed_condition = (
-            f"[System.TeamProject] = {wiql_string(project)} "
+            f"{scope} "
             f"AND [System.ChangedDate] >= {wiql_string(since.strftime('%Y-%m-%dT%H:%M:%SZ'))}"
         )
         changed = set(self._wiql_ids(project, changed_condition, time_precision=True))
         member_set = set(members)
         refetch = [i for i in members if i in changed or i not in snapshot.items]
         stale_targets = [i for i in snapshot.targets if i in changed and i not in member_set]
-        fetched = self._batch(project, [*refetch, *stale_targets])
+        # Without the project segment: an outside blocker may belong to another project.
+        fetched = self._batch(project, [*refetch, *stale_targets], scoped=not stale_targets)
         items = {
             i: fetched.get(i) or snapshot.items[i]
             for i in members
@@ -417,7 +432,9 @@ class AzureDevOpsConnector:
                 return ids
             last = page[-1]
 
-    def _batch(self, project: str, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    def _batch(
+        self, project: str, ids: Sequence[int], *, scoped: bool = True
+    ) -> dict[int, dict[str, Any]]:
         """Work items with relations, 200 per request; ids the server omits are dropped."""
         from azure.devops.v7_1.work_item_tracking.models import WorkItemBatchGetRequest
 
@@ -427,7 +444,7 @@ class AzureDevOpsConnector:
             request = WorkItemBatchGetRequest(ids=chunk, expand="Relations", error_policy="Omit")
             items = self._call(
                 f"work items batch of project {project!r}",
-                partial(wit.get_work_items_batch, request, project=project),
+                partial(wit.get_work_items_batch, request, project=project if scoped else None),
                 project=project,
             )
             for item in items or []:

@@ -379,15 +379,21 @@ def test_incremental_sync_reads_only_changes_and_survives_a_restart(
     tmp_path: Path,
 ) -> None:
     project = unique_name("Incr")
+    other = unique_name("IncrOther")
     ado.add_project(project)
+    ado.add_project(other)
     long_ago = datetime.now(UTC) - timedelta(days=30)
-    ids = [ado.add_item(project, f"Story {n}", changed=long_ago) for n in range(450)]
+    blocker = ado.add_item(other, "Elsewhere", state="Active", changed=long_ago)
+    ids = [ado.add_item(project, f"Story {n}", changed=long_ago) for n in range(449)]
+    blocked = ado.add_item(project, "Waits", changed=long_ago, relations=[(DEP_REVERSE, blocker)])
+    ids.append(blocked)
     first = make_connector(ado, sleeps, cache_dir=tmp_path)
     first.fetch(project, None, full=True)
     now = datetime.now(UTC)
     for item_id in ids[:100]:
         ado.touch(item_id, now, **{"System.Title": f"Renamed {item_id}"})
     ado.touch(ids[100], now, **{"System.State": "Closed"})
+    ado.touch(blocker, now, **{"System.State": "Closed"})  # the blocker in another project is done
     new = ado.add_item(project, "Brand new", changed=now)
 
     # A new connector (a new process run) reads its state and the process from the cache folder.
@@ -398,7 +404,7 @@ def test_incremental_sync_reads_only_changes_and_survives_a_restart(
     sent = since(ado, mark)
     assert len(sent) <= 3, [(r.method, r.path) for r in sent]
     assert result.extra["incremental"] is True
-    assert result.extra["fetched"] == 101
+    assert result.extra["fetched"] == 102
     keys = {i.key: i for i in result.issues}
     assert str(ids[100]) not in keys
     assert str(new) in keys
@@ -406,7 +412,13 @@ def test_incremental_sync_reads_only_changes_and_survives_a_restart(
     assert keys[str(ids[0])].title == f"Renamed {ids[0]}"
     assert keys[str(ids[200])].title == "Story 200"
     (batch,) = of_kind(sent, "POST", "workItemsBatch")
-    assert len(batch.body["ids"]) == 101  # the 100 renamed items and the new one
+    # The 100 renamed items, the new one and the outside blocker that changed.
+    assert sorted(batch.body["ids"]) == sorted([*ids[:100], new, blocker])
+    assert (
+        batch.path == f"/{ado.org}/_apis/wit/workItemsBatch"
+    )  # no project: the blocker is elsewhere
+    (link,) = keys[str(blocked)].links
+    assert link.target_status_category is StatusCategory.DONE
 
     full = second.fetch(project, None, full=True)
     assert {i.key for i in full.issues} == set(keys)

@@ -105,6 +105,18 @@ class AzureDevOpsSourceConfig(_SourceBase):
     blocked_tag: str = "Blocked"
     effort_field: str | None = None
     order_field: str | None = None
+    # Only items under this area path (WIQL UNDER), e.g. "Fabrikam\\Web".
+    area_path: str | None = None
+    # Where the connector keeps its process cache and incremental-sync state (and, if the SDK was
+    # not imported yet, the SDK's own cache); None keeps them in memory only.
+    cache_dir: Path | None = None
+    # Retries of throttled (429 / delayed 200) and failing (5xx, dropped connection) requests.
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    backoff_base: float = Field(default=1.0, gt=0, le=60)
+    backoff_max: float = Field(default=60.0, gt=0, le=600)
+    timeout: float = Field(default=30.0, gt=0, le=600)
+    # Ids per WIQL page; 20,000 is the service's result cap (VS402337).
+    wiql_page_size: int = Field(default=20_000, ge=1, le=20_000)
 
     @field_validator("url")
     @classmethod

@@ -18,7 +18,13 @@ def connector_for(loaded: LoadedConfig, source_name: str) -> Connector:
         from connectors.files import FileConnector
 
         return FileConnector(source, loaded.resolve_path(source.path))
-    if isinstance(source, JiraSourceConfig | AzureDevOpsSourceConfig):
+    if isinstance(source, AzureDevOpsSourceConfig):
+        from connectors.azure_devops import AzureDevOpsConnector
+
+        if source.cache_dir is not None:  # like file paths, relative to the config file
+            source = source.model_copy(update={"cache_dir": loaded.resolve_path(source.cache_dir)})
+        return AzureDevOpsConnector(source, name=source_name)
+    if isinstance(source, JiraSourceConfig):
         raise ConnectorError(
             f"source {source_name!r}: the {source.kind} connector is not part of this build yet; "
             'export the backlog to a file and use kind = "file"'

@@ -69,8 +69,7 @@ def seed(fake: FakeAzureDevOps, items: int) -> list[int]:
     fake.add_project(OTHER, "Agile")
     long_ago = datetime.now(UTC) - timedelta(days=30)
     outside = [
-        fake.add_item(OTHER, f"Platform dependency {n}", state="Active", changed=long_ago)
-        for n in range(50)
+        fake.add_item(OTHER, f"Platform dependency {n}", state="Active", changed=long_ago) for n in range(50)
     ]
     closed = [
         fake.add_item(PROJECT, f"Finished groundwork {n}", state="Closed", changed=long_ago)
@@ -192,8 +191,7 @@ def report(
     else:
         print(f"incremental: {len(sent)} requests for {items} changed items (target <= 3)")
     print(
-        f"wall time {child['seconds']:.2f} s; "
-        f"peak RSS of the syncing process {child['peak_rss_mb']:.0f} MB"
+        f"wall time {child['seconds']:.2f} s; peak RSS of the syncing process {child['peak_rss_mb']:.0f} MB"
     )
 
 
@@ -218,9 +216,7 @@ def main() -> None:
         cache = str(Path(workdir) / "connector")
 
         mark = len(fake.requests)
-        report(
-            "cold full sync", fake, mark, run_child(fake.url, cache, True), args.items, full=True
-        )
+        report("cold full sync", fake, mark, run_child(fake.url, cache, True), args.items, full=True)
 
         now = datetime.now(UTC)
         for item_id in ids[: args.changed]:

@@ -80,9 +80,7 @@ def wiql_condition(query: str) -> str:
         if word in ("where", "order by", "asof", "from") and word not in marks:
             marks[word] = (match.start(), match.end())
     if "from" in marks:
-        source = (
-            text[marks["from"][1] :].split(None, 1)[0] if text[marks["from"][1] :].strip() else ""
-        )
+        source = text[marks["from"][1] :].split(None, 1)[0] if text[marks["from"][1] :].strip() else ""
         if source.lower() != "workitems":
             raise ConnectorError(
                 f"query must select FROM WorkItems (link queries are not supported): {query!r}"
@@ -90,11 +88,7 @@ def wiql_condition(query: str) -> str:
     if "where" not in marks:
         return ""
     end = min(
-        (
-            marks[k][0]
-            for k in ("order by", "asof")
-            if k in marks and marks[k][0] > marks["where"][0]
-        ),
+        (marks[k][0] for k in ("order by", "asof") if k in marks and marks[k][0] > marks["where"][0]),
         default=len(text),
     )
     return text[marks["where"][1] : end].strip()
@@ -123,9 +117,7 @@ class ProcessInfo:
             effort_field=data.get("effort_field"),
             order_field=data.get("order_field"),
             backlog_types=tuple(data.get("backlog_types") or ()),
-            state_categories={
-                str(t): dict(s) for t, s in (data.get("state_categories") or {}).items()
-            },
+            state_categories={str(t): dict(s) for t, s in (data.get("state_categories") or {}).items()},
         )
 
     def done_states(self) -> list[str]:
@@ -200,9 +192,7 @@ class AzureDevOpsConnector:
             raw_items, targets = self._full_read(project, condition, process)
             incremental, fetched = False, len(raw_items)
         else:
-            raw_items, targets, fetched = self._incremental_read(
-                project, condition, process, snapshot
-            )
+            raw_items, targets, fetched = self._incremental_read(project, condition, process, snapshot)
             incremental = True
         snapshot = _Snapshot(key, started, raw_items, targets)
         self._save_snapshot(snapshot)
@@ -315,9 +305,7 @@ class AzureDevOpsConnector:
             from azure.devops.v7_1.work_item_tracking.models import WorkItemBatchGetRequest
 
             wit = self._wit()
-            request = WorkItemBatchGetRequest(
-                ids=[item_id], fields=_STATE_FIELDS, error_policy="Omit"
-            )
+            request = WorkItemBatchGetRequest(ids=[item_id], fields=_STATE_FIELDS, error_policy="Omit")
             found = [
                 item
                 for item in self._call(
@@ -361,8 +349,7 @@ class AzureDevOpsConnector:
                 project,
             )
         changed_condition = (
-            f"{scope} "
-            f"AND [System.ChangedDate] >= {wiql_string(since.strftime('%Y-%m-%dT%H:%M:%SZ'))}"
+            f"{scope} AND [System.ChangedDate] >= {wiql_string(since.strftime('%Y-%m-%dT%H:%M:%SZ'))}"
         )
         changed = set(self._wiql_ids(project, changed_condition, time_precision=True))
         member_set = set(members)
@@ -371,9 +358,7 @@ class AzureDevOpsConnector:
         # Without the project segment: an outside blocker may belong to another project.
         fetched = self._batch(project, [*refetch, *stale_targets], scoped=not stale_targets)
         items = {
-            i: fetched.get(i) or snapshot.items[i]
-            for i in members
-            if i in fetched or i in snapshot.items
+            i: fetched.get(i) or snapshot.items[i] for i in members if i in fetched or i in snapshot.items
         }
         targets = {i: c for i, c in snapshot.targets.items() if i not in stale_targets}
         for target_id in stale_targets:
@@ -418,9 +403,7 @@ class AzureDevOpsConnector:
                 )
             except _ResultCapError:
                 if page_size <= 1:
-                    raise ConnectorError(
-                        f"{self._where()}: WIQL result cap hit even for one item"
-                    ) from None
+                    raise ConnectorError(f"{self._where()}: WIQL result cap hit even for one item") from None
                 page_size = max(1, page_size // 2)  # a server that ignores $top: smaller windows
                 logger.warning(
                     "%s: VS402337 from %s; retrying with pages of %d", self.name, project, page_size
@@ -432,9 +415,7 @@ class AzureDevOpsConnector:
                 return ids
             last = page[-1]
 
-    def _batch(
-        self, project: str, ids: Sequence[int], *, scoped: bool = True
-    ) -> dict[int, dict[str, Any]]:
+    def _batch(self, project: str, ids: Sequence[int], *, scoped: bool = True) -> dict[int, dict[str, Any]]:
         """Work items with relations, 200 per request; ids the server omits are dropped."""
         from azure.devops.v7_1.work_item_tracking.models import WorkItemBatchGetRequest
 
@@ -465,9 +446,7 @@ class AzureDevOpsConnector:
         wanted: set[int] = set()
         for raw in items.values():
             for relation in raw.get("relations") or []:
-                if _relation_kind(relation) in TARGET_KINDS and isinstance(
-                    relation.get("url"), str
-                ):
+                if _relation_kind(relation) in TARGET_KINDS and isinstance(relation.get("url"), str):
                     target = work_item_id_from_url(relation["url"])
                     if target.isdigit() and int(target) not in items:
                         wanted.add(int(target))
@@ -492,9 +471,7 @@ class AzureDevOpsConnector:
                     categories[int(raw["id"])] = self._category_of(project, raw, process).value
         return categories
 
-    def _category_of(
-        self, project: str, raw: Mapping[str, Any], process: ProcessInfo
-    ) -> StatusCategory:
+    def _category_of(self, project: str, raw: Mapping[str, Any], process: ProcessInfo) -> StatusCategory:
         fields = raw.get("fields") or {}
         work_type = str(fields.get("System.WorkItemType") or "")
         state = str(fields.get("System.State") or "")
@@ -525,12 +502,8 @@ class AzureDevOpsConnector:
             if category in STATE_CATEGORY_NAMES
         }
         ado_process = AdoProcess(
-            effort_fields=(process.effort_field,)
-            if process.effort_field
-            else AdoProcess().effort_fields,
-            order_fields=(process.order_field,)
-            if process.order_field
-            else AdoProcess().order_fields,
+            effort_fields=(process.effort_field,) if process.effort_field else AdoProcess().effort_fields,
+            order_fields=(process.order_field,) if process.order_field else AdoProcess().order_fields,
             state_categories=categories,
             blocked_tag=self.source.blocked_tag,
         )
@@ -666,9 +639,7 @@ class AzureDevOpsConnector:
 
     # ----- snapshots and caches -------------------------------------------------------------------
     def _snapshot_key(self, project: str, condition: str) -> str:
-        digest = hashlib.sha256(f"{self.source.url}\n{project}\n{condition}".encode()).hexdigest()[
-            :16
-        ]
+        digest = hashlib.sha256(f"{self.source.url}\n{project}\n{condition}".encode()).hexdigest()[:16]
         return f"sync-{digest}"
 
     def _load_snapshot(self, key: str) -> _Snapshot | None:
@@ -685,9 +656,7 @@ class AzureDevOpsConnector:
                 {int(k): str(v) for k, v in data["targets"].items()},
             )
         except (KeyError, ValueError, TypeError, AttributeError):
-            logger.warning(
-                "%s: ignoring unreadable sync state %s; doing a full sync", self.name, key
-            )
+            logger.warning("%s: ignoring unreadable sync state %s; doing a full sync", self.name, key)
             return None
         self._snapshots[key] = snapshot
         return snapshot
@@ -750,9 +719,7 @@ class AzureDevOpsConnector:
             )
         if self.source.cache_dir is not None:
             # The SDK reads this once, at import, for its 12-hour cache of resource locations.
-            os.environ.setdefault(
-                "AZURE_DEVOPS_CACHE_DIR", str(self.source.cache_dir / "azure-devops-sdk")
-            )
+            os.environ.setdefault("AZURE_DEVOPS_CACHE_DIR", str(self.source.cache_dir / "azure-devops-sdk"))
         from azure.devops.connection import Connection
         from msrest.authentication import BasicAuthentication
 
@@ -764,9 +731,7 @@ class AzureDevOpsConnector:
             connection.clients_v7_1.get_work_item_tracking_client,
             project=None,
         )
-        work = self._call(
-            "connect (resource areas)", connection.clients_v7_1.get_work_client, project=None
-        )
+        work = self._call("connect (resource areas)", connection.clients_v7_1.get_work_client, project=None)
         for client in (wit, work):
             self._configure(client)
         self._clients = (wit, work)
@@ -846,9 +811,7 @@ class AzureDevOpsConnector:
                     # The write may have reached the server before failing: look first.
                     done = recover()
                     if done is not None:
-                        logger.info(
-                            "%s: %s succeeded before the failure; not repeating it", self.name, what
-                        )
+                        logger.info("%s: %s succeeded before the failure; not repeating it", self.name, what)
                         return done  # type: ignore[no-any-return]
                 if attempt == attempts:
                     break
@@ -871,13 +834,10 @@ class AzureDevOpsConnector:
             return result
         plural = "" if attempts == 1 else "s"
         raise ConnectorError(
-            f"{self._where()}: {what} failed after {attempts} attempt{plural}; "
-            f"last error: {last_problem}"
+            f"{self._where()}: {what} failed after {attempts} attempt{plural}; last error: {last_problem}"
         )
 
-    def _raise_for_status(
-        self, what: str, project: str | None, status: int | None, message: str
-    ) -> None:
+    def _raise_for_status(self, what: str, project: str | None, status: int | None, message: str) -> None:
         """Raise a clear ``ConnectorError`` unless the failure is worth retrying."""
         if status in _TRANSIENT_STATUSES:
             return
@@ -887,14 +847,8 @@ class AzureDevOpsConnector:
                 f"the token in {self.source.token_env} "
                 f"needs the Work Items scope (read, and write for comments): {message}"
             )
-        if (
-            status == 404
-            and ("TF200016" in message or "project" in message.lower())
-            and project is not None
-        ):
-            raise ConnectorError(
-                f"{self._where()}: project {project!r} not found (HTTP 404): {message}"
-            )
+        if status == 404 and ("TF200016" in message or "project" in message.lower()) and project is not None:
+            raise ConnectorError(f"{self._where()}: project {project!r} not found (HTTP 404): {message}")
         if status == 404 and "VS402323" in message:
             raise _NotFoundError(message)
         if status == 400 and "VS402337" in message:

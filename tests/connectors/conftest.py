@@ -122,9 +122,7 @@ def spec_validator(optional_spec_validator: SpecValidator | None) -> SpecValidat
 def ado(optional_spec_validator: SpecValidator | None) -> Iterator[FakeAzureDevOps]:
     """The session's fake organisation; every WIQL and batch exchange is spec-checked."""
     validator = optional_spec_validator
-    fake = FakeAzureDevOps(
-        org="fabrikam", pat=PAT, validator=validator.check if validator else None
-    )
+    fake = FakeAzureDevOps(org="fabrikam", pat=PAT, validator=validator.check if validator else None)
     fake.start()
     yield fake
     fake.stop()

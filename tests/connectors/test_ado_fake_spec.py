@@ -83,9 +83,7 @@ def test_the_fake_enforces_the_service_limits_the_connector_must_respect(
     batch = f"{project}/_apis/wit/workitemsbatch"
 
     too_many = _post(ado, batch, {"ids": list(range(1, 202))}, accept)
-    both = _post(
-        ado, batch, {"ids": [item], "fields": ["System.Title"], "$expand": "Relations"}, accept
-    )
+    both = _post(ado, batch, {"ids": [item], "fields": ["System.Title"], "$expand": "Relations"}, accept)
     no_version = _post(ado, batch, {"ids": [item]}, "application/json")
     in_query = _post(ado, f"{batch}?api-version=7.1", {"ids": [item]}, "application/json")
 

@@ -83,9 +83,7 @@ source = "ado"
         encoding="utf-8",
     )
 
-    done = run_scan(
-        config, tmp_path / "sdk", "--format", "json", "--now", "2026-11-05T09:00:00+00:00"
-    )
+    done = run_scan(config, tmp_path / "sdk", "--format", "json", "--now", "2026-11-05T09:00:00+00:00")
 
     assert done.returncode == 0, done.stderr
     findings = {(f["issue"], f["code"]) for f in json.loads(done.stdout)}
@@ -121,9 +119,7 @@ source = "ado"
     )
     env_pat = "not-the-right-token"
     env = {k: v for k, v in os.environ.items() if not k.startswith("REFINEBOT_")}
-    env.update(
-        {TOKEN_ENV: env_pat, "AZURE_DEVOPS_CACHE_DIR": str(tmp_path / "sdk"), "COLUMNS": "200"}
-    )
+    env.update({TOKEN_ENV: env_pat, "AZURE_DEVOPS_CACHE_DIR": str(tmp_path / "sdk"), "COLUMNS": "200"})
 
     done = subprocess.run(
         [sys.executable, "-m", "refinebot", "scan", "-c", str(config)],

@@ -31,9 +31,7 @@ def make_connector(
 ) -> AzureDevOpsConnector:
     settings.setdefault("backoff_base", 0.01)
     settings.setdefault("backoff_max", 0.05)
-    source = AzureDevOpsSourceConfig(
-        kind="azure_devops", url=ado.url, token_env=token_env, **settings
-    )
+    source = AzureDevOpsSourceConfig(kind="azure_devops", url=ado.url, token_env=token_env, **settings)
     return AzureDevOpsConnector(source, name="ado-test", sleep=sleeps, jitter=lambda: 0.5)
 
 
@@ -171,11 +169,7 @@ def test_process_decides_effort_order_and_state_categories(
     project = unique_name(process)
     ado.add_project(project, process)
     # A decoy: another process's effort field must be ignored once the process is known.
-    decoy = (
-        "Microsoft.VSTS.Scheduling.Effort"
-        if process != "Scrum"
-        else "Microsoft.VSTS.Scheduling.Size"
-    )
+    decoy = "Microsoft.VSTS.Scheduling.Effort" if process != "Scrum" else "Microsoft.VSTS.Scheduling.Size"
     for n, state in enumerate(states):
         ado.add_item(
             project,
@@ -188,15 +182,11 @@ def test_process_decides_effort_order_and_state_categories(
     result = connector.fetch(project, None, full=True)
 
     # The default query leaves out the Completed and Removed categories, whatever they are called.
-    assert [i.status for i in result.issues] == [
-        s for s in states if s not in ("Closed", "Done", "Removed")
-    ]
+    assert [i.status for i in result.issues] == [s for s in states if s not in ("Closed", "Done", "Removed")]
     assert [i.status_category for i in result.issues] == expected
     assert [i.story_points for i in result.issues] == [float(n + 1) for n in range(len(expected))]
     ranks = [i.rank or "" for i in result.issues]
-    assert ranks == sorted(
-        ranks, reverse=True
-    )  # order field read: higher position numbers sort later
+    assert ranks == sorted(ranks, reverse=True)  # order field read: higher position numbers sort later
     assert all(i.type is IssueType.STORY for i in result.issues)
 
 
@@ -205,9 +195,7 @@ def test_configured_effort_field_overrides_the_process(
 ) -> None:
     project = unique_name("Override")
     ado.add_project(project, "Agile")
-    ado.add_item(
-        project, "custom", fields={"Custom.Points": 8, "Microsoft.VSTS.Scheduling.StoryPoints": 3}
-    )
+    ado.add_item(project, "custom", fields={"Custom.Points": 8, "Microsoft.VSTS.Scheduling.StoryPoints": 3})
     connector = make_connector(ado, sleeps, effort_field="Custom.Points")
 
     (issue,) = connector.fetch(project, None, full=True).issues
@@ -227,8 +215,7 @@ def test_html_fields_tags_and_relations_are_mapped(
         "  Checkout with PayPal ",
         fields={
             "System.Description": (
-                "<div><h2>Why</h2><p>Users ask &amp; wait.</p>"
-                "<ul><li>one</li><li>two</li></ul></div>"
+                "<div><h2>Why</h2><p>Users ask &amp; wait.</p><ul><li>one</li><li>two</li></ul></div>"
             ),
             "Microsoft.VSTS.Common.AcceptanceCriteria": "<ol><li>Given a cart</li></ol>",
             "System.Tags": "payments; Q3 ",
@@ -288,9 +275,7 @@ def test_predecessor_outside_the_query_gets_its_category_in_one_batched_request(
         str(open_elsewhere): StatusCategory.IN_PROGRESS,
         str(done_here): StatusCategory.DONE,
     }
-    target_reads = [
-        r for r in of_kind(since(ado, mark), "POST", "workItemsBatch") if r.body.get("fields")
-    ]
+    target_reads = [r for r in of_kind(since(ado, mark), "POST", "workItemsBatch") if r.body.get("fields")]
     assert len(target_reads) == 1
     assert sorted(target_reads[0].body["ids"]) == sorted([open_elsewhere, done_here])
     # Successor links are not blockers: their targets need no lookup.
@@ -315,9 +300,7 @@ def test_blocked_tag_and_blocked_field(
     agile_issues = {i.key: i.flagged_blocked for i in default.fetch(agile, None, full=True).issues}
     cmmi_issues = {i.key: i.flagged_blocked for i in default.fetch(cmmi, None, full=True).issues}
     custom_tag = make_connector(ado, sleeps, blocked_tag="On Hold")
-    custom_issues = {
-        i.key: i.flagged_blocked for i in custom_tag.fetch(agile, None, full=True).issues
-    }
+    custom_issues = {i.key: i.flagged_blocked for i in custom_tag.fetch(agile, None, full=True).issues}
 
     assert agile_issues == {str(tagged): True, str(custom): False, str(plain): False}
     assert cmmi_issues == {str(flagged): True, str(unflagged): False}
@@ -332,9 +315,7 @@ def test_names_with_quotes_cannot_change_the_query(
     ado.add_item(victim, "must not leak")
     evil = "x' OR [System.TeamProject] <> 'x"
     ado.add_project(evil)
-    mine = ado.add_item(
-        evil, "mine", fields={"System.AreaPath": "x' OR [System.Id] > 0 OR 'a\\Team"}
-    )
+    mine = ado.add_item(evil, "mine", fields={"System.AreaPath": "x' OR [System.Id] > 0 OR 'a\\Team"})
     ado.add_item(evil, "other area", fields={"System.AreaPath": "x' OR [System.Id] > 0 OR 'a"})
     connector = make_connector(ado, sleeps, area_path="x' OR [System.Id] > 0 OR 'a\\Team")
 
@@ -363,10 +344,7 @@ def test_configured_wiql_is_scoped_to_the_project(
     result = connector.fetch(project, query, full=True)
 
     assert [i.key for i in result.issues] == [str(wanted)]
-    assert (
-        wiql_condition(query)
-        == "[System.Tags] CONTAINS 'refine' AND [System.Title] <> 'order by x'"
-    )
+    assert wiql_condition(query) == "[System.Tags] CONTAINS 'refine' AND [System.Title] <> 'order by x'"
     with pytest.raises(ConnectorError, match="FROM WorkItems"):
         wiql_condition("SELECT [System.Id] FROM WorkItemLinks WHERE [Source].[System.Id] = 1")
 
@@ -414,9 +392,7 @@ def test_incremental_sync_reads_only_changes_and_survives_a_restart(
     (batch,) = of_kind(sent, "POST", "workItemsBatch")
     # The 100 renamed items, the new one and the outside blocker that changed.
     assert sorted(batch.body["ids"]) == sorted([*ids[:100], new, blocker])
-    assert (
-        batch.path == f"/{ado.org}/_apis/wit/workItemsBatch"
-    )  # no project: the blocker is elsewhere
+    assert batch.path == f"/{ado.org}/_apis/wit/workItemsBatch"  # no project: the blocker is elsewhere
     (link,) = keys[str(blocked)].links
     assert link.target_status_category is StatusCategory.DONE
 
@@ -433,12 +409,8 @@ def test_throttling_honours_retry_after_on_429_and_on_delayed_200(
         ado.add_item(project, f"Story {n}")
     connector = make_connector(ado, sleeps)
     connector.fetch(project, None, full=True)  # discovery done; only the read is measured
-    ado.faults.append(
-        Fault(f"/{project}/_apis/wit/wiql", status=None, headers={"Retry-After": "7"})
-    )
-    ado.faults.append(
-        Fault(f"/{project}/_apis/wit/workItemsBatch", status=429, headers={"Retry-After": "3"})
-    )
+    ado.faults.append(Fault(f"/{project}/_apis/wit/wiql", status=None, headers={"Retry-After": "7"}))
+    ado.faults.append(Fault(f"/{project}/_apis/wit/workItemsBatch", status=429, headers={"Retry-After": "3"}))
     mark = len(ado.requests)
 
     result = connector.fetch(project, None, full=True)
@@ -510,9 +482,7 @@ def test_unknown_project_and_forbidden_are_clear_errors(
     ado: FakeAzureDevOps, pat_env: str, sleeps: Sleeps, unique_name: Callable[[str], str]
 ) -> None:
     connector = make_connector(ado, sleeps)
-    with pytest.raises(
-        ConnectorError, match=r"project 'NoSuchProject' not found \(HTTP 404\).*TF200016"
-    ):
+    with pytest.raises(ConnectorError, match=r"project 'NoSuchProject' not found \(HTTP 404\).*TF200016"):
         connector.fetch("NoSuchProject", None)
 
     project = unique_name("Forbidden")
@@ -535,9 +505,7 @@ def test_malformed_work_item_is_skipped_with_a_reason(
     project = unique_name("Malformed")
     ado.add_project(project)
     good = ado.add_item(project, "fine")
-    bad_points = ado.add_item(
-        project, "bad points", fields={"Microsoft.VSTS.Scheduling.StoryPoints": "lots"}
-    )
+    bad_points = ado.add_item(project, "bad points", fields={"Microsoft.VSTS.Scheduling.StoryPoints": "lots"})
     connector = make_connector(ado, sleeps)
 
     result = connector.fetch(project, None, full=True)
@@ -623,9 +591,7 @@ def test_comment_post_that_never_arrived_is_retried(
     item = ado.add_item(project, "Busy server")
     connector = make_connector(ado, sleeps)
     connector.fetch(project, None, full=True)
-    ado.faults.append(
-        Fault(f"/{project}/_apis/wit/workItems/{item}/comments", method="POST", status=503)
-    )
+    ado.faults.append(Fault(f"/{project}/_apis/wit/workItems/{item}/comments", method="POST", status=503))
 
     comment_id = connector.add_comment(str(item), "Eventually", marker="agenda")
 
@@ -687,9 +653,7 @@ def test_configured_fields_are_not_cached_as_the_process(
 ) -> None:
     project = unique_name("Cache")
     ado.add_project(project, "Agile")
-    ado.add_item(
-        project, "pts", fields={"Custom.Points": 8, "Microsoft.VSTS.Scheduling.StoryPoints": 3}
-    )
+    ado.add_item(project, "pts", fields={"Custom.Points": 8, "Microsoft.VSTS.Scheduling.StoryPoints": 3})
     overridden = make_connector(ado, sleeps, cache_dir=tmp_path, effort_field="Custom.Points")
     assert [i.story_points for i in overridden.fetch(project, None, full=True).issues] == [8.0]
 

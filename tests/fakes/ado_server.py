@@ -261,9 +261,7 @@ class FakeProject:
     exists: bool = True
 
 
-ResponseValidator = Callable[
-    [str, str, Any], None
-]  # (endpoint, "request"|"response", JSON) -> raises
+ResponseValidator = Callable[[str, str, Any], None]  # (endpoint, "request"|"response", JSON) -> raises
 
 
 class FakeAzureDevOps:
@@ -299,9 +297,7 @@ class FakeAzureDevOps:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fake-ado", daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-ado", daemon=True)
         self._thread.start()
         return self
 
@@ -420,9 +416,7 @@ class FakeAzureDevOps:
         if "_apis" not in lowered:
             raise HttpError(404, f"no route for {path}")
         at = lowered.index("_apis")
-        project_name = (
-            "/".join(rest[:at][:1]) or None
-        )  # the team segment, if any, follows the project
+        project_name = "/".join(rest[:at][:1]) or None  # the team segment, if any, follows the project
         tail = lowered[at + 1 :]
         tail_raw = rest[at + 1 :]
         project = self._project(project_name) if project_name else None
@@ -434,9 +428,7 @@ class FakeAzureDevOps:
         if tail == ["wit", "workitems"] and method == "GET":
             return 200, {}, self._get_items(project, query)
         if len(tail) >= 4 and tail[:2] == ["wit", "workitems"] and tail[3] == "comments":
-            return self._comments(
-                method, int(tail_raw[2]), tail_raw[4:], payload, query, api_version
-            )
+            return self._comments(method, int(tail_raw[2]), tail_raw[4:], payload, query, api_version)
         if (
             len(tail) == 4
             and tail[:2] == ["wit", "workitemtypes"]
@@ -486,9 +478,7 @@ class FakeAzureDevOps:
     def _item_url(self, item_id: int) -> str:
         return f"{self.url}/_apis/wit/workItems/{item_id}"
 
-    def _wiql(
-        self, project: FakeProject | None, payload: Any, query: Mapping[str, str]
-    ) -> dict[str, Any]:
+    def _wiql(self, project: FakeProject | None, payload: Any, query: Mapping[str, str]) -> dict[str, Any]:
         self._validate("wiql", "request", payload)
         if not isinstance(payload, Mapping) or not isinstance(payload.get("query"), str):
             raise HttpError(400, "VS402336: The WIQL query is missing.", "WiqlMissing")
@@ -537,21 +527,13 @@ class FakeAzureDevOps:
                 }
                 for name, descending in parsed.order_by
             ],
-            "workItems": [
-                {"id": item["id"], "url": self._item_url(item["id"])} for item in matched
-            ],
+            "workItems": [{"id": item["id"], "url": self._item_url(item["id"])} for item in matched],
         }
         self._validate("wiql", "response", result)
         return result
 
-    def _render_item(
-        self, item: Mapping[str, Any], fields: list[str] | None, expand: str
-    ) -> dict[str, Any]:
-        selected = (
-            item["fields"]
-            if not fields
-            else {k: v for k, v in item["fields"].items() if k in fields}
-        )
+    def _render_item(self, item: Mapping[str, Any], fields: list[str] | None, expand: str) -> dict[str, Any]:
+        selected = item["fields"] if not fields else {k: v for k, v in item["fields"].items() if k in fields}
         out: dict[str, Any] = {"id": item["id"], "rev": item["rev"], "fields": dict(selected)}
         if expand in ("relations", "all") and item["relations"]:
             out["relations"] = [dict(r) for r in item["relations"]]
@@ -561,15 +543,12 @@ class FakeAzureDevOps:
     def _batch(self, project: FakeProject | None, payload: Any) -> dict[str, Any]:
         self._validate("workitemsbatch", "request", payload)
         if not isinstance(payload, Mapping) or not isinstance(payload.get("ids"), list):
-            raise HttpError(
-                400, "VS403471: The ids parameter is required.", "ArgumentNullException"
-            )
+            raise HttpError(400, "VS403471: The ids parameter is required.", "ArgumentNullException")
         ids = payload["ids"]
         if len(ids) > BATCH_CAP:
             raise HttpError(
                 400,
-                f"VS403474: You requested {len(ids)} work items which exceeds the limit "
-                f"of {BATCH_CAP}",
+                f"VS403474: You requested {len(ids)} work items which exceeds the limit of {BATCH_CAP}",
                 "WorkItemTrackingLimitExceededException",
             )
         expand = str(payload.get("$expand") or "none").lower()
@@ -603,8 +582,7 @@ class FakeAzureDevOps:
         if len(ids) > BATCH_CAP:
             raise HttpError(
                 400,
-                f"VS403474: You requested {len(ids)} work items which exceeds the limit "
-                f"of {BATCH_CAP}",
+                f"VS403474: You requested {len(ids)} work items which exceeds the limit of {BATCH_CAP}",
             )
         fields = [f for f in query.get("fields", "").split(",") if f] or None
         expand = query.get("$expand", "none").lower()
@@ -627,9 +605,7 @@ class FakeAzureDevOps:
         thread = self.comments.setdefault(item_id, [])
         fmt = query.get("format")
         if fmt is not None and (not self.markdown_comments or not api_version.startswith("7.1")):
-            raise HttpError(
-                400, "The request parameter 'format' is not supported by this server version."
-            )
+            raise HttpError(400, "The request parameter 'format' is not supported by this server version.")
         now = _iso(datetime.now(UTC))
         if method == "GET" and not rest:
             top = int(query.get("$top") or 200)
@@ -644,9 +620,7 @@ class FakeAzureDevOps:
             }
             if start + top < len(live):
                 body["continuationToken"] = str(start + top)
-                body["nextPage"] = (
-                    f"{self._item_url(item_id)}/comments?continuationToken={start + top}"
-                )
+                body["nextPage"] = f"{self._item_url(item_id)}/comments?continuationToken={start + top}"
             return 200, {}, body
         if method == "POST" and not rest:
             if not isinstance(payload, Mapping) or not payload.get("text"):
@@ -660,9 +634,7 @@ class FakeAzureDevOps:
                 "version": 1,
                 "text": payload["text"],
                 "format": fmt or "html",
-                "renderedText": payload["text"]
-                if (fmt or "html") == "html"
-                else f"<p>{payload['text']}</p>",
+                "renderedText": payload["text"] if (fmt or "html") == "html" else f"<p>{payload['text']}</p>",
                 "createdBy": {"displayName": "refinebot", "uniqueName": "refinebot@example.com"},
                 "createdDate": now,
                 "modifiedBy": {"displayName": "refinebot", "uniqueName": "refinebot@example.com"},
@@ -682,9 +654,7 @@ class FakeAzureDevOps:
                     if fmt:
                         comment["format"] = fmt
                     return 200, {}, comment
-            raise HttpError(
-                404, f"VS402617: Comment {comment_id} does not exist on work item {item_id}."
-            )
+            raise HttpError(404, f"VS402617: Comment {comment_id} does not exist on work item {item_id}.")
         raise HttpError(405, "method not allowed")
 
     def _states(self, project: FakeProject | None, work_type: str) -> dict[str, Any]:
@@ -760,9 +730,7 @@ class FakeAzureDevOps:
 
 class _Handler(BaseHTTPRequestHandler):
     server_fake: FakeAzureDevOps
-    protocol_version = (
-        "HTTP/1.1"  # keep-alive, as the real service; the SDK's session reuses connections
-    )
+    protocol_version = "HTTP/1.1"  # keep-alive, as the real service; the SDK's session reuses connections
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet test output
         return
@@ -1021,8 +989,7 @@ def _comparable(actual: Any, value: Any, ctx: _EvalContext) -> tuple[Any, Any]:
             if "T" in str(value) and not str(value).endswith("T00:00:00Z"):
                 raise HttpError(
                     400,
-                    "VS402625: Dates in WIQL queries may not contain a time "
-                    "unless timePrecision is set.",
+                    "VS402625: Dates in WIQL queries may not contain a time unless timePrecision is set.",
                     "WiqlTimePrecisionException",
                 )
             return left_date.date(), right_date.date()
@@ -1044,9 +1011,7 @@ class _Parser:
         while position < len(text):
             match = _TOKEN.match(text, position)
             if not match or match.end() == position:
-                raise WiqlError(
-                    f"unexpected text at {position}: {text[position : position + 20]!r}"
-                )
+                raise WiqlError(f"unexpected text at {position}: {text[position : position + 20]!r}")
             kind = match.lastgroup or ""
             self.tokens.append((kind, match.group(kind)))
             position = match.end()
@@ -1064,9 +1029,7 @@ class _Parser:
         return token
 
     def word(self, *words: str) -> bool:
-        if all(
-            self.peek(i)[0] == "word" and self.peek(i)[1].lower() == w for i, w in enumerate(words)
-        ):
+        if all(self.peek(i)[0] == "word" and self.peek(i)[1].lower() == w for i, w in enumerate(words)):
             self.at += len(words)
             return True
         return False

@@ -18,7 +18,11 @@ def connector_for(loaded: LoadedConfig, source_name: str) -> Connector:
         from connectors.files import FileConnector
 
         return FileConnector(source, loaded.resolve_path(source.path))
-    if isinstance(source, JiraSourceConfig | AzureDevOpsSourceConfig):
+    if isinstance(source, JiraSourceConfig):
+        from connectors.jira import JiraConnector
+
+        return JiraConnector(source, name=source_name)
+    if isinstance(source, AzureDevOpsSourceConfig):
         raise ConnectorError(
             f"source {source_name!r}: the {source.kind} connector is not part of this build yet; "
             "export the backlog to a file and use kind = \"file\""

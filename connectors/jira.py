@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from jira import JIRA
@@ -495,7 +496,7 @@ class JiraConnector:
             try:
                 created = self._runner.call(
                     f"{self._where()}: {action}",
-                    lambda: self._send("POST", f"issue/{issue_key}/comment", payload),
+                    lambda: self._send("POST", f"issue/{_path(issue_key)}/comment", payload),
                     idempotent=False,
                 )
             except (JIRAError, requests.RequestException) as exc:
@@ -529,7 +530,7 @@ class JiraConnector:
             self._runner.call(
                 f"{self._where()}: {action}",
                 lambda: self._send(
-                    "PUT", f"issue/{issue_key}/comment/{comment_id}", payload, {"notifyUsers": "false"}
+                    "PUT", f"issue/{_path(issue_key)}/comment/{_path(comment_id)}", payload, {"notifyUsers": "false"}
                 ),
             )
         except (JIRAError, requests.RequestException) as exc:
@@ -541,7 +542,7 @@ class JiraConnector:
         start = 0
         while True:
             page = self._get(
-                f"issue/{issue_key}/comment",
+                f"issue/{_path(issue_key)}/comment",
                 {"startAt": start, "maxResults": COMMENT_PAGE_SIZE, "orderBy": "-created", "expand": "properties"},
                 f"listing comments of {issue_key}",
             )
@@ -557,6 +558,11 @@ class JiraConnector:
             total = page.get("total")
             if not comments or not isinstance(total, int) or start >= total:
                 return None
+
+
+def _path(segment: str) -> str:
+    """One URL path segment; an issue key or id from elsewhere cannot reach another endpoint."""
+    return quote(segment, safe="")
 
 
 def _rank_key(issue: Issue) -> tuple[int, str]:

@@ -181,7 +181,7 @@ class Site:
         def custom(fid: str, name: str, kind: str, custom_type: str, **schema: Any) -> dict[str, Any]:
             number = int(fid.rsplit("_", 1)[1])
             return {
-                "id": fid, "key": fid, "name": name, "untranslatedName": name, "custom": True, "orderable": True,
+                "id": fid, "key": fid, "name": name, "custom": True, "orderable": True,
                 "navigable": True, "searchable": True, "clauseNames": [f"cf[{number}]", name],
                 "schema": {"type": kind, "custom": custom_type, "customId": number, **schema},
             }

@@ -1,8 +1,12 @@
-"""Read a Jira Cloud or Data Center backlog through the official ``jira`` package, and comment on its issues.
+"""Read a Jira Cloud or Data Center backlog through the official ``jira`` package, and comment on
+its issues.
 
-Cloud (email + API token, basic auth) searches ``/rest/api/3/search/jql`` following ``nextPageToken``; Data
-Center (personal access token, bearer auth) pages ``/rest/api/2/search`` by ``startAt`` and honours a page cap
-smaller than asked. Field ids are discovered once per source and cached; later runs fetch only what changed
+Cloud (email + API token, basic auth) searches ``/rest/api/3/search/jql`` following
+``nextPageToken``; Data
+Center (personal access token, bearer auth) pages ``/rest/api/2/search`` by ``startAt`` and honours
+a page cap
+smaller than asked. Field ids are discovered once per source and cached; later runs fetch only what
+changed
 since the last successful sync (minus a 5-minute overlap) unless a full sync is asked for.
 """
 
@@ -25,12 +29,24 @@ from jira.exceptions import JIRAError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
 from connectors.base import ConnectorError, FetchResult, SkippedItem
-from connectors.jira_comment_body import PROPERTY_KEY, body_has_marker, check_marker, property_has_marker
-from connectors.jira_comment_body import to_adf, to_wiki
+from connectors.jira_comment_body import (
+    PROPERTY_KEY,
+    body_has_marker,
+    check_marker,
+    property_has_marker,
+    to_adf,
+    to_wiki,
+)
 from connectors.jira_fields import BoardHints, FieldOverrides, discover_field_map
 from connectors.jira_jql import JqlQuery, default_query, project_scope, updated_within
 from connectors.jira_json import JiraFieldMap, map_jira_issue
-from connectors.jira_retry import RATE_LIMITED, RetryPolicy, RetryRunner, is_connection_failure, status_of
+from connectors.jira_retry import (
+    RATE_LIMITED,
+    RetryPolicy,
+    RetryRunner,
+    is_connection_failure,
+    status_of,
+)
 from connectors.mapping_errors import MappingError
 from refinebot.config import JiraSourceConfig
 from refinebot.models import Issue, StatusCategory
@@ -52,12 +68,14 @@ class ProjectSyncState:
     query: str
     last_sync: datetime | None = None
     issues: dict[str, Issue] = field(default_factory=dict)
-    ids: dict[str, str] = field(default_factory=dict)  # Jira issue id -> key, for id-only change scans
+    ids: dict[str, str] = field(
+        default_factory=dict
+    )  # Jira issue id -> key, for id-only change scans
 
 
 @dataclass(slots=True)
 class JiraSyncState:
-    """What the connector remembers between runs of one source: discovered fields and per-project syncs.
+    """What the connector remembers between runs of a source: its fields and per-project syncs.
 
     Kept in memory for now; the store will persist it later.
     """
@@ -78,7 +96,7 @@ _STATES: dict[tuple[str, str], JiraSyncState] = {}
 
 
 def shared_state(source_name: str, url: str) -> JiraSyncState:
-    """The process-wide state of one configured source (so field discovery runs once per process)."""
+    """The process-wide state of one source (so field discovery runs once per process)."""
     return _STATES.setdefault((source_name, url), JiraSyncState())
 
 
@@ -223,37 +241,51 @@ class JiraConnector:
         status = status_of(exc)
         where = self._where()
         if status == 401:
-            who = f"API token for {self.source.email}" if self.source.email else "personal access token"
+            who = (
+                f"API token for {self.source.email}"
+                if self.source.email
+                else "personal access token"
+            )
             return ConnectorError(
                 f"{where}: Jira rejected the credentials (HTTP 401) while {action}; check that "
                 f"{self.source.token_env} holds a valid, unexpired {who}"
             )
         if status == 403:
             return ConnectorError(
-                f"{where}: access denied (HTTP 403) while {action}; check that the account may browse "
-                "the project (and add comments), and that it is not locked out by CAPTCHA"
+                f"{where}: access denied (HTTP 403) while {action}; check that the account may "
+                "browse the project (and add comments), and that it is not locked out by CAPTCHA"
             )
         if status == 410:
-            return ConnectorError(f"{where}: Jira says this API was removed (HTTP 410) while {action}")
+            return ConnectorError(
+                f"{where}: Jira says this API was removed (HTTP 410) while {action}"
+            )
         if status in RATE_LIMITED:
             return ConnectorError(
-                f"{where}: still rate limited (HTTP {status}) after {self.source.retry_attempts} attempts "
-                f"while {action}; try again later"
+                f"{where}: still rate limited (HTTP {status}) after "
+                f"{self.source.retry_attempts} attempts while {action}; try again later"
             )
         if status is not None:
             detail = getattr(exc, "text", "") or ""
-            return ConnectorError(f"{where}: HTTP {status} while {action}" + (f": {detail}" if detail else ""))
+            return ConnectorError(
+                f"{where}: HTTP {status} while {action}" + (f": {detail}" if detail else "")
+            )
         if is_connection_failure(exc):
-            return ConnectorError(f"{where}: cannot reach the server while {action} ({type(exc).__name__})")
+            return ConnectorError(
+                f"{where}: cannot reach the server while {action} ({type(exc).__name__})"
+            )
         return ConnectorError(f"{where}: request failed while {action} ({type(exc).__name__})")
 
-    def _get(self, path: str, params: Mapping[str, Any] | None, action: str, *, agile: bool = False) -> Any:
+    def _get(
+        self, path: str, params: Mapping[str, Any] | None, action: str, *, agile: bool = False
+    ) -> Any:
         client = self._connect()
         base = client.AGILE_BASE_URL if agile else client.JIRA_BASE_URL
 
         def call() -> Any:
-            # _get_json is the package's own GET + JSON + error parsing; the search methods wrapping it
-            # would fetch the whole /field list again to translate field names we already send as ids.
+            # _get_json is the package's own GET + JSON + error parsing; the search methods
+            # wrapping it
+            # would fetch the whole /field list again to translate field names we already send as
+            # ids.
             return client._get_json(path, params=dict(params or {}), base=base)
 
         try:
@@ -262,18 +294,24 @@ class JiraConnector:
             raise self._error(exc, action) from None
 
     def _send(
-        self, method: str, path: str, payload: Mapping[str, Any], params: Mapping[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        payload: Mapping[str, Any],
+        params: Mapping[str, Any] | None = None,
     ) -> Any:
-        """One write, without retrying faults that leave its outcome unknown (the caller decides)."""
+        """One write; faults that leave its outcome unknown are not retried (the caller decides)."""
         client = self._connect()
         url = client._get_url(path)
-        response = client._session.request(method, url, params=dict(params or {}), data=json.dumps(payload))
+        response = client._session.request(
+            method, url, params=dict(params or {}), data=json.dumps(payload)
+        )
         return response.json() if response.content else None
 
     # --- field discovery -----------------------------------------------------------------------
 
     def field_map(self) -> JiraFieldMap:
-        """Which fields hold story points, sprint, rank and acceptance criteria (discovered once per source)."""
+        """Where story points, sprint, rank and acceptance criteria live (cached per source)."""
         if self.state.field_map is not None:
             return self.state.field_map
         overrides = FieldOverrides(
@@ -309,14 +347,18 @@ class JiraConnector:
 
     # --- search --------------------------------------------------------------------------------
 
-    def _pages(self, jql: str, fields: Sequence[str], *, ids_only: bool = False) -> Iterator[tuple[list[Any], int | None]]:
+    def _pages(
+        self, jql: str, fields: Sequence[str], *, ids_only: bool = False
+    ) -> Iterator[tuple[list[Any], int | None]]:
         """Each page of issues matching ``jql`` with its total (Data Center) or None (Cloud)."""
         if self._cloud:
             yield from self._cloud_pages(jql, fields, ids_only=ids_only)
         else:
             yield from self._dc_pages(jql, fields)
 
-    def _cloud_pages(self, jql: str, fields: Sequence[str], *, ids_only: bool) -> Iterator[tuple[list[Any], None]]:
+    def _cloud_pages(
+        self, jql: str, fields: Sequence[str], *, ids_only: bool
+    ) -> Iterator[tuple[list[Any], None]]:
         size = self.source.page_size or (CLOUD_ID_PAGE_SIZE if ids_only else CLOUD_PAGE_SIZE)
         token: str | None = None
         seen: set[str] = set()
@@ -330,7 +372,9 @@ class JiraConnector:
             token = page.get("nextPageToken")
             if page.get("isLast") is True or not token:
                 if page.get("isLast") is False:
-                    logger.warning("%s: search page says more follow but gives no token", self._where())
+                    logger.warning(
+                        "%s: search page says more follow but gives no token", self._where()
+                    )
                 return
             if token in seen:
                 raise ConnectorError(f"{self._where()}: the search repeated a page token; stopping")
@@ -356,7 +400,9 @@ class JiraConnector:
             raise ConnectorError(f"{self._where()}: a search response has no 'issues' array")
         return list(page["issues"])
 
-    def _search(self, jql: str, fields: Sequence[str], label: str, *, ids_only: bool = False) -> _SearchOutcome:
+    def _search(
+        self, jql: str, fields: Sequence[str], label: str, *, ids_only: bool = False
+    ) -> _SearchOutcome:
         enabled = self._progress if self._progress is not None else sys.stderr.isatty()
         raw: list[Mapping[str, Any]] = []
         requests_before = self.http_requests
@@ -388,12 +434,20 @@ class JiraConnector:
         def mapped(raws: Sequence[Mapping[str, Any]]) -> list[tuple[str, Issue | None]]:
             out: list[tuple[str, Issue | None]] = []
             for raw in raws:
-                key = str(raw.get("key") or f"issue id {raw.get('id', '?')}") if isinstance(raw, Mapping) else "?"
+                key = (
+                    str(raw.get("key") or f"issue id {raw.get('id', '?')}")
+                    if isinstance(raw, Mapping)
+                    else "?"
+                )
                 try:
                     out.append((key, map_jira_issue(raw, field_map, site=site)))
                 except MappingError as exc:
                     logger.warning(
-                        "%s: skipping %s: field %r: %s", self._where(), exc.record, exc.field, exc.reason
+                        "%s: skipping %s: field %r: %s",
+                        self._where(),
+                        exc.record,
+                        exc.field,
+                        exc.reason,
                     )
                     skipped.append(SkippedItem(exc.record, f"field {exc.field!r}: {exc.reason}"))
                     out.append((key, None))
@@ -419,14 +473,18 @@ class JiraConnector:
                 changed = self._search(base.and_(window).text(), fields, f"{project}: changes")
                 # Items that changed but no longer match the query must leave the backlog.
                 scope = self._search(
-                    JqlQuery(project_scope(project).where).and_(window).text(), ["id"], f"{project}: scope",
+                    JqlQuery(project_scope(project).where).and_(window).text(),
+                    ["id"],
+                    f"{project}: scope",
                     ids_only=True,
                 )
                 search_requests += changed.requests + scope.requests
                 results = mapped(changed.raw)
                 matched = {key for key, _ in results}
                 gone = {
-                    state.ids.get(str(raw.get("id")), "") for raw in scope.raw if isinstance(raw, Mapping)
+                    state.ids.get(str(raw.get("id")), "")
+                    for raw in scope.raw
+                    if isinstance(raw, Mapping)
                 } - matched
             else:
                 changed = self._search(
@@ -485,7 +543,8 @@ class JiraConnector:
         """Post ``body`` on the issue tagged with ``marker``; return the comment id.
 
         A POST is not idempotent: when a try fails in a way that leaves its outcome unknown (dropped
-        connection, timeout, 5xx), the issue's comments are checked for the marker before posting again.
+        connection, timeout, 5xx), the issue's comments are checked for the marker before posting
+        again.
         """
         check_marker(marker)
         self._connect()
@@ -507,21 +566,31 @@ class JiraConnector:
                 delay = self._runner.policy.backoff(attempt)
                 logger.warning(
                     "%s: %s: outcome unknown (%s); checking before posting again in %.2f s",
-                    self._where(), action, f"HTTP {status}" if status else type(exc).__name__, delay,
+                    self._where(),
+                    action,
+                    f"HTTP {status}" if status else type(exc).__name__,
+                    delay,
                 )
                 self._runner.sleep(delay)
                 found = self.find_comment(issue_key, marker)
                 if found is not None:
-                    logger.info("%s: %s: the earlier try had succeeded (comment %s)", self._where(), action, found)
+                    logger.info(
+                        "%s: %s: the earlier try had succeeded (comment %s)",
+                        self._where(),
+                        action,
+                        found,
+                    )
                     return found
                 continue
             if not isinstance(created, Mapping) or not created.get("id"):
                 raise ConnectorError(f"{self._where()}: {action}: Jira's answer has no comment id")
             return str(created["id"])
-        raise ConnectorError(f"{self._where()}: {action}: gave up")  # pragma: no cover - loop always returns
+        raise ConnectorError(
+            f"{self._where()}: {action}: gave up"
+        )  # pragma: no cover - loop always returns
 
     def update_comment(self, issue_key: str, comment_id: str, body: str, *, marker: str) -> None:
-        """Replace a comment's body in place, without notifying watchers (a PUT is safe to repeat)."""
+        """Replace a comment's body in place, notifying no watchers (a PUT is safe to repeat)."""
         check_marker(marker)
         self._connect()
         payload = self._comment_payload(body, marker)
@@ -530,28 +599,39 @@ class JiraConnector:
             self._runner.call(
                 f"{self._where()}: {action}",
                 lambda: self._send(
-                    "PUT", f"issue/{_path(issue_key)}/comment/{_path(comment_id)}", payload, {"notifyUsers": "false"}
+                    "PUT",
+                    f"issue/{_path(issue_key)}/comment/{_path(comment_id)}",
+                    payload,
+                    {"notifyUsers": "false"},
                 ),
             )
         except (JIRAError, requests.RequestException) as exc:
             raise self._error(exc, action) from None
 
     def find_comment(self, issue_key: str, marker: str) -> str | None:
-        """The id of the bot comment tagged ``marker`` (by comment property, else by the text footer)."""
+        """The id of the bot comment tagged ``marker`` (by property, else by the text footer)."""
         check_marker(marker)
         start = 0
         while True:
             page = self._get(
                 f"issue/{_path(issue_key)}/comment",
-                {"startAt": start, "maxResults": COMMENT_PAGE_SIZE, "orderBy": "-created", "expand": "properties"},
+                {
+                    "startAt": start,
+                    "maxResults": COMMENT_PAGE_SIZE,
+                    "orderBy": "-created",
+                    "expand": "properties",
+                },
                 f"listing comments of {issue_key}",
             )
             comments = page.get("comments") if isinstance(page, Mapping) else None
             if not isinstance(comments, list):
-                raise ConnectorError(f"{self._where()}: comments of {issue_key}: no 'comments' array")
+                raise ConnectorError(
+                    f"{self._where()}: comments of {issue_key}: no 'comments' array"
+                )
             for comment in comments:
                 if isinstance(comment, Mapping) and (
-                    property_has_marker(comment, marker) or body_has_marker(comment.get("body"), marker)
+                    property_has_marker(comment, marker)
+                    or body_has_marker(comment.get("body"), marker)
                 ):
                     return str(comment.get("id"))
             start += len(comments)

@@ -1,7 +1,10 @@
-"""Turn refinebot's plain-text comment into a Jira body (ADF for API v3, wiki markup for v2) and find its marker.
+"""Turn refinebot's plain-text comment into a Jira body (ADF for API v3, wiki markup for v2) and
+find its marker.
 
-The text may use ``## Heading`` lines, ``- item`` bullets and blank lines between paragraphs. Every body ends
-with a small footer carrying ``refinebot-marker: <marker>``: the fallback that recognises the bot's comment when
+## Heading`` lines, ``- item`` bullets and blank lines between paragraphs. Every body ends
+The text may use ``
+with a small footer carrying ``refinebot-marker: <marker>``: the fallback that recognises the bot's
+comment when
 its comment property is missing (properties are the primary tag).
 """
 
@@ -33,7 +36,7 @@ def marker_text(marker: str) -> str:
 
 
 def _blocks(text: str) -> list[tuple[str, Any]]:
-    """Split text into ("heading", (level, text)), ("bullets", [items]) and ("paragraph", [lines])."""
+    """Split text into heading (level, text), bullets [items] and paragraph [lines] blocks."""
     blocks: list[tuple[str, Any]] = []
     for raw in text.replace("\r\n", "\n").split("\n"):
         line = raw.rstrip()
@@ -65,10 +68,15 @@ def to_adf(text: str, marker: str) -> dict[str, Any]:
     for kind, value in _blocks(text):
         if kind == "heading":
             level, title = value
-            content.append({"type": "heading", "attrs": {"level": level}, "content": [_text(title)]})
+            content.append(
+                {"type": "heading", "attrs": {"level": level}, "content": [_text(title)]}
+            )
         elif kind == "bullets":
             items = [
-                {"type": "listItem", "content": [{"type": "paragraph", "content": [_text(item)] if item else []}]}
+                {
+                    "type": "listItem",
+                    "content": [{"type": "paragraph", "content": [_text(item)] if item else []}],
+                }
                 for item in value
             ]
             content.append({"type": "bulletList", "content": items})
@@ -82,7 +90,10 @@ def to_adf(text: str, marker: str) -> dict[str, Any]:
     footer = {
         "type": "text",
         "text": marker_text(marker),
-        "marks": [{"type": "subsup", "attrs": {"type": "sub"}}, {"type": "textColor", "attrs": {"color": "#97a0af"}}],
+        "marks": [
+            {"type": "subsup", "attrs": {"type": "sub"}},
+            {"type": "textColor", "attrs": {"color": "#97a0af"}},
+        ],
     }
     content.append({"type": "paragraph", "content": [footer]})
     return {"type": "doc", "version": 1, "content": content}
@@ -116,13 +127,14 @@ def body_has_marker(body: Any, marker: str) -> bool:
     """True when a comment body (ADF dict or wiki string) carries ``marker`` in its footer."""
     wanted = marker_text(marker)
     if isinstance(body, str):
-        # The marker must end where the footer's marker ends, so "X" never matches a comment tagged "X2".
+        # The marker must end where the footer's marker ends, so "X" never matches a comment tagged
+        # "X2".
         return re.search(re.escape(wanted) + r"(?![A-Za-z0-9_.:/#@+=-])", body) is not None
     return any(text.strip() == wanted for text in _adf_strings(body))
 
 
 def property_has_marker(comment: Mapping[str, Any], marker: str) -> bool:
-    """True when the comment's ``refinebot`` property (returned with ``expand=properties``) names ``marker``."""
+    """True when the comment's ``refinebot`` property (``expand=properties``) names ``marker``."""
     for prop in comment.get("properties") or []:
         if isinstance(prop, Mapping) and prop.get("key") == PROPERTY_KEY:
             value = prop.get("value")

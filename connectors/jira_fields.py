@@ -1,7 +1,10 @@
-"""Find which custom fields hold story points, sprint, rank and acceptance criteria on one Jira site.
+"""Find which custom fields hold story points, sprint, rank and acceptance criteria on one Jira
+site.
 
-Ids differ per site (``customfield_10016`` on one, ``customfield_12310293`` on another), so they are read from
-the board's estimation settings (Agile API) when a board is configured, else from the field list by schema type
+Ids differ per site (``customfield_10016`` on one, ``customfield_12310293`` on another), so they
+are read from
+the board's estimation settings (Agile API) when a board is configured, else from the field list by
+schema type
 and name. Anything set in the source config wins over what is discovered.
 """
 
@@ -89,7 +92,8 @@ def discover_field_map(
 ) -> JiraFieldMap:
     """The field map for a site from its ``/field`` list, optional board hints and config overrides.
 
-    When several fields qualify, all are kept in a fixed order (board, then the Jira Software estimate
+    When several fields qualify, all are kept in a fixed order (board, then the Jira Software
+    estimate
     type, then numbers named "Story Points"): the mapping reads the first one that has a value.
     """
     custom = [f for f in fields if isinstance(f, Mapping) and f.get("id")]
@@ -111,7 +115,8 @@ def discover_field_map(
     ac = [
         str(f["id"])
         for f in custom
-        if _name(f) in _AC_NAMES and (_custom_type(f) == TEXTAREA_TYPE or _schema_type(f) == "string")
+        if _name(f) in _AC_NAMES
+        and (_custom_type(f) == TEXTAREA_TYPE or _schema_type(f) == "string")
     ]
     epic = [str(f["id"]) for f in custom if _custom_type(f) == EPIC_LINK_TYPE]
 

@@ -1,7 +1,9 @@
 """Build the JQL the Jira connector sends, quoting every value that comes from configuration.
 
-A project key or name is always written as a JQL string literal, so spaces, quotes, backslashes or reserved
-words ("order", "and") in it cannot change what the query means. Admin-written queries from the config are
+A project key or name is always written as a JQL string literal, so spaces, quotes, backslashes or
+reserved
+words ("order", "and") in it cannot change what the query means. Admin-written queries from the
+config are
 used as they are, only wrapped in parentheses when the connector adds a clause of its own.
 """
 
@@ -10,7 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# ORDER BY outside string literals; the literal alternative is matched first so quoted text is skipped.
+# ORDER BY outside string literals; the literal alternative is matched first so quoted text is
+# skipped.
 _ORDER_BY = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|\border\s+by\b", re.IGNORECASE)
 
 # Control characters JQL cannot carry inside a literal; refusing them beats sending something else.
@@ -33,14 +36,14 @@ def jql_string(value: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class JqlQuery:
-    """A query split into its filter and its ORDER BY clause, so clauses can be added to the filter."""
+    """A query split into its filter and its ORDER BY, so clauses can be added to the filter."""
 
     where: str
     order_by: str = ""
 
     @classmethod
     def parse(cls, jql: str) -> JqlQuery:
-        """Split admin-written JQL at its top-level ORDER BY (ignoring any inside string literals)."""
+        """Split admin-written JQL at its top-level ORDER BY (not one inside a string literal)."""
         for match in _ORDER_BY.finditer(jql):
             if match.group(0).lower().startswith("order"):
                 return cls(jql[: match.start()].strip(), jql[match.end() :].strip())
@@ -54,7 +57,11 @@ class JqlQuery:
     def text(self) -> str:
         """The JQL to send."""
         if self.order_by:
-            return f"{self.where} ORDER BY {self.order_by}" if self.where else f"ORDER BY {self.order_by}"
+            return (
+                f"{self.where} ORDER BY {self.order_by}"
+                if self.where
+                else f"ORDER BY {self.order_by}"
+            )
         return self.where
 
 
@@ -69,15 +76,17 @@ def default_query(project: str) -> JqlQuery:
 
 
 def project_scope(project: str) -> JqlQuery:
-    """Every item of ``project`` whatever its status (used to see what changed since the last sync)."""
+    """Every item of ``project`` whatever its status (to see what changed since the last sync)."""
     return JqlQuery(project_clause(project), "Rank ASC")
 
 
 def updated_within(minutes: int) -> str:
     """Items updated in the last ``minutes`` minutes.
 
-    A relative date is used because absolute JQL dates are read in the Jira user's own time zone, which the
-    connector does not know; "-N m" is measured on the server's clock, so neither zones nor skew matter.
+    A relative date is used because absolute JQL dates are read in the Jira user's own time zone,
+    which the
+    connector does not know; "-N m" is measured on the server's clock, so neither zones nor skew
+    matter.
     """
     if minutes < 1:
         raise ValueError("minutes must be at least 1")

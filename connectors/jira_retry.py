@@ -1,8 +1,10 @@
 """When and how long the Jira connector waits before trying a failed request again.
 
 Follows Atlassian's rate-limit guidance: honour ``Retry-After`` (seconds or an HTTP date) and
-``X-RateLimit-Reset`` (ISO-8601) on 429/503, otherwise back off exponentially with jitter, within a bounded
-number of attempts. The ``jira`` package's own retry loop is switched off (``max_retries=0``): it waits
+``X-RateLimit-Reset`` (ISO-8601) on 429/503, otherwise back off exponentially with jitter, within a
+bounded
+number of attempts. The ``jira`` package's own retry loop is switched off (``max_retries=0``): it
+waits
 10 s and more between tries and retries POSTs blindly, which can post a comment twice.
 """
 
@@ -44,7 +46,7 @@ class RetryPolicy:
         return raw * random.uniform(*self.jitter)
 
     def server_delay(self, headers: Mapping[str, str], now: datetime) -> float | None:
-        """The wait the server asked for, from ``Retry-After`` or ``X-RateLimit-Reset``; None if neither."""
+        """The wait the server asked for (``Retry-After`` or ``X-RateLimit-Reset``), else None."""
         retry_after = _header(headers, "Retry-After")
         if retry_after:
             seconds = _retry_after_seconds(retry_after, now)
@@ -124,7 +126,8 @@ class RetryRunner:
         """Run ``fn`` until it succeeds, a non-retryable error occurs or the attempts are used up.
 
         Rate limits (429/503) are retried for every request, since the server did not act on it.
-        Transient faults (500/502/504, dropped connections, timeouts) are retried only when ``idempotent``.
+        Transient faults (500/502/504, dropped connections, timeouts) are retried only when
+        ``idempotent``.
         """
         retry = 0
         while True:
@@ -146,6 +149,11 @@ class RetryRunner:
                     delay = self.policy.backoff(retry)
                 reason = f"HTTP {status}" if status else type(exc).__name__
                 logger.warning(
-                    "%s: %s; retry %d of %d in %.2f s", what, reason, retry, self.policy.attempts - 1, delay
+                    "%s: %s; retry %d of %d in %.2f s",
+                    what,
+                    reason,
+                    retry,
+                    self.policy.attempts - 1,
+                    delay,
                 )
                 self.sleep(delay)

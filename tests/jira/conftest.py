@@ -1,4 +1,5 @@
-"""Fixtures for the Jira connector tests: one fake Jira server per test session, a fresh site per test."""
+"""Fixtures for the Jira connector tests: one fake Jira server per test session, a fresh site per
+test."""
 
 from __future__ import annotations
 
@@ -48,13 +49,21 @@ def source_for(site: Site, **overrides: Any) -> JiraSourceConfig:
 def connect(monkeypatch: pytest.MonkeyPatch) -> Callable[..., JiraConnector]:
     """Build a real connector for a site; the token goes into the environment variable it names."""
 
-    def build(site: Site, *, token: str | None = None, state: JiraSyncState | None = None,
-              sleep: Callable[[float], None] | None = None, **overrides: Any) -> JiraConnector:
+    def build(
+        site: Site,
+        *,
+        token: str | None = None,
+        state: JiraSyncState | None = None,
+        sleep: Callable[[float], None] | None = None,
+        **overrides: Any,
+    ) -> JiraConnector:
         source = source_for(site, **overrides)
         monkeypatch.setenv(source.token_env, token or (site.token if site.cloud else site.pat))
         extra: dict[str, Any] = {}
         if sleep is not None:
             extra["sleep"] = sleep
-        return JiraConnector(source, name="test", state=state or JiraSyncState(), progress=False, **extra)
+        return JiraConnector(
+            source, name="test", state=state or JiraSyncState(), progress=False, **extra
+        )
 
     return build

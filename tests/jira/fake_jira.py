@@ -1,11 +1,18 @@
-"""A fake Jira (Cloud and Data Center) served over real HTTP on 127.0.0.1, speaking Jira's published JSON shapes.
+"""A fake Jira (Cloud and Data Center) served over real HTTP on 127.0.0.1, speaking Jira's
+published JSON shapes.
 
-One server hosts many independent sites, each under its own path prefix (``http://127.0.0.1:PORT/s3``), so a
-test session starts the server once and every test gets a fresh site. A site implements serverInfo, ``/field``,
-``search/jql`` (Cloud: ``nextPageToken``/``isLast``, 410 for the removed ``/search``), ``/rest/api/2/search``
-(Data Center: ``startAt``/``total`` with a server-side page cap), Agile board configuration, comments with
-properties, and fault injection (status codes with headers, or a dropped connection after the work is done).
-Every exchange is recorded so tests can count requests and validate responses against the vendor spec.
+One server hosts many independent sites, each under its own path prefix
+(``http://127.0.0.1:PORT/s3``), so a
+test session starts the server once and every test gets a fresh site. A site implements serverInfo,
+``/field``,
+``search/jql`` (Cloud: ``nextPageToken``/``isLast``, 410 for the removed ``/search``),
+``/rest/api/2/search``
+(Data Center: ``startAt``/``total`` with a server-side page cap), Agile board configuration,
+comments with
+properties, and fault injection (status codes with headers, or a dropped connection after the work
+is done).
+Every exchange is recorded so tests can count requests and validate responses against the vendor
+spec.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ def jira_time(when: datetime) -> str:
 
 @dataclass
 class Fault:
-    """A planned failure: answer ``status`` (with headers/body), or do the work and then drop the connection."""
+    """A planned failure: answer ``status``, or do the work and then drop the connection."""
 
     method: str
     path: re.Pattern[str]
@@ -61,7 +68,12 @@ class Exchange:
 
 STATUS_CATEGORIES = {
     "new": {"id": 2, "key": "new", "colorName": "blue-gray", "name": "To Do"},
-    "indeterminate": {"id": 4, "key": "indeterminate", "colorName": "yellow", "name": "In Progress"},
+    "indeterminate": {
+        "id": 4,
+        "key": "indeterminate",
+        "colorName": "yellow",
+        "name": "In Progress",
+    },
     "done": {"id": 3, "key": "done", "colorName": "green", "name": "Done"},
 }
 
@@ -151,19 +163,24 @@ class Site:
         headers: Mapping[str, str] | None = None,
         body: Any = None,
     ) -> None:
-        """Answer the next ``times`` requests whose path ends with ``path`` (a regex) with ``status``."""
-        self.faults.append(Fault(method, re.compile(path + "$"), status, dict(headers or {}), body, times))
+        """Answer the next ``times`` requests whose path ends with regex ``path``."""
+        self.faults.append(
+            Fault(method, re.compile(path + "$"), status, dict(headers or {}), body, times)
+        )
 
     def drop_after_commit(self, method: str, path: str, *, times: int = 1) -> None:
         """Do the next matching request's work, then close the connection without answering."""
-        self.faults.append(Fault(method, re.compile(path + "$"), times=times, drop_after_commit=True))
+        self.faults.append(
+            Fault(method, re.compile(path + "$"), times=times, drop_after_commit=True)
+        )
 
     def requests(self, method: str | None = None, path: str | None = None) -> list[Exchange]:
         pattern = re.compile(path + "$") if path else None
         return [
             e
             for e in self.log
-            if (method is None or e.method == method) and (pattern is None or pattern.search(e.path))
+            if (method is None or e.method == method)
+            and (pattern is None or pattern.search(e.path))
         ]
 
     def all_comments(self, key: str) -> list[dict[str, Any]]:
@@ -172,17 +189,34 @@ class Site:
     # --- field list ----------------------------------------------------------------------------
 
     def field_list(self) -> list[dict[str, Any]]:
-        def system(fid: str, name: str, kind: str, clause: str | None = None, **schema: Any) -> dict[str, Any]:
+        def system(
+            fid: str, name: str, kind: str, clause: str | None = None, **schema: Any
+        ) -> dict[str, Any]:
             return {
-                "id": fid, "key": fid, "name": name, "custom": False, "orderable": True, "navigable": True,
-                "searchable": True, "clauseNames": [clause or fid], "schema": {"type": kind, "system": fid, **schema},
+                "id": fid,
+                "key": fid,
+                "name": name,
+                "custom": False,
+                "orderable": True,
+                "navigable": True,
+                "searchable": True,
+                "clauseNames": [clause or fid],
+                "schema": {"type": kind, "system": fid, **schema},
             }
 
-        def custom(fid: str, name: str, kind: str, custom_type: str, **schema: Any) -> dict[str, Any]:
+        def custom(
+            fid: str, name: str, kind: str, custom_type: str, **schema: Any
+        ) -> dict[str, Any]:
             number = int(fid.rsplit("_", 1)[1])
             return {
-                "id": fid, "key": fid, "name": name, "custom": True, "orderable": True,
-                "navigable": True, "searchable": True, "clauseNames": [f"cf[{number}]", name],
+                "id": fid,
+                "key": fid,
+                "name": name,
+                "custom": True,
+                "orderable": True,
+                "navigable": True,
+                "searchable": True,
+                "clauseNames": [f"cf[{number}]", name],
                 "schema": {"type": kind, "custom": custom_type, "customId": number, **schema},
             }
 
@@ -206,26 +240,54 @@ class Site:
         if self.cloud:
             result.append(system("parent", "Parent", "issuelink"))
         if ids.story_points:
-            result.append(custom(ids.story_points, ids.story_points_name, "number", ids.story_points_type))
+            result.append(
+                custom(ids.story_points, ids.story_points_name, "number", ids.story_points_type)
+            )
         if ids.sprint:
-            result.append(custom(ids.sprint, "Sprint", "array", "com.pyxis.greenhopper.jira:gh-sprint", items="json"))
+            result.append(
+                custom(
+                    ids.sprint,
+                    "Sprint",
+                    "array",
+                    "com.pyxis.greenhopper.jira:gh-sprint",
+                    items="json",
+                )
+            )
         if ids.rank:
-            result.append(custom(ids.rank, "Rank", "any", "com.pyxis.greenhopper.jira:gh-lexo-rank"))
+            result.append(
+                custom(ids.rank, "Rank", "any", "com.pyxis.greenhopper.jira:gh-lexo-rank")
+            )
         if ids.acceptance_criteria:
             result.append(
-                custom(ids.acceptance_criteria, "Acceptance Criteria", "string",
-                       "com.atlassian.jira.plugin.system.customfieldtypes:textarea")
+                custom(
+                    ids.acceptance_criteria,
+                    "Acceptance Criteria",
+                    "string",
+                    "com.atlassian.jira.plugin.system.customfieldtypes:textarea",
+                )
             )
         if ids.epic_link:
-            result.append(custom(ids.epic_link, "Epic Link", "any", "com.pyxis.greenhopper.jira:gh-epic-link"))
+            result.append(
+                custom(ids.epic_link, "Epic Link", "any", "com.pyxis.greenhopper.jira:gh-epic-link")
+            )
         if ids.original_points:
             result.append(
-                custom(ids.original_points, "Original story points", "number",
-                       "com.atlassian.jpo:jpo-custom-field-original-story-points")
+                custom(
+                    ids.original_points,
+                    "Original story points",
+                    "number",
+                    "com.atlassian.jpo:jpo-custom-field-original-story-points",
+                )
             )
         # An unrelated number field with a similar name, to keep matching honest.
-        result.append(custom("customfield_10999", "Story Points (legacy import)", "string",
-                             "com.atlassian.jira.plugin.system.customfieldtypes:textfield"))
+        result.append(
+            custom(
+                "customfield_10999",
+                "Story Points (legacy import)",
+                "string",
+                "com.atlassian.jira.plugin.system.customfieldtypes:textfield",
+            )
+        )
         return result
 
     # --- JQL -----------------------------------------------------------------------------------
@@ -249,7 +311,9 @@ class Site:
         if name in ("created", "updated"):
             value = fields.get(name)
             return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z") if value else None
-        raise fake_jql.JqlError(f"Field '{name}' does not exist or you do not have permission to view it.")
+        raise fake_jql.JqlError(
+            f"Field '{name}' does not exist or you do not have permission to view it."
+        )
 
     def search(self, jql: str) -> tuple[list[dict[str, Any]], bool]:
         """Matching issues in query order, and whether the query had any restriction."""
@@ -271,7 +335,9 @@ class Site:
             return (prefix, int(number))
         if name in ("updated", "created"):
             return issue["fields"].get(name) or ""
-        raise fake_jql.JqlError(f"Field '{name}' does not exist or you do not have permission to view it.")
+        raise fake_jql.JqlError(
+            f"Field '{name}' does not exist or you do not have permission to view it."
+        )
 
     def token_for(self, jql: str, offset: int) -> str:
         token = secrets.token_urlsafe(24)
@@ -308,7 +374,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         return  # quiet: tests read the site's log instead
 
     def do_GET(self) -> None:
@@ -337,24 +403,55 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body = json.loads(raw_body) if raw_body else None
         except json.JSONDecodeError:
-            self._finish(site, method, path, query, raw_body, 400, {"errorMessages": ["Unexpected character"]})
+            self._finish(
+                site,
+                method,
+                path,
+                query,
+                raw_body,
+                400,
+                {"errorMessages": ["Unexpected character"]},
+            )
             return
         with site.lock:
             fault = next(
-                (f for f in site.faults if f.times > 0 and f.method == method and f.path.search(path)), None
+                (
+                    f
+                    for f in site.faults
+                    if f.times > 0 and f.method == method and f.path.search(path)
+                ),
+                None,
             )
             if fault is not None:
                 fault.times -= 1
         if fault is not None and not fault.drop_after_commit:
             default = {"errorMessages": [f"Fault injected: HTTP {fault.status}"], "errors": {}}
-            self._finish(site, method, path, query, body, fault.status,
-                         fault.body if fault.body is not None else default, fault.headers)
+            self._finish(
+                site,
+                method,
+                path,
+                query,
+                body,
+                fault.status,
+                fault.body if fault.body is not None else default,
+                fault.headers,
+            )
             return
         if not self._authorised(site):
             self._finish(
-                site, method, path, query, body, 401,
-                {"errorMessages": ["You are not authenticated. Authentication required to perform this operation."],
-                 "errors": {}},
+                site,
+                method,
+                path,
+                query,
+                body,
+                401,
+                {
+                    "errorMessages": [
+                        "You are not authenticated. "
+                        "Authentication required to perform this operation."
+                    ],
+                    "errors": {},
+                },
                 {"WWW-Authenticate": 'Basic realm="protected-area"' if site.cloud else "Bearer"},
             )
             return
@@ -389,7 +486,9 @@ class _Handler(BaseHTTPRequestHandler):
         headers: Mapping[str, str] | None = None,
     ) -> None:
         with site.lock:
-            site.log.append(Exchange(method, path, query, body, status, payload, dict(headers or {})))
+            site.log.append(
+                Exchange(method, path, query, body, status, payload, dict(headers or {}))
+            )
         self._send(status, payload, headers)
 
     def _send(self, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
@@ -419,14 +518,19 @@ def _error(status: int, message: str) -> tuple[int, Any]:
     return status, {"errorMessages": [message], "errors": {}}
 
 
-def route(site: Site, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+def route(
+    site: Site, method: str, path: str, query: dict[str, list[str]], body: Any
+) -> tuple[int, Any]:
     """Answer one request on ``site``."""
     match = re.fullmatch(r"/rest/api/(2|3|latest)/(.*)", path)
     agile = re.fullmatch(r"/rest/agile/1\.0/board/(\d+)/configuration", path)
     if agile and method == "GET":
         board = site.boards.get(int(agile.group(1)))
         if board is None:
-            return _error(404, f"Board {agile.group(1)} does not exist or you do not have permission to see it.")
+            return _error(
+                404,
+                f"Board {agile.group(1)} does not exist or you do not have permission to see it.",
+            )
         return 200, board
     if not match:
         return _error(404, "Not found")
@@ -441,7 +545,8 @@ def route(site: Site, method: str, path: str, query: dict[str, list[str]], body:
         if site.cloud:
             return _error(
                 410,
-                "The requested API has been removed. Please migrate to the /rest/api/3/search/jql API. "
+                "The requested API has been removed. "
+                "Please migrate to the /rest/api/3/search/jql API. "
                 "A full migration guideline is available at https://developer.atlassian.com/changelog/#CHANGE-2046",
             )
         return search_dc(site, query if method == "GET" else _body_query(body))
@@ -449,7 +554,9 @@ def route(site: Site, method: str, path: str, query: dict[str, list[str]], body:
         return search_cloud(site, query if method == "GET" else _body_query(body))
     comment = re.fullmatch(r"issue/([^/]+)/comment(?:/(\d+))?", rest)
     if comment:
-        return comments_route(site, method, unquote(comment.group(1)), comment.group(2), query, body)
+        return comments_route(
+            site, method, unquote(comment.group(1)), comment.group(2), query, body
+        )
     prop = re.fullmatch(r"comment/(\d+)/properties/([^/]+)", rest)
     if prop:
         return comment_property(site, method, prop.group(1), unquote(prop.group(2)), body)
@@ -472,15 +579,27 @@ def server_info(site: Site) -> dict[str, Any]:
     now = jira_time(datetime.now(UTC))
     if site.cloud:
         return {
-            "baseUrl": site.url, "displayUrl": site.url, "version": "1001.0.0-SNAPSHOT",
-            "versionNumbers": [1001, 0, 0], "deploymentType": "Cloud", "buildNumber": 100289,
-            "buildDate": "2026-11-18T08:02:11.000+0000", "serverTime": now,
-            "scmInfo": "5b1e1f0b8a2d1d0b7c4f8f7e8b9a0c1d2e3f4a5b", "serverTitle": "Jira",
+            "baseUrl": site.url,
+            "displayUrl": site.url,
+            "version": "1001.0.0-SNAPSHOT",
+            "versionNumbers": [1001, 0, 0],
+            "deploymentType": "Cloud",
+            "buildNumber": 100289,
+            "buildDate": "2026-11-18T08:02:11.000+0000",
+            "serverTime": now,
+            "scmInfo": "5b1e1f0b8a2d1d0b7c4f8f7e8b9a0c1d2e3f4a5b",
+            "serverTitle": "Jira",
         }
     return {
-        "baseUrl": site.url, "version": "9.12.15", "versionNumbers": [9, 12, 15], "deploymentType": "Server",
-        "buildNumber": 9120015, "buildDate": "2024-10-29T00:00:00.000+0000", "serverTime": now,
-        "scmInfo": "0c0ca3bd3d3b1a3e0f4c2d3e4f5a6b7c8d9e0f1a", "serverTitle": "Jira Data Center",
+        "baseUrl": site.url,
+        "version": "9.12.15",
+        "versionNumbers": [9, 12, 15],
+        "deploymentType": "Server",
+        "buildNumber": 9120015,
+        "buildDate": "2024-10-29T00:00:00.000+0000",
+        "serverTime": now,
+        "scmInfo": "0c0ca3bd3d3b1a3e0f4c2d3e4f5a6b7c8d9e0f1a",
+        "serverTitle": "Jira Data Center",
     }
 
 
@@ -496,12 +615,18 @@ def search_cloud(site: Site, query: dict[str, list[str]]) -> tuple[int, Any]:
         jql, offset = _one(query, "jql", "") or "", 0
     issues, bounded = site.search(jql)
     if not bounded:
-        return _error(400, "Unbounded JQL queries are not allowed here. Please add a search restriction to your query.")
+        return _error(
+            400,
+            "Unbounded JQL queries are not allowed here. "
+            "Please add a search restriction to your query.",
+        )
     ids_only = wanted is not None and all(f in ("id", "key") for f in wanted)
     cap = 5000 if ids_only else site.cloud_page_cap
     size = min(_int(_one(query, "maxResults"), 50), cap)
     page = issues[offset : offset + size]
-    result: dict[str, Any] = {"issues": [select_fields(i, wanted if wanted is not None else ["id"]) for i in page]}
+    result: dict[str, Any] = {
+        "issues": [select_fields(i, wanted if wanted is not None else ["id"]) for i in page]
+    }
     if offset + size < len(issues):
         result["nextPageToken"] = site.token_for(jql, offset + size)
         result["isLast"] = False
@@ -518,7 +643,10 @@ def search_dc(site: Site, query: dict[str, list[str]]) -> tuple[int, Any]:
     wanted = _split_fields(query.get("fields"))
     page = issues[start : start + size]
     return 200, {
-        "expand": "schema,names", "startAt": start, "maxResults": size, "total": len(issues),
+        "expand": "schema,names",
+        "startAt": start,
+        "maxResults": size,
+        "total": len(issues),
         "issues": [select_fields(i, wanted) for i in page],
     }
 
@@ -527,11 +655,20 @@ def _author(site: Site) -> dict[str, Any]:
     if site.cloud:
         return {
             "self": f"{site.url}/rest/api/3/user?accountId=5b10ac8d82e05b22cc7d4ef5",
-            "accountId": "5b10ac8d82e05b22cc7d4ef5", "displayName": "refinebot", "active": True,
-            "timeZone": "Europe/Berlin", "accountType": "atlassian",
+            "accountId": "5b10ac8d82e05b22cc7d4ef5",
+            "displayName": "refinebot",
+            "active": True,
+            "timeZone": "Europe/Berlin",
+            "accountType": "atlassian",
         }
-    return {"self": f"{site.url}/rest/api/2/user?username=refinebot", "name": "refinebot", "key": "JIRAUSER10100",
-            "displayName": "refinebot", "active": True, "timeZone": "Europe/Berlin"}
+    return {
+        "self": f"{site.url}/rest/api/2/user?username=refinebot",
+        "name": "refinebot",
+        "key": "JIRAUSER10100",
+        "displayName": "refinebot",
+        "active": True,
+        "timeZone": "Europe/Berlin",
+    }
 
 
 def _public_comment(comment: Mapping[str, Any], expand: str) -> dict[str, Any]:
@@ -542,7 +679,12 @@ def _public_comment(comment: Mapping[str, Any], expand: str) -> dict[str, Any]:
 
 
 def comments_route(
-    site: Site, method: str, key: str, comment_id: str | None, query: dict[str, list[str]], body: Any
+    site: Site,
+    method: str,
+    key: str,
+    comment_id: str | None,
+    query: dict[str, list[str]],
+    body: Any,
 ) -> tuple[int, Any]:
     if key not in site.issues:
         return _error(404, "Issue does not exist or you do not have permission to see it.")
@@ -552,10 +694,16 @@ def comments_route(
         if method == "GET" and comment_id is None:
             start = _int(_one(query, "startAt"), 0)
             size = min(_int(_one(query, "maxResults"), 100), 100)
-            ordered = sorted(comments, key=lambda c: c["created"], reverse=_one(query, "orderBy") == "-created")
+            ordered = sorted(
+                comments, key=lambda c: c["created"], reverse=_one(query, "orderBy") == "-created"
+            )
             page = ordered[start : start + size]
-            return 200, {"startAt": start, "maxResults": size, "total": len(comments),
-                         "comments": [_public_comment(c, expand) for c in page]}
+            return 200, {
+                "startAt": start,
+                "maxResults": size,
+                "total": len(comments),
+                "comments": [_public_comment(c, expand) for c in page],
+            }
         if method == "POST" and comment_id is None:
             problem = _check_body(site, body)
             if problem:
@@ -563,9 +711,15 @@ def comments_route(
             now = jira_time(datetime.now(UTC))
             new_id = str(next(site._comment_ids))
             comment = {
-                "self": f"{site.url}/rest/api/{site.api}/issue/{site.issues[key]['id']}/comment/{new_id}",
-                "id": new_id, "author": _author(site), "body": body["body"], "updateAuthor": _author(site),
-                "created": now, "updated": now, "jsdPublic": True,
+                "self": f"{site.url}/rest/api/{site.api}/issue/{site.issues[key]['id']}"
+                f"/comment/{new_id}",
+                "id": new_id,
+                "author": _author(site),
+                "body": body["body"],
+                "updateAuthor": _author(site),
+                "created": now,
+                "updated": now,
+                "jsdPublic": True,
                 "properties": list(body.get("properties") or []),
             }
             comments.append(comment)
@@ -586,7 +740,9 @@ def comments_route(
             found["notified"] = _one(query, "notifyUsers", "true")
             for prop in body.get("properties") or []:
                 site.comment_properties.setdefault(found["id"], {})[prop["key"]] = prop["value"]
-                found["properties"] = [p for p in found["properties"] if p["key"] != prop["key"]] + [prop]
+                found["properties"] = [
+                    p for p in found["properties"] if p["key"] != prop["key"]
+                ] + [prop]
             return 200, _public_comment({k: v for k, v in found.items() if k != "notified"}, expand)
     return _error(405, "Method not allowed")
 
@@ -596,14 +752,20 @@ def _check_body(site: Site, body: Any) -> str | None:
         return "Comment body can not be empty!"
     value = body["body"]
     if site.cloud:
-        if not isinstance(value, Mapping) or value.get("type") != "doc" or value.get("version") != 1:
+        if (
+            not isinstance(value, Mapping)
+            or value.get("type") != "doc"
+            or value.get("version") != 1
+        ):
             return "Comment body is not valid!"
     elif not isinstance(value, str) or not value.strip():
         return "Comment body can not be empty!"
     return None
 
 
-def comment_property(site: Site, method: str, comment_id: str, key: str, body: Any) -> tuple[int, Any]:
+def comment_property(
+    site: Site, method: str, comment_id: str, key: str, body: Any
+) -> tuple[int, Any]:
     with site.lock:
         props = site.comment_properties.setdefault(comment_id, {})
         if method == "PUT":
@@ -630,7 +792,9 @@ class FakeJiraServer:
         self._http.fake = self
         self.sites: dict[str, Site] = {}
         self._counter = itertools.count(1)
-        self._thread = threading.Thread(target=self._http.serve_forever, name="fake-jira", daemon=True)
+        self._thread = threading.Thread(
+            target=self._http.serve_forever, name="fake-jira", daemon=True
+        )
 
     @property
     def base_url(self) -> str:

@@ -1,7 +1,10 @@
-"""Build issues in Jira's real JSON shapes (v3 ADF bodies on Cloud, wiki strings on Data Center) for the fake.
+"""Build issues in Jira's real JSON shapes (v3 ADF bodies on Cloud, wiki strings on Data Center)
+for the fake.
 
-Link-type names and texts follow real sites (Blocks / Blocker / Blockers all read "is blocked by"); status
-categories use Jira's real keys (new / indeterminate / done). Blocks links here are synthetic test data.
+Link-type names and texts follow real sites (Blocks / Blocker / Blockers all read "is blocked by");
+status
+categories use Jira's real keys (new / indeterminate / done). Blocks links here are synthetic test
+data.
 """
 
 from __future__ import annotations
@@ -34,7 +37,11 @@ def para(text: str) -> dict[str, Any]:
 
 
 def heading(text: str, level: int = 3) -> dict[str, Any]:
-    return {"type": "heading", "attrs": {"level": level}, "content": [{"type": "text", "text": text}]}
+    return {
+        "type": "heading",
+        "attrs": {"level": level},
+        "content": [{"type": "text", "text": text}],
+    }
 
 
 def bullets(*items: str) -> dict[str, Any]:
@@ -49,19 +56,27 @@ def status(site: Site, name: str) -> dict[str, Any]:
     category = dict(STATUS_CATEGORIES[key])
     category["self"] = f"{site.url}/rest/api/{site.api}/statuscategory/{category['id']}"
     return {
-        "self": f"{site.url}/rest/api/{site.api}/status/{category['id']}", "description": "", "iconUrl": "",
-        "name": name, "id": str(category["id"]), "statusCategory": category,
+        "self": f"{site.url}/rest/api/{site.api}/status/{category['id']}",
+        "description": "",
+        "iconUrl": "",
+        "name": name,
+        "id": str(category["id"]),
+        "statusCategory": category,
     }
 
 
-def link(site: Site, type_name: str, direction: str, other_key: str, other_status: str = "To Do") -> dict[str, Any]:
-    """One ``issuelinks`` entry; ``direction`` is "inward" (this issue is blocked by other) or "outward"."""
+def link(
+    site: Site, type_name: str, direction: str, other_key: str, other_status: str = "To Do"
+) -> dict[str, Any]:
+    """One ``issuelinks`` entry; "inward" means this issue is blocked by the other one."""
     type_id, inward, outward = LINK_TYPES[type_name]
     other = {
-        "id": str(90000 + abs(hash(other_key)) % 9999), "key": other_key,
+        "id": str(90000 + abs(hash(other_key)) % 9999),
+        "key": other_key,
         "self": f"{site.url}/rest/api/{site.api}/issue/{other_key}",
         "fields": {
-            "summary": f"Linked {other_key}", "status": status(site, other_status),
+            "summary": f"Linked {other_key}",
+            "status": status(site, other_status),
             "priority": {"self": "", "iconUrl": "", "name": "Medium", "id": "3"},
             "issuetype": {"self": "", "id": "10001", "name": "Story", "subtask": False},
         },
@@ -69,8 +84,13 @@ def link(site: Site, type_name: str, direction: str, other_key: str, other_statu
     return {
         "id": str(30000 + abs(hash((type_name, direction, other_key))) % 9999),
         "self": f"{site.url}/rest/api/{site.api}/issueLink/1",
-        "type": {"id": type_id, "name": type_name, "inward": inward, "outward": outward,
-                 "self": f"{site.url}/rest/api/{site.api}/issueLinkType/{type_id}"},
+        "type": {
+            "id": type_id,
+            "name": type_name,
+            "inward": inward,
+            "outward": outward,
+            "self": f"{site.url}/rest/api/{site.api}/issueLinkType/{type_id}",
+        },
         f"{direction}Issue": other,
     }
 
@@ -93,7 +113,7 @@ def make_issue(
     labels: list[str] | None = None,
     updated: datetime | None = None,
 ) -> dict[str, Any]:
-    """A complete issue as ``GET issue`` / ``search`` with ``*all`` returns it, added to ``site``."""
+    """A complete issue as ``search`` with ``*all`` returns it, added to ``site``."""
     key = f"{project}-{number}"
     if description == "default":
         if site.cloud:
@@ -105,23 +125,40 @@ def make_issue(
         else:
             description = (
                 f"As a shopper I want feature {number} so that I can buy faster.\n"
-                "h3. Acceptance criteria\n* Given a cart, when I pay, then I get a receipt\n* The receipt is emailed"
+                "h3. Acceptance criteria\n"
+                "* Given a cart, when I pay, then I get a receipt\n* The receipt is emailed"
             )
     when = updated or OLD + timedelta(minutes=number)
     fields: dict[str, Any] = {
         "summary": summary if summary is not None else f"Checkout improvement {number}",
         "description": description,
-        "issuetype": {"self": f"{site.url}/rest/api/{site.api}/issuetype/10001", "id": "10001",
-                      "description": "", "iconUrl": "", "name": issue_type, "subtask": False},
+        "issuetype": {
+            "self": f"{site.url}/rest/api/{site.api}/issuetype/10001",
+            "id": "10001",
+            "description": "",
+            "iconUrl": "",
+            "name": issue_type,
+            "subtask": False,
+        },
         "status": status(site, status_name),
-        "priority": {"self": f"{site.url}/rest/api/{site.api}/priority/3", "iconUrl": "", "name": "Medium", "id": "3"},
+        "priority": {
+            "self": f"{site.url}/rest/api/{site.api}/priority/3",
+            "iconUrl": "",
+            "name": "Medium",
+            "id": "3",
+        },
         "labels": labels or [],
         "assignee": None,
         "reporter": {"displayName": "Pat Product", "active": True},
         "created": jira_time(OLD),
         "updated": jira_time(when),
-        "project": {"self": f"{site.url}/rest/api/{site.api}/project/10000", "id": "10000", "key": project,
-                    "name": project_name, "projectTypeKey": "software"},
+        "project": {
+            "self": f"{site.url}/rest/api/{site.api}/project/10000",
+            "id": "10000",
+            "key": project,
+            "name": project_name,
+            "projectTypeKey": "software",
+        },
         "issuelinks": links or [],
         "resolutiondate": None,
         "subtasks": [],
@@ -141,8 +178,15 @@ def make_issue(
 
 
 def cloud_sprint(name: str, state: str) -> dict[str, Any]:
-    return {"id": 37, "name": name, "state": state, "boardId": 1, "goal": "",
-            "startDate": "2026-11-16T09:00:00.000Z", "endDate": "2026-11-30T09:00:00.000Z"}
+    return {
+        "id": 37,
+        "name": name,
+        "state": state,
+        "boardId": 1,
+        "goal": "",
+        "startDate": "2026-11-16T09:00:00.000Z",
+        "endDate": "2026-11-30T09:00:00.000Z",
+    }
 
 
 def legacy_sprint(name: str, state: str) -> str:
@@ -153,13 +197,23 @@ def legacy_sprint(name: str, state: str) -> str:
     )
 
 
-def board_configuration(site: Site, board_id: int, points_field: str, rank_number: int) -> dict[str, Any]:
+def board_configuration(
+    site: Site, board_id: int, points_field: str, rank_number: int
+) -> dict[str, Any]:
     return {
-        "id": board_id, "name": "SHOP board", "self": f"{site.url}/rest/agile/1.0/board/{board_id}/configuration",
+        "id": board_id,
+        "name": "SHOP board",
+        "self": f"{site.url}/rest/agile/1.0/board/{board_id}/configuration",
         "location": {"type": "project", "key": "SHOP", "id": "10000", "name": "Shop"},
         "filter": {"id": "10000", "self": f"{site.url}/rest/api/2/filter/10000"},
-        "columnConfig": {"columns": [{"name": "To Do", "statuses": [{"id": "10000"}]}], "constraintType": "none"},
-        "estimation": {"type": "field", "field": {"fieldId": points_field, "displayName": "Story Points"}},
+        "columnConfig": {
+            "columns": [{"name": "To Do", "statuses": [{"id": "10000"}]}],
+            "constraintType": "none",
+        },
+        "estimation": {
+            "type": "field",
+            "field": {"fieldId": points_field, "displayName": "Story Points"},
+        },
         "ranking": {"rankCustomFieldId": rank_number},
     }
 

@@ -1,8 +1,12 @@
-"""A small JQL parser and evaluator for the fake Jira: enough grammar to give real answers to real queries.
+"""A small JQL parser and evaluator for the fake Jira: enough grammar to give real answers to real
+queries.
 
-Supports AND / OR / NOT, parentheses, ``=  !=  >  >=  <  <=  IN  NOT IN  IS [NOT] EMPTY`` and ``ORDER BY``
-on project, key, status, statusCategory, issuetype, labels, created and updated. Like Jira it rejects unquoted
-reserved words and unknown fields with a 400-style ``JqlError``, so quoting mistakes in the client show up.
+Supports AND / OR / NOT, parentheses, ``=  !=  >  >=  <  <=  IN  NOT IN  IS [NOT] EMPTY`` and
+``ORDER BY``
+on project, key, status, statusCategory, issuetype, labels, created and updated. Like Jira it
+rejects unquoted
+reserved words and unknown fields with a 400-style ``JqlError``, so quoting mistakes in the client
+show up.
 """
 
 from __future__ import annotations
@@ -13,19 +17,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-RESERVED = frozenset(
-    "a an abort access add after alias alter and any are as asc audit avg before begin between boolean break by "
-    "byte catch cf char character check checkpoint collate collation column commit connect continue count "
-    "create current date decimal declare decrement default defaults define delete delimiter desc difference "
-    "distinct divide do double drop else empty encoding end equals escape exclusive exec execute exists explain "
-    "false fetch file field first float for from function go goto grant greater group having identified if "
-    "immediate in increment index initial inner inout input insert int integer intersect intersection into is "
-    "isempty isnull join last left less like limit lock long max min minus mode modify modulo more multiply "
-    "next noaudit not notin nowait null number object of on option or order outer output power previous prior "
-    "privileges public raise raw remainder rename resource return returns revoke right row rowid rownum rows "
-    "select session set share size sqrt start strict string subtract sum synonym table then to trans "
-    "transaction trigger true uid union unique update user validate values view when whenever where while with".split()
-)
+_RESERVED_TEXT = """
+a an abort access add after alias alter and any are as asc audit avg before begin between
+boolean break by byte catch cf char character check checkpoint collate collation column
+commit connect continue count create current date decimal declare decrement default defaults
+define delete delimiter desc difference distinct divide do double drop else empty encoding
+end equals escape exclusive exec execute exists explain false fetch file field first float
+for from function go goto grant greater group having identified if immediate in increment
+index initial inner inout input insert int integer intersect intersection into is isempty
+isnull join last left less like limit lock long max min minus mode modify modulo more
+multiply next noaudit not notin nowait null number object of on option or order outer output
+power previous prior privileges public raise raw remainder rename resource return returns
+revoke right row rowid rownum rows select session set share size sqrt start strict string
+subtract sum synonym table then to trans transaction trigger true uid union unique update
+user validate values view when whenever where while with
+"""
+RESERVED = frozenset(_RESERVED_TEXT.split())
 
 _TOKEN = re.compile(
     r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\')|(?P<op>!=|>=|<=|=|>|<|~|\(|\)|,)'
@@ -48,7 +55,9 @@ class Token:
         if self.kind != "str":
             return self.text
         inner = self.text[1:-1]
-        return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t", "r": "\r"}.get(m.group(1), m.group(1)), inner)
+        return re.sub(
+            r"\\(.)", lambda m: {"n": "\n", "t": "\t", "r": "\r"}.get(m.group(1), m.group(1)), inner
+        )
 
 
 def tokenize(jql: str) -> list[Token]:
@@ -76,7 +85,9 @@ class Query:
 
 
 class _Parser:
-    def __init__(self, tokens: list[Token], now: datetime, resolve: Callable[[Mapping[str, Any], str], Any]) -> None:
+    def __init__(
+        self, tokens: list[Token], now: datetime, resolve: Callable[[Mapping[str, Any], str], Any]
+    ) -> None:
         self.tokens = tokens
         self.pos = 0
         self.now = now
@@ -160,7 +171,8 @@ class _Parser:
             raise JqlError(f"Error in the JQL Query: expecting a value but got '{token.text}'.")
         if token.kind == "word" and token.text.lower() in RESERVED:
             raise JqlError(
-                f"Error in the JQL Query: '{token.text}' is a reserved JQL word. You must surround it in "
+                f"Error in the JQL Query: '{token.text}' is a reserved JQL word. "
+                "You must surround it in "
                 "quotation marks to use it in a query."
             )
         return token.value
@@ -168,11 +180,14 @@ class _Parser:
     def clause(self) -> Predicate:
         field_token = self.take()
         if field_token.kind == "op":
-            raise JqlError(f"Error in the JQL Query: expecting a field name but got '{field_token.text}'.")
+            raise JqlError(
+                f"Error in the JQL Query: expecting a field name but got '{field_token.text}'."
+            )
         name = field_token.value.lower()
         if name not in _FIELDS:
             raise JqlError(
-                f"Field '{field_token.value}' does not exist or you do not have permission to view it."
+                f"Field '{field_token.value}' does not exist or "
+                "you do not have permission to view it."
             )
         negate = False
         if self.word("is"):
@@ -218,7 +233,9 @@ class _Parser:
             return hits if op == "=" else not hits
         if name in ("key", "issuekey") and op in (">", ">=", "<", "<="):
             return _compare(_key_order(str(actual)), op, _key_order(value))
-        if isinstance(actual, tuple):  # several accepted spellings (project key or name, category key or name)
+        if isinstance(
+            actual, tuple
+        ):  # several accepted spellings (project key or name, category key or name)
             hits = value.lower() in actual
         else:
             hits = str(actual).lower() == value.lower()
@@ -226,11 +243,24 @@ class _Parser:
             return hits
         if op == "!=":
             return not hits
-        raise JqlError(f"Error in the JQL Query: operator '{op}' is not supported for field '{name}'.")
+        raise JqlError(
+            f"Error in the JQL Query: operator '{op}' is not supported for field '{name}'."
+        )
 
 
 _FIELDS = frozenset(
-    {"project", "key", "issuekey", "status", "statuscategory", "issuetype", "type", "labels", "created", "updated"}
+    {
+        "project",
+        "key",
+        "issuekey",
+        "status",
+        "statuscategory",
+        "issuetype",
+        "type",
+        "labels",
+        "created",
+        "updated",
+    }
 )
 
 

@@ -1,4 +1,5 @@
-"""Bot comments: ADF on Cloud, wiki on Data Center, in-place updates, markers, and no duplicate on retried POSTs."""
+"""Bot comments: ADF on Cloud, wiki on Data Center, in-place updates, markers, and no duplicate on
+retried POSTs."""
 
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ from connectors.base import CommentingConnector, ConnectorError
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 ADF_SCHEMA = SHARED / "specs" / "adf-schema-v1-full.json"
 COMMENTS = "/rest/api/3/issue/SHOP-1/comment"
-TEXT = "## Refinement check\nThis story is not ready yet:\n- no acceptance criteria\n- 13 points is too big\n\nThanks!"
+TEXT = (
+    "## Refinement check\nThis story is not ready yet:\n"
+    "- no acceptance criteria\n- 13 points is too big\n\nThanks!"
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +35,9 @@ def adf_validator() -> jsonschema.protocols.Validator:
 
 
 def _posted_bodies(site: Site) -> list[Any]:
-    return [e.body["body"] for e in site.log if e.method in ("POST", "PUT") and "/comment" in e.path]
+    return [
+        e.body["body"] for e in site.log if e.method in ("POST", "PUT") and "/comment" in e.path
+    ]
 
 
 def test_connector_satisfies_the_commenting_protocol(cloud_site: Site, connect) -> None:
@@ -50,10 +56,17 @@ def test_cloud_comment_is_valid_adf_tagged_by_property_and_footer(
     assert stored["id"] == comment_id
     body = stored["body"]
     adf_validator.validate(body)
-    assert [block["type"] for block in body["content"]] == ["heading", "paragraph", "bulletList", "paragraph",
-                                                            "paragraph"]
+    assert [block["type"] for block in body["content"]] == [
+        "heading",
+        "paragraph",
+        "bulletList",
+        "paragraph",
+        "paragraph",
+    ]
     assert body["content"][-1]["content"][0]["text"] == "refinebot-marker: SHOP-1:readiness"
-    assert stored["properties"] == [{"key": "refinebot", "value": {"marker": "SHOP-1:readiness", "v": 1}}]
+    assert stored["properties"] == [
+        {"key": "refinebot", "value": {"marker": "SHOP-1:readiness", "v": 1}}
+    ]
     assert connector.find_comment("SHOP-1", "SHOP-1:readiness") == comment_id
     assert connector.find_comment("SHOP-1", "SHOP-1:readines") is None
 
@@ -74,7 +87,9 @@ def test_update_replaces_the_body_in_place_without_notifying(
         adf_validator.validate(body)
 
 
-def test_find_falls_back_to_the_text_footer_when_the_property_is_gone(cloud_site: Site, connect) -> None:
+def test_find_falls_back_to_the_text_footer_when_the_property_is_gone(
+    cloud_site: Site, connect
+) -> None:
     make_issue(cloud_site, 1)
     connector = connect(cloud_site)
     comment_id = connector.add_comment("SHOP-1", TEXT, marker="m2")
@@ -89,9 +104,13 @@ def test_find_pages_through_many_comments(cloud_site: Site, connect) -> None:
     wanted = connector.add_comment("SHOP-1", "the one", marker="needle")
     for n in range(150):  # newer human chatter pushes the bot comment onto the second page
         cloud_site.comments["SHOP-1"].append(
-            {**cloud_site.comments["SHOP-1"][0], "id": str(50000 + n), "properties": [],
-             "created": f"2099-01-01T00:{n // 60:02d}:{n % 60:02d}.000+0000",
-             "body": {"type": "doc", "version": 1, "content": []}}
+            {
+                **cloud_site.comments["SHOP-1"][0],
+                "id": str(50000 + n),
+                "properties": [],
+                "created": f"2099-01-01T00:{n // 60:02d}:{n % 60:02d}.000+0000",
+                "body": {"type": "doc", "version": 1, "content": []},
+            }
         )
 
     assert connector.find_comment("SHOP-1", "needle") == wanted
@@ -108,7 +127,9 @@ def test_dropped_connection_after_the_post_does_not_post_twice(cloud_site: Site,
     assert [e.method for e in cloud_site.requests(path=COMMENTS)] == ["POST", "GET"]
 
 
-def test_a_500_after_the_post_was_refused_posts_again_after_checking(cloud_site: Site, connect) -> None:
+def test_a_500_after_the_post_was_refused_posts_again_after_checking(
+    cloud_site: Site, connect
+) -> None:
     make_issue(cloud_site, 1)
     cloud_site.fail("POST", COMMENTS, 500)  # answered before any work: nothing was stored
 
@@ -147,7 +168,9 @@ def test_data_center_comments_are_wiki_markup(dc_site: Site, connect) -> None:
 
 
 def test_comment_on_a_missing_issue_is_a_clear_error(cloud_site: Site, connect) -> None:
-    with pytest.raises(ConnectorError, match=r"HTTP 404 while adding a comment to SHOP-404: Issue does not exist"):
+    with pytest.raises(
+        ConnectorError, match=r"HTTP 404 while adding a comment to SHOP-404: Issue does not exist"
+    ):
         connect(cloud_site).add_comment("SHOP-404", TEXT, marker="x")
 
 

@@ -1,7 +1,10 @@
-"""The fake Jira answers in the shapes of Atlassian's published OpenAPI spec (so the connector is tested on truth).
+"""The fake Jira answers in the shapes of Atlassian's published OpenAPI spec (so the connector is
+tested on truth).
 
-Drives the real connector through a sync and a comment round trip, then validates every recorded 2xx response
-for search/jql, field, comments and serverInfo against ``../shared/specs/jira-cloud-platform-v3.json``.
+Drives the real connector through a sync and a comment round trip, then validates every recorded
+2xx response
+for search/jql, field, comments and serverInfo against
+``../shared/specs/jira-cloud-platform-v3.json``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from fake_jira_data import cloud_sprint, link, make_issue, populate
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
-SPEC = Path(__file__).resolve().parents[2].parent / "shared" / "specs" / "jira-cloud-platform-v3.json"
+SPEC = (
+    Path(__file__).resolve().parents[2].parent / "shared" / "specs" / "jira-cloud-platform-v3.json"
+)
 HOST = "https://your-domain.atlassian.net"
 
 
@@ -29,14 +34,18 @@ def openapi() -> OpenAPI:
         pytest.skip(f"{SPEC} not found (../shared is absent)")
     from openapi_core import Config
 
-    # The spec fails strict validation on one invalid enum default; the documents themselves are fine.
-    # Jira writes offsets without a colon ("+0000") where the spec says RFC 3339 date-time; real traffic wins
+    # The spec fails strict validation on one invalid enum default; the documents themselves are
+    # fine.
+    # Jira writes offsets without a colon ("+0000") where the spec says RFC 3339 date-time; real
+    # traffic wins
     # there, and only there: the check still rejects anything that is not such a timestamp.
     config = Config(spec_validator_cls=None, extra_format_validators={"date-time": _jira_date_time})
     return OpenAPI.from_dict(json.loads(SPEC.read_text()), config=config)
 
 
-_JIRA_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:?\d{2})$")
+_JIRA_DATE_TIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:?\d{2})$"
+)
 
 
 def _jira_date_time(value: object) -> bool:
@@ -57,7 +66,12 @@ def _validate(openapi: OpenAPI, exchange: Exchange) -> None:
 
 def _scenario(site: Site, connect) -> None:
     populate(site, 120)
-    make_issue(site, 500, links=[link(site, "Blocks", "inward", "API-1")], sprint=[cloud_sprint("S1", "active")])
+    make_issue(
+        site,
+        500,
+        links=[link(site, "Blocks", "inward", "API-1")],
+        sprint=[cloud_sprint("S1", "active")],
+    )
     connector = connect(site)
     connector.fetch("SHOP", None)
     comment_id = connector.add_comment("SHOP-1", "## Check\n- one\n- two", marker="spec")
@@ -65,7 +79,9 @@ def _scenario(site: Site, connect) -> None:
     assert connector.find_comment("SHOP-1", "spec") == comment_id
 
 
-def test_fake_responses_match_the_published_spec(cloud_site: Site, connect, openapi: OpenAPI) -> None:
+def test_fake_responses_match_the_published_spec(
+    cloud_site: Site, connect, openapi: OpenAPI
+) -> None:
     _scenario(cloud_site, connect)
 
     checked: set[str] = set()
@@ -83,14 +99,23 @@ def test_fake_responses_match_the_published_spec(cloud_site: Site, connect, open
     } <= checked
 
 
-def test_the_validator_rejects_what_jira_would_never_send(cloud_site: Site, openapi: OpenAPI) -> None:
+def test_the_validator_rejects_what_jira_would_never_send(
+    cloud_site: Site, openapi: OpenAPI
+) -> None:
     # Guards the guard: a page with a numeric id, a string isLast and an invented key must fail.
     bad = Exchange(
-        "GET", "/rest/api/3/search/jql", {"jql": ["project = X"]}, None, 200,
-        {"issues": [{"id": 10001}], "isLast": "yes", "total": 1}, {},
+        "GET",
+        "/rest/api/3/search/jql",
+        {"jql": ["project = X"]},
+        None,
+        200,
+        {"issues": [{"id": 10001}], "isLast": "yes", "total": 1},
+        {},
     )
-    bad_time = Exchange("GET", "/rest/api/3/serverInfo", {}, None, 200, {"serverTime": "yesterday"}, {})
-    with pytest.raises(Exception, match="InvalidData|Invalid|valid"):
+    bad_time = Exchange(
+        "GET", "/rest/api/3/serverInfo", {}, None, 200, {"serverTime": "yesterday"}, {}
+    )
+    with pytest.raises(Exception, match=r"InvalidData|Invalid|valid"):
         _validate(openapi, bad)
-    with pytest.raises(Exception, match="InvalidData|Invalid|valid"):
+    with pytest.raises(Exception, match=r"InvalidData|Invalid|valid"):
         _validate(openapi, bad_time)

@@ -1,11 +1,21 @@
-"""Field discovery per site, and mapping of sprints, ranks, links and bodies, through the fake Jira."""
+"""Field discovery per site, and mapping of sprints, ranks, links and bodies, through the fake
+Jira."""
 
 from __future__ import annotations
 
 import pytest
 from fake_jira import FieldIds, Site
-from fake_jira_data import adf, board_configuration, bullets, cloud_sprint, heading, legacy_sprint, link, make_issue
-from fake_jira_data import para
+from fake_jira_data import (
+    adf,
+    board_configuration,
+    bullets,
+    cloud_sprint,
+    heading,
+    legacy_sprint,
+    link,
+    make_issue,
+    para,
+)
 
 from connectors.jira import JiraSyncState
 from refinebot.models import LinkKind, StatusCategory
@@ -43,8 +53,13 @@ from refinebot.models import LinkKind, StatusCategory
 )
 def test_discovers_site_specific_field_ids(fake_jira, connect, ids: FieldIds, cloud: bool) -> None:
     site = fake_jira.new_site(cloud=cloud, fields=ids)
-    make_issue(site, 1, points=8.0, sprint=[cloud_sprint("Sprint 12", "active")] if cloud else None,
-               rank="0|hzzzzz:")
+    make_issue(
+        site,
+        1,
+        points=8.0,
+        sprint=[cloud_sprint("Sprint 12", "active")] if cloud else None,
+        rank="0|hzzzzz:",
+    )
 
     [issue] = connect(site).fetch("SHOP", None).issues
 
@@ -63,7 +78,9 @@ def test_board_estimation_field_wins_over_the_field_list(cloud_site: Site, conne
     # The board estimates with a field whose name matches nothing (Spring-style ids).
     cloud_site.field_ids.story_points = "customfield_10142"
     cloud_site.field_ids.story_points_name = "Estimate"
-    cloud_site.field_ids.story_points_type = "com.atlassian.jira.plugin.system.customfieldtypes:float"
+    cloud_site.field_ids.story_points_type = (
+        "com.atlassian.jira.plugin.system.customfieldtypes:float"
+    )
     cloud_site.boards[7] = board_configuration(cloud_site, 7, "customfield_10142", 10019)
     make_issue(cloud_site, 1, points=5.0)
 
@@ -83,7 +100,11 @@ def test_config_overrides_win_over_discovery(cloud_site: Site, connect) -> None:
 
 def test_acceptance_criteria_field_is_discovered_and_read(cloud_site: Site, connect) -> None:
     cloud_site.field_ids.acceptance_criteria = "customfield_10782"
-    make_issue(cloud_site, 1, acceptance=adf(bullets("Totals include VAT", "Receipt shows the order number")))
+    make_issue(
+        cloud_site,
+        1,
+        acceptance=adf(bullets("Totals include VAT", "Receipt shows the order number")),
+    )
 
     [issue] = connect(cloud_site).fetch("SHOP", None).issues
 
@@ -102,7 +123,11 @@ def test_discovery_is_cached_per_source(cloud_site: Site, connect) -> None:
 
 
 def test_legacy_sprint_strings_from_data_center(dc_site: Site, connect) -> None:
-    make_issue(dc_site, 1, sprint=[legacy_sprint("Sprint 40", "closed"), legacy_sprint("Sprint 41", "active")])
+    make_issue(
+        dc_site,
+        1,
+        sprint=[legacy_sprint("Sprint 40", "closed"), legacy_sprint("Sprint 41", "active")],
+    )
     make_issue(dc_site, 2, sprint=[legacy_sprint("Sprint 42", "future")])
 
     first, second = connect(dc_site).fetch("SHOP", None).issues
@@ -141,7 +166,9 @@ def test_depends_on_link_counts_as_blocked_by(cloud_site: Site, connect) -> None
     assert [(lk.kind, lk.target) for lk in issue.links] == [(LinkKind.BLOCKED_BY, "API-3")]
 
 
-def test_adf_description_keeps_headings_and_lists_for_the_ac_rule(cloud_site: Site, connect) -> None:
+def test_adf_description_keeps_headings_and_lists_for_the_ac_rule(
+    cloud_site: Site, connect
+) -> None:
     make_issue(
         cloud_site,
         1,

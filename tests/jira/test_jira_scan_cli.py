@@ -1,4 +1,5 @@
-"""``refinebot scan`` end to end: config file -> real Jira connector -> fake Jira over HTTP -> rules -> output."""
+"""``refinebot scan`` end to end: config file -> real Jira connector -> fake Jira over HTTP ->
+rules -> output."""
 
 from __future__ import annotations
 
@@ -33,7 +34,9 @@ source = "jira"
 
 
 @pytest.mark.parametrize("cloud", [True, False])
-def test_scan_reads_the_backlog_from_jira_and_reports_findings(fake_jira, tmp_path: Path, cloud: bool) -> None:
+def test_scan_reads_the_backlog_from_jira_and_reports_findings(
+    fake_jira, tmp_path: Path, cloud: bool
+) -> None:
     site = fake_jira.new_site(cloud=cloud)
     make_issue(site, 1)  # ready: description with acceptance criteria, 3 points
     make_issue(
@@ -49,7 +52,15 @@ def test_scan_reads_the_backlog_from_jira_and_reports_findings(fake_jira, tmp_pa
 
     result = CliRunner().invoke(
         app,
-        ["scan", "--config", str(_config(tmp_path, site, env)), "--format", "json", "--now", "2025-02-01T00:00:00"],
+        [
+            "scan",
+            "--config",
+            str(_config(tmp_path, site, env)),
+            "--format",
+            "json",
+            "--now",
+            "2025-02-01T00:00:00",
+        ],
         env={env: secret},
     )
 

@@ -1,4 +1,5 @@
-"""Incremental sync: only what changed since the last successful sync, merged into what is remembered."""
+"""Incremental sync: only what changed since the last successful sync, merged into what is
+remembered."""
 
 from __future__ import annotations
 
@@ -14,10 +15,16 @@ from connectors.jira import JiraSyncState
 
 
 def _searches(site: Site) -> list[str]:
-    return [e.query["jql"][0] for e in site.requests("GET", "/rest/api/3/search/jql") if "jql" in e.query]
+    return [
+        e.query["jql"][0]
+        for e in site.requests("GET", "/rest/api/3/search/jql")
+        if "jql" in e.query
+    ]
 
 
-def test_incremental_sync_of_100_changed_issues_takes_at_most_3_requests(cloud_site: Site, connect) -> None:
+def test_incremental_sync_of_100_changed_issues_takes_at_most_3_requests(
+    cloud_site: Site, connect
+) -> None:
     populate(cloud_site, 1000)
     connector = connect(cloud_site)
     first = connector.fetch("SHOP", None)
@@ -41,7 +48,9 @@ def test_incremental_sync_of_100_changed_issues_takes_at_most_3_requests(cloud_s
     assert 6 <= minutes <= 7  # the time since the last sync plus the 5-minute overlap
 
 
-def test_incremental_sync_drops_items_that_became_done_and_adds_new_ones(cloud_site: Site, connect) -> None:
+def test_incremental_sync_drops_items_that_became_done_and_adds_new_ones(
+    cloud_site: Site, connect
+) -> None:
     populate(cloud_site, 5)
     connector = connect(cloud_site)
     connector.fetch("SHOP", None)
@@ -68,7 +77,9 @@ def test_incremental_sync_with_a_custom_query_drops_items_that_stopped_matching(
     result = connector.fetch("SHOP", query)
 
     assert [i.key for i in result.issues] == ["SHOP-1", "SHOP-3"]
-    assert len(cloud_site.log) - before == 2  # the changed matches, then the ids of everything changed
+    assert (
+        len(cloud_site.log) - before == 2
+    )  # the changed matches, then the ids of everything changed
 
 
 def test_full_sync_on_demand_ignores_the_remembered_state(cloud_site: Site, connect) -> None:

@@ -42,7 +42,7 @@ class RetryPolicy:
 
     def backoff(self, retry: int) -> float:
         """The delay before retry number ``retry`` (1-based) when the server named none."""
-        raw = min(self.base_seconds * 2 ** (retry - 1), self.max_seconds)
+        raw = min(self.base_seconds * 2.0 ** (retry - 1), self.max_seconds)
         return raw * random.uniform(*self.jitter)
 
     def server_delay(self, headers: Mapping[str, str], now: datetime) -> float | None:

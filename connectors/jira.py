@@ -100,12 +100,6 @@ def shared_state(source_name: str, url: str) -> JiraSyncState:
     return _STATES.setdefault((source_name, url), JiraSyncState())
 
 
-@dataclass(frozen=True, slots=True)
-class _SearchOutcome:
-    raw: list[Mapping[str, Any]]
-    requests: int
-
-
 class _SyncProgress:
     """A Rich progress bar on a terminal, else a one-line log every few pages."""
 
@@ -401,16 +395,22 @@ class JiraConnector:
         return list(page["issues"])
 
     def _search(
-        self, jql: str, fields: Sequence[str], label: str, *, ids_only: bool = False
-    ) -> _SearchOutcome:
+        self,
+        jql: str,
+        fields: Sequence[str],
+        label: str,
+        each_page: Callable[[list[Any]], None],
+        *,
+        ids_only: bool = False,
+    ) -> int:
+        """Hand each page to ``each_page`` as it arrives (pages are not kept); return requests."""
         enabled = self._progress if self._progress is not None else sys.stderr.isatty()
-        raw: list[Mapping[str, Any]] = []
         requests_before = self.http_requests
         with _SyncProgress(label, enabled) as progress:
             for issues, total in self._pages(jql, fields, ids_only=ids_only):
-                raw.extend(issues)
+                each_page(issues)
                 progress.page(len(issues), total)
-        return _SearchOutcome(raw, self.http_requests - requests_before)
+        return self.http_requests - requests_before
 
     # --- fetch ---------------------------------------------------------------------------------
 
@@ -458,47 +458,54 @@ class JiraConnector:
         incremental = not full and state.last_sync is not None
         search_requests = 0
         if not incremental:
-            outcome = self._search(base.text(), fields, f"{project}: full sync")
-            search_requests += outcome.requests
             issues: dict[str, Issue] = {}
-            for key, issue in mapped(outcome.raw):
-                if issue is not None:
-                    issues.setdefault(key, issue)  # offset paging can repeat an item that moved
+
+            def keep(page: list[Any]) -> None:
+                for key, issue in mapped(page):
+                    if issue is not None:
+                        issues.setdefault(key, issue)  # offset paging can repeat an item that moved
+
+            search_requests += self._search(base.text(), fields, f"{project}: full sync", keep)
             state.issues = issues
         else:
             assert state.last_sync is not None
             elapsed = max((started - state.last_sync).total_seconds(), 0.0)
             window = updated_within(math.ceil(elapsed / 60) + OVERLAP_MINUTES)
+            results: list[tuple[str, Issue | None]] = []
+            gone: set[str] = set()
             if query:
-                changed = self._search(base.and_(window).text(), fields, f"{project}: changes")
+                search_requests += self._search(
+                    base.and_(window).text(),
+                    fields,
+                    f"{project}: changes",
+                    lambda page: results.extend(mapped(page)),
+                )
                 # Items that changed but no longer match the query must leave the backlog.
-                scope = self._search(
+                changed_ids: list[str] = []
+                search_requests += self._search(
                     JqlQuery(project_scope(project).where).and_(window).text(),
                     ["id"],
                     f"{project}: scope",
+                    lambda page: changed_ids.extend(
+                        str(raw.get("id")) for raw in page if isinstance(raw, Mapping)
+                    ),
                     ids_only=True,
                 )
-                search_requests += changed.requests + scope.requests
-                results = mapped(changed.raw)
                 matched = {key for key, _ in results}
-                gone = {
-                    state.ids.get(str(raw.get("id")), "")
-                    for raw in scope.raw
-                    if isinstance(raw, Mapping)
-                } - matched
+                gone = {state.ids[i] for i in changed_ids if i in state.ids} - matched
             else:
-                changed = self._search(
-                    project_scope(project).and_(window).text(), fields, f"{project}: changes"
+
+                def split(page: list[Any]) -> None:
+                    for key, issue in mapped(page):
+                        # The default query is "open items": an item that became done leaves it.
+                        if issue is not None and issue.status_category is StatusCategory.DONE:
+                            gone.add(key)
+                        else:
+                            results.append((key, issue))
+
+                search_requests += self._search(
+                    project_scope(project).and_(window).text(), fields, f"{project}: changes", split
                 )
-                search_requests += changed.requests
-                results = []
-                gone = set()
-                for key, issue in mapped(changed.raw):
-                    # The default query is "open items": an item that changed to done leaves it.
-                    if issue is not None and issue.status_category is StatusCategory.DONE:
-                        gone.add(key)
-                    else:
-                        results.append((key, issue))
             for key in gone:
                 state.issues.pop(key, None)
             for key, issue in results:

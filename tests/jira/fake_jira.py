@@ -125,7 +125,8 @@ class Site:
         self.faults: list[Fault] = []
         self.log: list[Exchange] = []
         self.lock = threading.RLock()
-        self._tokens: dict[str, tuple[str, int]] = {}
+        # A token remembers its result set, as Jira's do, so later pages need no new search.
+        self._tokens: dict[str, tuple[list[dict[str, Any]], int]] = {}
         self._ids = itertools.count(10001)
         self._comment_ids = itertools.count(20001)
 
@@ -339,12 +340,12 @@ class Site:
             f"Field '{name}' does not exist or you do not have permission to view it."
         )
 
-    def token_for(self, jql: str, offset: int) -> str:
+    def token_for(self, matches: list[dict[str, Any]], offset: int) -> str:
         token = secrets.token_urlsafe(24)
-        self._tokens[token] = (jql, offset)
+        self._tokens[token] = (matches, offset)
         return token
 
-    def resume(self, token: str) -> tuple[str, int] | None:
+    def resume(self, token: str) -> tuple[list[dict[str, Any]], int] | None:
         return self._tokens.get(token)
 
 
@@ -610,16 +611,16 @@ def search_cloud(site: Site, query: dict[str, list[str]]) -> tuple[int, Any]:
         resumed = site.resume(token)
         if resumed is None:
             return _error(400, "The provided next page token is invalid or expired.")
-        jql, offset = resumed
+        issues, offset = resumed
     else:
-        jql, offset = _one(query, "jql", "") or "", 0
-    issues, bounded = site.search(jql)
-    if not bounded:
-        return _error(
-            400,
-            "Unbounded JQL queries are not allowed here. "
-            "Please add a search restriction to your query.",
-        )
+        issues, bounded = site.search(_one(query, "jql", "") or "")
+        offset = 0
+        if not bounded:
+            return _error(
+                400,
+                "Unbounded JQL queries are not allowed here. "
+                "Please add a search restriction to your query.",
+            )
     ids_only = wanted is not None and all(f in ("id", "key") for f in wanted)
     cap = 5000 if ids_only else site.cloud_page_cap
     size = min(_int(_one(query, "maxResults"), 50), cap)
@@ -628,7 +629,7 @@ def search_cloud(site: Site, query: dict[str, list[str]]) -> tuple[int, Any]:
         "issues": [select_fields(i, wanted if wanted is not None else ["id"]) for i in page]
     }
     if offset + size < len(issues):
-        result["nextPageToken"] = site.token_for(jql, offset + size)
+        result["nextPageToken"] = site.token_for(issues, offset + size)
         result["isLast"] = False
     else:
         result["isLast"] = True

@@ -1,4 +1,4 @@
-"""Measure the Jira connector against the fake Jira over real HTTP: requests, wall time, peak memory.
+"""Measure the Jira connector against the fake Jira over HTTP: requests, wall time, peak memory.
 
 Prints, for a backlog of N issues (default 10,000): search requests against the floor
 ceil(N / page size), discovery requests (first run, then cached), an incremental sync of 100 changed

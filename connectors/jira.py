@@ -26,6 +26,7 @@ from urllib.parse import quote
 import requests
 from jira import JIRA
 from jira.exceptions import JIRAError
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
 from connectors.base import ConnectorError, FetchResult, SkippedItem
@@ -115,6 +116,7 @@ class _SyncProgress:
                 TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
+                console=Console(stderr=True),  # stdout may carry JSON output
                 transient=True,
             )
 
@@ -263,6 +265,8 @@ class JiraConnector:
             return ConnectorError(
                 f"{where}: HTTP {status} while {action}" + (f": {detail}" if detail else "")
             )
+        if isinstance(exc, requests.JSONDecodeError):  # a proxy's login page, say
+            return ConnectorError(f"{where}: the answer to {action} is not JSON")
         if is_connection_failure(exc):
             return ConnectorError(
                 f"{where}: cannot reach the server while {action} ({type(exc).__name__})"
@@ -286,6 +290,8 @@ class JiraConnector:
             return self._runner.call(f"{self._where()}: {action}", call)
         except (JIRAError, requests.RequestException) as exc:
             raise self._error(exc, action) from None
+        except ValueError:  # JSON decoding that is not requests' own
+            raise ConnectorError(f"{self._where()}: the answer to {action} is not JSON") from None
 
     def _send(
         self,

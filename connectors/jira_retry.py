@@ -39,6 +39,8 @@ class RetryPolicy:
     base_seconds: float = 1.0
     max_seconds: float = 30.0
     jitter: tuple[float, float] = (0.7, 1.3)
+    # A server asking for a longer pause than this ends the sync instead of hanging it.
+    max_server_wait_seconds: float = 300.0
 
     def backoff(self, retry: int) -> float:
         """The delay before retry number ``retry`` (1-based) when the server named none."""
@@ -145,6 +147,14 @@ class RetryRunner:
                 delay = None
                 if status in RATE_LIMITED:
                     delay = self.policy.server_delay(headers_of(exc), self.clock())
+                if delay is not None and delay > self.policy.max_server_wait_seconds:
+                    logger.warning(
+                        "%s: HTTP %s; the server asks to wait %.0f s; giving up",
+                        what,
+                        status,
+                        delay,
+                    )
+                    raise
                 if delay is None:
                     delay = self.policy.backoff(retry)
                 reason = f"HTTP {status}" if status else type(exc).__name__

@@ -493,10 +493,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, payload, headers)
 
     def _send(self, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
-        data = b"" if payload is None else json.dumps(payload).encode()
+        raw = isinstance(payload, bytes)  # a non-JSON answer, as a proxy's login page would be
+        data = b"" if payload is None else payload if raw else json.dumps(payload).encode()
         self.send_response(status)
         if payload is not None:
-            self.send_header("Content-Type", "application/json;charset=UTF-8")
+            kind = "text/html;charset=UTF-8" if raw else "application/json;charset=UTF-8"
+            self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(data)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)

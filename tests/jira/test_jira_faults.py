@@ -179,3 +179,53 @@ def test_malformed_issue_is_skipped_with_a_warning_naming_key_and_field(
     assert "description" in skipped["SHOP-4"]
     assert "SHOP-2" in caplog.text
     assert "'story points'" in caplog.text
+
+
+def test_a_wait_longer_than_five_minutes_ends_the_sync_instead_of_hanging(
+    cloud_site: Site, connect
+) -> None:
+    cloud_site.fail("GET", SEARCH, 429, headers={"Retry-After": "3600"})
+    sleeps = Sleeps()
+
+    with pytest.raises(ConnectorError, match="rate limited"):
+        connect(cloud_site, sleep=sleeps).fetch("SHOP", None)
+
+    assert sleeps.delays == []
+
+
+def test_an_answer_that_is_not_json_is_a_clear_error(cloud_site: Site, connect) -> None:
+    cloud_site.fail("GET", "/rest/api/3/field", 200, body=b"<html>proxy login</html>")
+
+    with pytest.raises(ConnectorError, match="listing fields is not JSON"):
+        connect(cloud_site).fetch("SHOP", None)
+
+
+def test_the_fake_removed_the_old_search_like_jira_cloud_did(cloud_site: Site) -> None:
+    # Guards the fake: a client on the legacy endpoint (jira package, no server info) gets 410.
+    from jira import JIRA
+    from jira.exceptions import JIRAError
+
+    client = JIRA(
+        server=cloud_site.url,
+        basic_auth=(cloud_site.email, cloud_site.token),
+        get_server_info=False,
+        max_retries=0,
+    )
+    with pytest.raises(JIRAError) as caught:
+        client.search_issues("project = SHOP")
+    assert caught.value.status_code == 410
+
+
+def test_long_syncs_log_progress_when_not_on_a_terminal(
+    cloud_site: Site, connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    populate(cloud_site, 2500)
+
+    with caplog.at_level(logging.INFO, logger="connectors.jira"):
+        connect(cloud_site).fetch("SHOP", None)
+
+    lines = [r.getMessage() for r in caplog.records if "issues in" in r.getMessage()]
+    assert lines == [
+        "SHOP: full sync: 1000 issues in 10 pages",
+        "SHOP: full sync: 2000 issues in 20 pages",
+    ]

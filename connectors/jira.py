@@ -1,13 +1,10 @@
-"""Read a Jira Cloud or Data Center backlog through the official ``jira`` package, and comment on
-its issues.
+"""Read a Jira Cloud or Data Center backlog through the official ``jira`` package; comment on it.
 
 Cloud (email + API token, basic auth) searches ``/rest/api/3/search/jql`` following
-``nextPageToken``; Data
-Center (personal access token, bearer auth) pages ``/rest/api/2/search`` by ``startAt`` and honours
-a page cap
-smaller than asked. Field ids are discovered once per source and cached; later runs fetch only what
-changed
-since the last successful sync (minus a 5-minute overlap) unless a full sync is asked for.
+``nextPageToken``; Data Center (personal access token, bearer auth) pages ``/rest/api/2/search`` by
+``startAt`` and honours a page cap smaller than asked. Field ids are discovered once per source and
+cached; later runs fetch only what changed since the last successful sync (minus a 5-minute overlap)
+unless a full sync is asked for.
 """
 
 from __future__ import annotations
@@ -69,9 +66,8 @@ class ProjectSyncState:
     query: str
     last_sync: datetime | None = None
     issues: dict[str, Issue] = field(default_factory=dict)
-    ids: dict[str, str] = field(
-        default_factory=dict
-    )  # Jira issue id -> key, for id-only change scans
+    # Jira issue id -> key, to read the id-only scans of what changed
+    ids: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -280,10 +276,8 @@ class JiraConnector:
         base = client.AGILE_BASE_URL if agile else client.JIRA_BASE_URL
 
         def call() -> Any:
-            # _get_json is the package's own GET + JSON + error parsing; the search methods
-            # wrapping it
-            # would fetch the whole /field list again to translate field names we already send as
-            # ids.
+            # _get_json is the package's own GET + JSON + error parsing. Its search methods would
+            # fetch the whole /field list again to translate names we already send as field ids.
             return client._get_json(path, params=dict(params or {}), base=base)
 
         try:

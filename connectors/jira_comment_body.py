@@ -1,11 +1,9 @@
-"""Turn refinebot's plain-text comment into a Jira body (ADF for API v3, wiki markup for v2) and
-find its marker.
+"""Turn refinebot's plain-text comment into a Jira body (ADF or wiki markup) and find its marker.
 
-## Heading`` lines, ``- item`` bullets and blank lines between paragraphs. Every body ends
-The text may use ``
-with a small footer carrying ``refinebot-marker: <marker>``: the fallback that recognises the bot's
-comment when
-its comment property is missing (properties are the primary tag).
+The text may use ``## Heading`` lines, ``- item`` bullets and blank lines between paragraphs. API v3
+(Cloud) gets an ADF document, API v2 (Data Center) wiki markup. Every body ends with a small footer
+carrying ``refinebot-marker: <marker>``: the fallback that recognises the bot's comment when its
+comment property is missing (properties are the primary tag).
 """
 
 from __future__ import annotations
@@ -127,8 +125,7 @@ def body_has_marker(body: Any, marker: str) -> bool:
     """True when a comment body (ADF dict or wiki string) carries ``marker`` in its footer."""
     wanted = marker_text(marker)
     if isinstance(body, str):
-        # The marker must end where the footer's marker ends, so "X" never matches a comment tagged
-        # "X2".
+        # The marker must end where the footer's does, so "X" never matches a comment tagged "X2".
         return re.search(re.escape(wanted) + r"(?![A-Za-z0-9_.:/#@+=-])", body) is not None
     return any(text.strip() == wanted for text in _adf_strings(body))
 

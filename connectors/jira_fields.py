@@ -1,11 +1,8 @@
-"""Find which custom fields hold story points, sprint, rank and acceptance criteria on one Jira
-site.
+"""Find which custom fields hold story points, sprint, rank and acceptance criteria on a site.
 
-Ids differ per site (``customfield_10016`` on one, ``customfield_12310293`` on another), so they
-are read from
-the board's estimation settings (Agile API) when a board is configured, else from the field list by
-schema type
-and name. Anything set in the source config wins over what is discovered.
+Ids differ per site (``customfield_10016`` on one, ``customfield_12310293`` on another), so they are
+read from the board's estimation settings (Agile API) when a board is configured, else from the
+field list by schema type and name. Anything set in the source config wins over what is discovered.
 """
 
 from __future__ import annotations

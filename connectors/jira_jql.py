@@ -1,10 +1,9 @@
 """Build the JQL the Jira connector sends, quoting every value that comes from configuration.
 
 A project key or name is always written as a JQL string literal, so spaces, quotes, backslashes or
-reserved
-words ("order", "and") in it cannot change what the query means. Admin-written queries from the
-config are
-used as they are, only wrapped in parentheses when the connector adds a clause of its own.
+reserved words ("order", "and") in it cannot change what the query means. Admin-written queries from
+the config are used as they are, only wrapped in parentheses when the connector adds a clause of its
+own.
 """
 
 from __future__ import annotations
@@ -12,8 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# ORDER BY outside string literals; the literal alternative is matched first so quoted text is
-# skipped.
+# ORDER BY outside string literals: literals are matched first, so text inside them is skipped.
 _ORDER_BY = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|\border\s+by\b", re.IGNORECASE)
 
 # Control characters JQL cannot carry inside a literal; refusing them beats sending something else.

@@ -2,10 +2,9 @@
 
 Follows Atlassian's rate-limit guidance: honour ``Retry-After`` (seconds or an HTTP date) and
 ``X-RateLimit-Reset`` (ISO-8601) on 429/503, otherwise back off exponentially with jitter, within a
-bounded
-number of attempts. The ``jira`` package's own retry loop is switched off (``max_retries=0``): it
-waits
-10 s and more between tries and retries POSTs blindly, which can post a comment twice.
+bounded number of attempts. The ``jira`` package's own retry loop is switched off
+(``max_retries=0``): it waits 10 s and more between tries and retries POSTs blindly, which can post
+a comment twice.
 """
 
 from __future__ import annotations

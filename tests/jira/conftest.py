@@ -1,5 +1,4 @@
-"""Fixtures for the Jira connector tests: one fake Jira server per test session, a fresh site per
-test."""
+"""Fixtures for the Jira connector tests: one fake Jira per test session, a fresh site per test."""
 
 from __future__ import annotations
 

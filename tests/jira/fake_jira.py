@@ -1,18 +1,12 @@
-"""A fake Jira (Cloud and Data Center) served over real HTTP on 127.0.0.1, speaking Jira's
-published JSON shapes.
+"""A fake Jira (Cloud and Data Center) over real HTTP on 127.0.0.1, in Jira's published shapes.
 
 One server hosts many independent sites, each under its own path prefix
-(``http://127.0.0.1:PORT/s3``), so a
-test session starts the server once and every test gets a fresh site. A site implements serverInfo,
-``/field``,
-``search/jql`` (Cloud: ``nextPageToken``/``isLast``, 410 for the removed ``/search``),
-``/rest/api/2/search``
-(Data Center: ``startAt``/``total`` with a server-side page cap), Agile board configuration,
-comments with
-properties, and fault injection (status codes with headers, or a dropped connection after the work
-is done).
-Every exchange is recorded so tests can count requests and validate responses against the vendor
-spec.
+(``http://127.0.0.1:PORT/s3``), so a test session starts the server once and every test gets a fresh
+site. A site implements serverInfo, ``/field``, ``search/jql`` (Cloud: ``nextPageToken``/``isLast``,
+410 for the removed ``/search``), ``/rest/api/2/search`` (Data Center: ``startAt``/``total`` with a
+server-side page cap), Agile board configuration, comments with properties, and fault injection
+(status codes with headers, or a dropped connection after the work is done). Every exchange is
+recorded so tests can count requests and validate responses against the vendor spec.
 """
 
 from __future__ import annotations

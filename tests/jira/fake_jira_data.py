@@ -1,10 +1,8 @@
-"""Build issues in Jira's real JSON shapes (v3 ADF bodies on Cloud, wiki strings on Data Center)
-for the fake.
+"""Build issues in Jira's real JSON shapes (ADF bodies on Cloud, wiki on Data Center) for the fake.
 
 Link-type names and texts follow real sites (Blocks / Blocker / Blockers all read "is blocked by");
-status
-categories use Jira's real keys (new / indeterminate / done). Blocks links here are synthetic test
-data.
+status categories use Jira's real keys (new / indeterminate / done). Blocks links here are synthetic
+test data.
 """
 
 from __future__ import annotations

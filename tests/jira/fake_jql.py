@@ -1,12 +1,9 @@
-"""A small JQL parser and evaluator for the fake Jira: enough grammar to give real answers to real
-queries.
+"""A small JQL parser and evaluator for the fake Jira: enough grammar to answer real queries.
 
 Supports AND / OR / NOT, parentheses, ``=  !=  >  >=  <  <=  IN  NOT IN  IS [NOT] EMPTY`` and
-``ORDER BY``
-on project, key, status, statusCategory, issuetype, labels, created and updated. Like Jira it
-rejects unquoted
-reserved words and unknown fields with a 400-style ``JqlError``, so quoting mistakes in the client
-show up.
+``ORDER BY`` on project, key, status, statusCategory, issuetype, labels, created and updated. Like
+Jira it rejects unquoted reserved words and unknown fields with a 400-style ``JqlError``, so quoting
+mistakes in the client show up.
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""Bot comments: ADF on Cloud, wiki on Data Center, in-place updates, markers, and no duplicate on
-retried POSTs."""
+"""Bot comments: ADF or wiki bodies, in-place updates, markers, no duplicate on retried POSTs."""
 
 from __future__ import annotations
 

@@ -1,10 +1,9 @@
-"""The fake Jira answers in the shapes of Atlassian's published OpenAPI spec (so the connector is
-tested on truth).
+"""The fake Jira answers in the shapes of Atlassian's published OpenAPI spec.
 
-Drives the real connector through a sync and a comment round trip, then validates every recorded
-2xx response
-for search/jql, field, comments and serverInfo against
-``../shared/specs/jira-cloud-platform-v3.json``.
+Drives the real connector through a sync and a comment round trip, then validates every recorded 2xx
+response for search/jql, field, comments and serverInfo against
+``../shared/specs/jira-cloud-platform-v3.json``, so the connector is tested against the vendor's
+truth rather than our guesses.
 """
 
 from __future__ import annotations
@@ -34,11 +33,9 @@ def openapi() -> OpenAPI:
         pytest.skip(f"{SPEC} not found (../shared is absent)")
     from openapi_core import Config
 
-    # The spec fails strict validation on one invalid enum default; the documents themselves are
-    # fine.
-    # Jira writes offsets without a colon ("+0000") where the spec says RFC 3339 date-time; real
-    # traffic wins
-    # there, and only there: the check still rejects anything that is not such a timestamp.
+    # The spec fails strict validation on one invalid enum default; the documents are fine.
+    # Jira writes offsets without a colon ("+0000") where the spec says RFC 3339 date-time. Real
+    # traffic wins there, and only there: the check still rejects anything that is no timestamp.
     config = Config(spec_validator_cls=None, extra_format_validators={"date-time": _jira_date_time})
     return OpenAPI.from_dict(json.loads(SPEC.read_text()), config=config)
 

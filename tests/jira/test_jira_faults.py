@@ -1,5 +1,4 @@
-"""Rate limits, server faults, bad credentials and malformed issues, through the fake Jira over
-real HTTP."""
+"""Rate limits, server faults, bad credentials and malformed issues, through the fake Jira."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Field discovery per site, and mapping of sprints, ranks, links and bodies, through the fake
-Jira."""
+"""Field discovery per site; mapping of sprints, ranks, links and bodies, through the fake Jira."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""JQL built from configuration is quoted so a project key or name cannot change the query's
-meaning."""
+"""JQL built from configuration is quoted so a project key or name cannot change its meaning."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""``refinebot scan`` end to end: config file -> real Jira connector -> fake Jira over HTTP ->
-rules -> output."""
+"""``refinebot scan`` end to end: config -> Jira connector -> fake Jira over HTTP -> rules."""
 
 from __future__ import annotations
 

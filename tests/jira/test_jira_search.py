@@ -1,5 +1,4 @@
-"""Paging through Cloud's search/jql and Data Center's search, against the fake Jira over real
-HTTP."""
+"""Paging through Cloud's search/jql and Data Center's search, against the fake Jira."""
 
 from __future__ import annotations
 

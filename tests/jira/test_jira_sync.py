@@ -1,5 +1,4 @@
-"""Incremental sync: only what changed since the last successful sync, merged into what is
-remembered."""
+"""Incremental sync: only what changed since the last successful sync, merged into memory."""
 
 from __future__ import annotations
 

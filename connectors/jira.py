@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -52,6 +52,7 @@ from refinebot.models import Issue, StatusCategory
 logger = logging.getLogger(__name__)
 
 OVERLAP_MINUTES = 5
+FULL_SYNC_AFTER = timedelta(hours=24)
 CLOUD_PAGE_SIZE = 100  # the most search/jql returns per page when fields are requested
 CLOUD_ID_PAGE_SIZE = 5000  # ...and when only ids are requested
 DC_PAGE_SIZE = 1000  # jira.search.views.default.max; servers may cap lower, which paging honours
@@ -455,7 +456,10 @@ class JiraConnector:
                     state.ids[str(raw["id"])] = str(raw["key"])
             return out
 
-        incremental = not full and state.last_sync is not None
+        # Deleted issues never show up as changes; a daily full sync lets them go.
+        incremental = (
+            not full and state.last_sync is not None and started - state.last_sync < FULL_SYNC_AFTER
+        )
         search_requests = 0
         if not incremental:
             issues: dict[str, Issue] = {}
@@ -480,10 +484,11 @@ class JiraConnector:
                     f"{project}: changes",
                     lambda page: results.extend(mapped(page)),
                 )
-                # Items that changed but no longer match the query must leave the backlog.
+                # Items that changed but no longer match the query must leave the backlog. The
+                # scan is by time alone: the project's config key need not be a Jira project.
                 changed_ids: list[str] = []
                 search_requests += self._search(
-                    JqlQuery(project_scope(project).where).and_(window).text(),
+                    window,
                     ["id"],
                     f"{project}: scope",
                     lambda page: changed_ids.extend(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fake_jira import Site
@@ -76,9 +76,38 @@ def test_incremental_sync_with_a_custom_query_drops_items_that_stopped_matching(
     result = connector.fetch("SHOP", query)
 
     assert [i.key for i in result.issues] == ["SHOP-1", "SHOP-3"]
-    assert (
-        len(cloud_site.log) - before == 2
-    )  # the changed matches, then the ids of everything changed
+    # The changed matches, then the ids of everything changed (by time alone).
+    assert len(cloud_site.log) - before == 2
+    assert re.fullmatch(r'updated >= "-[5-7]m"', _searches(cloud_site)[-1])
+
+
+def test_custom_query_for_a_config_key_that_is_not_a_jira_project(
+    cloud_site: Site, connect
+) -> None:
+    make_issue(cloud_site, 1, project="API", project_name="Api")
+    make_issue(cloud_site, 2, project="WEB", project_name="Web")
+    connector = connect(cloud_site)
+    query = "project in (API, WEB) ORDER BY key"
+    assert len(connector.fetch("team-a", query).issues) == 2
+    cloud_site.touch("WEB-2", datetime.now(UTC), summary="Renamed")
+
+    result = connector.fetch("team-a", query)
+
+    assert not result.full
+    assert {i.key: i.title for i in result.issues}["WEB-2"] == "Renamed"
+
+
+def test_a_day_without_sync_falls_back_to_a_full_sync(cloud_site: Site, connect) -> None:
+    populate(cloud_site, 3)
+    state = JiraSyncState()
+    connect(cloud_site, state=state).fetch("SHOP", None)
+    state.projects["SHOP"].last_sync = datetime.now(UTC) - timedelta(hours=25)
+    del cloud_site.issues["SHOP-2"]  # deleted on the server: no search reports it as changed
+
+    result = connect(cloud_site, state=state).fetch("SHOP", None)
+
+    assert result.full
+    assert [i.key for i in result.issues] == ["SHOP-1", "SHOP-3"]
 
 
 def test_full_sync_on_demand_ignores_the_remembered_state(cloud_site: Site, connect) -> None:

@@ -8,6 +8,7 @@ import pytest
 from fake_jira import Site
 from fake_jira_data import make_issue, populate
 
+from connectors.jira import JiraConnector, JiraSyncState
 from refinebot.models import SourceKind
 
 
@@ -127,3 +128,16 @@ def test_empty_backlog_makes_one_search(cloud_site: Site, connect) -> None:
 
     assert result.issues == []
     assert len(cloud_site.requests("GET", "/rest/api/3/search/jql")) == 1
+
+
+def test_progress_bar_draws_on_stderr_never_stdout(
+    cloud_site: Site, connect, capsys: pytest.CaptureFixture[str]
+) -> None:
+    populate(cloud_site, 250)
+    quiet = connect(cloud_site)
+    connector = JiraConnector(quiet.source, name="bar", state=JiraSyncState(), progress=True)
+
+    result = connector.fetch("SHOP", None)
+
+    assert len(result.issues) == 250
+    assert capsys.readouterr().out == ""  # `scan --format json` output stays clean

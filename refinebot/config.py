@@ -89,6 +89,12 @@ class JiraSourceConfig(_SourceBase):
     rank_field: str | None = None
     acceptance_criteria_field: str | None = None
     board_id: int | None = None
+    # Transport tuning: defaults follow Atlassian's advice; tests shrink the delays.
+    page_size: int | None = Field(default=None, ge=1, le=5000)  # None: the largest the API allows
+    retry_attempts: int = Field(default=5, ge=1, le=20)
+    backoff_base_seconds: float = Field(default=1.0, gt=0, le=60)
+    backoff_max_seconds: float = Field(default=30.0, gt=0, le=600)
+    timeout_seconds: float = Field(default=30.0, gt=0, le=600)
 
     @field_validator("url")
     @classmethod

@@ -1,0 +1,208 @@
+"""Measure the Jira connector against the fake Jira over HTTP: requests, wall time, peak memory.
+
+Prints, for a backlog of N issues (default 10,000): search requests against the floor
+ceil(N / page size), discovery requests (first run, then cached), an incremental sync of 100 changed
+issues, and the same backlog fetched the ways the ``jira`` package does by default, side by side.
+
+    .venv/bin/python benchmarks/jira_sync.py [--issues 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "jira"))  # the fake Jira lives with the tests
+
+from fake_jira import FakeJiraServer, Site  # noqa: E402
+from fake_jira_data import populate  # noqa: E402
+from jira import JIRA  # noqa: E402
+
+from connectors.jira import CLOUD_PAGE_SIZE, DC_PAGE_SIZE, JiraConnector, JiraSyncState  # noqa: E402
+from refinebot.config import JiraSourceConfig  # noqa: E402
+
+TOKEN_ENV = "REFINEBOT_BENCH_JIRA_TOKEN"
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    issues: int
+    search: int
+    other: int
+    seconds: float
+    peak_mib: float
+
+
+def _measure(site: Site, fn: Callable[[], int]) -> tuple[int, int, int, float, float]:
+    """Issues, search and other requests and wall time of one untraced run; peak memory of another.
+
+    Tracing allocations slows Python down several times, so time and memory come from separate runs.
+    The wall time includes the fake server's own work: it runs in this process.
+    """
+    before = len(site.log)
+    started = time.perf_counter()
+    count = fn()
+    seconds = time.perf_counter() - started
+    new = site.log[before:]
+    search = sum(1 for e in new if "/search" in e.path)
+    tracemalloc.start()
+    fn()
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    return count, search, len(new) - search, seconds, peak
+
+
+def _source(site: Site) -> JiraSourceConfig:
+    values: dict[str, Any] = {"kind": "jira", "url": site.url, "token_env": TOKEN_ENV}
+    if site.cloud:
+        values["email"] = site.email
+    return JiraSourceConfig.model_validate(values)
+
+
+def run(issues: int) -> list[Row]:
+    server = FakeJiraServer().start()
+    rows: list[Row] = []
+    try:
+        cloud = server.new_site(cloud=True)
+        populate(cloud, issues)
+        os.environ[TOKEN_ENV] = cloud.token
+
+        def fresh() -> JiraConnector:
+            return JiraConnector(
+                _source(cloud), name="bench", state=JiraSyncState(), progress=False
+            )
+
+        rows.append(
+            Row(
+                "refinebot full sync (Cloud, first run)",
+                *_measure(cloud, lambda: len(fresh().fetch("SHOP", None).issues)),
+            )
+        )
+        warm = fresh()
+        warm.fetch("SHOP", None)
+        rows.append(
+            Row(
+                "refinebot full sync (Cloud, fields cached)",
+                *_measure(cloud, lambda: len(warm.fetch("SHOP", None, full=True).issues)),
+            )
+        )
+
+        def incremental() -> int:
+            now = datetime.now(UTC)
+            for number in range(1, 101):
+                cloud.touch(f"SHOP-{number}", now, summary=f"Changed {number}")
+            return len(warm.fetch("SHOP", None).issues)
+
+        rows.append(Row("refinebot incremental, 100 changed", *_measure(cloud, incremental)))
+
+        jql = 'project = "SHOP" AND statusCategory != Done ORDER BY Rank ASC'
+
+        def package_client() -> Any:
+            return JIRA(
+                server=cloud.url,
+                basic_auth=(cloud.email, cloud.token),
+                options={"rest_api_version": "3"},
+            )
+
+        def package_default() -> int:
+            return len(package_client().search_issues(jql))
+
+        def package_token_loop() -> int:
+            client = package_client()
+            total, token = 0, None
+            while True:
+                page = client.enhanced_search_issues(
+                    jql, nextPageToken=token
+                )  # maxResults=50, *all
+                total += len(page)
+                token = page.nextPageToken
+                if not token:
+                    return total
+
+        def package_fetch_all() -> int:
+            return len(package_client().search_issues(jql, maxResults=False))
+
+        rows.append(Row("jira pkg search_issues(jql) defaults", *_measure(cloud, package_default)))
+        rows.append(
+            Row("jira pkg enhanced_search loop, 50/page", *_measure(cloud, package_token_loop))
+        )
+        rows.append(
+            Row("jira pkg search_issues(maxResults=False)", *_measure(cloud, package_fetch_all))
+        )
+
+        dc = server.new_site(cloud=False)
+        populate(dc, issues)
+        os.environ[TOKEN_ENV] = dc.pat
+        rows.append(
+            Row(
+                "refinebot full sync (Data Center, first run)",
+                *_measure(
+                    dc,
+                    lambda: len(
+                        JiraConnector(
+                            _source(dc), name="bench-dc", state=JiraSyncState(), progress=False
+                        )
+                        .fetch("SHOP", None)
+                        .issues
+                    ),
+                ),
+            )
+        )
+    finally:
+        server.stop()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--issues", type=int, default=10_000)
+    args = parser.parse_args()
+    rows = run(args.issues)
+    cloud_floor = math.ceil(args.issues / CLOUD_PAGE_SIZE)
+    dc_floor = math.ceil(args.issues / DC_PAGE_SIZE)
+    print(
+        f"backlog: {args.issues} issues; floor: Cloud {cloud_floor} search requests "
+        f"({CLOUD_PAGE_SIZE}/page), Data Center {dc_floor} ({DC_PAGE_SIZE}/page)"
+    )
+    print(
+        f"{'run':44} {'issues':>7} {'search':>7} {'other':>6} {'x floor':>8} "
+        f"{'time s':>8} {'peak MiB':>9}"
+    )
+    for row in rows:
+        floor = dc_floor if "Data Center" in row.name else cloud_floor
+        ratio = f"{row.search / floor:.2f}" if "incremental" not in row.name else "-"
+        print(
+            f"{row.name:44} {row.issues:7d} {row.search:7d} {row.other:6d} {ratio:>8} "
+            f"{row.seconds:8.2f} {row.peak_mib:9.1f}"
+        )
+    first, cached, incremental = rows[0], rows[1], rows[2]
+    print()
+    print(
+        f"target search <= 1.05 x floor: {first.search} <= {1.05 * cloud_floor:.0f}: "
+        f"{'met' if first.search <= 1.05 * cloud_floor else 'MISSED'}"
+    )
+    print(
+        f"target discovery <= 5 per run, cached after the first: "
+        f"{first.other} then {cached.other}: "
+        f"{'met' if first.other <= 5 and cached.other <= 1 else 'MISSED'}"
+    )
+    total_incremental = incremental.search + incremental.other
+    print(
+        f"target incremental sync of 100 changed <= 3 requests: {total_incremental}: "
+        f"{'met' if total_incremental <= 3 else 'MISSED'}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,661 @@
+"""Read a Jira Cloud or Data Center backlog through the official ``jira`` package; comment on it.
+
+Cloud (email + API token, basic auth) searches ``/rest/api/3/search/jql`` following
+``nextPageToken``; Data Center (personal access token, bearer auth) pages ``/rest/api/2/search`` by
+``startAt`` and honours a page cap smaller than asked. Field ids are discovered once per source and
+cached; later runs fetch only what changed since the last successful sync (minus a 5-minute overlap)
+unless a full sync is asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from jira import JIRA
+from jira.exceptions import JIRAError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+from connectors.base import ConnectorError, FetchResult, SkippedItem
+from connectors.jira_comment_body import (
+    PROPERTY_KEY,
+    body_has_marker,
+    check_marker,
+    property_has_marker,
+    to_adf,
+    to_wiki,
+)
+from connectors.jira_fields import BoardHints, FieldOverrides, discover_field_map
+from connectors.jira_jql import JqlQuery, default_query, project_scope, updated_within
+from connectors.jira_json import JiraFieldMap, map_jira_issue
+from connectors.jira_retry import (
+    RATE_LIMITED,
+    RetryPolicy,
+    RetryRunner,
+    is_connection_failure,
+    status_of,
+)
+from connectors.mapping_errors import MappingError
+from refinebot.config import JiraSourceConfig
+from refinebot.models import Issue, StatusCategory
+
+logger = logging.getLogger(__name__)
+
+OVERLAP_MINUTES = 5
+FULL_SYNC_AFTER = timedelta(hours=24)
+CLOUD_PAGE_SIZE = 100  # the most search/jql returns per page when fields are requested
+CLOUD_ID_PAGE_SIZE = 5000  # ...and when only ids are requested
+DC_PAGE_SIZE = 1000  # jira.search.views.default.max; servers may cap lower, which paging honours
+COMMENT_PAGE_SIZE = 100
+_PROGRESS_LOG_EVERY = 10  # pages between one-line progress logs when not on a terminal
+
+
+@dataclass(slots=True)
+class ProjectSyncState:
+    """What one project's last successful sync left behind."""
+
+    query: str
+    last_sync: datetime | None = None
+    issues: dict[str, Issue] = field(default_factory=dict)
+    # Jira issue id -> key, to read the id-only scans of what changed
+    ids: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class JiraSyncState:
+    """What the connector remembers between runs of a source: its fields and per-project syncs.
+
+    Kept in memory for now; the store will persist it later.
+    """
+
+    field_map: JiraFieldMap | None = None
+    projects: dict[str, ProjectSyncState] = field(default_factory=dict)
+
+    def project(self, project: str, query: str) -> ProjectSyncState:
+        """The state of ``project``; a changed query starts over with a full sync."""
+        current = self.projects.get(project)
+        if current is None or current.query != query:
+            current = ProjectSyncState(query=query)
+            self.projects[project] = current
+        return current
+
+
+_STATES: dict[tuple[str, str], JiraSyncState] = {}
+
+
+def shared_state(source_name: str, url: str) -> JiraSyncState:
+    """The process-wide state of one source (so field discovery runs once per process)."""
+    return _STATES.setdefault((source_name, url), JiraSyncState())
+
+
+class _SyncProgress:
+    """A Rich progress bar on a terminal, else a one-line log every few pages."""
+
+    def __init__(self, label: str, enabled: bool) -> None:
+        self.label = label
+        self.pages = 0
+        self.items = 0
+        self._bar: Progress | None = None
+        self._task: Any = None
+        if enabled:
+            self._bar = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=Console(stderr=True),  # stdout may carry JSON output
+                transient=True,
+            )
+
+    def __enter__(self) -> _SyncProgress:
+        if self._bar is not None:
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def page(self, count: int, total: int | None) -> None:
+        self.pages += 1
+        self.items += count
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.items, total=total)
+        elif self.pages % _PROGRESS_LOG_EVERY == 0:
+            of = f" of {total}" if total is not None else ""
+            logger.info("%s: %d%s issues in %d pages", self.label, self.items, of, self.pages)
+
+
+class JiraConnector:
+    """A ``CommentingConnector`` for one Jira Cloud site or Data Center server."""
+
+    def __init__(
+        self,
+        source: JiraSourceConfig,
+        *,
+        name: str = "jira",
+        state: JiraSyncState | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        progress: bool | None = None,
+    ) -> None:
+        self.source = source
+        self.name = name
+        self.state = state if state is not None else shared_state(name, source.url)
+        self._clock = clock
+        self._runner = RetryRunner(
+            RetryPolicy(
+                attempts=source.retry_attempts,
+                base_seconds=source.backoff_base_seconds,
+                max_seconds=source.backoff_max_seconds,
+            ),
+            sleep=sleep,
+            clock=clock,
+        )
+        self._progress = progress
+        self._client: Any = None
+        self._cloud = False
+        self.http_requests = 0  # every HTTP request this connector made, retries included
+
+    # --- connection ----------------------------------------------------------------------------
+
+    @property
+    def is_cloud(self) -> bool:
+        """True once connected to a Jira Cloud site."""
+        self._connect()
+        return self._cloud
+
+    def _where(self) -> str:
+        return f"Jira source {self.name!r} ({self.source.url})"
+
+    def _connect(self) -> Any:
+        if self._client is not None:
+            return self._client
+        token = self.source.token()
+        email = self.source.email
+        if token is None:
+            what = "API token" if email else "personal access token"
+            raise ConnectorError(
+                f"{self._where()}: environment variable {self.source.token_env} is not set "
+                f"(it must hold the {what})"
+            )
+        client = self._build_client(email, token.get_secret_value(), "3" if email else "2")
+        cloud = client.deploymentType == "Cloud"
+        if cloud and not email:
+            raise ConnectorError(
+                f"{self._where()}: this is Jira Cloud, which needs email + API token; "
+                "set 'email' in the source config"
+            )
+        if not cloud and email:
+            # Data Center with username + password (basic auth) speaks only API v2.
+            client = self._build_client(email, token.get_secret_value(), "2")
+        self._client = client
+        self._cloud = cloud
+        logger.info("%s: connected (%s)", self._where(), "Cloud" if cloud else "Data Center/Server")
+        return client
+
+    def _build_client(self, email: str | None, secret: str, version: str) -> Any:
+        def build() -> Any:
+            self.http_requests += 1  # the constructor's serverInfo call
+            return JIRA(
+                server=self.source.url,
+                options={"rest_api_version": version},
+                basic_auth=(email, secret) if email else None,
+                token_auth=None if email else secret,
+                get_server_info=True,  # tells Cloud from Data Center
+                max_retries=0,  # retries are ours: bounded, short in tests, never a blind POST
+                timeout=self.source.timeout_seconds,
+            )
+
+        try:
+            client = self._runner.call(f"{self._where()}: server info", build)
+        except (JIRAError, requests.RequestException) as exc:
+            raise self._error(exc, "connecting") from None
+
+        def count(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+            self.http_requests += 1
+
+        client._session.hooks["response"].append(count)
+        return client
+
+    def _error(self, exc: BaseException, action: str) -> ConnectorError:
+        """A clear, secret-free error: the package's own messages include request headers."""
+        status = status_of(exc)
+        where = self._where()
+        if status == 401:
+            who = (
+                f"API token for {self.source.email}"
+                if self.source.email
+                else "personal access token"
+            )
+            return ConnectorError(
+                f"{where}: Jira rejected the credentials (HTTP 401) while {action}; check that "
+                f"{self.source.token_env} holds a valid, unexpired {who}"
+            )
+        if status == 403:
+            return ConnectorError(
+                f"{where}: access denied (HTTP 403) while {action}; check that the account may "
+                "browse the project (and add comments), and that it is not locked out by CAPTCHA"
+            )
+        if status == 410:
+            return ConnectorError(
+                f"{where}: Jira says this API was removed (HTTP 410) while {action}"
+            )
+        if status in RATE_LIMITED:
+            return ConnectorError(
+                f"{where}: still rate limited (HTTP {status}) after "
+                f"{self.source.retry_attempts} attempts while {action}; try again later"
+            )
+        if status is not None:
+            detail = getattr(exc, "text", "") or ""
+            return ConnectorError(
+                f"{where}: HTTP {status} while {action}" + (f": {detail}" if detail else "")
+            )
+        if isinstance(exc, requests.JSONDecodeError):  # a proxy's login page, say
+            return ConnectorError(f"{where}: the answer to {action} is not JSON")
+        if is_connection_failure(exc):
+            return ConnectorError(
+                f"{where}: cannot reach the server while {action} ({type(exc).__name__})"
+            )
+        return ConnectorError(f"{where}: request failed while {action} ({type(exc).__name__})")
+
+    def _get(
+        self, path: str, params: Mapping[str, Any] | None, action: str, *, agile: bool = False
+    ) -> Any:
+        client = self._connect()
+        base = client.AGILE_BASE_URL if agile else client.JIRA_BASE_URL
+
+        def call() -> Any:
+            # _get_json is the package's own GET + JSON + error parsing. Its search methods would
+            # fetch the whole /field list again to translate names we already send as field ids.
+            return client._get_json(path, params=dict(params or {}), base=base)
+
+        try:
+            return self._runner.call(f"{self._where()}: {action}", call)
+        except (JIRAError, requests.RequestException) as exc:
+            raise self._error(exc, action) from None
+        except ValueError:  # JSON decoding that is not requests' own
+            raise ConnectorError(f"{self._where()}: the answer to {action} is not JSON") from None
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        payload: Mapping[str, Any],
+        params: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """One write; faults that leave its outcome unknown are not retried (the caller decides)."""
+        client = self._connect()
+        url = client._get_url(path)
+        response = client._session.request(
+            method, url, params=dict(params or {}), data=json.dumps(payload)
+        )
+        return response.json() if response.content else None
+
+    # --- field discovery -----------------------------------------------------------------------
+
+    def field_map(self) -> JiraFieldMap:
+        """Where story points, sprint, rank and acceptance criteria live (cached per source)."""
+        if self.state.field_map is not None:
+            return self.state.field_map
+        overrides = FieldOverrides(
+            story_points=self.source.story_points_field,
+            sprint=self.source.sprint_field,
+            rank=self.source.rank_field,
+            acceptance_criteria=self.source.acceptance_criteria_field,
+        )
+        board = None
+        if self.source.board_id is not None:
+            config = self._get(
+                f"board/{self.source.board_id}/configuration",
+                None,
+                f"reading board {self.source.board_id}'s configuration",
+                agile=True,
+            )
+            if isinstance(config, Mapping):
+                board = BoardHints.from_configuration(config)
+        fields = self._get("field", None, "listing fields")
+        if not isinstance(fields, list):
+            raise ConnectorError(f"{self._where()}: the field list is not a JSON array")
+        field_map = discover_field_map(fields, overrides, board)
+        logger.info(
+            "%s: fields: story points %s, sprint %s, rank %s, acceptance criteria %s",
+            self._where(),
+            ", ".join(field_map.story_points) or "-",
+            ", ".join(field_map.sprint) or "-",
+            ", ".join(field_map.rank) or "-",
+            ", ".join(field_map.acceptance_criteria) or "-",
+        )
+        self.state.field_map = field_map
+        return field_map
+
+    # --- search --------------------------------------------------------------------------------
+
+    def _pages(
+        self, jql: str, fields: Sequence[str], *, ids_only: bool = False
+    ) -> Iterator[tuple[list[Any], int | None]]:
+        """Each page of issues matching ``jql`` with its total (Data Center) or None (Cloud)."""
+        if self._cloud:
+            yield from self._cloud_pages(jql, fields, ids_only=ids_only)
+        else:
+            yield from self._dc_pages(jql, fields)
+
+    def _cloud_pages(
+        self, jql: str, fields: Sequence[str], *, ids_only: bool
+    ) -> Iterator[tuple[list[Any], None]]:
+        size = self.source.page_size or (CLOUD_ID_PAGE_SIZE if ids_only else CLOUD_PAGE_SIZE)
+        token: str | None = None
+        seen: set[str] = set()
+        while True:
+            params: dict[str, Any] = {"jql": jql, "maxResults": size, "fields": ",".join(fields)}
+            if token:
+                params["nextPageToken"] = token
+            page = self._get("search/jql", params, "searching issues")
+            issues = self._page_issues(page)
+            yield issues, None
+            token = page.get("nextPageToken")
+            if page.get("isLast") is True or not token:
+                if page.get("isLast") is False:
+                    logger.warning(
+                        "%s: search page says more follow but gives no token", self._where()
+                    )
+                return
+            if token in seen:
+                raise ConnectorError(f"{self._where()}: the search repeated a page token; stopping")
+            seen.add(token)
+
+    def _dc_pages(self, jql: str, fields: Sequence[str]) -> Iterator[tuple[list[Any], int | None]]:
+        size = self.source.page_size or DC_PAGE_SIZE
+        start = 0
+        while True:
+            params = {"jql": jql, "startAt": start, "maxResults": size, "fields": ",".join(fields)}
+            page = self._get("search", params, "searching issues")
+            issues = self._page_issues(page)
+            total = page.get("total")
+            total = total if isinstance(total, int) else None
+            yield issues, total
+            start += len(issues)
+            # The server may cap maxResults below what was asked: follow total, not the page size.
+            if not issues or total is None or start >= total:
+                return
+
+    def _page_issues(self, page: Any) -> list[Any]:
+        if not isinstance(page, Mapping) or not isinstance(page.get("issues"), list):
+            raise ConnectorError(f"{self._where()}: a search response has no 'issues' array")
+        return list(page["issues"])
+
+    def _search(
+        self,
+        jql: str,
+        fields: Sequence[str],
+        label: str,
+        each_page: Callable[[list[Any]], None],
+        *,
+        ids_only: bool = False,
+    ) -> int:
+        """Hand each page to ``each_page`` as it arrives (pages are not kept); return requests."""
+        enabled = self._progress if self._progress is not None else sys.stderr.isatty()
+        requests_before = self.http_requests
+        with _SyncProgress(label, enabled) as progress:
+            for issues, total in self._pages(jql, fields, ids_only=ids_only):
+                each_page(issues)
+                progress.page(len(issues), total)
+        return self.http_requests - requests_before
+
+    # --- fetch ---------------------------------------------------------------------------------
+
+    def fetch(self, project: str, query: str | None, *, full: bool = False) -> FetchResult:
+        """Issues of ``project`` matching ``query`` (default: its open items in rank order).
+
+        After one successful sync, later calls fetch only items updated since then (less a 5-minute
+        overlap) and merge them into what is remembered, unless ``full`` is set.
+        """
+        started = self._clock()
+        before = self.http_requests
+        self._connect()
+        field_map = self.field_map()
+        discovery = self.http_requests - before
+        base = JqlQuery.parse(query) if query else default_query(project)
+        state = self.state.project(project, base.text())
+        fields = field_map.wanted_fields()
+        site = self.source.url
+        skipped: list[SkippedItem] = []
+
+        def mapped(raws: Sequence[Mapping[str, Any]]) -> list[tuple[str, Issue | None]]:
+            out: list[tuple[str, Issue | None]] = []
+            for raw in raws:
+                key = (
+                    str(raw.get("key") or f"issue id {raw.get('id', '?')}")
+                    if isinstance(raw, Mapping)
+                    else "?"
+                )
+                try:
+                    out.append((key, map_jira_issue(raw, field_map, site=site)))
+                except MappingError as exc:
+                    logger.warning(
+                        "%s: skipping %s: field %r: %s",
+                        self._where(),
+                        exc.record,
+                        exc.field,
+                        exc.reason,
+                    )
+                    skipped.append(SkippedItem(exc.record, f"field {exc.field!r}: {exc.reason}"))
+                    out.append((key, None))
+                if isinstance(raw, Mapping) and raw.get("id") and raw.get("key"):
+                    state.ids[str(raw["id"])] = str(raw["key"])
+            return out
+
+        # Deleted issues never show up as changes; a daily full sync lets them go.
+        incremental = (
+            not full and state.last_sync is not None and started - state.last_sync < FULL_SYNC_AFTER
+        )
+        search_requests = 0
+        if not incremental:
+            issues: dict[str, Issue] = {}
+
+            def keep(page: list[Any]) -> None:
+                for key, issue in mapped(page):
+                    if issue is not None:
+                        issues.setdefault(key, issue)  # offset paging can repeat an item that moved
+
+            search_requests += self._search(base.text(), fields, f"{project}: full sync", keep)
+            state.issues = issues
+        else:
+            assert state.last_sync is not None
+            elapsed = max((started - state.last_sync).total_seconds(), 0.0)
+            window = updated_within(math.ceil(elapsed / 60) + OVERLAP_MINUTES)
+            results: list[tuple[str, Issue | None]] = []
+            gone: set[str] = set()
+            if query:
+                search_requests += self._search(
+                    base.and_(window).text(),
+                    fields,
+                    f"{project}: changes",
+                    lambda page: results.extend(mapped(page)),
+                )
+                # Items that changed but no longer match the query must leave the backlog. The
+                # scan is by time alone: the project's config key need not be a Jira project.
+                changed_ids: list[str] = []
+                search_requests += self._search(
+                    window,
+                    ["id"],
+                    f"{project}: scope",
+                    lambda page: changed_ids.extend(
+                        str(raw.get("id")) for raw in page if isinstance(raw, Mapping)
+                    ),
+                    ids_only=True,
+                )
+                matched = {key for key, _ in results}
+                gone = {state.ids[i] for i in changed_ids if i in state.ids} - matched
+            else:
+
+                def split(page: list[Any]) -> None:
+                    for key, issue in mapped(page):
+                        # The default query is "open items": an item that became done leaves it.
+                        if issue is not None and issue.status_category is StatusCategory.DONE:
+                            gone.add(key)
+                        else:
+                            results.append((key, issue))
+
+                search_requests += self._search(
+                    project_scope(project).and_(window).text(), fields, f"{project}: changes", split
+                )
+            for key in gone:
+                state.issues.pop(key, None)
+            for key, issue in results:
+                if issue is None:
+                    state.issues.pop(key, None)
+                else:
+                    state.issues[key] = issue
+            state.issues = dict(sorted(state.issues.items(), key=lambda kv: _rank_key(kv[1])))
+        state.last_sync = started
+        logger.info(
+            "%s: %s sync of %s: %d issues, %d skipped, %d requests",
+            self._where(),
+            "incremental" if incremental else "full",
+            project,
+            len(state.issues),
+            len(skipped),
+            self.http_requests - before,
+        )
+        return FetchResult(
+            issues=list(state.issues.values()),
+            skipped=tuple(skipped),
+            full=not incremental,
+            synced_at=started,
+            requests=self.http_requests - before,
+            extra={
+                "search_requests": search_requests,
+                "discovery_requests": discovery,
+                "deployment": "cloud" if self._cloud else "datacenter",
+            },
+        )
+
+    # --- comments ------------------------------------------------------------------------------
+
+    def _comment_payload(self, body: str, marker: str) -> dict[str, Any]:
+        rendered: Any = to_adf(body, marker) if self._cloud else to_wiki(body, marker)
+        return {
+            "body": rendered,
+            "properties": [{"key": PROPERTY_KEY, "value": {"marker": marker, "v": 1}}],
+        }
+
+    def add_comment(self, issue_key: str, body: str, *, marker: str) -> str:
+        """Post ``body`` on the issue tagged with ``marker``; return the comment id.
+
+        A POST is not idempotent: when a try fails in a way that leaves its outcome unknown (dropped
+        connection, timeout, 5xx), the issue's comments are checked for the marker before posting
+        again.
+        """
+        check_marker(marker)
+        self._connect()
+        payload = self._comment_payload(body, marker)
+        action = f"adding a comment to {issue_key}"
+        attempts = self.source.retry_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                created = self._runner.call(
+                    f"{self._where()}: {action}",
+                    lambda: self._send("POST", f"issue/{_path(issue_key)}/comment", payload),
+                    idempotent=False,
+                )
+            except (JIRAError, requests.RequestException) as exc:
+                status = status_of(exc)
+                unknown = is_connection_failure(exc) or (status is not None and status >= 500)
+                if not unknown or attempt == attempts:
+                    raise self._error(exc, action) from None
+                delay = self._runner.policy.backoff(attempt)
+                logger.warning(
+                    "%s: %s: outcome unknown (%s); checking before posting again in %.2f s",
+                    self._where(),
+                    action,
+                    f"HTTP {status}" if status else type(exc).__name__,
+                    delay,
+                )
+                self._runner.sleep(delay)
+                found = self.find_comment(issue_key, marker)
+                if found is not None:
+                    logger.info(
+                        "%s: %s: the earlier try had succeeded (comment %s)",
+                        self._where(),
+                        action,
+                        found,
+                    )
+                    return found
+                continue
+            if not isinstance(created, Mapping) or not created.get("id"):
+                raise ConnectorError(f"{self._where()}: {action}: Jira's answer has no comment id")
+            return str(created["id"])
+        raise ConnectorError(
+            f"{self._where()}: {action}: gave up"
+        )  # pragma: no cover - loop always returns
+
+    def update_comment(self, issue_key: str, comment_id: str, body: str, *, marker: str) -> None:
+        """Replace a comment's body in place, notifying no watchers (a PUT is safe to repeat)."""
+        check_marker(marker)
+        self._connect()
+        payload = self._comment_payload(body, marker)
+        action = f"updating comment {comment_id} on {issue_key}"
+        try:
+            self._runner.call(
+                f"{self._where()}: {action}",
+                lambda: self._send(
+                    "PUT",
+                    f"issue/{_path(issue_key)}/comment/{_path(comment_id)}",
+                    payload,
+                    {"notifyUsers": "false"},
+                ),
+            )
+        except (JIRAError, requests.RequestException) as exc:
+            raise self._error(exc, action) from None
+
+    def find_comment(self, issue_key: str, marker: str) -> str | None:
+        """The id of the bot comment tagged ``marker`` (by property, else by the text footer)."""
+        check_marker(marker)
+        start = 0
+        while True:
+            page = self._get(
+                f"issue/{_path(issue_key)}/comment",
+                {
+                    "startAt": start,
+                    "maxResults": COMMENT_PAGE_SIZE,
+                    "orderBy": "-created",
+                    "expand": "properties",
+                },
+                f"listing comments of {issue_key}",
+            )
+            comments = page.get("comments") if isinstance(page, Mapping) else None
+            if not isinstance(comments, list):
+                raise ConnectorError(
+                    f"{self._where()}: comments of {issue_key}: no 'comments' array"
+                )
+            for comment in comments:
+                if isinstance(comment, Mapping) and (
+                    property_has_marker(comment, marker)
+                    or body_has_marker(comment.get("body"), marker)
+                ):
+                    return str(comment.get("id"))
+            start += len(comments)
+            total = page.get("total")
+            if not comments or not isinstance(total, int) or start >= total:
+                return None
+
+
+def _path(segment: str) -> str:
+    """One URL path segment; an issue key or id from elsewhere cannot reach another endpoint."""
+    return quote(segment, safe="")
+
+
+def _rank_key(issue: Issue) -> tuple[int, str]:
+    return (0, issue.rank) if issue.rank else (1, "")

@@ -1,0 +1,135 @@
+"""Find which custom fields hold story points, sprint, rank and acceptance criteria on a site.
+
+Ids differ per site (``customfield_10016`` on one, ``customfield_12310293`` on another), so they are
+read from the board's estimation settings (Agile API) when a board is configured, else from the
+field list by schema type and name. Anything set in the source config wins over what is discovered.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from connectors.jira_json import JiraFieldMap
+
+logger = logging.getLogger(__name__)
+
+STORY_POINTS_TYPE = "com.pyxis.greenhopper.jira:jsw-story-points"
+FLOAT_TYPE = "com.atlassian.jira.plugin.system.customfieldtypes:float"
+SPRINT_TYPE = "com.pyxis.greenhopper.jira:gh-sprint"
+RANK_TYPE = "com.pyxis.greenhopper.jira:gh-lexo-rank"
+TEXTAREA_TYPE = "com.atlassian.jira.plugin.system.customfieldtypes:textarea"
+EPIC_LINK_TYPE = "com.pyxis.greenhopper.jira:gh-epic-link"
+# Advanced Roadmaps' "Original story points" is a number too, but not the estimate teams work with.
+_NOT_POINTS = frozenset({"com.atlassian.jpo:jpo-custom-field-original-story-points"})
+_POINT_NAMES = frozenset({"story points", "story point estimate"})
+_AC_NAMES = frozenset({"acceptance criteria", "acceptance criterion"})
+
+
+@dataclass(frozen=True, slots=True)
+class FieldOverrides:
+    """Field ids the admin set in the source config (None = discover)."""
+
+    story_points: str | None = None
+    sprint: str | None = None
+    rank: str | None = None
+    acceptance_criteria: str | None = None
+
+    def as_mapping(self) -> dict[str, str | None]:
+        """The overrides keyed like ``JiraFieldMap`` attributes."""
+        return {
+            "story_points": self.story_points,
+            "sprint": self.sprint,
+            "rank": self.rank,
+            "acceptance_criteria": self.acceptance_criteria,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BoardHints:
+    """What a board's configuration says about estimation and ranking."""
+
+    story_points: str | None = None
+    rank: str | None = None
+
+    @classmethod
+    def from_configuration(cls, config: Mapping[str, Any]) -> BoardHints:
+        """Read ``GET /rest/agile/1.0/board/{id}/configuration``."""
+        estimation = config.get("estimation") or {}
+        field = estimation.get("field") or {} if isinstance(estimation, Mapping) else {}
+        points = field.get("fieldId") if isinstance(field, Mapping) else None
+        ranking = config.get("ranking") or {}
+        rank_id = ranking.get("rankCustomFieldId") if isinstance(ranking, Mapping) else None
+        return cls(
+            story_points=str(points) if points else None,
+            rank=f"customfield_{rank_id}" if rank_id not in (None, "") else None,
+        )
+
+
+def _custom_type(field: Mapping[str, Any]) -> str:
+    schema = field.get("schema")
+    return str(schema.get("custom") or "") if isinstance(schema, Mapping) else ""
+
+
+def _schema_type(field: Mapping[str, Any]) -> str:
+    schema = field.get("schema")
+    return str(schema.get("type") or "") if isinstance(schema, Mapping) else ""
+
+
+def _name(field: Mapping[str, Any]) -> str:
+    return " ".join(str(field.get("name") or "").lower().split())
+
+
+def discover_field_map(
+    fields: Sequence[Mapping[str, Any]],
+    overrides: FieldOverrides,
+    board: BoardHints | None = None,
+) -> JiraFieldMap:
+    """The field map for a site from its ``/field`` list, optional board hints and config overrides.
+
+    When several fields qualify, all are kept in a fixed order (board, then the Jira Software
+    estimate
+    type, then numbers named "Story Points"): the mapping reads the first one that has a value.
+    """
+    custom = [f for f in fields if isinstance(f, Mapping) and f.get("id")]
+    points: list[str] = []
+    if board and board.story_points:
+        points.append(board.story_points)
+    points += [str(f["id"]) for f in custom if _custom_type(f) == STORY_POINTS_TYPE]
+    points += [
+        str(f["id"])
+        for f in custom
+        if _custom_type(f) not in _NOT_POINTS
+        and _custom_type(f) != STORY_POINTS_TYPE
+        and _schema_type(f) == "number"
+        and _name(f) in _POINT_NAMES
+    ]
+    sprint = [str(f["id"]) for f in custom if _custom_type(f) == SPRINT_TYPE]
+    rank: list[str] = [board.rank] if board and board.rank else []
+    rank += [str(f["id"]) for f in custom if _custom_type(f) == RANK_TYPE]
+    ac = [
+        str(f["id"])
+        for f in custom
+        if _name(f) in _AC_NAMES
+        and (_custom_type(f) == TEXTAREA_TYPE or _schema_type(f) == "string")
+    ]
+    epic = [str(f["id"]) for f in custom if _custom_type(f) == EPIC_LINK_TYPE]
+
+    discovered = JiraFieldMap(
+        story_points=tuple(dict.fromkeys(points)),
+        sprint=tuple(dict.fromkeys(sprint)),
+        rank=tuple(dict.fromkeys(rank)),
+        acceptance_criteria=tuple(dict.fromkeys(ac)),
+        epic_link=tuple(dict.fromkeys(epic)),
+    )
+    if len(discovered.story_points) > 1:
+        logger.warning(
+            "several story point fields found (%s); the first with a value is used per issue; "
+            "set story_points_field in the source config to pick one",
+            ", ".join(discovered.story_points),
+        )
+    if not discovered.story_points and not overrides.story_points:
+        logger.warning("no story points field found; set story_points_field in the source config")
+    return discovered.with_overrides(overrides.as_mapping())

@@ -1,0 +1,179 @@
+"""Bot comments: ADF or wiki bodies, in-place updates, markers, no duplicate on retried POSTs."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from fake_jira import Site
+from fake_jira_data import make_issue
+
+from connectors.base import CommentingConnector, ConnectorError
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+ADF_SCHEMA = SHARED / "specs" / "adf-schema-v1-full.json"
+COMMENTS = "/rest/api/3/issue/SHOP-1/comment"
+TEXT = (
+    "## Refinement check\nThis story is not ready yet:\n"
+    "- no acceptance criteria\n- 13 points is too big\n\nThanks!"
+)
+
+
+@pytest.fixture(scope="module")
+def adf_validator() -> jsonschema.protocols.Validator:
+    if not ADF_SCHEMA.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{ADF_SCHEMA} is missing; CI must have ../shared")
+        pytest.skip(f"{ADF_SCHEMA} not found (../shared is absent)")
+    schema = json.loads(ADF_SCHEMA.read_text())
+    return jsonschema.Draft4Validator(schema)
+
+
+def _posted_bodies(site: Site) -> list[Any]:
+    return [
+        e.body["body"] for e in site.log if e.method in ("POST", "PUT") and "/comment" in e.path
+    ]
+
+
+def test_connector_satisfies_the_commenting_protocol(cloud_site: Site, connect) -> None:
+    assert isinstance(connect(cloud_site), CommentingConnector)
+
+
+def test_cloud_comment_is_valid_adf_tagged_by_property_and_footer(
+    cloud_site: Site, connect, adf_validator: jsonschema.protocols.Validator
+) -> None:
+    make_issue(cloud_site, 1)
+    connector = connect(cloud_site)
+
+    comment_id = connector.add_comment("SHOP-1", TEXT, marker="SHOP-1:readiness")
+
+    [stored] = cloud_site.all_comments("SHOP-1")
+    assert stored["id"] == comment_id
+    body = stored["body"]
+    adf_validator.validate(body)
+    assert [block["type"] for block in body["content"]] == [
+        "heading",
+        "paragraph",
+        "bulletList",
+        "paragraph",
+        "paragraph",
+    ]
+    assert body["content"][-1]["content"][0]["text"] == "refinebot-marker: SHOP-1:readiness"
+    assert stored["properties"] == [
+        {"key": "refinebot", "value": {"marker": "SHOP-1:readiness", "v": 1}}
+    ]
+    assert connector.find_comment("SHOP-1", "SHOP-1:readiness") == comment_id
+    assert connector.find_comment("SHOP-1", "SHOP-1:readines") is None
+
+
+def test_update_replaces_the_body_in_place_without_notifying(
+    cloud_site: Site, connect, adf_validator: jsonschema.protocols.Validator
+) -> None:
+    make_issue(cloud_site, 1)
+    connector = connect(cloud_site)
+    comment_id = connector.add_comment("SHOP-1", TEXT, marker="m1")
+
+    connector.update_comment("SHOP-1", comment_id, "All good now.", marker="m1")
+
+    [stored] = cloud_site.all_comments("SHOP-1")
+    assert stored["body"]["content"][0]["content"][0]["text"] == "All good now."
+    assert stored["notified"] == "false"
+    for body in _posted_bodies(cloud_site):
+        adf_validator.validate(body)
+
+
+def test_find_falls_back_to_the_text_footer_when_the_property_is_gone(
+    cloud_site: Site, connect
+) -> None:
+    make_issue(cloud_site, 1)
+    connector = connect(cloud_site)
+    comment_id = connector.add_comment("SHOP-1", TEXT, marker="m2")
+    cloud_site.comments["SHOP-1"][0]["properties"] = []
+
+    assert connector.find_comment("SHOP-1", "m2") == comment_id
+
+
+def test_find_pages_through_many_comments(cloud_site: Site, connect) -> None:
+    make_issue(cloud_site, 1)
+    connector = connect(cloud_site)
+    wanted = connector.add_comment("SHOP-1", "the one", marker="needle")
+    for n in range(150):  # newer human chatter pushes the bot comment onto the second page
+        cloud_site.comments["SHOP-1"].append(
+            {
+                **cloud_site.comments["SHOP-1"][0],
+                "id": str(50000 + n),
+                "properties": [],
+                "created": f"2099-01-01T00:{n // 60:02d}:{n % 60:02d}.000+0000",
+                "body": {"type": "doc", "version": 1, "content": []},
+            }
+        )
+
+    assert connector.find_comment("SHOP-1", "needle") == wanted
+    assert len(cloud_site.requests("GET", COMMENTS)) == 2
+
+
+def test_dropped_connection_after_the_post_does_not_post_twice(cloud_site: Site, connect) -> None:
+    make_issue(cloud_site, 1)
+    cloud_site.drop_after_commit("POST", COMMENTS)
+
+    comment_id = connect(cloud_site).add_comment("SHOP-1", TEXT, marker="once")
+
+    assert [c["id"] for c in cloud_site.all_comments("SHOP-1")] == [comment_id]
+    assert [e.method for e in cloud_site.requests(path=COMMENTS)] == ["POST", "GET"]
+
+
+def test_a_500_after_the_post_was_refused_posts_again_after_checking(
+    cloud_site: Site, connect
+) -> None:
+    make_issue(cloud_site, 1)
+    cloud_site.fail("POST", COMMENTS, 500)  # answered before any work: nothing was stored
+
+    comment_id = connect(cloud_site).add_comment("SHOP-1", TEXT, marker="twice-asked")
+
+    assert [c["id"] for c in cloud_site.all_comments("SHOP-1")] == [comment_id]
+    assert [e.method for e in cloud_site.requests(path=COMMENTS)] == ["POST", "GET", "POST"]
+
+
+def test_a_429_on_post_is_retried_without_checking(cloud_site: Site, connect) -> None:
+    make_issue(cloud_site, 1)
+    cloud_site.fail("POST", COMMENTS, 429, headers={"Retry-After": "0"})
+
+    connect(cloud_site).add_comment("SHOP-1", TEXT, marker="limited")
+
+    assert len(cloud_site.all_comments("SHOP-1")) == 1
+    assert [e.method for e in cloud_site.requests(path=COMMENTS)] == ["POST", "POST"]
+
+
+def test_data_center_comments_are_wiki_markup(dc_site: Site, connect) -> None:
+    make_issue(dc_site, 1)
+    connector = connect(dc_site)
+
+    comment_id = connector.add_comment("SHOP-1", TEXT, marker="dc-1")
+    connector.update_comment("SHOP-1", comment_id, TEXT + "\n- one more", marker="dc-1")
+
+    [stored] = dc_site.all_comments("SHOP-1")
+    assert isinstance(stored["body"], str)
+    assert stored["body"].startswith("h2. Refinement check\n")
+    assert "* 13 points is too big" in stored["body"]
+    assert "* one more" in stored["body"]
+    assert stored["notified"] == "false"
+    dc_site.comments["SHOP-1"][0]["properties"] = []
+    assert connector.find_comment("SHOP-1", "dc-1") == comment_id
+    assert connector.find_comment("SHOP-1", "dc") is None
+
+
+def test_comment_on_a_missing_issue_is_a_clear_error(cloud_site: Site, connect) -> None:
+    with pytest.raises(
+        ConnectorError, match=r"HTTP 404 while adding a comment to SHOP-404: Issue does not exist"
+    ):
+        connect(cloud_site).add_comment("SHOP-404", TEXT, marker="x")
+
+
+def test_unsafe_marker_is_refused_before_any_request(cloud_site: Site, connect) -> None:
+    with pytest.raises(ValueError, match="marker"):
+        connect(cloud_site).add_comment("SHOP-1", TEXT, marker="has spaces")
+    assert cloud_site.log == []

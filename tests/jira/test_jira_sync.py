@@ -1,0 +1,150 @@
+"""Incremental sync: only what changed since the last successful sync, merged into memory."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fake_jira import Site
+from fake_jira_data import make_issue, populate, status
+
+from connectors.base import ConnectorError
+from connectors.jira import JiraSyncState
+
+
+def _searches(site: Site) -> list[str]:
+    return [
+        e.query["jql"][0]
+        for e in site.requests("GET", "/rest/api/3/search/jql")
+        if "jql" in e.query
+    ]
+
+
+def test_incremental_sync_of_100_changed_issues_takes_at_most_3_requests(
+    cloud_site: Site, connect
+) -> None:
+    populate(cloud_site, 1000)
+    connector = connect(cloud_site)
+    first = connector.fetch("SHOP", None)
+    assert first.full
+    now = datetime.now(UTC)
+    for number in range(1, 101):
+        cloud_site.touch(f"SHOP-{number}", now, summary=f"Reworded {number}")
+    before = len(cloud_site.log)
+
+    second = connector.fetch("SHOP", None)
+
+    assert not second.full
+    assert len(cloud_site.log) - before == second.requests <= 3
+    assert len(second.issues) == 1000
+    titles = {i.key: i.title for i in second.issues}
+    assert titles["SHOP-1"] == "Reworded 1"
+    assert titles["SHOP-100"] == "Reworded 100"
+    assert titles["SHOP-101"] == "Checkout improvement 101"
+    jql = _searches(cloud_site)[-1]
+    minutes = int(re.search(r'updated >= "-(\d+)m"', jql).group(1))  # type: ignore[union-attr]
+    assert 6 <= minutes <= 7  # the time since the last sync plus the 5-minute overlap
+
+
+def test_incremental_sync_drops_items_that_became_done_and_adds_new_ones(
+    cloud_site: Site, connect
+) -> None:
+    populate(cloud_site, 5)
+    connector = connect(cloud_site)
+    connector.fetch("SHOP", None)
+    now = datetime.now(UTC)
+    cloud_site.touch("SHOP-2", now, status=status(cloud_site, "Done"))
+    make_issue(cloud_site, 6, updated=now)
+
+    result = connector.fetch("SHOP", None)
+
+    assert [i.key for i in result.issues] == ["SHOP-1", "SHOP-3", "SHOP-4", "SHOP-5", "SHOP-6"]
+
+
+def test_incremental_sync_with_a_custom_query_drops_items_that_stopped_matching(
+    cloud_site: Site, connect
+) -> None:
+    for number in range(1, 4):
+        make_issue(cloud_site, number, labels=["refine"])
+    query = 'project = "SHOP" AND labels = refine ORDER BY Rank ASC'
+    connector = connect(cloud_site)
+    assert len(connector.fetch("SHOP", query).issues) == 3
+    cloud_site.touch("SHOP-2", datetime.now(UTC), labels=[])
+    before = len(cloud_site.log)
+
+    result = connector.fetch("SHOP", query)
+
+    assert [i.key for i in result.issues] == ["SHOP-1", "SHOP-3"]
+    # The changed matches, then the ids of everything changed (by time alone).
+    assert len(cloud_site.log) - before == 2
+    assert re.fullmatch(r'updated >= "-[5-7]m"', _searches(cloud_site)[-1])
+
+
+def test_custom_query_for_a_config_key_that_is_not_a_jira_project(
+    cloud_site: Site, connect
+) -> None:
+    make_issue(cloud_site, 1, project="API", project_name="Api")
+    make_issue(cloud_site, 2, project="WEB", project_name="Web")
+    connector = connect(cloud_site)
+    query = "project in (API, WEB) ORDER BY key"
+    assert len(connector.fetch("team-a", query).issues) == 2
+    cloud_site.touch("WEB-2", datetime.now(UTC), summary="Renamed")
+
+    result = connector.fetch("team-a", query)
+
+    assert not result.full
+    assert {i.key: i.title for i in result.issues}["WEB-2"] == "Renamed"
+
+
+def test_a_day_without_sync_falls_back_to_a_full_sync(cloud_site: Site, connect) -> None:
+    populate(cloud_site, 3)
+    state = JiraSyncState()
+    connect(cloud_site, state=state).fetch("SHOP", None)
+    state.projects["SHOP"].last_sync = datetime.now(UTC) - timedelta(hours=25)
+    del cloud_site.issues["SHOP-2"]  # deleted on the server: no search reports it as changed
+
+    result = connect(cloud_site, state=state).fetch("SHOP", None)
+
+    assert result.full
+    assert [i.key for i in result.issues] == ["SHOP-1", "SHOP-3"]
+
+
+def test_full_sync_on_demand_ignores_the_remembered_state(cloud_site: Site, connect) -> None:
+    populate(cloud_site, 3)
+    connector = connect(cloud_site)
+    connector.fetch("SHOP", None)
+
+    result = connector.fetch("SHOP", None, full=True)
+
+    assert result.full
+    assert "updated" not in _searches(cloud_site)[-1]
+
+
+def test_a_failed_sync_is_not_remembered_as_the_last_sync(cloud_site: Site, connect) -> None:
+    populate(cloud_site, 2)
+    state = JiraSyncState()
+    connector = connect(cloud_site, state=state, retry_attempts=1)
+    cloud_site.fail("GET", "/rest/api/3/search/jql", 500)
+    with pytest.raises(ConnectorError, match="HTTP 500"):
+        connector.fetch("SHOP", None)
+    assert state.projects["SHOP"].last_sync is None
+
+    result = connector.fetch("SHOP", None)
+
+    assert result.full
+    assert len(result.issues) == 2
+
+
+def test_data_center_incremental_sync(dc_site: Site, connect) -> None:
+    populate(dc_site, 120)
+    connector = connect(dc_site)
+    connector.fetch("SHOP", None)
+    dc_site.touch("SHOP-7", datetime.now(UTC), summary="Changed on the server")
+    before = len(dc_site.log)
+
+    result = connector.fetch("SHOP", None)
+
+    assert len(dc_site.log) - before == 1
+    assert {i.key: i.title for i in result.issues}["SHOP-7"] == "Changed on the server"
+    assert len(result.issues) == 120

@@ -79,9 +79,7 @@ def run(issues: int) -> list[Row]:
         os.environ[TOKEN_ENV] = cloud.token
 
         def fresh() -> JiraConnector:
-            return JiraConnector(
-                _source(cloud), name="bench", state=JiraSyncState(), progress=False
-            )
+            return JiraConnector(_source(cloud), name="bench", state=JiraSyncState(), progress=False)
 
         rows.append(
             Row(
@@ -122,9 +120,7 @@ def run(issues: int) -> list[Row]:
             client = package_client()
             total, token = 0, None
             while True:
-                page = client.enhanced_search_issues(
-                    jql, nextPageToken=token
-                )  # maxResults=50, *all
+                page = client.enhanced_search_issues(jql, nextPageToken=token)  # maxResults=50, *all
                 total += len(page)
                 token = page.nextPageToken
                 if not token:
@@ -134,12 +130,8 @@ def run(issues: int) -> list[Row]:
             return len(package_client().search_issues(jql, maxResults=False))
 
         rows.append(Row("jira pkg search_issues(jql) defaults", *_measure(cloud, package_default)))
-        rows.append(
-            Row("jira pkg enhanced_search loop, 50/page", *_measure(cloud, package_token_loop))
-        )
-        rows.append(
-            Row("jira pkg search_issues(maxResults=False)", *_measure(cloud, package_fetch_all))
-        )
+        rows.append(Row("jira pkg enhanced_search loop, 50/page", *_measure(cloud, package_token_loop)))
+        rows.append(Row("jira pkg search_issues(maxResults=False)", *_measure(cloud, package_fetch_all)))
 
         dc = server.new_site(cloud=False)
         populate(dc, issues)
@@ -150,9 +142,7 @@ def run(issues: int) -> list[Row]:
                 *_measure(
                     dc,
                     lambda: len(
-                        JiraConnector(
-                            _source(dc), name="bench-dc", state=JiraSyncState(), progress=False
-                        )
+                        JiraConnector(_source(dc), name="bench-dc", state=JiraSyncState(), progress=False)
                         .fetch("SHOP", None)
                         .issues
                     ),
@@ -175,10 +165,7 @@ def main() -> None:
         f"backlog: {args.issues} issues; floor: Cloud {cloud_floor} search requests "
         f"({CLOUD_PAGE_SIZE}/page), Data Center {dc_floor} ({DC_PAGE_SIZE}/page)"
     )
-    print(
-        f"{'run':44} {'issues':>7} {'search':>7} {'other':>6} {'x floor':>8} "
-        f"{'time s':>8} {'peak MiB':>9}"
-    )
+    print(f"{'run':44} {'issues':>7} {'search':>7} {'other':>6} {'x floor':>8} {'time s':>8} {'peak MiB':>9}")
     for row in rows:
         floor = dc_floor if "Data Center" in row.name else cloud_floor
         ratio = f"{row.search / floor:.2f}" if "incremental" not in row.name else "-"

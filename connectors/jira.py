@@ -234,11 +234,7 @@ class JiraConnector:
         status = status_of(exc)
         where = self._where()
         if status == 401:
-            who = (
-                f"API token for {self.source.email}"
-                if self.source.email
-                else "personal access token"
-            )
+            who = f"API token for {self.source.email}" if self.source.email else "personal access token"
             return ConnectorError(
                 f"{where}: Jira rejected the credentials (HTTP 401) while {action}; check that "
                 f"{self.source.token_env} holds a valid, unexpired {who}"
@@ -249,9 +245,7 @@ class JiraConnector:
                 "browse the project (and add comments), and that it is not locked out by CAPTCHA"
             )
         if status == 410:
-            return ConnectorError(
-                f"{where}: Jira says this API was removed (HTTP 410) while {action}"
-            )
+            return ConnectorError(f"{where}: Jira says this API was removed (HTTP 410) while {action}")
         if status in RATE_LIMITED:
             return ConnectorError(
                 f"{where}: still rate limited (HTTP {status}) after "
@@ -265,14 +259,10 @@ class JiraConnector:
         if isinstance(exc, requests.JSONDecodeError):  # a proxy's login page, say
             return ConnectorError(f"{where}: the answer to {action} is not JSON")
         if is_connection_failure(exc):
-            return ConnectorError(
-                f"{where}: cannot reach the server while {action} ({type(exc).__name__})"
-            )
+            return ConnectorError(f"{where}: cannot reach the server while {action} ({type(exc).__name__})")
         return ConnectorError(f"{where}: request failed while {action} ({type(exc).__name__})")
 
-    def _get(
-        self, path: str, params: Mapping[str, Any] | None, action: str, *, agile: bool = False
-    ) -> Any:
+    def _get(self, path: str, params: Mapping[str, Any] | None, action: str, *, agile: bool = False) -> Any:
         client = self._connect()
         base = client.AGILE_BASE_URL if agile else client.JIRA_BASE_URL
 
@@ -298,9 +288,7 @@ class JiraConnector:
         """One write; faults that leave its outcome unknown are not retried (the caller decides)."""
         client = self._connect()
         url = client._get_url(path)
-        response = client._session.request(
-            method, url, params=dict(params or {}), data=json.dumps(payload)
-        )
+        response = client._session.request(method, url, params=dict(params or {}), data=json.dumps(payload))
         return response.json() if response.content else None
 
     # --- field discovery -----------------------------------------------------------------------
@@ -367,9 +355,7 @@ class JiraConnector:
             token = page.get("nextPageToken")
             if page.get("isLast") is True or not token:
                 if page.get("isLast") is False:
-                    logger.warning(
-                        "%s: search page says more follow but gives no token", self._where()
-                    )
+                    logger.warning("%s: search page says more follow but gives no token", self._where())
                 return
             if token in seen:
                 raise ConnectorError(f"{self._where()}: the search repeated a page token; stopping")
@@ -457,9 +443,7 @@ class JiraConnector:
             return out
 
         # Deleted issues never show up as changes; a daily full sync lets them go.
-        incremental = (
-            not full and state.last_sync is not None and started - state.last_sync < FULL_SYNC_AFTER
-        )
+        incremental = not full and state.last_sync is not None and started - state.last_sync < FULL_SYNC_AFTER
         search_requests = 0
         if not incremental:
             issues: dict[str, Issue] = {}
@@ -597,9 +581,7 @@ class JiraConnector:
             if not isinstance(created, Mapping) or not created.get("id"):
                 raise ConnectorError(f"{self._where()}: {action}: Jira's answer has no comment id")
             return str(created["id"])
-        raise ConnectorError(
-            f"{self._where()}: {action}: gave up"
-        )  # pragma: no cover - loop always returns
+        raise ConnectorError(f"{self._where()}: {action}: gave up")  # pragma: no cover - loop always returns
 
     def update_comment(self, issue_key: str, comment_id: str, body: str, *, marker: str) -> None:
         """Replace a comment's body in place, notifying no watchers (a PUT is safe to repeat)."""
@@ -637,13 +619,10 @@ class JiraConnector:
             )
             comments = page.get("comments") if isinstance(page, Mapping) else None
             if not isinstance(comments, list):
-                raise ConnectorError(
-                    f"{self._where()}: comments of {issue_key}: no 'comments' array"
-                )
+                raise ConnectorError(f"{self._where()}: comments of {issue_key}: no 'comments' array")
             for comment in comments:
                 if isinstance(comment, Mapping) and (
-                    property_has_marker(comment, marker)
-                    or body_has_marker(comment.get("body"), marker)
+                    property_has_marker(comment, marker) or body_has_marker(comment.get("body"), marker)
                 ):
                     return str(comment.get("id"))
             start += len(comments)

@@ -66,9 +66,7 @@ def to_adf(text: str, marker: str) -> dict[str, Any]:
     for kind, value in _blocks(text):
         if kind == "heading":
             level, title = value
-            content.append(
-                {"type": "heading", "attrs": {"level": level}, "content": [_text(title)]}
-            )
+            content.append({"type": "heading", "attrs": {"level": level}, "content": [_text(title)]})
         elif kind == "bullets":
             items = [
                 {

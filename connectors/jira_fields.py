@@ -112,8 +112,7 @@ def discover_field_map(
     ac = [
         str(f["id"])
         for f in custom
-        if _name(f) in _AC_NAMES
-        and (_custom_type(f) == TEXTAREA_TYPE or _schema_type(f) == "string")
+        if _name(f) in _AC_NAMES and (_custom_type(f) == TEXTAREA_TYPE or _schema_type(f) == "string")
     ]
     epic = [str(f["id"]) for f in custom if _custom_type(f) == EPIC_LINK_TYPE]
 

@@ -55,11 +55,7 @@ class JqlQuery:
     def text(self) -> str:
         """The JQL to send."""
         if self.order_by:
-            return (
-                f"{self.where} ORDER BY {self.order_by}"
-                if self.where
-                else f"ORDER BY {self.order_by}"
-            )
+            return f"{self.where} ORDER BY {self.order_by}" if self.where else f"ORDER BY {self.order_by}"
         return self.where
 
 

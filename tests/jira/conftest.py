@@ -61,8 +61,6 @@ def connect(monkeypatch: pytest.MonkeyPatch) -> Callable[..., JiraConnector]:
         extra: dict[str, Any] = {}
         if sleep is not None:
             extra["sleep"] = sleep
-        return JiraConnector(
-            source, name="test", state=state or JiraSyncState(), progress=False, **extra
-        )
+        return JiraConnector(source, name="test", state=state or JiraSyncState(), progress=False, **extra)
 
     return build

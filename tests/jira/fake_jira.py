@@ -159,23 +159,18 @@ class Site:
         body: Any = None,
     ) -> None:
         """Answer the next ``times`` requests whose path ends with regex ``path``."""
-        self.faults.append(
-            Fault(method, re.compile(path + "$"), status, dict(headers or {}), body, times)
-        )
+        self.faults.append(Fault(method, re.compile(path + "$"), status, dict(headers or {}), body, times))
 
     def drop_after_commit(self, method: str, path: str, *, times: int = 1) -> None:
         """Do the next matching request's work, then close the connection without answering."""
-        self.faults.append(
-            Fault(method, re.compile(path + "$"), times=times, drop_after_commit=True)
-        )
+        self.faults.append(Fault(method, re.compile(path + "$"), times=times, drop_after_commit=True))
 
     def requests(self, method: str | None = None, path: str | None = None) -> list[Exchange]:
         pattern = re.compile(path + "$") if path else None
         return [
             e
             for e in self.log
-            if (method is None or e.method == method)
-            and (pattern is None or pattern.search(e.path))
+            if (method is None or e.method == method) and (pattern is None or pattern.search(e.path))
         ]
 
     def all_comments(self, key: str) -> list[dict[str, Any]]:
@@ -199,9 +194,7 @@ class Site:
                 "schema": {"type": kind, "system": fid, **schema},
             }
 
-        def custom(
-            fid: str, name: str, kind: str, custom_type: str, **schema: Any
-        ) -> dict[str, Any]:
+        def custom(fid: str, name: str, kind: str, custom_type: str, **schema: Any) -> dict[str, Any]:
             number = int(fid.rsplit("_", 1)[1])
             return {
                 "id": fid,
@@ -235,9 +228,7 @@ class Site:
         if self.cloud:
             result.append(system("parent", "Parent", "issuelink"))
         if ids.story_points:
-            result.append(
-                custom(ids.story_points, ids.story_points_name, "number", ids.story_points_type)
-            )
+            result.append(custom(ids.story_points, ids.story_points_name, "number", ids.story_points_type))
         if ids.sprint:
             result.append(
                 custom(
@@ -249,9 +240,7 @@ class Site:
                 )
             )
         if ids.rank:
-            result.append(
-                custom(ids.rank, "Rank", "any", "com.pyxis.greenhopper.jira:gh-lexo-rank")
-            )
+            result.append(custom(ids.rank, "Rank", "any", "com.pyxis.greenhopper.jira:gh-lexo-rank"))
         if ids.acceptance_criteria:
             result.append(
                 custom(
@@ -306,9 +295,7 @@ class Site:
         if name in ("created", "updated"):
             value = fields.get(name)
             return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z") if value else None
-        raise fake_jql.JqlError(
-            f"Field '{name}' does not exist or you do not have permission to view it."
-        )
+        raise fake_jql.JqlError(f"Field '{name}' does not exist or you do not have permission to view it.")
 
     def search(self, jql: str) -> tuple[list[dict[str, Any]], bool]:
         """Matching issues in query order, and whether the query had any restriction."""
@@ -330,9 +317,7 @@ class Site:
             return (prefix, int(number))
         if name in ("updated", "created"):
             return issue["fields"].get(name) or ""
-        raise fake_jql.JqlError(
-            f"Field '{name}' does not exist or you do not have permission to view it."
-        )
+        raise fake_jql.JqlError(f"Field '{name}' does not exist or you do not have permission to view it.")
 
     def token_for(self, matches: list[dict[str, Any]], offset: int) -> str:
         token = secrets.token_urlsafe(24)
@@ -410,11 +395,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         with site.lock:
             fault = next(
-                (
-                    f
-                    for f in site.faults
-                    if f.times > 0 and f.method == method and f.path.search(path)
-                ),
+                (f for f in site.faults if f.times > 0 and f.method == method and f.path.search(path)),
                 None,
             )
             if fault is not None:
@@ -442,8 +423,7 @@ class _Handler(BaseHTTPRequestHandler):
                 401,
                 {
                     "errorMessages": [
-                        "You are not authenticated. "
-                        "Authentication required to perform this operation."
+                        "You are not authenticated. Authentication required to perform this operation."
                     ],
                     "errors": {},
                 },
@@ -481,9 +461,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers: Mapping[str, str] | None = None,
     ) -> None:
         with site.lock:
-            site.log.append(
-                Exchange(method, path, query, body, status, payload, dict(headers or {}))
-            )
+            site.log.append(Exchange(method, path, query, body, status, payload, dict(headers or {})))
         self._send(status, payload, headers)
 
     def _send(self, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
@@ -515,9 +493,7 @@ def _error(status: int, message: str) -> tuple[int, Any]:
     return status, {"errorMessages": [message], "errors": {}}
 
 
-def route(
-    site: Site, method: str, path: str, query: dict[str, list[str]], body: Any
-) -> tuple[int, Any]:
+def route(site: Site, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
     """Answer one request on ``site``."""
     match = re.fullmatch(r"/rest/api/(2|3|latest)/(.*)", path)
     agile = re.fullmatch(r"/rest/agile/1\.0/board/(\d+)/configuration", path)
@@ -551,9 +527,7 @@ def route(
         return search_cloud(site, query if method == "GET" else _body_query(body))
     comment = re.fullmatch(r"issue/([^/]+)/comment(?:/(\d+))?", rest)
     if comment:
-        return comments_route(
-            site, method, unquote(comment.group(1)), comment.group(2), query, body
-        )
+        return comments_route(site, method, unquote(comment.group(1)), comment.group(2), query, body)
     prop = re.fullmatch(r"comment/(\d+)/properties/([^/]+)", rest)
     if prop:
         return comment_property(site, method, prop.group(1), unquote(prop.group(2)), body)
@@ -614,8 +588,7 @@ def search_cloud(site: Site, query: dict[str, list[str]]) -> tuple[int, Any]:
         if not bounded:
             return _error(
                 400,
-                "Unbounded JQL queries are not allowed here. "
-                "Please add a search restriction to your query.",
+                "Unbounded JQL queries are not allowed here. Please add a search restriction to your query.",
             )
     ids_only = wanted is not None and all(f in ("id", "key") for f in wanted)
     cap = 5000 if ids_only else site.cloud_page_cap
@@ -708,8 +681,7 @@ def comments_route(
             now = jira_time(datetime.now(UTC))
             new_id = str(next(site._comment_ids))
             comment = {
-                "self": f"{site.url}/rest/api/{site.api}/issue/{site.issues[key]['id']}"
-                f"/comment/{new_id}",
+                "self": f"{site.url}/rest/api/{site.api}/issue/{site.issues[key]['id']}/comment/{new_id}",
                 "id": new_id,
                 "author": _author(site),
                 "body": body["body"],
@@ -737,9 +709,7 @@ def comments_route(
             found["notified"] = _one(query, "notifyUsers", "true")
             for prop in body.get("properties") or []:
                 site.comment_properties.setdefault(found["id"], {})[prop["key"]] = prop["value"]
-                found["properties"] = [
-                    p for p in found["properties"] if p["key"] != prop["key"]
-                ] + [prop]
+                found["properties"] = [p for p in found["properties"] if p["key"] != prop["key"]] + [prop]
             return 200, _public_comment({k: v for k, v in found.items() if k != "notified"}, expand)
     return _error(405, "Method not allowed")
 
@@ -749,20 +719,14 @@ def _check_body(site: Site, body: Any) -> str | None:
         return "Comment body can not be empty!"
     value = body["body"]
     if site.cloud:
-        if (
-            not isinstance(value, Mapping)
-            or value.get("type") != "doc"
-            or value.get("version") != 1
-        ):
+        if not isinstance(value, Mapping) or value.get("type") != "doc" or value.get("version") != 1:
             return "Comment body is not valid!"
     elif not isinstance(value, str) or not value.strip():
         return "Comment body can not be empty!"
     return None
 
 
-def comment_property(
-    site: Site, method: str, comment_id: str, key: str, body: Any
-) -> tuple[int, Any]:
+def comment_property(site: Site, method: str, comment_id: str, key: str, body: Any) -> tuple[int, Any]:
     with site.lock:
         props = site.comment_properties.setdefault(comment_id, {})
         if method == "PUT":
@@ -789,9 +753,7 @@ class FakeJiraServer:
         self._http.fake = self
         self.sites: dict[str, Site] = {}
         self._counter = itertools.count(1)
-        self._thread = threading.Thread(
-            target=self._http.serve_forever, name="fake-jira", daemon=True
-        )
+        self._thread = threading.Thread(target=self._http.serve_forever, name="fake-jira", daemon=True)
 
     @property
     def base_url(self) -> str:

@@ -195,9 +195,7 @@ def legacy_sprint(name: str, state: str) -> str:
     )
 
 
-def board_configuration(
-    site: Site, board_id: int, points_field: str, rank_number: int
-) -> dict[str, Any]:
+def board_configuration(site: Site, board_id: int, points_field: str, rank_number: int) -> dict[str, Any]:
     return {
         "id": board_id,
         "name": "SHOP board",

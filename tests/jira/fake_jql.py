@@ -177,14 +177,11 @@ class _Parser:
     def clause(self) -> Predicate:
         field_token = self.take()
         if field_token.kind == "op":
-            raise JqlError(
-                f"Error in the JQL Query: expecting a field name but got '{field_token.text}'."
-            )
+            raise JqlError(f"Error in the JQL Query: expecting a field name but got '{field_token.text}'.")
         name = field_token.value.lower()
         if name not in _FIELDS:
             raise JqlError(
-                f"Field '{field_token.value}' does not exist or "
-                "you do not have permission to view it."
+                f"Field '{field_token.value}' does not exist or you do not have permission to view it."
             )
         negate = False
         if self.word("is"):
@@ -230,19 +227,13 @@ class _Parser:
             return hits if op == "=" else not hits
         if name in ("key", "issuekey") and op in (">", ">=", "<", "<="):
             return _compare(_key_order(str(actual)), op, _key_order(value))
-        if isinstance(
-            actual, tuple
-        ):  # several accepted spellings (project key or name, category key or name)
-            hits = value.lower() in actual
-        else:
-            hits = str(actual).lower() == value.lower()
+        # Several accepted spellings (project key or name, category key or name) arrive as a tuple.
+        hits = value.lower() in actual if isinstance(actual, tuple) else str(actual).lower() == value.lower()
         if op in ("=", "~"):
             return hits
         if op == "!=":
             return not hits
-        raise JqlError(
-            f"Error in the JQL Query: operator '{op}' is not supported for field '{name}'."
-        )
+        raise JqlError(f"Error in the JQL Query: operator '{op}' is not supported for field '{name}'.")
 
 
 _FIELDS = frozenset(

@@ -34,9 +34,7 @@ def adf_validator() -> jsonschema.protocols.Validator:
 
 
 def _posted_bodies(site: Site) -> list[Any]:
-    return [
-        e.body["body"] for e in site.log if e.method in ("POST", "PUT") and "/comment" in e.path
-    ]
+    return [e.body["body"] for e in site.log if e.method in ("POST", "PUT") and "/comment" in e.path]
 
 
 def test_connector_satisfies_the_commenting_protocol(cloud_site: Site, connect) -> None:
@@ -63,9 +61,7 @@ def test_cloud_comment_is_valid_adf_tagged_by_property_and_footer(
         "paragraph",
     ]
     assert body["content"][-1]["content"][0]["text"] == "refinebot-marker: SHOP-1:readiness"
-    assert stored["properties"] == [
-        {"key": "refinebot", "value": {"marker": "SHOP-1:readiness", "v": 1}}
-    ]
+    assert stored["properties"] == [{"key": "refinebot", "value": {"marker": "SHOP-1:readiness", "v": 1}}]
     assert connector.find_comment("SHOP-1", "SHOP-1:readiness") == comment_id
     assert connector.find_comment("SHOP-1", "SHOP-1:readines") is None
 
@@ -86,9 +82,7 @@ def test_update_replaces_the_body_in_place_without_notifying(
         adf_validator.validate(body)
 
 
-def test_find_falls_back_to_the_text_footer_when_the_property_is_gone(
-    cloud_site: Site, connect
-) -> None:
+def test_find_falls_back_to_the_text_footer_when_the_property_is_gone(cloud_site: Site, connect) -> None:
     make_issue(cloud_site, 1)
     connector = connect(cloud_site)
     comment_id = connector.add_comment("SHOP-1", TEXT, marker="m2")
@@ -126,9 +120,7 @@ def test_dropped_connection_after_the_post_does_not_post_twice(cloud_site: Site,
     assert [e.method for e in cloud_site.requests(path=COMMENTS)] == ["POST", "GET"]
 
 
-def test_a_500_after_the_post_was_refused_posts_again_after_checking(
-    cloud_site: Site, connect
-) -> None:
+def test_a_500_after_the_post_was_refused_posts_again_after_checking(cloud_site: Site, connect) -> None:
     make_issue(cloud_site, 1)
     cloud_site.fail("POST", COMMENTS, 500)  # answered before any work: nothing was stored
 

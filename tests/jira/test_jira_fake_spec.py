@@ -20,9 +20,7 @@ from fake_jira_data import cloud_sprint, link, make_issue, populate
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
-SPEC = (
-    Path(__file__).resolve().parents[2].parent / "shared" / "specs" / "jira-cloud-platform-v3.json"
-)
+SPEC = Path(__file__).resolve().parents[2].parent / "shared" / "specs" / "jira-cloud-platform-v3.json"
 HOST = "https://your-domain.atlassian.net"
 
 
@@ -41,9 +39,7 @@ def openapi() -> OpenAPI:
     return OpenAPI.from_dict(json.loads(SPEC.read_text()), config=config)
 
 
-_JIRA_DATE_TIME = re.compile(
-    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:?\d{2})$"
-)
+_JIRA_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:?\d{2})$")
 
 
 def _jira_date_time(value: object) -> bool:
@@ -64,9 +60,7 @@ def _request(exchange: Exchange) -> MockRequest:
 
 def _validate(openapi: OpenAPI, exchange: Exchange) -> None:
     data = b"" if exchange.response is None else json.dumps(exchange.response).encode()
-    openapi.validate_response(
-        _request(exchange), MockResponse(data, status_code=exchange.status or 0)
-    )
+    openapi.validate_response(_request(exchange), MockResponse(data, status_code=exchange.status or 0))
 
 
 def _scenario(site: Site, connect) -> None:
@@ -84,9 +78,7 @@ def _scenario(site: Site, connect) -> None:
     assert connector.find_comment("SHOP-1", "spec") == comment_id
 
 
-def test_fake_responses_match_the_published_spec(
-    cloud_site: Site, connect, openapi: OpenAPI
-) -> None:
+def test_fake_responses_match_the_published_spec(cloud_site: Site, connect, openapi: OpenAPI) -> None:
     _scenario(cloud_site, connect)
 
     checked: set[str] = set()
@@ -104,9 +96,7 @@ def test_fake_responses_match_the_published_spec(
     } <= checked
 
 
-def test_the_validator_rejects_what_jira_would_never_send(
-    cloud_site: Site, openapi: OpenAPI
-) -> None:
+def test_the_validator_rejects_what_jira_would_never_send(cloud_site: Site, openapi: OpenAPI) -> None:
     # Guards the guard: a page with a numeric id, a string isLast and an invented key must fail.
     bad = Exchange(
         "GET",
@@ -117,9 +107,7 @@ def test_the_validator_rejects_what_jira_would_never_send(
         {"issues": [{"id": 10001}], "isLast": "yes", "total": 1},
         {},
     )
-    bad_time = Exchange(
-        "GET", "/rest/api/3/serverInfo", {}, None, 200, {"serverTime": "yesterday"}, {}
-    )
+    bad_time = Exchange("GET", "/rest/api/3/serverInfo", {}, None, 200, {"serverTime": "yesterday"}, {})
     with pytest.raises(Exception, match=r"InvalidData|Invalid|valid"):
         _validate(openapi, bad)
     with pytest.raises(Exception, match=r"InvalidData|Invalid|valid"):
@@ -132,9 +120,7 @@ def test_the_connectors_requests_match_the_published_spec(
     _scenario(cloud_site, connect)
 
     sent = [
-        e
-        for e in cloud_site.log
-        if e.path.endswith(("/search/jql", "/comment", "/comment/20001", "/field"))
+        e for e in cloud_site.log if e.path.endswith(("/search/jql", "/comment", "/comment/20001", "/field"))
     ]
     for exchange in sent:
         openapi.validate_request(_request(exchange))

@@ -40,20 +40,14 @@ def test_three_429s_with_retry_after_then_success(cloud_site: Site, connect) -> 
     assert len(result.issues) == 3
     assert [e.status for e in cloud_site.requests("GET", SEARCH)] == [429, 429, 429, 200]
     assert len(sleeps.delays) == 3
-    assert all(
-        2.0 <= d <= 2.6 for d in sleeps.delays
-    )  # never earlier than asked, a little jitter on top
+    assert all(2.0 <= d <= 2.6 for d in sleeps.delays)  # never earlier than asked, a little jitter on top
 
 
 def test_retry_after_as_http_date_and_rate_limit_reset(cloud_site: Site, connect) -> None:
     populate(cloud_site, 1)
     soon = datetime.now(UTC) + timedelta(seconds=30)
-    cloud_site.fail(
-        "GET", SEARCH, 429, headers={"Retry-After": soon.strftime("%a, %d %b %Y %H:%M:%S GMT")}
-    )
-    cloud_site.fail(
-        "GET", SEARCH, 429, headers={"X-RateLimit-Reset": soon.strftime("%Y-%m-%dT%H:%MZ")}
-    )
+    cloud_site.fail("GET", SEARCH, 429, headers={"Retry-After": soon.strftime("%a, %d %b %Y %H:%M:%S GMT")})
+    cloud_site.fail("GET", SEARCH, 429, headers={"X-RateLimit-Reset": soon.strftime("%Y-%m-%dT%H:%MZ")})
     sleeps = Sleeps()
 
     connect(cloud_site, sleep=sleeps).fetch("SHOP", None)
@@ -68,9 +62,7 @@ def test_429_without_headers_backs_off_exponentially(cloud_site: Site, connect) 
     cloud_site.fail("GET", SEARCH, 429, times=3)
     sleeps = Sleeps()
 
-    connect(cloud_site, sleep=sleeps, backoff_base_seconds=1.0, backoff_max_seconds=30).fetch(
-        "SHOP", None
-    )
+    connect(cloud_site, sleep=sleeps, backoff_base_seconds=1.0, backoff_max_seconds=30).fetch("SHOP", None)
 
     first, second, third = sleeps.delays
     assert 0.7 <= first <= 1.3
@@ -180,9 +172,7 @@ def test_malformed_issue_is_skipped_with_a_warning_naming_key_and_field(
     assert "'story points'" in caplog.text
 
 
-def test_a_wait_longer_than_five_minutes_ends_the_sync_instead_of_hanging(
-    cloud_site: Site, connect
-) -> None:
+def test_a_wait_longer_than_five_minutes_ends_the_sync_instead_of_hanging(cloud_site: Site, connect) -> None:
     cloud_site.fail("GET", SEARCH, 429, headers={"Retry-After": "3600"})
     sleeps = Sleeps()
 

@@ -77,9 +77,7 @@ def test_board_estimation_field_wins_over_the_field_list(cloud_site: Site, conne
     # The board estimates with a field whose name matches nothing (Spring-style ids).
     cloud_site.field_ids.story_points = "customfield_10142"
     cloud_site.field_ids.story_points_name = "Estimate"
-    cloud_site.field_ids.story_points_type = (
-        "com.atlassian.jira.plugin.system.customfieldtypes:float"
-    )
+    cloud_site.field_ids.story_points_type = "com.atlassian.jira.plugin.system.customfieldtypes:float"
     cloud_site.boards[7] = board_configuration(cloud_site, 7, "customfield_10142", 10019)
     make_issue(cloud_site, 1, points=5.0)
 
@@ -165,9 +163,7 @@ def test_depends_on_link_counts_as_blocked_by(cloud_site: Site, connect) -> None
     assert [(lk.kind, lk.target) for lk in issue.links] == [(LinkKind.BLOCKED_BY, "API-3")]
 
 
-def test_adf_description_keeps_headings_and_lists_for_the_ac_rule(
-    cloud_site: Site, connect
-) -> None:
+def test_adf_description_keeps_headings_and_lists_for_the_ac_rule(cloud_site: Site, connect) -> None:
     make_issue(
         cloud_site,
         1,

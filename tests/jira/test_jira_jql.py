@@ -49,9 +49,7 @@ def test_query_without_order_by() -> None:
         'SHOP\\" OR project = \\"SECRET',  # pre-escaped quotes
     ],
 )
-def test_hostile_project_names_only_ever_match_that_project(
-    cloud_site: Site, connect, hostile: str
-) -> None:
+def test_hostile_project_names_only_ever_match_that_project(cloud_site: Site, connect, hostile: str) -> None:
     make_issue(cloud_site, 1, project="SECRET", project_name="Secret")
     make_issue(cloud_site, 2, project="SHOP", project_name="Shop")
     make_issue(cloud_site, 3, project="HOST", project_name=hostile)

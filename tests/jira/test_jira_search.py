@@ -13,9 +13,7 @@ from refinebot.models import SourceKind
 
 
 @pytest.mark.parametrize("count", [1, 99, 100, 101, 2500])
-def test_cloud_pages_follow_next_page_token_to_the_end(
-    cloud_site: Site, connect, count: int
-) -> None:
+def test_cloud_pages_follow_next_page_token_to_the_end(cloud_site: Site, connect, count: int) -> None:
     populate(cloud_site, count)
     connector = connect(cloud_site)
 
@@ -38,14 +36,10 @@ def test_cloud_pages_follow_next_page_token_to_the_end(
         "customfield_10020",
     } <= set(fields)
     assert all("nextPageToken" in s.query for s in searches[1:])
-    assert not cloud_site.requests(
-        path=r"/rest/api/\d/search"
-    )  # the removed endpoint is never called
+    assert not cloud_site.requests(path=r"/rest/api/\d/search")  # the removed endpoint is never called
 
 
-def test_cloud_default_query_is_open_items_of_the_project_in_rank_order(
-    cloud_site: Site, connect
-) -> None:
+def test_cloud_default_query_is_open_items_of_the_project_in_rank_order(cloud_site: Site, connect) -> None:
     make_issue(cloud_site, 1, rank="0|i00003:")
     make_issue(cloud_site, 2, rank="0|i00001:")
     make_issue(cloud_site, 3, status_name="Done")
@@ -65,9 +59,7 @@ def test_cloud_custom_query_is_sent_as_written(cloud_site: Site, connect) -> Non
     make_issue(cloud_site, 1, labels=["refine"])
     make_issue(cloud_site, 2)
 
-    result = connect(cloud_site).fetch(
-        "SHOP", 'project = SHOP AND labels = "refine" ORDER BY key ASC'
-    )
+    result = connect(cloud_site).fetch("SHOP", 'project = SHOP AND labels = "refine" ORDER BY key ASC')
 
     assert [i.key for i in result.issues] == ["SHOP-1"]
 
@@ -81,9 +73,7 @@ def test_cloud_uses_smaller_configured_page_size(cloud_site: Site, connect) -> N
     assert len(cloud_site.requests("GET", "/rest/api/3/search/jql")) == 3
 
 
-def test_cloud_server_capping_below_the_asked_size_still_reaches_the_end(
-    fake_jira, connect
-) -> None:
+def test_cloud_server_capping_below_the_asked_size_still_reaches_the_end(fake_jira, connect) -> None:
     site = fake_jira.new_site(cloud=True, cloud_page_cap=40)
     populate(site, 101)
 
@@ -102,12 +92,8 @@ def test_data_center_honours_a_page_cap_of_50(fake_jira, connect, count: int) ->
 
     assert [i.key for i in result.issues] == [f"SHOP-{n}" for n in range(1, count + 1)]
     searches = site.requests("GET", "/rest/api/2/search")
-    assert [s.query["startAt"] for s in searches] == [
-        [str(50 * n)] for n in range(math.ceil(count / 50))
-    ]
-    assert all(
-        s.query["maxResults"] == ["1000"] for s in searches
-    )  # asks for the most, takes what it gets
+    assert [s.query["startAt"] for s in searches] == [[str(50 * n)] for n in range(math.ceil(count / 50))]
+    assert all(s.query["maxResults"] == ["1000"] for s in searches)  # asks for the most, takes what it gets
     assert result.extra["deployment"] == "datacenter"
     assert not site.requests(path="/rest/api/3/.*")
 

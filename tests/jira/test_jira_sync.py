@@ -14,16 +14,10 @@ from connectors.jira import JiraSyncState
 
 
 def _searches(site: Site) -> list[str]:
-    return [
-        e.query["jql"][0]
-        for e in site.requests("GET", "/rest/api/3/search/jql")
-        if "jql" in e.query
-    ]
+    return [e.query["jql"][0] for e in site.requests("GET", "/rest/api/3/search/jql") if "jql" in e.query]
 
 
-def test_incremental_sync_of_100_changed_issues_takes_at_most_3_requests(
-    cloud_site: Site, connect
-) -> None:
+def test_incremental_sync_of_100_changed_issues_takes_at_most_3_requests(cloud_site: Site, connect) -> None:
     populate(cloud_site, 1000)
     connector = connect(cloud_site)
     first = connector.fetch("SHOP", None)
@@ -47,9 +41,7 @@ def test_incremental_sync_of_100_changed_issues_takes_at_most_3_requests(
     assert 6 <= minutes <= 7  # the time since the last sync plus the 5-minute overlap
 
 
-def test_incremental_sync_drops_items_that_became_done_and_adds_new_ones(
-    cloud_site: Site, connect
-) -> None:
+def test_incremental_sync_drops_items_that_became_done_and_adds_new_ones(cloud_site: Site, connect) -> None:
     populate(cloud_site, 5)
     connector = connect(cloud_site)
     connector.fetch("SHOP", None)
@@ -81,9 +73,7 @@ def test_incremental_sync_with_a_custom_query_drops_items_that_stopped_matching(
     assert re.fullmatch(r'updated >= "-[5-7]m"', _searches(cloud_site)[-1])
 
 
-def test_custom_query_for_a_config_key_that_is_not_a_jira_project(
-    cloud_site: Site, connect
-) -> None:
+def test_custom_query_for_a_config_key_that_is_not_a_jira_project(cloud_site: Site, connect) -> None:
     make_issue(cloud_site, 1, project="API", project_name="Api")
     make_issue(cloud_site, 2, project="WEB", project_name="Web")
     connector = connect(cloud_site)

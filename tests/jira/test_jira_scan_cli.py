@@ -87,3 +87,24 @@ def test_scan_reports_bad_credentials_as_a_failed_project(fake_jira, tmp_path: P
     assert "HTTP 401" in result.output
     assert env in result.output
     assert "not-the-token" not in result.output
+
+
+def test_projects_sharing_a_source_share_one_connector_and_its_discovery(fake_jira, tmp_path: Path) -> None:
+    site = fake_jira.new_site(cloud=True)
+    make_issue(site, 1)
+    make_issue(site, 2)
+    env = "REFINEBOT_FAKE_JIRA_SHARED_TOKEN"
+    config = _config(tmp_path, site, env)
+    config.write_text(config.read_text() + '\n[projects.SHOP2]\nsource = "jira"\nquery = "project = SHOP"\n')
+
+    result = CliRunner().invoke(
+        app, ["scan", "--config", str(config), "--format", "json"], env={env: site.token}
+    )
+
+    assert result.exit_code == 0, result.output
+    assert {f["project"] for f in json.loads(result.stdout)} <= {"SHOP", "SHOP2"}
+    # Field discovery (/field) runs once for both projects: the pipeline reuses the source's connector.
+    assert (
+        len(site.requests("GET", "/rest/api/3/field")) + len(site.requests("GET", "/rest/api/2/field")) == 1
+    )
+    assert len([e for e in site.requests("GET", "/rest/api/3/search/jql") if "jql" in e.query]) == 2

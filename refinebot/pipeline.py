@@ -14,7 +14,7 @@ from connectors.base import Connector, ConnectorError
 from refinebot.config import LoadedConfig
 from refinebot.models import Finding, Issue
 from refinebot.readiness import ReadinessSummary, summarize
-from refinebot.sources import ConnectorPool, connector_for
+from refinebot.sources import connector_for
 from rules.base import BacklogRule, IssueRule, Rule, RuleContext, RuleOptions
 from rules.registry import RuleRegistry, default_registry
 
@@ -107,21 +107,13 @@ def run(
     registry: RuleRegistry | None = None,
     now: datetime | None = None,
     full: bool = False,
-    connectors: ConnectorFactory | None = None,
 ) -> list[ProjectResult]:
-    """Run every selected project (all configured ones by default); one failure never stops the rest.
-
-    Projects that read the same source share one connector (``connectors``, a fresh ``ConnectorPool`` by
-    default), so field discovery and sync state are not repeated per project.
-    """
+    """Run every selected project (all configured ones by default); one failure never stops the rest."""
     selected = list(projects) if projects else list(loaded.config.projects)
-    factory = connectors or ConnectorPool()
     results = []
     for project in selected:
         try:
-            results.append(
-                run_project(loaded, project, registry=registry, now=now, full=full, connector_factory=factory)
-            )
+            results.append(run_project(loaded, project, registry=registry, now=now, full=full))
         except Exception as exc:  # one project's bug must not take the others down
             logger.exception("project %s failed", project)
             results.append(ProjectResult(project=project, error=f"{type(exc).__name__}: {exc}"))

@@ -29,18 +29,3 @@ def connector_for(loaded: LoadedConfig, source_name: str) -> Connector:
 
         return JiraConnector(source, name=source_name)
     raise ConnectorError(f"source {source_name!r}: unsupported kind")
-
-
-class ConnectorPool:
-    """Connectors kept per source for the life of a process, so incremental-sync state and discovered fields
-    carry over between runs (the scheduler runs projects again and again)."""
-
-    def __init__(self) -> None:
-        self._connectors: dict[tuple[str, str], Connector] = {}
-
-    def __call__(self, loaded: LoadedConfig, source_name: str) -> Connector:
-        key = (str(loaded.path), source_name)
-        connector = self._connectors.get(key)
-        if connector is None:
-            connector = self._connectors[key] = connector_for(loaded, source_name)
-        return connector

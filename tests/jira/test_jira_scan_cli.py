@@ -11,6 +11,9 @@ from fake_jira_data import adf, link, make_issue, para
 from typer.testing import CliRunner
 
 from refinebot.cli import app
+from refinebot.config import load_config
+from refinebot.pipeline import run
+from rules.registry import build_registry
 
 
 def _config(tmp_path: Path, site: Site, env: str) -> Path:
@@ -89,22 +92,24 @@ def test_scan_reports_bad_credentials_as_a_failed_project(fake_jira, tmp_path: P
     assert "not-the-token" not in result.output
 
 
-def test_projects_sharing_a_source_share_one_connector_and_its_discovery(fake_jira, tmp_path: Path) -> None:
+def test_the_next_run_in_the_same_process_is_incremental_and_full_forces_a_full_sync(
+    fake_jira, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     site = fake_jira.new_site(cloud=True)
-    make_issue(site, 1)
-    make_issue(site, 2)
-    env = "REFINEBOT_FAKE_JIRA_SHARED_TOKEN"
-    config = _config(tmp_path, site, env)
-    config.write_text(config.read_text() + '\n[projects.SHOP2]\nsource = "jira"\nquery = "project = SHOP"\n')
+    for number in range(1, 4):
+        make_issue(site, number)
+    env = "REFINEBOT_FAKE_JIRA_REPEAT_TOKEN"
+    monkeypatch.setenv(env, site.token)
+    loaded = load_config(_config(tmp_path, site, env), build_registry(plugins=False))
 
-    result = CliRunner().invoke(
-        app, ["scan", "--config", str(config), "--format", "json"], env={env: site.token}
-    )
+    runs = [run(loaded), run(loaded), run(loaded, full=True)]
 
-    assert result.exit_code == 0, result.output
-    assert {f["project"] for f in json.loads(result.stdout)} <= {"SHOP", "SHOP2"}
-    # Field discovery (/field) runs once for both projects: the pipeline reuses the source's connector.
-    assert (
-        len(site.requests("GET", "/rest/api/3/field")) + len(site.requests("GET", "/rest/api/2/field")) == 1
-    )
-    assert len([e for e in site.requests("GET", "/rest/api/3/search/jql") if "jql" in e.query]) == 2
+    assert [len(r.issues) for results in runs for r in results] == [3, 3, 3]
+    searches = [
+        e.query["jql"][0].lower() for e in site.requests("GET", "/rest/api/3/search/jql") if "jql" in e.query
+    ]
+    assert len(searches) == 3
+    assert "updated" not in searches[0]
+    assert "updated >=" in searches[1]  # the source's state remembered the first sync
+    assert "updated" not in searches[2]
+    assert len(site.requests("GET", "/rest/api/3/field")) == 1  # discovery cached for the source

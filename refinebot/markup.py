@@ -15,12 +15,12 @@ from typing import Any
 
 _FENCE = "```"
 _BLANK_RUNS = re.compile(r"\n{3,}")
-_TRAILING_WS = re.compile(r"[ \t]+\n")
 
 
 def _tidy(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\xa0", " ")
-    text = _TRAILING_WS.sub("\n", text)
+    # rstrip per line, not a regex: "[ \t]+\n" is quadratic on long runs of spaces.
+    text = "\n".join(line.rstrip(" \t") for line in text.split("\n"))
     return _BLANK_RUNS.sub("\n\n", text).strip()
 
 
@@ -28,43 +28,69 @@ def _tidy(text: str) -> str:
 
 
 def adf_to_text(doc: Mapping[str, Any] | None) -> str:
-    """Plain text of an ADF document (Jira Cloud v3 description, comment or textarea field)."""
-    if not doc:
+    """Plain text of an ADF document (Jira Cloud v3 description, comment or textarea field).
+
+    Tolerant of malformed documents: nodes that are not objects and content that is not a list are skipped,
+    so a broken field loses its broken part, never the whole issue.
+    """
+    if not isinstance(doc, Mapping):
         return ""
     lines: list[str] = []
-    _adf_blocks(doc.get("content") or [], lines, depth=0)
+    _adf_blocks(_children(doc), lines, depth=0)
     return _tidy("\n".join(lines))
+
+
+def _children(node: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    content = node.get("content")
+    if not isinstance(content, list):
+        return []
+    return [child for child in content if isinstance(child, Mapping)]
+
+
+def _attrs(node: Mapping[str, Any]) -> Mapping[str, Any]:
+    attrs = node.get("attrs")
+    return attrs if isinstance(attrs, Mapping) else {}
+
+
+_INLINE_ATTR_TEXT = {
+    "mention": ("text",),
+    "emoji": ("text", "shortName"),
+    "inlineCard": ("url",),
+    "blockCard": ("url",),
+    "date": ("timestamp",),
+    "status": ("text",),
+}
+_LISTS = ("bulletList", "orderedList", "taskList")
 
 
 def _adf_inline(nodes: Iterable[Mapping[str, Any]]) -> str:
     parts: list[str] = []
     for node in nodes:
         kind = node.get("type")
-        attrs = node.get("attrs") or {}
         if kind == "text":
             parts.append(str(node.get("text", "")))
         elif kind == "hardBreak":
             parts.append("\n")
-        elif kind == "mention":
-            parts.append(str(attrs.get("text") or "@user"))
-        elif kind == "emoji":
-            parts.append(str(attrs.get("text") or attrs.get("shortName") or ""))
-        elif kind in ("inlineCard", "blockCard"):
-            parts.append(str(attrs.get("url") or ""))
-        elif kind == "date":
-            parts.append(str(attrs.get("timestamp") or ""))
-        elif kind == "status":
-            parts.append(str(attrs.get("text") or ""))
-        elif node.get("content"):
-            parts.append(_adf_inline(node["content"]))
+        elif kind in _INLINE_ATTR_TEXT:
+            attrs = _attrs(node)
+            parts.append(next((str(attrs[k]) for k in _INLINE_ATTR_TEXT[kind] if attrs.get(k)), ""))
+        else:
+            parts.append(_adf_inline(_children(node)))
     return "".join(parts)
+
+
+def _order(node: Mapping[str, Any]) -> int:
+    try:
+        return int(_attrs(node).get("order", 1) or 1)
+    except (TypeError, ValueError):
+        return 1
 
 
 def _adf_blocks(nodes: Iterable[Mapping[str, Any]], lines: list[str], depth: int) -> None:
     indent = "  " * depth
     for node in nodes:
         kind = node.get("type")
-        content = node.get("content") or []
+        content = _children(node)
         if kind in ("paragraph", "heading"):
             text = _adf_inline(content)
             if kind == "heading":
@@ -72,16 +98,19 @@ def _adf_blocks(nodes: Iterable[Mapping[str, Any]], lines: list[str], depth: int
             lines.extend(indent + line for line in text.split("\n"))
             if kind == "heading":
                 lines.append("")
-        elif kind in ("bulletList", "orderedList", "taskList"):
-            start = int((node.get("attrs") or {}).get("order", 1) or 1)
-            for number, item in enumerate(content, start=start):
+        elif kind in _LISTS:
+            number = _order(node)
+            for item in content:
+                if item.get("type") in _LISTS:  # a nested list directly inside a list (ADF task lists)
+                    _adf_blocks([item], lines, depth + 1)
+                    continue
                 if kind == "bulletList":
                     marker = "- "
                 elif kind == "orderedList":
                     marker = f"{number}. "
+                    number += 1
                 else:
-                    done = (item.get("attrs") or {}).get("state") == "DONE"
-                    marker = "[x] " if done else "[ ] "
+                    marker = "[x] " if _attrs(item).get("state") == "DONE" else "[ ] "
                 _adf_list_item(item, marker, lines, depth)
         elif kind == "codeBlock":
             lines.append(indent + _FENCE)
@@ -91,25 +120,33 @@ def _adf_blocks(nodes: Iterable[Mapping[str, Any]], lines: list[str], depth: int
             lines.append("")
         elif kind == "table":
             for row in content:
-                cells = [_adf_cell_text(cell) for cell in row.get("content") or []]
+                cells = [_adf_cell_text(cell) for cell in _children(row)]
                 lines.append(indent + " | ".join(cells))
-        elif kind in ("text", "hardBreak", "mention", "emoji", "inlineCard", "date", "status"):
+        elif kind in ("expand", "nestedExpand"):
+            # An expand's title is a heading in all but name ("Acceptance criteria" folded away).
+            title = _attrs(node).get("title")
+            if title:
+                lines.extend(["", indent + str(title), ""])
+            _adf_blocks(content, lines, depth)
+        elif kind == "text" or kind == "hardBreak" or kind in _INLINE_ATTR_TEXT:
             lines.append(indent + _adf_inline([node]))
         elif content:
-            # blockquote, panel, expand, layoutSection, mediaSingle...: their children carry the text.
+            # blockquote, panel, layoutSection, mediaSingle...: their children carry the text.
             _adf_blocks(content, lines, depth)
 
 
 def _adf_list_item(item: Mapping[str, Any], marker: str, lines: list[str], depth: int) -> None:
     indent = "  " * depth
-    children = item.get("content") or []
+    children = _children(item)
     if item.get("type") == "taskItem":
-        lines.append(indent + marker + _adf_inline(children))
+        inline = [c for c in children if c.get("type") not in _LISTS]
+        lines.append(indent + marker + _adf_inline(inline))
+        _adf_blocks([c for c in children if c.get("type") in _LISTS], lines, depth + 1)
         return
     first = True
     for child in children:
         if first and child.get("type") == "paragraph":
-            lines.append(indent + marker + _adf_inline(child.get("content") or []))
+            lines.append(indent + marker + _adf_inline(_children(child)))
             first = False
             continue
         first = False
@@ -120,7 +157,7 @@ def _adf_list_item(item: Mapping[str, Any], marker: str, lines: list[str], depth
 
 def _adf_cell_text(cell: Mapping[str, Any]) -> str:
     inner: list[str] = []
-    _adf_blocks(cell.get("content") or [], inner, 0)
+    _adf_blocks(_children(cell), inner, 0)
     return " ".join(line.strip() for line in inner if line.strip())
 
 
@@ -132,11 +169,13 @@ _WIKI_BLOCK = re.compile(r"\{(code|noformat)(?::[^}]*)?\}", re.IGNORECASE)
 _WIKI_QUOTE = re.compile(r"^\s*bq\.\s*")
 _WIKI_LINK = re.compile(r"\[([^|\]\[]*)\|([^\]\[]*)\]")
 _WIKI_BARE_LINK = re.compile(r"\[((?:https?|mailto|file):[^\]\[\s]*)\]")
-_WIKI_MONO = re.compile(r"\{\{(.*?)\}\}")
+# Spans are bounded (and single-line) so that unclosed markers cannot make matching quadratic.
+_WIKI_MONO = re.compile(r"\{\{([^\n]{0,500}?)\}\}")
 _WIKI_COLOR = re.compile(r"\{color(?::[^}]*)?\}|\{quote\}|\{panel(?::[^}]*)?\}", re.IGNORECASE)
 # A panel's title is a heading in all but name ({panel:title=Acceptance criteria}).
 _WIKI_PANEL_TITLE = re.compile(r"^\s*\{panel:(?:[^}]*\|)?title=([^|}]*)[^}]*\}\s*(.*)$", re.IGNORECASE)
-_WIKI_EMPH = re.compile(r"(?<![\w*])([*_+\-^~?]{1,2})(?=\S)([^\n]*?\S)\1(?![\w*])")
+_WIKI_EMPH = re.compile(r"(?<![\w*])([*_+\-^~?]{1,2})(?=\S)([^\n]{0,300}?\S)\1(?![\w*])")
+_WIKI_RULE = re.compile(r"^\s*-{4,}\s*$")
 _WIKI_IMAGE = re.compile(r"!([^!\s|]+)(?:\|[^!]*)?!")
 _WIKI_TABLE = re.compile(r"\|\|?")
 
@@ -177,6 +216,8 @@ def _wiki_inline(text: str) -> str:
 
 
 def _wiki_line(line: str) -> str:
+    if _WIKI_RULE.match(line):
+        return ""
     panel = _WIKI_PANEL_TITLE.match(line)
     if panel:
         rest = _wiki_line(panel.group(2)) if panel.group(2).strip() else ""
@@ -233,8 +274,11 @@ class _HtmlText(HTMLParser):
         self.lists: list[list[int]] = []  # stack of [ordered(0/1), counter]
         self.skip = 0
         self.pre = 0
+        self.item_open = False  # a list marker was written and its text has not come yet
 
     def _newline(self) -> None:
+        if self.item_open:
+            return  # <li><p>text</p></li>: the paragraph belongs on the marker's line
         if self.parts and not self.parts[-1].endswith("\n"):
             self.parts.append("\n")
 
@@ -245,8 +289,10 @@ class _HtmlText(HTMLParser):
             self._newline()
             self.parts.append("\n")
         elif tag in ("ul", "ol"):
+            self.item_open = False
             self._newline()
-            self.lists.append([1 if tag == "ol" else 0, 0])
+            start = dict(attrs).get("start") or "1"
+            self.lists.append([1 if tag == "ol" else 0, int(start) - 1 if start.isdigit() else 0])
         elif tag == "li":
             self._newline()
             depth = max(len(self.lists) - 1, 0)
@@ -255,6 +301,7 @@ class _HtmlText(HTMLParser):
                 self.parts.append("  " * depth + f"{self.lists[-1][1]}. ")
             else:
                 self.parts.append("  " * depth + "- ")
+            self.item_open = True
         elif tag == "br":
             self.parts.append("\n")
         elif tag == "pre":
@@ -270,6 +317,8 @@ class _HtmlText(HTMLParser):
             self._newline()
 
     def handle_endtag(self, tag: str) -> None:
+        if tag in ("li", "ul", "ol"):
+            self.item_open = False
         if tag in _SKIP_TAGS:
             self.skip = max(self.skip - 1, 0)
         elif tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
@@ -290,8 +339,10 @@ class _HtmlText(HTMLParser):
             return
         if not self.pre:
             data = re.sub(r"[ \t\r\n]+", " ", data)
-            if self.parts and self.parts[-1].endswith("\n"):
+            if self.parts and self.parts[-1].endswith(("\n", ". ", "- ")):
                 data = data.lstrip()
+        if data.strip():
+            self.item_open = False
         self.parts.append(data)
 
 
@@ -307,10 +358,11 @@ def html_to_text(text: str | None) -> str:
 
 # --- Markdown ------------------------------------------------------------------------------------
 
-_MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
+_MD_HEADING = re.compile(r" {0,3}#{1,6}(?:[ \t]+|$)")
 _MD_LIST = re.compile(r"^(\s*)([-*+]|\d+[.)])\s+(\[[ xX]\]\s+)?(.*)$")
 _MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
-_MD_EMPH = re.compile(r"(\*\*|__|\*|_|~~)(?=\S)(.+?)(?<=\S)\1")
+# Underscores only count at word edges (snake_case stays); spans are bounded and single-line.
+_MD_EMPH = re.compile(r"(\*\*|\*|~~|(?<!\w)__|(?<!\w)_)(?=\S)([^\n]{1,300}?)(?<=\S)\1(?!\w)")
 _MD_CODE = re.compile(r"`([^`]+)`")
 
 
@@ -330,7 +382,8 @@ def markdown_to_text(text: str | None) -> str:
             continue
         heading = _MD_HEADING.match(line)
         if heading:
-            out.extend(["", _md_inline(heading.group(1)), ""])
+            title = _strip_closing_hashes(line[heading.end() :].rstrip())
+            out.extend(["", _md_inline(title.strip()), ""])
             continue
         listed = _MD_LIST.match(line)
         if listed:
@@ -346,6 +399,14 @@ def markdown_to_text(text: str | None) -> str:
             continue
         out.append(_md_inline(line.lstrip(">").lstrip() if line.lstrip().startswith(">") else line))
     return _tidy("\n".join(out))
+
+
+def _strip_closing_hashes(title: str) -> str:
+    """``## Title ##`` -> ``Title`` (string ops: a regex here is quadratic on long runs of spaces)."""
+    bare = title.rstrip("#")
+    if bare != title and (not bare or bare[-1] in " \t"):
+        return bare.rstrip()
+    return title
 
 
 def _md_inline(text: str) -> str:

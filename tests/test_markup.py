@@ -138,3 +138,100 @@ def test_large_input_is_linear() -> None:
     big = "*" * 50_000 + "_" * 50_000
     assert len(wiki_to_text(big)) <= 100_000
     assert markdown_to_text("**" * 25_000).count("*") <= 50_000
+
+
+def test_adf_tolerates_malformed_nodes_and_keeps_expand_titles() -> None:
+    doc = {
+        "type": "doc",
+        "version": 1,
+        "content": [
+            "stray string",
+            {"type": "paragraph", "content": {"not": "a list"}},
+            {
+                "type": "orderedList",
+                "attrs": {"order": "a"},
+                "content": [
+                    {
+                        "type": "listItem",
+                        "content": [{"type": "paragraph", "content": [{"type": "text", "text": "one"}]}],
+                    },
+                    {
+                        "type": "listItem",
+                        "content": [{"type": "paragraph", "content": [{"type": "text", "text": "two"}]}],
+                    },
+                ],
+            },
+            {
+                "type": "expand",
+                "attrs": {"title": "Acceptance criteria"},
+                "content": [
+                    {
+                        "type": "bulletList",
+                        "content": [
+                            {
+                                "type": "listItem",
+                                "content": [
+                                    {"type": "paragraph", "content": [{"type": "text", "text": "totals"}]}
+                                ],
+                            }
+                        ],
+                    }
+                ],
+            },
+            {
+                "type": "taskList",
+                "attrs": {"localId": "a"},
+                "content": [
+                    {
+                        "type": "taskItem",
+                        "attrs": {"localId": "b", "state": "DONE"},
+                        "content": [{"type": "text", "text": "outer"}],
+                    },
+                    {
+                        "type": "taskList",
+                        "attrs": {"localId": "c"},
+                        "content": [
+                            {
+                                "type": "taskItem",
+                                "attrs": {"localId": "d", "state": "TODO"},
+                                "content": [{"type": "text", "text": "inner"}],
+                            }
+                        ],
+                    },
+                ],
+            },
+        ],
+    }
+    assert adf_to_text(doc) == "1. one\n2. two\n\nAcceptance criteria\n\n- totals\n[x] outer\n  [ ] inner"
+    assert adf_to_text("not a doc") == ""  # type: ignore[arg-type]
+
+
+def test_markup_keeps_words_and_numbers() -> None:
+    assert markdown_to_text("snake_case_names and a__b__c and _em_ and **bold**") == (
+        "snake_case_names and a__b__c and em and bold"
+    )
+    assert html_to_text("<ul><li><p>text</p></li><li></li><li>b</li></ul><ol start=3><li>c</li></ol>") == (
+        "- text\n-\n- b\n3. c"
+    )
+    assert wiki_to_text("above\n----\nbelow") == "above\n\nbelow"
+    assert markdown_to_text("#not a heading\n###   Spaced ###") == "#not a heading\n\nSpaced"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "# a" + " " * 20_000 + "b",
+        "_a " * 17_000,
+        "~~x " * 12_500,
+        "*.log " * 8_000,
+        "a" + " " * 50_000 + "b",
+    ],
+)
+def test_pathological_markdown_and_whitespace_inputs_finish(text: str) -> None:
+    # These took seconds to minutes with unbounded regexes; now each is linear (no timing asserted).
+    assert len(markdown_to_text(text)) <= len(text)
+
+
+@pytest.mark.parametrize("text", ["*a " * 17_000, "{{a " * 12_500, "*.log " * 8_000, "-" * 50_000])
+def test_pathological_wiki_inputs_finish(text: str) -> None:
+    assert len(wiki_to_text(text)) <= len(text)

@@ -8,74 +8,8 @@ from collections.abc import Iterator
 from pydantic import Field
 
 from refinebot.models import Finding, Issue, IssueType, Severity
+from rules.acceptance import find_acceptance_criteria, has_content
 from rules.base import IssueRule, RuleContext, RuleOptions
-
-_PLACEHOLDERS = frozenset(
-    {"", "tbd", "tba", "todo", "to do", "n/a", "na", "none", "-", "--", "?", "...", "wip"}
-)
-
-# "Acceptance criteria" as a heading on a line of its own (optionally with up to three words before it, as in
-# "Product Acceptance Criteria", or list/quote markers), or as a label followed by a colon anywhere: real exports
-# collapse newlines, so "...steps. Acceptance Criteria: * user can ..." must count too.
-_AC_HEADING = re.compile(
-    r"^[ \t]*(?:[-*#>]+[ \t]*)?(?:[A-Za-z]+[ \t]+){0,3}?acceptance[ \t]+criteri(?:a|on|as)[ \t]*[:\-–—]?[ \t]*$",
-    re.IGNORECASE | re.MULTILINE,
-)
-# Exports that collapse newlines into runs of spaces ("...task.    h2.  Acceptance Criteria  # Implement ...")
-# keep a heading recognisable by the gap around it.
-_AC_COLLAPSED = re.compile(
-    r"(?:(?:^|[ \t]{2,})(?:[A-Za-z]+[ \t]+){0,2}?acceptance[ \t]+criteri(?:a|on|as)[ \t]*[:\-–—]?[ \t]{2,}"
-    r"|\bh[1-6]\.[ \t]*(?:[A-Za-z]+[ \t]+){0,2}?acceptance[ \t]+criteri(?:a|on|as)[ \t]*[:\-–—]?[ \t]+)(?=\S)",
-    re.IGNORECASE | re.MULTILINE,
-)
-_AC_LABEL = re.compile(r"\bacceptance[ \t]+criteri(?:a|on|as)[ \t]*:", re.IGNORECASE)
-# "AC:" / "ACs:" / "AC -" must be upper case: "ac" in prose is not a label.
-_AC_SHORT = re.compile(
-    r"(?:^|[\n.!?][ \t]*|[ \t]{2,})(?:[-*][ \t]*)?ACs?[ \t]*(?::|[-–—][ \t])", re.MULTILINE
-)
-# Given/When/Then scenarios: Given and Then each opening a line (Gherkin), or all three capitalised on one line.
-_GWT_LINES = re.compile(
-    r"^[ \t]*(?:[-*]|\d+[.)])?[ \t]*Given\b.*?^[ \t]*(?:[-*]|\d+[.)])?[ \t]*(?:And[ \t]+)?Then\b",
-    re.MULTILINE | re.DOTALL | re.IGNORECASE,
-)
-_GWT_INLINE = re.compile(r"\bGiven\b[^\n]{1,400}?\bWhen\b[^\n]{1,400}?\bThen\b")
-_FOLLOWING = 240
-
-
-def _has_content(text: str) -> bool:
-    """True when ``text`` (what follows an AC heading) holds something other than a placeholder."""
-    lines = [line.strip(" \t-*:[]") for line in text.splitlines()]
-    meaningful = [line for line in lines if line.strip()]
-    if not meaningful:
-        return False
-    first = meaningful[0].strip().lower().rstrip(".")
-    return not (first in _PLACEHOLDERS and len(meaningful) == 1)
-
-
-def find_acceptance_criteria(text: str) -> str | None:
-    """Where AC is written in a plain-text description: ``heading``, ``label``, ``gherkin``, or None."""
-    if not text:
-        return None
-    # Cheap substring tests first: most descriptions contain none of the markers, and the regexes are
-    # the hot path of the whole rule set.
-    lower = text.lower()
-    if "criteri" in lower:
-        for match in _AC_HEADING.finditer(text):
-            if _has_content(text[match.end() : match.end() + _FOLLOWING]):
-                return "heading"
-        for match in _AC_LABEL.finditer(text):
-            if _has_content(text[match.end() : match.end() + _FOLLOWING]):
-                return "label"
-        for match in _AC_COLLAPSED.finditer(text):
-            if _has_content(text[match.end() : match.end() + _FOLLOWING]):
-                return "heading"
-    if "AC" in text:
-        for match in _AC_SHORT.finditer(text):
-            if _has_content(text[match.end() : match.end() + _FOLLOWING]):
-                return "label"
-    if "given" in lower and "then" in lower and (_GWT_LINES.search(text) or _GWT_INLINE.search(text)):
-        return "gherkin"
-    return None
 
 
 class AcceptanceCriteriaOptions(RuleOptions):
@@ -99,7 +33,7 @@ class MissingAcceptanceCriteria(IssueRule):
     Options = AcceptanceCriteriaOptions
 
     def check(self, issue: Issue, ctx: RuleContext) -> Iterator[Finding]:
-        if issue.acceptance_criteria and _has_content(issue.acceptance_criteria):
+        if issue.acceptance_criteria and has_content(issue.acceptance_criteria):
             return
         if find_acceptance_criteria(issue.description):
             return

@@ -11,7 +11,7 @@ from typing import Any
 
 from connectors.field_values import parse_datetime, parse_number
 from connectors.mapping_errors import MappingError
-from refinebot.markup import html_to_text
+from refinebot.markup import html_to_text, markdown_to_text
 from refinebot.models import (
     Issue,
     IssueType,
@@ -79,7 +79,9 @@ def _identity(value: Any) -> str | None:
 
 def html_url(raw: Mapping[str, Any]) -> str | None:
     """The web URL of a work item from ``_links.html`` or its REST URL."""
-    link = ((raw.get("_links") or {}).get("html") or {}).get("href")
+    links = raw.get("_links")
+    html = links.get("html") if isinstance(links, Mapping) else None
+    link = html.get("href") if isinstance(html, Mapping) else None
     if link:
         return str(link)
     api = raw.get("url")
@@ -89,6 +91,15 @@ def html_url(raw: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _rich_text(raw: Mapping[str, Any], name: str) -> str:
+    """A multi-line field as plain text: HTML by default, Markdown where ``multilineFieldsFormat`` says so."""
+    value = str((raw.get("fields") or {}).get(name) or "")
+    formats = raw.get("multilineFieldsFormat")
+    if isinstance(formats, Mapping) and str(formats.get(name, "")).lower() == "markdown":
+        return markdown_to_text(value)
+    return html_to_text(value)
+
+
 def map_work_item(
     raw: Mapping[str, Any],
     process: AdoProcess | None = None,
@@ -96,7 +107,26 @@ def map_work_item(
     target_categories: Mapping[str, StatusCategory] | None = None,
     source_kind: SourceKind = SourceKind.AZURE_DEVOPS,
 ) -> Issue:
-    """One work item JSON object to an ``Issue``; ``target_categories`` gives linked items' categories."""
+    """One work item JSON object to an ``Issue``; ``target_categories`` gives linked items' categories.
+
+    Raises ``MappingError`` naming the work item and the field for anything malformed.
+    """
+    try:
+        return _map_work_item(raw, process, target_categories=target_categories, source_kind=source_kind)
+    except MappingError:
+        raise
+    except (AttributeError, TypeError, ValueError) as exc:  # a shape no check below foresaw
+        record = str(raw.get("id") or "<work item>") if isinstance(raw, Mapping) else "<work item>"
+        raise MappingError(record, "?", f"malformed work item: {exc}") from None
+
+
+def _map_work_item(
+    raw: Mapping[str, Any],
+    process: AdoProcess | None = None,
+    *,
+    target_categories: Mapping[str, StatusCategory] | None = None,
+    source_kind: SourceKind = SourceKind.AZURE_DEVOPS,
+) -> Issue:
     process = process or AdoProcess()
     if not isinstance(raw, Mapping):
         raise MappingError("<work item>", "work item", "expected a JSON object")
@@ -131,8 +161,10 @@ def map_work_item(
         raise MappingError(key, "relations", "expected a list")
     categories = target_categories or {}
     for relation in relations:
-        kind = RELATION_KINDS.get(str((relation or {}).get("rel", "")))
-        url = (relation or {}).get("url")
+        if not isinstance(relation, Mapping):
+            raise MappingError(key, "relations", "expected a list of objects")
+        kind = RELATION_KINDS.get(str(relation.get("rel", "")))
+        url = relation.get("url")
         if kind is None or not isinstance(url, str):
             continue  # attachments, hyperlinks, commits: not issue links
         target = work_item_id_from_url(url)
@@ -156,8 +188,8 @@ def map_work_item(
         type=IssueType.from_name(raw_type),
         raw_type=raw_type,
         title=title.strip(),
-        description=html_to_text(str(fields.get("System.Description") or "")),
-        acceptance_criteria=html_to_text(str(ac)) if ac else None,
+        description=_rich_text(raw, "System.Description"),
+        acceptance_criteria=_rich_text(raw, "Microsoft.VSTS.Common.AcceptanceCriteria") if ac else None,
         story_points=points,
         status=state,
         status_category=process.category(raw_type, state),

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
 from connectors.ado_json import map_work_item
 from connectors.base import ConnectorError, FetchResult
+from connectors.field_values import parse_number
 from connectors.jira_json import (
     JiraFieldMap,
     issues_from_search_pages,
@@ -56,27 +58,45 @@ _POINT_COLUMNS = (
 class FileConnector:
     """A ``Connector`` over one exported file; the format is detected from the content."""
 
-    def __init__(self, source: FileSourceConfig, path: Path) -> None:
+    def __init__(self, source: FileSourceConfig, path: Path, tz: tzinfo = UTC) -> None:
         self.source = source
         self.path = path
+        self.tz = tz
 
     def fetch(self, project: str, query: str | None, *, full: bool = False) -> FetchResult:
-        """Every item in the file; when items carry project keys, only those of ``project``."""
-        issues = read_backlog_file(self.path, self.source)
-        mine = [issue for issue in issues if issue.project == project]
+        """The items of ``project`` in the file (matched by project key or name, case-insensitively).
+
+        A file whose items carry no project is read whole; a file of other projects only is an error, so a
+        typo in the project key cannot report another team's backlog under this one's name.
+        """
+        issues = read_backlog_file(self.path, self.source, tz=self.tz)
         if query:
-            logger.info("%s: file sources ignore the query; all items of the file are used", project)
-        return FetchResult(issues=mine or issues, full=True, synced_at=datetime.now(UTC))
+            logger.info("%s: file sources ignore the query; the file's items are used", project)
+        projects = {issue.project for issue in issues if issue.project}
+        if not projects:
+            return FetchResult(issues=issues, full=True, synced_at=datetime.now(UTC))
+        wanted = project.casefold()
+        mine = [issue for issue in issues if issue.project.casefold() == wanted]
+        if not mine:
+            raise ConnectorError(
+                f"{self.path}: no items of project {project!r}; the file holds "
+                f"{', '.join(sorted(projects)[:10])} (use one of these as the project key)"
+            )
+        return FetchResult(issues=mine, full=True, synced_at=datetime.now(UTC))
 
 
-def read_backlog_file(path: Path, source: FileSourceConfig | None = None) -> list[Issue]:
-    """Issues from a Jira CSV export, a Jira search response (one page or a list of pages) or ADO JSON."""
+def read_backlog_file(path: Path, source: FileSourceConfig | None = None, *, tz: tzinfo = UTC) -> list[Issue]:
+    """Issues from a Jira CSV export, a Jira search response (one page or a list of pages) or ADO JSON.
+
+    CSV dates carry no zone and are read in ``tz`` (the config's ``timezone``). An item that appears twice
+    (overlapping pages) is kept once, as last seen.
+    """
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise ConnectorError(f"{path}: cannot read: {exc.strerror}") from None
     if path.suffix.lower() == ".csv":
-        return _read_jira_csv(path, raw)
+        return _unique(_read_jira_csv(path, raw, tz))
     try:
         data = json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError:
@@ -86,11 +106,19 @@ def read_backlog_file(path: Path, source: FileSourceConfig | None = None) -> lis
             f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
         ) from None
     try:
-        return _read_json(data, source)
+        return _unique(_read_json(data, source))
     except MappingError as exc:
         raise ConnectorError(f"{path}: record {exc.record}: field {exc.field!r}: {exc.reason}") from None
     except ValueError as exc:
         raise ConnectorError(f"{path}: {exc}") from None
+
+
+def _unique(issues: list[Issue]) -> list[Issue]:
+    by_key: dict[str, Issue] = {}
+    for issue in issues:
+        by_key.pop(issue.key, None)  # keep the position of the last occurrence too
+        by_key[issue.key] = issue
+    return list(by_key.values())
 
 
 def _read_json(data: Any, source: FileSourceConfig | None) -> list[Issue]:
@@ -152,12 +180,14 @@ def _with_index(mapper: Any, item: Any, index: int) -> Issue:
 # --- Jira CSV export -----------------------------------------------------------------------------
 
 
-def _read_jira_csv(path: Path, raw: bytes) -> list[Issue]:
+def _read_jira_csv(path: Path, raw: bytes, tz: tzinfo) -> list[Issue]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ConnectorError(f"{path}: not UTF-8 text (export the CSV as UTF-8)") from None
-    rows = csv.reader(text.splitlines(keepends=True))
+    # newline="" lets the csv module own line endings: quoted cells keep their newlines, and U+2028 or form
+    # feeds inside cells are not taken for row ends (str.splitlines would).
+    rows = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(rows)
     except StopIteration:
@@ -179,7 +209,7 @@ def _read_jira_csv(path: Path, raw: bytes) -> list[Issue]:
                 f"{path}: row {line_no}: has {len(row)} cells but the header has {len(columns)}"
             )
         try:
-            issues.append(_map_csv_row(columns, row))
+            issues.append(_map_csv_row(columns, row, tz))
         except MappingError as exc:
             raise ConnectorError(
                 f"{path}: row {line_no} ({exc.record}): field {exc.field!r}: {exc.reason}"
@@ -192,23 +222,23 @@ def _numbered(rows: Iterator[list[str]]) -> Iterator[tuple[int, list[str]]]:
     yield from enumerate(rows, start=2)
 
 
-def _csv_date(value: str, record: str, column: str) -> datetime | None:
+def _csv_date(value: str, record: str, column: str, tz: tzinfo) -> datetime | None:
     value = value.strip()
     if not value:
         return None
     for fmt in _CSV_DATE_FORMATS:
         try:
-            return datetime.strptime(value, fmt).replace(tzinfo=UTC)
+            return datetime.strptime(value, fmt).replace(tzinfo=tz)
         except ValueError:
             continue
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise MappingError(record, column, f"not a date: {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
 
 
-def _map_csv_row(columns: Sequence[str], row: Sequence[str]) -> Issue:
+def _map_csv_row(columns: Sequence[str], row: Sequence[str], tz: tzinfo) -> Issue:
     single: dict[str, str] = {}
     multi: dict[str, list[str]] = {}
     links: list[Link] = []
@@ -232,12 +262,7 @@ def _map_csv_row(columns: Sequence[str], row: Sequence[str]) -> Issue:
     if not title:
         raise MappingError(key, "Summary", "empty")
     points_raw = next((single[c] for c in _POINT_COLUMNS if single.get(c)), "")
-    points = None
-    if points_raw:
-        try:
-            points = float(points_raw)
-        except ValueError:
-            raise MappingError(key, "Story Points", f"not a number: {points_raw!r}") from None
+    points = parse_number(points_raw, key, "Story Points", allow_negative=False)
     status = single.get("status", "")
     category_name = single.get("status category", "").lower()
     category = {
@@ -272,8 +297,8 @@ def _map_csv_row(columns: Sequence[str], row: Sequence[str]) -> Issue:
         labels=tuple(multi.get("labels", [])),
         assignee=single.get("assignee") or None,
         reporter=single.get("reporter") or None,
-        created=_csv_date(single.get("created", ""), key, "Created"),
-        updated=_csv_date(single.get("updated", ""), key, "Updated"),
+        created=_csv_date(single.get("created", ""), key, "Created", tz),
+        updated=_csv_date(single.get("updated", ""), key, "Updated", tz),
         sprint=sprints[-1][0] if sprints else None,
         parent=parent,
         links=tuple(links),

@@ -109,7 +109,8 @@ class JiraFieldMap:
 def link_kind_from_text(text: str) -> LinkKind:
     """Classify a link by its direction text ("is blocked by"), which is stable where type names vary."""
     lowered = " ".join(text.lower().split())
-    if "blocked by" in lowered or lowered.startswith(("depends on", "is dependent on", "requires")):
+    # Direction texts first; bare type names ("Blocker", "Duplicate", "Dependency") read outward.
+    if "blocked by" in lowered or lowered.startswith(("depends on", "is dependent on", "requires", "depend")):
         return LinkKind.BLOCKED_BY
     if lowered.startswith(
         (
@@ -119,12 +120,13 @@ def link_kind_from_text(text: str) -> LinkKind:
             "is a dependency",
             "is required by",
             "is a blocker",
+            "block",
         )
     ):
         return LinkKind.BLOCKS
     if "duplicated by" in lowered or lowered.startswith("has duplicate"):
         return LinkKind.DUPLICATED_BY
-    if lowered.startswith(("duplicates", "is a duplicate", "is duplicate of")):
+    if lowered.startswith(("duplicate", "is a duplicate", "is duplicate of")):
         return LinkKind.DUPLICATES
     if lowered.startswith(("is child of", "is subtask of", "is a child of")):
         return LinkKind.PARENT
@@ -188,6 +190,42 @@ def parse_sprints(value: Any) -> list[tuple[str, str]]:
     return result
 
 
+def _obj(value: Any, record: str, field: str) -> Mapping[str, Any]:
+    """An optional JSON object: None reads as empty; anything else that is not an object is an error."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise MappingError(record, field, f"expected an object, got {type(value).__name__}")
+    return value
+
+
+def _category(issue_ref: Mapping[str, Any], record: str, field: str) -> StatusCategory | None:
+    fields = _obj(issue_ref.get("fields"), record, f"{field}.fields")
+    status = _obj(fields.get("status"), record, f"{field}.fields.status")
+    return StatusCategory.from_jira_key(_obj(status.get("statusCategory"), record, field).get("key"))
+
+
+_REVERSE = {
+    LinkKind.BLOCKS: LinkKind.BLOCKED_BY,
+    LinkKind.BLOCKED_BY: LinkKind.BLOCKS,
+    LinkKind.DUPLICATES: LinkKind.DUPLICATED_BY,
+    LinkKind.DUPLICATED_BY: LinkKind.DUPLICATES,
+    LinkKind.PARENT: LinkKind.CHILD,
+    LinkKind.CHILD: LinkKind.PARENT,
+    LinkKind.RELATES: LinkKind.RELATES,
+}
+
+
+def _link_kind(link_type: Mapping[str, Any], side: str) -> LinkKind:
+    """The kind of a link from this issue's side: by the direction text, else by the type name."""
+    text = link_type.get(side)
+    if text:
+        return link_kind_from_text(str(text))
+    # Only a name ("Blocks"): it reads outward, so an inward link is the reverse.
+    kind = link_kind_from_text(str(link_type.get("name", "")))
+    return kind if side == "outward" else _REVERSE[kind]
+
+
 def _links(fields: Mapping[str, Any], record: str) -> list[Link]:
     links: list[Link] = []
     raw = fields.get("issuelinks") or []
@@ -195,34 +233,25 @@ def _links(fields: Mapping[str, Any], record: str) -> list[Link]:
         raise MappingError(record, "issuelinks", "expected a list")
     for entry in raw:
         if not isinstance(entry, Mapping):
+            raise MappingError(record, "issuelinks", "expected a list of objects")
+        link_type = _obj(entry.get("type"), record, "issuelinks.type")
+        side = "outward" if "outwardIssue" in entry else "inward" if "inwardIssue" in entry else None
+        if side is None:
             continue
-        link_type = entry.get("type") or {}
-        if "outwardIssue" in entry:
-            other, text = (
-                entry["outwardIssue"],
-                link_type.get("outward") or link_type.get("name", ""),
-            )
-        elif "inwardIssue" in entry:
-            other, text = entry["inwardIssue"], link_type.get("inward") or link_type.get("name", "")
-        else:
-            continue
-        key = other.get("key") if isinstance(other, Mapping) else None
+        other = _obj(entry[f"{side}Issue"], record, f"issuelinks.{side}Issue")
+        key = other.get("key")
         if not key:
             continue
-        status = ((other.get("fields") or {}).get("status") or {}).get("statusCategory") or {}
         links.append(
-            Link(
-                link_kind_from_text(str(text)),
-                str(key),
-                StatusCategory.from_jira_key(status.get("key")),
-            )
+            Link(_link_kind(link_type, side), str(key), _category(other, record, f"issuelinks.{side}Issue"))
         )
-    for sub in fields.get("subtasks") or []:
-        if isinstance(sub, Mapping) and sub.get("key"):
-            status = ((sub.get("fields") or {}).get("status") or {}).get("statusCategory") or {}
-            links.append(
-                Link(LinkKind.CHILD, str(sub["key"]), StatusCategory.from_jira_key(status.get("key")))
-            )
+    subtasks = fields.get("subtasks") or []
+    if not isinstance(subtasks, list):
+        raise MappingError(record, "subtasks", "expected a list")
+    for sub in subtasks:
+        sub_obj = _obj(sub, record, "subtasks")
+        if sub_obj.get("key"):
+            links.append(Link(LinkKind.CHILD, str(sub_obj["key"]), _category(sub_obj, record, "subtasks")))
     return links
 
 
@@ -242,7 +271,26 @@ def map_jira_issue(
     source_kind: SourceKind = SourceKind.JIRA,
     site: str | None = None,
 ) -> Issue:
-    """One Jira issue JSON object (as in a search response's ``issues`` array) to an ``Issue``."""
+    """One Jira issue JSON object (as in a search response's ``issues`` array) to an ``Issue``.
+
+    Raises ``MappingError`` naming the issue and the field for anything malformed, never a bare TypeError.
+    """
+    try:
+        return _map_jira_issue(raw, field_map, source_kind=source_kind, site=site)
+    except MappingError:
+        raise
+    except (AttributeError, TypeError, ValueError) as exc:  # a shape no check above foresaw
+        record = str(raw.get("key") or "<issue>") if isinstance(raw, Mapping) else "<issue>"
+        raise MappingError(record, "?", f"malformed issue: {exc}") from None
+
+
+def _map_jira_issue(
+    raw: Mapping[str, Any],
+    field_map: JiraFieldMap,
+    *,
+    source_kind: SourceKind,
+    site: str | None,
+) -> Issue:
     if not isinstance(raw, Mapping):
         raise MappingError("<issue>", "issue", "expected a JSON object")
     key = raw.get("key")
@@ -255,17 +303,18 @@ def map_jira_issue(
     if not isinstance(title, str):
         raise MappingError(key, "summary", "missing")
 
-    status = fields.get("status") or {}
-    category = StatusCategory.from_jira_key((status.get("statusCategory") or {}).get("key"))
+    status = _obj(fields.get("status"), key, "status")
+    category = StatusCategory.from_jira_key(
+        _obj(status.get("statusCategory"), key, "status.statusCategory").get("key")
+    )
     status_name = str(status.get("name") or "")
     raw_type = _name(fields.get("issuetype")) or ""
     sprints = parse_sprints(_first(fields, field_map.sprint)) if _first(fields, field_map.sprint) else []
     current = next((s for s in sprints if s[1] == "active"), None) or (sprints[-1] if sprints else None)
     ac_value = _first(fields, field_map.acceptance_criteria)
-    parent = fields.get("parent")
-    parent_key = parent.get("key") if isinstance(parent, Mapping) else None
+    parent_key = _obj(fields.get("parent"), key, "parent").get("key")
     epic = _first(fields, field_map.epic_link)
-    project = fields.get("project") or {}
+    project = _obj(fields.get("project"), key, "project")
     labels = fields.get("labels") or []
     if not isinstance(labels, list):
         raise MappingError(key, "labels", "expected a list")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -169,8 +170,11 @@ def rank_from_number(value: float) -> str:
     """Turn a numeric backlog order (ADO StackRank/BacklogPriority) into a string that sorts the same way."""
     if math.isnan(value) or math.isinf(value):
         raise ValueError(f"rank must be a finite number, got {value!r}")
-    # Offset so negative values sort below positive ones; fixed width keeps lexicographic == numeric order.
-    return f"{value + 1e15:032.6f}"
+    # The IEEE-754 bits, flipped so that unsigned order equals numeric order (all bits for negatives, the
+    # sign bit for positives): exact for every finite float, so nearby StackRank values never tie.
+    (bits,) = struct.unpack(">Q", struct.pack(">d", value + 0.0))
+    bits = bits ^ 0xFFFFFFFFFFFFFFFF if bits >> 63 else bits | (1 << 63)
+    return f"{bits:016x}"
 
 
 def _freeze(details: Mapping[str, Any]) -> Mapping[str, Any]:

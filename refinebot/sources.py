@@ -17,7 +17,7 @@ def connector_for(loaded: LoadedConfig, source_name: str) -> Connector:
     if isinstance(source, FileSourceConfig):
         from connectors.files import FileConnector
 
-        return FileConnector(source, loaded.resolve_path(source.path))
+        return FileConnector(source, loaded.resolve_path(source.path), tz=loaded.config.tz)
     if isinstance(source, AzureDevOpsSourceConfig):
         from connectors.azure_devops import AzureDevOpsConnector
 

@@ -8,13 +8,14 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from connectors.base import ConnectorError
 from connectors.files import FileConnector, read_backlog_file
 from refinebot.config import FileSourceConfig
-from refinebot.models import IssueType, Link, LinkKind, StatusCategory
+from refinebot.models import IssueType, Link, LinkKind, StatusCategory, rank_from_number
 
 
 def jira_issue(key: str, **fields: Any) -> dict[str, Any]:
@@ -471,8 +472,157 @@ def test_csv_without_required_columns(tmp_path: Path) -> None:
         read_backlog_file(path)
 
 
-def test_connector_filters_by_project_when_keys_match(tmp_path: Path) -> None:
+def test_connector_reads_only_the_configured_project(tmp_path: Path) -> None:
     path = write_json(tmp_path, {"issues": [jira_issue("A-1"), jira_issue("B-1")]})
     connector = FileConnector(FileSourceConfig(kind="file", path=path), path)
     assert [i.key for i in connector.fetch("B", None).issues] == ["B-1"]
-    assert [i.key for i in connector.fetch("OTHER", None).issues] == ["A-1", "B-1"]
+    assert [i.key for i in connector.fetch("b", None).issues] == ["B-1"]
+    with pytest.raises(ConnectorError) as caught:
+        connector.fetch("TYPO", None)
+    assert (
+        str(caught.value)
+        == f"{path}: no items of project 'TYPO'; the file holds A, B (use one of these as the project key)"
+    )
+
+
+def test_overlapping_pages_keep_each_issue_once(tmp_path: Path) -> None:
+    pages = [
+        {"issues": [jira_issue("P-1"), jira_issue("P-2")]},
+        {"issues": [jira_issue("P-2", summary="newer"), jira_issue("P-3")]},
+    ]
+    issues = read_backlog_file(write_json(tmp_path, pages))
+    assert [(i.key, i.title) for i in issues] == [
+        ("P-1", "Summary of P-1"),
+        ("P-2", "newer"),
+        ("P-3", "Summary of P-3"),
+    ]
+
+
+@pytest.mark.parametrize("points", ["nan", "inf", "-5"])
+def test_csv_story_points_must_be_a_finite_non_negative_number(tmp_path: Path, points: str) -> None:
+    base = ["T", "SHOP-1", "1", "Story", "To Do", "", "", points, "", "", "", "", "", "", "", "", "", ""]
+    path = tmp_path / "points.csv"
+    path.write_text(csv_text(CSV_HEADER, [base]), encoding="utf-8")
+    with pytest.raises(ConnectorError, match=r"row 2 \(SHOP-1\): field 'Story Points': not a"):
+        read_backlog_file(path)
+
+
+def test_csv_cells_with_line_separators_and_dates_in_the_configured_zone(tmp_path: Path) -> None:
+    row = [
+        "Line\u2028separated\x0ctitle",
+        "SHOP-1",
+        "1",
+        "Story",
+        "To Do",
+        "",
+        "multi\nline",
+        "",
+        "02/Jan/26 10:15 AM",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+    ]
+    path = tmp_path / "odd.csv"
+    path.write_text(csv_text(CSV_HEADER, [row]), encoding="utf-8")
+    (issue,) = read_backlog_file(path, tz=ZoneInfo("Europe/Berlin"))
+    assert issue.title == "Line\u2028separated\x0ctitle"
+    assert issue.description == "multi\nline"
+    assert issue.created == datetime(2026, 1, 2, 10, 15, tzinfo=ZoneInfo("Europe/Berlin"))
+
+
+def test_ado_markdown_fields_and_malformed_relations(tmp_path: Path) -> None:
+    item = {
+        "id": 5,
+        "fields": {
+            "System.Title": "md",
+            "System.Description": "Export.\n\n## Acceptance criteria\n- CSV has totals",
+        },
+        "multilineFieldsFormat": {"System.Description": "markdown"},
+        "_links": "not an object",
+    }
+    (issue,) = read_backlog_file(write_json(tmp_path, {"value": [item]}))
+    assert issue.description == "Export.\n\nAcceptance criteria\n\n- CSV has totals"
+    item["relations"] = [None, "x"]
+    path = write_json(tmp_path, {"value": [item]})
+    with pytest.raises(ConnectorError) as caught:
+        read_backlog_file(path)
+    assert str(caught.value) == f"{path}: record 5: field 'relations': expected a list of objects"
+
+
+def test_rank_from_number_keeps_order_exactly() -> None:
+    values = [-1e300, -2.5, -1e-9, 0.0, 1e-9, 1999999999.01, 1999999999.02, 3e15, 1e300]
+    ranks = [rank_from_number(v) for v in values]
+    assert ranks == sorted(ranks)
+    assert len(set(ranks)) == len(values)
+    with pytest.raises(ValueError, match="finite"):
+        rank_from_number(float("nan"))
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"status": "Open"}, "record P-1: field 'status': expected an object, got str"),
+        ({"project": "P"}, "record P-1: field 'project': expected an object, got str"),
+        (
+            {"issuelinks": [{"type": "Blocks", "inwardIssue": {"key": "P-2"}}]},
+            "record P-1: field 'issuelinks.type': expected an object, got str",
+        ),
+        ({"issuelinks": ["P-2"]}, "record P-1: field 'issuelinks': expected a list of objects"),
+        (
+            {"subtasks": [{"key": "P-3", "fields": {"status": "Done"}}]},
+            "record P-1: field 'subtasks.fields.status': expected an object, got str",
+        ),
+        ({"labels": "a,b"}, "record P-1: field 'labels': expected a list"),
+    ],
+)
+def test_wrongly_typed_jira_fields_name_the_field(
+    tmp_path: Path, fields: dict[str, Any], message: str
+) -> None:
+    path = write_json(tmp_path, {"issues": [{"key": "P-1", "fields": {"summary": "x", **fields}}]})
+    with pytest.raises(ConnectorError) as caught:
+        read_backlog_file(path)
+    assert str(caught.value) == f"{path}: {message}"
+
+
+def test_malformed_adf_loses_only_its_broken_part(tmp_path: Path) -> None:
+    adf = {
+        "type": "doc",
+        "version": 1,
+        "content": [
+            {"type": "paragraph", "content": "oops"},
+            {
+                "type": "orderedList",
+                "attrs": {"order": "a"},
+                "content": [
+                    {
+                        "type": "listItem",
+                        "content": [{"type": "paragraph", "content": [{"type": "text", "text": "kept"}]}],
+                    }
+                ],
+            },
+        ],
+    }
+    (issue,) = read_backlog_file(write_json(tmp_path, {"issues": [jira_issue("P-1", description=adf)]}))
+    assert issue.description == "1. kept"
+
+
+def test_link_types_with_only_a_name_keep_their_direction(tmp_path: Path) -> None:
+    links = [
+        {"type": {"name": "Blocks"}, "inwardIssue": {"key": "P-2"}},
+        {"type": {"name": "Blocker"}, "outwardIssue": {"key": "P-3"}},
+        {"type": {"name": "Duplicate"}, "inwardIssue": {"key": "P-4"}},
+        {"type": {"name": "Relates"}, "inwardIssue": {"key": "P-5"}},
+    ]
+    (issue,) = read_backlog_file(write_json(tmp_path, {"issues": [jira_issue("P-1", issuelinks=links)]}))
+    assert [(link.kind, link.target) for link in issue.links] == [
+        (LinkKind.BLOCKED_BY, "P-2"),
+        (LinkKind.BLOCKS, "P-3"),
+        (LinkKind.DUPLICATED_BY, "P-4"),
+        (LinkKind.RELATES, "P-5"),
+    ]

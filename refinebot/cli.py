@@ -64,8 +64,13 @@ def _registry() -> RuleRegistry:
     try:
         return default_registry()
     except RegistryError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+        _error(str(exc))
         raise typer.Exit(2) from None
+
+
+def _error(message: str) -> None:
+    """Print an error line; the message is data (paths, keys, vendor text), never Rich markup."""
+    err.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
 
 
 def _load(path: Path, registry: RuleRegistry) -> LoadedConfig:
@@ -73,7 +78,7 @@ def _load(path: Path, registry: RuleRegistry) -> LoadedConfig:
         return load_config(path, registry)
     except ConfigError as exc:
         for problem in exc.problems:
-            err.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
+            _error(str(problem))
         raise typer.Exit(1) from None
 
 
@@ -110,38 +115,41 @@ def _print_project(result: ProjectResult) -> None:
     for index, (key, findings) in enumerate(by_issue.items()):
         issue: Issue | None = issues.get(key)
         # The title heads the group in the wide column, so narrow terminals still show it whole.
-        table.add_row(key, "", "", Text(issue.title if issue else "", style="bold"))
+        table.add_row(Text(key), "", "", Text(issue.title if issue else "", style="bold"))
         for position, finding in enumerate(findings):
             table.add_row(
                 "",
                 Text(finding.severity.value, style=_SEVERITY_STYLE[finding.severity]),
-                finding.rule,
-                finding.message,
+                Text(finding.rule),
+                Text(finding.message),
                 end_section=position == len(findings) - 1 and index < len(by_issue) - 1,
             )
     if by_issue:
         out.print(table)
     else:
-        out.print(f"Project {result.project}: no findings.")
+        out.print(Text(f"Project {result.project}: no findings."))
     summary = result.summary
     if summary is not None:
         out.print(
-            f"[bold]Readiness[/] {result.project}: {summary.ready_items} of {summary.open_items} open items "
-            f"ready; top {summary.top_n} by rank: [bold]{summary.ready_in_top} ready[/]"
-            + (f" (not ready: {', '.join(summary.not_ready_top)})" if summary.not_ready_top else ""),
-            highlight=False,
+            Text.assemble(
+                ("Readiness", "bold"),
+                f" {result.project}: {summary.ready_items} of {summary.open_items} open items ready; "
+                f"top {summary.top_n} by rank: ",
+                (f"{summary.ready_in_top} ready", "bold"),
+                f" (not ready: {', '.join(summary.not_ready_top)})" if summary.not_ready_top else "",
+            )
         )
         counts = ", ".join(f"{rule} {count}" for rule, count in sorted(summary.by_rule.items()))
         if counts:
-            out.print(f"Findings by rule: {counts}", highlight=False)
+            out.print(Text(f"Findings by rule: {counts}"))
     for skipped in result.skipped:
-        err.print(f"[yellow]skipped[/] {skipped}", highlight=False)
+        err.print(Text.assemble(("skipped ", "yellow"), skipped))
 
 
 def _report_failures(results: Sequence[ProjectResult]) -> int:
     failed = [r for r in results if not r.ok]
     for result in failed:
-        err.print(f"[bold red]project {result.project} failed:[/] {result.error}", highlight=False)
+        err.print(Text.assemble((f"project {result.project} failed: ", "bold red"), result.error or ""))
     return 2 if failed else 0
 
 
@@ -167,7 +175,7 @@ def scan(
     unknown = [p for p in project or [] if p not in loaded.config.projects]
     if unknown:
         known = ", ".join(loaded.config.projects) or "none"
-        err.print(f"[bold red]error:[/] unknown project(s) {', '.join(unknown)} (configured: {known})")
+        _error(f"unknown project(s) {', '.join(unknown)} (configured: {known})")
         raise typer.Exit(1)
     results = run(loaded, project or None, registry=registry, now=_parse_now(now), full=full)
     _print_results(results, fmt)
@@ -222,10 +230,14 @@ def rules_command(
         return
     found = registry.get(name)
     if found is None:
-        err.print(f"[bold red]error:[/] no rule named {name!r}; run 'refinebot rules' for the list")
+        _error(f"no rule named {name!r}; run 'refinebot rules' for the list")
         raise typer.Exit(1)
     rule = found
-    out.print(f"[bold]{rule.code} {rule.name}[/] ({rule.default_severity.value}, {rule.scope}-level)")
+    out.print(
+        Text.assemble(
+            (f"{rule.code} {rule.name}", "bold"), f" ({rule.default_severity.value}, {rule.scope}-level)"
+        )
+    )
     out.print(rule.summary(), highlight=False, markup=False)
     for paragraph in rule.explanation().split("\n\n"):
         if paragraph.strip():

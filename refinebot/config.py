@@ -9,6 +9,7 @@ Secrets never live in the file: sources name the environment variable that holds
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_CONFIG_PATH = Path("refinebot.toml")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The name of an environment variable, never its value: a pasted secret fails this and is not echoed back.
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +60,9 @@ class _Strict(BaseModel):
 class SlackConfig(_Strict):
     """Where the Slack bot finds its credentials (env var names, never the secrets)."""
 
-    bot_token_env: str = "SLACK_BOT_TOKEN"
-    signing_secret_env: str = "SLACK_SIGNING_SECRET"
-    app_token_env: str | None = None
+    bot_token_env: EnvName = "SLACK_BOT_TOKEN"
+    signing_secret_env: EnvName = "SLACK_SIGNING_SECRET"
+    app_token_env: EnvName | None = None
     default_channel: str | None = None
 
 
@@ -71,11 +75,6 @@ class _SourceBase(_Strict):
         value = os.environ.get(env)
         return SecretStr(value) if value else None
 
-    def required_env(self) -> list[str]:
-        """Environment variables that must be set for this source to be used."""
-        env = getattr(self, "token_env", None)
-        return [env] if env else []
-
 
 class JiraSourceConfig(_SourceBase):
     """A Jira Cloud site (``email`` + API token) or Data Center/Server (personal access token, no email)."""
@@ -83,7 +82,7 @@ class JiraSourceConfig(_SourceBase):
     kind: Literal["jira"]
     url: str
     email: str | None = None
-    token_env: str
+    token_env: EnvName
     story_points_field: str | None = None
     sprint_field: str | None = None
     rank_field: str | None = None
@@ -107,7 +106,7 @@ class AzureDevOpsSourceConfig(_SourceBase):
 
     kind: Literal["azure_devops"]
     url: str
-    token_env: str
+    token_env: EnvName
     blocked_tag: str = "Blocked"
     effort_field: str | None = None
     order_field: str | None = None
@@ -268,18 +267,24 @@ def _pydantic_reason(error: Mapping[str, Any]) -> str:
         return f"unknown kind {given!r} (expected jira, azure_devops or file)"
     if kind == "union_tag_not_found":
         return "required key 'kind' is missing (jira, azure_devops or file)"
+    if kind == "string_pattern_mismatch" and str(error["loc"][-1]).endswith("_env"):
+        return "must be the name of an environment variable (letters, digits and _), not the secret itself"
     message = str(error.get("msg", "invalid value"))
     return message.removeprefix("Value error, ")
 
 
-def _validation_problems(file: str, exc: ValidationError, prefix: Sequence[str] = ()) -> list[ConfigProblem]:
+def _validation_problems(file: str, exc: ValidationError, data: Mapping[str, Any]) -> list[ConfigProblem]:
     problems = []
     for error in exc.errors():
         loc = [str(p) for p in error["loc"]]
         # Discriminated unions add the tag ("jira") to the location; it is not a key the admin wrote.
         if len(loc) >= 3 and loc[0] == "sources" and loc[2] in ("jira", "azure_devops", "file"):
             del loc[2]
-        problems.append(ConfigProblem(file, _dotted([*prefix, *loc]), _pydantic_reason(error)))
+        key = _dotted(loc)
+        env = f"REFINEBOT_{loc[0].upper()}" if loc else ""
+        if loc and loc[0] not in data and env in os.environ:
+            key = f"{key} (from environment variable {env})"
+        problems.append(ConfigProblem(file, key, _pydantic_reason(error)))
     return problems
 
 
@@ -290,48 +295,28 @@ def parse_config(
     *,
     check_env: bool = True,
 ) -> LoadedConfig:
-    """Validate already-parsed TOML data; raise ``ConfigError`` with every problem found."""
+    """Validate already-parsed TOML data; raise ``ConfigError`` with every problem found.
+
+    The checks that need no valid model (rule tables, source references, environment variables, file paths)
+    run on the raw data, so one run reports everything, not one layer of problems at a time.
+    """
     file = str(path)
     problems: list[ConfigProblem] = []
+    config: RefinebotConfig | None = None
     try:
         config = RefinebotConfig.model_validate(dict(data))
     except ValidationError as exc:
-        # Report rule-table mistakes too, from the raw data, so one run shows everything.
-        problems = _validation_problems(file, exc)
-        problems.extend(_raw_rule_table_problems(file, data, catalog))
-        problems.extend(_source_reference_problems(file, data))
-        raise ConfigError(_dedupe(problems)) from None
-
+        problems.extend(_validation_problems(file, exc, data))
+    problems.extend(_raw_rule_table_problems(file, data, catalog))
     problems.extend(_source_reference_problems(file, data))
-
     if check_env:
-        used = {p.source for p in config.projects.values()}
-        for name in sorted(used & set(config.sources)):
-            for env in config.sources[name].required_env():
-                if not os.environ.get(env):
-                    problems.append(
-                        ConfigProblem(
-                            file,
-                            f"sources.{name}.token_env",
-                            f"environment variable {env} is not set (it must hold the token)",
-                        )
-                    )
-        for name, source in config.sources.items():
-            if isinstance(source, FileSourceConfig) and name in used:
-                file_path = source.path if source.path.is_absolute() else path.parent / source.path
-                if not file_path.exists():
-                    problems.append(
-                        ConfigProblem(file, f"sources.{name}.path", f"file not found: {file_path}")
-                    )
+        problems.extend(_environment_problems(file, path, data))
+    if config is None or problems:
+        raise ConfigError(_dedupe(problems))
 
     rule_options: dict[str, dict[str, Any]] = {}
-    problems.extend(_check_rule_table(file, "rules", config.rules, catalog))
     for key, project in config.projects.items():
         table_key = f"projects.{key}.rules"
-        project_problems = _check_rule_table(file, table_key, project.rules, catalog)
-        problems.extend(project_problems)
-        if project_problems:
-            continue
         resolved: dict[str, Any] = {}
         for rule_name in _all_rule_names(config.rules, project.rules, catalog):
             model = catalog.options_model(rule_name)
@@ -341,7 +326,7 @@ def parse_config(
                 resolved[rule_name] = merge_rule_options(
                     model, config.rules.get(rule_name), project.rules.get(rule_name)
                 )
-            except ValidationError as exc:
+            except ValidationError as exc:  # only cross-field checks can fail here: each layer passed alone
                 for error in exc.errors():
                     field = str(error["loc"][0]) if error["loc"] else ""
                     where = table_key if field in project.rules.get(rule_name, {}) else "rules"
@@ -353,6 +338,37 @@ def parse_config(
     if problems:
         raise ConfigError(_dedupe(problems))
     return LoadedConfig(path=path, config=config, rule_options=rule_options)
+
+
+def _used_sources(data: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The raw tables of the sources that some project reads from."""
+    sources = data.get("sources")
+    projects = data.get("projects")
+    if not isinstance(sources, Mapping) or not isinstance(projects, Mapping):
+        return {}
+    used = {p.get("source") for p in projects.values() if isinstance(p, Mapping)}
+    return {name: table for name, table in sources.items() if name in used and isinstance(table, Mapping)}
+
+
+def _environment_problems(file: str, path: Path, data: Mapping[str, Any]) -> list[ConfigProblem]:
+    """Token variables that are not set and file paths that do not exist, for sources projects use."""
+    problems = []
+    for name, table in sorted(_used_sources(data).items()):
+        env = table.get("token_env")
+        if isinstance(env, str) and ENV_NAME.fullmatch(env) and not os.environ.get(env):
+            problems.append(
+                ConfigProblem(
+                    file,
+                    f"sources.{name}.token_env",
+                    f"environment variable {env} is not set (it must hold the token)",
+                )
+            )
+        raw_path = table.get("path")
+        if table.get("kind") == "file" and isinstance(raw_path, str) and raw_path:
+            file_path = Path(raw_path) if Path(raw_path).is_absolute() else path.parent / raw_path
+            if not file_path.exists():
+                problems.append(ConfigProblem(file, f"sources.{name}.path", f"file not found: {file_path}"))
+    return problems
 
 
 def _source_reference_problems(file: str, data: Mapping[str, Any]) -> list[ConfigProblem]:

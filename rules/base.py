@@ -24,7 +24,8 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 class RuleOptions(BaseModel):
     """Options every rule takes; a rule's own model adds fields and forbids unknown keys."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf/nan would silently switch a rule off (max_points = inf): reject them like any wrong value.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     enabled: bool = True
     severity: Severity | None = None

@@ -170,3 +170,32 @@ def test_example_config_scans_the_bundled_backlog() -> None:
     rules = {f["rule"] for f in json.loads(result.stdout)}
     assert "stale-item" not in rules  # disabled for SHOP in the example
     assert "oversized-story" in rules
+
+
+def test_brackets_in_user_data_are_printed_not_interpreted(tmp_path: Path) -> None:
+    config = tmp_path / "refinebot.toml"
+    config.write_text('[projects."a[/b]"]\nsource = "nosuch"\n')
+    result = run_cli(["config", "check", "-c", str(config)])
+    assert result.code == 1
+    assert "projects.a[/b].source: unknown source 'nosuch'" in result.stderr
+    assert "Traceback" not in result.stderr
+    (tmp_path / "b.json").write_text(
+        json.dumps(
+            {
+                "issues": [
+                    {
+                        "key": "P-1",
+                        "fields": {
+                            "summary": "[dev] [/x] tags",
+                            "customfield_10016": 40,
+                            "project": {"key": "P"},
+                        },
+                    }
+                ]
+            }
+        )
+    )
+    config.write_text('[sources.f]\nkind = "file"\npath = "b.json"\n[projects.P]\nsource = "f"\n')
+    result = run_cli(["scan", "-c", str(config)])
+    assert result.code == 0, result.stderr
+    assert "[dev] [/x] tags" in result.stdout

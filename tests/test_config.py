@@ -244,3 +244,61 @@ def test_config_check_ok(tmp_path: Path) -> None:
     result = run_cli(["config", "check", "--config", str(write(tmp_path, GOOD))])
     assert result.code == 0
     assert "ok" in result.stdout and "projects: SHOP" in result.stdout
+
+
+def test_schema_errors_env_and_paths_are_reported_in_one_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RB_TEST_UNSET", raising=False)
+    path = write(
+        tmp_path,
+        """
+    timezone = "Bad/Zone"
+    [sources.files]
+    kind = "file"
+    path = "nowhere.json"
+    [sources.jira]
+    kind = "jira"
+    url = "https://example.atlassian.net"
+    token_env = "RB_TEST_UNSET"
+    [projects.A]
+    source = "files"
+    [projects.B]
+    source = "jira"
+    """,
+    )
+    assert {key for key, _ in problems(path)} == {"timezone", "sources.files.path", "sources.jira.token_env"}
+
+
+def test_a_pasted_secret_in_token_env_is_rejected_without_echoing_it(tmp_path: Path) -> None:
+    secret = "ATATT3xFfGF0-very-secret-token/+="
+    path = write(
+        tmp_path,
+        GOOD + f'\n[sources.jira]\nkind = "jira"\nurl = "https://x.atlassian.net"\ntoken_env = "{secret}"\n'
+        '[projects.B]\nsource = "jira"\n',
+    )
+    found = problems(path)
+    assert found == {
+        (
+            "sources.jira.token_env",
+            "must be the name of an environment variable (letters, digits and _), not the secret itself",
+        )
+    }
+    result = run_cli(["config", "check", "-c", str(path)])
+    assert secret not in result.stdout + result.stderr
+
+
+def test_errors_from_environment_overrides_name_the_variable(tmp_path: Path) -> None:
+    result = run_cli(
+        ["config", "check", "-c", str(write(tmp_path, GOOD))], env={"REFINEBOT_TIMEZONE": "Bad/Zone"}
+    )
+    assert result.code == 1
+    assert (
+        "timezone (from environment variable REFINEBOT_TIMEZONE): unknown time zone 'Bad/Zone'"
+        in result.stderr
+    )
+
+
+def test_infinite_or_nan_options_are_rejected(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD + "\n[projects.SHOP.rules]\noversized-story = { max_points = inf }\n")
+    assert {key for key, _ in problems(path)} == {"projects.SHOP.rules.oversized-story.max_points"}

@@ -743,7 +743,7 @@ class AzureDevOpsConnector:
         policy.total = policy.connect = policy.read = policy.status = 0
         policy.status_forcelist = frozenset()
         policy.respect_retry_after_header = False
-        client.config.connection.timeout = self.source.timeout
+        client.config.connection.timeout = self.source.timeout_seconds
         client.config.hooks.append(self._on_response)
 
     def _on_response(self, response: Any, *args: Any, **kwargs: Any) -> None:
@@ -778,7 +778,7 @@ class AzureDevOpsConnector:
         from azure.devops.exceptions import AzureDevOpsAuthenticationError, AzureDevOpsServiceError
         from msrest.exceptions import AuthenticationError, ClientRequestError
 
-        attempts = self.source.max_attempts
+        attempts = self.source.retry_attempts
         last_problem = ""
         for attempt in range(1, attempts + 1):
             if self._pending_delay > 0:
@@ -862,7 +862,9 @@ class AzureDevOpsConnector:
         honoured = _parse_retry_after(retry_after)
         if honoured is not None:
             return min(honoured, MAX_RETRY_AFTER)
-        ceiling = min(self.source.backoff_max, self.source.backoff_base * 2.0 ** (attempt - 1))
+        ceiling = min(
+            self.source.backoff_max_seconds, self.source.backoff_base_seconds * 2.0 ** (attempt - 1)
+        )
         # "Equal jitter": spread over the upper half, so never zero and never over the cap.
         return ceiling / 2 + float(self._jitter()) * ceiling / 2
 

@@ -76,7 +76,18 @@ class _SourceBase(_Strict):
         return SecretStr(value) if value else None
 
 
-class JiraSourceConfig(_SourceBase):
+class _HttpSourceBase(_SourceBase):
+    """Transport settings every vendor API source shares (the same keys for Jira and Azure DevOps)."""
+
+    # Retries of throttled (429, ADO's delayed 200) and failing (5xx, dropped connection) requests:
+    # Retry-After is honoured, otherwise exponential backoff with jitter from base up to max.
+    retry_attempts: int = Field(default=5, ge=1, le=20)
+    backoff_base_seconds: float = Field(default=1.0, gt=0, le=60)
+    backoff_max_seconds: float = Field(default=60.0, gt=0, le=600)
+    timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+
+
+class JiraSourceConfig(_HttpSourceBase):
     """A Jira Cloud site (``email`` + API token) or Data Center/Server (personal access token, no email)."""
 
     kind: Literal["jira"]
@@ -88,12 +99,7 @@ class JiraSourceConfig(_SourceBase):
     rank_field: str | None = None
     acceptance_criteria_field: str | None = None
     board_id: int | None = None
-    # Transport tuning: defaults follow Atlassian's advice; tests shrink the delays.
     page_size: int | None = Field(default=None, ge=1, le=5000)  # None: the largest the API allows
-    retry_attempts: int = Field(default=5, ge=1, le=20)
-    backoff_base_seconds: float = Field(default=1.0, gt=0, le=60)
-    backoff_max_seconds: float = Field(default=30.0, gt=0, le=600)
-    timeout_seconds: float = Field(default=30.0, gt=0, le=600)
 
     @field_validator("url")
     @classmethod
@@ -101,7 +107,7 @@ class JiraSourceConfig(_SourceBase):
         return _check_url(value)
 
 
-class AzureDevOpsSourceConfig(_SourceBase):
+class AzureDevOpsSourceConfig(_HttpSourceBase):
     """An Azure DevOps organisation (``https://dev.azure.com/ORG``) or on-premises collection URL."""
 
     kind: Literal["azure_devops"]
@@ -115,11 +121,6 @@ class AzureDevOpsSourceConfig(_SourceBase):
     # Where the connector keeps its process cache and incremental-sync state (and, if the SDK was
     # not imported yet, the SDK's own cache); None keeps them in memory only.
     cache_dir: Path | None = None
-    # Retries of throttled (429 / delayed 200) and failing (5xx, dropped connection) requests.
-    max_attempts: int = Field(default=5, ge=1, le=20)
-    backoff_base: float = Field(default=1.0, gt=0, le=60)
-    backoff_max: float = Field(default=60.0, gt=0, le=600)
-    timeout: float = Field(default=30.0, gt=0, le=600)
     # Ids per WIQL page; 20,000 is the service's result cap (VS402337).
     wiql_page_size: int = Field(default=20_000, ge=1, le=20_000)
 

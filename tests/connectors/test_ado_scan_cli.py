@@ -74,7 +74,7 @@ def test_scan_reports_findings_from_azure_devops(
 kind = "azure_devops"
 url = "{ado.url}"
 token_env = "{TOKEN_ENV}"
-backoff_base = 0.01
+backoff_base_seconds = 0.01
 cache_dir = "cache"
 
 [projects."{project}"]

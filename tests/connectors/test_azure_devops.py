@@ -29,8 +29,8 @@ DEP_FORWARD = "System.LinkTypes.Dependency-Forward"
 def make_connector(
     ado: FakeAzureDevOps, sleeps: Sleeps, *, token_env: str = TOKEN_ENV, **settings: Any
 ) -> AzureDevOpsConnector:
-    settings.setdefault("backoff_base", 0.01)
-    settings.setdefault("backoff_max", 0.05)
+    settings.setdefault("backoff_base_seconds", 0.01)
+    settings.setdefault("backoff_max_seconds", 0.05)
     source = AzureDevOpsSourceConfig(kind="azure_devops", url=ado.url, token_env=token_env, **settings)
     return AzureDevOpsConnector(source, name="ado-test", sleep=sleeps, jitter=lambda: 0.5)
 
@@ -427,7 +427,9 @@ def test_503_backs_off_with_jitter_and_gives_up_after_bounded_attempts(
     project = unique_name("Unavailable")
     ado.add_project(project)
     ado.add_item(project, "Story")
-    connector = make_connector(ado, sleeps, max_attempts=4, backoff_base=0.01, backoff_max=0.03)
+    connector = make_connector(
+        ado, sleeps, retry_attempts=4, backoff_base_seconds=0.01, backoff_max_seconds=0.03
+    )
     connector.fetch(project, None, full=True)
     ado.faults.append(Fault(f"/{project}/_apis/wit/wiql", status=503, times=2))
 
@@ -438,7 +440,7 @@ def test_503_backs_off_with_jitter_and_gives_up_after_bounded_attempts(
     ado.faults.append(Fault(f"/{project}/_apis/wit/wiql", status=503, times=10))
     with pytest.raises(ConnectorError, match=r"failed after 4 attempts.*HTTP 503.*TF400324"):
         connector.fetch(project, None, full=True)
-    assert sleeps.calls == [0.0075, 0.015, 0.0225]  # capped at backoff_max=0.03
+    assert sleeps.calls == [0.0075, 0.015, 0.0225]  # capped at backoff_max_seconds=0.03
     ado.faults.clear()
 
 
@@ -633,7 +635,7 @@ def test_unreachable_server_fails_after_bounded_attempts(
         kind="azure_devops",
         url=f"http://127.0.0.1:{unused_tcp_port}/nowhere",
         token_env=TOKEN_ENV,
-        max_attempts=1,
+        retry_attempts=1,
     )
     connector = AzureDevOpsConnector(source, sleep=sleeps)
 

@@ -45,7 +45,8 @@ class BlockedDependency(BacklogRule):
             open_blockers: list[str] = []
             described: list[str] = []
             for target, category in blockers.get(issue.key, {}).items():
-                known = category or _category_of(by_key.get(target))
+                # The blocker's own record is fresher than the status a link carried when it was synced.
+                known = _category_of(by_key.get(target)) or category
                 if known is StatusCategory.DONE or (known is None and not options.flag_unknown):
                     continue
                 open_blockers.append(target)

@@ -43,7 +43,7 @@ RELATION_KINDS: Mapping[str, LinkKind] = {
 STATE_CATEGORY_NAMES: Mapping[str, StatusCategory] = {
     "Proposed": StatusCategory.TODO,
     "InProgress": StatusCategory.IN_PROGRESS,
-    "Resolved": StatusCategory.DONE,
+    "Resolved": StatusCategory.IN_PROGRESS,  # code done, not yet verified: Agile boards show it as in progress
     "Completed": StatusCategory.DONE,
     "Removed": StatusCategory.DONE,
 }

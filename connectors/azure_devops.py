@@ -166,6 +166,7 @@ class AzureDevOpsConnector:
         self._log = _ResponseLog()
         self._requests = 0
         self._count_lock = threading.Lock()
+        self._formats: dict[str, dict[str, str]] = {}  # work item id -> multilineFieldsFormat, per response
         self._pending_delay = 0.0
         self._clients: tuple[Any, Any] | None = None
         self._processes: dict[str, ProcessInfo] = {}
@@ -432,6 +433,9 @@ class AzureDevOpsConnector:
                 if item is None:
                     continue
                 raw = _raw_work_item(item)
+                formats = self._formats.pop(str(raw["id"]), None)
+                if formats:
+                    raw["multilineFieldsFormat"] = formats
                 found[int(raw["id"])] = raw
         return found
 
@@ -749,6 +753,11 @@ class AzureDevOpsConnector:
     def _on_response(self, response: Any, *args: Any, **kwargs: Any) -> None:
         with self._count_lock:
             self._requests += 1
+        # The SDK's WorkItem model drops ``multilineFieldsFormat`` (which fields hold Markdown, not HTML):
+        # read it from the raw body, only when it is there at all.
+        content = getattr(response, "content", b"") or b""
+        if b"multilineFieldsFormat" in content:
+            self._remember_formats(content)
         self._log.status = int(response.status_code)
         self._log.retry_after = response.headers.get("Retry-After")
         remaining = response.headers.get("X-RateLimit-Remaining")
@@ -759,6 +768,17 @@ class AzureDevOpsConnector:
                 remaining,
                 response.headers.get("X-RateLimit-Resource"),
             )
+
+    def _remember_formats(self, content: bytes) -> None:
+        try:
+            data = json.loads(content)
+        except ValueError:
+            return
+        items = data.get("value") if isinstance(data, dict) else None
+        for item in items if isinstance(items, list) else [data]:
+            if isinstance(item, dict) and isinstance(item.get("multilineFieldsFormat"), dict):
+                with self._count_lock:
+                    self._formats[str(item.get("id"))] = dict(item["multilineFieldsFormat"])
 
     def _wit(self) -> Any:
         return self._connect()[0]
@@ -776,7 +796,7 @@ class AzureDevOpsConnector:
     ) -> T:
         """Run one SDK call with bounded retries; ``recover`` checks if a failed write happened."""
         from azure.devops.exceptions import AzureDevOpsAuthenticationError, AzureDevOpsServiceError
-        from msrest.exceptions import AuthenticationError, ClientRequestError
+        from msrest.exceptions import AuthenticationError, ClientRequestError, DeserializationError
 
         attempts = self.source.retry_attempts
         last_problem = ""
@@ -789,6 +809,12 @@ class AzureDevOpsConnector:
             self._log.retry_after = None
             try:
                 result = operation()
+            except (DeserializationError, TypeError, KeyError, ValueError) as exc:
+                # A 200 that is not Azure DevOps JSON: a login page, a proxy, a wrong URL.
+                raise ConnectorError(
+                    f"{self._where()}: {what}: the server's answer is not Azure DevOps JSON "
+                    f"({type(exc).__name__}); check that url is the organisation or collection URL"
+                ) from None
             except (AzureDevOpsAuthenticationError, AuthenticationError):
                 raise ConnectorError(
                     f"{self._where()}: authentication failed (HTTP 401) for {what}; "

@@ -205,6 +205,12 @@ class RefinebotConfig(BaseSettings):
 def _check_url(value: str) -> str:
     if not value.startswith(("http://", "https://")):
         raise ValueError("must be an http:// or https:// URL")
+    authority = value.split("://", 1)[1].split("/", 1)[0]
+    if "@" in authority:
+        # Never echo it: the part before "@" is a credential. Tokens belong in the env var token_env names.
+        raise ValueError(
+            "must not contain a user name or password (put the token in the variable token_env names)"
+        )
     return value.rstrip("/")
 
 

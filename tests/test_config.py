@@ -302,3 +302,20 @@ def test_errors_from_environment_overrides_name_the_variable(tmp_path: Path) -> 
 def test_infinite_or_nan_options_are_rejected(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD + "\n[projects.SHOP.rules]\noversized-story = { max_points = inf }\n")
     assert {key for key, _ in problems(path)} == {"projects.SHOP.rules.oversized-story.max_points"}
+
+
+def test_credentials_in_a_source_url_are_rejected_without_echoing_them(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        GOOD
+        + '\n[sources.jira]\nkind = "jira"\nurl = "https://bob:S3CR3T-PAT@jira.example.com"\ntoken_env = "X"\n',
+    )
+    found = problems(path)
+    assert found == {
+        (
+            "sources.jira.url",
+            "must not contain a user name or password (put the token in the variable token_env names)",
+        )
+    }
+    result = run_cli(["config", "check", "-c", str(path)])
+    assert "S3CR3T" not in result.stdout + result.stderr

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +139,8 @@ def test_small_wiql_pages_still_return_every_item_once(
             "Microsoft.VSTS.Scheduling.StoryPoints",
             "Microsoft.VSTS.Common.StackRank",
             ["New", "Active", "Resolved", "Closed", "Removed"],
-            [StatusCategory.TODO, StatusCategory.IN_PROGRESS, StatusCategory.DONE],
+            # Resolved (code done, not verified) is in progress: boards show it so, and it is still open.
+            [StatusCategory.TODO, StatusCategory.IN_PROGRESS, StatusCategory.IN_PROGRESS],
         ),
         (
             "Scrum",
@@ -151,7 +154,7 @@ def test_small_wiql_pages_still_return_every_item_once(
             "Microsoft.VSTS.Scheduling.Size",
             "Microsoft.VSTS.Common.StackRank",
             ["Proposed", "Active", "Resolved", "Closed"],
-            [StatusCategory.TODO, StatusCategory.IN_PROGRESS, StatusCategory.DONE],
+            [StatusCategory.TODO, StatusCategory.IN_PROGRESS, StatusCategory.IN_PROGRESS],
         ),
     ],
 )
@@ -664,3 +667,75 @@ def test_configured_fields_are_not_cached_as_the_process(
 
     assert [i.story_points for i in plain.fetch(project, None, full=True).issues] == [3.0]
     assert of_kind(since(ado, mark), "GET", "processconfiguration") == []  # came from the cache
+
+
+def test_markdown_fields_keep_their_structure(
+    ado: FakeAzureDevOps, pat_env: str, sleeps: Sleeps, unique_name: Callable[[str], str]
+) -> None:
+    project = unique_name("Markdown")
+    ado.add_project(project)
+    item = ado.add_item(
+        project,
+        "Export orders",
+        fields={
+            "System.Description": "Intro\n\n## Acceptance criteria\n- Given a cart, when I export, then I get a CSV",
+            "Microsoft.VSTS.Common.AcceptanceCriteria": "<ul><li>HTML still</li></ul>",
+        },
+        markdown_fields=["System.Description"],
+    )
+    connector = make_connector(ado, sleeps)
+
+    (issue,) = [i for i in connector.fetch(project, None, full=True).issues if i.key == str(item)]
+
+    assert (
+        issue.description == "Intro\n\nAcceptance criteria\n\n- Given a cart, when I export, then I get a CSV"
+    )
+    assert issue.acceptance_criteria == "- HTML still"
+
+
+class _NotAzureDevOps(BaseHTTPRequestHandler):
+    """Answers every request with 200 and a body that is not Azure DevOps JSON (a login page or a proxy)."""
+
+    body = b"<html><body>Sign in</body></html>"
+    content_type = "text/html"
+
+    def _answer(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", self.content_type)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    do_GET = do_POST = do_OPTIONS = _answer  # noqa: N815
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"), [(b"<html>Sign in</html>", "text/html"), (b"{}", "application/json")]
+)
+def test_a_server_that_is_not_azure_devops_gives_a_clear_error(
+    pat_env: str, sleeps: Sleeps, body: bytes, content_type: str
+) -> None:
+    handler = type("Handler", (_NotAzureDevOps,), {"body": body, "content_type": content_type})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        source = AzureDevOpsSourceConfig(
+            kind="azure_devops",
+            url=f"http://127.0.0.1:{server.server_port}/org",
+            token_env=TOKEN_ENV,
+            retry_attempts=1,
+        )
+        connector = AzureDevOpsConnector(source, name="wrong-url", sleep=sleeps, jitter=lambda: 0.5)
+        with pytest.raises(ConnectorError) as caught:
+            connector.fetch("Project", None, full=True)
+    finally:
+        server.shutdown()
+        server.server_close()
+    message = str(caught.value)
+    assert "wrong-url" in message
+    assert "url" in message.lower()
+    assert PAT not in message

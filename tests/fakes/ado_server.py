@@ -334,8 +334,12 @@ class FakeAzureDevOps:
         relations: Iterable[tuple[str, int]] = (),
         changed: datetime | None = None,
         raw_fields: Mapping[str, Any] | None = None,
+        markdown_fields: Iterable[str] = (),
     ) -> int:
-        """Add a work item; ``relations`` are (rel reference name, target id); returns its id."""
+        """Add a work item; ``relations`` are (rel reference name, target id); returns its id.
+
+        ``markdown_fields`` are multi-line fields stored as Markdown: the service then lists them in the work
+        item's ``multilineFieldsFormat`` (values ``"markdown"``), which the SDK's model does not carry."""
         process = PROCESSES[self.projects[project].process]
         with self._lock:
             if item_id is None:
@@ -362,6 +366,7 @@ class FakeAzureDevOps:
             "id": item_id,
             "rev": 1,
             "fields": all_fields,
+            "multilineFieldsFormat": dict.fromkeys(markdown_fields, "markdown"),
             "relations": [
                 {
                     "rel": rel,
@@ -535,6 +540,8 @@ class FakeAzureDevOps:
     def _render_item(self, item: Mapping[str, Any], fields: list[str] | None, expand: str) -> dict[str, Any]:
         selected = item["fields"] if not fields else {k: v for k, v in item["fields"].items() if k in fields}
         out: dict[str, Any] = {"id": item["id"], "rev": item["rev"], "fields": dict(selected)}
+        if item.get("multilineFieldsFormat"):
+            out["multilineFieldsFormat"] = dict(item["multilineFieldsFormat"])
         if expand in ("relations", "all") and item["relations"]:
             out["relations"] = [dict(r) for r in item["relations"]]
         out["url"] = self._item_url(item["id"])

@@ -796,7 +796,8 @@ class AzureDevOpsConnector:
     ) -> T:
         """Run one SDK call with bounded retries; ``recover`` checks if a failed write happened."""
         from azure.devops.exceptions import AzureDevOpsAuthenticationError, AzureDevOpsServiceError
-        from msrest.exceptions import AuthenticationError, ClientRequestError, DeserializationError
+        from azure.core.exceptions import DeserializationError
+        from msrest.exceptions import AuthenticationError, ClientRequestError
 
         attempts = self.source.retry_attempts
         last_problem = ""

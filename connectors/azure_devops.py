@@ -795,8 +795,8 @@ class AzureDevOpsConnector:
         recover: Callable[[], Any] | None = None,
     ) -> T:
         """Run one SDK call with bounded retries; ``recover`` checks if a failed write happened."""
-        from azure.devops.exceptions import AzureDevOpsAuthenticationError, AzureDevOpsServiceError
         from azure.core.exceptions import DeserializationError
+        from azure.devops.exceptions import AzureDevOpsAuthenticationError, AzureDevOpsServiceError
         from msrest.exceptions import AuthenticationError, ClientRequestError
 
         attempts = self.source.retry_attempts

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.field_values import parse_datetime, parse_number
-from connectors.mapping_errors import MappingError
+from connectors.mapping_errors import MappingError, guarded
 from refinebot.markup import html_to_text, markdown_to_text
 from refinebot.models import (
     Issue,
@@ -111,13 +111,12 @@ def map_work_item(
 
     Raises ``MappingError`` naming the work item and the field for anything malformed.
     """
-    try:
-        return _map_work_item(raw, process, target_categories=target_categories, source_kind=source_kind)
-    except MappingError:
-        raise
-    except (AttributeError, TypeError, ValueError) as exc:  # a shape no check below foresaw
-        record = str(raw.get("id") or "<work item>") if isinstance(raw, Mapping) else "<work item>"
-        raise MappingError(record, "?", f"malformed work item: {exc}") from None
+    return guarded(
+        lambda: _map_work_item(raw, process, target_categories=target_categories, source_kind=source_kind),
+        raw,
+        "id",
+        "work item",
+    )
 
 
 def _map_work_item(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.field_values import parse_datetime, parse_number
-from connectors.mapping_errors import MappingError
+from connectors.mapping_errors import MappingError, guarded
 from refinebot.markup import adf_to_text, wiki_to_text
 from refinebot.models import Issue, IssueType, Link, LinkKind, SourceKind, StatusCategory
 
@@ -275,13 +275,9 @@ def map_jira_issue(
 
     Raises ``MappingError`` naming the issue and the field for anything malformed, never a bare TypeError.
     """
-    try:
-        return _map_jira_issue(raw, field_map, source_kind=source_kind, site=site)
-    except MappingError:
-        raise
-    except (AttributeError, TypeError, ValueError) as exc:  # a shape no check above foresaw
-        record = str(raw.get("key") or "<issue>") if isinstance(raw, Mapping) else "<issue>"
-        raise MappingError(record, "?", f"malformed issue: {exc}") from None
+    return guarded(
+        lambda: _map_jira_issue(raw, field_map, source_kind=source_kind, site=site), raw, "key", "issue"
+    )
 
 
 def _map_jira_issue(

@@ -1,6 +1,11 @@
-"""The error raised when one vendor record cannot be mapped to an ``Issue``."""
+"""The error raised when one vendor record cannot be mapped to an ``Issue``, and the guard that ensures it."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class MappingError(ValueError):
@@ -11,3 +16,15 @@ class MappingError(ValueError):
         self.field = field
         self.reason = reason
         super().__init__(f"{record}: field {field!r}: {reason}")
+
+
+def guarded(mapper: Callable[[], T], raw: Any, id_field: str, what: str) -> T:
+    """Run ``mapper``; a shape no explicit check foresaw becomes a ``MappingError`` naming the record, so a
+    malformed record is reported (or skipped) instead of crashing the sync with a bare TypeError."""
+    try:
+        return mapper()
+    except MappingError:
+        raise
+    except (AttributeError, TypeError, ValueError) as exc:
+        record = str(raw.get(id_field) or f"<{what}>") if isinstance(raw, Mapping) else f"<{what}>"
+        raise MappingError(record, "?", f"malformed {what}: {exc}") from None

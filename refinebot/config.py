@@ -66,18 +66,11 @@ class SlackConfig(_Strict):
     default_channel: str | None = None
 
 
-class _SourceBase(_Strict):
-    def token(self) -> SecretStr | None:
-        """The secret this source needs, read from the environment variable named by ``token_env``."""
-        env = getattr(self, "token_env", None)
-        if not env:
-            return None
-        value = os.environ.get(env)
-        return SecretStr(value) if value else None
+class _HttpSourceBase(_Strict):
+    """What every vendor API source shares (the same keys for Jira and Azure DevOps): URL, token, transport."""
 
-
-class _HttpSourceBase(_SourceBase):
-    """Transport settings every vendor API source shares (the same keys for Jira and Azure DevOps)."""
+    url: str
+    token_env: EnvName
 
     # Retries of throttled (429, ADO's delayed 200) and failing (5xx, dropped connection) requests:
     # Retry-After is honoured, otherwise exponential backoff with jitter from base up to max.
@@ -86,14 +79,22 @@ class _HttpSourceBase(_SourceBase):
     backoff_max_seconds: float = Field(default=60.0, gt=0, le=600)
     timeout_seconds: float = Field(default=30.0, gt=0, le=600)
 
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return _check_url(value)
+
+    def token(self) -> SecretStr | None:
+        """The secret, read from the environment variable named by ``token_env`` (None when unset)."""
+        value = os.environ.get(self.token_env)
+        return SecretStr(value) if value else None
+
 
 class JiraSourceConfig(_HttpSourceBase):
     """A Jira Cloud site (``email`` + API token) or Data Center/Server (personal access token, no email)."""
 
     kind: Literal["jira"]
-    url: str
     email: str | None = None
-    token_env: EnvName
     story_points_field: str | None = None
     sprint_field: str | None = None
     rank_field: str | None = None
@@ -101,18 +102,11 @@ class JiraSourceConfig(_HttpSourceBase):
     board_id: int | None = None
     page_size: int | None = Field(default=None, ge=1, le=5000)  # None: the largest the API allows
 
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        return _check_url(value)
-
 
 class AzureDevOpsSourceConfig(_HttpSourceBase):
     """An Azure DevOps organisation (``https://dev.azure.com/ORG``) or on-premises collection URL."""
 
     kind: Literal["azure_devops"]
-    url: str
-    token_env: EnvName
     blocked_tag: str = "Blocked"
     effort_field: str | None = None
     order_field: str | None = None
@@ -124,13 +118,8 @@ class AzureDevOpsSourceConfig(_HttpSourceBase):
     # Ids per WIQL page; 20,000 is the service's result cap (VS402337).
     wiql_page_size: int = Field(default=20_000, ge=1, le=20_000)
 
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        return _check_url(value)
 
-
-class FileSourceConfig(_SourceBase):
+class FileSourceConfig(_Strict):
     """An exported backlog on disk: Jira REST search JSON, Jira CSV export or Azure DevOps work-items JSON."""
 
     kind: Literal["file"]

@@ -25,6 +25,7 @@ atexit.register(shutil.rmtree, _SDK_CACHE, True)
 import jsonschema  # noqa: E402
 
 from tests.fakes.ado_server import FakeAzureDevOps  # noqa: E402
+from tests.shared_data import require_shared  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT.parent / "shared" / "specs" / "azure-devops-wit-7.1.json"
@@ -34,11 +35,7 @@ TOKEN_ENV = "ADO_TEST_PAT"
 
 def spec_path() -> Path:
     """The vendor spec; skipped when ../shared is absent, except under CI where it must exist."""
-    if not SPEC.is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{SPEC} is missing; CI must run with shared/ beside the checkout")
-        pytest.skip(f"{SPEC} is not present beside the checkout")
-    return SPEC
+    return require_shared(SPEC)
 
 
 def load_spec_definitions(path: Path) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from connectors.jira_retry import (
     RATE_LIMITED,
     RetryPolicy,
     RetryRunner,
+    headers_of,
     is_connection_failure,
     status_of,
 )
@@ -539,8 +540,8 @@ class JiraConnector:
         """Post ``body`` on the issue tagged with ``marker``; return the comment id.
 
         A POST is not idempotent: when a try fails in a way that leaves its outcome unknown (dropped
-        connection, timeout, 5xx), the issue's comments are checked for the marker before posting
-        again.
+        connection, timeout, any 5xx including 503), the issue's comments are checked for the
+        marker before posting again. Only a 429 is repeated without checking (by the retry runner).
         """
         check_marker(marker)
         self._connect()
@@ -559,7 +560,11 @@ class JiraConnector:
                 unknown = is_connection_failure(exc) or (status is not None and status >= 500)
                 if not unknown or attempt == attempts:
                     raise self._error(exc, action) from None
-                delay = self._runner.policy.backoff(attempt)
+                # A 503 may name its wait; honour it before looking, as for any rate limit.
+                asked = self._runner.policy.server_delay(headers_of(exc), self._clock())
+                delay = asked if asked is not None else self._runner.policy.backoff(attempt)
+                if delay > self._runner.policy.max_server_wait_seconds:
+                    raise self._error(exc, action) from None
                 logger.warning(
                     "%s: %s: outcome unknown (%s); checking before posting again in %.2f s",
                     self._where(),

@@ -45,6 +45,8 @@ class Fault:
     body: Any = None
     times: int = 1
     drop_after_commit: bool = False
+    # Do the work, then answer ``status`` anyway (a gateway that timed out after the server committed).
+    fail_after_commit: bool = False
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,14 @@ class Site:
     ) -> None:
         """Answer the next ``times`` requests whose path ends with regex ``path``."""
         self.faults.append(Fault(method, re.compile(path + "$"), status, dict(headers or {}), body, times))
+
+    def fail_after_commit(
+        self, method: str, path: str, status: int, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """Do the next matching request's work, then answer ``status`` (as a proxy that gave up would)."""
+        self.faults.append(
+            Fault(method, re.compile(path + "$"), status, dict(headers or {}), fail_after_commit=True)
+        )
 
     def drop_after_commit(self, method: str, path: str, *, times: int = 1) -> None:
         """Do the next matching request's work, then close the connection without answering."""
@@ -400,7 +410,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
             if fault is not None:
                 fault.times -= 1
-        if fault is not None and not fault.drop_after_commit:
+        if fault is not None and not (fault.drop_after_commit or fault.fail_after_commit):
             default = {"errorMessages": [f"Fault injected: HTTP {fault.status}"], "errors": {}}
             self._finish(
                 site,
@@ -434,6 +444,10 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload = route(site, method, path, query, body)
         except fake_jql.JqlError as exc:
             status, payload = 400, {"errorMessages": [str(exc)], "warningMessages": []}
+        if fault is not None and fault.fail_after_commit:  # the work is done, the answer is an error
+            gateway = {"errorMessages": [f"HTTP {fault.status} from the gateway"], "errors": {}}
+            self._finish(site, method, path, query, body, fault.status, gateway, fault.headers)
+            return
         if fault is not None:  # drop_after_commit: the work is done, the answer never arrives
             with site.lock:
                 site.log.append(Exchange(method, path, query, body, None, None, {}))

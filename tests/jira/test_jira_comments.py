@@ -130,6 +130,27 @@ def test_a_500_after_the_post_was_refused_posts_again_after_checking(cloud_site:
     assert [e.method for e in cloud_site.requests(path=COMMENTS)] == ["POST", "GET", "POST"]
 
 
+def test_a_503_after_the_comment_was_stored_does_not_post_twice(cloud_site: Site, connect) -> None:
+    # A gateway can answer 503 after Jira committed the comment: only a 429 proves nothing happened.
+    make_issue(cloud_site, 1)
+    cloud_site.fail_after_commit("POST", COMMENTS, 503, headers={"Retry-After": "0"})
+
+    comment_id = connect(cloud_site).add_comment("SHOP-1", TEXT, marker="gateway")
+
+    assert [c["id"] for c in cloud_site.all_comments("SHOP-1")] == [comment_id]
+    assert [e.method for e in cloud_site.requests(path=COMMENTS)] == ["POST", "GET"]
+
+
+def test_a_503_before_the_comment_was_stored_posts_again_after_checking(cloud_site: Site, connect) -> None:
+    make_issue(cloud_site, 1)
+    cloud_site.fail("POST", COMMENTS, 503, headers={"Retry-After": "0"})
+
+    comment_id = connect(cloud_site).add_comment("SHOP-1", TEXT, marker="unavailable")
+
+    assert [c["id"] for c in cloud_site.all_comments("SHOP-1")] == [comment_id]
+    assert [e.method for e in cloud_site.requests(path=COMMENTS)] == ["POST", "GET", "POST"]
+
+
 def test_a_429_on_post_is_retried_without_checking(cloud_site: Site, connect) -> None:
     make_issue(cloud_site, 1)
     cloud_site.fail("POST", COMMENTS, 429, headers={"Retry-After": "0"})

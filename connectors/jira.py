@@ -36,7 +36,7 @@ from connectors.jira_comment_body import (
     to_wiki,
 )
 from connectors.jira_fields import BoardHints, FieldOverrides, discover_field_map
-from connectors.jira_jql import JqlQuery, default_query, project_scope, updated_within
+from connectors.jira_jql import JqlQuery, default_query, updated_within
 from connectors.jira_json import JiraFieldMap, map_jira_issue
 from connectors.jira_retry import (
     RATE_LIMITED,
@@ -443,11 +443,12 @@ class JiraConnector:
                     state.ids[str(raw["id"])] = str(raw["key"])
             return out
 
-        # Deleted issues never show up as changes; a daily full sync lets them go.
+        # A daily full sync refreshes what changes cannot show (the statuses links carry, say).
         incremental = not full and state.last_sync is not None and started - state.last_sync < FULL_SYNC_AFTER
         search_requests = 0
         if not incremental:
             issues: dict[str, Issue] = {}
+            state.ids = {}
 
             def keep(page: list[Any]) -> None:
                 for key, issue in mapped(page):
@@ -461,49 +462,53 @@ class JiraConnector:
             elapsed = max((started - state.last_sync).total_seconds(), 0.0)
             window = updated_within(math.ceil(elapsed / 60) + OVERLAP_MINUTES)
             results: list[tuple[str, Issue | None]] = []
-            gone: set[str] = set()
-            if query:
-                search_requests += self._search(
-                    base.and_(window).text(),
-                    fields,
-                    f"{project}: changes",
-                    lambda page: results.extend(mapped(page)),
-                )
-                # Items that changed but no longer match the query must leave the backlog. The
-                # scan is by time alone: the project's config key need not be a Jira project.
-                changed_ids: list[str] = []
-                search_requests += self._search(
-                    window,
-                    ["id"],
-                    f"{project}: scope",
-                    lambda page: changed_ids.extend(
-                        str(raw.get("id")) for raw in page if isinstance(raw, Mapping)
-                    ),
-                    ids_only=True,
-                )
-                matched = {key for key, _ in results}
-                gone = {state.ids[i] for i in changed_ids if i in state.ids} - matched
-            else:
-
-                def split(page: list[Any]) -> None:
-                    for key, issue in mapped(page):
-                        # The default query is "open items": an item that became done leaves it.
-                        if issue is not None and issue.status_category is StatusCategory.DONE:
-                            gone.add(key)
-                        else:
-                            results.append((key, issue))
-
-                search_requests += self._search(
-                    project_scope(project).and_(window).text(), fields, f"{project}: changes", split
-                )
-            for key in gone:
-                state.issues.pop(key, None)
+            search_requests += self._search(
+                base.and_(window).text(),
+                fields,
+                f"{project}: changes",
+                lambda page: results.extend(mapped(page)),
+            )
+            # What the query matches now, as ids (one page of up to 5000 on Cloud). A change scan
+            # cannot see items that left the query: moved to another project (the default query
+            # is scoped to the project), done, no longer matching, deleted. Nor items that entered
+            # it without their 'updated' moving, or that offset paging skipped.
+            current: set[str] = set()
+            search_requests += self._search(
+                base.text(),
+                ["id"],
+                f"{project}: membership",
+                lambda page: current.update(
+                    str(raw["id"]) for raw in page if isinstance(raw, Mapping) and raw.get("id")
+                ),
+                ids_only=True,
+            )
             for key, issue in results:
                 if issue is None:
                     state.issues.pop(key, None)
                 else:
                     state.issues[key] = issue
-            state.issues = dict(sorted(state.issues.items(), key=lambda kv: _rank_key(kv[1])))
+
+            def add(page: list[Any]) -> None:
+                for key, issue in mapped(page):
+                    if issue is not None:
+                        state.issues[key] = issue
+
+            # Matched but never seen (ids of skipped items are known too, so they are not asked
+            # for again until they change): fetch them by id, 100 per request.
+            missing = sorted(current - set(state.ids), key=lambda i: (len(i), i))
+            for chunk in _chunks(missing, CLOUD_PAGE_SIZE):
+                search_requests += self._search(
+                    base.and_(f"id in ({', '.join(chunk)})").text(), fields, f"{project}: missed", add
+                )
+            # Keep an item only while its id (as last mapped, so a moved issue's old key goes) is
+            # still matched.
+            live_keys = {key for issue_id, key in state.ids.items() if issue_id in current}
+            state.issues = {
+                key: issue
+                for key, issue in sorted(state.issues.items(), key=lambda kv: _rank_key(kv[1]))
+                if key in live_keys
+            }
+            state.ids = {issue_id: key for issue_id, key in state.ids.items() if issue_id in current}
         state.last_sync = started
         logger.info(
             "%s: %s sync of %s: %d issues, %d skipped, %d requests",
@@ -639,6 +644,11 @@ class JiraConnector:
 def _path(segment: str) -> str:
     """One URL path segment; an issue key or id from elsewhere cannot reach another endpoint."""
     return quote(segment, safe="")
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
 
 
 def _rank_key(issue: Issue) -> tuple[int, str]:

@@ -142,9 +142,7 @@ class RetryRunner:
             except (JIRAError, requests.RequestException) as exc:
                 status = status_of(exc)
                 if idempotent:
-                    retryable = (
-                        status in RATE_LIMITED or status in TRANSIENT or is_connection_failure(exc)
-                    )
+                    retryable = status in RATE_LIMITED or status in TRANSIENT or is_connection_failure(exc)
                 else:
                     retryable = status in SAFE_TO_REPEAT_BLINDLY
                 retry += 1

@@ -150,6 +150,17 @@ class Site:
             fields.update(field_updates)
             fields["updated"] = jira_time(when)
 
+    def move(self, key: str, new_key: str, when: datetime) -> None:
+        """Move an issue to another project as Jira does: same id, a new key, 'updated' bumped."""
+        project = new_key.rpartition("-")[0]
+        with self.lock:
+            raw = self.issues.pop(key)
+            raw["key"] = new_key
+            fields = raw["fields"]
+            fields["project"] = dict(fields["project"], key=project, name=project.title())
+            fields["updated"] = jira_time(when)
+            self.issues[new_key] = raw
+
     def fail(
         self,
         method: str,

@@ -216,6 +216,10 @@ class _Parser:
             raise JqlError(f"Error in the JQL Query: unexpected '{token.text}' in a list.")
 
     def match(self, issue: Mapping[str, Any], name: str, op: str, value: str) -> bool:
+        if name in _KEY_FIELDS:
+            name = "key"
+            if value.isdigit() and op in ("=", "!="):  # the issue field takes ids as well as keys
+                return (str(issue.get("id")) == value) == (op == "=")
         actual = self.resolve(issue, name)
         if name in ("created", "updated"):
             when = _parse_when(value, self.now)
@@ -241,6 +245,8 @@ _FIELDS = frozenset(
         "project",
         "key",
         "issuekey",
+        "id",  # Jira's aliases of issuekey
+        "issue",
         "status",
         "statuscategory",
         "issuetype",
@@ -250,6 +256,9 @@ _FIELDS = frozenset(
         "updated",
     }
 )
+
+
+_KEY_FIELDS = frozenset({"key", "issuekey", "id", "issue"})
 
 
 def _key_order(key: str) -> tuple[str, int]:

@@ -36,7 +36,7 @@ def test_incremental_sync_of_100_changed_issues_takes_at_most_3_requests(cloud_s
     assert titles["SHOP-1"] == "Reworded 1"
     assert titles["SHOP-100"] == "Reworded 100"
     assert titles["SHOP-101"] == "Checkout improvement 101"
-    jql = _searches(cloud_site)[-1]
+    jql = next(q for q in reversed(_searches(cloud_site)) if "updated" in q)
     minutes = int(re.search(r'updated >= "-(\d+)m"', jql).group(1))  # type: ignore[union-attr]
     assert 6 <= minutes <= 7  # the time since the last sync plus the 5-minute overlap
 
@@ -68,9 +68,10 @@ def test_incremental_sync_with_a_custom_query_drops_items_that_stopped_matching(
     result = connector.fetch("SHOP", query)
 
     assert [i.key for i in result.issues] == ["SHOP-1", "SHOP-3"]
-    # The changed matches, then the ids of everything changed (by time alone).
+    # The changed matches, then the ids of everything the query matches now.
     assert len(cloud_site.log) - before == 2
-    assert re.fullmatch(r'updated >= "-[5-7]m"', _searches(cloud_site)[-1])
+    assert _searches(cloud_site)[-1] == query
+    assert cloud_site.log[-1].query["fields"] == ["id"]
 
 
 def test_custom_query_for_a_config_key_that_is_not_a_jira_project(cloud_site: Site, connect) -> None:
@@ -135,6 +136,54 @@ def test_data_center_incremental_sync(dc_site: Site, connect) -> None:
 
     result = connector.fetch("SHOP", None)
 
-    assert len(dc_site.log) - before == 1
+    assert len(dc_site.log) - before == 2  # the changes, and the ids the query matches now
     assert {i.key: i.title for i in result.issues}["SHOP-7"] == "Changed on the server"
     assert len(result.issues) == 120
+
+
+def test_custom_query_an_issue_moved_between_matched_projects_keeps_only_its_new_key(
+    cloud_site: Site, connect
+) -> None:
+    for number in (1, 2, 3):
+        make_issue(cloud_site, number)
+    query = "project in (SHOP, WEB) ORDER BY key"
+    connector = connect(cloud_site)
+    assert [i.key for i in connector.fetch("team", query).issues] == ["SHOP-1", "SHOP-2", "SHOP-3"]
+    cloud_site.move("SHOP-2", "WEB-9", datetime.now(UTC))
+
+    result = connector.fetch("team", query)
+
+    assert not result.full
+    assert sorted(i.key for i in result.issues) == ["SHOP-1", "SHOP-3", "WEB-9"]
+
+
+def test_default_query_an_issue_moved_to_another_project_leaves_the_backlog(
+    cloud_site: Site, connect
+) -> None:
+    for number in (1, 2, 3):
+        make_issue(cloud_site, number)
+    connector = connect(cloud_site)
+    connector.fetch("SHOP", None)
+    cloud_site.move("SHOP-2", "OPS-9", datetime.now(UTC))
+
+    result = connector.fetch("SHOP", None)
+
+    assert not result.full
+    assert [i.key for i in result.issues] == ["SHOP-1", "SHOP-3"]
+
+
+def test_incremental_sync_lets_deleted_issues_go_and_finds_matches_whose_updated_did_not_move(
+    cloud_site: Site, connect
+) -> None:
+    populate(cloud_site, 3)
+    connector = connect(cloud_site)
+    connector.fetch("SHOP", None)
+    del cloud_site.issues["SHOP-2"]
+    make_issue(cloud_site, 4)  # 'updated' long ago: invisible to a change scan
+    before = len(cloud_site.log)
+
+    result = connector.fetch("SHOP", None)
+
+    assert not result.full
+    assert [i.key for i in result.issues] == ["SHOP-1", "SHOP-3", "SHOP-4"]
+    assert len(cloud_site.log) - before == 3  # changes, membership, the one missed issue by id

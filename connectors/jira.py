@@ -48,7 +48,7 @@ from connectors.jira_retry import (
 )
 from connectors.mapping_errors import MappingError
 from refinebot.config import JiraSourceConfig
-from refinebot.models import Issue, StatusCategory
+from refinebot.models import Issue
 
 logger = logging.getLogger(__name__)
 

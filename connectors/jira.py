@@ -365,6 +365,7 @@ class JiraConnector:
     def _dc_pages(self, jql: str, fields: Sequence[str]) -> Iterator[tuple[list[Any], int | None]]:
         size = self.source.page_size or DC_PAGE_SIZE
         start = 0
+        previous_total: int | None = None
         while True:
             params = {"jql": jql, "startAt": start, "maxResults": size, "fields": ",".join(fields)}
             page = self._get("search", params, "searching issues")
@@ -373,6 +374,12 @@ class JiraConnector:
             total = total if isinstance(total, int) else None
             yield issues, total
             start += len(issues)
+            if total is not None and previous_total is not None and total < previous_total:
+                # Issues left the result set since the last page, so later ones moved up by as
+                # many offsets: step back over them, or the first ones moved would be skipped.
+                # Callers drop the repeats this brings (by key).
+                start = max(start - len(issues) - (previous_total - total), 0)
+            previous_total = total
             # The server may cap maxResults below what was asked: follow total, not the page size.
             if not issues or total is None or start >= total:
                 return

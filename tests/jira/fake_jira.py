@@ -17,7 +17,7 @@ import json
 import re
 import secrets
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -124,6 +124,8 @@ class Site:
         # A token remembers its result set, as Jira's do, so later pages need no new search.
         self._tokens: dict[str, tuple[list[dict[str, Any]], int]] = {}
         self._ids = itertools.count(10001)
+        # Runs before each search is answered: a user changing issues between two pages.
+        self.before_search: Callable[[dict[str, list[str]]], None] | None = None
         self._comment_ids = itertools.count(20001)
 
     # --- setup helpers -------------------------------------------------------------------------
@@ -600,6 +602,8 @@ def server_info(site: Site) -> dict[str, Any]:
 
 
 def search_cloud(site: Site, query: dict[str, list[str]]) -> tuple[int, Any]:
+    if site.before_search is not None:
+        site.before_search(query)
     token = _one(query, "nextPageToken")
     wanted = _split_fields(query.get("fields"))
     if token:
@@ -631,6 +635,8 @@ def search_cloud(site: Site, query: dict[str, list[str]]) -> tuple[int, Any]:
 
 
 def search_dc(site: Site, query: dict[str, list[str]]) -> tuple[int, Any]:
+    if site.before_search is not None:
+        site.before_search(query)
     jql = _one(query, "jql", "") or ""
     issues, _ = site.search(jql)
     start = _int(_one(query, "startAt"), 0)

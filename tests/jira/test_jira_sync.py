@@ -187,3 +187,25 @@ def test_incremental_sync_lets_deleted_issues_go_and_finds_matches_whose_updated
     assert not result.full
     assert [i.key for i in result.issues] == ["SHOP-1", "SHOP-3", "SHOP-4"]
     assert len(cloud_site.log) - before == 3  # changes, membership, the one missed issue by id
+
+
+def test_data_center_paging_does_not_skip_an_issue_when_one_leaves_between_pages(
+    dc_site: Site, connect
+) -> None:
+    # The reviewer's scenario: a user closes SHOP-1 while the sync is between pages 1 and 2, so
+    # every later issue moves up one offset and SHOP-51 would slip past startAt=50.
+    dc_site.dc_page_cap = 50
+    populate(dc_site, 120)
+
+    def close_shop_1(query: dict[str, list[str]]) -> None:
+        if query.get("startAt") == ["50"] and dc_site.issues["SHOP-1"]["fields"]["status"]["name"] != "Done":
+            dc_site.touch("SHOP-1", datetime.now(UTC), status=status(dc_site, "Done"))
+
+    dc_site.before_search = close_shop_1
+    connector = connect(dc_site)
+
+    result = connector.fetch("SHOP", None)
+
+    keys = {i.key for i in result.issues}
+    assert {f"SHOP-{n}" for n in range(2, 121)} <= keys
+    assert len(result.issues) == len(keys)  # the page read twice brought no duplicates

@@ -191,44 +191,69 @@ class JiraConnector:
                 f"{self._where()}: environment variable {self.source.token_env} is not set "
                 f"(it must hold the {what})"
             )
-        client = self._build_client(email, token.get_secret_value(), "3" if email else "2")
-        cloud = client.deploymentType == "Cloud"
+        # API v2 exists on Cloud and Data Center alike (v3 only on Cloud), so the probe uses it and
+        # the deployment type decides the version afterwards.
+        client = self._build_client(email, token.get_secret_value())
+        info = self._server_info(client)
+        cloud = info.get("deploymentType") == "Cloud"
         if cloud and not email:
             raise ConnectorError(
                 f"{self._where()}: this is Jira Cloud, which needs email + API token; "
                 "set 'email' in the source config"
             )
-        if not cloud and email:
-            # Data Center with username + password (basic auth) speaks only API v2.
-            client = self._build_client(email, token.get_secret_value(), "2")
+        if cloud:
+            # Cloud: v3 (ADF bodies, search/jql). The package builds every URL from this option,
+            # so switching it here saves asking for serverInfo a second time.
+            client._options["rest_api_version"] = "3"
+        # What the package itself would have recorded with get_server_info=True.
+        client.deploymentType = info.get("deploymentType")
+        client._version = tuple(info["versionNumbers"])
         self._client = client
         self._cloud = cloud
         logger.info("%s: connected (%s)", self._where(), "Cloud" if cloud else "Data Center/Server")
         return client
 
-    def _build_client(self, email: str | None, secret: str, version: str) -> Any:
-        def build() -> Any:
-            self.http_requests += 1  # the constructor's serverInfo call
-            return JIRA(
-                server=self.source.url,
-                options={"rest_api_version": version},
-                basic_auth=(email, secret) if email else None,
-                token_auth=None if email else secret,
-                get_server_info=True,  # tells Cloud from Data Center
-                max_retries=0,  # retries are ours: bounded, short in tests, never a blind POST
-                timeout=self.source.timeout_seconds,
-            )
-
-        try:
-            client = self._runner.call(f"{self._where()}: server info", build)
-        except (JIRAError, requests.RequestException) as exc:
-            raise self._error(exc, "connecting") from None
+    def _build_client(self, email: str | None, secret: str) -> Any:
+        """A client on API v2 that has made no request yet (every request it makes is counted)."""
+        client = JIRA(
+            server=self.source.url,
+            options={"rest_api_version": "2"},
+            basic_auth=(email, secret) if email else None,
+            token_auth=None if email else secret,
+            # Asked for below instead: the package's own call retries an empty answer three times
+            # and fails with a KeyError on anything that is not serverInfo.
+            get_server_info=False,
+            max_retries=0,  # retries are ours: bounded, short in tests, never a blind POST
+            timeout=self.source.timeout_seconds,
+        )
 
         def count(response: requests.Response, *args: Any, **kwargs: Any) -> None:
             self.http_requests += 1
 
         client._session.hooks["response"].append(count)
         return client
+
+    def _server_info(self, client: Any) -> Mapping[str, Any]:
+        """``serverInfo``, or a clear error when the URL answers but is not a Jira server."""
+        not_jira = (
+            f"{self._where()}: the URL does not look like a Jira server (its serverInfo answer is "
+            "not Jira's{why}); check the source's url, e.g. for a missing context path or a proxy "
+            "login page"
+        )
+        try:
+            info = self._runner.call(f"{self._where()}: server info", lambda: client._get_json("serverInfo"))
+        except (JIRAError, requests.RequestException) as exc:
+            if status_of(exc) == 404:
+                raise ConnectorError(not_jira.format(why=": HTTP 404")) from None
+            if isinstance(exc, requests.JSONDecodeError):
+                raise ConnectorError(not_jira.format(why=": not JSON")) from None
+            raise self._error(exc, "connecting") from None
+        except ValueError:  # JSON decoding that is not requests' own
+            raise ConnectorError(not_jira.format(why=": not JSON")) from None
+        versions = info.get("versionNumbers") if isinstance(info, Mapping) else None
+        if not isinstance(versions, list) or not all(isinstance(v, int) for v in versions):
+            raise ConnectorError(not_jira.format(why=""))
+        return info
 
     def _error(self, exc: BaseException, action: str) -> ConnectorError:
         """A clear, secret-free error: the package's own messages include request headers."""

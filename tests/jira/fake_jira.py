@@ -101,6 +101,7 @@ class Site:
         email: str = "bot@example.com",
         token: str = "cloud-api-token-123",
         pat: str = "dc-personal-access-token-456",
+        dc_password: str | None = None,
         fields: FieldIds | None = None,
         dc_page_cap: int = 1000,
         cloud_page_cap: int = 100,
@@ -111,6 +112,9 @@ class Site:
         self.email = email
         self.token = token
         self.pat = pat
+        # Data Center basic auth (username + password); off unless set, as on Jira 11.
+        self.dc_user = "alice"
+        self.dc_password = dc_password
         self.field_ids = fields or FieldIds()
         self.dc_page_cap = dc_page_cap
         self.cloud_page_cap = cloud_page_cap
@@ -474,6 +478,10 @@ class _Handler(BaseHTTPRequestHandler):
         if site.cloud:
             expected = base64.b64encode(f"{site.email}:{site.token}".encode()).decode()
             return header == f"Basic {expected}"
+        if site.dc_password is not None:
+            basic = base64.b64encode(f"{site.dc_user}:{site.dc_password}".encode()).decode()
+            if header == f"Basic {basic}":
+                return True
         return header == f"Bearer {site.pat}"
 
     def _finish(

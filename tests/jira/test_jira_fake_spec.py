@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,10 @@ def _request(exchange: Exchange) -> MockRequest:
 
 
 def _validate(openapi: OpenAPI, exchange: Exchange) -> None:
+    if exchange.path == "/rest/api/2/serverInfo":
+        # The connector probes with v2 (Data Center has no v3); Cloud documents v2 and v3 serverInfo
+        # as the same ServerInformation, and this spec file holds v3 only.
+        exchange = replace(exchange, path="/rest/api/3/serverInfo")
     data = b"" if exchange.response is None else json.dumps(exchange.response).encode()
     openapi.validate_response(_request(exchange), MockResponse(data, status_code=exchange.status or 0))
 
@@ -87,7 +92,7 @@ def test_fake_responses_match_the_published_spec(cloud_site: Site, connect, open
             _validate(openapi, exchange)
             checked.add(f"{exchange.method} {exchange.path}")
     assert {
-        "GET /rest/api/3/serverInfo",
+        "GET /rest/api/2/serverInfo",
         "GET /rest/api/3/field",
         "GET /rest/api/3/search/jql",
         "POST /rest/api/3/issue/SHOP-1/comment",

@@ -250,7 +250,9 @@ class JiraConnector:
             raise self._error(exc, "connecting") from None
         except ValueError:  # JSON decoding that is not requests' own
             raise ConnectorError(not_jira.format(why=": not JSON")) from None
-        versions = info.get("versionNumbers") if isinstance(info, Mapping) else None
+        if not isinstance(info, Mapping):
+            raise ConnectorError(not_jira.format(why=""))
+        versions = info.get("versionNumbers")
         if not isinstance(versions, list) or not all(isinstance(v, int) for v in versions):
             raise ConnectorError(not_jira.format(why=""))
         return info

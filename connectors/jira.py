@@ -167,6 +167,7 @@ class JiraConnector:
         self._progress = progress
         self._client: Any = None
         self._cloud = False
+        self._me: dict[str, str] | None = None  # the bot's own user: accountId (Cloud), key/name (DC)
         self.http_requests = 0  # every HTTP request this connector made, retries included
 
     # --- connection ----------------------------------------------------------------------------
@@ -646,9 +647,33 @@ class JiraConnector:
         except (JIRAError, requests.RequestException) as exc:
             raise self._error(exc, action) from None
 
+    def _myself(self) -> dict[str, str]:
+        """Who the bot is, to tell its comments from people's (fetched once per connector)."""
+        if self._me is not None:
+            return self._me
+        me = self._get("myself", None, "reading the bot's own user")
+        wanted = ("accountId",) if self._cloud else ("key", "name")
+        found = {k: str(me[k]) for k in wanted if isinstance(me, Mapping) and me.get(k)}
+        if not found:
+            raise ConnectorError(f"{self._where()}: the answer to /myself names no {' or '.join(wanted)}")
+        self._me = found
+        return found
+
+    def _by_bot(self, comment: Mapping[str, Any]) -> bool:
+        author = comment.get("author")
+        if not isinstance(author, Mapping):
+            return False
+        # Cloud users have only an accountId; on Data Center the key survives a rename, the name may not.
+        return any(author.get(k) is not None and str(author.get(k)) == v for k, v in self._myself().items())
+
     def find_comment(self, issue_key: str, marker: str) -> str | None:
-        """The id of the bot comment tagged ``marker`` (by property, else by the text footer)."""
+        """The id of the bot's own comment tagged ``marker`` (by property, else by the text footer).
+
+        Comments by anyone else never match, even when they quote the marker, so an update cannot
+        overwrite a person's comment.
+        """
         check_marker(marker)
+        self._connect()
         start = 0
         while True:
             page = self._get(
@@ -665,8 +690,10 @@ class JiraConnector:
             if not isinstance(comments, list):
                 raise ConnectorError(f"{self._where()}: comments of {issue_key}: no 'comments' array")
             for comment in comments:
-                if isinstance(comment, Mapping) and (
-                    property_has_marker(comment, marker) or body_has_marker(comment.get("body"), marker)
+                if (
+                    isinstance(comment, Mapping)
+                    and (property_has_marker(comment, marker) or body_has_marker(comment.get("body"), marker))
+                    and self._by_bot(comment)
                 ):
                     return str(comment.get("id"))
             start += len(comments)

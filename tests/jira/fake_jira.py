@@ -547,6 +547,8 @@ def route(site: Site, method: str, path: str, query: dict[str, list[str]], body:
         return _error(404, "null for uri: " + path)
     if rest == "serverInfo" and method == "GET":
         return 200, server_info(site)
+    if rest == "myself" and method == "GET":
+        return 200, _author(site)
     if rest == "field" and method == "GET":
         return 200, site.field_list()
     if rest == "search" and method in ("GET", "POST"):

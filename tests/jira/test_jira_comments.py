@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -190,3 +191,53 @@ def test_unsafe_marker_is_refused_before_any_request(cloud_site: Site, connect) 
     with pytest.raises(ValueError, match="marker"):
         connect(cloud_site).add_comment("SHOP-1", TEXT, marker="has spaces")
     assert cloud_site.log == []
+
+
+def _human_comment_quoting(site: Site, marker: str) -> dict[str, Any]:
+    author = (
+        {"accountId": "557058:human-dana", "displayName": "Dana Dev", "active": True}
+        if site.cloud
+        else {"name": "dana", "key": "JIRAUSER10200", "displayName": "Dana Dev", "active": True}
+    )
+    footer = f"refinebot-marker: {marker}"
+    body: Any = (
+        {
+            "type": "doc",
+            "version": 1,
+            "content": [
+                {"type": "paragraph", "content": [{"type": "text", "text": "I disagree with the bot:"}]},
+                {"type": "paragraph", "content": [{"type": "text", "text": footer}]},
+            ],
+        }
+        if site.cloud
+        else f"I disagree with the bot:\n{footer}"
+    )
+    comment = {
+        "id": "777",
+        "author": author,
+        "updateAuthor": author,
+        "body": body,
+        "created": "2026-11-20T10:00:00.000+0000",
+        "updated": "2026-11-20T10:00:00.000+0000",
+        "properties": [],
+    }
+    site.comments.setdefault("SHOP-1", []).append(comment)
+    return comment
+
+
+@pytest.mark.parametrize("cloud", [True, False], ids=["cloud", "dc"])
+def test_a_persons_comment_quoting_the_marker_is_never_taken_for_the_bots(
+    fake_jira, connect, cloud: bool
+) -> None:
+    site = fake_jira.new_site(cloud=cloud)
+    make_issue(site, 1)
+    human = _human_comment_quoting(site, "missing_ac:SHOP-1")
+    as_written = copy.deepcopy(human)
+    connector = connect(site)
+
+    assert connector.find_comment("SHOP-1", "missing_ac:SHOP-1") is None
+    mine = connector.add_comment("SHOP-1", TEXT, marker="missing_ac:SHOP-1")
+    assert connector.find_comment("SHOP-1", "missing_ac:SHOP-1") == mine
+    assert human == as_written  # never touched
+    api = "3" if cloud else "2"
+    assert len(site.requests("GET", f"/rest/api/{api}/myself")) == 1  # asked once per connector

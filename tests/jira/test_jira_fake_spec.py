@@ -98,6 +98,7 @@ def test_fake_responses_match_the_published_spec(cloud_site: Site, connect, open
         "POST /rest/api/3/issue/SHOP-1/comment",
         "PUT /rest/api/3/issue/SHOP-1/comment/20001",
         "GET /rest/api/3/issue/SHOP-1/comment",
+        "GET /rest/api/3/myself",
     } <= checked
 
 

@@ -15,7 +15,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -36,7 +36,7 @@ from connectors.jira_comment_body import (
     to_wiki,
 )
 from connectors.jira_fields import BoardHints, FieldOverrides, discover_field_map
-from connectors.jira_jql import JqlQuery, default_query, updated_within
+from connectors.jira_jql import JqlQuery, default_query, jql_string, updated_within
 from connectors.jira_json import JiraFieldMap, map_jira_issue
 from connectors.jira_retry import (
     RATE_LIMITED,
@@ -48,7 +48,7 @@ from connectors.jira_retry import (
 )
 from connectors.mapping_errors import MappingError
 from refinebot.config import JiraSourceConfig
-from refinebot.models import Issue
+from refinebot.models import Issue, LinkKind, StatusCategory
 
 logger = logging.getLogger(__name__)
 
@@ -282,9 +282,8 @@ class JiraConnector:
             )
         if status is not None:
             detail = getattr(exc, "text", "") or ""
-            return ConnectorError(
-                f"{where}: HTTP {status} while {action}" + (f": {detail}" if detail else "")
-            )
+            kind = _RejectedError if status == 400 else ConnectorError
+            return kind(f"{where}: HTTP {status} while {action}" + (f": {detail}" if detail else ""))
         if isinstance(exc, requests.JSONDecodeError):  # a proxy's login page, say
             return ConnectorError(f"{where}: the answer to {action} is not JSON")
         if is_connection_failure(exc):
@@ -544,6 +543,7 @@ class JiraConnector:
                 if key in live_keys
             }
             state.ids = {issue_id: key for issue_id, key in state.ids.items() if issue_id in current}
+            search_requests += self._refresh_blockers(state, project)
         state.last_sync = started
         logger.info(
             "%s: %s sync of %s: %d issues, %d skipped, %d requests",
@@ -566,6 +566,50 @@ class JiraConnector:
                 "deployment": "cloud" if self._cloud else "datacenter",
             },
         )
+
+    def _refresh_blockers(self, state: ProjectSyncState, project: str) -> int:
+        """Bring blockers' statuses up to date when the blocker is not in the synced set.
+
+        A link carries its target's status as of the last time the *blocked* issue was fetched;
+        resolving the blocker does not touch the blocked issue's 'updated', so an incremental sync
+        never refreshes it. Blockers in the backlog are current already (the rule prefers their own
+        record); the rest, unless known done, get their status read in one ``key in (...)`` search
+        per 100 keys. Returns the requests made.
+        """
+        stale = sorted(
+            {
+                link.target
+                for issue in state.issues.values()
+                for link in issue.links
+                if link.kind is LinkKind.BLOCKED_BY
+                and link.target not in state.issues
+                and link.target_status_category is not StatusCategory.DONE
+            }
+        )
+        fresh: dict[str, StatusCategory] = {}
+
+        def read(page: list[Any]) -> None:
+            for raw in page:
+                fields = raw.get("fields") if isinstance(raw, Mapping) else None
+                status = fields.get("status") if isinstance(fields, Mapping) else None
+                category = status.get("statusCategory") if isinstance(status, Mapping) else None
+                found = StatusCategory.from_jira_key(
+                    category.get("key") if isinstance(category, Mapping) else None
+                )
+                if found is not None and raw.get("key"):
+                    fresh[str(raw["key"])] = found
+
+        requests_made = 0
+        for chunk in _chunks(stale, CLOUD_PAGE_SIZE):
+            jql = f"key in ({', '.join(jql_string(key) for key in chunk)})"
+            try:
+                requests_made += self._search(jql, ["status"], f"{project}: blocker statuses", read)
+            except _RejectedError as exc:
+                # A blocker deleted since makes Jira refuse the whole list: keep what the links say.
+                logger.warning("%s: blocker statuses not refreshed: %s", self._where(), exc)
+        if fresh:
+            state.issues = {key: _with_blockers(issue, fresh) for key, issue in state.issues.items()}
+        return requests_made
 
     # --- comments ------------------------------------------------------------------------------
 
@@ -705,6 +749,20 @@ class JiraConnector:
 def _path(segment: str) -> str:
     """One URL path segment; an issue key or id from elsewhere cannot reach another endpoint."""
     return quote(segment, safe="")
+
+
+class _RejectedError(ConnectorError):
+    """Jira refused the request as invalid (HTTP 400), e.g. JQL naming an issue that is gone."""
+
+
+def _with_blockers(issue: Issue, fresh: Mapping[str, StatusCategory]) -> Issue:
+    links = tuple(
+        replace(link, target_status_category=fresh[link.target])
+        if link.kind is LinkKind.BLOCKED_BY and link.target in fresh
+        else link
+        for link in issue.links
+    )
+    return issue if links == issue.links else replace(issue, links=links)
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:

@@ -329,6 +329,10 @@ class Site:
         query = fake_jql.parse(jql, datetime.now(UTC), self.resolve)
         with self.lock:
             issues = list(self.issues.values())
+        known = {i["key"].upper() for i in issues}
+        for key in query.keys:
+            if key.upper() not in known:
+                raise fake_jql.JqlError(f"An issue with key '{key}' does not exist for field 'key'.")
         if query.predicate is not None:
             issues = [i for i in issues if query.predicate(i)]
         for name, descending in reversed(query.order_by or (("key", False),)):

@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fake_jira import Site
-from fake_jira_data import make_issue, populate, status
+from fake_jira_data import link, make_issue, populate, status
 
 from connectors.base import ConnectorError
 from connectors.jira import JiraSyncState
+from refinebot.models import StatusCategory
 
 
 def _searches(site: Site) -> list[str]:
@@ -209,3 +210,54 @@ def test_data_center_paging_does_not_skip_an_issue_when_one_leaves_between_pages
     keys = {i.key for i in result.issues}
     assert {f"SHOP-{n}" for n in range(2, 121)} <= keys
     assert len(result.issues) == len(keys)  # the page read twice brought no duplicates
+
+
+def _blockers(result_issues: list, key: str) -> dict[str, object]:  # type: ignore[type-arg]
+    [issue] = [i for i in result_issues if i.key == key]
+    return {
+        link.target: link.target_status_category for link in issue.links if link.kind.value == "blocked_by"
+    }
+
+
+def test_a_blocker_that_became_done_is_known_done_after_an_incremental_sync(
+    cloud_site: Site, connect
+) -> None:
+    # Resolving SHOP-2 does not touch SHOP-1's 'updated'; SHOP-2 leaves the default query (done),
+    # so neither the change scan nor the backlog says it is done.
+    make_issue(cloud_site, 1, links=[link(cloud_site, "Blocks", "inward", "SHOP-2")])
+    make_issue(cloud_site, 2)
+    make_issue(cloud_site, 3, links=[link(cloud_site, "Blocks", "inward", "OPS-7")])
+    make_issue(cloud_site, 7, project="OPS", project_name="Ops", status_name="In Progress")
+    connector = connect(cloud_site)
+    connector.fetch("SHOP", None)
+    cloud_site.touch("SHOP-2", datetime.now(UTC), status=status(cloud_site, "Done"))
+    before = len(cloud_site.log)
+
+    result = connector.fetch("SHOP", None)
+
+    assert not result.full
+    assert [i.key for i in result.issues] == ["SHOP-1", "SHOP-3"]
+    assert _blockers(result.issues, "SHOP-1") == {"SHOP-2": StatusCategory.DONE}
+    assert _blockers(result.issues, "SHOP-3") == {"OPS-7": StatusCategory.IN_PROGRESS}
+    # changes, membership, one status search for both blockers outside the backlog
+    assert len(cloud_site.log) - before == 3
+    assert _searches(cloud_site)[-1] == 'key in ("OPS-7", "SHOP-2")'
+
+    again = connector.fetch("SHOP", None)
+
+    assert _blockers(again.issues, "SHOP-1") == {"SHOP-2": StatusCategory.DONE}
+    assert _searches(cloud_site)[-1] == 'key in ("OPS-7")'  # a known-done blocker is not asked again
+
+
+def test_a_deleted_blocker_does_not_fail_the_sync(cloud_site: Site, connect) -> None:
+    make_issue(cloud_site, 1, links=[link(cloud_site, "Blocks", "inward", "OPS-7")])
+    make_issue(cloud_site, 7, project="OPS", project_name="Ops")
+    connector = connect(cloud_site)
+    connector.fetch("SHOP", None)
+    del cloud_site.issues["OPS-7"]  # Jira now refuses JQL naming it
+
+    result = connector.fetch("SHOP", None)
+
+    assert not result.full
+    assert _blockers(result.issues, "SHOP-1") == {"OPS-7": StatusCategory.TODO}
+    assert cloud_site.log[-1].status == 400  # the refresh was refused, the sync kept what it knew

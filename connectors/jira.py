@@ -57,6 +57,7 @@ FULL_SYNC_AFTER = timedelta(hours=24)
 CLOUD_PAGE_SIZE = 100  # the most search/jql returns per page when fields are requested
 CLOUD_ID_PAGE_SIZE = 5000  # ...and when only ids are requested
 DC_PAGE_SIZE = 1000  # jira.search.views.default.max; servers may cap lower, which paging honours
+DC_RESULT_WINDOW = 10_000  # jira.search.platform.max.result.window: startAt + maxResults beyond fails
 COMMENT_PAGE_SIZE = 100
 _PROGRESS_LOG_EVERY = 10  # pages between one-line progress logs when not on a terminal
 
@@ -167,6 +168,7 @@ class JiraConnector:
         self._progress = progress
         self._client: Any = None
         self._cloud = False
+        self._reordered = False  # a Data Center search was read in key order (too many for offsets)
         self._me: dict[str, str] | None = None  # the bot's own user: accountId (Cloud), key/name (DC)
         self.http_requests = 0  # every HTTP request this connector made, retries included
 
@@ -391,16 +393,42 @@ class JiraConnector:
 
     def _dc_pages(self, jql: str, fields: Sequence[str]) -> Iterator[tuple[list[Any], int | None]]:
         size = self.source.page_size or DC_PAGE_SIZE
+        query = JqlQuery.parse(jql)
+        current = jql
         start = 0
         previous_total: int | None = None
+        by_key = False
+        last_key: str | None = None
         while True:
-            params = {"jql": jql, "startAt": start, "maxResults": size, "fields": ",".join(fields)}
+            if by_key and last_key is not None and start + size > DC_RESULT_WINDOW:
+                # Offsets past the search platform's window fail (HTTP 500, "Search limit
+                # exceeded"): go on with a fresh search for the keys after the last one read.
+                current = JqlQuery(query.and_(f"key > {jql_string(last_key)}").where, "key ASC").text()
+                start = 0
+                previous_total = None
+            params = {"jql": current, "startAt": start, "maxResults": size, "fields": ",".join(fields)}
             page = self._get("search", params, "searching issues")
             issues = self._page_issues(page)
             total = page.get("total")
             total = total if isinstance(total, int) else None
+            if not by_key and total is not None and total > DC_RESULT_WINDOW:
+                # More than offsets can reach (notes §1.2): read it all again in key order, which
+                # "key > last" can continue. The caller puts the issues back into rank order.
+                logger.info(
+                    "%s: %d issues match, more than the %d offsets can reach; reading by key ranges",
+                    self._where(),
+                    total,
+                    DC_RESULT_WINDOW,
+                )
+                by_key = True
+                self._reordered = True
+                current = JqlQuery(query.where, "key ASC").text()
+                start = 0
+                continue
             yield issues, total
             start += len(issues)
+            if issues and isinstance(issues[-1], Mapping) and issues[-1].get("key"):
+                last_key = str(issues[-1]["key"])
             if total is not None and previous_total is not None and total < previous_total:
                 # Issues left the result set since the last page, so later ones moved up by as
                 # many offsets: step back over them, or the first ones moved would be skipped.
@@ -489,7 +517,10 @@ class JiraConnector:
                     if issue is not None:
                         issues.setdefault(key, issue)  # offset paging can repeat an item that moved
 
+            self._reordered = False
             search_requests += self._search(base.text(), fields, f"{project}: full sync", keep)
+            if self._reordered:
+                issues = dict(sorted(issues.items(), key=lambda kv: _rank_key(kv[1])))
             state.issues = issues
         else:
             assert state.last_sync is not None

@@ -117,6 +117,7 @@ class Site:
         self.dc_password = dc_password
         self.field_ids = fields or FieldIds()
         self.dc_page_cap = dc_page_cap
+        self.max_result_window = 10_000  # Data Center: startAt + maxResults beyond this fails
         self.cloud_page_cap = cloud_page_cap
         self.issues: dict[str, dict[str, Any]] = {}
         self.boards: dict[int, dict[str, Any]] = {}
@@ -654,7 +655,18 @@ def search_dc(site: Site, query: dict[str, list[str]]) -> tuple[int, Any]:
     jql = _one(query, "jql", "") or ""
     issues, _ = site.search(jql)
     start = _int(_one(query, "startAt"), 0)
-    size = min(_int(_one(query, "maxResults"), 50), site.dc_page_cap)
+    asked = _int(_one(query, "maxResults"), 50)
+    if start + asked > site.max_result_window:
+        # What Jira DC answers past jira.search.platform.max.result.window (Atlassian KB
+        # "Handling JQL REST API searching exceeding max_result_window").
+        return _error(
+            500,
+            f"Search limit exceeded. We couldn't complete your search because it requests "
+            f"{start + asked:,} results which exceeded the search platform limit of "
+            f"{site.max_result_window:,}. Try refining your query or contact your Jira administrator. "
+            "Repeating the same search may not work.",
+        )
+    size = min(asked, site.dc_page_cap)
     wanted = _split_fields(query.get("fields"))
     page = issues[start : start + size]
     return 200, {
@@ -662,8 +674,16 @@ def search_dc(site: Site, query: dict[str, list[str]]) -> tuple[int, Any]:
         "startAt": start,
         "maxResults": size,
         "total": len(issues),
-        "issues": [select_fields(i, wanted) for i in page],
+        "issues": [_dc_issue(i, wanted) for i in page],
     }
+
+
+def _dc_issue(issue: Mapping[str, Any], wanted: Sequence[str] | None) -> dict[str, Any]:
+    """Data Center always names an issue's key and self, even when only ids were asked for."""
+    selected = select_fields(issue, wanted)
+    if "key" not in selected:
+        selected = {k: issue[k] for k in ("expand", "id", "self", "key")}
+    return selected
 
 
 def _author(site: Site) -> dict[str, Any]:

@@ -261,3 +261,28 @@ def test_a_deleted_blocker_does_not_fail_the_sync(cloud_site: Site, connect) -> 
     assert not result.full
     assert _blockers(result.issues, "SHOP-1") == {"OPS-7": StatusCategory.TODO}
     assert cloud_site.log[-1].status == 400  # the refresh was refused, the sync kept what it knew
+
+
+def test_a_data_center_backlog_over_the_10000_result_window_syncs_completely(dc_site: Site, connect) -> None:
+    populate(dc_site, 10_450)
+    dc_site.issues["SHOP-10450"]["fields"]["customfield_10019"] = "0|a00000:"  # ranked to the top
+    connector = connect(dc_site)
+
+    result = connector.fetch("SHOP", None)
+
+    assert len(result.issues) == 10_450
+    # Read in key order, handed back in rank order.
+    assert [i.key for i in result.issues[:3]] == ["SHOP-10450", "SHOP-1", "SHOP-2"]
+    assert result.issues[-1].key == "SHOP-10449"
+    assert all(e.status == 200 for e in dc_site.log)
+    assert all(
+        int(e.query["startAt"][0]) + int(e.query["maxResults"][0]) <= 10_000
+        for e in dc_site.requests("GET", "/rest/api/2/search")
+    )
+    dc_site.touch("SHOP-10400", datetime.now(UTC), summary="Changed late in the backlog")
+
+    again = connector.fetch("SHOP", None)
+
+    assert not again.full
+    assert len(again.issues) == 10_450
+    assert {i.key: i.title for i in again.issues}["SHOP-10400"] == "Changed late in the backlog"

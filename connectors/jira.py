@@ -439,6 +439,44 @@ class JiraConnector:
             if not issues or total is None or start >= total:
                 return
 
+    def _matching_ids(self, query: JqlQuery, project: str) -> tuple[set[str], int]:
+        """The ids of every issue ``query`` matches now, and the requests that took."""
+        ids: set[str] = set()
+        used = self._search(
+            query.text(), ["id"], f"{project}: membership", lambda page: ids.update(_ids(page)), ids_only=True
+        )
+        return ids, used
+
+    def _count(self, query: JqlQuery) -> int | None:
+        """How many issues match ``query`` now (None if the server would not say)."""
+        if not self._cloud:
+            # Data Center: a search for no issues still reports the total.
+            page = self._get(
+                "search",
+                {"jql": query.where, "startAt": 0, "maxResults": 0, "fields": "id"},
+                "counting issues",
+            )
+            total = page.get("total") if isinstance(page, Mapping) else None
+            return total if isinstance(total, int) else None
+        client = self._connect()
+        action = "counting issues"
+
+        def call() -> Any:
+            response = client._session.post(
+                client._get_url("search/approximate-count"), data=json.dumps({"jql": query.where})
+            )
+            return response.json()
+
+        try:
+            # A count changes nothing on the server, so it is retried like any read.
+            answer = self._runner.call(f"{self._where()}: {action}", call)
+        except (JIRAError, requests.RequestException) as exc:
+            raise self._error(exc, action) from None
+        except ValueError:
+            raise ConnectorError(f"{self._where()}: the answer to {action} is not JSON") from None
+        count = answer.get("count") if isinstance(answer, Mapping) else None
+        return count if isinstance(count, int) else None
+
     def _page_issues(self, page: Any) -> list[Any]:
         if not isinstance(page, Mapping) or not isinstance(page.get("issues"), list):
             raise ConnectorError(f"{self._where()}: a search response has no 'issues' array")
@@ -527,46 +565,67 @@ class JiraConnector:
             elapsed = max((started - state.last_sync).total_seconds(), 0.0)
             window = updated_within(math.ceil(elapsed / 60) + OVERLAP_MINUTES)
             results: list[tuple[str, Issue | None]] = []
-            search_requests += self._search(
-                base.and_(window).text(),
-                fields,
-                f"{project}: changes",
-                lambda page: results.extend(mapped(page)),
-            )
-            # What the query matches now, as ids (one page of up to 5000 on Cloud). A change scan
-            # cannot see items that left the query: moved to another project (the default query
-            # is scoped to the project), done, no longer matching, deleted. Nor items that entered
-            # it without their 'updated' moving, or that offset paging skipped.
-            current: set[str] = set()
-            search_requests += self._search(
-                base.text(),
-                ["id"],
-                f"{project}: membership",
-                lambda page: current.update(
-                    str(raw["id"]) for raw in page if isinstance(raw, Mapping) and raw.get("id")
-                ),
-                ids_only=True,
-            )
+            matched: set[str] = set()
+
+            def changed(page: list[Any]) -> None:
+                results.extend(mapped(page))
+                matched.update(_ids(page))
+
+            search_requests += self._search(base.and_(window).text(), fields, f"{project}: changes", changed)
             for key, issue in results:
                 if issue is None:
                     state.issues.pop(key, None)
                 else:
                     state.issues[key] = issue
+            # A change scan cannot see items that left the query: moved to another project (the
+            # default query is scoped to the project), done, no longer matching, deleted; nor items
+            # that entered it without their 'updated' moving. Listing the ids the query matches
+            # now settles all of these; it costs one request per 5000 issues on Cloud (1000 on
+            # Data Center), so it is done directly only when one page holds them all.
+            if self._cloud and len(state.ids) < CLOUD_ID_PAGE_SIZE:
+                current, used = self._matching_ids(base, project)
+                search_requests += used
+            else:
+                # Otherwise: what changed anywhere (ids, by time alone, so moves out of the project
+                # are seen) but no longer matches has left. Only when the query's count still
+                # disagrees with what is known (a deletion, an unseen entry) are its ids listed.
+                changed_ids: set[str] = set()
+                search_requests += self._search(
+                    window,
+                    ["id"],
+                    f"{project}: scope",
+                    lambda page: changed_ids.update(_ids(page)),
+                    ids_only=True,
+                )
+                current = set(state.ids) - {i for i in changed_ids & set(state.ids) if i not in matched}
+                before_count = self.http_requests
+                count = self._count(base)
+                search_requests += self.http_requests - before_count
+                if count != len(current):
+                    logger.info(
+                        "%s: %s: %s issues match, %d known; listing their ids",
+                        self._where(),
+                        project,
+                        count if count is not None else "?",
+                        len(current),
+                    )
+                    current, used = self._matching_ids(base, project)
+                    search_requests += used
 
             def add(page: list[Any]) -> None:
                 for key, issue in mapped(page):
                     if issue is not None:
                         state.issues[key] = issue
 
-            # Matched but never seen (ids of skipped items are known too, so they are not asked
-            # for again until they change): fetch them by id, 100 per request.
+            # Matched but never seen (ids of skipped items are known too, so they are not asked for
+            # again until they change): fetch them by id, 100 per request.
             missing = sorted(current - set(state.ids), key=lambda i: (len(i), i))
             for chunk in _chunks(missing, CLOUD_PAGE_SIZE):
                 search_requests += self._search(
                     base.and_(f"id in ({', '.join(chunk)})").text(), fields, f"{project}: missed", add
                 )
-            # Keep an item only while its id (as last mapped, so a moved issue's old key goes) is
-            # still matched.
+            # Keep an item only while its id is matched, under the key it was last seen with (so a
+            # moved issue's old key goes).
             live_keys = {key for issue_id, key in state.ids.items() if issue_id in current}
             state.issues = {
                 key: issue
@@ -794,6 +853,10 @@ def _with_blockers(issue: Issue, fresh: Mapping[str, StatusCategory]) -> Issue:
         for link in issue.links
     )
     return issue if links == issue.links else replace(issue, links=links)
+
+
+def _ids(page: Sequence[Any]) -> set[str]:
+    return {str(raw["id"]) for raw in page if isinstance(raw, Mapping) and raw.get("id")}
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:

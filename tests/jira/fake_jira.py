@@ -565,6 +565,14 @@ def route(site: Site, method: str, path: str, query: dict[str, list[str]], body:
                 "A full migration guideline is available at https://developer.atlassian.com/changelog/#CHANGE-2046",
             )
         return search_dc(site, query if method == "GET" else _body_query(body))
+    if rest == "search/approximate-count" and method == "POST" and site.cloud:
+        matches, bounded = site.search(str((body or {}).get("jql") or ""))
+        if not bounded:
+            return _error(
+                400,
+                "Unbounded JQL queries are not allowed here. Please add a search restriction to your query.",
+            )
+        return 200, {"count": len(matches)}
     if rest == "search/jql" and method in ("GET", "POST") and site.cloud:
         return search_cloud(site, query if method == "GET" else _body_query(body))
     comment = re.fullmatch(r"issue/([^/]+)/comment(?:/(\d+))?", rest)

@@ -13,6 +13,7 @@ import json
 import os
 import re
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,24 @@ def test_the_connectors_requests_match_the_published_spec(
     for exchange in sent:
         openapi.validate_request(_request(exchange))
     assert {e.method for e in sent} == {"GET", "POST", "PUT"}
+
+
+def test_a_large_cloud_backlogs_incremental_sync_counts_in_the_published_shape(
+    cloud_site: Site, connect, openapi: OpenAPI
+) -> None:
+    # Over 5000 known issues, leavers are found by time and the query's approximate count.
+    populate(cloud_site, 5001)
+    connector = connect(cloud_site)
+    connector.fetch("SHOP", None)
+    cloud_site.move("SHOP-9", "OPS-9", datetime.now(UTC))
+    before = len(cloud_site.log)
+
+    result = connector.fetch("SHOP", None)
+
+    assert len(result.issues) == 5000 and "SHOP-9" not in {i.key for i in result.issues}
+    assert len(cloud_site.log) - before == 3  # changes, ids changed by time, the count
+    counted = cloud_site.requests("POST", "/rest/api/3/search/approximate-count")
+    assert counted and counted[0].response == {"count": 5000}
+    for exchange in cloud_site.log[before:]:
+        openapi.validate_request(_request(exchange))
+        _validate(openapi, exchange)

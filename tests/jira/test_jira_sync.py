@@ -137,7 +137,8 @@ def test_data_center_incremental_sync(dc_site: Site, connect) -> None:
 
     result = connector.fetch("SHOP", None)
 
-    assert len(dc_site.log) - before == 2  # the changes, and the ids the query matches now
+    # The changes, the ids of everything changed (by time alone), the query's count.
+    assert len(dc_site.log) - before == 3
     assert {i.key: i.title for i in result.issues}["SHOP-7"] == "Changed on the server"
     assert len(result.issues) == 120
 
@@ -286,3 +287,43 @@ def test_a_data_center_backlog_over_the_10000_result_window_syncs_completely(dc_
     assert not again.full
     assert len(again.issues) == 10_450
     assert {i.key: i.title for i in again.issues}["SHOP-10400"] == "Changed late in the backlog"
+
+
+def test_data_center_incremental_sync_sees_moves_done_and_deletions(dc_site: Site, connect) -> None:
+    # Data Center lists at most 1000 ids a page, so it looks for leavers by time and checks the count.
+    populate(dc_site, 6)
+    connector = connect(dc_site)
+    connector.fetch("SHOP", None)
+    now = datetime.now(UTC)
+    dc_site.move("SHOP-2", "OPS-9", now)
+    dc_site.touch("SHOP-3", now, status=status(dc_site, "Done"))
+    before = len(dc_site.log)
+
+    moved = connector.fetch("SHOP", None)
+
+    assert [i.key for i in moved.issues] == ["SHOP-1", "SHOP-4", "SHOP-5", "SHOP-6"]
+    assert len(dc_site.log) - before == 3  # the count agreed: no id listing needed
+    del dc_site.issues["SHOP-5"]  # deleted: no search reports it as changed
+
+    deleted = connector.fetch("SHOP", None)
+
+    assert not deleted.full
+    assert [i.key for i in deleted.issues] == ["SHOP-1", "SHOP-4", "SHOP-6"]
+    make_issue(dc_site, 7)  # matches without its 'updated' moving
+
+    entered = connector.fetch("SHOP", None)
+
+    assert [i.key for i in entered.issues] == ["SHOP-1", "SHOP-4", "SHOP-6", "SHOP-7"]
+
+
+def test_data_center_custom_query_move_between_matched_projects(dc_site: Site, connect) -> None:
+    for number in (1, 2, 3):
+        make_issue(dc_site, number)
+    query = "project in (SHOP, WEB) ORDER BY key"
+    connector = connect(dc_site)
+    connector.fetch("team", query)
+    dc_site.move("SHOP-2", "WEB-9", datetime.now(UTC))
+
+    result = connector.fetch("team", query)
+
+    assert sorted(i.key for i in result.issues) == ["SHOP-1", "SHOP-3", "WEB-9"]

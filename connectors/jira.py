@@ -582,20 +582,27 @@ class JiraConnector:
             # that entered it without their 'updated' moving. Listing the ids the query matches
             # now settles all of these; it costs one request per 5000 issues on Cloud (1000 on
             # Data Center), so it is done directly only when one page holds them all.
+            # Keys of everything changed anywhere, when known: only those blockers can have a new
+            # status (resolving a blocker moves its own 'updated').
+            changed_keys: set[str] | None = None
             if self._cloud and len(state.ids) < CLOUD_ID_PAGE_SIZE:
                 current, used = self._matching_ids(base, project)
                 search_requests += used
             else:
+                changed_keys = set()
                 # Otherwise: what changed anywhere (ids, by time alone, so moves out of the project
                 # are seen) but no longer matches has left. Only when the query's count still
                 # disagrees with what is known (a deletion, an unseen entry) are its ids listed.
                 changed_ids: set[str] = set()
+
+                def scope(page: list[Any]) -> None:
+                    changed_ids.update(_ids(page))
+                    changed_keys.update(
+                        str(raw["key"]) for raw in page if isinstance(raw, Mapping) and raw.get("key")
+                    )
+
                 search_requests += self._search(
-                    window,
-                    ["id"],
-                    f"{project}: scope",
-                    lambda page: changed_ids.update(_ids(page)),
-                    ids_only=True,
+                    window, ["id", "key"], f"{project}: scope", scope, ids_only=True
                 )
                 current = set(state.ids) - {i for i in changed_ids & set(state.ids) if i not in matched}
                 before_count = self.http_requests
@@ -633,7 +640,7 @@ class JiraConnector:
                 if key in live_keys
             }
             state.ids = {issue_id: key for issue_id, key in state.ids.items() if issue_id in current}
-            search_requests += self._refresh_blockers(state, project)
+            search_requests += self._refresh_blockers(state, project, changed_keys)
         state.last_sync = started
         logger.info(
             "%s: %s sync of %s: %d issues, %d skipped, %d requests",
@@ -657,14 +664,16 @@ class JiraConnector:
             },
         )
 
-    def _refresh_blockers(self, state: ProjectSyncState, project: str) -> int:
+    def _refresh_blockers(self, state: ProjectSyncState, project: str, changed: set[str] | None) -> int:
         """Bring blockers' statuses up to date when the blocker is not in the synced set.
 
         A link carries its target's status as of the last time the *blocked* issue was fetched;
         resolving the blocker does not touch the blocked issue's 'updated', so an incremental sync
         never refreshes it. Blockers in the backlog are current already (the rule prefers their own
         record); the rest, unless known done, get their status read in one ``key in (...)`` search
-        per 100 keys. Returns the requests made.
+        per 100 keys, limited to the keys in ``changed`` when the sync knows what changed (a
+        blocker's status changes only with its own 'updated', and every change since the last sync
+        falls in this sync's window). Returns the requests made.
         """
         stale = sorted(
             {
@@ -674,6 +683,7 @@ class JiraConnector:
                 if link.kind is LinkKind.BLOCKED_BY
                 and link.target not in state.issues
                 and link.target_status_category is not StatusCategory.DONE
+                and (changed is None or link.target in changed)
             }
         )
         fresh: dict[str, StatusCategory] = {}

@@ -327,3 +327,30 @@ def test_data_center_custom_query_move_between_matched_projects(dc_site: Site, c
     result = connector.fetch("team", query)
 
     assert sorted(i.key for i in result.issues) == ["SHOP-1", "SHOP-3", "WEB-9"]
+
+
+def test_data_center_refreshes_only_blockers_that_changed(dc_site: Site, connect) -> None:
+    make_issue(
+        dc_site,
+        1,
+        links=[
+            link(dc_site, "Blocker", "inward", "SHOP-2"),
+            link(dc_site, "Blocker", "inward", "OPS-7", "In Progress"),
+        ],
+    )
+    make_issue(dc_site, 2)
+    make_issue(dc_site, 7, project="OPS", project_name="Ops", status_name="In Progress")
+    connector = connect(dc_site)
+    connector.fetch("SHOP", None)
+    dc_site.touch("SHOP-2", datetime.now(UTC), status=status(dc_site, "Done"))
+    before = len(dc_site.log)
+
+    result = connector.fetch("SHOP", None)
+
+    assert _blockers(result.issues, "SHOP-1") == {
+        "SHOP-2": StatusCategory.DONE,
+        "OPS-7": StatusCategory.IN_PROGRESS,
+    }
+    searches = [e.query["jql"][0] for e in dc_site.requests("GET", "/rest/api/2/search")]
+    assert searches[-1] == 'key in ("SHOP-2")'  # OPS-7 did not change: its link status stands
+    assert len(dc_site.log) - before == 4  # changes, ids changed by time, count, blocker status

@@ -773,11 +773,21 @@ class JiraConnector:
         raise ConnectorError(f"{self._where()}: {action}: gave up")  # pragma: no cover - loop always returns
 
     def update_comment(self, issue_key: str, comment_id: str, body: str, *, marker: str) -> None:
-        """Replace a comment's body in place, notifying no watchers (a PUT is safe to repeat)."""
+        """Replace the bot's own comment's body in place, notifying no watchers (a PUT is safe to repeat)."""
         check_marker(marker)
         self._connect()
         payload = self._comment_payload(body, marker)
         action = f"updating comment {comment_id} on {issue_key}"
+        # An id from elsewhere (a stale store, a bug) must not let the bot rewrite a person's
+        # comment, which an account allowed to "edit all comments" could do: check the author first.
+        current = self._get(
+            f"issue/{_path(issue_key)}/comment/{_path(comment_id)}", None, f"reading comment {comment_id}"
+        )
+        if not isinstance(current, Mapping) or not self._by_bot(current):
+            raise ConnectorError(
+                f"{self._where()}: comment {comment_id} on {issue_key} was not written by the bot; "
+                "not updating it"
+            )
         try:
             self._runner.call(
                 f"{self._where()}: {action}",

@@ -239,5 +239,8 @@ def test_a_persons_comment_quoting_the_marker_is_never_taken_for_the_bots(
     mine = connector.add_comment("SHOP-1", TEXT, marker="missing_ac:SHOP-1")
     assert connector.find_comment("SHOP-1", "missing_ac:SHOP-1") == mine
     assert human == as_written  # never touched
+    with pytest.raises(ConnectorError, match="not written by the bot; not updating it"):
+        connector.update_comment("SHOP-1", "777", "new findings", marker="missing_ac:SHOP-1")
+    assert human == as_written  # never touched
     api = "3" if cloud else "2"
     assert len(site.requests("GET", f"/rest/api/{api}/myself")) == 1  # asked once per connector

@@ -1,10 +1,14 @@
 """Read a Jira Cloud or Data Center backlog through the official ``jira`` package; comment on it.
 
-Cloud (email + API token, basic auth) searches ``/rest/api/3/search/jql`` following
-``nextPageToken``; Data Center (personal access token, bearer auth) pages ``/rest/api/2/search`` by
-``startAt`` and honours a page cap smaller than asked. Field ids are discovered once per source and
-cached; later runs fetch only what changed since the last successful sync (minus a 5-minute overlap)
-unless a full sync is asked for.
+The deployment is told from ``serverInfo`` (asked on API v2, which both have). Cloud (email + API
+token, basic auth) searches ``/rest/api/3/search/jql`` following ``nextPageToken``; Data Center
+(personal access token, or username + password) pages ``/rest/api/2/search`` by ``startAt``, honours
+a page cap smaller than asked, steps back when issues leave the results between pages, and reads
+result sets beyond the 10,000-result window by key ranges. Field ids are discovered once per source
+and cached. Later runs fetch only what changed since the last successful sync (minus a 5-minute
+overlap) unless a full sync is asked for, and learn which items left the query (moved, done,
+deleted, no longer matching) from ids-only searches, and refresh the status of blockers outside the
+backlog.
 """
 
 from __future__ import annotations

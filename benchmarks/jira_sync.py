@@ -1,8 +1,9 @@
 """Measure the Jira connector against the fake Jira over HTTP: requests, wall time, peak memory.
 
 Prints, for a backlog of N issues (default 10,000): search requests against the floor
-ceil(N / page size), discovery requests (first run, then cached), an incremental sync of 100 changed
-issues, and the same backlog fetched the ways the ``jira`` package does by default, side by side.
+ceil(N / page size), discovery requests (first run, then cached), incremental syncs of 100 changed
+issues (Cloud; Cloud with items done or moved out meanwhile; Data Center), and the same backlog
+fetched the ways the ``jira`` package does by default, side by side.
 
     .venv/bin/python benchmarks/jira_sync.py [--issues 10000]
 """
@@ -10,6 +11,7 @@ issues, and the same backlog fetched the ways the ``jira`` package does by defau
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import os
 import sys
@@ -25,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "jira"))  # the fake Jira lives with the tests
 
 from fake_jira import FakeJiraServer, Site  # noqa: E402
-from fake_jira_data import populate  # noqa: E402
+from fake_jira_data import populate, status  # noqa: E402
 from jira import JIRA  # noqa: E402
 
 from connectors.jira import CLOUD_PAGE_SIZE, DC_PAGE_SIZE, JiraConnector, JiraSyncState  # noqa: E402
@@ -103,6 +105,24 @@ def run(issues: int) -> list[Row]:
             return len(warm.fetch("SHOP", None).issues)
 
         rows.append(Row("refinebot incremental, 100 changed", *_measure(cloud, incremental)))
+        batches = itertools.count()
+
+        def incremental_with_leavers() -> int:
+            # A realistic interval: edits, items done (they leave the default query) and one item
+            # moved to another project (invisible to a project-scoped change scan).
+            # The same 100 as above change again (the sync window overlaps the previous run's).
+            base = 1000 + 10 * next(batches)
+            now = datetime.now(UTC)
+            for number in range(1, 101):
+                cloud.touch(f"SHOP-{number}", now, summary=f"Changed again {number}")
+            for number in range(base, base + 5):
+                cloud.touch(f"SHOP-{number}", now, status=status(cloud, "Done"))
+            cloud.move(f"SHOP-{base + 5}", f"OPS-{base + 5}", now)
+            return len(warm.fetch("SHOP", None).issues)
+
+        rows.append(
+            Row("refinebot incremental, 100 changed, 6 left", *_measure(cloud, incremental_with_leavers))
+        )
 
         jql = 'project = "SHOP" AND statusCategory != Done ORDER BY Rank ASC'
 
@@ -149,6 +169,16 @@ def run(issues: int) -> list[Row]:
                 ),
             )
         )
+        warm_dc = JiraConnector(_source(dc), name="bench-dc", state=JiraSyncState(), progress=False)
+        warm_dc.fetch("SHOP", None)
+
+        def incremental_dc() -> int:
+            now = datetime.now(UTC)
+            for number in range(1, 101):
+                dc.touch(f"SHOP-{number}", now, summary=f"Changed {number}")
+            return len(warm_dc.fetch("SHOP", None).issues)
+
+        rows.append(Row("refinebot incremental (Data Center), 100 chg", *_measure(dc, incremental_dc)))
     finally:
         server.stop()
     return rows

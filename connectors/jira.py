@@ -1,10 +1,14 @@
 """Read a Jira Cloud or Data Center backlog through the official ``jira`` package; comment on it.
 
-Cloud (email + API token, basic auth) searches ``/rest/api/3/search/jql`` following
-``nextPageToken``; Data Center (personal access token, bearer auth) pages ``/rest/api/2/search`` by
-``startAt`` and honours a page cap smaller than asked. Field ids are discovered once per source and
-cached; later runs fetch only what changed since the last successful sync (minus a 5-minute overlap)
-unless a full sync is asked for.
+The deployment is told from ``serverInfo`` (asked on API v2, which both have). Cloud (email + API
+token, basic auth) searches ``/rest/api/3/search/jql`` following ``nextPageToken``; Data Center
+(personal access token, or username + password) pages ``/rest/api/2/search`` by ``startAt``, honours
+a page cap smaller than asked, steps back when issues leave the results between pages, and reads
+result sets beyond the 10,000-result window by key ranges. Field ids are discovered once per source
+and cached. Later runs fetch only what changed since the last successful sync (minus a 5-minute
+overlap) unless a full sync is asked for, and learn which items left the query (moved, done,
+deleted, no longer matching) from ids-only searches, and refresh the status of blockers outside the
+backlog.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -36,18 +40,19 @@ from connectors.jira_comment_body import (
     to_wiki,
 )
 from connectors.jira_fields import BoardHints, FieldOverrides, discover_field_map
-from connectors.jira_jql import JqlQuery, default_query, project_scope, updated_within
+from connectors.jira_jql import JqlQuery, default_query, jql_string, updated_within
 from connectors.jira_json import JiraFieldMap, map_jira_issue
 from connectors.jira_retry import (
     RATE_LIMITED,
     RetryPolicy,
     RetryRunner,
+    headers_of,
     is_connection_failure,
     status_of,
 )
 from connectors.mapping_errors import MappingError
 from refinebot.config import JiraSourceConfig
-from refinebot.models import Issue, StatusCategory
+from refinebot.models import Issue, LinkKind, StatusCategory
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +61,7 @@ FULL_SYNC_AFTER = timedelta(hours=24)
 CLOUD_PAGE_SIZE = 100  # the most search/jql returns per page when fields are requested
 CLOUD_ID_PAGE_SIZE = 5000  # ...and when only ids are requested
 DC_PAGE_SIZE = 1000  # jira.search.views.default.max; servers may cap lower, which paging honours
+DC_RESULT_WINDOW = 10_000  # jira.search.platform.max.result.window: startAt + maxResults beyond fails
 COMMENT_PAGE_SIZE = 100
 _PROGRESS_LOG_EVERY = 10  # pages between one-line progress logs when not on a terminal
 
@@ -166,6 +172,8 @@ class JiraConnector:
         self._progress = progress
         self._client: Any = None
         self._cloud = False
+        self._reordered = False  # a Data Center search was read in key order (too many for offsets)
+        self._me: dict[str, str] | None = None  # the bot's own user: accountId (Cloud), key/name (DC)
         self.http_requests = 0  # every HTTP request this connector made, retries included
 
     # --- connection ----------------------------------------------------------------------------
@@ -190,44 +198,71 @@ class JiraConnector:
                 f"{self._where()}: environment variable {self.source.token_env} is not set "
                 f"(it must hold the {what})"
             )
-        client = self._build_client(email, token.get_secret_value(), "3" if email else "2")
-        cloud = client.deploymentType == "Cloud"
+        # API v2 exists on Cloud and Data Center alike (v3 only on Cloud), so the probe uses it and
+        # the deployment type decides the version afterwards.
+        client = self._build_client(email, token.get_secret_value())
+        info = self._server_info(client)
+        cloud = info.get("deploymentType") == "Cloud"
         if cloud and not email:
             raise ConnectorError(
                 f"{self._where()}: this is Jira Cloud, which needs email + API token; "
                 "set 'email' in the source config"
             )
-        if not cloud and email:
-            # Data Center with username + password (basic auth) speaks only API v2.
-            client = self._build_client(email, token.get_secret_value(), "2")
+        if cloud:
+            # Cloud: v3 (ADF bodies, search/jql). The package builds every URL from this option,
+            # so switching it here saves asking for serverInfo a second time.
+            client._options["rest_api_version"] = "3"
+        # What the package itself would have recorded with get_server_info=True.
+        client.deploymentType = info.get("deploymentType")
+        client._version = tuple(info["versionNumbers"])
         self._client = client
         self._cloud = cloud
         logger.info("%s: connected (%s)", self._where(), "Cloud" if cloud else "Data Center/Server")
         return client
 
-    def _build_client(self, email: str | None, secret: str, version: str) -> Any:
-        def build() -> Any:
-            self.http_requests += 1  # the constructor's serverInfo call
-            return JIRA(
-                server=self.source.url,
-                options={"rest_api_version": version},
-                basic_auth=(email, secret) if email else None,
-                token_auth=None if email else secret,
-                get_server_info=True,  # tells Cloud from Data Center
-                max_retries=0,  # retries are ours: bounded, short in tests, never a blind POST
-                timeout=self.source.timeout_seconds,
-            )
-
-        try:
-            client = self._runner.call(f"{self._where()}: server info", build)
-        except (JIRAError, requests.RequestException) as exc:
-            raise self._error(exc, "connecting") from None
+    def _build_client(self, email: str | None, secret: str) -> Any:
+        """A client on API v2 that has made no request yet (every request it makes is counted)."""
+        client = JIRA(
+            server=self.source.url,
+            options={"rest_api_version": "2"},
+            basic_auth=(email, secret) if email else None,
+            token_auth=None if email else secret,
+            # Asked for below instead: the package's own call retries an empty answer three times
+            # and fails with a KeyError on anything that is not serverInfo.
+            get_server_info=False,
+            max_retries=0,  # retries are ours: bounded, short in tests, never a blind POST
+            timeout=self.source.timeout_seconds,
+        )
 
         def count(response: requests.Response, *args: Any, **kwargs: Any) -> None:
             self.http_requests += 1
 
         client._session.hooks["response"].append(count)
         return client
+
+    def _server_info(self, client: Any) -> Mapping[str, Any]:
+        """``serverInfo``, or a clear error when the URL answers but is not a Jira server."""
+        not_jira = (
+            f"{self._where()}: the URL does not look like a Jira server (its serverInfo answer is "
+            "not Jira's{why}); check the source's url, e.g. for a missing context path or a proxy "
+            "login page"
+        )
+        try:
+            info = self._runner.call(f"{self._where()}: server info", lambda: client._get_json("serverInfo"))
+        except (JIRAError, requests.RequestException) as exc:
+            if status_of(exc) == 404:
+                raise ConnectorError(not_jira.format(why=": HTTP 404")) from None
+            if isinstance(exc, requests.JSONDecodeError):
+                raise ConnectorError(not_jira.format(why=": not JSON")) from None
+            raise self._error(exc, "connecting") from None
+        except ValueError:  # JSON decoding that is not requests' own
+            raise ConnectorError(not_jira.format(why=": not JSON")) from None
+        if not isinstance(info, Mapping):
+            raise ConnectorError(not_jira.format(why=""))
+        versions = info.get("versionNumbers")
+        if not isinstance(versions, list) or not all(isinstance(v, int) for v in versions):
+            raise ConnectorError(not_jira.format(why=""))
+        return info
 
     def _error(self, exc: BaseException, action: str) -> ConnectorError:
         """A clear, secret-free error: the package's own messages include request headers."""
@@ -253,9 +288,8 @@ class JiraConnector:
             )
         if status is not None:
             detail = getattr(exc, "text", "") or ""
-            return ConnectorError(
-                f"{where}: HTTP {status} while {action}" + (f": {detail}" if detail else "")
-            )
+            kind = _RejectedError if status == 400 else ConnectorError
+            return kind(f"{where}: HTTP {status} while {action}" + (f": {detail}" if detail else ""))
         if isinstance(exc, requests.JSONDecodeError):  # a proxy's login page, say
             return ConnectorError(f"{where}: the answer to {action} is not JSON")
         if is_connection_failure(exc):
@@ -363,18 +397,89 @@ class JiraConnector:
 
     def _dc_pages(self, jql: str, fields: Sequence[str]) -> Iterator[tuple[list[Any], int | None]]:
         size = self.source.page_size or DC_PAGE_SIZE
+        query = JqlQuery.parse(jql)
+        current = jql
         start = 0
+        previous_total: int | None = None
+        by_key = False
+        last_key: str | None = None
         while True:
-            params = {"jql": jql, "startAt": start, "maxResults": size, "fields": ",".join(fields)}
+            if by_key and last_key is not None and start + size > DC_RESULT_WINDOW:
+                # Offsets past the search platform's window fail (HTTP 500, "Search limit
+                # exceeded"): go on with a fresh search for the keys after the last one read.
+                current = JqlQuery(query.and_(f"key > {jql_string(last_key)}").where, "key ASC").text()
+                start = 0
+                previous_total = None
+            params = {"jql": current, "startAt": start, "maxResults": size, "fields": ",".join(fields)}
             page = self._get("search", params, "searching issues")
             issues = self._page_issues(page)
             total = page.get("total")
             total = total if isinstance(total, int) else None
+            if not by_key and total is not None and total > DC_RESULT_WINDOW:
+                # More than offsets can reach (notes §1.2): read it all again in key order, which
+                # "key > last" can continue. The caller puts the issues back into rank order.
+                logger.info(
+                    "%s: %d issues match, more than the %d offsets can reach; reading by key ranges",
+                    self._where(),
+                    total,
+                    DC_RESULT_WINDOW,
+                )
+                by_key = True
+                self._reordered = True
+                current = JqlQuery(query.where, "key ASC").text()
+                start = 0
+                continue
             yield issues, total
             start += len(issues)
+            if issues and isinstance(issues[-1], Mapping) and issues[-1].get("key"):
+                last_key = str(issues[-1]["key"])
+            if total is not None and previous_total is not None and total < previous_total:
+                # Issues left the result set since the last page, so later ones moved up by as
+                # many offsets: step back over them, or the first ones moved would be skipped.
+                # Callers drop the repeats this brings (by key).
+                start = max(start - len(issues) - (previous_total - total), 0)
+            previous_total = total
             # The server may cap maxResults below what was asked: follow total, not the page size.
             if not issues or total is None or start >= total:
                 return
+
+    def _matching_ids(self, query: JqlQuery, project: str) -> tuple[set[str], int]:
+        """The ids of every issue ``query`` matches now, and the requests that took."""
+        ids: set[str] = set()
+        used = self._search(
+            query.text(), ["id"], f"{project}: membership", lambda page: ids.update(_ids(page)), ids_only=True
+        )
+        return ids, used
+
+    def _count(self, query: JqlQuery) -> int | None:
+        """How many issues match ``query`` now (None if the server would not say)."""
+        if not self._cloud:
+            # Data Center: a search for no issues still reports the total.
+            page = self._get(
+                "search",
+                {"jql": query.where, "startAt": 0, "maxResults": 0, "fields": "id"},
+                "counting issues",
+            )
+            total = page.get("total") if isinstance(page, Mapping) else None
+            return total if isinstance(total, int) else None
+        client = self._connect()
+        action = "counting issues"
+
+        def call() -> Any:
+            response = client._session.post(
+                client._get_url("search/approximate-count"), data=json.dumps({"jql": query.where})
+            )
+            return response.json()
+
+        try:
+            # A count changes nothing on the server, so it is retried like any read.
+            answer = self._runner.call(f"{self._where()}: {action}", call)
+        except (JIRAError, requests.RequestException) as exc:
+            raise self._error(exc, action) from None
+        except ValueError:
+            raise ConnectorError(f"{self._where()}: the answer to {action} is not JSON") from None
+        count = answer.get("count") if isinstance(answer, Mapping) else None
+        return count if isinstance(count, int) else None
 
     def _page_issues(self, page: Any) -> list[Any]:
         if not isinstance(page, Mapping) or not isinstance(page.get("issues"), list):
@@ -442,67 +547,104 @@ class JiraConnector:
                     state.ids[str(raw["id"])] = str(raw["key"])
             return out
 
-        # Deleted issues never show up as changes; a daily full sync lets them go.
+        # A daily full sync refreshes what changes cannot show (the statuses links carry, say).
         incremental = not full and state.last_sync is not None and started - state.last_sync < FULL_SYNC_AFTER
         search_requests = 0
         if not incremental:
             issues: dict[str, Issue] = {}
+            state.ids = {}
 
             def keep(page: list[Any]) -> None:
                 for key, issue in mapped(page):
                     if issue is not None:
                         issues.setdefault(key, issue)  # offset paging can repeat an item that moved
 
+            self._reordered = False
             search_requests += self._search(base.text(), fields, f"{project}: full sync", keep)
+            if self._reordered:
+                issues = dict(sorted(issues.items(), key=lambda kv: _rank_key(kv[1])))
             state.issues = issues
         else:
             assert state.last_sync is not None
             elapsed = max((started - state.last_sync).total_seconds(), 0.0)
             window = updated_within(math.ceil(elapsed / 60) + OVERLAP_MINUTES)
             results: list[tuple[str, Issue | None]] = []
-            gone: set[str] = set()
-            if query:
-                search_requests += self._search(
-                    base.and_(window).text(),
-                    fields,
-                    f"{project}: changes",
-                    lambda page: results.extend(mapped(page)),
-                )
-                # Items that changed but no longer match the query must leave the backlog. The
-                # scan is by time alone: the project's config key need not be a Jira project.
-                changed_ids: list[str] = []
-                search_requests += self._search(
-                    window,
-                    ["id"],
-                    f"{project}: scope",
-                    lambda page: changed_ids.extend(
-                        str(raw.get("id")) for raw in page if isinstance(raw, Mapping)
-                    ),
-                    ids_only=True,
-                )
-                matched = {key for key, _ in results}
-                gone = {state.ids[i] for i in changed_ids if i in state.ids} - matched
-            else:
+            matched: set[str] = set()
 
-                def split(page: list[Any]) -> None:
-                    for key, issue in mapped(page):
-                        # The default query is "open items": an item that became done leaves it.
-                        if issue is not None and issue.status_category is StatusCategory.DONE:
-                            gone.add(key)
-                        else:
-                            results.append((key, issue))
+            def changed(page: list[Any]) -> None:
+                results.extend(mapped(page))
+                matched.update(_ids(page))
 
-                search_requests += self._search(
-                    project_scope(project).and_(window).text(), fields, f"{project}: changes", split
-                )
-            for key in gone:
-                state.issues.pop(key, None)
+            search_requests += self._search(base.and_(window).text(), fields, f"{project}: changes", changed)
             for key, issue in results:
                 if issue is None:
                     state.issues.pop(key, None)
                 else:
                     state.issues[key] = issue
-            state.issues = dict(sorted(state.issues.items(), key=lambda kv: _rank_key(kv[1])))
+            # A change scan cannot see items that left the query: moved to another project (the
+            # default query is scoped to the project), done, no longer matching, deleted; nor items
+            # that entered it without their 'updated' moving. Listing the ids the query matches
+            # now settles all of these; it costs one request per 5000 issues on Cloud (1000 on
+            # Data Center), so it is done directly only when one page holds them all.
+            # Keys of everything changed anywhere, when known: only those blockers can have a new
+            # status (resolving a blocker moves its own 'updated').
+            changed_keys: set[str] | None = None
+            if self._cloud and len(state.ids) < CLOUD_ID_PAGE_SIZE:
+                current, used = self._matching_ids(base, project)
+                search_requests += used
+            else:
+                changed_keys = set()
+                # Otherwise: what changed anywhere (ids, by time alone, so moves out of the project
+                # are seen) but no longer matches has left. Only when the query's count still
+                # disagrees with what is known (a deletion, an unseen entry) are its ids listed.
+                changed_ids: set[str] = set()
+
+                def scope(page: list[Any]) -> None:
+                    changed_ids.update(_ids(page))
+                    changed_keys.update(
+                        str(raw["key"]) for raw in page if isinstance(raw, Mapping) and raw.get("key")
+                    )
+
+                search_requests += self._search(
+                    window, ["id", "key"], f"{project}: scope", scope, ids_only=True
+                )
+                current = set(state.ids) - {i for i in changed_ids & set(state.ids) if i not in matched}
+                before_count = self.http_requests
+                count = self._count(base)
+                search_requests += self.http_requests - before_count
+                if count != len(current):
+                    logger.info(
+                        "%s: %s: %s issues match, %d known; listing their ids",
+                        self._where(),
+                        project,
+                        count if count is not None else "?",
+                        len(current),
+                    )
+                    current, used = self._matching_ids(base, project)
+                    search_requests += used
+
+            def add(page: list[Any]) -> None:
+                for key, issue in mapped(page):
+                    if issue is not None:
+                        state.issues[key] = issue
+
+            # Matched but never seen (ids of skipped items are known too, so they are not asked for
+            # again until they change): fetch them by id, 100 per request.
+            missing = sorted(current - set(state.ids), key=lambda i: (len(i), i))
+            for chunk in _chunks(missing, CLOUD_PAGE_SIZE):
+                search_requests += self._search(
+                    base.and_(f"id in ({', '.join(chunk)})").text(), fields, f"{project}: missed", add
+                )
+            # Keep an item only while its id is matched, under the key it was last seen with (so a
+            # moved issue's old key goes).
+            live_keys = {key for issue_id, key in state.ids.items() if issue_id in current}
+            state.issues = {
+                key: issue
+                for key, issue in sorted(state.issues.items(), key=lambda kv: _rank_key(kv[1]))
+                if key in live_keys
+            }
+            state.ids = {issue_id: key for issue_id, key in state.ids.items() if issue_id in current}
+            search_requests += self._refresh_blockers(state, project, changed_keys)
         state.last_sync = started
         logger.info(
             "%s: %s sync of %s: %d issues, %d skipped, %d requests",
@@ -526,6 +668,53 @@ class JiraConnector:
             },
         )
 
+    def _refresh_blockers(self, state: ProjectSyncState, project: str, changed: set[str] | None) -> int:
+        """Bring blockers' statuses up to date when the blocker is not in the synced set.
+
+        A link carries its target's status as of the last time the *blocked* issue was fetched;
+        resolving the blocker does not touch the blocked issue's 'updated', so an incremental sync
+        never refreshes it. Blockers in the backlog are current already (the rule prefers their own
+        record); the rest, unless known done, get their status read in one ``key in (...)`` search
+        per 100 keys, limited to the keys in ``changed`` when the sync knows what changed (a
+        blocker's status changes only with its own 'updated', and every change since the last sync
+        falls in this sync's window). Returns the requests made.
+        """
+        stale = sorted(
+            {
+                link.target
+                for issue in state.issues.values()
+                for link in issue.links
+                if link.kind is LinkKind.BLOCKED_BY
+                and link.target not in state.issues
+                and link.target_status_category is not StatusCategory.DONE
+                and (changed is None or link.target in changed)
+            }
+        )
+        fresh: dict[str, StatusCategory] = {}
+
+        def read(page: list[Any]) -> None:
+            for raw in page:
+                fields = raw.get("fields") if isinstance(raw, Mapping) else None
+                status = fields.get("status") if isinstance(fields, Mapping) else None
+                category = status.get("statusCategory") if isinstance(status, Mapping) else None
+                found = StatusCategory.from_jira_key(
+                    category.get("key") if isinstance(category, Mapping) else None
+                )
+                if found is not None and raw.get("key"):
+                    fresh[str(raw["key"])] = found
+
+        requests_made = 0
+        for chunk in _chunks(stale, CLOUD_PAGE_SIZE):
+            jql = f"key in ({', '.join(jql_string(key) for key in chunk)})"
+            try:
+                requests_made += self._search(jql, ["status"], f"{project}: blocker statuses", read)
+            except _RejectedError as exc:
+                # A blocker deleted since makes Jira refuse the whole list: keep what the links say.
+                logger.warning("%s: blocker statuses not refreshed: %s", self._where(), exc)
+        if fresh:
+            state.issues = {key: _with_blockers(issue, fresh) for key, issue in state.issues.items()}
+        return requests_made
+
     # --- comments ------------------------------------------------------------------------------
 
     def _comment_payload(self, body: str, marker: str) -> dict[str, Any]:
@@ -539,8 +728,8 @@ class JiraConnector:
         """Post ``body`` on the issue tagged with ``marker``; return the comment id.
 
         A POST is not idempotent: when a try fails in a way that leaves its outcome unknown (dropped
-        connection, timeout, 5xx), the issue's comments are checked for the marker before posting
-        again.
+        connection, timeout, any 5xx including 503), the issue's comments are checked for the
+        marker before posting again. Only a 429 is repeated without checking (by the retry runner).
         """
         check_marker(marker)
         self._connect()
@@ -559,7 +748,11 @@ class JiraConnector:
                 unknown = is_connection_failure(exc) or (status is not None and status >= 500)
                 if not unknown or attempt == attempts:
                     raise self._error(exc, action) from None
-                delay = self._runner.policy.backoff(attempt)
+                # A 503 may name its wait; honour it before looking, as for any rate limit.
+                asked = self._runner.policy.server_delay(headers_of(exc), self._clock())
+                delay = asked if asked is not None else self._runner.policy.backoff(attempt)
+                if delay > self._runner.policy.max_server_wait_seconds:
+                    raise self._error(exc, action) from None
                 logger.warning(
                     "%s: %s: outcome unknown (%s); checking before posting again in %.2f s",
                     self._where(),
@@ -584,11 +777,21 @@ class JiraConnector:
         raise ConnectorError(f"{self._where()}: {action}: gave up")  # pragma: no cover - loop always returns
 
     def update_comment(self, issue_key: str, comment_id: str, body: str, *, marker: str) -> None:
-        """Replace a comment's body in place, notifying no watchers (a PUT is safe to repeat)."""
+        """Replace the bot's own comment's body in place, notifying no watchers (a PUT is safe to repeat)."""
         check_marker(marker)
         self._connect()
         payload = self._comment_payload(body, marker)
         action = f"updating comment {comment_id} on {issue_key}"
+        # An id from elsewhere (a stale store, a bug) must not let the bot rewrite a person's
+        # comment, which an account allowed to "edit all comments" could do: check the author first.
+        current = self._get(
+            f"issue/{_path(issue_key)}/comment/{_path(comment_id)}", None, f"reading comment {comment_id}"
+        )
+        if not isinstance(current, Mapping) or not self._by_bot(current):
+            raise ConnectorError(
+                f"{self._where()}: comment {comment_id} on {issue_key} was not written by the bot; "
+                "not updating it"
+            )
         try:
             self._runner.call(
                 f"{self._where()}: {action}",
@@ -602,9 +805,33 @@ class JiraConnector:
         except (JIRAError, requests.RequestException) as exc:
             raise self._error(exc, action) from None
 
+    def _myself(self) -> dict[str, str]:
+        """Who the bot is, to tell its comments from people's (fetched once per connector)."""
+        if self._me is not None:
+            return self._me
+        me = self._get("myself", None, "reading the bot's own user")
+        wanted = ("accountId",) if self._cloud else ("key", "name")
+        found = {k: str(me[k]) for k in wanted if isinstance(me, Mapping) and me.get(k)}
+        if not found:
+            raise ConnectorError(f"{self._where()}: the answer to /myself names no {' or '.join(wanted)}")
+        self._me = found
+        return found
+
+    def _by_bot(self, comment: Mapping[str, Any]) -> bool:
+        author = comment.get("author")
+        if not isinstance(author, Mapping):
+            return False
+        # Cloud users have only an accountId; on Data Center the key survives a rename, the name may not.
+        return any(author.get(k) is not None and str(author.get(k)) == v for k, v in self._myself().items())
+
     def find_comment(self, issue_key: str, marker: str) -> str | None:
-        """The id of the bot comment tagged ``marker`` (by property, else by the text footer)."""
+        """The id of the bot's own comment tagged ``marker`` (by property, else by the text footer).
+
+        Comments by anyone else never match, even when they quote the marker, so an update cannot
+        overwrite a person's comment.
+        """
         check_marker(marker)
+        self._connect()
         start = 0
         while True:
             page = self._get(
@@ -621,8 +848,10 @@ class JiraConnector:
             if not isinstance(comments, list):
                 raise ConnectorError(f"{self._where()}: comments of {issue_key}: no 'comments' array")
             for comment in comments:
-                if isinstance(comment, Mapping) and (
-                    property_has_marker(comment, marker) or body_has_marker(comment.get("body"), marker)
+                if (
+                    isinstance(comment, Mapping)
+                    and (property_has_marker(comment, marker) or body_has_marker(comment.get("body"), marker))
+                    and self._by_bot(comment)
                 ):
                     return str(comment.get("id"))
             start += len(comments)
@@ -634,6 +863,29 @@ class JiraConnector:
 def _path(segment: str) -> str:
     """One URL path segment; an issue key or id from elsewhere cannot reach another endpoint."""
     return quote(segment, safe="")
+
+
+class _RejectedError(ConnectorError):
+    """Jira refused the request as invalid (HTTP 400), e.g. JQL naming an issue that is gone."""
+
+
+def _with_blockers(issue: Issue, fresh: Mapping[str, StatusCategory]) -> Issue:
+    links = tuple(
+        replace(link, target_status_category=fresh[link.target])
+        if link.kind is LinkKind.BLOCKED_BY and link.target in fresh
+        else link
+        for link in issue.links
+    )
+    return issue if links == issue.links else replace(issue, links=links)
+
+
+def _ids(page: Sequence[Any]) -> set[str]:
+    return {str(raw["id"]) for raw in page if isinstance(raw, Mapping) and raw.get("id")}
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
 
 
 def _rank_key(issue: Issue) -> tuple[int, str]:

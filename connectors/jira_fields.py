@@ -60,6 +60,11 @@ class BoardHints:
         estimation = config.get("estimation") or {}
         field = estimation.get("field") or {} if isinstance(estimation, Mapping) else {}
         points = field.get("fieldId") if isinstance(field, Mapping) else None
+        if points and not str(points).startswith("customfield_"):
+            # A board estimating by time ("timeoriginalestimate", in seconds) or issue count names
+            # a system field: that is no story point estimate, so discovery looks elsewhere.
+            logger.info("board estimates by %s, which is not a story points field; ignored", points)
+            points = None
         ranking = config.get("ranking") or {}
         rank_id = ranking.get("rankCustomFieldId") if isinstance(ranking, Mapping) else None
         return cls(

@@ -69,11 +69,6 @@ def default_query(project: str) -> JqlQuery:
     return JqlQuery(f"{project_clause(project)} AND statusCategory != Done", "Rank ASC")
 
 
-def project_scope(project: str) -> JqlQuery:
-    """Every item of ``project`` whatever its status (to see what changed since the last sync)."""
-    return JqlQuery(project_clause(project), "Rank ASC")
-
-
 def updated_within(minutes: int) -> str:
     """Items updated in the last ``minutes`` minutes.
 

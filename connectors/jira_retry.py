@@ -24,8 +24,11 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Rate limiting and "try later"; the server did not act on the request.
+# Rate limiting and "try later". Only a 429 is known to come before the server acted on the
+# request; a 503 may come from a gateway that timed out after the server committed a write.
 RATE_LIMITED = frozenset({429, 503})
+# What a non-idempotent request (a POST) may repeat without first checking whether it took effect.
+SAFE_TO_REPEAT_BLINDLY = frozenset({429})
 # Transient server faults; safe to repeat only for idempotent requests.
 TRANSIENT = frozenset({500, 502, 504})
 
@@ -126,9 +129,10 @@ class RetryRunner:
     def call(self, what: str, fn: Callable[[], T], *, idempotent: bool = True) -> T:
         """Run ``fn`` until it succeeds, a non-retryable error occurs or the attempts are used up.
 
-        Rate limits (429/503) are retried for every request, since the server did not act on it.
-        Transient faults (500/502/504, dropped connections, timeouts) are retried only when
-        ``idempotent``.
+        A 429 is retried for every request, since the server did not act on it. A 503, other
+        transient faults (500/502/504) and dropped connections or timeouts are retried only when
+        ``idempotent``: a 503 can come from a gateway after the server already committed a POST, so
+        the caller must check before posting again (see ``JiraConnector.add_comment``).
         """
         retry = 0
         while True:
@@ -137,9 +141,10 @@ class RetryRunner:
                 return fn()
             except (JIRAError, requests.RequestException) as exc:
                 status = status_of(exc)
-                retryable = status in RATE_LIMITED or (
-                    idempotent and (status in TRANSIENT or is_connection_failure(exc))
-                )
+                if idempotent:
+                    retryable = status in RATE_LIMITED or status in TRANSIENT or is_connection_failure(exc)
+                else:
+                    retryable = status in SAFE_TO_REPEAT_BLINDLY
                 retry += 1
                 if not retryable or retry >= self.policy.attempts:
                     raise

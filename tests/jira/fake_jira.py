@@ -17,7 +17,7 @@ import json
 import re
 import secrets
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -45,6 +45,8 @@ class Fault:
     body: Any = None
     times: int = 1
     drop_after_commit: bool = False
+    # Do the work, then answer ``status`` anyway (a gateway that timed out after the server committed).
+    fail_after_commit: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class Site:
         email: str = "bot@example.com",
         token: str = "cloud-api-token-123",
         pat: str = "dc-personal-access-token-456",
+        dc_password: str | None = None,
         fields: FieldIds | None = None,
         dc_page_cap: int = 1000,
         cloud_page_cap: int = 100,
@@ -109,8 +112,12 @@ class Site:
         self.email = email
         self.token = token
         self.pat = pat
+        # Data Center basic auth (username + password); off unless set, as on Jira 11.
+        self.dc_user = "alice"
+        self.dc_password = dc_password
         self.field_ids = fields or FieldIds()
         self.dc_page_cap = dc_page_cap
+        self.max_result_window = 10_000  # Data Center: startAt + maxResults beyond this fails
         self.cloud_page_cap = cloud_page_cap
         self.issues: dict[str, dict[str, Any]] = {}
         self.boards: dict[int, dict[str, Any]] = {}
@@ -122,6 +129,8 @@ class Site:
         # A token remembers its result set, as Jira's do, so later pages need no new search.
         self._tokens: dict[str, tuple[list[dict[str, Any]], int]] = {}
         self._ids = itertools.count(10001)
+        # Runs before each search is answered: a user changing issues between two pages.
+        self.before_search: Callable[[dict[str, list[str]]], None] | None = None
         self._comment_ids = itertools.count(20001)
 
     # --- setup helpers -------------------------------------------------------------------------
@@ -148,6 +157,17 @@ class Site:
             fields.update(field_updates)
             fields["updated"] = jira_time(when)
 
+    def move(self, key: str, new_key: str, when: datetime) -> None:
+        """Move an issue to another project as Jira does: same id, a new key, 'updated' bumped."""
+        project = new_key.rpartition("-")[0]
+        with self.lock:
+            raw = self.issues.pop(key)
+            raw["key"] = new_key
+            fields = raw["fields"]
+            fields["project"] = dict(fields["project"], key=project, name=project.title())
+            fields["updated"] = jira_time(when)
+            self.issues[new_key] = raw
+
     def fail(
         self,
         method: str,
@@ -160,6 +180,14 @@ class Site:
     ) -> None:
         """Answer the next ``times`` requests whose path ends with regex ``path``."""
         self.faults.append(Fault(method, re.compile(path + "$"), status, dict(headers or {}), body, times))
+
+    def fail_after_commit(
+        self, method: str, path: str, status: int, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """Do the next matching request's work, then answer ``status`` (as a proxy that gave up would)."""
+        self.faults.append(
+            Fault(method, re.compile(path + "$"), status, dict(headers or {}), fail_after_commit=True)
+        )
 
     def drop_after_commit(self, method: str, path: str, *, times: int = 1) -> None:
         """Do the next matching request's work, then close the connection without answering."""
@@ -302,6 +330,10 @@ class Site:
         query = fake_jql.parse(jql, datetime.now(UTC), self.resolve)
         with self.lock:
             issues = list(self.issues.values())
+        known = {i["key"].upper() for i in issues}
+        for key in query.keys:
+            if key.upper() not in known:
+                raise fake_jql.JqlError(f"An issue with key '{key}' does not exist for field 'key'.")
         if query.predicate is not None:
             issues = [i for i in issues if query.predicate(i)]
         for name, descending in reversed(query.order_by or (("key", False),)):
@@ -400,7 +432,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
             if fault is not None:
                 fault.times -= 1
-        if fault is not None and not fault.drop_after_commit:
+        if fault is not None and not (fault.drop_after_commit or fault.fail_after_commit):
             default = {"errorMessages": [f"Fault injected: HTTP {fault.status}"], "errors": {}}
             self._finish(
                 site,
@@ -434,6 +466,10 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload = route(site, method, path, query, body)
         except fake_jql.JqlError as exc:
             status, payload = 400, {"errorMessages": [str(exc)], "warningMessages": []}
+        if fault is not None and fault.fail_after_commit:  # the work is done, the answer is an error
+            gateway = {"errorMessages": [f"HTTP {fault.status} from the gateway"], "errors": {}}
+            self._finish(site, method, path, query, body, fault.status, gateway, fault.headers)
+            return
         if fault is not None:  # drop_after_commit: the work is done, the answer never arrives
             with site.lock:
                 site.log.append(Exchange(method, path, query, body, None, None, {}))
@@ -447,6 +483,10 @@ class _Handler(BaseHTTPRequestHandler):
         if site.cloud:
             expected = base64.b64encode(f"{site.email}:{site.token}".encode()).decode()
             return header == f"Basic {expected}"
+        if site.dc_password is not None:
+            basic = base64.b64encode(f"{site.dc_user}:{site.dc_password}".encode()).decode()
+            if header == f"Basic {basic}":
+                return True
         return header == f"Bearer {site.pat}"
 
     def _finish(
@@ -512,6 +552,8 @@ def route(site: Site, method: str, path: str, query: dict[str, list[str]], body:
         return _error(404, "null for uri: " + path)
     if rest == "serverInfo" and method == "GET":
         return 200, server_info(site)
+    if rest == "myself" and method == "GET":
+        return 200, _author(site)
     if rest == "field" and method == "GET":
         return 200, site.field_list()
     if rest == "search" and method in ("GET", "POST"):
@@ -523,6 +565,14 @@ def route(site: Site, method: str, path: str, query: dict[str, list[str]], body:
                 "A full migration guideline is available at https://developer.atlassian.com/changelog/#CHANGE-2046",
             )
         return search_dc(site, query if method == "GET" else _body_query(body))
+    if rest == "search/approximate-count" and method == "POST" and site.cloud:
+        matches, bounded = site.search(str((body or {}).get("jql") or ""))
+        if not bounded:
+            return _error(
+                400,
+                "Unbounded JQL queries are not allowed here. Please add a search restriction to your query.",
+            )
+        return 200, {"count": len(matches)}
     if rest == "search/jql" and method in ("GET", "POST") and site.cloud:
         return search_cloud(site, query if method == "GET" else _body_query(body))
     comment = re.fullmatch(r"issue/([^/]+)/comment(?:/(\d+))?", rest)
@@ -575,6 +625,8 @@ def server_info(site: Site) -> dict[str, Any]:
 
 
 def search_cloud(site: Site, query: dict[str, list[str]]) -> tuple[int, Any]:
+    if site.before_search is not None:
+        site.before_search(query)
     token = _one(query, "nextPageToken")
     wanted = _split_fields(query.get("fields"))
     if token:
@@ -606,10 +658,23 @@ def search_cloud(site: Site, query: dict[str, list[str]]) -> tuple[int, Any]:
 
 
 def search_dc(site: Site, query: dict[str, list[str]]) -> tuple[int, Any]:
+    if site.before_search is not None:
+        site.before_search(query)
     jql = _one(query, "jql", "") or ""
     issues, _ = site.search(jql)
     start = _int(_one(query, "startAt"), 0)
-    size = min(_int(_one(query, "maxResults"), 50), site.dc_page_cap)
+    asked = _int(_one(query, "maxResults"), 50)
+    if start + asked > site.max_result_window:
+        # What Jira DC answers past jira.search.platform.max.result.window (Atlassian KB
+        # "Handling JQL REST API searching exceeding max_result_window").
+        return _error(
+            500,
+            f"Search limit exceeded. We couldn't complete your search because it requests "
+            f"{start + asked:,} results which exceeded the search platform limit of "
+            f"{site.max_result_window:,}. Try refining your query or contact your Jira administrator. "
+            "Repeating the same search may not work.",
+        )
+    size = min(asked, site.dc_page_cap)
     wanted = _split_fields(query.get("fields"))
     page = issues[start : start + size]
     return 200, {
@@ -617,8 +682,16 @@ def search_dc(site: Site, query: dict[str, list[str]]) -> tuple[int, Any]:
         "startAt": start,
         "maxResults": size,
         "total": len(issues),
-        "issues": [select_fields(i, wanted) for i in page],
+        "issues": [_dc_issue(i, wanted) for i in page],
     }
+
+
+def _dc_issue(issue: Mapping[str, Any], wanted: Sequence[str] | None) -> dict[str, Any]:
+    """Data Center always names an issue's key and self, even when only ids were asked for."""
+    selected = select_fields(issue, wanted)
+    if "key" not in selected:
+        selected = {k: issue[k] for k in ("expand", "id", "self", "key")}
+    return selected
 
 
 def _author(site: Site) -> dict[str, Any]:

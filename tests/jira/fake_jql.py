@@ -79,6 +79,8 @@ Predicate = Callable[[Mapping[str, Any]], bool]
 class Query:
     predicate: Predicate | None  # None: no restriction (unbounded)
     order_by: tuple[tuple[str, bool], ...]  # (field, descending)
+    # Issue keys named with = or IN: Jira refuses the query when one does not exist.
+    keys: tuple[str, ...] = ()
 
 
 class _Parser:
@@ -89,6 +91,7 @@ class _Parser:
         self.pos = 0
         self.now = now
         self.resolve = resolve
+        self.keys: list[str] = []
 
     def peek(self) -> Token | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
@@ -136,7 +139,7 @@ class _Parser:
                 break
         if self.peek() is not None:
             raise JqlError(f"Error in the JQL Query: unexpected '{self.peek().text}'.")  # type: ignore[union-attr]
-        return Query(predicate, tuple(order))
+        return Query(predicate, tuple(order), tuple(self.keys))
 
     def or_expr(self) -> Predicate:
         parts = [self.and_expr()]
@@ -196,11 +199,15 @@ class _Parser:
             return lambda issue: not any(self.match(issue, name, "=", v) for v in values)
         if self.word("in"):
             values = self.value_list()
+            if name in _KEY_FIELDS:
+                self.keys.extend(v for v in values if not v.isdigit())
             return lambda issue: any(self.match(issue, name, "=", v) for v in values)
         op = self.take()
         if op.kind != "op" or op.text not in ("=", "!=", ">", ">=", "<", "<=", "~"):
             raise JqlError(f"Error in the JQL Query: expecting an operator but got '{op.text}'.")
         value = self.value()
+        if name in _KEY_FIELDS and op.text == "=" and not value.isdigit():
+            self.keys.append(value)
         return lambda issue: self.match(issue, name, op.text, value)
 
     def value_list(self) -> list[str]:
@@ -216,6 +223,10 @@ class _Parser:
             raise JqlError(f"Error in the JQL Query: unexpected '{token.text}' in a list.")
 
     def match(self, issue: Mapping[str, Any], name: str, op: str, value: str) -> bool:
+        if name in _KEY_FIELDS:
+            name = "key"
+            if value.isdigit() and op in ("=", "!="):  # the issue field takes ids as well as keys
+                return (str(issue.get("id")) == value) == (op == "=")
         actual = self.resolve(issue, name)
         if name in ("created", "updated"):
             when = _parse_when(value, self.now)
@@ -241,6 +252,8 @@ _FIELDS = frozenset(
         "project",
         "key",
         "issuekey",
+        "id",  # Jira's aliases of issuekey
+        "issue",
         "status",
         "statuscategory",
         "issuetype",
@@ -250,6 +263,9 @@ _FIELDS = frozenset(
         "updated",
     }
 )
+
+
+_KEY_FIELDS = frozenset({"key", "issuekey", "id", "issue"})
 
 
 def _key_order(key: str) -> tuple[str, int]:

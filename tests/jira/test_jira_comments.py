@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -130,6 +131,27 @@ def test_a_500_after_the_post_was_refused_posts_again_after_checking(cloud_site:
     assert [e.method for e in cloud_site.requests(path=COMMENTS)] == ["POST", "GET", "POST"]
 
 
+def test_a_503_after_the_comment_was_stored_does_not_post_twice(cloud_site: Site, connect) -> None:
+    # A gateway can answer 503 after Jira committed the comment: only a 429 proves nothing happened.
+    make_issue(cloud_site, 1)
+    cloud_site.fail_after_commit("POST", COMMENTS, 503, headers={"Retry-After": "0"})
+
+    comment_id = connect(cloud_site).add_comment("SHOP-1", TEXT, marker="gateway")
+
+    assert [c["id"] for c in cloud_site.all_comments("SHOP-1")] == [comment_id]
+    assert [e.method for e in cloud_site.requests(path=COMMENTS)] == ["POST", "GET"]
+
+
+def test_a_503_before_the_comment_was_stored_posts_again_after_checking(cloud_site: Site, connect) -> None:
+    make_issue(cloud_site, 1)
+    cloud_site.fail("POST", COMMENTS, 503, headers={"Retry-After": "0"})
+
+    comment_id = connect(cloud_site).add_comment("SHOP-1", TEXT, marker="unavailable")
+
+    assert [c["id"] for c in cloud_site.all_comments("SHOP-1")] == [comment_id]
+    assert [e.method for e in cloud_site.requests(path=COMMENTS)] == ["POST", "GET", "POST"]
+
+
 def test_a_429_on_post_is_retried_without_checking(cloud_site: Site, connect) -> None:
     make_issue(cloud_site, 1)
     cloud_site.fail("POST", COMMENTS, 429, headers={"Retry-After": "0"})
@@ -169,3 +191,56 @@ def test_unsafe_marker_is_refused_before_any_request(cloud_site: Site, connect) 
     with pytest.raises(ValueError, match="marker"):
         connect(cloud_site).add_comment("SHOP-1", TEXT, marker="has spaces")
     assert cloud_site.log == []
+
+
+def _human_comment_quoting(site: Site, marker: str) -> dict[str, Any]:
+    author = (
+        {"accountId": "557058:human-dana", "displayName": "Dana Dev", "active": True}
+        if site.cloud
+        else {"name": "dana", "key": "JIRAUSER10200", "displayName": "Dana Dev", "active": True}
+    )
+    footer = f"refinebot-marker: {marker}"
+    body: Any = (
+        {
+            "type": "doc",
+            "version": 1,
+            "content": [
+                {"type": "paragraph", "content": [{"type": "text", "text": "I disagree with the bot:"}]},
+                {"type": "paragraph", "content": [{"type": "text", "text": footer}]},
+            ],
+        }
+        if site.cloud
+        else f"I disagree with the bot:\n{footer}"
+    )
+    comment = {
+        "id": "777",
+        "author": author,
+        "updateAuthor": author,
+        "body": body,
+        "created": "2026-11-20T10:00:00.000+0000",
+        "updated": "2026-11-20T10:00:00.000+0000",
+        "properties": [],
+    }
+    site.comments.setdefault("SHOP-1", []).append(comment)
+    return comment
+
+
+@pytest.mark.parametrize("cloud", [True, False], ids=["cloud", "dc"])
+def test_a_persons_comment_quoting_the_marker_is_never_taken_for_the_bots(
+    fake_jira, connect, cloud: bool
+) -> None:
+    site = fake_jira.new_site(cloud=cloud)
+    make_issue(site, 1)
+    human = _human_comment_quoting(site, "missing_ac:SHOP-1")
+    as_written = copy.deepcopy(human)
+    connector = connect(site)
+
+    assert connector.find_comment("SHOP-1", "missing_ac:SHOP-1") is None
+    mine = connector.add_comment("SHOP-1", TEXT, marker="missing_ac:SHOP-1")
+    assert connector.find_comment("SHOP-1", "missing_ac:SHOP-1") == mine
+    assert human == as_written  # never touched
+    with pytest.raises(ConnectorError, match="not written by the bot; not updating it"):
+        connector.update_comment("SHOP-1", "777", "new findings", marker="missing_ac:SHOP-1")
+    assert human == as_written  # never touched
+    api = "3" if cloud else "2"
+    assert len(site.requests("GET", f"/rest/api/{api}/myself")) == 1  # asked once per connector

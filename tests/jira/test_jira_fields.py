@@ -87,6 +87,20 @@ def test_board_estimation_field_wins_over_the_field_list(cloud_site: Site, conne
     assert len(cloud_site.requests("GET", "/rest/agile/1.0/board/7/configuration")) == 1
 
 
+def test_a_board_estimating_by_original_time_estimate_is_not_read_as_story_points(
+    cloud_site: Site, connect
+) -> None:
+    config = board_configuration(cloud_site, 8, "timeoriginalestimate", 10019)
+    config["estimation"]["field"]["displayName"] = "Original Time Estimate"
+    cloud_site.boards[8] = config
+    make_issue(cloud_site, 1, points=3.0)["fields"]["timeoriginalestimate"] = 28800  # 8 h, in seconds
+    make_issue(cloud_site, 2, points=None)["fields"]["timeoriginalestimate"] = 14400
+
+    issues = connect(cloud_site, board_id=8).fetch("SHOP", None).issues
+
+    assert {i.key: i.story_points for i in issues} == {"SHOP-1": 3.0, "SHOP-2": None}
+
+
 def test_config_overrides_win_over_discovery(cloud_site: Site, connect) -> None:
     make_issue(cloud_site, 1, points=2.0)
 

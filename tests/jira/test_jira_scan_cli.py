@@ -108,8 +108,10 @@ def test_the_next_run_in_the_same_process_is_incremental_and_full_forces_a_full_
     searches = [
         e.query["jql"][0].lower() for e in site.requests("GET", "/rest/api/3/search/jql") if "jql" in e.query
     ]
-    assert len(searches) == 3
+    assert len(searches) == 4
     assert "updated" not in searches[0]
     assert "updated >=" in searches[1]  # the source's state remembered the first sync
-    assert "updated" not in searches[2]
+    assert "updated" not in searches[2]  # ...then asked which ids the query matches now
+    assert site.requests("GET", "/rest/api/3/search/jql")[2].query["fields"] == ["id"]
+    assert "updated" not in searches[3]
     assert len(site.requests("GET", "/rest/api/3/field")) == 1  # discovery cached for the source

@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fake_jira import Site
-from fake_jira_data import make_issue, populate, status
+from fake_jira_data import link, make_issue, populate, status
 
 from connectors.base import ConnectorError
 from connectors.jira import JiraSyncState
+from refinebot.models import StatusCategory
 
 
 def _searches(site: Site) -> list[str]:
@@ -36,7 +37,7 @@ def test_incremental_sync_of_100_changed_issues_takes_at_most_3_requests(cloud_s
     assert titles["SHOP-1"] == "Reworded 1"
     assert titles["SHOP-100"] == "Reworded 100"
     assert titles["SHOP-101"] == "Checkout improvement 101"
-    jql = _searches(cloud_site)[-1]
+    jql = next(q for q in reversed(_searches(cloud_site)) if "updated" in q)
     minutes = int(re.search(r'updated >= "-(\d+)m"', jql).group(1))  # type: ignore[union-attr]
     assert 6 <= minutes <= 7  # the time since the last sync plus the 5-minute overlap
 
@@ -68,9 +69,10 @@ def test_incremental_sync_with_a_custom_query_drops_items_that_stopped_matching(
     result = connector.fetch("SHOP", query)
 
     assert [i.key for i in result.issues] == ["SHOP-1", "SHOP-3"]
-    # The changed matches, then the ids of everything changed (by time alone).
+    # The changed matches, then the ids of everything the query matches now.
     assert len(cloud_site.log) - before == 2
-    assert re.fullmatch(r'updated >= "-[5-7]m"', _searches(cloud_site)[-1])
+    assert _searches(cloud_site)[-1] == query
+    assert cloud_site.log[-1].query["fields"] == ["id"]
 
 
 def test_custom_query_for_a_config_key_that_is_not_a_jira_project(cloud_site: Site, connect) -> None:
@@ -135,6 +137,220 @@ def test_data_center_incremental_sync(dc_site: Site, connect) -> None:
 
     result = connector.fetch("SHOP", None)
 
-    assert len(dc_site.log) - before == 1
+    # The changes, the ids of everything changed (by time alone), the query's count.
+    assert len(dc_site.log) - before == 3
     assert {i.key: i.title for i in result.issues}["SHOP-7"] == "Changed on the server"
     assert len(result.issues) == 120
+
+
+def test_custom_query_an_issue_moved_between_matched_projects_keeps_only_its_new_key(
+    cloud_site: Site, connect
+) -> None:
+    for number in (1, 2, 3):
+        make_issue(cloud_site, number)
+    query = "project in (SHOP, WEB) ORDER BY key"
+    connector = connect(cloud_site)
+    assert [i.key for i in connector.fetch("team", query).issues] == ["SHOP-1", "SHOP-2", "SHOP-3"]
+    cloud_site.move("SHOP-2", "WEB-9", datetime.now(UTC))
+
+    result = connector.fetch("team", query)
+
+    assert not result.full
+    assert sorted(i.key for i in result.issues) == ["SHOP-1", "SHOP-3", "WEB-9"]
+
+
+def test_default_query_an_issue_moved_to_another_project_leaves_the_backlog(
+    cloud_site: Site, connect
+) -> None:
+    for number in (1, 2, 3):
+        make_issue(cloud_site, number)
+    connector = connect(cloud_site)
+    connector.fetch("SHOP", None)
+    cloud_site.move("SHOP-2", "OPS-9", datetime.now(UTC))
+
+    result = connector.fetch("SHOP", None)
+
+    assert not result.full
+    assert [i.key for i in result.issues] == ["SHOP-1", "SHOP-3"]
+
+
+def test_incremental_sync_lets_deleted_issues_go_and_finds_matches_whose_updated_did_not_move(
+    cloud_site: Site, connect
+) -> None:
+    populate(cloud_site, 3)
+    connector = connect(cloud_site)
+    connector.fetch("SHOP", None)
+    del cloud_site.issues["SHOP-2"]
+    make_issue(cloud_site, 4)  # 'updated' long ago: invisible to a change scan
+    before = len(cloud_site.log)
+
+    result = connector.fetch("SHOP", None)
+
+    assert not result.full
+    assert [i.key for i in result.issues] == ["SHOP-1", "SHOP-3", "SHOP-4"]
+    assert len(cloud_site.log) - before == 3  # changes, membership, the one missed issue by id
+
+
+def test_data_center_paging_does_not_skip_an_issue_when_one_leaves_between_pages(
+    dc_site: Site, connect
+) -> None:
+    # The reviewer's scenario: a user closes SHOP-1 while the sync is between pages 1 and 2, so
+    # every later issue moves up one offset and SHOP-51 would slip past startAt=50.
+    dc_site.dc_page_cap = 50
+    populate(dc_site, 120)
+
+    def close_shop_1(query: dict[str, list[str]]) -> None:
+        if query.get("startAt") == ["50"] and dc_site.issues["SHOP-1"]["fields"]["status"]["name"] != "Done":
+            dc_site.touch("SHOP-1", datetime.now(UTC), status=status(dc_site, "Done"))
+
+    dc_site.before_search = close_shop_1
+    connector = connect(dc_site)
+
+    result = connector.fetch("SHOP", None)
+
+    keys = {i.key for i in result.issues}
+    assert {f"SHOP-{n}" for n in range(2, 121)} <= keys
+    assert len(result.issues) == len(keys)  # the page read twice brought no duplicates
+
+
+def _blockers(result_issues: list, key: str) -> dict[str, object]:  # type: ignore[type-arg]
+    [issue] = [i for i in result_issues if i.key == key]
+    return {
+        link.target: link.target_status_category for link in issue.links if link.kind.value == "blocked_by"
+    }
+
+
+def test_a_blocker_that_became_done_is_known_done_after_an_incremental_sync(
+    cloud_site: Site, connect
+) -> None:
+    # Resolving SHOP-2 does not touch SHOP-1's 'updated'; SHOP-2 leaves the default query (done),
+    # so neither the change scan nor the backlog says it is done.
+    make_issue(cloud_site, 1, links=[link(cloud_site, "Blocks", "inward", "SHOP-2")])
+    make_issue(cloud_site, 2)
+    make_issue(cloud_site, 3, links=[link(cloud_site, "Blocks", "inward", "OPS-7")])
+    make_issue(cloud_site, 7, project="OPS", project_name="Ops", status_name="In Progress")
+    connector = connect(cloud_site)
+    connector.fetch("SHOP", None)
+    cloud_site.touch("SHOP-2", datetime.now(UTC), status=status(cloud_site, "Done"))
+    before = len(cloud_site.log)
+
+    result = connector.fetch("SHOP", None)
+
+    assert not result.full
+    assert [i.key for i in result.issues] == ["SHOP-1", "SHOP-3"]
+    assert _blockers(result.issues, "SHOP-1") == {"SHOP-2": StatusCategory.DONE}
+    assert _blockers(result.issues, "SHOP-3") == {"OPS-7": StatusCategory.IN_PROGRESS}
+    # changes, membership, one status search for both blockers outside the backlog
+    assert len(cloud_site.log) - before == 3
+    assert _searches(cloud_site)[-1] == 'key in ("OPS-7", "SHOP-2")'
+
+    again = connector.fetch("SHOP", None)
+
+    assert _blockers(again.issues, "SHOP-1") == {"SHOP-2": StatusCategory.DONE}
+    assert _searches(cloud_site)[-1] == 'key in ("OPS-7")'  # a known-done blocker is not asked again
+
+
+def test_a_deleted_blocker_does_not_fail_the_sync(cloud_site: Site, connect) -> None:
+    make_issue(cloud_site, 1, links=[link(cloud_site, "Blocks", "inward", "OPS-7")])
+    make_issue(cloud_site, 7, project="OPS", project_name="Ops")
+    connector = connect(cloud_site)
+    connector.fetch("SHOP", None)
+    del cloud_site.issues["OPS-7"]  # Jira now refuses JQL naming it
+
+    result = connector.fetch("SHOP", None)
+
+    assert not result.full
+    assert _blockers(result.issues, "SHOP-1") == {"OPS-7": StatusCategory.TODO}
+    assert cloud_site.log[-1].status == 400  # the refresh was refused, the sync kept what it knew
+
+
+def test_a_data_center_backlog_over_the_10000_result_window_syncs_completely(dc_site: Site, connect) -> None:
+    populate(dc_site, 10_450)
+    dc_site.issues["SHOP-10450"]["fields"]["customfield_10019"] = "0|a00000:"  # ranked to the top
+    connector = connect(dc_site)
+
+    result = connector.fetch("SHOP", None)
+
+    assert len(result.issues) == 10_450
+    # Read in key order, handed back in rank order.
+    assert [i.key for i in result.issues[:3]] == ["SHOP-10450", "SHOP-1", "SHOP-2"]
+    assert result.issues[-1].key == "SHOP-10449"
+    assert all(e.status == 200 for e in dc_site.log)
+    assert all(
+        int(e.query["startAt"][0]) + int(e.query["maxResults"][0]) <= 10_000
+        for e in dc_site.requests("GET", "/rest/api/2/search")
+    )
+    dc_site.touch("SHOP-10400", datetime.now(UTC), summary="Changed late in the backlog")
+
+    again = connector.fetch("SHOP", None)
+
+    assert not again.full
+    assert len(again.issues) == 10_450
+    assert {i.key: i.title for i in again.issues}["SHOP-10400"] == "Changed late in the backlog"
+
+
+def test_data_center_incremental_sync_sees_moves_done_and_deletions(dc_site: Site, connect) -> None:
+    # Data Center lists at most 1000 ids a page, so it looks for leavers by time and checks the count.
+    populate(dc_site, 6)
+    connector = connect(dc_site)
+    connector.fetch("SHOP", None)
+    now = datetime.now(UTC)
+    dc_site.move("SHOP-2", "OPS-9", now)
+    dc_site.touch("SHOP-3", now, status=status(dc_site, "Done"))
+    before = len(dc_site.log)
+
+    moved = connector.fetch("SHOP", None)
+
+    assert [i.key for i in moved.issues] == ["SHOP-1", "SHOP-4", "SHOP-5", "SHOP-6"]
+    assert len(dc_site.log) - before == 3  # the count agreed: no id listing needed
+    del dc_site.issues["SHOP-5"]  # deleted: no search reports it as changed
+
+    deleted = connector.fetch("SHOP", None)
+
+    assert not deleted.full
+    assert [i.key for i in deleted.issues] == ["SHOP-1", "SHOP-4", "SHOP-6"]
+    make_issue(dc_site, 7)  # matches without its 'updated' moving
+
+    entered = connector.fetch("SHOP", None)
+
+    assert [i.key for i in entered.issues] == ["SHOP-1", "SHOP-4", "SHOP-6", "SHOP-7"]
+
+
+def test_data_center_custom_query_move_between_matched_projects(dc_site: Site, connect) -> None:
+    for number in (1, 2, 3):
+        make_issue(dc_site, number)
+    query = "project in (SHOP, WEB) ORDER BY key"
+    connector = connect(dc_site)
+    connector.fetch("team", query)
+    dc_site.move("SHOP-2", "WEB-9", datetime.now(UTC))
+
+    result = connector.fetch("team", query)
+
+    assert sorted(i.key for i in result.issues) == ["SHOP-1", "SHOP-3", "WEB-9"]
+
+
+def test_data_center_refreshes_only_blockers_that_changed(dc_site: Site, connect) -> None:
+    make_issue(
+        dc_site,
+        1,
+        links=[
+            link(dc_site, "Blocker", "inward", "SHOP-2"),
+            link(dc_site, "Blocker", "inward", "OPS-7", "In Progress"),
+        ],
+    )
+    make_issue(dc_site, 2)
+    make_issue(dc_site, 7, project="OPS", project_name="Ops", status_name="In Progress")
+    connector = connect(dc_site)
+    connector.fetch("SHOP", None)
+    dc_site.touch("SHOP-2", datetime.now(UTC), status=status(dc_site, "Done"))
+    before = len(dc_site.log)
+
+    result = connector.fetch("SHOP", None)
+
+    assert _blockers(result.issues, "SHOP-1") == {
+        "SHOP-2": StatusCategory.DONE,
+        "OPS-7": StatusCategory.IN_PROGRESS,
+    }
+    searches = [e.query["jql"][0] for e in dc_site.requests("GET", "/rest/api/2/search")]
+    assert searches[-1] == 'key in ("SHOP-2")'  # OPS-7 did not change: its link status stands
+    assert len(dc_site.log) - before == 4  # changes, ids changed by time, count, blocker status

@@ -1,0 +1,842 @@
+"""The duplicate-candidate backlog rule: flag open items that look like another, newer-reported item.
+
+How it scores (the README section "Duplicate detection" has the measurements behind these choices):
+
+1. Normalise text. Titles lose leading ``[tags]`` and prefixes/suffixes that repeat across many titles
+   of the same backlog ("Sub-task: ", "www.example.com - "); descriptions lose code blocks, stack
+   frames and log lines and are cut to their first 2,000 characters. A title shared by sub-tasks of
+   different parents is a template, not a signal, and is ignored for those items.
+2. Vectorise with feature hashing (no vocabulary to hold; new words need no refit): word 1-2-gram
+   TF-IDF over the title twice plus the body, and character 3-5-gram TF-IDF over the title. Each
+   space is L2-normalised and the two are stacked with weights 2/3 and 1/3, so one sparse dot product
+   gives the score, a cosine in 0-1.
+3. Candidates: a sparse top-k matrix product (``sparse_dot_topn``) over the matrix without its most
+   common features (they cost most and say least); pairs with identical normalised titles are always
+   candidates. Candidate pairs are then rescored exactly on the full vectors.
+4. A pair is flagged when its exact score reaches the per-project threshold, at least one side is
+   open, the two are not already linked as duplicates or parent/child, and nobody dismissed the pair.
+   It is reported once, on the newer item when that one is open (``duplicate_of`` = the older),
+   otherwise on the open one.
+
+The index (vectors, frozen IDF, candidate pairs) can be kept in ``RuleContext.cache`` between runs; a
+later run then re-vectorises and searches only new or changed items.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import unicodedata
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+from pydantic import Field
+from sklearn.feature_extraction import FeatureHasher
+from sklearn.feature_extraction.text import HashingVectorizer
+from sparse_dot_topn import sp_matmul_topn
+
+from refinebot.models import Finding, Issue, LinkKind, Severity, StatusCategory
+from rules.base import BacklogRule, RuleContext, RuleOptions
+
+logger = logging.getLogger(__name__)
+
+# --- text normalisation --------------------------------------------------------------------------
+
+BODY_CHARS = 2000
+_DASHES = "\u2013\u2014"  # en and em dash, common title separators
+_LEADING_TAGS = re.compile(r"^\s*(?:[\[(][^\])]{1,40}[\])]\s*[:|\-" + _DASHES + r"]?\s*)+")
+# A title's prefix or suffix is the part before the first / after the last separator.
+_SEPARATOR = re.compile(r"\s*(?::\s|\s[|\-" + _DASHES + r"]\s|\s::\s)\s*")
+_MAX_AFFIX_CHARS = 60
+_FENCED = re.compile(r"^\s*```.*?^\s*```[^\n]*$", re.MULTILINE | re.DOTALL)
+_UNCLOSED_FENCE = re.compile(r"^\s*```.*\Z", re.MULTILINE | re.DOTALL)
+_WIKI_BLOCK = re.compile(r"\{(code|noformat)(?::[^}]*)?\}.*?\{\1\}", re.IGNORECASE | re.DOTALL)
+_STACK_FRAME = re.compile(
+    r"^\s*(?:at\s+[\w$.<>/]+\(.*\)|\.\.\.\s*\d+\s+more|File \"[^\"]+\", line \d+.*|#\d+\s+0x[0-9a-f]+.*)\s*$",
+    re.MULTILINE | re.IGNORECASE,
+)
+# Log-line prefixes (timestamp, thread, level) vary between reports of one bug; the message does not.
+_LOG_PREFIX = re.compile(
+    r"^\s*\[?\d{2,4}[-/]\d{2}[-/]\d{2}[ T]\d{2}:\d{2}:\d{2}[^\s\]]*\]?\s*(?:\[[^\]]*\]\s*)*"
+    r"(?:TRACE|DEBUG|INFO|WARN|WARNING|ERROR|FATAL)?\s*",
+    re.MULTILINE,
+)
+# Code blocks keep their opening (the command, error or config key); the rest is mostly noise.
+CODE_BLOCK_CHARS = 200
+_SPACES = re.compile(r"\s+")
+
+
+def normalise_unicode(text: str) -> str:
+    """NFKC-normalised, case-folded text with runs of whitespace collapsed."""
+    return _SPACES.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
+def _code_opening(match: re.Match[str]) -> str:
+    inner = match.group(0).strip().strip("`")
+    inner = _LOG_PREFIX.sub("", _STACK_FRAME.sub("", inner))
+    return "\n" + _SPACES.sub(" ", inner)[:CODE_BLOCK_CHARS] + "\n"
+
+
+def clean_body(text: str, limit: int = BODY_CHARS) -> str:
+    """A description without stack frames and log-line prefixes, code blocks cut to their opening.
+
+    Measured on the Hadoop set, dropping code blocks or URLs outright loses recall: the error message,
+    command or file path in them is often what two reports of one bug share.
+    """
+    if not text:
+        return ""
+    text = _FENCED.sub(_code_opening, text)
+    text = _UNCLOSED_FENCE.sub(_code_opening, text)
+    text = _WIKI_BLOCK.sub(_code_opening, text)
+    text = _LOG_PREFIX.sub("", _STACK_FRAME.sub("", text))
+    return normalise_unicode(text)[:limit]
+
+
+def _strip_tags(title: str) -> str:
+    stripped = _LEADING_TAGS.sub("", title)
+    return stripped if stripped.strip() else title
+
+
+def _affixes(title: str) -> tuple[str | None, str | None]:
+    """The candidate boilerplate prefix and suffix of a normalised title (None when it has no separator)."""
+    parts = _SEPARATOR.split(title)
+    if len(parts) < 2:
+        return None, None
+    prefix = parts[0] if len(parts[0]) <= _MAX_AFFIX_CHARS else None
+    suffix = parts[-1] if len(parts[-1]) <= _MAX_AFFIX_CHARS else None
+    return prefix, suffix
+
+
+@dataclass(frozen=True, slots=True)
+class TitleBoilerplate:
+    """Title prefixes and suffixes that repeat across many titles of one backlog (templates, not content)."""
+
+    prefixes: frozenset[str] = frozenset()
+    suffixes: frozenset[str] = frozenset()
+
+    @classmethod
+    def learn(
+        cls, titles: Iterable[str], *, min_share: float = 0.002, min_count: int = 3
+    ) -> TitleBoilerplate:
+        """Affixes found in at least ``max(min_count, min_share × titles)`` normalised titles."""
+        prefixes: Counter[str] = Counter()
+        suffixes: Counter[str] = Counter()
+        total = 0
+        for title in titles:
+            total += 1
+            prefix, suffix = _affixes(title)
+            if prefix:
+                prefixes[prefix] += 1
+            if suffix:
+                suffixes[suffix] += 1
+        floor = max(min_count, int(min_share * total))
+        return cls(
+            prefixes=frozenset(p for p, n in prefixes.items() if n >= floor),
+            suffixes=frozenset(s for s, n in suffixes.items() if n >= floor),
+        )
+
+    def strip(self, title: str) -> str:
+        """``title`` without its boilerplate prefix and suffix (unchanged if nothing would be left)."""
+        parts = _SEPARATOR.split(title)
+        if len(parts) < 2:
+            return title
+        start = 1 if parts[0] in self.prefixes else 0
+        end = len(parts) - 1 if parts[-1] in self.suffixes else len(parts)
+        kept = parts[start:end]
+        return " ".join(kept) if kept else title
+
+
+def normalise_title(title: str) -> str:
+    """Title without leading bracketed tags, NFKC case-folded (boilerplate is removed later, per backlog)."""
+    return normalise_unicode(_strip_tags(title))
+
+
+# --- vectors -------------------------------------------------------------------------------------
+
+WORD_FEATURES = 2**21
+CHAR_FEATURES = 2**20
+WORD_WEIGHT = 0.5
+CHAR_WEIGHT = 0.5
+# Characters of the body that join the title in the character space (where reports state the problem).
+CHAR_BODY_CHARS = 300
+# Terms only one item uses cannot match anything; at full weight they mostly punish long descriptions.
+SINGLETON_WEIGHT = 0.3
+TOKEN_PATTERN = r"(?u)\b\w[\w.]*\w\b|\b\w\b"
+_FLOAT = np.float32
+
+_WORD_HASHER = HashingVectorizer(
+    n_features=WORD_FEATURES,
+    ngram_range=(1, 2),
+    stop_words="english",
+    token_pattern=TOKEN_PATTERN,
+    lowercase=False,  # already case-folded
+    alternate_sign=False,
+    norm=None,
+    dtype=_FLOAT,
+)
+_CHAR_HASHER = HashingVectorizer(
+    n_features=CHAR_FEATURES,
+    analyzer="char_wb",
+    ngram_range=(4, 4),
+    lowercase=False,
+    alternate_sign=False,
+    norm=None,
+    dtype=_FLOAT,
+)
+_WORD_ANALYZER = _WORD_HASHER.build_analyzer()
+_TERM_HASHER = FeatureHasher(n_features=WORD_FEATURES, input_type="string", alternate_sign=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """The normalised text of one item, as scored."""
+
+    title: str
+    body: str
+
+    @property
+    def word_text(self) -> str:
+        """Title twice (titles say more per word than bodies) plus body."""
+        return f"{self.title} {self.title} {self.body}"
+
+    @property
+    def char_text(self) -> str:
+        """Title plus the opening of the body, for character n-grams (typos, identifiers, inflections)."""
+        return f"{self.title} {self.body[:CHAR_BODY_CHARS]}"
+
+
+def _counts(docs: Sequence[Document]) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    if not docs:
+        return sp.csr_matrix((0, WORD_FEATURES), dtype=_FLOAT), sp.csr_matrix(
+            (0, CHAR_FEATURES), dtype=_FLOAT
+        )
+    words = sp.csr_matrix(_WORD_HASHER.transform([d.word_text for d in docs]))
+    chars = sp.csr_matrix(_CHAR_HASHER.transform([d.char_text for d in docs]))
+    return words, chars
+
+
+def _document_frequencies(counts: sp.csr_matrix) -> npt.NDArray[np.int64]:
+    return np.bincount(counts.indices, minlength=counts.shape[1]).astype(np.int64)
+
+
+def _idf(df: npt.NDArray[np.int64], n_docs: int) -> npt.NDArray[np.float32]:
+    # Smoothed IDF, as scikit-learn's TfidfTransformer: unseen terms get the highest weight.
+    return (np.log((1.0 + n_docs) / (1.0 + df)) + 1.0).astype(_FLOAT)
+
+
+def _weigh(
+    counts: sp.csr_matrix,
+    idf: npt.NDArray[np.float32],
+    df: npt.NDArray[np.int64],
+    weight: float,
+) -> sp.csr_matrix:
+    """Sublinear TF times IDF, singletons damped, L2-normalised, scaled by sqrt(weight).
+
+    The scaling makes the dot product of two stacked rows the weighted sum of the per-space cosines.
+    """
+    matrix = counts.copy()
+    matrix.data = (1.0 + np.log(matrix.data)) * idf[matrix.indices]
+    matrix.data[df[matrix.indices] <= 1] *= SINGLETON_WEIGHT
+    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    scale = np.repeat((np.sqrt(weight) / norms).astype(_FLOAT), np.diff(matrix.indptr))
+    matrix.data *= scale
+    return matrix
+
+
+@dataclass(frozen=True, slots=True)
+class Vectoriser:
+    """Frozen IDF of both feature spaces; turns documents into score vectors."""
+
+    word_idf: npt.NDArray[np.float32]
+    char_idf: npt.NDArray[np.float32]
+    word_df: npt.NDArray[np.int64]
+    char_df: npt.NDArray[np.int64]
+    n_docs: int
+
+    @classmethod
+    def fit(cls, docs: Sequence[Document]) -> tuple[Vectoriser, sp.csr_matrix]:
+        """Learn IDF from ``docs`` and return it with their vectors."""
+        words, chars = _counts(docs)
+        word_df, char_df = _document_frequencies(words), _document_frequencies(chars)
+        vectoriser = cls(
+            word_idf=_idf(word_df, len(docs)),
+            char_idf=_idf(char_df, len(docs)),
+            word_df=word_df,
+            char_df=char_df,
+            n_docs=len(docs),
+        )
+        return vectoriser, vectoriser._combine(words, chars)
+
+    def transform(self, docs: Sequence[Document]) -> sp.csr_matrix:
+        """Vectors of ``docs`` under the frozen IDF."""
+        return self._combine(*_counts(docs))
+
+    def _combine(self, words: sp.csr_matrix, chars: sp.csr_matrix) -> sp.csr_matrix:
+        stacked = sp.hstack(
+            [
+                _weigh(words, self.word_idf, self.word_df, WORD_WEIGHT),
+                _weigh(chars, self.char_idf, self.char_df, CHAR_WEIGHT),
+            ],
+            format="csr",
+            dtype=_FLOAT,
+        )
+        return sp.csr_matrix(stacked)
+
+    def common_features(self, max_df: int) -> npt.NDArray[np.bool_]:
+        """Mask over the stacked feature space of features in more than ``max_df`` documents."""
+        return np.concatenate([self.word_df > max_df, self.char_df > max_df])
+
+    def shared_terms(self, first: Document, second: Document, limit: int = 5) -> list[str]:
+        """The word terms both documents share, strongest contribution to their score first."""
+        terms_a = Counter(_WORD_ANALYZER(first.word_text))
+        terms_b = Counter(_WORD_ANALYZER(second.word_text))
+        shared = sorted(set(terms_a) & set(terms_b))
+        if not shared:
+            return []
+        indices = sp.csr_matrix(_TERM_HASHER.transform([[t] for t in shared])).indices
+        idf = self.word_idf[indices]
+        weight = [
+            (1 + np.log(terms_a[t])) * (1 + np.log(terms_b[t])) * float(w) ** 2
+            for t, w in zip(shared, idf, strict=True)
+        ]
+        ranked = [
+            t for _, t in sorted(zip(weight, shared, strict=True), key=lambda p: (-p[0], p[1]))
+        ]
+        # A shared bigram says more than its two words; show it instead of them.
+        bigrams = [term for term in ranked if " " in term][:limit]
+        covered = {word for term in bigrams for word in term.split()}
+        chosen = [t for t in ranked if (t in bigrams) or (" " not in t and t not in covered)]
+        chosen = chosen[:limit]
+        return chosen
+
+
+# --- near-miss templates ---------------------------------------------------------------------------
+
+# Two titles that are one template with a different value in its slot ("Update the year to 2021" /
+# "... 2022", "Add Dockerfile for Fedora 33" / "... Debian 10") are usually different work.
+SLOT_PENALTY = 0.7
+_TITLE_TOKEN = re.compile(r"\w[\w.+#/-]*")
+_VERSION_V = re.compile(r"^v(?=\d)")
+
+
+def _title_tokens(title: str) -> list[str]:
+    return [_VERSION_V.sub("", token.rstrip(".")) for token in _TITLE_TOKEN.findall(title)]
+
+
+def _related(first: str, second: str) -> bool:
+    """Whether two differing words are forms of one word (fails/failing, config/configuration)."""
+    common = len(os.path.commonprefix([first, second]))
+    return common >= max(4, 0.6 * min(len(first), len(second)))
+
+
+def slot_penalty(first: str, second: str) -> float:
+    """``SLOT_PENALTY`` when two normalised titles differ only in a slot value, else 1.
+
+    A slot difference: the titles share at least two words and differ in at most two words on each side,
+    which carry digits (versions, years, ticket numbers) except for at most one unrelated word each.
+    """
+    tokens_a, tokens_b = _title_tokens(first), _title_tokens(second)
+    set_a, set_b = set(tokens_a), set(tokens_b)
+    only_a, only_b = set_a - set_b, set_b - set_a
+    if not only_a or not only_b or len(set_a & set_b) < 2 or max(len(only_a), len(only_b)) > 2:
+        return 1.0
+    words_a = [t for t in only_a if not any(ch.isdigit() for ch in t)]
+    words_b = [t for t in only_b if not any(ch.isdigit() for ch in t)]
+    if not words_a and not words_b:
+        return SLOT_PENALTY
+    if len(words_a) == len(words_b) == 1 and not _related(words_a[0], words_b[0]):
+        return SLOT_PENALTY
+    return 1.0
+
+
+# --- candidate search ----------------------------------------------------------------------------
+
+TOP_K = 20
+_MIN_COMMON_DF = 50
+_COMMON_SHARE = 0.01
+_THREADS = 2
+
+
+def _candidate_matrix(matrix: sp.csr_matrix, common: npt.NDArray[np.bool_]) -> sp.csr_matrix:
+    """``matrix`` without common features: its dot products are lower bounds of the exact scores."""
+    pruned = matrix.copy()
+    pruned.data[common[pruned.indices]] = 0.0
+    pruned.eliminate_zeros()
+    return pruned
+
+
+def _top_pairs(
+    queries: sp.csr_matrix, corpus: sp.csr_matrix, top_k: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(query row, corpus row) of each query's ``top_k`` best candidates (positive scores only)."""
+    if queries.shape[0] == 0 or corpus.shape[0] == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    product = sp_matmul_topn(
+        queries, corpus.T.tocsr(), top_n=top_k + 1, threshold=0.0, n_threads=_THREADS
+    )
+    product = sp.csr_matrix(product)
+    rows = np.repeat(np.arange(product.shape[0], dtype=np.int64), np.diff(product.indptr))
+    return rows, product.indices.astype(np.int64)
+
+
+def exact_scores(
+    matrix: sp.csr_matrix,
+    first: npt.NDArray[np.int64],
+    second: npt.NDArray[np.int64],
+    chunk: int = 100_000,
+) -> npt.NDArray[np.float32]:
+    """Exact scores of the row pairs ``(first[i], second[i])``."""
+    scores = np.zeros(len(first), dtype=_FLOAT)
+    for start in range(0, len(first), chunk):
+        stop = start + chunk
+        left = matrix[first[start:stop]]
+        right = matrix[second[start:stop]]
+        scores[start:stop] = np.asarray(left.multiply(right).sum(axis=1)).ravel()
+    return np.clip(scores, 0.0, 1.0)
+
+
+def _pair_codes(
+    first: npt.NDArray[np.int64], second: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    low, high = np.minimum(first, second), np.maximum(first, second)
+    keep = low != high
+    return np.unique(low[keep] * (1 << 32) + high[keep])
+
+
+# --- the index -----------------------------------------------------------------------------------
+
+INDEX_VERSION = 1
+
+
+def _fingerprint(issue: Issue) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(issue.title.encode("utf-8", "surrogatepass"))
+    digest.update(b"\x00")
+    digest.update(issue.description.encode("utf-8", "surrogatepass"))
+    digest.update(b"\x00")
+    digest.update((issue.parent or "").encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+@dataclass(slots=True)
+class DuplicateIndex:
+    """Everything a later run can reuse: per-item text, vectors, frozen IDF and candidate pairs.
+
+    Rows are items; ``pairs`` holds candidate row pairs (low, high) encoded as ``low << 32 | high``.
+    Mutable on purpose: an incremental run updates it in place and hands it back to the cache.
+    """
+
+    keys: list[str]
+    fingerprints: list[str]
+    documents: list[Document]
+    vectoriser: Vectoriser
+    boilerplate: TitleBoilerplate
+    matrix: sp.csr_matrix
+    pairs: npt.NDArray[np.int64]
+    version: int = INDEX_VERSION
+    row_of: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.row_of:
+            self.row_of = {key: row for row, key in enumerate(self.keys)}
+
+
+def _template_titles(issues: Sequence[Issue], titles: Sequence[str]) -> set[str]:
+    """Normalised titles shared by sub-tasks of different parents ("Write unit tests" under every story)."""
+    parents: dict[str, set[str]] = defaultdict(set)
+    for issue, title in zip(issues, titles, strict=True):
+        if issue.parent and title:
+            parents[title].add(issue.parent)
+    return {title for title, owners in parents.items() if len(owners) > 1}
+
+
+def prepare_documents(
+    issues: Sequence[Issue], boilerplate: TitleBoilerplate | None = None
+) -> tuple[list[Document], TitleBoilerplate]:
+    """The scored text of each issue, learning the backlog's title boilerplate unless one is given."""
+    raw_titles = [normalise_title(issue.title) for issue in issues]
+    if boilerplate is None:
+        boilerplate = TitleBoilerplate.learn(raw_titles)
+    titles = [boilerplate.strip(title) for title in raw_titles]
+    templates = _template_titles(issues, titles)
+    documents = [
+        Document(
+            title="" if issue.parent and title in templates else title,
+            body=clean_body(issue.description),
+        )
+        for issue, title in zip(issues, titles, strict=True)
+    ]
+    return documents, boilerplate
+
+
+def _exact_title_pairs(
+    documents: Sequence[Document], rows: Iterable[int] | None = None
+) -> list[tuple[int, int]]:
+    """Row pairs with identical non-empty normalised titles (all pairs, or those touching ``rows``)."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for row, doc in enumerate(documents):
+        if doc.title:
+            groups[doc.title].append(row)
+    wanted = None if rows is None else set(rows)
+    pairs: list[tuple[int, int]] = []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        # Very large identical-title groups are templates or bursts; pair each member with a few neighbours.
+        for position, row in enumerate(members):
+            if wanted is not None and row not in wanted:
+                continue
+            for other in members[max(0, position - TOP_K) : position + TOP_K + 1]:
+                if other != row:
+                    pairs.append((row, other))
+    return pairs
+
+
+def _search(
+    matrix: sp.csr_matrix,
+    vectoriser: Vectoriser,
+    documents: Sequence[Document],
+    query_rows: npt.NDArray[np.int64] | None,
+) -> npt.NDArray[np.int64]:
+    """Candidate pairs for the query rows (all rows when None) against every row."""
+    max_df = max(_MIN_COMMON_DF, int(_COMMON_SHARE * matrix.shape[0]))
+    pruned = _candidate_matrix(matrix, vectoriser.common_features(max_df))
+    queries = pruned if query_rows is None else pruned[query_rows]
+    rows, cols = _top_pairs(queries, pruned, TOP_K)
+    if query_rows is not None:
+        rows = query_rows[rows]
+    exact = _exact_title_pairs(documents, None if query_rows is None else query_rows.tolist())
+    if exact:
+        extra = np.asarray(exact, dtype=np.int64)
+        rows, cols = np.concatenate([rows, extra[:, 0]]), np.concatenate([cols, extra[:, 1]])
+    return _pair_codes(rows, cols)
+
+
+def build_index(issues: Sequence[Issue]) -> DuplicateIndex:
+    """A fresh index of ``issues`` with candidate pairs among all of them."""
+    documents, boilerplate = prepare_documents(issues)
+    vectoriser, matrix = Vectoriser.fit(documents)
+    pairs = _search(matrix, vectoriser, documents, None)
+    return DuplicateIndex(
+        keys=[issue.key for issue in issues],
+        fingerprints=[_fingerprint(issue) for issue in issues],
+        documents=documents,
+        vectoriser=vectoriser,
+        boilerplate=boilerplate,
+        matrix=matrix,
+        pairs=pairs,
+    )
+
+
+REBUILD_SHARE = 0.2
+
+
+def update_index(index: DuplicateIndex, issues: Sequence[Issue]) -> DuplicateIndex:
+    """``index`` brought up to ``issues``: new or changed items are re-vectorised and searched, gone ones dropped.
+
+    IDF and title boilerplate stay frozen from the full build; when more than a fifth of the items changed, the
+    index is rebuilt from scratch so they do not drift.
+    """
+    fingerprints = [_fingerprint(issue) for issue in issues]
+    changed = [
+        position
+        for position, (issue, print_) in enumerate(zip(issues, fingerprints, strict=True))
+        if (row := index.row_of.get(issue.key)) is None or index.fingerprints[row] != print_
+    ]
+    current = {issue.key for issue in issues}
+    gone = [row for row, key in enumerate(index.keys) if key not in current]
+    if not changed and not gone and len(index.keys) == len(issues):
+        return index
+    if len(changed) + len(gone) > REBUILD_SHARE * max(len(index.keys), 1):
+        logger.info("duplicate index: %d changed, %d gone: rebuilding", len(changed), len(gone))
+        return build_index(issues)
+    changed_keys = {issues[position].key for position in changed}
+    # Keep unchanged rows in their old order, then append the new versions of changed items.
+    keep_rows = np.asarray(
+        [row for row, key in enumerate(index.keys) if key in current and key not in changed_keys],
+        dtype=np.int64,
+    )
+    new_row = np.full(len(index.keys), -1, dtype=np.int64)
+    new_row[keep_rows] = np.arange(len(keep_rows), dtype=np.int64)
+    changed_issues = [issues[position] for position in changed]
+    changed_docs, _ = prepare_documents(changed_issues, index.boilerplate)
+    matrix = sp.csr_matrix(
+        sp.vstack([index.matrix[keep_rows], index.vectoriser.transform(changed_docs)], format="csr")
+    )
+    documents = [index.documents[row] for row in keep_rows] + changed_docs
+    keys = [index.keys[row] for row in keep_rows] + [issue.key for issue in changed_issues]
+    prints = [index.fingerprints[row] for row in keep_rows] + [fingerprints[p] for p in changed]
+    # Old pairs survive when both ends are unchanged; changed items get a fresh search against everything.
+    low, high = index.pairs >> 32, index.pairs & 0xFFFFFFFF
+    low, high = new_row[low], new_row[high]
+    alive = (low >= 0) & (high >= 0)
+    query_rows = np.arange(len(keep_rows), len(keys), dtype=np.int64)
+    fresh = _search(matrix, index.vectoriser, documents, query_rows)
+    pairs = np.union1d(low[alive] * (1 << 32) + high[alive], fresh)
+    logger.info("duplicate index: updated %d changed, dropped %d gone", len(changed), len(gone))
+    return DuplicateIndex(
+        keys=keys,
+        fingerprints=prints,
+        documents=documents,
+        vectoriser=index.vectoriser,
+        boilerplate=index.boilerplate,
+        matrix=matrix,
+        pairs=pairs,
+    )
+
+
+# --- the rule ------------------------------------------------------------------------------------
+
+
+class DuplicateOptions(RuleOptions):
+    """Options of ``duplicate-candidate``."""
+
+    threshold: float = Field(
+        default=0.6,
+        ge=0.0,
+        le=1.0,
+        description="flag a pair whose similarity score reaches this (0-1)",
+    )
+    closed_window_days: int = Field(
+        default=180, ge=0, description="also compare with items closed at most this many days ago"
+    )
+    max_candidates: int = Field(
+        default=3, ge=1, le=10, description="similar items listed per finding"
+    )
+
+
+_LINKED_KINDS = frozenset(
+    {LinkKind.DUPLICATES, LinkKind.DUPLICATED_BY, LinkKind.PARENT, LinkKind.CHILD}
+)
+
+
+def _linked_pairs(issues: Iterable[Issue]) -> set[frozenset[str]]:
+    """Pairs already linked as duplicates or as parent and child (read from either side)."""
+    linked: set[frozenset[str]] = set()
+    for issue in issues:
+        if issue.parent:
+            linked.add(frozenset((issue.key, issue.parent)))
+        for link in issue.links:
+            if link.kind in _LINKED_KINDS:
+                linked.add(frozenset((issue.key, link.target)))
+    return linked
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _age_key(issue: Issue) -> tuple[datetime, tuple[int, str]]:
+    """Sort key of creation order; items without a date sort by the number in their key."""
+    created = _aware(issue.created) or datetime.min.replace(tzinfo=UTC)
+    digits = re.findall(r"\d+", issue.key)
+    return created, (int(digits[-1]) if digits else 0, issue.key)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredPair:
+    """Two items, by position in the indexed list, and their exact score."""
+
+    first: int
+    second: int
+    score: float
+
+
+PENALTY_FLOOR = 0.2
+
+
+def score_candidates(index: DuplicateIndex) -> list[ScoredPair]:
+    """Every candidate pair of the index with its exact score, best first."""
+    if len(index.pairs) == 0:
+        return []
+    low = (index.pairs >> 32).astype(np.int64)
+    high = (index.pairs & 0xFFFFFFFF).astype(np.int64)
+    scores = exact_scores(index.matrix, low, high)
+    # The slot check is a Python loop: run it only where a penalty could still matter.
+    for position in np.flatnonzero(scores >= PENALTY_FLOOR):
+        first, second = index.documents[low[position]], index.documents[high[position]]
+        scores[position] *= slot_penalty(first.title, second.title)
+    order = np.argsort(-scores, kind="stable")
+    return [ScoredPair(int(low[i]), int(high[i]), float(scores[i])) for i in order if scores[i] > 0]
+
+
+CANDIDATE_SHARE = 0.5
+
+
+def _cache_key(ctx: RuleContext, window: int) -> str:
+    return f"duplicate-candidate:{ctx.project}:window={window}"
+
+
+class DuplicateCandidate(BacklogRule):
+    """Open items that look like another open or recently closed item may be duplicates.
+
+    Each open item is compared with every other open item and with items closed in the last
+    ``closed_window_days`` days (default 180). A pair is flagged when its similarity score (0-1: word and
+    character TF-IDF over titles and descriptions, after stripping title templates, code blocks and stack traces)
+    reaches ``threshold``. The finding goes on the newer item and names the older one; it lists the top
+    candidates and the words they share. Pairs already linked as duplicates or parent/child, and pairs someone
+    marked "not a duplicate", are never flagged. This is a hint for a human: nothing is linked or closed.
+    """
+
+    code = "RB501"
+    name = "duplicate-candidate"
+    default_severity = Severity.INFO
+    Options = DuplicateOptions
+
+    def check(self, issues: Sequence[Issue], ctx: RuleContext) -> Iterator[Finding]:
+        options: DuplicateOptions = self.options  # type: ignore[assignment]
+        eligible = self._eligible(issues, ctx, options)
+        if len(eligible) < 2:
+            return
+        index = self._index(eligible, ctx, options)
+        by_key = {issue.key: issue for issue in eligible}
+        blocked = _linked_pairs(issues) | set(ctx.suppressed_pairs)
+        # Per item: its scored neighbours (for the candidate list) and the flagged pairs it reports.
+        neighbours: dict[str, list[tuple[float, str]]] = defaultdict(list)
+        reported: dict[str, list[tuple[float, str]]] = defaultdict(list)
+        for pair in score_candidates(index):
+            key_a, key_b = index.keys[pair.first], index.keys[pair.second]
+            if frozenset((key_a, key_b)) in blocked:
+                continue
+            issue_a, issue_b = by_key[key_a], by_key[key_b]
+            neighbours[key_a].append((pair.score, key_b))
+            neighbours[key_b].append((pair.score, key_a))
+            if pair.score < options.threshold:
+                continue
+            older, newer = sorted((issue_a, issue_b), key=_age_key)
+            if newer.is_open:
+                reported[newer.key].append((pair.score, older.key))
+            elif older.is_open:
+                reported[older.key].append((pair.score, newer.key))
+        for key in sorted(reported, key=lambda k: _age_key(by_key[k])):
+            yield self._finding(ctx, index, by_key, key, reported[key], neighbours[key], options)
+
+    @staticmethod
+    def _eligible(
+        issues: Sequence[Issue], ctx: RuleContext, options: DuplicateOptions
+    ) -> list[Issue]:
+        """Open items plus items closed within the window (by last update, the best date sources give us)."""
+        cutoff = ctx.now - timedelta(days=options.closed_window_days)
+        eligible = []
+        for issue in issues:
+            if issue.is_open:
+                eligible.append(issue)
+                continue
+            closed = _aware(issue.updated) or _aware(issue.created)
+            if closed is not None and closed >= cutoff:
+                eligible.append(issue)
+        return eligible
+
+    @staticmethod
+    def _index(
+        issues: Sequence[Issue], ctx: RuleContext, options: DuplicateOptions
+    ) -> DuplicateIndex:
+        cache = ctx.cache
+        if cache is None:
+            return build_index(issues)
+        key = _cache_key(ctx, options.closed_window_days)
+        cached = cache.get(key)
+        if isinstance(cached, DuplicateIndex) and cached.version == INDEX_VERSION:
+            index = update_index(cached, issues)
+        else:
+            index = build_index(issues)
+        cache.put(key, index)
+        return index
+
+    def _finding(
+        self,
+        ctx: RuleContext,
+        index: DuplicateIndex,
+        by_key: Mapping[str, Issue],
+        key: str,
+        reported: list[tuple[float, str]],
+        neighbours: list[tuple[float, str]],
+        options: DuplicateOptions,
+    ) -> Finding:
+        issue = by_key[key]
+        score, other = max(reported, key=lambda p: (p[0], p[1]))
+        # Candidates far below the threshold are noise, not evidence; the flagged partner always shows.
+        floor = min(score, CANDIDATE_SHARE * options.threshold)
+        ranked = sorted((p for p in neighbours if p[0] >= floor), key=lambda p: (-p[0], p[1]))
+        ranked = ranked[: options.max_candidates]
+        candidates = [
+            {
+                "issue": candidate,
+                "score": round(value, 3),
+                "status": by_key[candidate].status_category.value,
+                "title": by_key[candidate].title,
+            }
+            for value, candidate in ranked
+        ]
+        shared = index.vectoriser.shared_terms(
+            index.documents[index.row_of[key]], index.documents[index.row_of[other]]
+        )
+        target = by_key[other]
+        closed = " (closed)" if target.status_category is StatusCategory.DONE else ""
+        because = f"; shared terms: {', '.join(shared)}" if shared else ""
+        others = [c["issue"] for c in candidates if c["issue"] != other]
+        also = f" Also similar: {', '.join(others)}." if others else ""
+        message = (
+            f'This may be a possible duplicate of {other}{closed} "{_short(target.title)}" '
+            f"(similarity {score:.2f}{because}).{also} A human should confirm and link it; "
+            "nothing is closed automatically."
+        )
+        return self.finding(
+            ctx,
+            issue,
+            message,
+            duplicate_of=other,
+            score=round(score, 3),
+            candidates=candidates,
+            shared_terms=shared,
+        )
+
+
+def _short(title: str, limit: int = 80) -> str:
+    return title if len(title) <= limit else title[: limit - 1].rstrip() + "…"
+
+
+def flagged_pairs(issues: Sequence[Issue], threshold: float) -> list[tuple[str, str, float]]:
+    """Every candidate pair scoring at least ``threshold`` (benchmarks: no status, link or window filter)."""
+    index = build_index(issues)
+    return [
+        (index.keys[p.first], index.keys[p.second], p.score)
+        for p in score_candidates(index)
+        if p.score >= threshold
+    ]
+
+
+def replace_options(rule: DuplicateCandidate, **changes: Any) -> DuplicateCandidate:
+    """A copy of ``rule`` with some options changed (benchmarks sweep the threshold with it)."""
+    options: DuplicateOptions = rule.options  # type: ignore[assignment]
+    return DuplicateCandidate(options.model_copy(update=changes))
+
+
+RULES = (DuplicateCandidate,)
+
+__all__ = [
+    "DuplicateCandidate",
+    "DuplicateIndex",
+    "DuplicateOptions",
+    "TitleBoilerplate",
+    "build_index",
+    "clean_body",
+    "flagged_pairs",
+    "normalise_title",
+    "prepare_documents",
+    "replace",
+    "score_candidates",
+    "update_index",
+]

@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
 import os
 import re
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -227,9 +229,20 @@ def _document_frequencies(counts: sp.csr_matrix) -> npt.NDArray[np.int64]:
     return np.bincount(counts.indices, minlength=counts.shape[1]).astype(np.int64)
 
 
-def _idf(df: npt.NDArray[np.int64], n_docs: int) -> npt.NDArray[np.float32]:
-    # Smoothed IDF, as scikit-learn's TfidfTransformer: unseen terms get the highest weight.
-    return (np.log((1.0 + n_docs) / (1.0 + df)) + 1.0).astype(_FLOAT)
+# Features in more than this share of items are dropped, like scikit-learn's max_df: they say little about
+# duplicates and dominate the cost of the sparse product (which grows with the square of a feature's
+# document frequency). Character 4-grams are far more common than words, so they are capped lower.
+COMMON_SHARE = 0.03
+_MIN_COMMON_DF = 50
+MAX_WORD_DF = 1000
+MAX_CHAR_DF = 300
+
+
+def _idf(df: npt.NDArray[np.int64], n_docs: int, max_df: int) -> npt.NDArray[np.float32]:
+    """Smoothed IDF as scikit-learn's (unseen terms weigh most); zero for too common features."""
+    idf = (np.log((1.0 + n_docs) / (1.0 + df)) + 1.0).astype(_FLOAT)
+    idf[df > min(max(_MIN_COMMON_DF, COMMON_SHARE * n_docs), max_df)] = 0.0
+    return idf
 
 
 def _weigh(
@@ -245,6 +258,7 @@ def _weigh(
     matrix = counts.copy()
     matrix.data = (1.0 + np.log(matrix.data)) * idf[matrix.indices]
     matrix.data[df[matrix.indices] <= 1] *= SINGLETON_WEIGHT
+    matrix.eliminate_zeros()
     norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
     norms[norms == 0] = 1.0
     scale = np.repeat((np.sqrt(weight) / norms).astype(_FLOAT), np.diff(matrix.indptr))
@@ -265,20 +279,29 @@ class Vectoriser:
     @classmethod
     def fit(cls, docs: Sequence[Document]) -> tuple[Vectoriser, sp.csr_matrix]:
         """Learn IDF from ``docs`` and return it with their vectors."""
-        words, chars = _counts(docs)
+        return cls.fit_counts(*_counts(docs))
+
+    @classmethod
+    def fit_counts(cls, words: sp.csr_matrix, chars: sp.csr_matrix) -> tuple[Vectoriser, sp.csr_matrix]:
+        """Learn IDF from raw word and character counts and return it with the documents' vectors."""
+        n_docs = words.shape[0]
         word_df, char_df = _document_frequencies(words), _document_frequencies(chars)
         vectoriser = cls(
-            word_idf=_idf(word_df, len(docs)),
-            char_idf=_idf(char_df, len(docs)),
+            word_idf=_idf(word_df, n_docs, MAX_WORD_DF),
+            char_idf=_idf(char_df, n_docs, MAX_CHAR_DF),
             word_df=word_df,
             char_df=char_df,
-            n_docs=len(docs),
+            n_docs=n_docs,
         )
         return vectoriser, vectoriser._combine(words, chars)
 
     def transform(self, docs: Sequence[Document]) -> sp.csr_matrix:
         """Vectors of ``docs`` under the frozen IDF."""
         return self._combine(*_counts(docs))
+
+    def transform_counts(self, words: sp.csr_matrix, chars: sp.csr_matrix) -> sp.csr_matrix:
+        """Vectors from raw word and character counts under the frozen IDF."""
+        return self._combine(words, chars)
 
     def _combine(self, words: sp.csr_matrix, chars: sp.csr_matrix) -> sp.csr_matrix:
         stacked = sp.hstack(
@@ -290,10 +313,6 @@ class Vectoriser:
             dtype=_FLOAT,
         )
         return sp.csr_matrix(stacked)
-
-    def common_features(self, max_df: int) -> npt.NDArray[np.bool_]:
-        """Mask over the stacked feature space of features in more than ``max_df`` documents."""
-        return np.concatenate([self.word_df > max_df, self.char_df > max_df])
 
     def shared_terms(self, first: Document, second: Document, limit: int = 5) -> list[str]:
         """The word terms both documents share, strongest contribution to their score first."""
@@ -344,7 +363,10 @@ def slot_penalty(first: str, second: str) -> float:
     A slot difference: the titles share at least two words and differ in at most two words on each side,
     which carry digits (versions, years, ticket numbers) except for at most one unrelated word each.
     """
-    tokens_a, tokens_b = _title_tokens(first), _title_tokens(second)
+    return _slot_penalty_tokens(_title_tokens(first), _title_tokens(second))
+
+
+def _slot_penalty_tokens(tokens_a: Sequence[str], tokens_b: Sequence[str]) -> float:
     set_a, set_b = set(tokens_a), set(tokens_b)
     only_a, only_b = set_a - set_b, set_b - set_a
     if not only_a or not only_b or len(set_a & set_b) < 2 or max(len(only_a), len(only_b)) > 2:
@@ -361,41 +383,31 @@ def slot_penalty(first: str, second: str) -> float:
 # --- candidate search ----------------------------------------------------------------------------
 
 TOP_K = 20
-_MIN_COMMON_DF = 50
-_COMMON_SHARE = 0.01
 _THREADS = 2
-
-
-def _candidate_matrix(matrix: sp.csr_matrix, common: npt.NDArray[np.bool_]) -> sp.csr_matrix:
-    """``matrix`` without common features: its dot products are lower bounds of the exact scores."""
-    pruned = matrix.copy()
-    pruned.data[common[pruned.indices]] = 0.0
-    pruned.eliminate_zeros()
-    return pruned
+_PAIR_SHIFT = 32  # a pair of rows is one int64: low << 32 | high
 
 
 def _top_pairs(
     queries: sp.csr_matrix, corpus: sp.csr_matrix, top_k: int
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """(query row, corpus row) of each query's ``top_k`` best candidates (positive scores only)."""
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """(query row, corpus row, score) of each query's ``top_k`` best matches with a positive score."""
     if queries.shape[0] == 0 or corpus.shape[0] == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty
-    product = sp_matmul_topn(
-        queries, corpus.T.tocsr(), top_n=top_k + 1, threshold=0.0, n_threads=_THREADS
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, _FLOAT)
+    # top_k + 1: a query that is also in the corpus finds itself first.
+    product = sp.csr_matrix(
+        sp_matmul_topn(queries, corpus.T, top_n=top_k + 1, threshold=0.0, n_threads=_THREADS)
     )
-    product = sp.csr_matrix(product)
     rows = np.repeat(np.arange(product.shape[0], dtype=np.int64), np.diff(product.indptr))
-    return rows, product.indices.astype(np.int64)
+    return rows, product.indices.astype(np.int64), product.data.astype(_FLOAT)
 
 
 def exact_scores(
     matrix: sp.csr_matrix,
     first: npt.NDArray[np.int64],
     second: npt.NDArray[np.int64],
-    chunk: int = 100_000,
+    chunk: int = 20_000,
 ) -> npt.NDArray[np.float32]:
-    """Exact scores of the row pairs ``(first[i], second[i])``."""
+    """Scores of the row pairs ``(first[i], second[i])`` (dot products of their rows)."""
     scores = np.zeros(len(first), dtype=_FLOAT)
     for start in range(0, len(first), chunk):
         stop = start + chunk
@@ -405,12 +417,20 @@ def exact_scores(
     return np.clip(scores, 0.0, 1.0)
 
 
-def _pair_codes(
-    first: npt.NDArray[np.int64], second: npt.NDArray[np.int64]
-) -> npt.NDArray[np.int64]:
+def _unique_pairs(
+    first: npt.NDArray[np.int64], second: npt.NDArray[np.int64], scores: npt.NDArray[np.float32]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Unordered pairs (self-pairs dropped) encoded as int64, each once with its score."""
     low, high = np.minimum(first, second), np.maximum(first, second)
     keep = low != high
-    return np.unique(low[keep] * (1 << 32) + high[keep])
+    codes = (low[keep] << _PAIR_SHIFT) | high[keep]
+    unique, where = np.unique(codes, return_index=True)
+    return unique, np.clip(scores[keep][where], 0.0, 1.0)
+
+
+def decode_pairs(codes: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The (low, high) rows of encoded pairs."""
+    return codes >> _PAIR_SHIFT, codes & ((1 << _PAIR_SHIFT) - 1)
 
 
 # --- the index -----------------------------------------------------------------------------------
@@ -432,7 +452,8 @@ def _fingerprint(issue: Issue) -> str:
 class DuplicateIndex:
     """Everything a later run can reuse: per-item text, vectors, frozen IDF and candidate pairs.
 
-    Rows are items; ``pairs`` holds candidate row pairs (low, high) encoded as ``low << 32 | high``.
+    Rows are items; ``pairs`` holds candidate row pairs (low, high) encoded as ``low << 32 | high`` and
+    ``scores`` their exact scores (near-miss penalty applied).
     Mutable on purpose: an incremental run updates it in place and hands it back to the cache.
     """
 
@@ -443,6 +464,7 @@ class DuplicateIndex:
     boilerplate: TitleBoilerplate
     matrix: sp.csr_matrix
     pairs: npt.NDArray[np.int64]
+    scores: npt.NDArray[np.float32]
     version: int = INDEX_VERSION
     row_of: dict[str, int] = field(default_factory=dict)
 
@@ -460,23 +482,83 @@ def _template_titles(issues: Sequence[Issue], titles: Sequence[str]) -> set[str]
     return {title for title, owners in parents.items() if len(owners) > 1}
 
 
-def prepare_documents(
-    issues: Sequence[Issue], boilerplate: TitleBoilerplate | None = None
-) -> tuple[list[Document], TitleBoilerplate]:
-    """The scored text of each issue, learning the backlog's title boilerplate unless one is given."""
+def _titles(
+    issues: Sequence[Issue], boilerplate: TitleBoilerplate | None
+) -> tuple[list[str], TitleBoilerplate]:
+    """Scored titles: normalised, boilerplate stripped, parent-templated titles blanked."""
     raw_titles = [normalise_title(issue.title) for issue in issues]
     if boilerplate is None:
         boilerplate = TitleBoilerplate.learn(raw_titles)
     titles = [boilerplate.strip(title) for title in raw_titles]
     templates = _template_titles(issues, titles)
+    titles = [
+        "" if issue.parent and title in templates else title
+        for issue, title in zip(issues, titles, strict=True)
+    ]
+    return titles, boilerplate
+
+
+def prepare_documents(
+    issues: Sequence[Issue], boilerplate: TitleBoilerplate | None = None
+) -> tuple[list[Document], TitleBoilerplate]:
+    """The scored text of each issue, learning the backlog's title boilerplate unless one is given."""
+    titles, boilerplate = _titles(issues, boilerplate)
     documents = [
-        Document(
-            title="" if issue.parent and title in templates else title,
-            body=clean_body(issue.description),
-        )
+        Document(title=title, body=clean_body(issue.description))
         for issue, title in zip(issues, titles, strict=True)
     ]
     return documents, boilerplate
+
+
+# Cleaning and hashing are pure Python per item; big backlogs share them across processes.
+PARALLEL_MIN_DOCS = 20_000
+_CHUNK_DOCS = 5_000
+
+_Chunk = tuple[list[str], list[str]]
+_Counted = tuple[list[str], sp.csr_matrix, sp.csr_matrix]
+
+
+def _clean_and_count(chunk: _Chunk) -> _Counted:
+    titles, descriptions = chunk
+    documents = [
+        Document(title=title, body=clean_body(text))
+        for title, text in zip(titles, descriptions, strict=True)
+    ]
+    words, chars = _counts(documents)
+    return [doc.body for doc in documents], words, chars
+
+
+def _workers() -> int:
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1  # spawned workers would re-import everything; not worth it
+    return max(1, min(_THREADS, os.cpu_count() or 1))
+
+
+def documents_and_counts(
+    issues: Sequence[Issue], boilerplate: TitleBoilerplate | None = None
+) -> tuple[list[Document], TitleBoilerplate, sp.csr_matrix, sp.csr_matrix]:
+    """Scored documents, the boilerplate used, and raw word and character counts of ``issues``."""
+    titles, boilerplate = _titles(issues, boilerplate)
+    descriptions = [issue.description for issue in issues]
+    chunks = [
+        (titles[start : start + _CHUNK_DOCS], descriptions[start : start + _CHUNK_DOCS])
+        for start in range(0, len(issues), _CHUNK_DOCS)
+    ]
+    workers = _workers()
+    if len(issues) >= PARALLEL_MIN_DOCS and workers > 1:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            results = list(pool.map(_clean_and_count, chunks))
+    else:
+        results = [_clean_and_count(chunk) for chunk in chunks]
+    if not results:
+        words, chars = _counts([])
+        return [], boilerplate, words, chars
+    bodies = [body for result in results for body in result[0]]
+    words = sp.csr_matrix(sp.vstack([result[1] for result in results], format="csr"))
+    chars = sp.csr_matrix(sp.vstack([result[2] for result in results], format="csr"))
+    documents = [Document(title, body) for title, body in zip(titles, bodies, strict=True)]
+    return documents, boilerplate, words, chars
 
 
 def _exact_title_pairs(
@@ -504,29 +586,30 @@ def _exact_title_pairs(
 
 def _search(
     matrix: sp.csr_matrix,
-    vectoriser: Vectoriser,
     documents: Sequence[Document],
     query_rows: npt.NDArray[np.int64] | None,
-) -> npt.NDArray[np.int64]:
-    """Candidate pairs for the query rows (all rows when None) against every row."""
-    max_df = max(_MIN_COMMON_DF, int(_COMMON_SHARE * matrix.shape[0]))
-    pruned = _candidate_matrix(matrix, vectoriser.common_features(max_df))
-    queries = pruned if query_rows is None else pruned[query_rows]
-    rows, cols = _top_pairs(queries, pruned, TOP_K)
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Candidate pairs and their scores for the query rows (all rows when None) against every row."""
+    queries = matrix if query_rows is None else matrix[query_rows]
+    rows, cols, scores = _top_pairs(queries, matrix, TOP_K)
     if query_rows is not None:
         rows = query_rows[rows]
     exact = _exact_title_pairs(documents, None if query_rows is None else query_rows.tolist())
     if exact:
         extra = np.asarray(exact, dtype=np.int64)
-        rows, cols = np.concatenate([rows, extra[:, 0]]), np.concatenate([cols, extra[:, 1]])
-    return _pair_codes(rows, cols)
+        extra_scores = exact_scores(matrix, extra[:, 0], extra[:, 1])
+        rows = np.concatenate([rows, extra[:, 0]])
+        cols = np.concatenate([cols, extra[:, 1]])
+        scores = np.concatenate([scores, extra_scores])
+    codes, unique_scores = _unique_pairs(rows, cols, scores)
+    return codes, _penalise(documents, codes, unique_scores)
 
 
 def build_index(issues: Sequence[Issue]) -> DuplicateIndex:
     """A fresh index of ``issues`` with candidate pairs among all of them."""
-    documents, boilerplate = prepare_documents(issues)
-    vectoriser, matrix = Vectoriser.fit(documents)
-    pairs = _search(matrix, vectoriser, documents, None)
+    documents, boilerplate, words, chars = documents_and_counts(issues)
+    vectoriser, matrix = Vectoriser.fit_counts(words, chars)
+    pairs, scores = _search(matrix, documents, None)
     return DuplicateIndex(
         keys=[issue.key for issue in issues],
         fingerprints=[_fingerprint(issue) for issue in issues],
@@ -535,6 +618,7 @@ def build_index(issues: Sequence[Issue]) -> DuplicateIndex:
         boilerplate=boilerplate,
         matrix=matrix,
         pairs=pairs,
+        scores=scores,
     )
 
 
@@ -569,20 +653,41 @@ def update_index(index: DuplicateIndex, issues: Sequence[Issue]) -> DuplicateInd
     new_row = np.full(len(index.keys), -1, dtype=np.int64)
     new_row[keep_rows] = np.arange(len(keep_rows), dtype=np.int64)
     changed_issues = [issues[position] for position in changed]
-    changed_docs, _ = prepare_documents(changed_issues, index.boilerplate)
+    changed_docs, _, words, chars = documents_and_counts(changed_issues, index.boilerplate)
     matrix = sp.csr_matrix(
-        sp.vstack([index.matrix[keep_rows], index.vectoriser.transform(changed_docs)], format="csr")
+        sp.vstack([index.matrix[keep_rows], index.vectoriser.transform_counts(words, chars)], format="csr")
     )
     documents = [index.documents[row] for row in keep_rows] + changed_docs
     keys = [index.keys[row] for row in keep_rows] + [issue.key for issue in changed_issues]
     prints = [index.fingerprints[row] for row in keep_rows] + [fingerprints[p] for p in changed]
-    # Old pairs survive when both ends are unchanged; changed items get a fresh search against everything.
-    low, high = index.pairs >> 32, index.pairs & 0xFFFFFFFF
+    # Old pairs survive while both ends exist; a pair with a changed end is rescored (its partner may not
+    # be in the changed item's own top k). Changed items also get a fresh search against everything.
+    low, high = decode_pairs(index.pairs)
     low, high = new_row[low], new_row[high]
-    alive = (low >= 0) & (high >= 0)
+    changed_rows = np.zeros(len(index.keys), dtype=bool)
+    changed_rows[[index.row_of[k] for k in changed_keys if k in index.row_of]] = True
+    old_low, old_high = decode_pairs(index.pairs)
+    touched = changed_rows[old_low] | changed_rows[old_high]
+    # Rows of changed items in the new matrix, by key.
+    position_of = {key: row for row, key in enumerate(keys)}
+    old_low_keys = [index.keys[r] for r in old_low[touched]]
+    old_high_keys = [index.keys[r] for r in old_high[touched]]
+    kept_low = np.asarray([position_of.get(k, -1) for k in old_low_keys], dtype=np.int64)
+    kept_high = np.asarray([position_of.get(k, -1) for k in old_high_keys], dtype=np.int64)
+    exists = (kept_low >= 0) & (kept_high >= 0)
+    alive = (low >= 0) & (high >= 0) & ~touched
     query_rows = np.arange(len(keep_rows), len(keys), dtype=np.int64)
-    fresh = _search(matrix, index.vectoriser, documents, query_rows)
-    pairs = np.union1d(low[alive] * (1 << 32) + high[alive], fresh)
+    fresh, fresh_scores = _search(matrix, documents, query_rows)
+    rescored_low, rescored_high = kept_low[exists], kept_high[exists]
+    rescored, rescored_scores = _unique_pairs(
+        rescored_low, rescored_high, exact_scores(matrix, rescored_low, rescored_high)
+    )
+    rescored_scores = _penalise(documents, rescored, rescored_scores)
+    unchanged = (low[alive] << _PAIR_SHIFT) | high[alive]
+    merged = np.concatenate([unchanged, fresh, rescored])
+    merged_scores = np.concatenate([index.scores[alive], fresh_scores, rescored_scores])
+    pairs, first = np.unique(merged, return_index=True)
+    scores = merged_scores[first]
     logger.info("duplicate index: updated %d changed, dropped %d gone", len(changed), len(gone))
     return DuplicateIndex(
         keys=keys,
@@ -592,6 +697,7 @@ def update_index(index: DuplicateIndex, issues: Sequence[Issue]) -> DuplicateInd
         boilerplate=index.boilerplate,
         matrix=matrix,
         pairs=pairs,
+        scores=scores,
     )
 
 
@@ -657,19 +763,35 @@ class ScoredPair:
 PENALTY_FLOOR = 0.2
 
 
-def score_candidates(index: DuplicateIndex) -> list[ScoredPair]:
-    """Every candidate pair of the index with its exact score, best first."""
-    if len(index.pairs) == 0:
-        return []
-    low = (index.pairs >> 32).astype(np.int64)
-    high = (index.pairs & 0xFFFFFFFF).astype(np.int64)
-    scores = exact_scores(index.matrix, low, high)
+def _penalise(
+    documents: Sequence[Document], pairs: npt.NDArray[np.int64], scores: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """``scores`` with the near-miss template penalty applied."""
+    scores = scores.copy()
+    low, high = decode_pairs(pairs)
+    tokens: dict[int, list[str]] = {}
+
+    def title_tokens(row: int) -> list[str]:
+        if row not in tokens:
+            tokens[row] = _title_tokens(documents[row].title)
+        return tokens[row]
+
     # The slot check is a Python loop: run it only where a penalty could still matter.
     for position in np.flatnonzero(scores >= PENALTY_FLOOR):
-        first, second = index.documents[low[position]], index.documents[high[position]]
-        scores[position] *= slot_penalty(first.title, second.title)
-    order = np.argsort(-scores, kind="stable")
-    return [ScoredPair(int(low[i]), int(high[i]), float(scores[i])) for i in order if scores[i] > 0]
+        first, second = title_tokens(int(low[position])), title_tokens(int(high[position]))
+        scores[position] *= _slot_penalty_tokens(first, second)
+    return scores
+
+
+def score_candidates(index: DuplicateIndex, min_score: float = 0.0) -> list[ScoredPair]:
+    """Candidate pairs of the index scoring above zero and at least ``min_score``, best first."""
+    keep = np.flatnonzero((index.scores >= min_score) & (index.scores > 0))
+    keep = keep[np.argsort(-index.scores[keep], kind="stable")]
+    low, high = decode_pairs(index.pairs[keep])
+    return [
+        ScoredPair(int(a), int(b), float(v))
+        for a, b, v in zip(low, high, index.scores[keep], strict=True)
+    ]
 
 
 CANDIDATE_SHARE = 0.5
@@ -706,7 +828,7 @@ class DuplicateCandidate(BacklogRule):
         # Per item: its scored neighbours (for the candidate list) and the flagged pairs it reports.
         neighbours: dict[str, list[tuple[float, str]]] = defaultdict(list)
         reported: dict[str, list[tuple[float, str]]] = defaultdict(list)
-        for pair in score_candidates(index):
+        for pair in score_candidates(index, CANDIDATE_SHARE * options.threshold):
             key_a, key_b = index.keys[pair.first], index.keys[pair.second]
             if frozenset((key_a, key_b)) in blocked:
                 continue

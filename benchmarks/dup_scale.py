@@ -170,9 +170,13 @@ def child_naive(size: int, full: bool) -> dict[str, Any]:
         else f"extrapolated from {len(timed)} of {len(starts)} row blocks",
         "naive_recall": round(hits / max(len(backlog.planted), 1), 3),
         "naive_flagged_pairs": naive_flagged,
+        "naive_planted_share_of_flagged": round(hits / max(naive_flagged, 1), 3),
         "rule_seconds": round(rule_seconds, 2),
         "rule_recall": round(planted_recall(findings, backlog.planted, threshold), 3),
         "rule_findings": len(findings),
+        "rule_planted_share_of_findings": round(
+            planted_recall(findings, backlog.planted, threshold) * len(backlog.planted) / max(len(findings), 1), 3
+        ),
         "speedup": round(naive_seconds / max(rule_seconds, 1e-9), 1),
     }
 

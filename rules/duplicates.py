@@ -42,7 +42,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from pydantic import Field
 from sklearn.feature_extraction import FeatureHasher
-from sklearn.feature_extraction.text import HashingVectorizer
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, HashingVectorizer
 from sparse_dot_topn import sp_matmul_topn
 
 from refinebot.models import Finding, Issue, LinkKind, Severity, StatusCategory
@@ -152,6 +152,8 @@ class TitleBoilerplate:
             return title
         start = 1 if parts[0] in self.prefixes else 0
         end = len(parts) - 1 if parts[-1] in self.suffixes else len(parts)
+        if (start, end) == (0, len(parts)):
+            return title
         kept = parts[start:end]
         return " ".join(kept) if kept else title
 
@@ -299,6 +301,28 @@ class Vectoriser:
         """Vectors of ``docs`` under the frozen IDF."""
         return self._combine(*_counts(docs))
 
+    def updated(
+        self, removed: sp.csr_matrix, words: sp.csr_matrix, chars: sp.csr_matrix
+    ) -> Vectoriser:
+        """Document frequencies after dropping the vector rows ``removed`` and adding raw counts.
+
+        New items of one batch that share a new word then weigh it as shared, not as a singleton.
+        Features dropped as too common are not in ``removed``; being common, one count more is moot.
+        """
+        columns = removed.indices
+        word_gone = np.bincount(columns[columns < WORD_FEATURES], minlength=WORD_FEATURES)
+        char_gone = np.bincount(columns[columns >= WORD_FEATURES] - WORD_FEATURES, minlength=CHAR_FEATURES)
+        word_df = np.maximum(self.word_df - word_gone + _document_frequencies(words), 0)
+        char_df = np.maximum(self.char_df - char_gone + _document_frequencies(chars), 0)
+        n_docs = max(self.n_docs - removed.shape[0] + words.shape[0], 1)
+        return Vectoriser(
+            word_idf=_idf(word_df, n_docs, MAX_WORD_DF),
+            char_idf=_idf(char_df, n_docs, MAX_CHAR_DF),
+            word_df=word_df,
+            char_df=char_df,
+            n_docs=n_docs,
+        )
+
     def transform_counts(self, words: sp.csr_matrix, chars: sp.csr_matrix) -> sp.csr_matrix:
         """Vectors from raw word and character counts under the frozen IDF."""
         return self._combine(words, chars)
@@ -342,13 +366,15 @@ class Vectoriser:
 
 # Two titles that are one template with a different value in its slot ("Update the year to 2021" /
 # "... 2022", "Add Dockerfile for Fedora 33" / "... Debian 10") are usually different work.
-SLOT_PENALTY = 0.7
+SLOT_PENALTY = 0.6
 _TITLE_TOKEN = re.compile(r"\w[\w.+#/-]*")
 _VERSION_V = re.compile(r"^v(?=\d)")
 
 
 def _title_tokens(title: str) -> list[str]:
-    return [_VERSION_V.sub("", token.rstrip(".")) for token in _TITLE_TOKEN.findall(title)]
+    """Content words of a title; stop words differ between paraphrases and are no slot."""
+    tokens = (_VERSION_V.sub("", token.rstrip(".")) for token in _TITLE_TOKEN.findall(title))
+    return [token for token in tokens if token not in ENGLISH_STOP_WORDS]
 
 
 def _related(first: str, second: str) -> bool:
@@ -466,6 +492,8 @@ class DuplicateIndex:
     pairs: npt.NDArray[np.int64]
     scores: npt.NDArray[np.float32]
     version: int = INDEX_VERSION
+    updates: int = 0
+    changed_since_build: int = 0
     row_of: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -628,8 +656,9 @@ REBUILD_SHARE = 0.2
 def update_index(index: DuplicateIndex, issues: Sequence[Issue]) -> DuplicateIndex:
     """``index`` brought up to ``issues``: new or changed items are re-vectorised and searched, gone ones dropped.
 
-    IDF and title boilerplate stay frozen from the full build; when more than a fifth of the items changed, the
-    index is rebuilt from scratch so they do not drift.
+    Document frequencies follow the changed items, but unchanged items keep the weights of the last build
+    and the title boilerplate stays as learned then, so scores drift a little; once more than a fifth of
+    the items changed since the last build, the index is rebuilt from scratch.
     """
     fingerprints = [_fingerprint(issue) for issue in issues]
     changed = [
@@ -641,7 +670,8 @@ def update_index(index: DuplicateIndex, issues: Sequence[Issue]) -> DuplicateInd
     gone = [row for row, key in enumerate(index.keys) if key not in current]
     if not changed and not gone and len(index.keys) == len(issues):
         return index
-    if len(changed) + len(gone) > REBUILD_SHARE * max(len(index.keys), 1):
+    drifted = index.changed_since_build + len(changed) + len(gone)
+    if drifted > REBUILD_SHARE * max(len(index.keys), 1):
         logger.info("duplicate index: %d changed, %d gone: rebuilding", len(changed), len(gone))
         return build_index(issues)
     changed_keys = {issues[position].key for position in changed}
@@ -654,8 +684,10 @@ def update_index(index: DuplicateIndex, issues: Sequence[Issue]) -> DuplicateInd
     new_row[keep_rows] = np.arange(len(keep_rows), dtype=np.int64)
     changed_issues = [issues[position] for position in changed]
     changed_docs, _, words, chars = documents_and_counts(changed_issues, index.boilerplate)
+    leaving = np.setdiff1d(np.arange(len(index.keys)), keep_rows)
+    vectoriser = index.vectoriser.updated(index.matrix[leaving], words, chars)
     matrix = sp.csr_matrix(
-        sp.vstack([index.matrix[keep_rows], index.vectoriser.transform_counts(words, chars)], format="csr")
+        sp.vstack([index.matrix[keep_rows], vectoriser.transform_counts(words, chars)], format="csr")
     )
     documents = [index.documents[row] for row in keep_rows] + changed_docs
     keys = [index.keys[row] for row in keep_rows] + [issue.key for issue in changed_issues]
@@ -693,11 +725,13 @@ def update_index(index: DuplicateIndex, issues: Sequence[Issue]) -> DuplicateInd
         keys=keys,
         fingerprints=prints,
         documents=documents,
-        vectoriser=index.vectoriser,
+        vectoriser=vectoriser,
         boilerplate=index.boilerplate,
         matrix=matrix,
         pairs=pairs,
         scores=scores,
+        updates=index.updates + 1,
+        changed_since_build=drifted,
     )
 
 
@@ -888,7 +922,8 @@ class DuplicateCandidate(BacklogRule):
         options: DuplicateOptions,
     ) -> Finding:
         issue = by_key[key]
-        score, other = max(reported, key=lambda p: (p[0], p[1]))
+        # The best-scoring partner; on a tie the oldest, the natural one to keep.
+        score, other = min(reported, key=lambda p: (-p[0], _age_key(by_key[p[1]])))
         # Candidates far below the threshold are noise, not evidence; the flagged partner always shows.
         floor = min(score, CANDIDATE_SHARE * options.threshold)
         ranked = sorted((p for p in neighbours if p[0] >= floor), key=lambda p: (-p[0], p[1]))

@@ -45,7 +45,7 @@ from sklearn.feature_extraction import FeatureHasher
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, HashingVectorizer
 from sparse_dot_topn import sp_matmul_topn
 
-from refinebot.models import Finding, Issue, LinkKind, Severity, StatusCategory
+from refinebot.models import Finding, Issue, Severity, StatusCategory
 from rules.base import BacklogRule, RuleContext, RuleOptions
 
 logger = logging.getLogger(__name__)
@@ -742,7 +742,7 @@ class DuplicateOptions(RuleOptions):
     """Options of ``duplicate-candidate``."""
 
     threshold: float = Field(
-        default=0.6,
+        default=0.55,
         ge=0.0,
         le=1.0,
         description="flag a pair whose similarity score reaches this (0-1)",
@@ -755,20 +755,18 @@ class DuplicateOptions(RuleOptions):
     )
 
 
-_LINKED_KINDS = frozenset(
-    {LinkKind.DUPLICATES, LinkKind.DUPLICATED_BY, LinkKind.PARENT, LinkKind.CHILD}
-)
-
-
 def _linked_pairs(issues: Iterable[Issue]) -> set[frozenset[str]]:
-    """Pairs already linked as duplicates or as parent and child (read from either side)."""
+    """Pairs already linked in the tracker, of any kind, or parent and child (read from either side).
+
+    Duplicate and parent/child links settle the question; a "blocks" or "relates" link means someone
+    already looked at both items together and chose another relation, so flagging them is noise.
+    """
     linked: set[frozenset[str]] = set()
     for issue in issues:
         if issue.parent:
             linked.add(frozenset((issue.key, issue.parent)))
         for link in issue.links:
-            if link.kind in _LINKED_KINDS:
-                linked.add(frozenset((issue.key, link.target)))
+            linked.add(frozenset((issue.key, link.target)))
     return linked
 
 

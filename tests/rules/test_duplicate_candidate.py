@@ -340,3 +340,23 @@ def test_rule_keeps_its_index_in_the_cache_between_runs() -> None:
     second_index = cache.get("duplicate-candidate:TEST:window=180")
     assert isinstance(second_index, DuplicateIndex)
     assert second_index.updates == first_index.updates + 1  # updated, not rebuilt
+
+
+def test_any_existing_link_means_the_pair_is_known() -> None:
+    blocks = replace(COUPON_AGAIN, links=(Link(kind=LinkKind.BLOCKED_BY, target="T-1"),))
+    relates = replace(COUPON, links=(Link(kind=LinkKind.RELATES, target="T-2"),))
+    ctx = RuleContext("TEST", NOW)
+    assert list(DuplicateCandidate().check([COUPON, blocks, DARK_MODE], ctx)) == []
+    assert list(DuplicateCandidate().check([relates, COUPON_AGAIN, DARK_MODE], ctx)) == []
+
+
+def test_demo_backlog_flags_its_one_real_duplicate() -> None:
+    from refinebot.cli import DEMO_AS_OF, demo_config_path
+    from refinebot.config import load_config
+    from refinebot.pipeline import run
+
+    registry = build_registry(plugins=False)
+    loaded = load_config(demo_config_path(), registry)
+    (result,) = run(loaded, registry=registry, now=DEMO_AS_OF)
+    duplicates = [f for f in result.findings if f.rule == "duplicate-candidate"]
+    assert [(f.issue, f.details["duplicate_of"]) for f in duplicates] == [("SHOP-41", "SHOP-2")]

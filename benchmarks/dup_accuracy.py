@@ -1,10 +1,15 @@
 """Measure duplicate-candidate accuracy on real Apache Hadoop Jira issues with real duplicate links.
 
-Data: ``../shared/data/jira-duplicates/`` (GitBugs, CC BY 4.0): 2,503 issues and their labelled duplicate
-pairs. Protocol (time-aware, as in the DBRD literature): the later-created issue of each labelled pair queries
-every issue created before it; its positives are the members of its duplicate group created before it; rank =
-1 + the number of candidates scoring strictly higher than the best positive. Prints Recall@1/5/10/20 and MRR,
-then pair precision and recall of the rule's real candidate search over all 2,503 issues at a sweep of
+Data: ``../shared/data/jira-duplicates/`` (GitBugs, CC BY 4.0): 2,503 issues and their labelled
+duplicate
+pairs. Protocol (time-aware, as in the DBRD literature): the later-created issue of each labelled
+pair queries
+every issue created before it; its positives are the members of its duplicate group created before
+it; rank =
+1 + the number of candidates scoring strictly higher than the best positive. Prints Recall@1/5/10/20
+and MRR,
+then pair precision and recall of the rule's real candidate search over all 2,503 issues at a sweep
+of
 thresholds, the shipped default marked. Links are incomplete, so precision is a lower bound.
 
 Run from the project root: ``.venv/bin/python benchmarks/dup_accuracy.py``
@@ -16,7 +21,6 @@ import argparse
 import csv
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,7 +93,9 @@ def groups_of(pairs: set[frozenset[str]]) -> dict[str, int]:
     return {key: roots.setdefault(find(key), len(roots)) for key in list(parent)}
 
 
-def recall_at_k(issues: Sequence[Issue], pairs: set[frozenset[str]]) -> tuple[dict[int, float], float, int]:
+def recall_at_k(
+    issues: Sequence[Issue], pairs: set[frozenset[str]]
+) -> tuple[dict[int, float], float, int]:
     """Time-aware Recall@k and MRR over one query per labelled pair's later issue."""
     documents, _ = prepare_documents(issues)
     _, matrix = Vectoriser.fit(documents)
@@ -100,8 +106,7 @@ def recall_at_k(issues: Sequence[Issue], pairs: set[frozenset[str]]) -> tuple[di
     group = groups_of(pairs)
     queries = set()
     for pair in pairs:
-        a, b = sorted(pair, key=lambda k: (created[row[k]], k))
-        queries.add(b)
+        queries.add(max(pair, key=lambda k: (created[row[k]], k)))
     ranks = []
     for query in sorted(queries):
         q = row[query]
@@ -118,13 +123,18 @@ def recall_at_k(issues: Sequence[Issue], pairs: set[frozenset[str]]) -> tuple[di
         best = max(scores[q, p] for p in positives)
         ranks.append(1 + int(np.sum(scores[q, earlier] > best)))
     ranks_arr = np.asarray(ranks)
-    return {k: float(np.mean(ranks_arr <= k)) for k in KS}, float(np.mean(1.0 / ranks_arr)), len(ranks)
+    return (
+        {k: float(np.mean(ranks_arr <= k)) for k in KS},
+        float(np.mean(1.0 / ranks_arr)),
+        len(ranks),
+    )
 
 
 def pair_quality(
     issues: Sequence[Issue], pairs: set[frozenset[str]], thresholds: Sequence[float]
 ) -> list[tuple[float, int, int, float, float]]:
-    """(threshold, flagged, true, precision, recall) of the rule's own candidate search over all issues."""
+    """(threshold, flagged, true, precision, recall) of the rule's own candidate search over all
+    issues."""
     group = groups_of(pairs)
     index = build_index(issues)
     scored = score_candidates(index)
@@ -159,7 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     recall, mrr, n = recall_at_k(issues, pairs)
     figures = " ".join(f"R@{k}={v:.3f}" for k, v in recall.items())
     half_width = 1.96 * np.sqrt(recall[1] * (1 - recall[1]) / n)
-    print(f"time-aware retrieval, {n} queries: {figures} MRR={mrr:.3f} (95% CI on R@1 +/-{half_width:.2f})")
+    print(
+        f"time-aware retrieval, {n} queries: {figures} MRR={mrr:.3f} "
+        f"(95% CI on R@1 +/-{half_width:.2f})"
+    )
     default = DuplicateOptions().threshold
     sweep = sorted({0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8, default})
     print("pair flagging over all issues (no status/window filter; precision is a lower bound):")

@@ -1,21 +1,31 @@
-"""Measure the duplicate-candidate rule at scale, incrementally, and against the naive rapidfuzz approach.
+"""Measure the duplicate-candidate rule at scale, incrementally, and against the naive rapidfuzz
+approach.
 
-Each measurement runs in a fresh child process so its peak memory (ru_maxrss) is its own. Backlogs come
+Each measurement runs in a fresh child process so its peak memory (ru_maxrss) is its own. Backlogs
+come
 from ``gen_backlog.py`` (real Jira text, 1% planted duplicates). Figures:
 
-- full: wall time of ``DuplicateCandidate.check`` on N issues (vectorise, search, score, findings), the
-  process's peak RSS (generation included) and its RSS before the rule ran, and planted-pair recall (the
+- full: wall time of ``DuplicateCandidate.check`` on N issues (vectorise, search, score, findings),
+  the
+  process's peak RSS (generation included) and its RSS before the rule ran, and planted-pair recall
+  (the
   planted pair appears in a finding at the default threshold).
 - incremental: a 100k index is built and cached, then 1,000 issues are edited (words of another item
-  appended to the description); wall time of the next check, and how many findings differ from a full
+  appended to the description); wall time of the next check, and how many findings differ from a
+  full
   rebuild (IDF stays frozen between rebuilds, so a few borderline pairs can differ).
-- naive: all pairs of titles with rapidfuzz ``token_set_ratio`` (what a user would write first), at 2k and
-  20k issues, timed with ``process.cdist`` on this machine's cores; recall = planted pairs at or above
-  ratio 90, and the number of pairs it would flag (for comparison: the rule's recall and finding count on
+- naive: all pairs of titles with rapidfuzz ``token_set_ratio`` (what a user would write first), at
+  2k and
+  20k issues, timed with ``process.cdist`` on this machine's cores; recall = planted pairs at or
+  above
+  ratio 90, and the number of pairs it would flag (for comparison: the rule's recall and finding
+  count on
   the same backlog).
 
-Run from the project root: ``.venv/bin/python benchmarks/dup_scale.py`` (default sizes 10k 50k 100k plus
-the incremental and naive runs); ``--sizes 200000`` adds the 200k point. The machine is shared: the script
+Run from the project root: ``.venv/bin/python benchmarks/dup_scale.py`` (default sizes 10k 50k 100k
+plus
+the incremental and naive runs); ``--sizes 200000`` adds the 200k point. The machine is shared: the
+script
 prints the load average before each run so CPU contention is on record.
 """
 
@@ -34,11 +44,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gen_backlog import AS_OF, Backlog, generate  # noqa: E402
+from gen_backlog import AS_OF, Backlog, generate
 
-from refinebot.models import Finding, Issue  # noqa: E402
-from rules.base import MemoryRuleCache, RuleContext  # noqa: E402
-from rules.duplicates import DuplicateCandidate, DuplicateOptions  # noqa: E402
+from refinebot.models import Finding, Issue
+from rules.base import MemoryRuleCache, RuleContext
+from rules.duplicates import DuplicateCandidate, DuplicateOptions
 
 NAIVE_CUTOFF = 90
 
@@ -52,8 +62,11 @@ def _current_rss_mib() -> float:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def planted_recall(findings: Sequence[Finding], planted: Sequence[tuple[str, str]], threshold: float) -> float:
-    """Share of planted pairs that some finding names (as duplicate_of or a candidate at the threshold)."""
+def planted_recall(
+    findings: Sequence[Finding], planted: Sequence[tuple[str, str]], threshold: float
+) -> float:
+    """Share of planted pairs that some finding names (as duplicate_of or a candidate at the
+    threshold)."""
     flagged: set[frozenset[str]] = set()
     for finding in findings:
         flagged.add(frozenset((finding.issue, finding.details["duplicate_of"])))
@@ -84,7 +97,8 @@ def child_full(size: int) -> dict[str, Any]:
 
 
 def _edited(issues: list[Issue], count: int) -> list[Issue]:
-    """The backlog with ``count`` issues spread through it edited: each gets a few words from another item."""
+    """The backlog with ``count`` issues spread through it edited: each gets a few words from
+    another item."""
     import random
     from dataclasses import replace
 
@@ -140,7 +154,8 @@ def child_naive(size: int, full: bool) -> dict[str, Any]:
     backlog: Backlog = generate(size)
     titles = [issue.title for issue in backlog.issues]
     row = {issue.key: i for i, issue in enumerate(backlog.issues)}
-    # Time the full N x N matrix in row blocks; when not ``full``, time a sample of blocks and extrapolate.
+    # Time the full N x N matrix in row blocks; when not ``full``, time a sample of blocks and
+    # extrapolate.
     block = 1000
     starts = list(range(0, size, block))
     timed = starts if full else starts[:: max(len(starts) // 3, 1)][:3]
@@ -148,9 +163,15 @@ def child_naive(size: int, full: bool) -> dict[str, Any]:
     at_cutoff = 0
     for start in timed:
         scores = process.cdist(
-            titles[start : start + block], titles, scorer=fuzz.token_set_ratio, dtype=np.uint8, workers=-1
+            titles[start : start + block],
+            titles,
+            scorer=fuzz.token_set_ratio,
+            dtype=np.uint8,
+            workers=-1,
         )
-        at_cutoff += int(np.count_nonzero(scores >= NAIVE_CUTOFF)) - scores.shape[0]  # minus self-pairs
+        at_cutoff += (
+            int(np.count_nonzero(scores >= NAIVE_CUTOFF)) - scores.shape[0]
+        )  # minus self-pairs
     naive_seconds = (time.perf_counter() - started) * len(starts) / len(timed)
     naive_flagged = round(at_cutoff * len(starts) / len(timed) / 2)
     # Recall needs only the planted copies' rows: is the original at or above the cutoff?
@@ -159,7 +180,9 @@ def child_naive(size: int, full: bool) -> dict[str, Any]:
         score = fuzz.token_set_ratio(titles[row[copy]], titles[row[original]])
         hits += score >= NAIVE_CUTOFF
     started = time.perf_counter()
-    findings = list(DuplicateCandidate().check(backlog.issues, RuleContext(project="SCALE", now=AS_OF)))
+    findings = list(
+        DuplicateCandidate().check(backlog.issues, RuleContext(project="SCALE", now=AS_OF))
+    )
     rule_seconds = time.perf_counter() - started
     threshold = DuplicateOptions().threshold
     return {
@@ -175,7 +198,10 @@ def child_naive(size: int, full: bool) -> dict[str, Any]:
         "rule_recall": round(planted_recall(findings, backlog.planted, threshold), 3),
         "rule_findings": len(findings),
         "rule_planted_share_of_findings": round(
-            planted_recall(findings, backlog.planted, threshold) * len(backlog.planted) / max(len(findings), 1), 3
+            planted_recall(findings, backlog.planted, threshold)
+            * len(backlog.planted)
+            / max(len(findings), 1),
+            3,
         ),
         "speedup": round(naive_seconds / max(rule_seconds, 1e-9), 1),
     }

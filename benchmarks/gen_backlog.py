@@ -1,11 +1,17 @@
 """Build scaled synthetic backlogs from real Jira text, with a known set of planted duplicates.
 
-Source text: ``../shared/data/jira-storypoints/`` (16 open-source Jira projects, 23k issues, MIT). The first
-pass uses each real issue once; later passes build new issues from about a third of the words of three real
-titles and a description of words drawn from four real descriptions (real vocabulary and term frequencies,
-no shared sentences), so resampling does not itself create look-alike pairs. Then ``planted`` items are copies of random earlier items, lightly perturbed the way
-a second reporter would write them (a word dropped, two words swapped, a tag prefix, a shortened or missing
-description), created later than their original. Statuses: 85% open, 10% closed in the last 180 days,
+Source text: ``../shared/data/jira-storypoints/`` (16 open-source Jira projects, 23k issues, MIT).
+The first
+pass uses each real issue once; later passes build new issues from about a third of the words of
+three real
+titles and a description of words drawn from four real descriptions (real vocabulary and term
+frequencies,
+no shared sentences), so resampling does not itself create look-alike pairs. Then ``planted`` items
+are copies of random earlier items, lightly perturbed the way
+a second reporter would write them (a word dropped, two words swapped, a tag prefix, a shortened or
+missing
+description), created later than their original. Statuses: 85% open, 10% closed in the last 180
+days,
 5% closed long ago.
 
 Run from the project root to print a summary: ``.venv/bin/python benchmarks/gen_backlog.py 10000``
@@ -61,7 +67,8 @@ def _blend_title(rng: random.Random, titles: Sequence[str]) -> str:
 
 
 def _blend_description(rng: random.Random, descriptions: Sequence[str]) -> str:
-    """A new description: words drawn from several real descriptions (their vocabulary, no shared sentence)."""
+    """A new description: words drawn from several real descriptions (their vocabulary, no shared
+    sentence)."""
     words = [w for description in descriptions for w in description.split()]
     if not words:
         return ""
@@ -97,9 +104,14 @@ def _status(rng: random.Random) -> tuple[StatusCategory, datetime | None]:
 
 
 def generate(
-    size: int, *, planted_share: float = 0.01, seed: int = 7, texts: Sequence[tuple[str, str]] | None = None
+    size: int,
+    *,
+    planted_share: float = 0.01,
+    seed: int = 7,
+    texts: Sequence[tuple[str, str]] | None = None,
 ) -> Backlog:
-    """A backlog of ``size`` issues, ``planted_share`` of them planted duplicates of earlier ones."""
+    """A backlog of ``size`` issues, ``planted_share`` of them planted duplicates of earlier
+    ones."""
     rng = random.Random(seed)
     texts = list(texts) if texts is not None else load_texts()
     order = list(range(len(texts)))
@@ -162,7 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     backlog = generate(args.size, seed=args.seed)
     open_items = sum(issue.is_open for issue in backlog.issues)
-    print(f"{len(backlog.issues)} issues ({open_items} open), {len(backlog.planted)} planted duplicates")
+    print(
+        f"{len(backlog.issues)} issues ({open_items} open), "
+        f"{len(backlog.planted)} planted duplicates"
+    )
     for original, copy in backlog.planted[:3]:
         by_key = {i.key: i for i in backlog.issues}
         print(f"  {original}: {by_key[original].title!r}\n  {copy}: {by_key[copy].title!r}")

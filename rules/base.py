@@ -63,10 +63,10 @@ class MemoryRuleCache:
 
 @dataclass(frozen=True, slots=True)
 class RuleContext:
-    """What a rule may know besides the issues: which project, what time it is, and what people decided.
+    """What a rule may know besides the issues: project, time, and what people decided.
 
-    ``suppressed_pairs`` holds issue-key pairs someone marked "not a duplicate"; ``cache`` keeps rule state
-    (such as the duplicate index) between runs. Both default to empty / none.
+    ``suppressed_pairs`` holds issue-key pairs someone marked "not a duplicate"; ``cache`` keeps
+    rule state (such as the duplicate index) between runs. Both default to empty / none.
     """
 
     project: str

@@ -1,24 +1,29 @@
-"""The duplicate-candidate backlog rule: flag open items that look like another, newer-reported item.
+"""The duplicate-candidate backlog rule: flag open items that look like another, newer-reported
+item.
 
 How it scores (the README section "Duplicate detection" has the measurements behind these choices):
 
-1. Normalise text. Titles lose leading ``[tags]`` and prefixes/suffixes that repeat across many titles
+1. Normalise text. Titles lose leading ``[tags]`` and prefixes/suffixes that repeat across many
+   titles
    of the same backlog ("Sub-task: ", "www.example.com - "); descriptions lose code blocks, stack
    frames and log lines and are cut to their first 2,000 characters. A title shared by sub-tasks of
    different parents is a template, not a signal, and is ignored for those items.
 2. Vectorise with feature hashing (no vocabulary to hold; new words need no refit): word 1-2-gram
    TF-IDF over the title twice plus the body, and character 3-5-gram TF-IDF over the title. Each
-   space is L2-normalised and the two are stacked with weights 2/3 and 1/3, so one sparse dot product
+   space is L2-normalised and the two are stacked with weights 2/3 and 1/3, so one sparse dot
+   product
    gives the score, a cosine in 0-1.
 3. Candidates: a sparse top-k matrix product (``sparse_dot_topn``) over the matrix without its most
    common features (they cost most and say least); pairs with identical normalised titles are always
    candidates. Candidate pairs are then rescored exactly on the full vectors.
 4. A pair is flagged when its exact score reaches the per-project threshold, at least one side is
-   open, the two are not already linked as duplicates or parent/child, and nobody dismissed the pair.
+   open, the two are not already linked as duplicates or parent/child, and nobody dismissed the
+   pair.
    It is reported once, on the newer item when that one is open (``duplicate_of`` = the older),
    otherwise on the open one.
 
-The index (vectors, frozen IDF, candidate pairs) can be kept in ``RuleContext.cache`` between runs; a
+The index (vectors, frozen IDF, candidate pairs) can be kept in ``RuleContext.cache`` between runs;
+a
 later run then re-vectorises and searches only new or changed items.
 """
 
@@ -62,10 +67,14 @@ _FENCED = re.compile(r"^\s*```.*?^\s*```[^\n]*$", re.MULTILINE | re.DOTALL)
 _UNCLOSED_FENCE = re.compile(r"^\s*```.*\Z", re.MULTILINE | re.DOTALL)
 _WIKI_BLOCK = re.compile(r"\{(code|noformat)(?::[^}]*)?\}.*?\{\1\}", re.IGNORECASE | re.DOTALL)
 _STACK_FRAME = re.compile(
-    r"^\s*(?:at\s+[\w$.<>/]+\(.*\)|\.\.\.\s*\d+\s+more|File \"[^\"]+\", line \d+.*|#\d+\s+0x[0-9a-f]+.*)\s*$",
+    # Java "at pkg.Class.method(File.java:1)" and "... 12 more"; Python "File ..., line 3";
+    # native "#3 0x..." frames.
+    r"^\s*(?:at\s+[\w$.<>/]+\(.*\)|\.\.\.\s*\d+\s+more"
+    r"|File \"[^\"]+\", line \d+.*|#\d+\s+0x[0-9a-f]+.*)\s*$",
     re.MULTILINE | re.IGNORECASE,
 )
-# Log-line prefixes (timestamp, thread, level) vary between reports of one bug; the message does not.
+# Log-line prefixes (timestamp, thread, level) vary between reports of one bug; the message does
+# not.
 _LOG_PREFIX = re.compile(
     r"^\s*\[?\d{2,4}[-/]\d{2}[-/]\d{2}[ T]\d{2}:\d{2}:\d{2}[^\s\]]*\]?\s*(?:\[[^\]]*\]\s*)*"
     r"(?:TRACE|DEBUG|INFO|WARN|WARNING|ERROR|FATAL)?\s*",
@@ -90,7 +99,8 @@ def _code_opening(match: re.Match[str]) -> str:
 def clean_body(text: str, limit: int = BODY_CHARS) -> str:
     """A description without stack frames and log-line prefixes, code blocks cut to their opening.
 
-    Measured on the Hadoop set, dropping code blocks or URLs outright loses recall: the error message,
+    Measured on the Hadoop set, dropping code blocks or URLs outright loses recall: the error
+    message,
     command or file path in them is often what two reports of one bug share.
     """
     if not text:
@@ -108,7 +118,8 @@ def _strip_tags(title: str) -> str:
 
 
 def _affixes(title: str) -> tuple[str | None, str | None]:
-    """The candidate boilerplate prefix and suffix of a normalised title (None when it has no separator)."""
+    """The candidate boilerplate prefix and suffix of a normalised title (None when it has no
+    separator)."""
     parts = _SEPARATOR.split(title)
     if len(parts) < 2:
         return None, None
@@ -119,7 +130,8 @@ def _affixes(title: str) -> tuple[str | None, str | None]:
 
 @dataclass(frozen=True, slots=True)
 class TitleBoilerplate:
-    """Title prefixes and suffixes that repeat across many titles of one backlog (templates, not content)."""
+    """Title prefixes and suffixes that repeat across many titles of one backlog (templates, not
+    content)."""
 
     prefixes: frozenset[str] = frozenset()
     suffixes: frozenset[str] = frozenset()
@@ -128,7 +140,7 @@ class TitleBoilerplate:
     def learn(
         cls, titles: Iterable[str], *, min_share: float = 0.002, min_count: int = 3
     ) -> TitleBoilerplate:
-        """Affixes found in at least ``max(min_count, min_share × titles)`` normalised titles."""
+        """Affixes found in at least ``max(min_count, min_share * titles)`` normalised titles."""
         prefixes: Counter[str] = Counter()
         suffixes: Counter[str] = Counter()
         total = 0
@@ -145,8 +157,9 @@ class TitleBoilerplate:
             suffixes=frozenset(s for s, n in suffixes.items() if n >= floor),
         )
 
-    def strip(self, title: str) -> str:
-        """``title`` without its boilerplate prefix and suffix (unchanged if nothing would be left)."""
+    def remove_from(self, title: str) -> str:
+        """``title`` without its boilerplate prefix and suffix (unchanged if nothing would be
+        left)."""
         parts = _SEPARATOR.split(title)
         if len(parts) < 2:
             return title
@@ -159,7 +172,8 @@ class TitleBoilerplate:
 
 
 def normalise_title(title: str) -> str:
-    """Title without leading bracketed tags, NFKC case-folded (boilerplate is removed later, per backlog)."""
+    """Title without leading bracketed tags, NFKC case-folded (boilerplate is removed later, per
+    backlog)."""
     return normalise_unicode(_strip_tags(title))
 
 
@@ -169,9 +183,11 @@ WORD_FEATURES = 2**21
 CHAR_FEATURES = 2**20
 WORD_WEIGHT = 0.5
 CHAR_WEIGHT = 0.5
-# Characters of the body that join the title in the character space (where reports state the problem).
+# Characters of the body that join the title in the character space (where reports state the
+# problem).
 CHAR_BODY_CHARS = 300
-# Terms only one item uses cannot match anything; at full weight they mostly punish long descriptions.
+# Terms only one item uses cannot match anything; at full weight they mostly punish long
+# descriptions.
 SINGLETON_WEIGHT = 0.3
 TOKEN_PATTERN = r"(?u)\b\w[\w.]*\w\b|\b\w\b"
 _FLOAT = np.float32
@@ -213,7 +229,8 @@ class Document:
 
     @property
     def char_text(self) -> str:
-        """Title plus the opening of the body, for character n-grams (typos, identifiers, inflections)."""
+        """Title plus the opening of the body, for character n-grams (typos, identifiers,
+        inflections)."""
         return f"{self.title} {self.body[:CHAR_BODY_CHARS]}"
 
 
@@ -228,10 +245,12 @@ def _counts(docs: Sequence[Document]) -> tuple[sp.csr_matrix, sp.csr_matrix]:
 
 
 def _document_frequencies(counts: sp.csr_matrix) -> npt.NDArray[np.int64]:
-    return np.bincount(counts.indices, minlength=counts.shape[1]).astype(np.int64)
+    frequencies: npt.NDArray[np.int64] = np.bincount(counts.indices, minlength=counts.shape[1])
+    return frequencies.astype(np.int64)
 
 
-# Features in more than this share of items are dropped, like scikit-learn's max_df: they say little about
+# Features in more than this share of items are dropped, like scikit-learn's max_df: they say little
+# about
 # duplicates and dominate the cost of the sparse product (which grows with the square of a feature's
 # document frequency). Character 4-grams are far more common than words, so they are capped lower.
 COMMON_SHARE = 0.03
@@ -242,7 +261,7 @@ MAX_CHAR_DF = 300
 
 def _idf(df: npt.NDArray[np.int64], n_docs: int, max_df: int) -> npt.NDArray[np.float32]:
     """Smoothed IDF as scikit-learn's (unseen terms weigh most); zero for too common features."""
-    idf = (np.log((1.0 + n_docs) / (1.0 + df)) + 1.0).astype(_FLOAT)
+    idf: npt.NDArray[np.float32] = (np.log((1.0 + n_docs) / (1.0 + df)) + 1.0).astype(_FLOAT)
     idf[df > min(max(_MIN_COMMON_DF, COMMON_SHARE * n_docs), max_df)] = 0.0
     return idf
 
@@ -284,8 +303,11 @@ class Vectoriser:
         return cls.fit_counts(*_counts(docs))
 
     @classmethod
-    def fit_counts(cls, words: sp.csr_matrix, chars: sp.csr_matrix) -> tuple[Vectoriser, sp.csr_matrix]:
-        """Learn IDF from raw word and character counts and return it with the documents' vectors."""
+    def fit_counts(
+        cls, words: sp.csr_matrix, chars: sp.csr_matrix
+    ) -> tuple[Vectoriser, sp.csr_matrix]:
+        """Learn IDF from raw word and character counts and return it with the documents'
+        vectors."""
         n_docs = words.shape[0]
         word_df, char_df = _document_frequencies(words), _document_frequencies(chars)
         vectoriser = cls(
@@ -311,7 +333,9 @@ class Vectoriser:
         """
         columns = removed.indices
         word_gone = np.bincount(columns[columns < WORD_FEATURES], minlength=WORD_FEATURES)
-        char_gone = np.bincount(columns[columns >= WORD_FEATURES] - WORD_FEATURES, minlength=CHAR_FEATURES)
+        char_gone = np.bincount(
+            columns[columns >= WORD_FEATURES] - WORD_FEATURES, minlength=CHAR_FEATURES
+        )
         word_df = np.maximum(self.word_df - word_gone + _document_frequencies(words), 0)
         char_df = np.maximum(self.char_df - char_gone + _document_frequencies(chars), 0)
         n_docs = max(self.n_docs - removed.shape[0] + words.shape[0], 1)
@@ -362,7 +386,8 @@ class Vectoriser:
         return chosen
 
 
-# --- near-miss templates ---------------------------------------------------------------------------
+# --- near-miss templates
+# ---------------------------------------------------------------------------
 
 # Two titles that are one template with a different value in its slot ("Update the year to 2021" /
 # "... 2022", "Add Dockerfile for Fedora 33" / "... Debian 10") are usually different work.
@@ -379,14 +404,18 @@ def _title_tokens(title: str) -> list[str]:
 
 def _related(first: str, second: str) -> bool:
     """Whether two differing words are forms of one word (fails/failing, config/configuration)."""
-    common = len(os.path.commonprefix([first, second]))
+    common = next(
+        (i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b),
+        min(len(first), len(second)),
+    )
     return common >= max(4, 0.6 * min(len(first), len(second)))
 
 
 def slot_penalty(first: str, second: str) -> float:
     """``SLOT_PENALTY`` when two normalised titles differ only in a slot value, else 1.
 
-    A slot difference: the titles share at least two words and differ in at most two words on each side,
+    A slot difference: the titles share at least two words and differ in at most two words on each
+    side,
     which carry digits (versions, years, ticket numbers) except for at most one unrelated word each.
     """
     return _slot_penalty_tokens(_title_tokens(first), _title_tokens(second))
@@ -416,7 +445,8 @@ _PAIR_SHIFT = 32  # a pair of rows is one int64: low << 32 | high
 def _top_pairs(
     queries: sp.csr_matrix, corpus: sp.csr_matrix, top_k: int
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-    """(query row, corpus row, score) of each query's ``top_k`` best matches with a positive score."""
+    """(query row, corpus row, score) of each query's ``top_k`` best matches with a positive
+    score."""
     if queries.shape[0] == 0 or corpus.shape[0] == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, _FLOAT)
     # top_k + 1: a query that is also in the corpus finds itself first.
@@ -454,7 +484,9 @@ def _unique_pairs(
     return unique, np.clip(scores[keep][where], 0.0, 1.0)
 
 
-def decode_pairs(codes: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+def decode_pairs(
+    codes: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """The (low, high) rows of encoded pairs."""
     return codes >> _PAIR_SHIFT, codes & ((1 << _PAIR_SHIFT) - 1)
 
@@ -478,7 +510,8 @@ def _fingerprint(issue: Issue) -> str:
 class DuplicateIndex:
     """Everything a later run can reuse: per-item text, vectors, frozen IDF and candidate pairs.
 
-    Rows are items; ``pairs`` holds candidate row pairs (low, high) encoded as ``low << 32 | high`` and
+    Rows are items; ``pairs`` holds candidate row pairs (low, high) encoded as ``low << 32 | high``
+    and
     ``scores`` their exact scores (near-miss penalty applied).
     Mutable on purpose: an incremental run updates it in place and hands it back to the cache.
     """
@@ -502,7 +535,8 @@ class DuplicateIndex:
 
 
 def _template_titles(issues: Sequence[Issue], titles: Sequence[str]) -> set[str]:
-    """Normalised titles shared by sub-tasks of different parents ("Write unit tests" under every story)."""
+    """Normalised titles shared by sub-tasks of different parents ("Write unit tests" under every
+    story)."""
     parents: dict[str, set[str]] = defaultdict(set)
     for issue, title in zip(issues, titles, strict=True):
         if issue.parent and title:
@@ -517,7 +551,7 @@ def _titles(
     raw_titles = [normalise_title(issue.title) for issue in issues]
     if boilerplate is None:
         boilerplate = TitleBoilerplate.learn(raw_titles)
-    titles = [boilerplate.strip(title) for title in raw_titles]
+    titles = [boilerplate.remove_from(title) for title in raw_titles]
     templates = _template_titles(issues, titles)
     titles = [
         "" if issue.parent and title in templates else title
@@ -529,7 +563,8 @@ def _titles(
 def prepare_documents(
     issues: Sequence[Issue], boilerplate: TitleBoilerplate | None = None
 ) -> tuple[list[Document], TitleBoilerplate]:
-    """The scored text of each issue, learning the backlog's title boilerplate unless one is given."""
+    """The scored text of each issue, learning the backlog's title boilerplate unless one is
+    given."""
     titles, boilerplate = _titles(issues, boilerplate)
     documents = [
         Document(title=title, body=clean_body(issue.description))
@@ -592,7 +627,8 @@ def documents_and_counts(
 def _exact_title_pairs(
     documents: Sequence[Document], rows: Iterable[int] | None = None
 ) -> list[tuple[int, int]]:
-    """Row pairs with identical non-empty normalised titles (all pairs, or those touching ``rows``)."""
+    """Row pairs with identical non-empty normalised titles (all pairs, or those touching
+    ``rows``)."""
     groups: dict[str, list[int]] = defaultdict(list)
     for row, doc in enumerate(documents):
         if doc.title:
@@ -602,7 +638,8 @@ def _exact_title_pairs(
     for members in groups.values():
         if len(members) < 2:
             continue
-        # Very large identical-title groups are templates or bursts; pair each member with a few neighbours.
+        # Very large identical-title groups are templates or bursts; pair each member with a few
+        # neighbours.
         for position, row in enumerate(members):
             if wanted is not None and row not in wanted:
                 continue
@@ -617,7 +654,8 @@ def _search(
     documents: Sequence[Document],
     query_rows: npt.NDArray[np.int64] | None,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-    """Candidate pairs and their scores for the query rows (all rows when None) against every row."""
+    """Candidate pairs and their scores for the query rows (all rows when None) against every
+    row."""
     queries = matrix if query_rows is None else matrix[query_rows]
     rows, cols, scores = _top_pairs(queries, matrix, TOP_K)
     if query_rows is not None:
@@ -654,10 +692,13 @@ REBUILD_SHARE = 0.2
 
 
 def update_index(index: DuplicateIndex, issues: Sequence[Issue]) -> DuplicateIndex:
-    """``index`` brought up to ``issues``: new or changed items are re-vectorised and searched, gone ones dropped.
+    """``index`` brought up to ``issues``: new or changed items are re-vectorised and searched, gone
+    ones dropped.
 
-    Document frequencies follow the changed items, but unchanged items keep the weights of the last build
-    and the title boilerplate stays as learned then, so scores drift a little; once more than a fifth of
+    Document frequencies follow the changed items, but unchanged items keep the weights of the last
+    build
+    and the title boilerplate stays as learned then, so scores drift a little; once more than a
+    fifth of
     the items changed since the last build, the index is rebuilt from scratch.
     """
     fingerprints = [_fingerprint(issue) for issue in issues]
@@ -687,12 +728,15 @@ def update_index(index: DuplicateIndex, issues: Sequence[Issue]) -> DuplicateInd
     leaving = np.setdiff1d(np.arange(len(index.keys)), keep_rows)
     vectoriser = index.vectoriser.updated(index.matrix[leaving], words, chars)
     matrix = sp.csr_matrix(
-        sp.vstack([index.matrix[keep_rows], vectoriser.transform_counts(words, chars)], format="csr")
+        sp.vstack(
+            [index.matrix[keep_rows], vectoriser.transform_counts(words, chars)], format="csr"
+        )
     )
     documents = [index.documents[row] for row in keep_rows] + changed_docs
     keys = [index.keys[row] for row in keep_rows] + [issue.key for issue in changed_issues]
     prints = [index.fingerprints[row] for row in keep_rows] + [fingerprints[p] for p in changed]
-    # Old pairs survive while both ends exist; a pair with a changed end is rescored (its partner may not
+    # Old pairs survive while both ends exist; a pair with a changed end is rescored (its partner
+    # may not
     # be in the changed item's own top k). Changed items also get a fresh search against everything.
     low, high = decode_pairs(index.pairs)
     low, high = new_row[low], new_row[high]
@@ -756,7 +800,8 @@ class DuplicateOptions(RuleOptions):
 
 
 def _linked_pairs(issues: Iterable[Issue]) -> set[frozenset[str]]:
-    """Pairs already linked in the tracker, of any kind, or parent and child (read from either side).
+    """Pairs already linked in the tracker, of any kind, or parent and child (read from either
+    side).
 
     Duplicate and parent/child links settle the question; a "blocks" or "relates" link means someone
     already looked at both items together and chose another relation, so flagging them is noise.
@@ -837,11 +882,16 @@ class DuplicateCandidate(BacklogRule):
     """Open items that look like another open or recently closed item may be duplicates.
 
     Each open item is compared with every other open item and with items closed in the last
-    ``closed_window_days`` days (default 180). A pair is flagged when its similarity score (0-1: word and
-    character TF-IDF over titles and descriptions, after stripping title templates, code blocks and stack traces)
-    reaches ``threshold``. The finding goes on the newer item and names the older one; it lists the top
-    candidates and the words they share. Pairs already linked as duplicates or parent/child, and pairs someone
-    marked "not a duplicate", are never flagged. This is a hint for a human: nothing is linked or closed.
+    ``closed_window_days`` days (default 180). A pair is flagged when its similarity score (0-1:
+    word and
+    character TF-IDF over titles and descriptions, after stripping title templates, code blocks and
+    stack traces)
+    reaches ``threshold``. The finding goes on the newer item and names the older one; it lists the
+    top
+    candidates and the words they share. Pairs already linked as duplicates or parent/child, and
+    pairs someone
+    marked "not a duplicate", are never flagged. This is a hint for a human: nothing is linked or
+    closed.
     """
 
     code = "RB501"
@@ -881,7 +931,8 @@ class DuplicateCandidate(BacklogRule):
     def _eligible(
         issues: Sequence[Issue], ctx: RuleContext, options: DuplicateOptions
     ) -> list[Issue]:
-        """Open items plus items closed within the window (by last update, the best date sources give us)."""
+        """Open items plus items closed within the window (by last update, the best date sources
+        give us)."""
         cutoff = ctx.now - timedelta(days=options.closed_window_days)
         eligible = []
         for issue in issues:
@@ -922,7 +973,8 @@ class DuplicateCandidate(BacklogRule):
         issue = by_key[key]
         # The best-scoring partner; on a tie the oldest, the natural one to keep.
         score, other = min(reported, key=lambda p: (-p[0], _age_key(by_key[p[1]])))
-        # Candidates far below the threshold are noise, not evidence; the flagged partner always shows.
+        # Candidates far below the threshold are noise, not evidence; the flagged partner always
+        # shows.
         floor = min(score, CANDIDATE_SHARE * options.threshold)
         ranked = sorted((p for p in neighbours if p[0] >= floor), key=lambda p: (-p[0], p[1]))
         ranked = ranked[: options.max_candidates]
@@ -941,7 +993,7 @@ class DuplicateCandidate(BacklogRule):
         target = by_key[other]
         closed = " (closed)" if target.status_category is StatusCategory.DONE else ""
         because = f"; shared terms: {', '.join(shared)}" if shared else ""
-        others = [c["issue"] for c in candidates if c["issue"] != other]
+        others = [candidate for _, candidate in ranked if candidate != other]
         also = f" Also similar: {', '.join(others)}." if others else ""
         message = (
             f'This may be a possible duplicate of {other}{closed} "{_short(target.title)}" '
@@ -964,7 +1016,8 @@ def _short(title: str, limit: int = 80) -> str:
 
 
 def flagged_pairs(issues: Sequence[Issue], threshold: float) -> list[tuple[str, str, float]]:
-    """Every candidate pair scoring at least ``threshold`` (benchmarks: no status, link or window filter)."""
+    """Every candidate pair scoring at least ``threshold`` (benchmarks: no status, link or window
+    filter)."""
     index = build_index(issues)
     return [
         (index.keys[p.first], index.keys[p.second], p.score)

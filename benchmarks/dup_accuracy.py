@@ -1,16 +1,12 @@
 """Measure duplicate-candidate accuracy on real Apache Hadoop Jira issues with real duplicate links.
 
 Data: ``../shared/data/jira-duplicates/`` (GitBugs, CC BY 4.0): 2,503 issues and their labelled
-duplicate
-pairs. Protocol (time-aware, as in the DBRD literature): the later-created issue of each labelled
-pair queries
-every issue created before it; its positives are the members of its duplicate group created before
-it; rank =
-1 + the number of candidates scoring strictly higher than the best positive. Prints Recall@1/5/10/20
-and MRR,
-then pair precision and recall of the rule's real candidate search over all 2,503 issues at a sweep
-of
-thresholds, the shipped default marked. Links are incomplete, so precision is a lower bound.
+duplicate pairs. Protocol (time-aware, as in the DBRD literature): the later-created issue of each
+labelled pair queries every issue created before it; its positives are the members of its duplicate
+group created before it; rank = 1 + the number of candidates scoring strictly higher than the best
+positive. Prints Recall@1/5/10/20 and MRR, then pair precision and recall of the rule's real
+candidate search over all 2,503 issues at a sweep of thresholds, the shipped default marked. Links
+are incomplete, so precision is a lower bound.
 
 Run from the project root: ``.venv/bin/python benchmarks/dup_accuracy.py``
 """

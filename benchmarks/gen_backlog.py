@@ -1,18 +1,13 @@
 """Build scaled synthetic backlogs from real Jira text, with a known set of planted duplicates.
 
 Source text: ``../shared/data/jira-storypoints/`` (16 open-source Jira projects, 23k issues, MIT).
-The first
-pass uses each real issue once; later passes build new issues from about a third of the words of
-three real
-titles and a description of words drawn from four real descriptions (real vocabulary and term
-frequencies,
-no shared sentences), so resampling does not itself create look-alike pairs. Then ``planted`` items
-are copies of random earlier items, lightly perturbed the way
-a second reporter would write them (a word dropped, two words swapped, a tag prefix, a shortened or
-missing
-description), created later than their original. Statuses: 85% open, 10% closed in the last 180
-days,
-5% closed long ago.
+The first pass uses each real issue once; later passes build new issues from about a third of the
+words of three real titles and a description of words drawn from four real descriptions (real
+vocabulary and term frequencies, no shared sentences), so resampling does not itself create
+look-alike pairs. Then ``planted`` items are copies of random earlier items, lightly perturbed the
+way a second reporter would write them (a word dropped, two words swapped, a tag prefix, a shortened
+or missing description), created later than their original. Statuses: 85% open, 10% closed in the
+last 180 days, 5% closed long ago.
 
 Run from the project root to print a summary: ``.venv/bin/python benchmarks/gen_backlog.py 10000``
 """

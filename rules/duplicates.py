@@ -1,30 +1,28 @@
-"""The duplicate-candidate backlog rule: flag open items that look like another, newer-reported
-item.
+"""The duplicate-candidate backlog rule: flag open items that look like another open or recent item.
 
-How it scores (the README section "Duplicate detection" has the measurements behind these choices):
+How it scores (benchmarks/README.md has the measurements behind these choices):
 
 1. Normalise text. Titles lose leading ``[tags]`` and prefixes/suffixes that repeat across many
-   titles
-   of the same backlog ("Sub-task: ", "www.example.com - "); descriptions lose code blocks, stack
-   frames and log lines and are cut to their first 2,000 characters. A title shared by sub-tasks of
-   different parents is a template, not a signal, and is ignored for those items.
+   titles of the same backlog ("Sub-task: ", "www.example.com - "); a title shared by sub-tasks of
+   different parents is a template and is ignored for them. Descriptions lose stack frames and
+   log-line prefixes, code blocks are cut to their opening, and the text to its first 2,000
+   characters.
 2. Vectorise with feature hashing (no vocabulary to hold; new words need no refit): word 1-2-gram
-   TF-IDF over the title twice plus the body, and character 3-5-gram TF-IDF over the title. Each
-   space is L2-normalised and the two are stacked with weights 2/3 and 1/3, so one sparse dot
-   product
-   gives the score, a cosine in 0-1.
-3. Candidates: a sparse top-k matrix product (``sparse_dot_topn``) over the matrix without its most
-   common features (they cost most and say least); pairs with identical normalised titles are always
-   candidates. Candidate pairs are then rescored exactly on the full vectors.
-4. A pair is flagged when its exact score reaches the per-project threshold, at least one side is
-   open, the two are not already linked as duplicates or parent/child, and nobody dismissed the
-   pair.
-   It is reported once, on the newer item when that one is open (``duplicate_of`` = the older),
-   otherwise on the open one.
+   TF-IDF over the title twice plus the body, and character 4-gram TF-IDF over the title plus the
+   body's first 300 characters. Features used by very many items are dropped (like ``max_df``),
+   words used by one item only are damped. Each space is L2-normalised and the two are stacked with
+   weight 1/2 each, so one sparse dot product gives the score, a cosine in 0-1.
+3. Candidates: a multi-threaded sparse top-k matrix product (``sparse_dot_topn``), never a Python
+   loop over pairs, plus every pair with identical normalised titles. Titles that are one template
+   with a different value in a slot ("... to 2021" / "... to 2022") have their score lowered.
+4. A pair is flagged when its score reaches the per-project threshold, at least one side is open,
+   the two are not already linked in the tracker (or parent and child), and nobody dismissed the
+   pair. It is reported once, on the newer item when that one is open (``duplicate_of`` = the
+   older), otherwise on the open one.
 
-The index (vectors, frozen IDF, candidate pairs) can be kept in ``RuleContext.cache`` between runs;
-a
-later run then re-vectorises and searches only new or changed items.
+The index (vectors, document frequencies, scored candidate pairs) can be kept in
+``RuleContext.cache`` between runs; a later run then re-vectorises and searches only new or changed
+items.
 """
 
 from __future__ import annotations
@@ -38,9 +36,8 @@ import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -67,8 +64,8 @@ _FENCED = re.compile(r"^\s*```.*?^\s*```[^\n]*$", re.MULTILINE | re.DOTALL)
 _UNCLOSED_FENCE = re.compile(r"^\s*```.*\Z", re.MULTILINE | re.DOTALL)
 _WIKI_BLOCK = re.compile(r"\{(code|noformat)(?::[^}]*)?\}.*?\{\1\}", re.IGNORECASE | re.DOTALL)
 _STACK_FRAME = re.compile(
-    # Java "at pkg.Class.method(File.java:1)" and "... 12 more"; Python "File ..., line 3";
-    # native "#3 0x..." frames.
+    # Java "at pkg.Class.method(File.java:1)" and "... 12 more"; Python "File ..., line 3"; native
+    # "#3 0x..." frames.
     r"^\s*(?:at\s+[\w$.<>/]+\(.*\)|\.\.\.\s*\d+\s+more"
     r"|File \"[^\"]+\", line \d+.*|#\d+\s+0x[0-9a-f]+.*)\s*$",
     re.MULTILINE | re.IGNORECASE,
@@ -100,8 +97,7 @@ def clean_body(text: str, limit: int = BODY_CHARS) -> str:
     """A description without stack frames and log-line prefixes, code blocks cut to their opening.
 
     Measured on the Hadoop set, dropping code blocks or URLs outright loses recall: the error
-    message,
-    command or file path in them is often what two reports of one bug share.
+    message, command or file path in them is often what two reports of one bug share.
     """
     if not text:
         return ""
@@ -250,9 +246,9 @@ def _document_frequencies(counts: sp.csr_matrix) -> npt.NDArray[np.int64]:
 
 
 # Features in more than this share of items are dropped, like scikit-learn's max_df: they say little
-# about
-# duplicates and dominate the cost of the sparse product (which grows with the square of a feature's
-# document frequency). Character 4-grams are far more common than words, so they are capped lower.
+# about duplicates and dominate the cost of the sparse product (which grows with the square of a
+# feature's document frequency). Character 4-grams are far more common than words, so they are
+# capped lower.
 COMMON_SHARE = 0.03
 _MIN_COMMON_DF = 50
 MAX_WORD_DF = 1000
@@ -415,8 +411,8 @@ def slot_penalty(first: str, second: str) -> float:
     """``SLOT_PENALTY`` when two normalised titles differ only in a slot value, else 1.
 
     A slot difference: the titles share at least two words and differ in at most two words on each
-    side,
-    which carry digits (versions, years, ticket numbers) except for at most one unrelated word each.
+    side, which carry digits (versions, years, ticket numbers) except for at most one unrelated word
+    each.
     """
     return _slot_penalty_tokens(_title_tokens(first), _title_tokens(second))
 
@@ -508,12 +504,11 @@ def _fingerprint(issue: Issue) -> str:
 
 @dataclass(slots=True)
 class DuplicateIndex:
-    """Everything a later run can reuse: per-item text, vectors, frozen IDF and candidate pairs.
+    """Everything a later run can reuse: per-item text, vectors, document frequencies, scored pairs.
 
     Rows are items; ``pairs`` holds candidate row pairs (low, high) encoded as ``low << 32 | high``
-    and
-    ``scores`` their exact scores (near-miss penalty applied).
-    Mutable on purpose: an incremental run updates it in place and hands it back to the cache.
+    and ``scores`` their scores (near-miss penalty applied). ``update_index`` returns a new index;
+    the rule puts it back into the cache.
     """
 
     keys: list[str]
@@ -696,10 +691,8 @@ def update_index(index: DuplicateIndex, issues: Sequence[Issue]) -> DuplicateInd
     ones dropped.
 
     Document frequencies follow the changed items, but unchanged items keep the weights of the last
-    build
-    and the title boilerplate stays as learned then, so scores drift a little; once more than a
-    fifth of
-    the items changed since the last build, the index is rebuilt from scratch.
+    build and the title boilerplate stays as learned then, so scores drift a little; once more than
+    a fifth of the items changed since the last build, the index is rebuilt from scratch.
     """
     fingerprints = [_fingerprint(issue) for issue in issues]
     changed = [
@@ -736,8 +729,8 @@ def update_index(index: DuplicateIndex, issues: Sequence[Issue]) -> DuplicateInd
     keys = [index.keys[row] for row in keep_rows] + [issue.key for issue in changed_issues]
     prints = [index.fingerprints[row] for row in keep_rows] + [fingerprints[p] for p in changed]
     # Old pairs survive while both ends exist; a pair with a changed end is rescored (its partner
-    # may not
-    # be in the changed item's own top k). Changed items also get a fresh search against everything.
+    # may not be in the changed item's own top k). Changed items also get a fresh search against
+    # everything.
     low, high = decode_pairs(index.pairs)
     low, high = new_row[low], new_row[high]
     changed_rows = np.zeros(len(index.keys), dtype=bool)
@@ -883,15 +876,13 @@ class DuplicateCandidate(BacklogRule):
 
     Each open item is compared with every other open item and with items closed in the last
     ``closed_window_days`` days (default 180). A pair is flagged when its similarity score (0-1:
-    word and
-    character TF-IDF over titles and descriptions, after stripping title templates, code blocks and
-    stack traces)
-    reaches ``threshold``. The finding goes on the newer item and names the older one; it lists the
-    top
-    candidates and the words they share. Pairs already linked as duplicates or parent/child, and
-    pairs someone
-    marked "not a duplicate", are never flagged. This is a hint for a human: nothing is linked or
-    closed.
+    word and character TF-IDF over titles and descriptions, after stripping title templates, code
+    blocks and stack traces) reaches ``threshold``. The finding goes on the newer item and names the
+    older one (or, when the newer one is closed, goes on the open one); it lists the top candidates
+    and the words they share. Pairs already linked in the tracker (duplicate, blocks, relates...) or
+    parent and child, and pairs someone marked "not a duplicate", are never flagged. Titles that are
+    one template with another value in a slot ("Upgrade X to 1.2" / "Upgrade X to 1.3") score lower.
+    This is a hint for a human: nothing is linked or closed.
     """
 
     code = "RB501"
@@ -1015,23 +1006,6 @@ def _short(title: str, limit: int = 80) -> str:
     return title if len(title) <= limit else title[: limit - 1].rstrip() + "…"
 
 
-def flagged_pairs(issues: Sequence[Issue], threshold: float) -> list[tuple[str, str, float]]:
-    """Every candidate pair scoring at least ``threshold`` (benchmarks: no status, link or window
-    filter)."""
-    index = build_index(issues)
-    return [
-        (index.keys[p.first], index.keys[p.second], p.score)
-        for p in score_candidates(index)
-        if p.score >= threshold
-    ]
-
-
-def replace_options(rule: DuplicateCandidate, **changes: Any) -> DuplicateCandidate:
-    """A copy of ``rule`` with some options changed (benchmarks sweep the threshold with it)."""
-    options: DuplicateOptions = rule.options  # type: ignore[assignment]
-    return DuplicateCandidate(options.model_copy(update=changes))
-
-
 RULES = (DuplicateCandidate,)
 
 __all__ = [
@@ -1039,12 +1013,12 @@ __all__ = [
     "DuplicateIndex",
     "DuplicateOptions",
     "TitleBoilerplate",
+    "Vectoriser",
     "build_index",
     "clean_body",
-    "flagged_pairs",
     "normalise_title",
     "prepare_documents",
-    "replace",
     "score_candidates",
+    "slot_penalty",
     "update_index",
 ]

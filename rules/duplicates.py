@@ -876,13 +876,13 @@ class DuplicateCandidate(BacklogRule):
 
     Each open item is compared with every other open item and with items closed in the last
     ``closed_window_days`` days (default 180). A pair is flagged when its similarity score (0-1:
-    word and character TF-IDF over titles and descriptions, after stripping title templates, code
-    blocks and stack traces) reaches ``threshold``. The finding goes on the newer item and names the
-    older one (or, when the newer one is closed, goes on the open one); it lists the top candidates
-    and the words they share. Pairs already linked in the tracker (duplicate, blocks, relates...) or
-    parent and child, and pairs someone marked "not a duplicate", are never flagged. Titles that are
-    one template with another value in a slot ("Upgrade X to 1.2" / "Upgrade X to 1.3") score lower.
-    This is a hint for a human: nothing is linked or closed.
+    word and character TF-IDF over titles and descriptions, after removing title templates and stack
+    traces and cutting code blocks to their opening) reaches ``threshold``. The finding goes on the
+    newer item and names the older one (or, when the newer one is closed, goes on the open one); it
+    lists the top candidates and the words they share. Pairs already linked in the tracker
+    (duplicate, blocks, relates...) or parent and child, and pairs someone marked "not a duplicate",
+    are never flagged. Titles that are one template with another value in a slot ("Upgrade X to 1.2"
+    / "Upgrade X to 1.3") score lower. This is a hint for a human: nothing is linked or closed.
     """
 
     code = "RB501"

@@ -522,6 +522,9 @@ class DuplicateIndex:
     version: int = INDEX_VERSION
     updates: int = 0
     changed_since_build: int = 0
+    # Shared terms of reported pairs, by sorted key pair: explaining is the slowest part of a
+    # finding, and most findings repeat from run to run.
+    terms: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     row_of: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -769,6 +772,14 @@ def update_index(index: DuplicateIndex, issues: Sequence[Issue]) -> DuplicateInd
         scores=scores,
         updates=index.updates + 1,
         changed_since_build=drifted,
+        terms={
+            pair: terms
+            for pair, terms in index.terms.items()
+            if pair[0] in current
+            and pair[1] in current
+            and pair[0] not in changed_keys
+            and pair[1] not in changed_keys
+        },
     )
 
 
@@ -978,9 +989,13 @@ class DuplicateCandidate(BacklogRule):
             }
             for value, candidate in ranked
         ]
-        shared = index.vectoriser.shared_terms(
-            index.documents[index.row_of[key]], index.documents[index.row_of[other]]
-        )
+        pair = (key, other) if key < other else (other, key)
+        shared = index.terms.get(pair)
+        if shared is None:
+            shared = index.vectoriser.shared_terms(
+                index.documents[index.row_of[key]], index.documents[index.row_of[other]]
+            )
+            index.terms[pair] = shared
         target = by_key[other]
         closed = " (closed)" if target.status_category is StatusCategory.DONE else ""
         because = f"; shared terms: {', '.join(shared)}" if shared else ""

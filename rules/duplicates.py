@@ -596,7 +596,10 @@ def _workers() -> int:
 
 
 def documents_and_counts(
-    issues: Sequence[Issue], boilerplate: TitleBoilerplate | None = None
+    issues: Sequence[Issue],
+    boilerplate: TitleBoilerplate | None = None,
+    *,
+    parallel_min: int = PARALLEL_MIN_DOCS,
 ) -> tuple[list[Document], TitleBoilerplate, sp.csr_matrix, sp.csr_matrix]:
     """Scored documents, the boilerplate used, and raw word and character counts of ``issues``."""
     titles, boilerplate = _titles(issues, boilerplate)
@@ -606,7 +609,7 @@ def documents_and_counts(
         for start in range(0, len(issues), _CHUNK_DOCS)
     ]
     workers = _workers()
-    if len(issues) >= PARALLEL_MIN_DOCS and workers > 1:
+    if len(issues) >= parallel_min and workers > 1:
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             results = list(pool.map(_clean_and_count, chunks))

@@ -23,6 +23,7 @@ from rules.duplicates import (
     TitleBoilerplate,
     build_index,
     clean_body,
+    documents_and_counts,
     normalise_title,
     slot_penalty,
     update_index,
@@ -384,3 +385,12 @@ def test_demo_backlog_flags_its_one_real_duplicate() -> None:
     (result,) = run(loaded, registry=registry, now=DEMO_AS_OF)
     duplicates = [f for f in result.findings if f.rule == "duplicate-candidate"]
     assert [(f.issue, f.details["duplicate_of"]) for f in duplicates] == [("SHOP-41", "SHOP-2")]
+
+
+def test_parallel_vectorising_gives_the_same_counts_as_sequential() -> None:
+    issues = _backlog(6_000)  # two chunks and a remainder
+    sequential = documents_and_counts(issues, parallel_min=10**9)
+    parallel = documents_and_counts(issues, parallel_min=1)
+    assert sequential[0] == parallel[0]
+    assert (sequential[2] != parallel[2]).nnz == 0
+    assert (sequential[3] != parallel[3]).nnz == 0

@@ -114,8 +114,7 @@ def _strip_tags(title: str) -> str:
 
 
 def _affixes(title: str) -> tuple[str | None, str | None]:
-    """The candidate boilerplate prefix and suffix of a normalised title (None when it has no
-    separator)."""
+    """Boilerplate candidates of a normalised title: prefix and suffix (None without separator)."""
     parts = _SEPARATOR.split(title)
     if len(parts) < 2:
         return None, None
@@ -126,8 +125,7 @@ def _affixes(title: str) -> tuple[str | None, str | None]:
 
 @dataclass(frozen=True, slots=True)
 class TitleBoilerplate:
-    """Title prefixes and suffixes that repeat across many titles of one backlog (templates, not
-    content)."""
+    """Title prefixes and suffixes repeated across many titles of one backlog (templates)."""
 
     prefixes: frozenset[str] = frozenset()
     suffixes: frozenset[str] = frozenset()
@@ -154,8 +152,7 @@ class TitleBoilerplate:
         )
 
     def remove_from(self, title: str) -> str:
-        """``title`` without its boilerplate prefix and suffix (unchanged if nothing would be
-        left)."""
+        """``title`` without its boilerplate prefix and suffix (unchanged if nothing is left)."""
         parts = _SEPARATOR.split(title)
         if len(parts) < 2:
             return title
@@ -168,8 +165,7 @@ class TitleBoilerplate:
 
 
 def normalise_title(title: str) -> str:
-    """Title without leading bracketed tags, NFKC case-folded (boilerplate is removed later, per
-    backlog)."""
+    """Title without leading bracketed tags, NFKC case-folded (boilerplate goes later)."""
     return normalise_unicode(_strip_tags(title))
 
 
@@ -225,8 +221,7 @@ class Document:
 
     @property
     def char_text(self) -> str:
-        """Title plus the opening of the body, for character n-grams (typos, identifiers,
-        inflections)."""
+        """Title plus the body's opening, for character n-grams (typos, identifiers, plurals)."""
         return f"{self.title} {self.body[:CHAR_BODY_CHARS]}"
 
 
@@ -285,7 +280,7 @@ def _weigh(
 
 @dataclass(frozen=True, slots=True)
 class Vectoriser:
-    """Frozen IDF of both feature spaces; turns documents into score vectors."""
+    """Document frequencies and IDF of both feature spaces; turns counts into score vectors."""
 
     word_idf: npt.NDArray[np.float32]
     char_idf: npt.NDArray[np.float32]
@@ -302,8 +297,7 @@ class Vectoriser:
     def fit_counts(
         cls, words: sp.csr_matrix, chars: sp.csr_matrix
     ) -> tuple[Vectoriser, sp.csr_matrix]:
-        """Learn IDF from raw word and character counts and return it with the documents'
-        vectors."""
+        """Learn IDF from raw word and character counts; return it with the documents' vectors."""
         n_docs = words.shape[0]
         word_df, char_df = _document_frequencies(words), _document_frequencies(chars)
         vectoriser = cls(
@@ -314,10 +308,6 @@ class Vectoriser:
             n_docs=n_docs,
         )
         return vectoriser, vectoriser._combine(words, chars)
-
-    def transform(self, docs: Sequence[Document]) -> sp.csr_matrix:
-        """Vectors of ``docs`` under the frozen IDF."""
-        return self._combine(*_counts(docs))
 
     def updated(
         self, removed: sp.csr_matrix, words: sp.csr_matrix, chars: sp.csr_matrix
@@ -344,7 +334,7 @@ class Vectoriser:
         )
 
     def transform_counts(self, words: sp.csr_matrix, chars: sp.csr_matrix) -> sp.csr_matrix:
-        """Vectors from raw word and character counts under the frozen IDF."""
+        """Vectors from raw word and character counts under this IDF."""
         return self._combine(words, chars)
 
     def _combine(self, words: sp.csr_matrix, chars: sp.csr_matrix) -> sp.csr_matrix:
@@ -382,8 +372,7 @@ class Vectoriser:
         return chosen
 
 
-# --- near-miss templates
-# ---------------------------------------------------------------------------
+# --- near-miss templates -------------------------------------------------------------------------
 
 # Two titles that are one template with a different value in its slot ("Update the year to 2021" /
 # "... 2022", "Add Dockerfile for Fedora 33" / "... Debian 10") are usually different work.
@@ -441,8 +430,7 @@ _PAIR_SHIFT = 32  # a pair of rows is one int64: low << 32 | high
 def _top_pairs(
     queries: sp.csr_matrix, corpus: sp.csr_matrix, top_k: int
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-    """(query row, corpus row, score) of each query's ``top_k`` best matches with a positive
-    score."""
+    """(query row, corpus row, score) of each query's ``top_k`` best positive-score matches."""
     if queries.shape[0] == 0 or corpus.shape[0] == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, _FLOAT)
     # top_k + 1: a query that is also in the corpus finds itself first.
@@ -533,8 +521,7 @@ class DuplicateIndex:
 
 
 def _template_titles(issues: Sequence[Issue], titles: Sequence[str]) -> set[str]:
-    """Normalised titles shared by sub-tasks of different parents ("Write unit tests" under every
-    story)."""
+    """Normalised titles shared by sub-tasks of different parents ("Write unit tests")."""
     parents: dict[str, set[str]] = defaultdict(set)
     for issue, title in zip(issues, titles, strict=True):
         if issue.parent and title:
@@ -561,8 +548,7 @@ def _titles(
 def prepare_documents(
     issues: Sequence[Issue], boilerplate: TitleBoilerplate | None = None
 ) -> tuple[list[Document], TitleBoilerplate]:
-    """The scored text of each issue, learning the backlog's title boilerplate unless one is
-    given."""
+    """The scored text of each issue; learns the backlog's title boilerplate unless given one."""
     titles, boilerplate = _titles(issues, boilerplate)
     documents = [
         Document(title=title, body=clean_body(issue.description))
@@ -655,8 +641,7 @@ def _search(
     documents: Sequence[Document],
     query_rows: npt.NDArray[np.int64] | None,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-    """Candidate pairs and their scores for the query rows (all rows when None) against every
-    row."""
+    """Candidate pairs with scores for the query rows (all rows when None) against every row."""
     queries = matrix if query_rows is None else matrix[query_rows]
     rows, cols, scores = _top_pairs(queries, matrix, TOP_K)
     if query_rows is not None:
@@ -693,8 +678,9 @@ REBUILD_SHARE = 0.2
 
 
 def update_index(index: DuplicateIndex, issues: Sequence[Issue]) -> DuplicateIndex:
-    """``index`` brought up to ``issues``: new or changed items are re-vectorised and searched, gone
-    ones dropped.
+    """``index`` brought up to ``issues``: new or changed items re-vectorised and searched.
+
+    Items no longer in ``issues`` are dropped.
 
     Document frequencies follow the changed items, but unchanged items keep the weights of the last
     build and the title boilerplate stays as learned then, so scores drift a little; once more than
@@ -936,8 +922,10 @@ class DuplicateCandidate(BacklogRule):
     def _eligible(
         issues: Sequence[Issue], ctx: RuleContext, options: DuplicateOptions
     ) -> list[Issue]:
-        """Open items plus items closed within the window (by last update, the best date sources
-        give us)."""
+        """Open items plus items closed within the window.
+
+        Closing time is read as the last update: the ``Issue`` model carries no resolution date.
+        """
         cutoff = ctx.now - timedelta(days=options.closed_window_days)
         eligible = []
         for issue in issues:

@@ -1,5 +1,4 @@
-"""Measure the duplicate-candidate rule at scale, incrementally, and against the naive rapidfuzz
-approach.
+"""Measure the duplicate-candidate rule at scale, incrementally, and against naive rapidfuzz.
 
 Each measurement runs in a fresh child process so its peak memory (ru_maxrss) is its own. Backlogs
 come from ``gen_backlog.py`` (real Jira text, 1% planted duplicates). Figures:
@@ -9,15 +8,17 @@ come from ``gen_backlog.py`` (real Jira text, 1% planted duplicates). Figures:
   recall (the planted pair appears in a finding at the default threshold).
 - incremental: a 100k index is built and cached, then 1,000 issues are edited (words of another item
   appended to the description); wall time of the next check, and how many findings differ from a
-  full rebuild (IDF stays frozen between rebuilds, so a few borderline pairs can differ).
+  full rebuild (unchanged items keep their build-time weights, so a few borderline pairs can
+  differ).
 - naive: all pairs of titles with rapidfuzz ``token_set_ratio`` (what a user would write first), at
   2k and 20k issues, timed with ``process.cdist`` on this machine's cores; recall = planted pairs at
   or above ratio 90, and the number of pairs it would flag (for comparison: the rule's recall and
   finding count on the same backlog).
 
 Run from the project root: ``.venv/bin/python benchmarks/dup_scale.py`` (default sizes 10k 50k 100k
-plus the incremental and naive runs); ``--sizes 200000`` adds the 200k point. The machine is shared:
-the script prints the load average before each run so CPU contention is on record.
+plus the incremental and naive runs); ``--sizes 10000 50000 100000 200000`` adds the 200k point and
+``--naive-full`` times every naive row block instead of extrapolating from three. The machine is
+shared: the script prints the load average before each run so CPU contention is on record.
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""Tests of the duplicate-candidate rule: its YAML data cases, text normalisation, hooks and
-incremental index."""
+"""Tests of the duplicate-candidate rule: data cases, normalisation, hooks, incremental index."""
 
 from __future__ import annotations
 

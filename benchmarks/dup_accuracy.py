@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import random
 import sys
 import time
 from collections.abc import Sequence
@@ -150,10 +151,29 @@ def pair_quality(
     return rows
 
 
+def print_audit(
+    issues: Sequence[Issue], pairs: set[frozenset[str]], threshold: float, count: int
+) -> None:
+    """Random pairs flagged at ``threshold`` (seed 7) for a human to judge; L = labelled."""
+    group = groups_of(pairs)
+    index = build_index(issues)
+    flagged = [p for p in score_candidates(index) if p.score >= threshold]
+    by_key = {issue.key: issue for issue in issues}
+    print(f"audit: {min(count, len(flagged))} of {len(flagged)} pairs flagged at {threshold}")
+    for pair in random.Random(7).sample(flagged, min(count, len(flagged))):
+        first, second = by_key[index.keys[pair.first]], by_key[index.keys[pair.second]]
+        labelled = group.get(first.key, -1) == group.get(second.key, -2)
+        print(f"  {pair.score:.2f} {'L' if labelled else ' '} {first.title[:80]!r}")
+        print(f"         {second.title[:80]!r}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the accuracy figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA, help="folder with the Hadoop CSVs")
+    parser.add_argument(
+        "--audit", type=int, default=0, help="also print this many random flagged pairs to judge"
+    )
     args = parser.parse_args(argv)
     if not (args.data / "hadoop_bugs.csv").exists():
         print(f"no data at {args.data}: expected ../shared/data/jira-duplicates", file=sys.stderr)
@@ -177,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         mark = "  <- default" if threshold == default else ""
         print(f"  {threshold:9.2f}  {flagged:7d}  {true:19d}  {precision:9.3f}  {rec:6.3f}{mark}")
     print(f"total {time.perf_counter() - started:.1f} s")
+    if args.audit:
+        print_audit(issues, pairs, default, args.audit)
     return 0
 
 

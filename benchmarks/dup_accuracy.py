@@ -28,16 +28,20 @@ from refinebot.markup import wiki_to_text
 from refinebot.models import Issue, SourceKind, StatusCategory
 from rules.duplicates import (
     PENALTY_FLOOR,
+    SEMANTIC_BODY_CHARS,
+    SEMANTIC_FLOOR,
     DuplicateOptions,
     Vectoriser,
     build_index,
     prepare_documents,
+    rerank,
     score_candidates,
     slot_penalty,
 )
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "jira-duplicates"
 KS = (1, 5, 10, 20)
+RERANK_TOP = 50
 
 
 def load_issues(data: Path) -> list[Issue]:
@@ -91,12 +95,22 @@ def groups_of(pairs: set[frozenset[str]]) -> dict[str, int]:
 
 
 def recall_at_k(
-    issues: Sequence[Issue], pairs: set[frozenset[str]]
+    issues: Sequence[Issue], pairs: set[frozenset[str]], *, semantic: bool = False
 ) -> tuple[dict[int, float], float, int]:
-    """Time-aware Recall@k and MRR over one query per labelled pair's later issue."""
+    """Time-aware Recall@k and MRR over one query per labelled pair's later issue.
+
+    With ``semantic``, each query's top ``RERANK_TOP`` lexical candidates are re-ordered by the mean
+    of lexical score and sentence-embedding cosine, as the rule's ``semantic`` option does.
+    """
     documents, _ = prepare_documents(issues)
     _, matrix = Vectoriser.fit(documents)
     scores = (matrix @ matrix.T).toarray()
+    cosines = None
+    if semantic:
+        from rules.embeddings import embed
+
+        vectors = embed([f"{d.title}. {d.body[:SEMANTIC_BODY_CHARS]}" for d in documents])
+        cosines = np.clip(vectors @ vectors.T, 0.0, None)
     titles = [doc.title for doc in documents]
     row = {issue.key: i for i, issue in enumerate(issues)}
     created = np.array([issue.created.timestamp() for issue in issues if issue.created])
@@ -117,8 +131,20 @@ def recall_at_k(
         ]
         if not positives:
             continue
-        best = max(scores[q, p] for p in positives)
-        ranks.append(1 + int(np.sum(scores[q, earlier] > best)))
+        candidates = np.flatnonzero(earlier)
+        # Rank = 1 + candidates strictly ahead of the best positive (ties do not help it). With
+        # re-ranking, the top RERANK_TOP lexical candidates form a first tier, by fused score.
+        tier = np.ones(len(issues))
+        key = scores[q].copy()
+        if cosines is not None:
+            top = candidates[np.argsort(-scores[q, candidates], kind="stable")[:RERANK_TOP]]
+            tier[top] = 0
+            key[top] = 0.5 * (scores[q, top] + cosines[q, top])
+        best = min(positives, key=lambda p: (tier[p], -key[p]))
+        ahead = (tier[candidates] < tier[best]) | (
+            (tier[candidates] == tier[best]) & (key[candidates] > key[best])
+        )
+        ranks.append(1 + int(np.sum(ahead)))
     ranks_arr = np.asarray(ranks)
     return (
         {k: float(np.mean(ranks_arr <= k)) for k in KS},
@@ -128,13 +154,21 @@ def recall_at_k(
 
 
 def pair_quality(
-    issues: Sequence[Issue], pairs: set[frozenset[str]], thresholds: Sequence[float]
+    issues: Sequence[Issue],
+    pairs: set[frozenset[str]],
+    thresholds: Sequence[float],
+    *,
+    semantic: bool = False,
 ) -> list[tuple[float, int, int, float, float]]:
     """(threshold, flagged, true, precision, recall) of the rule's own candidate search over all
     issues."""
     group = groups_of(pairs)
     index = build_index(issues)
-    scored = score_candidates(index)
+    scored = (
+        rerank(index, score_candidates(index, SEMANTIC_FLOOR))
+        if semantic
+        else score_candidates(index)
+    )
     rows = []
     for threshold in thresholds:
         flagged = [
@@ -172,6 +206,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA, help="folder with the Hadoop CSVs")
     parser.add_argument(
+        "--semantic",
+        action="store_true",
+        help="re-rank with the bundled sentence-embedding model (needs refinebot[semantic])",
+    )
+    parser.add_argument(
         "--audit", type=int, default=0, help="also print this many random flagged pairs to judge"
     )
     args = parser.parse_args(argv)
@@ -182,18 +221,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     issues = load_issues(args.data)
     pairs = load_pairs(args.data, {issue.key for issue in issues})
     print(f"Hadoop Jira: {len(issues)} issues, {len(pairs)} labelled duplicate pairs")
-    recall, mrr, n = recall_at_k(issues, pairs)
+    recall, mrr, n = recall_at_k(issues, pairs, semantic=args.semantic)
+    if args.semantic:
+        print(f"semantic re-ranking of each query's top {RERANK_TOP} lexical candidates")
     figures = " ".join(f"R@{k}={v:.3f}" for k, v in recall.items())
     half_width = 1.96 * np.sqrt(recall[1] * (1 - recall[1]) / n)
     print(
         f"time-aware retrieval, {n} queries: {figures} MRR={mrr:.3f} "
         f"(95% CI on R@1 +/-{half_width:.2f})"
     )
-    default = DuplicateOptions().threshold
+    default = DuplicateOptions(semantic=args.semantic).resolved_threshold()
     sweep = sorted({0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8, default})
     print("pair flagging over all issues (no status/window filter; precision is a lower bound):")
     print("  threshold  flagged  in-a-labelled-group  precision  recall(of labelled pairs)")
-    for threshold, flagged, true, precision, rec in pair_quality(issues, pairs, sweep):
+    quality = pair_quality(issues, pairs, sweep, semantic=args.semantic)
+    for threshold, flagged, true, precision, rec in quality:
         mark = "  <- default" if threshold == default else ""
         print(f"  {threshold:9.2f}  {flagged:7d}  {true:19d}  {precision:9.3f}  {rec:6.3f}{mark}")
     print(f"total {time.perf_counter() - started:.1f} s")

@@ -76,7 +76,7 @@ def child_full(size: int) -> dict[str, Any]:
     started = time.perf_counter()
     findings = list(rule.check(backlog.issues, RuleContext(project="SCALE", now=AS_OF)))
     elapsed = time.perf_counter() - started
-    threshold = DuplicateOptions().threshold
+    threshold = DuplicateOptions().resolved_threshold()
     return {
         "issues": len(backlog.issues),
         "seconds": round(elapsed, 2),
@@ -176,7 +176,7 @@ def child_naive(size: int, full: bool) -> dict[str, Any]:
         DuplicateCandidate().check(backlog.issues, RuleContext(project="SCALE", now=AS_OF))
     )
     rule_seconds = time.perf_counter() - started
-    threshold = DuplicateOptions().threshold
+    threshold = DuplicateOptions().resolved_threshold()
     return {
         "issues": size,
         "naive_seconds": round(naive_seconds, 2),

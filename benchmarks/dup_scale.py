@@ -138,6 +138,38 @@ def child_incremental(size: int, changed: int) -> dict[str, Any]:
     }
 
 
+def child_semantic(size: int, changed: int) -> dict[str, Any]:
+    """The semantic option: first run (embeds every candidate item), then a run after edits."""
+    backlog = generate(size)
+    ctx = RuleContext(project="SCALE", now=AS_OF, cache=MemoryRuleCache())
+    options = DuplicateOptions(semantic=True)
+    rule = DuplicateCandidate(options)
+    started = time.perf_counter()
+    first = list(rule.check(backlog.issues, ctx))
+    first_seconds = time.perf_counter() - started
+    edited = _edited(backlog.issues, changed)
+    started = time.perf_counter()
+    list(rule.check(edited, ctx))
+    update_seconds = time.perf_counter() - started
+    lexical = list(DuplicateCandidate().check(backlog.issues, RuleContext("SCALE", AS_OF)))
+    return {
+        "issues": size,
+        "first_run_seconds": round(first_seconds, 2),
+        "update_seconds": round(update_seconds, 2),
+        "changed": changed,
+        "findings": len(first),
+        "planted_recall": round(
+            planted_recall(first, backlog.planted, options.resolved_threshold()),
+            3,  # type: ignore[attr-defined]
+        ),
+        "lexical_findings": len(lexical),
+        "lexical_planted_recall": round(
+            planted_recall(lexical, backlog.planted, DuplicateOptions().resolved_threshold()), 3
+        ),
+        "peak_rss_mib": round(_rss_mib()),
+    }
+
+
 def child_naive(size: int, full: bool) -> dict[str, Any]:
     """rapidfuzz token_set_ratio over all title pairs vs the rule, on one backlog of ``size``."""
     import numpy as np
@@ -217,6 +249,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--changed", type=int, default=1_000)
     parser.add_argument("--naive", type=int, nargs="*", default=[2_000, 20_000])
     parser.add_argument("--naive-full", action="store_true", help="time every naive row block")
+    parser.add_argument(
+        "--semantic",
+        type=int,
+        default=0,
+        help="also measure the semantic option at this size (needs refinebot[semantic])",
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -225,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             figures = child_full(int(rest[0]))
         elif kind == "incremental":
             figures = child_incremental(int(rest[0]), int(rest[1]))
+        elif kind == "semantic":
+            figures = child_semantic(int(rest[0]), int(rest[1]))
         else:
             figures = child_naive(int(rest[0]), rest[1] == "full")
         print(json.dumps(figures))
@@ -236,6 +276,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             "incremental",
             json.dumps(_run_child(["incremental", str(args.incremental), str(args.changed)])),
+            flush=True,
+        )
+    if args.semantic:
+        changed = str(max(args.semantic // 100, 1))
+        print(
+            "semantic",
+            json.dumps(_run_child(["semantic", str(args.semantic), changed])),
             flush=True,
         )
     for size in args.naive:

@@ -160,7 +160,7 @@ def child_semantic(size: int, changed: int) -> dict[str, Any]:
         "findings": len(first),
         "planted_recall": round(
             planted_recall(first, backlog.planted, options.resolved_threshold()),
-            3,  # type: ignore[attr-defined]
+            3,
         ),
         "lexical_findings": len(lexical),
         "lexical_planted_recall": round(

@@ -939,7 +939,9 @@ class DuplicateCandidate(BacklogRule):
     lists the top candidates and the words they share. Pairs already linked in the tracker
     (duplicate, blocks, relates...) or parent and child, and pairs someone marked "not a duplicate",
     are never flagged. Titles that are one template with another value in a slot ("Upgrade X to 1.2"
-    / "Upgrade X to 1.3") score lower. This is a hint for a human: nothing is linked or closed.
+    / "Upgrade X to 1.3") score lower. With ``semantic`` (optional extra) a bundled
+    sentence-embedding model re-scores the candidates. This is a hint for a human: nothing is linked
+    or closed.
     """
 
     code = "RB501"

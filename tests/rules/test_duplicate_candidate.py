@@ -424,3 +424,15 @@ def test_semantic_reranking_flags_the_paraphrase_and_caches_embeddings() -> None
     assert {"T-1", "T-2"} <= set(index.embeddings)
     lexical = next(iter(DuplicateCandidate().check(BACKLOG, RuleContext("TEST", NOW))))
     assert findings[0].details["score"] != lexical.details["score"]  # fused, not lexical
+
+
+def test_index_survives_pickling_for_the_store() -> None:
+    import pickle
+
+    issues = _backlog(80)
+    index = build_index(issues)
+    restored = pickle.loads(pickle.dumps(index))
+    assert restored.keys == index.keys
+    assert _pairs(restored) == _pairs(index)
+    changed = [replace(issues[0], description="Completely different words now."), *issues[1:]]
+    assert _pairs(update_index(restored, changed)) == _pairs(update_index(index, changed))

@@ -92,9 +92,7 @@ class Rule:
         if not CODE_PATTERN.match(cls.code):
             raise RuleDefinitionError(f"{where}: code {cls.code!r} must be 'RB' and three digits")
         if not NAME_PATTERN.match(getattr(cls, "name", "")):
-            raise RuleDefinitionError(
-                f"{where}: name {getattr(cls, 'name', None)!r} must be kebab-case"
-            )
+            raise RuleDefinitionError(f"{where}: name {getattr(cls, 'name', None)!r} must be kebab-case")
         if not (cls.__doc__ or "").strip():
             raise RuleDefinitionError(f"{where}: needs a docstring whose first line is its summary")
         if not issubclass(cls.Options, RuleOptions):
@@ -107,9 +105,7 @@ class Rule:
     def __init__(self, options: RuleOptions | None = None) -> None:
         self.options = options if options is not None else self.Options()
         if not isinstance(self.options, self.Options):
-            raise TypeError(
-                f"{self.name} takes {self.Options.__name__}, got {type(options).__name__}"
-            )
+            raise TypeError(f"{self.name} takes {self.Options.__name__}, got {type(options).__name__}")
         self.severity = self.options.severity or self.default_severity
 
     @classmethod

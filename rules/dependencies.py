@@ -14,8 +14,7 @@ class BlockedOptions(RuleOptions):
     """Options of ``blocked-dependency``."""
 
     flag_unknown: bool = Field(
-        default=True,
-        description="flag blockers whose status is unknown (outside the fetched backlog)",
+        default=True, description="flag blockers whose status is unknown (outside the fetched backlog)"
     )
 
 

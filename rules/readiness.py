@@ -10,9 +10,7 @@ from pydantic import Field
 from refinebot.models import Finding, Issue, IssueType, Severity
 from rules.base import IssueRule, RuleContext, RuleOptions
 
-_PLACEHOLDERS = frozenset(
-    {"", "tbd", "tba", "todo", "to do", "n/a", "na", "none", "-", "--", "?", "...", "wip"}
-)
+_PLACEHOLDERS = frozenset({"", "tbd", "tba", "todo", "to do", "n/a", "na", "none", "-", "--", "?", "...", "wip"})
 
 # "Acceptance criteria" as a heading on a line of its own (optionally with up to three words before it, as in
 # "Product Acceptance Criteria", or list/quote markers), or as a label followed by a colon anywhere: real exports
@@ -23,9 +21,7 @@ _AC_HEADING = re.compile(
 )
 _AC_LABEL = re.compile(r"\bacceptance[ \t]+criteri(?:a|on|as)[ \t]*:", re.IGNORECASE)
 # "AC:" / "ACs:" / "AC -" must be upper case: "ac" in prose is not a label.
-_AC_SHORT = re.compile(
-    r"(?:^|[\n.!?][ \t]*|[ \t]{2,})(?:[-*][ \t]*)?ACs?[ \t]*(?::|[-–—][ \t])", re.MULTILINE
-)
+_AC_SHORT = re.compile(r"(?:^|[\n.!?][ \t]*|[ \t]{2,})(?:[-*][ \t]*)?ACs?[ \t]*(?::|[-–—][ \t])", re.MULTILINE)
 # Given/When/Then scenarios: Given and Then each opening a line (Gherkin), or all three capitalised on one line.
 _GWT_LINES = re.compile(
     r"^[ \t]*(?:[-*]|\d+[.)])?[ \t]*Given\b.*?^[ \t]*(?:[-*]|\d+[.)])?[ \t]*(?:And[ \t]+)?Then\b",
@@ -103,13 +99,7 @@ class DescriptionOptions(RuleOptions):
 
     min_length: int = Field(default=30, ge=1)
     issue_types: list[IssueType] = Field(
-        default_factory=lambda: [
-            IssueType.STORY,
-            IssueType.BUG,
-            IssueType.TASK,
-            IssueType.EPIC,
-            IssueType.OTHER,
-        ]
+        default_factory=lambda: [IssueType.STORY, IssueType.BUG, IssueType.TASK, IssueType.EPIC, IssueType.OTHER]
     )
 
 

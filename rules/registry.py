@@ -13,13 +13,7 @@ from rules.base import Rule, RuleOptions
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "refinebot.rules"
-BUILTIN_FAMILIES = (
-    "rules.readiness",
-    "rules.size",
-    "rules.hygiene",
-    "rules.dependencies",
-    "rules.duplicates",
-)
+BUILTIN_FAMILIES = ("rules.readiness", "rules.size", "rules.hygiene", "rules.dependencies", "rules.duplicates")
 
 
 class RegistryError(Exception):
@@ -37,10 +31,7 @@ class RuleRegistry:
         """Add a rule class; raise ``RegistryError`` if its code or name is taken."""
         if not (isinstance(rule, type) and issubclass(rule, Rule) and "code" in rule.__dict__):
             raise RegistryError(f"{origin or rule!r}: not a concrete Rule subclass")
-        for table, key, what in (
-            (self._by_code, rule.code, "code"),
-            (self._by_name, rule.name, "name"),
-        ):
+        for table, key, what in ((self._by_code, rule.code, "code"), (self._by_name, rule.name, "name")):
             existing = table.get(key)
             if existing is not None and existing is not rule:
                 raise RegistryError(
@@ -91,9 +82,7 @@ class RuleRegistry:
             loaded = entry.load()
         except Exception as exc:  # a broken plugin must say which one, not crash with a bare trace
             raise RegistryError(f"{origin}: cannot be loaded: {exc}") from exc
-        rules = (
-            loaded if isinstance(loaded, Iterable) and not isinstance(loaded, type) else [loaded]
-        )
+        rules = loaded if isinstance(loaded, Iterable) and not isinstance(loaded, type) else [loaded]
         self.register_all(rules, origin=origin)
         logger.debug("loaded rules from %s", origin)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -35,12 +35,45 @@ class RuleDefinitionError(TypeError):
     """A rule class that does not follow the rule conventions."""
 
 
+class RuleCache(Protocol):
+    """Where backlog rules keep state between runs (the duplicate index); the store persists it."""
+
+    def get(self, key: str) -> object | None:
+        """The value saved under ``key``, or None."""
+        ...
+
+    def put(self, key: str, value: object) -> None:
+        """Save ``value`` under ``key``."""
+        ...
+
+
+class MemoryRuleCache:
+    """A ``RuleCache`` in a dict: state lives as long as the process."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, object] = {}
+
+    def get(self, key: str) -> object | None:
+        """The value saved under ``key``, or None."""
+        return self._values.get(key)
+
+    def put(self, key: str, value: object) -> None:
+        """Save ``value`` under ``key``."""
+        self._values[key] = value
+
+
 @dataclass(frozen=True, slots=True)
 class RuleContext:
-    """What a rule may know besides the issues: which project, and what time it is."""
+    """What a rule may know besides the issues: project, time, and what people decided.
+
+    ``suppressed_pairs`` holds issue-key pairs someone marked "not a duplicate"; ``cache`` keeps
+    rule state (such as the duplicate index) between runs. Both default to empty / none.
+    """
 
     project: str
     now: datetime
+    suppressed_pairs: frozenset[frozenset[str]] = field(default_factory=frozenset)
+    cache: RuleCache | None = None
 
 
 class Rule:

@@ -1,0 +1,438 @@
+"""Tests of the duplicate-candidate rule: data cases, normalisation, hooks, incremental index."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from refinebot.markup import to_text
+from refinebot.models import Issue, IssueType, Link, LinkKind, SourceKind, StatusCategory
+from refinebot.pipeline import evaluate
+from rules import embeddings
+from rules.base import MemoryRuleCache, RuleContext
+from rules.duplicates import (
+    DuplicateCandidate,
+    DuplicateIndex,
+    DuplicateOptions,
+    TitleBoilerplate,
+    build_index,
+    clean_body,
+    documents_and_counts,
+    normalise_title,
+    slot_penalty,
+    update_index,
+)
+from rules.registry import build_registry
+
+CASES = Path(__file__).parent / "cases" / "duplicate-candidate.yml"
+DEFAULT_NOW = "2026-11-20T09:00:00+00:00"
+NOW = datetime.fromisoformat(DEFAULT_NOW)
+
+
+# --- the YAML data cases (same format as the shared rule-case loader)
+# -------------------------------
+
+
+def _issue(data: Mapping[str, Any], project: str = "TEST") -> Issue:
+    fields = dict(data)
+    fmt = fields.pop("description_format", "text")
+    if "description" in fields:
+        fields["description"] = to_text(fields["description"], fmt)
+    fields.setdefault("type", "story")
+    fields["type"] = IssueType(fields["type"])
+    if "status_category" in fields:
+        fields["status_category"] = StatusCategory(fields["status_category"])
+    for moment in ("created", "updated"):
+        if moment in fields:
+            fields[moment] = datetime.fromisoformat(fields[moment])
+    fields["links"] = tuple(
+        Link(
+            kind=LinkKind(link["kind"]),
+            target=link["target"],
+            target_status_category=StatusCategory(link["target_status_category"])
+            if link.get("target_status_category")
+            else None,
+        )
+        for link in fields.get("links", ())
+    )
+    fields.setdefault("project", project)
+    return Issue(source_kind=SourceKind.FILE, **fields)
+
+
+def _cases() -> list[dict[str, Any]]:
+    loaded = yaml.safe_load(CASES.read_text(encoding="utf-8"))
+    assert loaded["rule"] == "duplicate-candidate"
+    cases: list[dict[str, Any]] = loaded["cases"]
+    return cases
+
+
+@pytest.mark.parametrize("case", _cases(), ids=lambda case: case["name"])
+def test_yaml_case(case: dict[str, Any]) -> None:
+    rule = DuplicateCandidate(DuplicateOptions(**case.get("options", {})))
+    issues = [_issue(data) for data in case["issues"]]
+    now = datetime.fromisoformat(case.get("now", DEFAULT_NOW))
+    findings = evaluate(issues, [rule], RuleContext(project="TEST", now=now))
+    expected = case["expect"]
+    assert sorted(f.issue for f in findings) == sorted(e["issue"] for e in expected), [
+        (f.issue, f.message) for f in findings
+    ]
+    by_issue = {f.issue: f for f in findings}
+    for expectation in expected:
+        finding = by_issue[expectation["issue"]]
+        for key, value in expectation.get("details", {}).items():
+            assert finding.details[key] == value, (key, finding.details)
+        assert expectation.get("message_contains", "") in finding.message
+
+
+# --- behaviour
+# ----------------------------------------------------------------------------------------
+
+
+def _item(key: str, title: str, description: str = "", day: int = 1, **fields: Any) -> Issue:
+    return Issue(
+        key=key,
+        project="TEST",
+        source_kind=SourceKind.FILE,
+        title=title,
+        description=description,
+        created=datetime(2026, 9, day, tzinfo=UTC),
+        **fields,
+    )
+
+
+COUPON = _item(
+    "T-1",
+    "Checkout fails when a coupon code is applied",
+    "Applying a discount coupon at checkout throws an error and the order is not placed.",
+    day=1,
+)
+COUPON_AGAIN = _item(
+    "T-2",
+    "Coupon code breaks the checkout",
+    "When a customer enters a coupon code during checkout an error is shown and no order is placed",
+    day=2,
+)
+DARK_MODE = _item("T-3", "Add dark mode to the settings page", "Users want a dark theme.", day=3)
+BACKLOG = [COUPON, COUPON_AGAIN, DARK_MODE]
+
+
+def test_finding_names_the_older_item_with_score_candidates_and_shared_terms() -> None:
+    findings = list(DuplicateCandidate().check(BACKLOG, RuleContext(project="TEST", now=NOW)))
+    assert [f.issue for f in findings] == ["T-2"]
+    details = findings[0].details
+    assert details["duplicate_of"] == "T-1"
+    assert 0.6 <= details["score"] <= 1.0
+    assert details["candidates"][0] == {
+        "issue": "T-1",
+        "score": details["score"],
+        "status": "todo",
+        "title": COUPON.title,
+    }
+    assert "coupon code" in details["shared_terms"]
+    assert "possible duplicate of T-1" in findings[0].message
+    assert "coupon code" in findings[0].message
+    assert findings[0].rule == "duplicate-candidate"
+    assert findings[0].code == "RB501"
+
+
+def test_order_of_the_input_does_not_change_which_item_is_reported() -> None:
+    ctx = RuleContext(project="TEST", now=NOW)
+    forward = list(DuplicateCandidate().check(BACKLOG, ctx))
+    backward = list(DuplicateCandidate().check(list(reversed(BACKLOG)), ctx))
+    assert [(f.issue, f.details["duplicate_of"]) for f in forward] == [
+        (f.issue, f.details["duplicate_of"]) for f in backward
+    ]
+
+
+def test_suppressed_pair_is_never_flagged() -> None:
+    ctx = RuleContext(
+        project="TEST", now=NOW, suppressed_pairs=frozenset({frozenset({"T-1", "T-2"})})
+    )
+    assert list(DuplicateCandidate().check(BACKLOG, ctx)) == []
+
+
+def test_suppression_of_another_pair_changes_nothing() -> None:
+    ctx = RuleContext(
+        project="TEST", now=NOW, suppressed_pairs=frozenset({frozenset({"T-1", "T-3"})})
+    )
+    assert [f.issue for f in DuplicateCandidate().check(BACKLOG, ctx)] == ["T-2"]
+
+
+def test_newer_closed_item_reports_on_the_open_older_one() -> None:
+    closed = replace(
+        COUPON_AGAIN,
+        status_category=StatusCategory.DONE,
+        updated=datetime(2026, 11, 1, tzinfo=UTC),
+    )
+    findings = list(
+        DuplicateCandidate().check([COUPON, closed, DARK_MODE], RuleContext("TEST", NOW))
+    )
+    assert [(f.issue, f.details["duplicate_of"]) for f in findings] == [("T-1", "T-2")]
+    assert "(closed)" in findings[0].message
+
+
+def test_two_closed_items_are_never_flagged() -> None:
+    done = {"status_category": StatusCategory.DONE, "updated": datetime(2026, 11, 1, tzinfo=UTC)}
+    issues = [replace(COUPON, **done), replace(COUPON_AGAIN, **done), DARK_MODE]
+    assert list(DuplicateCandidate().check(issues, RuleContext("TEST", NOW))) == []
+
+
+def test_duplicate_link_from_the_other_side_also_counts() -> None:
+    linked = replace(COUPON, links=(Link(kind=LinkKind.DUPLICATED_BY, target="T-2"),))
+    assert (
+        list(
+            DuplicateCandidate().check([linked, COUPON_AGAIN, DARK_MODE], RuleContext("TEST", NOW))
+        )
+        == []
+    )
+
+
+def test_rule_is_registered_and_runs_in_the_demo_registry() -> None:
+    registry = build_registry(plugins=False)
+    assert registry.get("duplicate-candidate") is DuplicateCandidate
+    assert registry.get("RB501") is DuplicateCandidate
+
+
+def test_options_are_validated() -> None:
+    with pytest.raises(ValueError, match="threshold"):
+        DuplicateOptions(threshold=1.5)
+    with pytest.raises(ValueError, match="unknown_option"):
+        DuplicateOptions.model_validate({"unknown_option": 1})
+
+
+# --- normalisation
+# ------------------------------------------------------------------------------------
+
+
+def test_title_tags_and_case_are_normalised() -> None:
+    assert normalise_title("[UI] [Mobile]  Login BUTTON misaligned") == "login button misaligned"
+    assert normalise_title("[WIP]") == "[wip]"  # nothing else left: keep the tag
+
+
+def test_boilerplate_prefixes_and_suffixes_repeating_across_titles_are_stripped() -> None:
+    titles = [f"sub-task: part {n} - acme portal" for n in range(5)] + ["fix: one-off title"]
+    boilerplate = TitleBoilerplate.learn(titles)
+    assert "sub-task" in boilerplate.prefixes
+    assert "acme portal" in boilerplate.suffixes
+    assert "fix" not in boilerplate.prefixes  # seen once: content, not a template
+    assert boilerplate.remove_from("sub-task: part 9 - acme portal") == "part 9"
+    assert boilerplate.remove_from("fix: one-off title") == "fix: one-off title"
+
+
+def test_body_loses_stack_frames_and_log_prefixes_but_keeps_code_opening() -> None:
+    body = "\n".join(
+        [
+            "Export stops.",
+            "```",
+            "java.lang.NullPointerException: order is null",
+            "    at com.shop.export.Job.run(Job.java:42)",
+            "```",
+            "2026-09-01 00:00:01,123 ERROR [main] Export failed for batch 7",
+        ]
+    )
+    cleaned = clean_body(body)
+    assert "job.java:42" not in cleaned
+    assert "java.lang.nullpointerexception: order is null" in cleaned
+    assert "2026-09-01" not in cleaned
+    assert "export failed for batch 7" in cleaned
+
+
+def test_body_is_cut_and_case_folded() -> None:
+    assert clean_body("Straße " * 1000, limit=20) == "strasse strasse stra"
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "penalised"),
+    [
+        ("update the year to 2021", "update the year to 2022", True),
+        ("add dockerfile for fedora 33", "add dockerfile for debian 10", True),
+        ("fix settimeout syntax in chatzilla", "fix setinterval syntax in chatzilla", True),
+        ("login fails on safari", "login failing on safari", False),
+        ("disable jira plugin for yetus", "disable jira plugin for yetus", False),
+        ("checkout fails with coupon", "coupon code breaks checkout", False),
+    ],
+)
+def test_slot_penalty_hits_template_near_misses_only(
+    first: str, second: str, penalised: bool
+) -> None:
+    assert (slot_penalty(first, second) < 1.0) is penalised
+
+
+# --- index and cache
+# ----------------------------------------------------------------------------------
+
+
+def _backlog(n: int) -> list[Issue]:
+    topics = ["payment", "search", "export", "login", "avatar", "invoice", "shipping", "catalog"]
+    verbs = ["fails", "is slow", "shows wrong totals", "times out", "crashes", "ignores filters"]
+    issues = []
+    for number in range(n):
+        topic, verb = topics[number % len(topics)], verbs[(number // len(topics)) % len(verbs)]
+        issues.append(
+            _item(
+                f"B-{number}",
+                f"{topic} {verb} in region {number}",
+                f"Customer {number}: the {topic} page {verb} since release {number % 7}.",
+                day=1 + number % 28,
+            )
+        )
+    return issues
+
+
+def _pairs(index: DuplicateIndex) -> dict[frozenset[str], float]:
+    low, high = index.pairs >> 32, index.pairs & 0xFFFFFFFF
+    return {
+        frozenset((index.keys[a], index.keys[b])): round(float(s), 4)
+        for a, b, s in zip(low, high, index.scores, strict=True)
+    }
+
+
+def test_update_with_nothing_changed_returns_the_same_index() -> None:
+    issues = _backlog(40)
+    index = build_index(issues)
+    assert update_index(index, issues) is index
+
+
+def test_update_rescores_changed_items_like_a_rebuild_would() -> None:
+    issues = _backlog(200)
+    index = build_index(issues)
+    changed = list(issues)
+    changed[5] = replace(changed[5], title=COUPON.title, description=COUPON.description)
+    changed[150] = replace(
+        changed[150], title=COUPON_AGAIN.title, description=COUPON_AGAIN.description
+    )
+    updated = update_index(index, changed)
+    assert updated is not index
+    assert len(updated.keys) == 200
+    pairs = _pairs(updated)
+    assert pairs[frozenset(("B-5", "B-150"))] >= 0.6
+    # Pairs between untouched items keep their scores.
+    before = _pairs(index)
+    untouched = [p for p in before if not p & {"B-5", "B-150"}]
+    assert all(pairs[p] == before[p] for p in untouched)
+
+
+def test_update_drops_items_that_left_and_adds_new_ones() -> None:
+    issues = _backlog(100)
+    index = build_index(issues)
+    new = _item("B-NEW", issues[3].title, issues[3].description, day=28)
+    updated = update_index(index, [*issues[1:], new])
+    assert "B-0" not in updated.keys
+    assert "B-NEW" in updated.keys
+    assert all("B-0" not in pair for pair in _pairs(updated))
+    # The copy is weighed with updated document frequencies, the original with those of the build.
+    assert _pairs(updated)[frozenset(("B-3", "B-NEW"))] >= 0.9
+
+
+def test_update_rebuilds_when_most_items_changed() -> None:
+    issues = _backlog(50)
+    index = build_index(issues)
+    rewritten = [replace(i, description=i.description + " Rewritten.") for i in issues]
+    updated = update_index(index, rewritten)
+    assert updated.updates == 0  # a fresh build, not an update
+
+
+def test_small_updates_add_up_to_a_rebuild() -> None:
+    issues = _backlog(50)
+    index = build_index(issues)
+    history = []
+    for round_ in range(3):
+        issues = [
+            replace(issue, description=f"{issue.description} Round {round_}.") if n < 4 else issue
+            for n, issue in enumerate(issues)
+        ]
+        index = update_index(index, issues)
+        history.append((index.updates, index.changed_since_build))
+    # 4 of 50 items change per round; the third round passes a fifth of the backlog: rebuilt.
+    assert history == [(1, 4), (2, 8), (0, 0)]
+
+
+def test_rule_keeps_its_index_in_the_cache_between_runs() -> None:
+    cache = MemoryRuleCache()
+    ctx = RuleContext(project="TEST", now=NOW, cache=cache)
+    issues = [*_backlog(60), COUPON]
+    assert list(DuplicateCandidate().check(issues, ctx)) == []
+    first_index = cache.get("duplicate-candidate:TEST:window=180")
+    assert isinstance(first_index, DuplicateIndex)
+    findings = list(DuplicateCandidate().check([*issues, COUPON_AGAIN], ctx))
+    assert [(f.issue, f.details["duplicate_of"]) for f in findings] == [("T-2", "T-1")]
+    second_index = cache.get("duplicate-candidate:TEST:window=180")
+    assert isinstance(second_index, DuplicateIndex)
+    assert second_index.updates == first_index.updates + 1  # updated, not rebuilt
+
+
+def test_any_existing_link_means_the_pair_is_known() -> None:
+    blocks = replace(COUPON_AGAIN, links=(Link(kind=LinkKind.BLOCKED_BY, target="T-1"),))
+    relates = replace(COUPON, links=(Link(kind=LinkKind.RELATES, target="T-2"),))
+    ctx = RuleContext("TEST", NOW)
+    assert list(DuplicateCandidate().check([COUPON, blocks, DARK_MODE], ctx)) == []
+    assert list(DuplicateCandidate().check([relates, COUPON_AGAIN, DARK_MODE], ctx)) == []
+
+
+def test_demo_backlog_flags_its_one_real_duplicate() -> None:
+    from refinebot.cli import DEMO_AS_OF, demo_config_path
+    from refinebot.config import load_config
+    from refinebot.pipeline import run
+
+    registry = build_registry(plugins=False)
+    loaded = load_config(demo_config_path(), registry)
+    (result,) = run(loaded, registry=registry, now=DEMO_AS_OF)
+    duplicates = [f for f in result.findings if f.rule == "duplicate-candidate"]
+    assert [(f.issue, f.details["duplicate_of"]) for f in duplicates] == [("SHOP-41", "SHOP-2")]
+
+
+def test_parallel_vectorising_gives_the_same_counts_as_sequential() -> None:
+    issues = _backlog(6_000)  # two chunks and a remainder
+    sequential = documents_and_counts(issues, parallel_min=10**9)
+    parallel = documents_and_counts(issues, parallel_min=1)
+    assert sequential[0] == parallel[0]
+    assert (sequential[2] != parallel[2]).nnz == 0
+    assert (sequential[3] != parallel[3]).nnz == 0
+
+
+# --- the optional semantic re-ranking ---------------------------------------------------------
+
+
+def test_threshold_default_depends_on_the_scoring() -> None:
+    assert DuplicateOptions().resolved_threshold() == 0.55
+    assert DuplicateOptions(semantic=True).resolved_threshold() == 0.65
+    assert DuplicateOptions(semantic=True, threshold=0.4).resolved_threshold() == 0.4
+
+
+@pytest.mark.skipif(embeddings.available(), reason="the semantic extra is installed here")
+def test_semantic_without_the_extra_fails_with_a_clear_message() -> None:
+    rule = DuplicateCandidate(DuplicateOptions(semantic=True))
+    with pytest.raises(embeddings.SemanticUnavailableError, match=r"refinebot\[semantic\]"):
+        list(rule.check(BACKLOG, RuleContext("TEST", NOW)))
+
+
+@pytest.mark.skipif(not embeddings.available(), reason="needs the semantic extra")
+def test_semantic_reranking_flags_the_paraphrase_and_caches_embeddings() -> None:
+    cache = MemoryRuleCache()
+    ctx = RuleContext(project="TEST", now=NOW, cache=cache)
+    rule = DuplicateCandidate(DuplicateOptions(semantic=True))
+    findings = list(rule.check(BACKLOG, ctx))
+    assert [(f.issue, f.details["duplicate_of"]) for f in findings] == [("T-2", "T-1")]
+    index = cache.get("duplicate-candidate:TEST:window=180")
+    assert isinstance(index, DuplicateIndex)
+    assert {"T-1", "T-2"} <= set(index.embeddings)
+    lexical = next(iter(DuplicateCandidate().check(BACKLOG, RuleContext("TEST", NOW))))
+    assert findings[0].details["score"] != lexical.details["score"]  # fused, not lexical
+
+
+def test_index_survives_pickling_for_the_store() -> None:
+    import pickle
+
+    issues = _backlog(80)
+    index = build_index(issues)
+    restored = pickle.loads(pickle.dumps(index))
+    assert restored.keys == index.keys
+    assert _pairs(restored) == _pairs(index)
+    changed = [replace(issues[0], description="Completely different words now."), *issues[1:]]
+    assert _pairs(update_index(restored, changed)) == _pairs(update_index(index, changed))

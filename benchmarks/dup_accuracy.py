@@ -126,9 +126,7 @@ def recall_at_k(
         # The rule's near-miss check lowers template look-alikes; rank with it, as the rule does.
         for c in np.flatnonzero(earlier & (scores[q] >= PENALTY_FLOOR)):
             scores[q, c] *= slot_penalty(titles[q], titles[c])
-        positives = [
-            row[k] for k, g in group.items() if g == group[query] and k != query and earlier[row[k]]
-        ]
+        positives = [row[k] for k, g in group.items() if g == group[query] and k != query and earlier[row[k]]]
         if not positives:
             continue
         candidates = np.flatnonzero(earlier)
@@ -164,30 +162,20 @@ def pair_quality(
     issues."""
     group = groups_of(pairs)
     index = build_index(issues)
-    scored = (
-        rerank(index, score_candidates(index, SEMANTIC_FLOOR))
-        if semantic
-        else score_candidates(index)
-    )
+    scored = rerank(index, score_candidates(index, SEMANTIC_FLOOR)) if semantic else score_candidates(index)
     rows = []
     for threshold in thresholds:
         flagged = [
-            frozenset((index.keys[p.first], index.keys[p.second]))
-            for p in scored
-            if p.score >= threshold
+            frozenset((index.keys[p.first], index.keys[p.second])) for p in scored if p.score >= threshold
         ]
-        same_group = sum(
-            1 for f in flagged if len({group.get(k, -1 - i) for i, k in enumerate(f)}) == 1
-        )
+        same_group = sum(1 for f in flagged if len({group.get(k, -1 - i) for i, k in enumerate(f)}) == 1)
         found = sum(1 for pair in pairs if pair in set(flagged))
         precision = same_group / len(flagged) if flagged else 1.0
         rows.append((threshold, len(flagged), same_group, precision, found / len(pairs)))
     return rows
 
 
-def print_audit(
-    issues: Sequence[Issue], pairs: set[frozenset[str]], threshold: float, count: int
-) -> None:
+def print_audit(issues: Sequence[Issue], pairs: set[frozenset[str]], threshold: float, count: int) -> None:
     """Random pairs flagged at ``threshold`` (seed 7) for a human to judge; L = labelled."""
     group = groups_of(pairs)
     index = build_index(issues)
@@ -226,10 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"semantic re-ranking of each query's top {RERANK_TOP} lexical candidates")
     figures = " ".join(f"R@{k}={v:.3f}" for k, v in recall.items())
     half_width = 1.96 * np.sqrt(recall[1] * (1 - recall[1]) / n)
-    print(
-        f"time-aware retrieval, {n} queries: {figures} MRR={mrr:.3f} "
-        f"(95% CI on R@1 +/-{half_width:.2f})"
-    )
+    print(f"time-aware retrieval, {n} queries: {figures} MRR={mrr:.3f} (95% CI on R@1 +/-{half_width:.2f})")
     default = DuplicateOptions(semantic=args.semantic).resolved_threshold()
     sweep = sorted({0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8, default})
     print("pair flagging over all issues (no status/window filter; precision is a lower bound):")

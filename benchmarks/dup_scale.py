@@ -193,9 +193,7 @@ def child_naive(size: int, full: bool) -> dict[str, Any]:
             dtype=np.uint8,
             workers=-1,
         )
-        at_cutoff += (
-            int(np.count_nonzero(scores >= NAIVE_CUTOFF)) - scores.shape[0]
-        )  # minus self-pairs
+        at_cutoff += int(np.count_nonzero(scores >= NAIVE_CUTOFF)) - scores.shape[0]  # minus self-pairs
     naive_seconds = (time.perf_counter() - started) * len(starts) / len(timed)
     naive_flagged = round(at_cutoff * len(starts) / len(timed) / 2)
     # Recall needs only the planted copies' rows: is the original at or above the cutoff?
@@ -204,9 +202,7 @@ def child_naive(size: int, full: bool) -> dict[str, Any]:
         score = fuzz.token_set_ratio(titles[row[copy]], titles[row[original]])
         hits += score >= NAIVE_CUTOFF
     started = time.perf_counter()
-    findings = list(
-        DuplicateCandidate().check(backlog.issues, RuleContext(project="SCALE", now=AS_OF))
-    )
+    findings = list(DuplicateCandidate().check(backlog.issues, RuleContext(project="SCALE", now=AS_OF)))
     rule_seconds = time.perf_counter() - started
     threshold = DuplicateOptions().resolved_threshold()
     return {

@@ -169,10 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     backlog = generate(args.size, seed=args.seed)
     open_items = sum(issue.is_open for issue in backlog.issues)
-    print(
-        f"{len(backlog.issues)} issues ({open_items} open), "
-        f"{len(backlog.planted)} planted duplicates"
-    )
+    print(f"{len(backlog.issues)} issues ({open_items} open), {len(backlog.planted)} planted duplicates")
     for original, copy in backlog.planted[:3]:
         by_key = {i.key: i for i in backlog.issues}
         print(f"  {original}: {by_key[original].title!r}\n  {copy}: {by_key[copy].title!r}")

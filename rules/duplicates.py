@@ -294,9 +294,7 @@ class Vectoriser:
         return cls.fit_counts(*_counts(docs))
 
     @classmethod
-    def fit_counts(
-        cls, words: sp.csr_matrix, chars: sp.csr_matrix
-    ) -> tuple[Vectoriser, sp.csr_matrix]:
+    def fit_counts(cls, words: sp.csr_matrix, chars: sp.csr_matrix) -> tuple[Vectoriser, sp.csr_matrix]:
         """Learn IDF from raw word and character counts; return it with the documents' vectors."""
         n_docs = words.shape[0]
         word_df, char_df = _document_frequencies(words), _document_frequencies(chars)
@@ -309,9 +307,7 @@ class Vectoriser:
         )
         return vectoriser, vectoriser._combine(words, chars)
 
-    def updated(
-        self, removed: sp.csr_matrix, words: sp.csr_matrix, chars: sp.csr_matrix
-    ) -> Vectoriser:
+    def updated(self, removed: sp.csr_matrix, words: sp.csr_matrix, chars: sp.csr_matrix) -> Vectoriser:
         """Document frequencies after dropping the vector rows ``removed`` and adding raw counts.
 
         New items of one batch that share a new word then weigh it as shared, not as a singleton.
@@ -319,9 +315,7 @@ class Vectoriser:
         """
         columns = removed.indices
         word_gone = np.bincount(columns[columns < WORD_FEATURES], minlength=WORD_FEATURES)
-        char_gone = np.bincount(
-            columns[columns >= WORD_FEATURES] - WORD_FEATURES, minlength=CHAR_FEATURES
-        )
+        char_gone = np.bincount(columns[columns >= WORD_FEATURES] - WORD_FEATURES, minlength=CHAR_FEATURES)
         word_df = np.maximum(self.word_df - word_gone + _document_frequencies(words), 0)
         char_df = np.maximum(self.char_df - char_gone + _document_frequencies(chars), 0)
         n_docs = max(self.n_docs - removed.shape[0] + words.shape[0], 1)
@@ -361,9 +355,7 @@ class Vectoriser:
             (1 + np.log(terms_a[t])) * (1 + np.log(terms_b[t])) * float(w) ** 2
             for t, w in zip(shared, idf, strict=True)
         ]
-        ranked = [
-            t for _, t in sorted(zip(weight, shared, strict=True), key=lambda p: (-p[0], p[1]))
-        ]
+        ranked = [t for _, t in sorted(zip(weight, shared, strict=True), key=lambda p: (-p[0], p[1]))]
         # A shared bigram says more than its two words; show it instead of them.
         bigrams = [term for term in ranked if " " in term][:limit]
         covered = {word for term in bigrams for word in term.split()}
@@ -570,8 +562,7 @@ _Counted = tuple[list[str], sp.csr_matrix, sp.csr_matrix]
 def _clean_and_count(chunk: _Chunk) -> _Counted:
     titles, descriptions = chunk
     documents = [
-        Document(title=title, body=clean_body(text))
-        for title, text in zip(titles, descriptions, strict=True)
+        Document(title=title, body=clean_body(text)) for title, text in zip(titles, descriptions, strict=True)
     ]
     words, chars = _counts(documents)
     return [doc.body for doc in documents], words, chars
@@ -715,9 +706,7 @@ def update_index(index: DuplicateIndex, issues: Sequence[Issue]) -> DuplicateInd
     leaving = np.setdiff1d(np.arange(len(index.keys)), keep_rows)
     vectoriser = index.vectoriser.updated(index.matrix[leaving], words, chars)
     matrix = sp.csr_matrix(
-        sp.vstack(
-            [index.matrix[keep_rows], vectoriser.transform_counts(words, chars)], format="csr"
-        )
+        sp.vstack([index.matrix[keep_rows], vectoriser.transform_counts(words, chars)], format="csr")
     )
     documents = [index.documents[row] for row in keep_rows] + changed_docs
     keys = [index.keys[row] for row in keep_rows] + [issue.key for issue in changed_issues]
@@ -797,9 +786,7 @@ class DuplicateOptions(RuleOptions):
     closed_window_days: int = Field(
         default=180, ge=0, description="also compare with items closed at most this many days ago"
     )
-    max_candidates: int = Field(
-        default=3, ge=1, le=10, description="similar items listed per finding"
-    )
+    max_candidates: int = Field(default=3, ge=1, le=10, description="similar items listed per finding")
     semantic: bool = Field(
         default=False,
         # No square brackets here: the CLI prints descriptions as rich markup.
@@ -881,8 +868,7 @@ def score_candidates(index: DuplicateIndex, min_score: float = 0.0) -> list[Scor
     keep = keep[np.argsort(-index.scores[keep], kind="stable")]
     low, high = decode_pairs(index.pairs[keep])
     return [
-        ScoredPair(int(a), int(b), float(v))
-        for a, b, v in zip(low, high, index.scores[keep], strict=True)
+        ScoredPair(int(a), int(b), float(v)) for a, b, v in zip(low, high, index.scores[keep], strict=True)
     ]
 
 
@@ -903,9 +889,7 @@ def rerank(index: DuplicateIndex, candidates: Sequence[ScoredPair]) -> list[Scor
 
     rows = sorted({p.first for p in candidates} | {p.second for p in candidates})
     missing = [
-        row
-        for row in rows
-        if index.embeddings.get(index.keys[row], ("", None))[0] != index.fingerprints[row]
+        row for row in rows if index.embeddings.get(index.keys[row], ("", None))[0] != index.fingerprints[row]
     ]
     if missing:
         texts = [
@@ -946,7 +930,7 @@ class DuplicateCandidate(BacklogRule):
 
     code = "RB501"
     name = "duplicate-candidate"
-    default_severity = Severity.INFO
+    default_severity = Severity.WARNING  # a possible duplicate needs a decision before refinement
     Options = DuplicateOptions
 
     def check(self, issues: Sequence[Issue], ctx: RuleContext) -> Iterator[Finding]:
@@ -964,9 +948,7 @@ class DuplicateCandidate(BacklogRule):
         floor = CANDIDATE_SHARE * threshold
         if options.semantic:
             candidates = [
-                p
-                for p in rerank(index, score_candidates(index, SEMANTIC_FLOOR))
-                if p.score >= floor
+                p for p in rerank(index, score_candidates(index, SEMANTIC_FLOOR)) if p.score >= floor
             ]
         else:
             candidates = score_candidates(index, floor)
@@ -988,9 +970,7 @@ class DuplicateCandidate(BacklogRule):
             yield self._finding(ctx, index, by_key, key, reported[key], neighbours[key], options)
 
     @staticmethod
-    def _eligible(
-        issues: Sequence[Issue], ctx: RuleContext, options: DuplicateOptions
-    ) -> list[Issue]:
+    def _eligible(issues: Sequence[Issue], ctx: RuleContext, options: DuplicateOptions) -> list[Issue]:
         """Open items plus items closed within the window.
 
         Closing time is read as the last update: the ``Issue`` model carries no resolution date.
@@ -1007,9 +987,7 @@ class DuplicateCandidate(BacklogRule):
         return eligible
 
     @staticmethod
-    def _index(
-        issues: Sequence[Issue], ctx: RuleContext, options: DuplicateOptions
-    ) -> DuplicateIndex:
+    def _index(issues: Sequence[Issue], ctx: RuleContext, options: DuplicateOptions) -> DuplicateIndex:
         cache = ctx.cache
         if cache is None:
             return build_index(issues)

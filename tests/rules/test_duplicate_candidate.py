@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from refinebot.markup import to_text
-from refinebot.models import Issue, IssueType, Link, LinkKind, SourceKind, StatusCategory
-from refinebot.pipeline import evaluate
+from refinebot.models import Issue, Link, LinkKind, SourceKind, StatusCategory
 from rules import embeddings
 from rules.base import MemoryRuleCache, RuleContext
 from rules.duplicates import (
@@ -30,64 +25,10 @@ from rules.duplicates import (
 )
 from rules.registry import build_registry
 
-CASES = Path(__file__).parent / "cases" / "duplicate-candidate.yml"
-DEFAULT_NOW = "2026-11-20T09:00:00+00:00"
-NOW = datetime.fromisoformat(DEFAULT_NOW)
+NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 
-# --- the YAML data cases (same format as the shared rule-case loader)
-# -------------------------------
-
-
-def _issue(data: Mapping[str, Any], project: str = "TEST") -> Issue:
-    fields = dict(data)
-    fmt = fields.pop("description_format", "text")
-    if "description" in fields:
-        fields["description"] = to_text(fields["description"], fmt)
-    fields.setdefault("type", "story")
-    fields["type"] = IssueType(fields["type"])
-    if "status_category" in fields:
-        fields["status_category"] = StatusCategory(fields["status_category"])
-    for moment in ("created", "updated"):
-        if moment in fields:
-            fields[moment] = datetime.fromisoformat(fields[moment])
-    fields["links"] = tuple(
-        Link(
-            kind=LinkKind(link["kind"]),
-            target=link["target"],
-            target_status_category=StatusCategory(link["target_status_category"])
-            if link.get("target_status_category")
-            else None,
-        )
-        for link in fields.get("links", ())
-    )
-    fields.setdefault("project", project)
-    return Issue(source_kind=SourceKind.FILE, **fields)
-
-
-def _cases() -> list[dict[str, Any]]:
-    loaded = yaml.safe_load(CASES.read_text(encoding="utf-8"))
-    assert loaded["rule"] == "duplicate-candidate"
-    cases: list[dict[str, Any]] = loaded["cases"]
-    return cases
-
-
-@pytest.mark.parametrize("case", _cases(), ids=lambda case: case["name"])
-def test_yaml_case(case: dict[str, Any]) -> None:
-    rule = DuplicateCandidate(DuplicateOptions(**case.get("options", {})))
-    issues = [_issue(data) for data in case["issues"]]
-    now = datetime.fromisoformat(case.get("now", DEFAULT_NOW))
-    findings = evaluate(issues, [rule], RuleContext(project="TEST", now=now))
-    expected = case["expect"]
-    assert sorted(f.issue for f in findings) == sorted(e["issue"] for e in expected), [
-        (f.issue, f.message) for f in findings
-    ]
-    by_issue = {f.issue: f for f in findings}
-    for expectation in expected:
-        finding = by_issue[expectation["issue"]]
-        for key, value in expectation.get("details", {}).items():
-            assert finding.details[key] == value, (key, finding.details)
-        assert expectation.get("message_contains", "") in finding.message
+# The YAML data cases (tests/rules/cases/duplicate-candidate.yml) run in tests/rules/test_rule_cases.py.
 
 
 # --- behaviour
@@ -151,16 +92,12 @@ def test_order_of_the_input_does_not_change_which_item_is_reported() -> None:
 
 
 def test_suppressed_pair_is_never_flagged() -> None:
-    ctx = RuleContext(
-        project="TEST", now=NOW, suppressed_pairs=frozenset({frozenset({"T-1", "T-2"})})
-    )
+    ctx = RuleContext(project="TEST", now=NOW, suppressed_pairs=frozenset({frozenset({"T-1", "T-2"})}))
     assert list(DuplicateCandidate().check(BACKLOG, ctx)) == []
 
 
 def test_suppression_of_another_pair_changes_nothing() -> None:
-    ctx = RuleContext(
-        project="TEST", now=NOW, suppressed_pairs=frozenset({frozenset({"T-1", "T-3"})})
-    )
+    ctx = RuleContext(project="TEST", now=NOW, suppressed_pairs=frozenset({frozenset({"T-1", "T-3"})}))
     assert [f.issue for f in DuplicateCandidate().check(BACKLOG, ctx)] == ["T-2"]
 
 
@@ -170,9 +107,7 @@ def test_newer_closed_item_reports_on_the_open_older_one() -> None:
         status_category=StatusCategory.DONE,
         updated=datetime(2026, 11, 1, tzinfo=UTC),
     )
-    findings = list(
-        DuplicateCandidate().check([COUPON, closed, DARK_MODE], RuleContext("TEST", NOW))
-    )
+    findings = list(DuplicateCandidate().check([COUPON, closed, DARK_MODE], RuleContext("TEST", NOW)))
     assert [(f.issue, f.details["duplicate_of"]) for f in findings] == [("T-1", "T-2")]
     assert "(closed)" in findings[0].message
 
@@ -185,12 +120,7 @@ def test_two_closed_items_are_never_flagged() -> None:
 
 def test_duplicate_link_from_the_other_side_also_counts() -> None:
     linked = replace(COUPON, links=(Link(kind=LinkKind.DUPLICATED_BY, target="T-2"),))
-    assert (
-        list(
-            DuplicateCandidate().check([linked, COUPON_AGAIN, DARK_MODE], RuleContext("TEST", NOW))
-        )
-        == []
-    )
+    assert list(DuplicateCandidate().check([linked, COUPON_AGAIN, DARK_MODE], RuleContext("TEST", NOW))) == []
 
 
 def test_rule_is_registered_and_runs_in_the_demo_registry() -> None:
@@ -258,9 +188,7 @@ def test_body_is_cut_and_case_folded() -> None:
         ("checkout fails with coupon", "coupon code breaks checkout", False),
     ],
 )
-def test_slot_penalty_hits_template_near_misses_only(
-    first: str, second: str, penalised: bool
-) -> None:
+def test_slot_penalty_hits_template_near_misses_only(first: str, second: str, penalised: bool) -> None:
     assert (slot_penalty(first, second) < 1.0) is penalised
 
 
@@ -304,9 +232,7 @@ def test_update_rescores_changed_items_like_a_rebuild_would() -> None:
     index = build_index(issues)
     changed = list(issues)
     changed[5] = replace(changed[5], title=COUPON.title, description=COUPON.description)
-    changed[150] = replace(
-        changed[150], title=COUPON_AGAIN.title, description=COUPON_AGAIN.description
-    )
+    changed[150] = replace(changed[150], title=COUPON_AGAIN.title, description=COUPON_AGAIN.description)
     updated = update_index(index, changed)
     assert updated is not index
     assert len(updated.keys) == 200

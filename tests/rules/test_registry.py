@@ -24,6 +24,7 @@ def test_builtin_rules_follow_the_conventions() -> None:
         "oversized-story",
         "stale-item",
         "blocked-dependency",
+        "duplicate-candidate",
     ]
     for rule in registry:
         assert rule.summary() and rule.summary()[0].isupper()

@@ -46,6 +46,9 @@ BATCH_SIZE = 200  # VS403474 above this
 # Incremental windows overlap by this much (clock skew between us and the service); re-reading an
 # item is harmless, missing one is not.
 CLOCK_SKEW = timedelta(minutes=5)
+FULL_SYNC_EVERY = timedelta(
+    hours=24
+)  # like the Jira connector: a daily full read puts right what increments miss
 PROCESS_CACHE_MAX_AGE = timedelta(hours=12)  # as long as the SDK caches its resource locations
 MAX_RETRY_AFTER = 300.0
 # Outside blockers named in the incremental query (WIQL text is limited to 32,000 characters).
@@ -139,6 +142,7 @@ class _Snapshot:
     synced_at: datetime
     items: dict[int, dict[str, Any]] = field(default_factory=dict)
     targets: dict[int, str] = field(default_factory=dict)  # id -> our StatusCategory value
+    full_synced_at: datetime | None = None  # the last full read; incremental reads build on it
 
 
 class _ResponseLog(threading.local):
@@ -189,13 +193,27 @@ class AzureDevOpsConnector:
         condition = self._condition(project, query, process)
         key = self._snapshot_key(project, condition)
         snapshot = None if full else self._load_snapshot(key)
+        if (
+            snapshot is not None
+            and started - (snapshot.full_synced_at or snapshot.synced_at) > FULL_SYNC_EVERY
+        ):
+            # What incremental reads cannot see (deletions' side effects, blockers' states beyond the refresh
+            # limit) is put right by a full read at least once a day.
+            logger.info(
+                "%s: project %s: last full sync over %s ago; reading everything",
+                self.name,
+                project,
+                FULL_SYNC_EVERY,
+            )
+            snapshot = None
+        full_synced_at = snapshot.full_synced_at if snapshot is not None else started
         if snapshot is None:
             raw_items, targets = self._full_read(project, condition, process)
             incremental, fetched = False, len(raw_items)
         else:
             raw_items, targets, fetched = self._incremental_read(project, condition, process, snapshot)
             incremental = True
-        snapshot = _Snapshot(key, started, raw_items, targets)
+        snapshot = _Snapshot(key, started, raw_items, targets, full_synced_at or started)
         self._save_snapshot(snapshot)
         issues, skipped = self._map(project, raw_items, targets, process)
         logger.info(
@@ -653,11 +671,13 @@ class AzureDevOpsConnector:
         if data is None:
             return None
         try:
+            synced_at = datetime.fromisoformat(data["synced_at"])
             snapshot = _Snapshot(
                 key,
-                datetime.fromisoformat(data["synced_at"]),
+                synced_at,
                 {int(k): v for k, v in data["items"].items()},
                 {int(k): str(v) for k, v in data["targets"].items()},
+                datetime.fromisoformat(data.get("full_synced_at") or data["synced_at"]),
             )
         except (KeyError, ValueError, TypeError, AttributeError):
             logger.warning("%s: ignoring unreadable sync state %s; doing a full sync", self.name, key)
@@ -671,6 +691,7 @@ class AzureDevOpsConnector:
             snapshot.key,
             {
                 "synced_at": snapshot.synced_at.isoformat(),
+                "full_synced_at": (snapshot.full_synced_at or snapshot.synced_at).isoformat(),
                 "items": {str(k): v for k, v in snapshot.items.items()},
                 "targets": {str(k): v for k, v in snapshot.targets.items()},
             },

@@ -6,6 +6,7 @@ project, so request counts are read from the fake's log of what actually crossed
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -739,3 +740,31 @@ def test_a_server_that_is_not_azure_devops_gives_a_clear_error(
     assert "wrong-url" in message
     assert "url" in message.lower()
     assert PAT not in message
+
+
+def test_a_day_after_the_last_full_sync_the_next_sync_reads_everything(
+    ado: FakeAzureDevOps,
+    pat_env: str,
+    sleeps: Sleeps,
+    unique_name: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    project = unique_name("Daily")
+    ado.add_project(project)
+    for n in range(3):
+        ado.add_item(project, f"Story {n}")
+    make_connector(ado, sleeps, cache_dir=tmp_path).fetch(project, None, full=True)
+    assert make_connector(ado, sleeps, cache_dir=tmp_path).fetch(project, None).extra["incremental"] is True
+
+    # Age the saved state's last full sync by 25 hours, as a process restarted the next day would find it.
+    states = [p for p in tmp_path.rglob("*.json") if "full_synced_at" in p.read_text(encoding="utf-8")]
+    assert states, list(tmp_path.rglob("*"))
+    for path in states:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data["full_synced_at"] = (datetime.now(UTC) - timedelta(hours=25)).isoformat()
+        path.write_text(json.dumps(data), encoding="utf-8")
+
+    result = make_connector(ado, sleeps, cache_dir=tmp_path).fetch(project, None)
+
+    assert result.extra["incremental"] is False
+    assert len(result.issues) == 3

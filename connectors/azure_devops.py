@@ -46,9 +46,8 @@ BATCH_SIZE = 200  # VS403474 above this
 # Incremental windows overlap by this much (clock skew between us and the service); re-reading an
 # item is harmless, missing one is not.
 CLOCK_SKEW = timedelta(minutes=5)
-FULL_SYNC_EVERY = timedelta(
-    hours=24
-)  # like the Jira connector: a daily full read puts right what increments miss
+# Like the Jira connector: a daily full read puts right what incremental reads miss.
+FULL_SYNC_EVERY = timedelta(hours=24)
 PROCESS_CACHE_MAX_AGE = timedelta(hours=12)  # as long as the SDK caches its resource locations
 MAX_RETRY_AFTER = 300.0
 # Outside blockers named in the incremental query (WIQL text is limited to 32,000 characters).

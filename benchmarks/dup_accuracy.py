@@ -27,6 +27,7 @@ import numpy as np
 from refinebot.markup import wiki_to_text
 from refinebot.models import Issue, SourceKind, StatusCategory
 from rules.duplicates import (
+    IDENTICAL_SCORE,
     PENALTY_FLOOR,
     SEMANTIC_BODY_CHARS,
     SEMANTIC_FLOOR,
@@ -34,6 +35,7 @@ from rules.duplicates import (
     Vectoriser,
     build_index,
     prepare_documents,
+    recency_boost,
     rerank,
     score_candidates,
     slot_penalty,
@@ -42,6 +44,7 @@ from rules.duplicates import (
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "jira-duplicates"
 KS = (1, 5, 10, 20)
 RERANK_TOP = 50
+OPTIONS = DuplicateOptions()
 
 
 def load_issues(data: Path) -> list[Issue]:
@@ -133,11 +136,15 @@ def recall_at_k(
         # Rank = 1 + candidates strictly ahead of the best positive (ties do not help it). With
         # re-ranking, the top RERANK_TOP lexical candidates form a first tier, by fused score.
         tier = np.ones(len(issues))
-        key = scores[q].copy()
+        # The rule ranks candidates by similarity times its recency preference (options' defaults).
+        days = np.where(scores[q] >= IDENTICAL_SCORE, 0.0, (created[q] - created) / 86_400.0)
+        key = scores[q] * recency_boost(days, OPTIONS.recency_weight, OPTIONS.recency_days)
         if cosines is not None:
             top = candidates[np.argsort(-scores[q, candidates], kind="stable")[:RERANK_TOP]]
             tier[top] = 0
-            key[top] = 0.5 * (scores[q, top] + cosines[q, top])
+            key[top] = (0.5 * (scores[q, top] + cosines[q, top])) * recency_boost(
+                days[top], OPTIONS.recency_weight, OPTIONS.recency_days
+            )
         best = min(positives, key=lambda p: (tier[p], -key[p]))
         ahead = (tier[candidates] < tier[best]) | (
             (tier[candidates] == tier[best]) & (key[candidates] > key[best])

@@ -38,6 +38,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -794,11 +795,40 @@ class DuplicateOptions(RuleOptions):
         "(needs the optional 'semantic' extra of refinebot)",
     )
 
+    recency_weight: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=1.0,
+        description="rank a candidate filed close in time to the item up to this much higher "
+        "(duplicates are usually reported close together); 0 ranks by similarity alone",
+    )
+    recency_days: float = Field(default=365.0, gt=0, description="how fast that preference fades, in days")
+
     def resolved_threshold(self) -> float:
         """The configured threshold, or the default measured for the scoring in use."""
         if self.threshold is not None:
             return self.threshold
         return SEMANTIC_THRESHOLD if self.semantic else LEXICAL_THRESHOLD
+
+
+IDENTICAL_SCORE = 0.999
+
+
+def recency_boost(days_apart: Any, weight: float, scale_days: float) -> Any:
+    """A ranking multiplier of 1 to 1 + ``weight`` that favours candidates filed close in time.
+
+    Duplicates cluster in time (the same failure is reported again soon), so among similar candidates the
+    nearer one is likelier the original. It orders candidates only: thresholds apply to the similarity
+    itself, so it never makes a pair flagged. Works on numbers and numpy arrays alike.
+    """
+    return 1.0 + weight * np.exp(-np.abs(days_apart) / scale_days)
+
+
+def _days_apart(a: Issue, b: Issue) -> float:
+    first, second = _aware(a.created), _aware(b.created)
+    if first is None or second is None:
+        return float("inf")  # unknown: no preference
+    return abs((first - second).total_seconds()) / 86_400.0
 
 
 def _linked_pairs(issues: Iterable[Issue]) -> set[frozenset[str]]:
@@ -1011,12 +1041,20 @@ class DuplicateCandidate(BacklogRule):
         options: DuplicateOptions,
     ) -> Finding:
         issue = by_key[key]
-        # The best-scoring partner; on a tie the oldest, the natural one to keep.
-        score, other = min(reported, key=lambda p: (-p[0], _age_key(by_key[p[1]])))
+
+        def rank_key(pair: tuple[float, str]) -> float:
+            # Identical copies say nothing about which came first: all get the full preference, so the
+            # oldest (the natural one to keep) wins the tie below.
+            days = 0.0 if pair[0] >= IDENTICAL_SCORE else _days_apart(issue, by_key[pair[1]])
+            return float(pair[0] * recency_boost(days, options.recency_weight, options.recency_days))
+
+        # The best partner by similarity with the recency preference; on a tie the oldest, the natural one
+        # to keep.
+        score, other = min(reported, key=lambda p: (-rank_key(p), _age_key(by_key[p[1]])))
         # Candidates far below the threshold are noise, not evidence; the flagged partner always
         # shows.
         floor = min(score, CANDIDATE_SHARE * options.resolved_threshold())
-        ranked = sorted((p for p in neighbours if p[0] >= floor), key=lambda p: (-p[0], p[1]))
+        ranked = sorted((p for p in neighbours if p[0] >= floor), key=lambda p: (-rank_key(p), p[1]))
         ranked = ranked[: options.max_candidates]
         candidates = [
             {
@@ -1071,6 +1109,7 @@ __all__ = [
     "clean_body",
     "normalise_title",
     "prepare_documents",
+    "recency_boost",
     "score_candidates",
     "slot_penalty",
     "update_index",

@@ -4,7 +4,8 @@ The deployment is told from ``serverInfo`` (asked on API v2, which both have). C
 token, basic auth) searches ``/rest/api/3/search/jql`` following ``nextPageToken``; Data Center
 (personal access token, or username + password) pages ``/rest/api/2/search`` by ``startAt``, honours
 a page cap smaller than asked, steps back when issues leave the results between pages, and reads
-result sets beyond the 10,000-result window by key ranges. Field ids are discovered once per source
+result sets beyond the 10,000-result window by key ranges, project by project (Jira compares keys
+within the named key's project only). Field ids are discovered once per source
 and cached. Later runs fetch only what changed since the last successful sync (minus a 5-minute
 overlap) unless a full sync is asked for, and learn which items left the query (moved, done,
 deleted, no longer matching) from ids-only searches, and refresh the status of blockers outside the
@@ -398,41 +399,46 @@ class JiraConnector:
     def _dc_pages(self, jql: str, fields: Sequence[str]) -> Iterator[tuple[list[Any], int | None]]:
         size = self.source.page_size or DC_PAGE_SIZE
         query = JqlQuery.parse(jql)
-        current = jql
-        start = 0
-        previous_total: int | None = None
-        by_key = False
-        last_key: str | None = None
-        while True:
-            if by_key and last_key is not None and start + size > DC_RESULT_WINDOW:
-                # Offsets past the search platform's window fail (HTTP 500, "Search limit
-                # exceeded"): go on with a fresh search for the keys after the last one read.
-                current = JqlQuery(query.and_(f"key > {jql_string(last_key)}").where, "key ASC").text()
-                start = 0
-                previous_total = None
-            params = {"jql": current, "startAt": start, "maxResults": size, "fields": ",".join(fields)}
-            page = self._get("search", params, "searching issues")
-            issues = self._page_issues(page)
-            total = page.get("total")
-            total = total if isinstance(total, int) else None
-            if not by_key and total is not None and total > DC_RESULT_WINDOW:
-                # More than offsets can reach (notes §1.2): read it all again in key order, which
-                # "key > last" can continue. The caller puts the issues back into rank order.
+        first = True
+        for issues, total, reached_window in self._dc_offset_pages(jql, fields, size):
+            if first and total is not None and total > DC_RESULT_WINDOW:
+                # More than offsets can reach (notes §1.2): read it all again by key ranges. The
+                # caller puts the issues back into rank order.
                 logger.info(
                     "%s: %d issues match, more than the %d offsets can reach; reading by key ranges",
                     self._where(),
                     total,
                     DC_RESULT_WINDOW,
                 )
-                by_key = True
                 self._reordered = True
-                current = JqlQuery(query.where, "key ASC").text()
-                start = 0
-                continue
+                yield from self._dc_key_range_pages(query, fields, size)
+                return
+            first = False
             yield issues, total
+            if reached_window:
+                # The results grew past the window while being read: read them by key ranges.
+                self._reordered = True
+                yield from self._dc_key_range_pages(query, fields, size)
+                return
+
+    def _dc_offset_pages(
+        self, jql: str, fields: Sequence[str], size: int
+    ) -> Iterator[tuple[list[Any], int | None, bool]]:
+        """Pages of one Data Center search by ``startAt`` while the result window allows.
+
+        Yields each page, its total, and whether the next page would lie beyond the window (the
+        last page yielded then).
+        """
+        start = 0
+        previous_total: int | None = None
+        while True:
+            asked = min(size, DC_RESULT_WINDOW - start)
+            params = {"jql": jql, "startAt": start, "maxResults": asked, "fields": ",".join(fields)}
+            page = self._get("search", params, "searching issues")
+            issues = self._page_issues(page)
+            total = page.get("total")
+            total = total if isinstance(total, int) else None
             start += len(issues)
-            if issues and isinstance(issues[-1], Mapping) and issues[-1].get("key"):
-                last_key = str(issues[-1]["key"])
             if total is not None and previous_total is not None and total < previous_total:
                 # Issues left the result set since the last page, so later ones moved up by as
                 # many offsets: step back over them, or the first ones moved would be skipped.
@@ -441,7 +447,88 @@ class JiraConnector:
             previous_total = total
             # The server may cap maxResults below what was asked: follow total, not the page size.
             if not issues or total is None or start >= total:
+                yield issues, total, False
                 return
+            if start >= DC_RESULT_WINDOW:
+                yield issues, total, True
+                return
+            yield issues, total, False
+
+    def _dc_key_range_pages(
+        self, query: JqlQuery, fields: Sequence[str], size: int
+    ) -> Iterator[tuple[list[Any], int | None]]:
+        """Every issue ``query`` matches, read in key order past the offset window.
+
+        Jira compares ``key > "P-n"`` within P's project only (and matches nothing when P-n no
+        longer exists), so the ranges are project by project: a search in key order (projects one
+        after another) up to the window, then ``project = P AND key > "P-n"`` for the project it
+        stopped in, then the same search again without the projects finished. An empty
+        continuation from a key that no longer exists (deleted or moved meanwhile) steps back to
+        an earlier key; the read never ends silently.
+        """
+        done: list[str] = []  # projects (keys) read completely
+        project: str | None = None  # the project being continued by key
+        keys: list[str] = []  # its keys read, in order: where to continue (or step back to)
+        step_backs = 0
+        while True:
+            if project is None:
+                where = query.where
+                if done:
+                    where = query.and_(f"project not in ({', '.join(jql_string(p) for p in done)})").where
+            else:
+                where = query.and_(f"project = {jql_string(project)} AND key > {jql_string(keys[-1])}").where
+            got_any = False
+            reached = False
+            read: dict[str, list[str]] = {}  # this pass: project -> keys, in key order
+            for issues, total, reached_window in self._dc_offset_pages(
+                JqlQuery(where, "key ASC").text(), fields, size
+            ):
+                for raw in issues:
+                    key = str(raw.get("key") or "") if isinstance(raw, Mapping) else ""
+                    if key:
+                        got_any = True
+                        read.setdefault(key.rpartition("-")[0], []).append(key)
+                yield issues, total
+                reached = reached_window
+            if reached and not read:
+                raise ConnectorError(f"{self._where()}: search results without issue keys")
+            if reached:
+                # Key order reads projects one after another: all but the last one are complete.
+                last = list(read)[-1]
+                done.extend(p for p in list(read)[:-1] if p not in done)
+                if project != last:
+                    project, keys, step_backs = last, [], 0
+                keys.extend(read[last])
+                continue
+            if project is None:
+                return  # a pass over every project not yet done reached its end: all read
+            if not got_any and not self._key_exists(keys[-1]):
+                # The key continued from is gone (deleted or moved meanwhile): step back, twice as
+                # far each time (repeats are dropped by key), so mass deletions end quickly too.
+                step = 2**step_backs
+                step_backs += 1
+                del keys[-step:]
+                if not keys:
+                    raise ConnectorError(
+                        f"{self._where()}: reading beyond the {DC_RESULT_WINDOW:,}-result window: "
+                        f"cannot continue in project {project}, every key read was deleted or moved "
+                        "meanwhile; try the sync again"
+                    )
+                continue
+            done.append(project)
+            project, keys, step_backs = None, [], 0
+
+    def _key_exists(self, key: str) -> bool:
+        """Whether issue ``key`` exists (Jira refuses ``key = "X"`` with a 400 when it does not)."""
+        try:
+            self._get(
+                "search",
+                {"jql": f"key = {jql_string(key)}", "startAt": 0, "maxResults": 0, "fields": "id"},
+                f"checking that {key} exists",
+            )
+        except _RejectedError:
+            return False
+        return True
 
     def _matching_ids(self, query: JqlQuery, project: str) -> tuple[set[str], int]:
         """The ids of every issue ``query`` matches now, and the requests that took."""

@@ -334,6 +334,9 @@ class Site:
         for key in query.keys:
             if key.upper() not in known:
                 raise fake_jql.JqlError(f"An issue with key '{key}' does not exist for field 'key'.")
+        if any(key.upper() not in known for key in query.range_keys):
+            # Jira: a key compared with > or < that names no issue (deleted, say) matches nothing.
+            return [], True
         if query.predicate is not None:
             issues = [i for i in issues if query.predicate(i)]
         for name, descending in reversed(query.order_by or (("key", False),)):

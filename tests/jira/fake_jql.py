@@ -81,6 +81,8 @@ class Query:
     order_by: tuple[tuple[str, bool], ...]  # (field, descending)
     # Issue keys named with = or IN: Jira refuses the query when one does not exist.
     keys: tuple[str, ...] = ()
+    # Issue keys compared with > >= < <=: Jira matches nothing for one that does not exist.
+    range_keys: tuple[str, ...] = ()
 
 
 class _Parser:
@@ -92,6 +94,7 @@ class _Parser:
         self.now = now
         self.resolve = resolve
         self.keys: list[str] = []
+        self.range_keys: list[str] = []
 
     def peek(self) -> Token | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
@@ -139,7 +142,7 @@ class _Parser:
                 break
         if self.peek() is not None:
             raise JqlError(f"Error in the JQL Query: unexpected '{self.peek().text}'.")  # type: ignore[union-attr]
-        return Query(predicate, tuple(order), tuple(self.keys))
+        return Query(predicate, tuple(order), tuple(self.keys), tuple(self.range_keys))
 
     def or_expr(self) -> Predicate:
         parts = [self.and_expr()]
@@ -208,6 +211,8 @@ class _Parser:
         value = self.value()
         if name in _KEY_FIELDS and op.text == "=" and not value.isdigit():
             self.keys.append(value)
+        if name in _KEY_FIELDS and op.text in (">", ">=", "<", "<="):
+            self.range_keys.append(value)
         return lambda issue: self.match(issue, name, op.text, value)
 
     def value_list(self) -> list[str]:
@@ -237,7 +242,10 @@ class _Parser:
             hits = any(str(a).lower() == value.lower() for a in actual)
             return hits if op == "=" else not hits
         if name in ("key", "issuekey") and op in (">", ">=", "<", "<="):
-            return _compare(_key_order(str(actual)), op, _key_order(value))
+            # Jira (IssueIdClauseQueryFactory) compares the number within the named issue's own
+            # project only: `key > "A-5"` never matches an issue of project B.
+            mine, wanted = _key_order(str(actual)), _key_order(value)
+            return mine[0] == wanted[0] and _compare(mine, op, wanted)
         # Several accepted spellings (project key or name, category key or name) arrive as a tuple.
         hits = value.lower() in actual if isinstance(actual, tuple) else str(actual).lower() == value.lower()
         if op in ("=", "~"):

@@ -354,3 +354,69 @@ def test_data_center_refreshes_only_blockers_that_changed(dc_site: Site, connect
     searches = [e.query["jql"][0] for e in dc_site.requests("GET", "/rest/api/2/search")]
     assert searches[-1] == 'key in ("SHOP-2")'  # OPS-7 did not change: its link status stands
     assert len(dc_site.log) - before == 4  # changes, ids changed by time, count, blocker status
+
+
+def test_the_fake_compares_keys_within_the_named_issues_project_like_jira(dc_site: Site) -> None:
+    for number in (1, 2, 3):
+        make_issue(dc_site, number)
+        make_issue(dc_site, number, project="WEB", project_name="Web")
+
+    after, _ = dc_site.search('key > "SHOP-1" ORDER BY key')
+    gone, _ = dc_site.search('key > "SHOP-9" ORDER BY key')
+
+    assert [i["key"] for i in after] == ["SHOP-2", "SHOP-3"]  # no WEB issue, though "WEB" > "SHOP"
+    assert gone == []  # a key that names no issue matches nothing (no error either)
+
+
+def test_data_center_window_read_covers_every_project_of_a_multi_project_query(
+    dc_site: Site, connect
+) -> None:
+    populate(dc_site, 6000, project="API")
+    populate(dc_site, 6000, project="WEB")
+    populate(dc_site, 3000, project="XYZ")
+    connector = connect(dc_site)
+
+    result = connector.fetch("team", "project in (API, WEB, XYZ) ORDER BY Rank ASC")
+
+    keys = [i.key for i in result.issues]
+    assert len(keys) == len(set(keys)) == 15_000
+    assert {k.rpartition("-")[0] for k in keys} == {"API", "WEB", "XYZ"}
+    assert all(e.status == 200 for e in dc_site.log)
+    assert all(
+        int(e.query["startAt"][0]) + int(e.query["maxResults"][0]) <= 10_000
+        for e in dc_site.requests("GET", "/rest/api/2/search")
+    )
+
+
+def test_data_center_window_read_steps_back_when_the_key_it_continues_from_is_deleted(
+    dc_site: Site, connect
+) -> None:
+    populate(dc_site, 10_450)
+
+    def delete_the_last_key_read(query: dict[str, list[str]]) -> None:
+        if 'key > "SHOP-10000"' in query.get("jql", [""])[0]:
+            dc_site.issues.pop("SHOP-10000", None)
+
+    dc_site.before_search = delete_the_last_key_read
+    connector = connect(dc_site)
+
+    result = connector.fetch("SHOP", None)
+
+    keys = {i.key for i in result.issues}
+    assert len(keys) == 10_450  # SHOP-10000 was read before it went; nothing after it is lost
+    assert "SHOP-10450" in keys
+
+
+def test_data_center_window_read_never_ends_silently_when_it_cannot_continue(dc_site: Site, connect) -> None:
+    populate(dc_site, 10_450)
+
+    def delete_everything_read(query: dict[str, list[str]]) -> None:
+        if "key >" in query.get("jql", [""])[0]:
+            for number in range(1, 10_001):
+                dc_site.issues.pop(f"SHOP-{number}", None)
+
+    dc_site.before_search = delete_everything_read
+    connector = connect(dc_site)
+
+    with pytest.raises(ConnectorError, match="every key read was deleted"):
+        connector.fetch("SHOP", None)

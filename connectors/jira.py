@@ -681,9 +681,10 @@ class JiraConnector:
                 search_requests += used
             else:
                 changed_keys = set()
-                # Otherwise: what changed anywhere (ids, by time alone, so moves out of the project
-                # are seen) but no longer matches has left. Only when the query's count still
-                # disagrees with what is known (a deletion, an unseen entry) are its ids listed.
+                # Otherwise: what changed in the projects the query covers and those of outside
+                # blockers (ids and keys) but no longer matches has left. Only when the query's
+                # count still disagrees with what is known (a move to another project, a deletion,
+                # an unseen entry) are its ids listed.
                 changed_ids: set[str] = set()
 
                 def scope(page: list[Any]) -> None:
@@ -692,9 +693,21 @@ class JiraConnector:
                         str(raw["key"]) for raw in page if isinstance(raw, Mapping) and raw.get("key")
                     )
 
-                search_requests += self._search(
-                    window, ["id", "key"], f"{project}: scope", scope, ids_only=True
-                )
+                projects = self._scope_projects(state, project, default=query is None)
+                if projects:
+                    scoped = f"project in ({', '.join(jql_string(p) for p in projects)}) AND {window}"
+                    try:
+                        search_requests += self._search(
+                            scoped, ["id", "key"], f"{project}: scope", scope, ids_only=True
+                        )
+                    except _RejectedError as exc:
+                        # A project gone (or renamed) since its issues were read: scan by time alone.
+                        logger.warning("%s: %s: scanning all changes: %s", self._where(), project, exc)
+                        changed_ids.clear()
+                        changed_keys.clear()
+                        search_requests += self._search(
+                            window, ["id", "key"], f"{project}: scope", scope, ids_only=True
+                        )
                 current = set(state.ids) - {i for i in changed_ids & set(state.ids) if i not in matched}
                 before_count = self.http_requests
                 count = self._count(base)
@@ -754,6 +767,26 @@ class JiraConnector:
                 "deployment": "cloud" if self._cloud else "datacenter",
             },
         )
+
+    def _scope_projects(self, state: ProjectSyncState, project: str, *, default: bool) -> list[str]:
+        """The projects whose changes an incremental sync scans (not the whole site).
+
+        The default query's own project (as configured), else the projects of the issues the
+        query matched, plus the projects of blockers outside the synced set (their changes decide
+        which blocker statuses are asked for again).
+        """
+        found: list[str] = [project] if default else []
+        keys = list(state.ids.values()) + [
+            link.target
+            for issue in state.issues.values()
+            for link in issue.links
+            if link.kind is LinkKind.BLOCKED_BY and link.target not in state.issues
+        ]
+        for key in keys:
+            owner = key.rpartition("-")[0]
+            if owner and owner not in found and not (default and owner.upper() == project.upper()):
+                found.append(owner)
+        return found
 
     def _refresh_blockers(self, state: ProjectSyncState, project: str, changed: set[str] | None) -> int:
         """Bring blockers' statuses up to date when the blocker is not in the synced set.

@@ -302,7 +302,8 @@ def test_data_center_incremental_sync_sees_moves_done_and_deletions(dc_site: Sit
     moved = connector.fetch("SHOP", None)
 
     assert [i.key for i in moved.issues] == ["SHOP-1", "SHOP-4", "SHOP-5", "SHOP-6"]
-    assert len(dc_site.log) - before == 3  # the count agreed: no id listing needed
+    # The scan covers SHOP only, so the count (one fewer) sends for the ids: the move is seen.
+    assert len(dc_site.log) - before == 4
     del dc_site.issues["SHOP-5"]  # deleted: no search reports it as changed
 
     deleted = connector.fetch("SHOP", None)
@@ -420,3 +421,36 @@ def test_data_center_window_read_never_ends_silently_when_it_cannot_continue(dc_
 
     with pytest.raises(ConnectorError, match="every key read was deleted"):
         connector.fetch("SHOP", None)
+
+
+def test_data_center_incremental_sync_scans_only_its_projects_not_the_whole_site(
+    dc_site: Site, connect
+) -> None:
+    populate(dc_site, 1000)
+    connector = connect(dc_site)
+    connector.fetch("SHOP", None)
+    now = datetime.now(UTC)
+    for number in range(1, 3001):  # a busy other project: 3000 changes in the window
+        make_issue(dc_site, number, project="OTHER", project_name="Other", updated=now)
+    for number in range(1, 101):
+        dc_site.touch(f"SHOP-{number}", now, summary=f"Reworded {number}")
+    before = len(dc_site.log)
+
+    second = connector.fetch("SHOP", None)
+
+    assert second.requests == len(dc_site.log) - before <= 3
+    assert {i.key: i.title for i in second.issues}["SHOP-100"] == "Reworded 100"
+    scans = [e.query["jql"][0] for e in dc_site.log[before:] if "jql" in e.query]
+    assert all("project" in jql for jql in scans)
+
+
+def test_data_center_incremental_scan_covers_the_projects_of_outside_blockers(dc_site: Site, connect) -> None:
+    make_issue(dc_site, 1, links=[link(dc_site, "Blocker", "inward", "OPS-7", "In Progress")])
+    make_issue(dc_site, 7, project="OPS", project_name="Ops", status_name="In Progress")
+    connector = connect(dc_site)
+    connector.fetch("SHOP", None)
+    dc_site.touch("OPS-7", datetime.now(UTC), status=status(dc_site, "Done"))
+
+    result = connector.fetch("SHOP", None)
+
+    assert _blockers(result.issues, "SHOP-1") == {"OPS-7": StatusCategory.DONE}

@@ -744,7 +744,13 @@ class JiraConnector:
                 if key in live_keys
             }
             state.ids = {issue_id: key for issue_id, key in state.ids.items() if issue_id in current}
-            search_requests += self._refresh_blockers(state, project, changed_keys)
+            if changed_keys is None:
+                # Cloud, the query's ids listed directly: what changed in the projects of outside
+                # blockers, statuses included, in one search (100 a page), instead of every outside
+                # blocker's status (one search per 100 of them) on every sync.
+                search_requests += self._scan_blocker_changes(state, project, window)
+            else:
+                search_requests += self._refresh_blockers(state, project, changed_keys)
         state.last_sync = started
         logger.info(
             "%s: %s sync of %s: %d issues, %d skipped, %d requests",
@@ -768,15 +774,17 @@ class JiraConnector:
             },
         )
 
-    def _scope_projects(self, state: ProjectSyncState, project: str, *, default: bool) -> list[str]:
+    def _scope_projects(
+        self, state: ProjectSyncState, project: str, *, default: bool, issues: bool = True
+    ) -> list[str]:
         """The projects whose changes an incremental sync scans (not the whole site).
 
-        The default query's own project (as configured), else the projects of the issues the
-        query matched, plus the projects of blockers outside the synced set (their changes decide
-        which blocker statuses are asked for again).
+        The default query's own project (as configured), else (with ``issues``) the projects of
+        the issues the query matched, plus the projects of blockers outside the synced set (their
+        changes decide which blocker statuses are asked for again).
         """
         found: list[str] = [project] if default else []
-        keys = list(state.ids.values()) + [
+        keys = (list(state.ids.values()) if issues else []) + [
             link.target
             for issue in state.issues.values()
             for link in issue.links
@@ -787,6 +795,32 @@ class JiraConnector:
             if owner and owner not in found and not (default and owner.upper() == project.upper()):
                 found.append(owner)
         return found
+
+    def _scan_blocker_changes(self, state: ProjectSyncState, project: str, window: str) -> int:
+        """Statuses of outside blockers that changed in ``window``, from one scan of their projects.
+
+        A blocker's status changes only with its own 'updated', so the changes in its project since
+        the last sync hold every new status (a reopened blocker known done included). Falls back to
+        asking every outside blocker when a project is refused (gone, renamed). Returns requests.
+        """
+        outside = _outside_blockers(state)
+        if not outside:
+            return 0
+        projects = sorted({key.rpartition("-")[0] for key in outside if "-" in key})
+        fresh: dict[str, StatusCategory] = {}
+
+        def read(page: list[Any]) -> None:
+            fresh.update((k, v) for k, v in _statuses(page).items() if k in outside)
+
+        scan = f"project in ({', '.join(jql_string(p) for p in projects)}) AND {window}"
+        try:
+            used = self._search(scan, ["status"], f"{project}: blocker changes", read)
+        except _RejectedError as exc:
+            logger.warning("%s: %s: blocker changes not scanned: %s", self._where(), project, exc)
+            return self._refresh_blockers(state, project, None)
+        if fresh:
+            state.issues = {key: _with_blockers(issue, fresh) for key, issue in state.issues.items()}
+        return used
 
     def _refresh_blockers(self, state: ProjectSyncState, project: str, changed: set[str] | None) -> int:
         """Bring blockers' statuses up to date when the blocker is not in the synced set.
@@ -813,15 +847,7 @@ class JiraConnector:
         fresh: dict[str, StatusCategory] = {}
 
         def read(page: list[Any]) -> None:
-            for raw in page:
-                fields = raw.get("fields") if isinstance(raw, Mapping) else None
-                status = fields.get("status") if isinstance(fields, Mapping) else None
-                category = status.get("statusCategory") if isinstance(status, Mapping) else None
-                found = StatusCategory.from_jira_key(
-                    category.get("key") if isinstance(category, Mapping) else None
-                )
-                if found is not None and raw.get("key"):
-                    fresh[str(raw["key"])] = found
+            fresh.update(_statuses(page))
 
         requests_made = 0
         for chunk in _chunks(stale, CLOUD_PAGE_SIZE):
@@ -997,6 +1023,29 @@ def _with_blockers(issue: Issue, fresh: Mapping[str, StatusCategory]) -> Issue:
         for link in issue.links
     )
     return issue if links == issue.links else replace(issue, links=links)
+
+
+def _outside_blockers(state: ProjectSyncState) -> set[str]:
+    """Keys of blockers that are not in the synced set (their status is not read with it)."""
+    return {
+        link.target
+        for issue in state.issues.values()
+        for link in issue.links
+        if link.kind is LinkKind.BLOCKED_BY and link.target not in state.issues
+    }
+
+
+def _statuses(page: Sequence[Any]) -> dict[str, StatusCategory]:
+    """Key -> status category of each issue on a search page read with ``fields=status``."""
+    out: dict[str, StatusCategory] = {}
+    for raw in page:
+        fields = raw.get("fields") if isinstance(raw, Mapping) else None
+        status = fields.get("status") if isinstance(fields, Mapping) else None
+        category = status.get("statusCategory") if isinstance(status, Mapping) else None
+        found = StatusCategory.from_jira_key(category.get("key") if isinstance(category, Mapping) else None)
+        if found is not None and isinstance(raw, Mapping) and raw.get("key"):
+            out[str(raw["key"])] = found
+    return out
 
 
 def _ids(page: Sequence[Any]) -> set[str]:

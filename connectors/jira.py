@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -774,6 +775,42 @@ class JiraConnector:
             },
         )
 
+    def _search_each(
+        self,
+        values: Sequence[str],
+        jql_for: Callable[[list[str]], str],
+        fields: Sequence[str],
+        label: str,
+        each_page: Callable[[list[Any]], None],
+    ) -> int:
+        """Search for ``values`` (keys or ids) 100 at a time; returns the requests made.
+
+        Jira refuses a whole ``key in (...)`` / ``id in (...)`` search (HTTP 400) when one value
+        names no issue (deleted since it was learnt): the search is repeated without the values the
+        error names, or, when it names none of them, split in halves, so one gone issue costs no
+        more than itself. A value refused on its own is left out (with a warning).
+        """
+        requests_before = self.http_requests
+        pending = list(_chunks(list(values), CLOUD_PAGE_SIZE))
+        while pending:
+            chunk = pending.pop()
+            try:
+                self._search(jql_for(chunk), fields, label, each_page)
+            except _RejectedError as exc:
+                named = set(_REFUSED_VALUE.findall(str(exc))) & set(chunk)
+                rest = [value for value in chunk if value not in named]
+                if named:
+                    logger.warning(
+                        "%s: %s: no longer exist: %s", self._where(), label, ", ".join(sorted(named))
+                    )
+                    if rest:
+                        pending.append(rest)
+                elif len(chunk) > 1:
+                    pending.extend([chunk[: len(chunk) // 2], chunk[len(chunk) // 2 :]])
+                else:
+                    logger.warning("%s: %s: %s left out: %s", self._where(), label, chunk[0], exc)
+        return self.http_requests - requests_before
+
     def _scope_projects(
         self, state: ProjectSyncState, project: str, *, default: bool, issues: bool = True
     ) -> list[str]:
@@ -849,14 +886,13 @@ class JiraConnector:
         def read(page: list[Any]) -> None:
             fresh.update(_statuses(page))
 
-        requests_made = 0
-        for chunk in _chunks(stale, CLOUD_PAGE_SIZE):
-            jql = f"key in ({', '.join(jql_string(key) for key in chunk)})"
-            try:
-                requests_made += self._search(jql, ["status"], f"{project}: blocker statuses", read)
-            except _RejectedError as exc:
-                # A blocker deleted since makes Jira refuse the whole list: keep what the links say.
-                logger.warning("%s: blocker statuses not refreshed: %s", self._where(), exc)
+        requests_made = self._search_each(
+            stale,
+            lambda chunk: f"key in ({', '.join(jql_string(key) for key in chunk)})",
+            ["status"],
+            f"{project}: blocker statuses",
+            read,
+        )
         if fresh:
             state.issues = {key: _with_blockers(issue, fresh) for key, issue in state.issues.items()}
         return requests_made
@@ -1009,6 +1045,12 @@ class JiraConnector:
 def _path(segment: str) -> str:
     """One URL path segment; an issue key or id from elsewhere cannot reach another endpoint."""
     return quote(segment, safe="")
+
+
+# How Jira names a missing issue in a refused search: "An issue with key 'OPS-7' does not exist
+# for field 'key'.", "The issue key 'OPS-7' for field 'key' is invalid.", "A value with ID '10071'
+# does not exist for the field 'id'."
+_REFUSED_VALUE = re.compile(r"(?:key|ID) '([^']+)'")
 
 
 class _RejectedError(ConnectorError):

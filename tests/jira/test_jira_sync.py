@@ -479,3 +479,33 @@ def test_cloud_incremental_sync_does_not_grow_with_the_blockers_outside_the_back
     assert second.requests == len(cloud_site.log) - before == 3  # was 6: 350 blockers, 100 a search
     assert _blockers(second.issues, "SHOP-300") == {"OPS-300": StatusCategory.DONE}
     assert _blockers(second.issues, "SHOP-299") == {"OPS-299": StatusCategory.IN_PROGRESS}
+
+
+def test_one_deleted_blocker_does_not_stop_the_status_refresh_of_the_others(dc_site: Site, connect) -> None:
+    make_issue(dc_site, 1, links=[link(dc_site, "Blocker", "inward", "OPS-7", "In Progress")])
+    make_issue(dc_site, 3, links=[link(dc_site, "Blocker", "inward", "OPS-8", "In Progress")])
+    make_issue(dc_site, 7, project="OPS", project_name="Ops", status_name="In Progress")
+    make_issue(dc_site, 8, project="OPS", project_name="Ops", status_name="In Progress")
+    connector = connect(dc_site)
+    connector.fetch("SHOP", None)
+    now = datetime.now(UTC)
+    dc_site.touch("OPS-7", now, summary="Changed, then deleted")
+    dc_site.touch("OPS-8", now, status=status(dc_site, "Done"))
+
+    def delete_ops_7(query: dict[str, list[str]]) -> None:  # between the scan and the refresh
+        if query.get("jql", [""])[0].startswith("key in"):
+            dc_site.issues.pop("OPS-7", None)
+
+    dc_site.before_search = delete_ops_7
+
+    result = connector.fetch("SHOP", None)
+
+    assert _blockers(result.issues, "SHOP-3") == {"OPS-8": StatusCategory.DONE}
+    assert _blockers(result.issues, "SHOP-1") == {"OPS-7": StatusCategory.IN_PROGRESS}  # as known
+    refreshes = [
+        e for e in dc_site.requests("GET", "/rest/api/2/search") if e.query["jql"][0].startswith("key in")
+    ]
+    assert [(e.query["jql"][0], e.status) for e in refreshes] == [
+        ('key in ("OPS-7", "OPS-8")', 400),
+        ('key in ("OPS-8")', 200),  # Jira named OPS-7: asked again without it
+    ]

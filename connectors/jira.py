@@ -865,10 +865,11 @@ class JiraConnector:
         A link carries its target's status as of the last time the *blocked* issue was fetched;
         resolving the blocker does not touch the blocked issue's 'updated', so an incremental sync
         never refreshes it. Blockers in the backlog are current already (the rule prefers their own
-        record); the rest, unless known done, get their status read in one ``key in (...)`` search
-        per 100 keys, limited to the keys in ``changed`` when the sync knows what changed (a
+        record); the rest get their status read in one ``key in (...)`` search per 100 keys:
+        those in ``changed`` when the sync knows what changed, known-done ones included (a
         blocker's status changes only with its own 'updated', and every change since the last sync
-        falls in this sync's window). Returns the requests made.
+        falls in this sync's window, a reopening too), else all not known done. Returns the
+        requests made.
         """
         stale = sorted(
             {
@@ -877,8 +878,12 @@ class JiraConnector:
                 for link in issue.links
                 if link.kind is LinkKind.BLOCKED_BY
                 and link.target not in state.issues
-                and link.target_status_category is not StatusCategory.DONE
-                and (changed is None or link.target in changed)
+                # A blocker known done is asked again only when it changed (reopened, say).
+                and (
+                    link.target in changed
+                    if changed is not None
+                    else link.target_status_category is not StatusCategory.DONE
+                )
             }
         )
         fresh: dict[str, StatusCategory] = {}

@@ -509,3 +509,23 @@ def test_one_deleted_blocker_does_not_stop_the_status_refresh_of_the_others(dc_s
         ('key in ("OPS-7", "OPS-8")', 400),
         ('key in ("OPS-8")', 200),  # Jira named OPS-7: asked again without it
     ]
+
+
+@pytest.mark.parametrize("cloud", [False, True])
+def test_a_reopened_blocker_is_no_longer_done_after_an_incremental_sync(
+    fake_jira, connect, cloud: bool
+) -> None:
+    site = fake_jira.new_site(cloud=cloud)
+    make_issue(site, 1, links=[link(site, "Blocks", "inward", "OPS-7", "In Progress")])
+    make_issue(site, 7, project="OPS", project_name="Ops", status_name="In Progress")
+    connector = connect(site)
+    connector.fetch("SHOP", None)
+    site.touch("OPS-7", datetime.now(UTC), status=status(site, "Done"))
+    done = connector.fetch("SHOP", None)
+    assert _blockers(done.issues, "SHOP-1") == {"OPS-7": StatusCategory.DONE}
+    site.touch("OPS-7", datetime.now(UTC), status=status(site, "In Progress"))
+
+    reopened = connector.fetch("SHOP", None)
+
+    assert not reopened.full
+    assert _blockers(reopened.issues, "SHOP-1") == {"OPS-7": StatusCategory.IN_PROGRESS}

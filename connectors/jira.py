@@ -731,11 +731,15 @@ class JiraConnector:
 
             # Matched but never seen (ids of skipped items are known too, so they are not asked for
             # again until they change): fetch them by id, 100 per request.
+            # An id deleted since it was listed makes Jira refuse its group: the rest are asked again.
             missing = sorted(current - set(state.ids), key=lambda i: (len(i), i))
-            for chunk in _chunks(missing, CLOUD_PAGE_SIZE):
-                search_requests += self._search(
-                    base.and_(f"id in ({', '.join(chunk)})").text(), fields, f"{project}: missed", add
-                )
+            search_requests += self._search_each(
+                missing,
+                lambda chunk: base.and_(f"id in ({', '.join(chunk)})").text(),
+                fields,
+                f"{project}: missed",
+                add,
+            )
             # Keep an item only while its id is matched, under the key it was last seen with (so a
             # moved issue's old key goes).
             live_keys = {key for issue_id, key in state.ids.items() if issue_id in current}

@@ -334,6 +334,10 @@ class Site:
         for key in query.keys:
             if key.upper() not in known:
                 raise fake_jql.JqlError(f"An issue with key '{key}' does not exist for field 'key'.")
+        known_ids = {str(i["id"]) for i in issues}
+        for issue_id in query.ids:
+            if issue_id not in known_ids:
+                raise fake_jql.JqlError(f"A value with ID '{issue_id}' does not exist for the field 'id'.")
         if any(key.upper() not in known for key in query.range_keys):
             # Jira: a key compared with > or < that names no issue (deleted, say) matches nothing.
             return [], True

@@ -83,6 +83,8 @@ class Query:
     keys: tuple[str, ...] = ()
     # Issue keys compared with > >= < <=: Jira matches nothing for one that does not exist.
     range_keys: tuple[str, ...] = ()
+    # Issue ids named with = or IN (key fields take ids too): refused like keys when missing.
+    ids: tuple[str, ...] = ()
 
 
 class _Parser:
@@ -95,6 +97,7 @@ class _Parser:
         self.resolve = resolve
         self.keys: list[str] = []
         self.range_keys: list[str] = []
+        self.ids: list[str] = []
 
     def peek(self) -> Token | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
@@ -142,7 +145,7 @@ class _Parser:
                 break
         if self.peek() is not None:
             raise JqlError(f"Error in the JQL Query: unexpected '{self.peek().text}'.")  # type: ignore[union-attr]
-        return Query(predicate, tuple(order), tuple(self.keys), tuple(self.range_keys))
+        return Query(predicate, tuple(order), tuple(self.keys), tuple(self.range_keys), tuple(self.ids))
 
     def or_expr(self) -> Predicate:
         parts = [self.and_expr()]
@@ -204,13 +207,14 @@ class _Parser:
             values = self.value_list()
             if name in _KEY_FIELDS:
                 self.keys.extend(v for v in values if not v.isdigit())
+                self.ids.extend(v for v in values if v.isdigit())
             return lambda issue: any(self.match(issue, name, "=", v) for v in values)
         op = self.take()
         if op.kind != "op" or op.text not in ("=", "!=", ">", ">=", "<", "<=", "~"):
             raise JqlError(f"Error in the JQL Query: expecting an operator but got '{op.text}'.")
         value = self.value()
-        if name in _KEY_FIELDS and op.text == "=" and not value.isdigit():
-            self.keys.append(value)
+        if name in _KEY_FIELDS and op.text == "=":
+            (self.ids if value.isdigit() else self.keys).append(value)
         if name in _KEY_FIELDS and op.text in (">", ">=", "<", "<="):
             self.range_keys.append(value)
         return lambda issue: self.match(issue, name, op.text, value)

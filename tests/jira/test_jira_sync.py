@@ -529,3 +529,32 @@ def test_a_reopened_blocker_is_no_longer_done_after_an_incremental_sync(
 
     assert not reopened.full
     assert _blockers(reopened.issues, "SHOP-1") == {"OPS-7": StatusCategory.IN_PROGRESS}
+
+
+@pytest.mark.parametrize("cloud", [True, False])
+def test_an_issue_deleted_before_the_missed_issue_fetch_does_not_fail_the_sync(
+    fake_jira, connect, cloud: bool
+) -> None:
+    site = fake_jira.new_site(cloud=cloud)
+    populate(site, 3)
+    connector = connect(site)
+    connector.fetch("SHOP", None)
+    make_issue(site, 4)  # 'updated' long ago: only the membership listing finds them
+    make_issue(site, 5)
+    if not cloud:
+        del site.issues["SHOP-3"]  # the count disagrees, so Data Center lists the ids too
+
+    def delete_shop_4(query: dict[str, list[str]]) -> None:  # between the listing and the fetch
+        if " id in (" in query.get("jql", [""])[0]:
+            site.issues.pop("SHOP-4", None)
+
+    site.before_search = delete_shop_4
+
+    result = connector.fetch("SHOP", None)
+
+    assert not result.full
+    assert [i.key for i in result.issues] == ["SHOP-1", "SHOP-2"] + ([] if not cloud else ["SHOP-3"]) + [
+        "SHOP-5"
+    ]
+    fetches = [e.status for e in site.log if " id in (" in e.query.get("jql", [""])[0]]
+    assert fetches == [400, 200]  # refused for SHOP-4's id, asked again without it

@@ -2,8 +2,9 @@
 
 Prints, for a backlog of N issues (default 10,000): search requests against the floor
 ceil(N / page size), discovery requests (first run, then cached), incremental syncs of 100 changed
-issues (Cloud; Cloud with items done or moved out meanwhile; Data Center), and the same backlog
-fetched the ways the ``jira`` package does by default, side by side.
+issues (Cloud; Cloud with items done or moved out meanwhile; Data Center, also with 3000 changes
+in another project; Cloud with 350 blockers outside the backlog), and the same backlog fetched the
+ways the ``jira`` package does by default, side by side.
 
     .venv/bin/python benchmarks/jira_sync.py [--issues 10000]
 """
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "jira"))  # the fake Jira lives with the tests
 
 from fake_jira import FakeJiraServer, Site  # noqa: E402
-from fake_jira_data import populate, status  # noqa: E402
+from fake_jira_data import link, make_issue, populate, status  # noqa: E402
 from jira import JIRA  # noqa: E402
 
 from connectors.jira import CLOUD_PAGE_SIZE, DC_PAGE_SIZE, JiraConnector, JiraSyncState  # noqa: E402
@@ -179,6 +180,40 @@ def run(issues: int) -> list[Row]:
             return len(warm_dc.fetch("SHOP", None).issues)
 
         rows.append(Row("refinebot incremental (Data Center), 100 chg", *_measure(dc, incremental_dc)))
+        for number in range(1, 3001):  # another project on the same server, as busy as can be
+            make_issue(dc, number, project="OTHER", project_name="Other")
+
+        def incremental_dc_busy() -> int:
+            now = datetime.now(UTC)
+            for number in range(1, 3001):
+                dc.touch(f"OTHER-{number}", now, summary=f"Busy {number}")
+            return incremental_dc()
+
+        rows.append(Row("refinebot incremental (DC), 3000 elsewhere", *_measure(dc, incremental_dc_busy)))
+
+        blocked = server.new_site(cloud=True)
+        os.environ[TOKEN_ENV] = blocked.token
+        for number in range(1, 1001):  # 350 items blocked by issues of another project
+            links = (
+                [link(blocked, "Blocks", "inward", f"OPS-{number}", "In Progress")] if number <= 350 else []
+            )
+            make_issue(blocked, number, links=links)
+        for number in range(1, 351):
+            make_issue(blocked, number, project="OPS", project_name="Ops", status_name="In Progress")
+        warm_blocked = JiraConnector(
+            _source(blocked), name="bench-blocked", state=JiraSyncState(), progress=False
+        )
+        warm_blocked.fetch("SHOP", None)
+
+        def incremental_blocked() -> int:
+            now = datetime.now(UTC)
+            for number in range(1, 101):
+                blocked.touch(f"SHOP-{number}", now, summary=f"Changed {number}")
+            return len(warm_blocked.fetch("SHOP", None).issues)
+
+        rows.append(
+            Row("refinebot incremental, 350 outside blockers", *_measure(blocked, incremental_blocked))
+        )
     finally:
         server.stop()
     return rows

@@ -712,6 +712,11 @@ class JiraConnector:
                 current = set(state.ids) - {i for i in changed_ids & set(state.ids) if i not in matched}
                 before_count = self.http_requests
                 count = self._count(base)
+                if count is not None and count < len(current):
+                    # Fewer match than known: items left, most often moved to another project (out
+                    # of the scanned ones). What changed anywhere shows moves, and is read when
+                    # that takes fewer requests than listing the query's ids would.
+                    current = self._drop_moved(window, current, matched, listing=len(current))
                 search_requests += self.http_requests - before_count
                 if count != len(current):
                     logger.info(
@@ -814,6 +819,23 @@ class JiraConnector:
                 else:
                     logger.warning("%s: %s: %s left out: %s", self._where(), label, chunk[0], exc)
         return self.http_requests - requests_before
+
+    def _drop_moved(self, window: str, current: set[str], matched: set[str], *, listing: int) -> set[str]:
+        """``current`` without the ids that changed anywhere in ``window`` and no longer match.
+
+        Gives up (returns ``current`` unchanged) once the scan would take as many requests as
+        listing ``listing`` ids does, so it never costs more than what it saves.
+        """
+        per_page = self.source.page_size or (CLOUD_ID_PAGE_SIZE if self._cloud else DC_PAGE_SIZE)
+        budget = math.ceil(listing / per_page) - 1
+        if budget < 1:
+            return current
+        changed: set[str] = set()
+        for pages, (issues, total) in enumerate(self._pages(window, ["id"], ids_only=True)):
+            if pages >= budget or (total is not None and math.ceil(total / per_page) > budget):
+                return current
+            changed.update(_ids(issues))
+        return current - {i for i in changed if i not in matched}
 
     def _scope_projects(
         self, state: ProjectSyncState, project: str, *, default: bool, issues: bool = True

@@ -558,3 +558,21 @@ def test_an_issue_deleted_before_the_missed_issue_fetch_does_not_fail_the_sync(
     ]
     fetches = [e.status for e in site.log if " id in (" in e.query.get("jql", [""])[0]]
     assert fetches == [400, 200]  # refused for SHOP-4's id, asked again without it
+
+
+def test_data_center_a_move_out_costs_one_scan_of_all_changes_not_a_listing_of_every_id(
+    dc_site: Site, connect
+) -> None:
+    populate(dc_site, 2500)  # listing their ids would take 3 requests (1000 a page)
+    connector = connect(dc_site)
+    connector.fetch("SHOP", None)
+    dc_site.move("SHOP-7", "OPS-7", datetime.now(UTC))
+    before = len(dc_site.log)
+
+    result = connector.fetch("SHOP", None)
+
+    keys = {i.key for i in result.issues}
+    assert len(keys) == 2499 and "SHOP-7" not in keys and "OPS-7" not in keys
+    # changes, changes in SHOP (ids), the count (one fewer), what changed anywhere (shows the move)
+    assert len(dc_site.log) - before == 4
+    assert re.fullmatch(r'updated >= "-\d+m"', dc_site.log[-1].query["jql"][0])

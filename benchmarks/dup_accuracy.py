@@ -27,7 +27,6 @@ import numpy as np
 from refinebot.markup import wiki_to_text
 from refinebot.models import Issue, SourceKind, StatusCategory
 from rules.duplicates import (
-    IDENTICAL_SCORE,
     PENALTY_FLOOR,
     SEMANTIC_BODY_CHARS,
     SEMANTIC_FLOOR,
@@ -35,7 +34,7 @@ from rules.duplicates import (
     Vectoriser,
     build_index,
     prepare_documents,
-    recency_boost,
+    ranking_score,
     rerank,
     score_candidates,
     slot_penalty,
@@ -137,14 +136,13 @@ def recall_at_k(
         # re-ranking, the top RERANK_TOP lexical candidates form a first tier, by fused score.
         tier = np.ones(len(issues))
         # The rule ranks candidates by similarity times its recency preference (options' defaults).
-        days = np.where(scores[q] >= IDENTICAL_SCORE, 0.0, (created[q] - created) / 86_400.0)
-        key = scores[q] * recency_boost(days, OPTIONS.recency_weight, OPTIONS.recency_days)
+        days = (created[q] - created) / 86_400.0
+        key = ranking_score(scores[q], days, OPTIONS)
         if cosines is not None:
             top = candidates[np.argsort(-scores[q, candidates], kind="stable")[:RERANK_TOP]]
             tier[top] = 0
-            key[top] = (0.5 * (scores[q, top] + cosines[q, top])) * recency_boost(
-                days[top], OPTIONS.recency_weight, OPTIONS.recency_days
-            )
+            # As the rule does in semantic mode: rank the fused score.
+            key[top] = ranking_score(0.5 * (scores[q, top] + cosines[q, top]), days[top], OPTIONS)
         best = min(positives, key=lambda p: (tier[p], -key[p]))
         ahead = (tier[candidates] < tier[best]) | (
             (tier[candidates] == tier[best]) & (key[candidates] > key[best])

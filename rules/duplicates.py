@@ -824,6 +824,17 @@ def recency_boost(days_apart: Any, weight: float, scale_days: float) -> Any:
     return 1.0 + weight * np.exp(-np.abs(days_apart) / scale_days)
 
 
+def ranking_score(score: Any, days_apart: Any, options: DuplicateOptions) -> Any:
+    """How candidates are ordered: similarity times the recency preference.
+
+    Identical copies say nothing about which came first: they all get the full preference, so ties among them
+    go to the oldest (the natural one to keep). Works on numbers and numpy arrays alike; the accuracy benchmark
+    ranks with this same function.
+    """
+    days = np.where(np.asarray(score) >= IDENTICAL_SCORE, 0.0, days_apart)
+    return score * recency_boost(days, options.recency_weight, options.recency_days)
+
+
 def _days_apart(a: Issue, b: Issue) -> float:
     first, second = _aware(a.created), _aware(b.created)
     if first is None or second is None:
@@ -1043,10 +1054,7 @@ class DuplicateCandidate(BacklogRule):
         issue = by_key[key]
 
         def rank_key(pair: tuple[float, str]) -> float:
-            # Identical copies say nothing about which came first: all get the full preference, so the
-            # oldest (the natural one to keep) wins the tie below.
-            days = 0.0 if pair[0] >= IDENTICAL_SCORE else _days_apart(issue, by_key[pair[1]])
-            return float(pair[0] * recency_boost(days, options.recency_weight, options.recency_days))
+            return float(ranking_score(pair[0], _days_apart(issue, by_key[pair[1]]), options))
 
         # The best partner by similarity with the recency preference; on a tie the oldest, the natural one
         # to keep.
@@ -1109,6 +1117,7 @@ __all__ = [
     "clean_body",
     "normalise_title",
     "prepare_documents",
+    "ranking_score",
     "recency_boost",
     "score_candidates",
     "slot_penalty",

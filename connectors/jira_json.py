@@ -135,10 +135,6 @@ def link_kind_from_text(text: str) -> LinkKind:
     return LinkKind.RELATES
 
 
-# Kept under its historical name: Jira timestamps like ``2024-01-02T10:00:00.000+0000``.
-parse_jira_datetime = parse_datetime
-
-
 def body_to_text(value: Any, record: str, field: str) -> str:
     """Plain text of a description-like field: ADF dict (v3) or wiki string (v2)."""
     if value is None:
@@ -340,8 +336,8 @@ def _map_jira_issue(
         labels=tuple(str(label) for label in labels),
         assignee=_name(fields.get("assignee")),
         reporter=_name(fields.get("reporter")),
-        created=parse_jira_datetime(fields.get("created"), key, "created"),
-        updated=parse_jira_datetime(fields.get("updated"), key, "updated"),
+        created=parse_datetime(fields.get("created"), key, "created"),
+        updated=parse_datetime(fields.get("updated"), key, "updated"),
         sprint=current[0] if current else None,
         in_active_sprint=bool(current and current[1] == "active"),
         parent=parent_key,

@@ -7,7 +7,6 @@ with ``` so later stages (duplicate detection) can drop them. Inline markup is r
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Iterable, Mapping
 from html.parser import HTMLParser
@@ -430,8 +429,3 @@ def to_text(body: Any, fmt: str) -> str:
     if fmt == "text":
         return _tidy(str(body))
     raise ValueError(f"unknown text format {fmt!r} (expected adf, wiki, html, markdown or text)")
-
-
-def unescape(text: str) -> str:
-    """Undo HTML entities in text that arrived escaped (CSV exports sometimes carry them)."""
-    return html.unescape(text)

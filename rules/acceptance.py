@@ -172,8 +172,10 @@ def _abbreviation_start(text: str, match: re.Match[str]) -> int | None:
     return None
 
 
-def has_gherkin(text: str, lower: str) -> bool:
-    """Given ... When ... Then, in that order, within one scenario (a sentence end or blank line resets)."""
+def has_gherkin(lower: str) -> bool:
+    """Given ... When ... Then, in that order, within one scenario (a sentence end or blank line resets).
+
+    Takes the lower-cased text, which the caller has already made."""
     state = 0
     for token in _GWT_TOKENS.finditer(lower):
         word = token.group()
@@ -206,7 +208,7 @@ def find_acceptance_criteria(text: str) -> str | None:
             start = _abbreviation_start(text, match)
             if start is not None and _section_has_content(text, start):
                 return "label"
-    if "given" in lower and "then" in lower and has_gherkin(text, lower):
+    if "given" in lower and "then" in lower and has_gherkin(lower):
         return "gherkin"
     return None
 

@@ -66,6 +66,18 @@ def _measure(site: Site, fn: Callable[[], int]) -> tuple[int, int, int, float, f
     return count, search, len(new) - search, seconds, peak
 
 
+def _change_100(site: Site, connector: JiraConnector) -> Callable[[], int]:
+    """A measured step: edit SHOP-1..100 now, then sync incrementally; returns how many issues came back."""
+
+    def step() -> int:
+        now = datetime.now(UTC)
+        for number in range(1, 101):
+            site.touch(f"SHOP-{number}", now, summary=f"Changed {number}")
+        return len(connector.fetch("SHOP", None).issues)
+
+    return step
+
+
 def _source(site: Site) -> JiraSourceConfig:
     values: dict[str, Any] = {"kind": "jira", "url": site.url, "token_env": TOKEN_ENV}
     if site.cloud:
@@ -99,13 +111,7 @@ def run(issues: int) -> list[Row]:
             )
         )
 
-        def incremental() -> int:
-            now = datetime.now(UTC)
-            for number in range(1, 101):
-                cloud.touch(f"SHOP-{number}", now, summary=f"Changed {number}")
-            return len(warm.fetch("SHOP", None).issues)
-
-        rows.append(Row("refinebot incremental, 100 changed", *_measure(cloud, incremental)))
+        rows.append(Row("refinebot incremental, 100 changed", *_measure(cloud, _change_100(cloud, warm))))
         batches = itertools.count()
 
         def incremental_with_leavers() -> int:
@@ -173,12 +179,7 @@ def run(issues: int) -> list[Row]:
         warm_dc = JiraConnector(_source(dc), name="bench-dc", state=JiraSyncState(), progress=False)
         warm_dc.fetch("SHOP", None)
 
-        def incremental_dc() -> int:
-            now = datetime.now(UTC)
-            for number in range(1, 101):
-                dc.touch(f"SHOP-{number}", now, summary=f"Changed {number}")
-            return len(warm_dc.fetch("SHOP", None).issues)
-
+        incremental_dc = _change_100(dc, warm_dc)
         rows.append(Row("refinebot incremental (Data Center), 100 chg", *_measure(dc, incremental_dc)))
         for number in range(1, 3001):  # another project on the same server, as busy as can be
             make_issue(dc, number, project="OTHER", project_name="Other")
@@ -205,14 +206,11 @@ def run(issues: int) -> list[Row]:
         )
         warm_blocked.fetch("SHOP", None)
 
-        def incremental_blocked() -> int:
-            now = datetime.now(UTC)
-            for number in range(1, 101):
-                blocked.touch(f"SHOP-{number}", now, summary=f"Changed {number}")
-            return len(warm_blocked.fetch("SHOP", None).issues)
-
         rows.append(
-            Row("refinebot incremental, 350 outside blockers", *_measure(blocked, incremental_blocked))
+            Row(
+                "refinebot incremental, 350 outside blockers",
+                *_measure(blocked, _change_100(blocked, warm_blocked)),
+            )
         )
     finally:
         server.stop()

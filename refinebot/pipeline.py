@@ -6,11 +6,11 @@ One failing project is reported in its result and the others still run.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from connectors.base import Connector, ConnectorError
+from connectors.base import ConnectorError
 from refinebot.config import LoadedConfig
 from refinebot.models import Finding, Issue
 from refinebot.readiness import ReadinessSummary, summarize
@@ -64,9 +64,6 @@ def evaluate(issues: Sequence[Issue], rules: Iterable[Rule], ctx: RuleContext) -
     return findings
 
 
-ConnectorFactory = Callable[[LoadedConfig, str], Connector]
-
-
 def run_project(
     loaded: LoadedConfig,
     project: str,
@@ -74,14 +71,13 @@ def run_project(
     registry: RuleRegistry | None = None,
     now: datetime | None = None,
     full: bool = False,
-    connector_factory: ConnectorFactory = connector_for,
 ) -> ProjectResult:
     """Fetch one project's backlog and evaluate its rules; failures become the result's ``error``."""
     registry = registry or default_registry()
     settings = loaded.config.projects[project]
     now = now or datetime.now(UTC)
     try:
-        connector = connector_factory(loaded, settings.source)
+        connector = connector_for(loaded, settings.source)
         fetched = connector.fetch(project, settings.query, full=full)
     except ConnectorError as exc:
         logger.error("project %s: %s", project, exc)

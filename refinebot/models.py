@@ -192,9 +192,17 @@ class Finding:
     severity: Severity
     message: str
     details: Mapping[str, Any] = field(default_factory=dict)
+    # A stable fingerprint of what the finding is about beyond its issue and rule (the sorted pair of
+    # keys for a duplicate); empty for issue-level rules. Part of the identity, not of the JSON contract.
+    subject: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "details", _freeze(self.details))
+
+    @property
+    def identity(self) -> tuple[str, str, str, str]:
+        """What makes two runs' findings the same finding: project, issue, rule and subject."""
+        return (self.project, self.issue, self.rule, self.subject)
 
     def to_json(self) -> dict[str, Any]:
         """The public JSON shape: exactly project, issue, rule, code, severity, message, details."""

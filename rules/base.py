@@ -120,8 +120,10 @@ class Rule:
         lines = (cls.__doc__ or "").strip().splitlines()[1:]
         return "\n".join(line.strip() for line in lines).strip()
 
-    def finding(self, ctx: RuleContext, issue: Issue, message: str, **details: Any) -> Finding:
-        """A finding of this rule on ``issue``."""
+    def finding(
+        self, ctx: RuleContext, issue: Issue, message: str, *, subject: str = "", **details: Any
+    ) -> Finding:
+        """A finding of this rule on ``issue``; ``subject`` fingerprints what else it is about (a pair)."""
         return Finding(
             project=ctx.project,
             issue=issue.key,
@@ -130,6 +132,7 @@ class Rule:
             severity=self.severity,
             message=message,
             details=details,
+            subject=subject,
         )
 
 

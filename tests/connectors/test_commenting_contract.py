@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from connectors.base import ConnectorError
-
 from refinebot.document import Document, Link, bullets, heading, paragraph
 from tests.connectors.azure_devops.harness import ado_harness
 from tests.connectors.harness import CommentingHarness

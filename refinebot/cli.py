@@ -20,9 +20,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from connectors.base import MemorySyncStateStore
 from refinebot.config import DEFAULT_CONFIG_PATH, ConfigError, LoadedConfig, load_config
 from refinebot.models import Finding, Issue, Severity
 from refinebot.pipeline import ProjectResult, run
+from refinebot.terminal import TerminalProgress
 from rules.registry import RegistryError, RuleRegistry, default_registry
 
 app = typer.Typer(
@@ -147,6 +149,9 @@ def _print_project(result: ProjectResult) -> None:
 
 
 def _report_failures(results: Sequence[ProjectResult]) -> int:
+    for result in results:
+        for failure in result.rule_failures:
+            err.print(Text.assemble((f"project {result.project}: ", "yellow"), failure.describe()))
     failed = [r for r in results if not r.ok]
     for result in failed:
         err.print(Text.assemble((f"project {result.project} failed: ", "bold red"), result.error or ""))
@@ -177,7 +182,16 @@ def scan(
         known = ", ".join(loaded.config.projects) or "none"
         _error(f"unknown project(s) {', '.join(unknown)} (configured: {known})")
         raise typer.Exit(1)
-    results = run(loaded, project or None, registry=registry, now=_parse_now(now), full=full)
+    with TerminalProgress() as progress:
+        results = run(
+            loaded,
+            project or None,
+            registry=registry,
+            now=_parse_now(now),
+            full=full,
+            state=MemorySyncStateStore(),
+            progress=progress,
+        )
     _print_results(results, fmt)
     code = _report_failures(results)
     if code == 0 and fail_on is not None:

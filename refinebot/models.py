@@ -177,6 +177,11 @@ def rank_from_number(value: float) -> str:
     return f"{bits:016x}"
 
 
+def pair_subject(first: str, second: str) -> str:
+    """The subject of a finding about a pair of issues: both keys, sorted, joined by ``|``."""
+    return "|".join(sorted((first, second)))
+
+
 def _freeze(details: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(details))
 

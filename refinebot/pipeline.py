@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from connectors.base import ConnectorError
+from connectors.base import ConnectorError, ProgressCallback, SyncStateStore, no_progress
 from refinebot.config import LoadedConfig
 from refinebot.models import Finding, Issue
 from refinebot.readiness import ReadinessSummary, summarize
@@ -19,6 +19,22 @@ from rules.base import BacklogRule, IssueRule, Rule, RuleContext, RuleOptions
 from rules.registry import RuleRegistry, default_registry
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleFailure:
+    """A rule that raised: which rule, on which issue (None for a backlog rule), and the error."""
+
+    rule: str
+    issue: str | None
+    error: str
+    count: int = 1  # issues it failed on (an issue rule keeps running on the others)
+
+    def describe(self) -> str:
+        """One line for a person: ``rule missing-x crashed on PAY-7 (and 3 more): ValueError: ...``."""
+        where = f" on {self.issue}" if self.issue else ""
+        more = f" (and {self.count - 1} more)" if self.count > 1 else ""
+        return f"rule {self.rule} crashed{where}{more}: {self.error}; its other findings are kept"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +47,7 @@ class ProjectResult:
     summary: ReadinessSummary | None = None
     error: str | None = None
     skipped: Sequence[str] = field(default_factory=tuple)
+    rule_failures: Sequence[RuleFailure] = ()
 
     @property
     def ok(self) -> bool:
@@ -48,20 +65,53 @@ def build_rules(registry: RuleRegistry, options: Mapping[str, RuleOptions]) -> l
     return rules
 
 
-def evaluate(issues: Sequence[Issue], rules: Iterable[Rule], ctx: RuleContext) -> list[Finding]:
-    """Run every rule; issue-level rules see open items they apply to, backlog rules see everything."""
+def evaluate(
+    issues: Sequence[Issue],
+    rules: Iterable[Rule],
+    ctx: RuleContext,
+    *,
+    failures: list[RuleFailure] | None = None,
+) -> list[Finding]:
+    """Run every rule; issue-level rules see open items they apply to, backlog rules see everything.
+
+    A rule that raises (a plugin, say) is logged with its name and the issue key, its findings on
+    that issue (or, for a backlog rule, that run) are dropped, and every other finding is kept;
+    the failures are appended to ``failures`` when given.
+    """
     findings: list[Finding] = []
     issue_rules = [r for r in rules if isinstance(r, IssueRule)]
     backlog_rules = [r for r in rules if isinstance(r, BacklogRule)]
+    crashed: dict[str, RuleFailure] = {}
     for issue in issues:
         for rule in issue_rules:
-            if rule.applies_to(issue):
-                findings.extend(rule.check(issue, ctx))
+            try:
+                if rule.applies_to(issue):
+                    findings.extend(list(rule.check(issue, ctx)))
+            except Exception as exc:
+                first = crashed.get(rule.name)
+                if first is None:
+                    logger.exception("project %s: rule %s crashed on %s", ctx.project, rule.name, issue.key)
+                    crashed[rule.name] = RuleFailure(rule.name, issue.key, _error_text(exc))
+                else:
+                    crashed[rule.name] = replace(first, count=first.count + 1)
     for backlog_rule in backlog_rules:
-        findings.extend(backlog_rule.check(issues, ctx))
+        try:
+            findings.extend(list(backlog_rule.check(issues, ctx)))
+        except Exception as exc:
+            logger.exception("project %s: rule %s crashed on the backlog", ctx.project, backlog_rule.name)
+            crashed[backlog_rule.name] = RuleFailure(backlog_rule.name, None, _error_text(exc))
+    for failure in crashed.values():
+        if failure.count > 1:
+            logger.error("project %s: %s", ctx.project, failure.describe())
+    if failures is not None:
+        failures.extend(crashed.values())
     order = {issue.key: index for index, issue in enumerate(issues)}
     findings.sort(key=lambda f: (order.get(f.issue, len(order)), f.code))
     return findings
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]
 
 
 def run_project(
@@ -71,13 +121,15 @@ def run_project(
     registry: RuleRegistry | None = None,
     now: datetime | None = None,
     full: bool = False,
+    state: SyncStateStore | None = None,
+    progress: ProgressCallback = no_progress,
 ) -> ProjectResult:
     """Fetch one project's backlog and evaluate its rules; failures become the result's ``error``."""
     registry = registry or default_registry()
     settings = loaded.config.projects[project]
     now = now or datetime.now(UTC)
     try:
-        connector = connector_for(loaded, settings.source)
+        connector = connector_for(loaded, settings.source, state=state, progress=progress)
         fetched = connector.fetch(project, settings.query, full=full)
     except ConnectorError as exc:
         logger.error("project %s: %s", project, exc)
@@ -85,7 +137,8 @@ def run_project(
     for skipped in fetched.skipped:
         logger.warning("project %s: skipped %s: %s", project, skipped.key, skipped.reason)
     rules = build_rules(registry, loaded.rule_options.get(project, {}))
-    findings = evaluate(fetched.issues, rules, RuleContext(project=project, now=now))
+    failures: list[RuleFailure] = []
+    findings = evaluate(fetched.issues, rules, RuleContext(project=project, now=now), failures=failures)
     summary = summarize(fetched.issues, findings, top_n=settings.ready_top_n)
     return ProjectResult(
         project=project,
@@ -93,6 +146,7 @@ def run_project(
         findings=findings,
         summary=summary,
         skipped=tuple(f"{s.key}: {s.reason}" for s in fetched.skipped),
+        rule_failures=tuple(failures),
     )
 
 
@@ -103,13 +157,19 @@ def run(
     registry: RuleRegistry | None = None,
     now: datetime | None = None,
     full: bool = False,
+    state: SyncStateStore | None = None,
+    progress: ProgressCallback = no_progress,
 ) -> list[ProjectResult]:
     """Run every selected project (all configured ones by default); one failure never stops the rest."""
     selected = list(projects) if projects else list(loaded.config.projects)
     results = []
     for project in selected:
         try:
-            results.append(run_project(loaded, project, registry=registry, now=now, full=full))
+            results.append(
+                run_project(
+                    loaded, project, registry=registry, now=now, full=full, state=state, progress=progress
+                )
+            )
         except Exception as exc:  # one project's bug must not take the others down
             logger.exception("project %s failed", project)
             results.append(ProjectResult(project=project, error=f"{type(exc).__name__}: {exc}"))

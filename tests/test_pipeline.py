@@ -1,0 +1,77 @@
+"""The pipeline keeps going when a rule crashes: the crash is named, every other finding is kept."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+
+import pytest
+
+from refinebot.cli import demo_config_path
+from refinebot.config import load_config
+from refinebot.models import Finding, Issue, IssueType, SourceKind
+from refinebot.pipeline import RuleFailure, build_rules, evaluate, run_project
+from rules.base import BacklogRule, IssueRule, RuleContext
+from rules.registry import RuleRegistry, default_registry
+
+NOW = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+class CrashOnSecond(IssueRule):
+    """Flags every story, but crashes on the item keyed SHOP-2 (a buggy plugin)."""
+
+    code = "RB901"
+    name = "crash-on-second"
+
+    def check(self, issue: Issue, ctx: RuleContext) -> Iterable[Finding]:
+        if issue.key in ("SHOP-2", "SHOP-3"):
+            raise ValueError(f"cannot read {issue.key}")
+        yield self.finding(ctx, issue, "flagged")
+
+
+class CrashingBacklog(BacklogRule):
+    """Always crashes (a buggy backlog plugin)."""
+
+    code = "RB902"
+    name = "crashing-backlog"
+
+    def check(self, issues: Sequence[Issue], ctx: RuleContext) -> Iterable[Finding]:
+        yield self.finding(ctx, issues[0], "half a result that must not be kept")
+        raise RuntimeError("index exploded")
+
+
+def story(key: str) -> Issue:
+    return Issue(key=key, project="SHOP", source_kind=SourceKind.FILE, title=key, type=IssueType.STORY)
+
+
+def test_a_crashing_rule_is_named_and_the_other_findings_are_kept(caplog: pytest.LogCaptureFixture) -> None:
+    issues = [story("SHOP-1"), story("SHOP-2"), story("SHOP-3"), story("SHOP-4")]
+    registry = default_registry()
+    rules = [*build_rules(registry, {}), CrashOnSecond(), CrashingBacklog()]
+    failures: list[RuleFailure] = []
+    with caplog.at_level(logging.ERROR):
+        findings = evaluate(issues, rules, RuleContext(project="SHOP", now=NOW), failures=failures)
+    crash_flags = sorted(f.issue for f in findings if f.rule == "crash-on-second")
+    assert crash_flags == ["SHOP-1", "SHOP-4"]  # the crashing rule still ran on the other issues
+    assert not [f for f in findings if f.rule == "crashing-backlog"]  # no half results
+    assert {f.rule for f in findings} >= {"missing-description", "missing-estimate"}  # built-ins kept
+    by_rule = {f.rule: f for f in failures}
+    assert by_rule["crash-on-second"].issue == "SHOP-2"
+    assert by_rule["crash-on-second"].count == 2
+    assert "ValueError: cannot read SHOP-2" in by_rule["crash-on-second"].describe()
+    assert "(and 1 more)" in by_rule["crash-on-second"].describe()
+    assert by_rule["crashing-backlog"].issue is None
+    assert "crash-on-second crashed on SHOP-2" in caplog.text
+    assert "crashing-backlog crashed on the backlog" in caplog.text
+
+
+def test_run_project_reports_rule_failures_and_keeps_the_project() -> None:
+    registry = RuleRegistry()
+    registry.register_all([*default_registry(), CrashingBacklog])
+    loaded = load_config(demo_config_path(), registry)
+    result = run_project(loaded, "SHOP", registry=registry, now=NOW)
+    assert result.ok
+    assert result.findings
+    assert [f.rule for f in result.rule_failures] == ["crashing-backlog"]
+    assert result.summary is not None

@@ -75,9 +75,14 @@ def _error(message: str) -> None:
     err.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
 
 
-def _load(path: Path, registry: RuleRegistry) -> LoadedConfig:
+def _load(path: Path, registry: RuleRegistry, *, check_env: bool = True) -> LoadedConfig:
+    """The validated config, or every problem printed and exit 1.
+
+    ``check_env=False`` leaves unset token variables and missing source files to the projects that use
+    them: a scan fails those projects only (exit 2), and ``--project OTHER`` is not blocked by them.
+    """
     try:
-        return load_config(path, registry)
+        return load_config(path, registry, check_env=check_env)
     except ConfigError as exc:
         for problem in exc.problems:
             _error(str(problem))
@@ -176,7 +181,7 @@ def scan(
 ) -> None:
     """Fetch configured projects, run the rules and print the findings."""
     registry = _registry()
-    loaded = _load(config, registry)
+    loaded = _load(config, registry, check_env=False)
     unknown = [p for p in project or [] if p not in loaded.config.projects]
     if unknown:
         known = ", ".join(loaded.config.projects) or "none"
@@ -331,4 +336,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=os.environ.get("REFINEBOT_LOG_LEVEL", "WARNING").upper(),
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # The jira package logs a failed request's whole response (a login page, say) at ERROR before
+    # raising; the connector's own error says what matters, once.
+    logging.getLogger("jira").setLevel(logging.CRITICAL)
     app(args=list(argv) if argv is not None else None, prog_name="refinebot")

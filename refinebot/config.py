@@ -305,6 +305,12 @@ def parse_config(
         problems.extend(_validation_problems(file, exc, data))
     problems.extend(_raw_rule_table_problems(file, data, catalog))
     problems.extend(_source_reference_problems(file, data))
+    if not data.get("projects"):
+        problems.append(
+            ConfigProblem(
+                file, "projects", "no projects configured: add a [projects.KEY] table (see config.example.toml)"
+            )
+        )
     if check_env:
         problems.extend(_environment_problems(file, path, data))
     if config is None or problems:

@@ -132,7 +132,8 @@ def run_project(
         connector = connector_for(loaded, settings.source, state=state, progress=progress)
         fetched = connector.fetch(project, settings.query, full=full)
     except ConnectorError as exc:
-        logger.error("project %s: %s", project, exc)
+        # The result carries the error and the caller reports it once (the CLI prints it, serve logs it).
+        logger.info("project %s failed: %s", project, exc)
         return ProjectResult(project=project, error=str(exc))
     for skipped in fetched.skipped:
         logger.warning("project %s: skipped %s: %s", project, skipped.key, skipped.reason)

@@ -194,3 +194,71 @@ def test_brackets_in_user_data_are_printed_not_interpreted(tmp_path: Path) -> No
     result = run_cli(["scan", "-c", str(config)])
     assert result.code == 0, result.stderr
     assert "[dev] [/x] tags" in result.stdout
+
+
+def _config_with_broken_sources(tmp_path: Path) -> Path:
+    demo = ROOT / "refinebot" / "demo" / "backlog.json"
+    config = tmp_path / "refinebot.toml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            [sources.demo]
+            kind = "file"
+            path = "{demo}"
+            [sources.gone]
+            kind = "file"
+            path = "nowhere.json"
+            [sources.jira]
+            kind = "jira"
+            url = "http://127.0.0.1:9"
+            token_env = "REFINEBOT_TEST_UNSET_TOKEN"
+            [projects.SHOP]
+            source = "demo"
+            [projects.GONE]
+            source = "gone"
+            [projects.PAY]
+            source = "jira"
+            """
+        ),
+        encoding="utf-8",
+    )
+    return config
+
+
+def test_a_broken_source_fails_only_its_projects(tmp_path: Path) -> None:
+    config = _config_with_broken_sources(tmp_path)
+    result = run_cli(["scan", "-c", str(config), "--format", "json"], env={"REFINEBOT_TEST_UNSET_TOKEN": ""})
+    assert result.code == 2
+    assert {f["project"] for f in json.loads(result.stdout)} == {"SHOP"}
+    assert "project GONE failed:" in result.stderr and "nowhere.json" in result.stderr
+    assert "project PAY failed:" in result.stderr and "REFINEBOT_TEST_UNSET_TOKEN is not set" in result.stderr
+    # Each failure once: no log line repeating what the CLI prints.
+    assert result.stderr.count("nowhere.json") == 1
+    assert result.stderr.count("REFINEBOT_TEST_UNSET_TOKEN is not set") == 1
+
+
+def test_a_broken_source_does_not_block_another_project(tmp_path: Path) -> None:
+    config = _config_with_broken_sources(tmp_path)
+    result = run_cli(["scan", "-c", str(config), "-p", "SHOP", "--format", "json"])
+    assert result.code == 0, result.stderr
+    assert json.loads(result.stdout)
+
+
+def test_config_check_still_reports_every_source_problem(tmp_path: Path) -> None:
+    config = _config_with_broken_sources(tmp_path)
+    result = run_cli(["config", "check", "-c", str(config)])
+    assert result.code == 1
+    assert f"{config}: sources.gone.path: file not found" in result.stderr
+    assert (
+        f"{config}: sources.jira.token_env: environment variable REFINEBOT_TEST_UNSET_TOKEN is not set"
+        in result.stderr
+    )
+
+
+def test_a_config_without_projects_is_an_error(tmp_path: Path) -> None:
+    config = tmp_path / "refinebot.toml"
+    config.write_text('[sources.demo]\nkind = "file"\npath = "x.json"\n')
+    for args in (["scan", "-c", str(config)], ["config", "check", "-c", str(config)]):
+        result = run_cli(args)
+        assert result.code == 1
+        assert f"{config}: projects: no projects configured" in result.stderr

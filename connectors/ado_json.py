@@ -137,7 +137,8 @@ def _map_work_item(
         raise MappingError(key, "fields", "missing")
     title = fields.get("System.Title")
     if not isinstance(title, str):
-        raise MappingError(key, "System.Title", "missing")
+        reason = "missing" if title is None else f"not a string (got {type(title).__name__})"
+        raise MappingError(key, "System.Title", reason)
     raw_type = str(fields.get("System.WorkItemType") or "")
     state = str(fields.get("System.State") or "")
     tags = tuple(t.strip() for t in str(fields.get("System.Tags") or "").split(";") if t.strip())

@@ -6,13 +6,14 @@ import csv
 import io
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
 from connectors.ado_json import map_work_item
-from connectors.base import ConnectorError, FetchCounters, FetchResult
+from connectors.base import ConnectorError, FetchCounters, FetchResult, SkippedItem
 from connectors.field_values import parse_number
 from connectors.jira_json import (
     JiraFieldMap,
@@ -69,13 +70,17 @@ class FileConnector:
         A file whose items carry no project is read whole; a file of other projects only is an error, so a
         typo in the project key cannot report another team's backlog under this one's name.
         """
-        issues = read_backlog_file(self.path, self.source, tz=self.tz)
+        backlog = read_backlog(self.path, self.source, tz=self.tz)
+        issues = backlog.issues
         if query:
             logger.info("%s: file sources ignore the query; the file's items are used", project)
         projects = {issue.project for issue in issues if issue.project}
         if not projects:
             return FetchResult(
-                issues=issues, synced_at=datetime.now(UTC), counters=FetchCounters(fetched=len(issues))
+                issues=issues,
+                skipped=backlog.skipped,
+                synced_at=datetime.now(UTC),
+                counters=FetchCounters(fetched=len(issues)),
             )
         wanted = project.casefold()
         mine = [issue for issue in issues if issue.project.casefold() == wanted]
@@ -85,36 +90,70 @@ class FileConnector:
                 f"{', '.join(sorted(projects)[:10])} (use one of these as the project key)"
             )
         return FetchResult(
-            issues=mine, synced_at=datetime.now(UTC), counters=FetchCounters(fetched=len(mine))
+            issues=mine,
+            skipped=backlog.skipped,
+            synced_at=datetime.now(UTC),
+            counters=FetchCounters(fetched=len(mine)),
         )
 
 
-def read_backlog_file(path: Path, source: FileSourceConfig | None = None, *, tz: tzinfo = UTC) -> list[Issue]:
+@dataclass(frozen=True, slots=True)
+class FileBacklog:
+    """What a file held: the items read and the records (or rows) skipped, each with file, record, field, reason."""
+
+    issues: list[Issue]
+    skipped: tuple[SkippedItem, ...] = ()
+
+
+MAX_LISTED_PROBLEMS = 10  # in the error of a file nothing could be read from
+
+
+def read_backlog(path: Path, source: FileSourceConfig | None = None, *, tz: tzinfo = UTC) -> FileBacklog:
     """Issues from a Jira CSV export, a Jira search response (one page or a list of pages) or ADO JSON.
 
-    CSV dates carry no zone and are read in ``tz`` (the config's ``timezone``). An item that appears twice
-    (overlapping pages) is kept once, as last seen.
+    A record or row that cannot be mapped is skipped, like a live connector skips a malformed issue,
+    and every one is listed in ``skipped``; only a file that cannot be read at all, or of which no
+    record could be read, raises ``ConnectorError``. CSV dates carry no zone and are read in ``tz``
+    (the config's ``timezone``). An item that appears twice (overlapping pages) is kept once, as last seen.
     """
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise ConnectorError(f"{path}: cannot read: {exc.strerror}") from None
+    problems: list[SkippedItem] = []
     if path.suffix.lower() == ".csv":
-        return _unique(_read_jira_csv(path, raw, tz))
-    try:
-        data = json.loads(raw.decode("utf-8-sig"))
-    except UnicodeDecodeError:
-        raise ConnectorError(f"{path}: not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise ConnectorError(
-            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
-        ) from None
-    try:
-        return _unique(_read_json(data, source))
-    except MappingError as exc:
-        raise ConnectorError(f"{path}: record {exc.record}: field {exc.field!r}: {exc.reason}") from None
-    except ValueError as exc:
-        raise ConnectorError(f"{path}: {exc}") from None
+        issues = _read_jira_csv(path, raw, tz, problems)
+    else:
+        try:
+            data = json.loads(raw.decode("utf-8-sig"))
+        except UnicodeDecodeError:
+            raise ConnectorError(f"{path}: not UTF-8 text") from None
+        except json.JSONDecodeError as exc:
+            raise ConnectorError(
+                f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
+            ) from None
+        try:
+            issues = _read_json(path, data, source, problems)
+        except ValueError as exc:
+            raise ConnectorError(f"{path}: {exc}") from None
+    if not issues and problems:
+        listed = "; ".join(f"{p.key}: {p.reason}" for p in problems[:MAX_LISTED_PROBLEMS])
+        if len(problems) == 1:
+            raise ConnectorError(listed)
+        more = (
+            f" (and {len(problems) - MAX_LISTED_PROBLEMS} more)"
+            if len(problems) > MAX_LISTED_PROBLEMS
+            else ""
+        )
+        raise ConnectorError(f"{path}: no record could be read ({len(problems)} problems): {listed}{more}")
+    for problem in problems:
+        logger.info("skipping %s: %s", problem.key, problem.reason)
+    return FileBacklog(_unique(issues), tuple(problems))
+
+
+def read_backlog_file(path: Path, source: FileSourceConfig | None = None, *, tz: tzinfo = UTC) -> list[Issue]:
+    """The issues ``read_backlog`` reads (skipped records are logged, not returned)."""
+    return read_backlog(path, source, tz=tz).issues
 
 
 def _unique(issues: list[Issue]) -> list[Issue]:
@@ -125,7 +164,9 @@ def _unique(issues: list[Issue]) -> list[Issue]:
     return list(by_key.values())
 
 
-def _read_json(data: Any, source: FileSourceConfig | None) -> list[Issue]:
+def _read_json(
+    path: Path, data: Any, source: FileSourceConfig | None, problems: list[SkippedItem]
+) -> list[Issue]:
     pages: Sequence[Any] | None = None
     if isinstance(data, Mapping) and "issues" in data:
         pages = [data]
@@ -143,10 +184,7 @@ def _read_json(data: Any, source: FileSourceConfig | None) -> list[Issue]:
             }
         field_map = JiraFieldMap.from_names(names, overrides)
         site = source.url if source is not None else None
-        return [
-            _with_index(lambda item: map_jira_issue(item, field_map, site=site), item, index)
-            for index, item in enumerate(raw_issues)
-        ]
+        return _map_each(path, raw_issues, lambda item: map_jira_issue(item, field_map, site=site), problems)
     items: Any = None
     if isinstance(data, Mapping) and isinstance(data.get("value"), list):
         items = data["value"]
@@ -159,10 +197,7 @@ def _read_json(data: Any, source: FileSourceConfig | None) -> list[Issue]:
             )
             for i in items
         }
-        return [
-            _with_index(lambda item: map_work_item(item, target_categories=states), item, index)
-            for index, item in enumerate(items)
-        ]
+        return _map_each(path, items, lambda item: map_work_item(item, target_categories=states), problems)
     if isinstance(data, Mapping) and "workItems" in data:
         raise ValueError("this is a WIQL result (ids only); export the work items themselves (with fields)")
     raise ValueError(
@@ -171,26 +206,33 @@ def _read_json(data: Any, source: FileSourceConfig | None) -> list[Issue]:
     )
 
 
-def _with_index(mapper: Any, item: Any, index: int) -> Issue:
-    try:
-        issue: Issue = mapper(item)
-    except MappingError as exc:
-        if exc.record.startswith("<"):
-            raise MappingError(f"#{index + 1}", exc.field, exc.reason) from None
-        raise
-    return issue
+def _map_each(
+    path: Path, items: Sequence[Any], mapper: Callable[[Any], Issue], problems: list[SkippedItem]
+) -> list[Issue]:
+    """Map every record; one that fails is recorded in ``problems`` (by key, else by position) and skipped."""
+    issues: list[Issue] = []
+    for index, item in enumerate(items):
+        try:
+            issues.append(mapper(item))
+        except MappingError as exc:
+            record = f"#{index + 1}" if exc.record.startswith("<") else exc.record
+            problems.append(SkippedItem(f"{path}: record {record}", f"field {exc.field!r}: {exc.reason}"))
+    return issues
 
 
 # --- Jira CSV export -----------------------------------------------------------------------------
 
 
-def _read_jira_csv(path: Path, raw: bytes, tz: tzinfo) -> list[Issue]:
+def _read_jira_csv(path: Path, raw: bytes, tz: tzinfo, problems: list[SkippedItem]) -> list[Issue]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ConnectorError(f"{path}: not UTF-8 text (export the CSV as UTF-8)") from None
     # newline="" lets the csv module own line endings: quoted cells keep their newlines, and U+2028 or form
     # feeds inside cells are not taken for row ends (str.splitlines would).
+    # The csv module refuses cells over 128 KiB by default (a long description, a pasted log); no cell
+    # can be longer than the file, so that is the limit (a process-wide setting, only ever raised).
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
     rows = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(rows)
@@ -209,15 +251,18 @@ def _read_jira_csv(path: Path, raw: bytes, tz: tzinfo) -> list[Issue]:
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(columns):
-            raise ConnectorError(
-                f"{path}: row {line_no}: has {len(row)} cells but the header has {len(columns)}"
+            problems.append(
+                SkippedItem(
+                    f"{path}: row {line_no}", f"has {len(row)} cells but the header has {len(columns)}"
+                )
             )
+            continue
         try:
             issues.append(_map_csv_row(columns, row, tz))
         except MappingError as exc:
-            raise ConnectorError(
-                f"{path}: row {line_no} ({exc.record}): field {exc.field!r}: {exc.reason}"
-            ) from None
+            problems.append(
+                SkippedItem(f"{path}: row {line_no} ({exc.record})", f"field {exc.field!r}: {exc.reason}")
+            )
     return issues
 
 

@@ -293,7 +293,8 @@ def _map_jira_issue(
         raise MappingError(key, "fields", "missing (was the search made without a fields list?)")
     title = fields.get("summary")
     if not isinstance(title, str):
-        raise MappingError(key, "summary", "missing")
+        reason = "missing" if title is None else f"not a string (got {type(title).__name__})"
+        raise MappingError(key, "summary", reason)
 
     status = _obj(fields.get("status"), key, "status")
     category = StatusCategory.from_jira_key(

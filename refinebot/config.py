@@ -308,7 +308,9 @@ def parse_config(
     if not data.get("projects"):
         problems.append(
             ConfigProblem(
-                file, "projects", "no projects configured: add a [projects.KEY] table (see config.example.toml)"
+                file,
+                "projects",
+                "no projects configured: add a [projects.KEY] table (see config.example.toml)",
             )
         )
     if check_env:

@@ -136,7 +136,7 @@ def run_project(
         logger.info("project %s failed: %s", project, exc)
         return ProjectResult(project=project, error=str(exc))
     for skipped in fetched.skipped:
-        logger.warning("project %s: skipped %s: %s", project, skipped.key, skipped.reason)
+        logger.info("project %s: skipped %s: %s", project, skipped.key, skipped.reason)  # the CLI prints them
     rules = build_rules(registry, loaded.rule_options.get(project, {}))
     failures: list[RuleFailure] = []
     findings = evaluate(fetched.issues, rules, RuleContext(project=project, now=now), failures=failures)

@@ -11,12 +11,20 @@ from refinebot.models import Finding, Issue, IssueType, Severity
 BLOCKING_SEVERITIES = frozenset({Severity.ERROR, Severity.WARNING})
 
 
+def key_number_order(key: str) -> tuple[str, int, str]:
+    """Sort key for issue keys by their number: BIG-2 before BIG-10 (Azure DevOps ids are bare numbers)."""
+    prefix, _, number = key.rpartition("-")
+    if number.isdigit():
+        return (prefix, int(number), "")
+    return (key, -1, key) if not key.isdigit() else ("", int(key), "")
+
+
 def backlog_order(issues: Iterable[Issue]) -> list[Issue]:
     """Open, non-epic items in backlog order: ranked items first by rank, then unranked by creation."""
 
-    def key(issue: Issue) -> tuple[int, str, str, str]:
-        created = issue.created.isoformat() if issue.created else "9999"
-        return (0 if issue.rank else 1, issue.rank or "", created, issue.key)
+    def key(issue: Issue) -> tuple[int, str, float, tuple[str, int, str]]:
+        created = issue.created.timestamp() if issue.created else float("inf")
+        return (0 if issue.rank else 1, issue.rank or "", created, key_number_order(issue.key))
 
     return sorted((i for i in issues if i.is_open and i.type is not IssueType.EPIC), key=key)
 

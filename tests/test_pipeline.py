@@ -12,6 +12,7 @@ from refinebot.cli import demo_config_path
 from refinebot.config import load_config
 from refinebot.models import Finding, Issue, IssueType, SourceKind
 from refinebot.pipeline import RuleFailure, build_rules, evaluate, run_project
+from refinebot.readiness import backlog_order
 from rules.base import BacklogRule, IssueRule, RuleContext
 from rules.registry import RuleRegistry, default_registry
 
@@ -75,3 +76,8 @@ def test_run_project_reports_rule_failures_and_keeps_the_project() -> None:
     assert result.findings
     assert [f.rule for f in result.rule_failures] == ["crashing-backlog"]
     assert result.summary is not None
+
+
+def test_unranked_items_are_ordered_by_key_number() -> None:
+    issues = [story(f"BIG-{n}") for n in (100, 10, 2, 1)] + [story("12"), story("7")]
+    assert [i.key for i in backlog_order(issues)] == ["7", "12", "BIG-1", "BIG-2", "BIG-10", "BIG-100"]

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from connectors.base import ConnectorError
-from connectors.files import FileConnector, read_backlog_file
+from connectors.files import FileConnector, read_backlog, read_backlog_file
 from refinebot.config import FileSourceConfig
 from refinebot.models import IssueType, Link, LinkKind, StatusCategory, rank_from_number
 
@@ -456,13 +456,55 @@ def test_jira_csv_export_with_repeated_columns(tmp_path: Path) -> None:
 )
 def test_malformed_csv_rows(tmp_path: Path, mutate: Any, message: str) -> None:
     base = ["T", "SHOP-1", "1", "Story", "To Do", "", "", "", "", "", "", "", "", "", "", "", "", ""]
-    rows = [list(base), [*base[:1], "SHOP-2", *base[2:]]]
+    rows = [list(base), [*base[:1], "SHOP-2", *base[2:]], [*base[:1], "SHOP-3", *base[2:]]]
     mutate(rows)
     path = tmp_path / "bad.csv"
     path.write_text(csv_text(CSV_HEADER, rows), encoding="utf-8")
+    backlog = read_backlog(path)
+    assert [f"{s.key}: {s.reason}" for s in backlog.skipped] == [f"{path}: {message}"]
+    assert len(backlog.issues) == 2  # the bad row is skipped, the others are read
+
+
+def test_every_bad_row_is_listed_and_a_file_of_bad_rows_fails(tmp_path: Path) -> None:
+    base = ["T", "SHOP-1", "1", "Story", "To Do", "", "", "x", "", "", "", "", "", "", "", "", "", ""]
+    rows = [[*base[:1], f"SHOP-{n}", *base[2:]] for n in range(1, 4)]
+    path = tmp_path / "all-bad.csv"
+    path.write_text(csv_text(CSV_HEADER, rows), encoding="utf-8")
     with pytest.raises(ConnectorError) as caught:
-        read_backlog_file(path)
-    assert str(caught.value) == f"{path}: {message}"
+        read_backlog(path)
+    assert str(caught.value) == (
+        f"{path}: no record could be read (3 problems): "
+        + "; ".join(
+            f"{path}: row {n + 1} (SHOP-{n}): field 'Story Points': not a number: 'x'" for n in (1, 2, 3)
+        )
+    )
+    rows.append([*base[:1], "SHOP-9", *base[2:7], "3", *base[8:]])
+    path.write_text(csv_text(CSV_HEADER, rows), encoding="utf-8")
+    connector = FileConnector(FileSourceConfig(kind="file", path=path), path)
+    result = connector.fetch("SHOP", None)
+    assert [i.key for i in result.issues] == ["SHOP-9"]
+    assert [s.key for s in result.skipped] == [f"{path}: row {n + 1} (SHOP-{n})" for n in (1, 2, 3)]
+
+
+def test_a_bad_json_record_is_skipped_and_named(tmp_path: Path) -> None:
+    bad = {"key": "A-2", "fields": {"summary": 7}}
+    path = write_json(tmp_path, {"issues": [jira_issue("A-1"), bad, jira_issue("A-3")]})
+    backlog = read_backlog(path)
+    assert [i.key for i in backlog.issues] == ["A-1", "A-3"]
+    assert [f"{s.key}: {s.reason}" for s in backlog.skipped] == [
+        f"{path}: record A-2: field 'summary': not a string (got int)"
+    ]
+
+
+def test_csv_cells_of_any_size(tmp_path: Path) -> None:
+    base = ["T", "SHOP-1", "1", "Story", "To Do", "", "", "", "", "", "", "", "", "", "", "", "", ""]
+    huge = "word " * 60_000  # 300 KB, over the csv module's 128 KiB default field limit
+    row = list(base)
+    row[CSV_HEADER.index("Description")] = huge
+    path = tmp_path / "huge.csv"
+    path.write_text(csv_text(CSV_HEADER, [row]), encoding="utf-8")
+    (issue,) = read_backlog_file(path)
+    assert len(issue.description) > 250_000
 
 
 def test_csv_without_required_columns(tmp_path: Path) -> None:

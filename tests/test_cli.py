@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -34,14 +39,54 @@ DEMO_FINDINGS = [
 ]
 
 
-def test_demo_table_shows_findings_and_readiness() -> None:
+def test_demo_table_leads_with_readiness_then_findings_by_issue() -> None:
     result = run_cli(["demo"])
     assert result.code == 0, result.stderr
-    assert "Project SHOP: findings by issue" in result.stdout
+    lines = result.stdout.splitlines()
+    assert lines[0] == "SHOP readiness: 5 of the top 10 ready (50%); 22 of 38 open items ready overall (58%)"
+    assert lines[1] == "Not ready in the top 10: SHOP-5, SHOP-6, SHOP-7, SHOP-8, SHOP-9"
     assert "Rebuild the whole payment service on the new provider" in result.stdout
-    assert "Estimated at 21 points, over the limit of 8" in result.stdout
-    assert "Readiness SHOP: 22 of 38 open items ready; top 10 by rank: 5 ready" in result.stdout
-    assert "(not ready: SHOP-5, SHOP-6, SHOP-7, SHOP-8, SHOP-9)" in result.stdout
+    assert "Estimated at 21 points, over the limit of 8: split it" in result.stdout
+    # The advice is said once per rule; later findings of the rule keep only what is wrong.
+    assert result.stdout.count("estimate it in refinement") == 1
+    assert "Story has no story-point estimate (as above)" in result.stdout
+    assert result.stdout.index("SHOP-5 ") < result.stdout.index("SHOP-41 ")  # rank order
+
+
+def test_table_limit_and_report_json(tmp_path: Path) -> None:
+    limited = run_cli(["demo", "--limit", "2"])
+    assert limited.code == 0
+    assert "... and 15 more issues with findings: use --format json or --limit 0" in limited.stdout
+    assert "SHOP-7 " not in limited.stdout
+    report = run_cli(["demo", "--format", "report-json"])
+    assert report.code == 0, report.stderr
+    data = json.loads(report.stdout)
+    (project,) = data["projects"]
+    assert project == {
+        "project": "SHOP",
+        "ok": True,
+        "error": None,
+        "issues": 41,
+        "ready": 22,
+        "top_n": 10,
+        "ready_in_top_n": 5,
+        "skipped": [],
+        "rule_failures": [],
+    }
+    first = data["findings"][0]
+    assert first["issue"] == "SHOP-5"
+    assert first["title"] == "Rebuild the whole payment service on the new provider"
+    assert first["url"] == "https://shop-demo.atlassian.net/browse/SHOP-5"
+
+
+def test_report_json_leaves_a_trace_of_failed_projects(tmp_path: Path) -> None:
+    config = _config_with_broken_sources(tmp_path)
+    result = run_cli(["scan", "-c", str(config), "--format", "report-json"])
+    assert result.code == 2
+    projects = {p["project"]: p for p in json.loads(result.stdout)["projects"]}
+    assert projects["SHOP"]["ok"] is True
+    assert projects["GONE"]["ok"] is False and "nowhere.json" in projects["GONE"]["error"]
+    assert projects["PAY"]["issues"] == 0
 
 
 def test_demo_json_exact_findings_and_shape() -> None:
@@ -262,3 +307,80 @@ def test_a_config_without_projects_is_an_error(tmp_path: Path) -> None:
         result = run_cli(args)
         assert result.code == 1
         assert f"{config}: projects: no projects configured" in result.stderr
+
+
+def test_newcomer_basics(tmp_path: Path) -> None:
+    version = run_cli(["--version"])
+    assert version.code == 0 and version.stdout.strip() == "refinebot 0.1.0"
+    short_help = run_cli(["scan", "-h"])
+    assert short_help.code == 0
+    assert "<bool>" not in short_help.stdout and "<list" not in short_help.stdout
+    assert "-p, --project KEY" in short_help.stdout
+    bad_level = run_cli(["rules"], env={"REFINEBOT_LOG_LEVEL": "loud"})
+    assert bad_level.code == 1 and "REFINEBOT_LOG_LEVEL='LOUD' is not a log level" in bad_level.stderr
+    assert "Traceback" not in bad_level.stderr
+    missing = run_cli(["config", "check", "-c", str(tmp_path / "none.toml")], cwd=tmp_path)
+    assert missing.code == 1 and "refinebot config init" in missing.stderr
+    explained = run_cli(["rules", "missing-description"])
+    assert "``" not in explained.stdout
+    assert all(
+        len(line) <= 80
+        for line in run_cli(["rules", "duplicate-candidate"], env={"COLUMNS": "80"}).stdout.splitlines()
+    )
+
+
+def test_config_init_writes_a_starter_that_scans_at_once(tmp_path: Path) -> None:
+    written = run_cli(["config", "init"], cwd=tmp_path)
+    assert written.code == 0, written.stderr
+    config = tmp_path / "refinebot.toml"
+    assert config.read_text(encoding="utf-8").startswith("# refinebot configuration example")
+    again = run_cli(["config", "init"], cwd=tmp_path)
+    assert again.code == 1 and "exists; pass --force" in again.stderr
+    check = run_cli(["config", "check"], cwd=tmp_path)
+    assert check.code == 0, check.stderr
+    assert "(4 sources, projects: SHOP)" in check.stdout
+    scan = run_cli(["scan", "--format", "json", "--now", "2026-11-20"], cwd=tmp_path)
+    assert scan.code == 0, scan.stderr
+    assert json.loads(scan.stdout)
+
+
+def test_one_source_is_singular(tmp_path: Path) -> None:
+    config = tmp_path / "refinebot.toml"
+    demo = ROOT / "refinebot" / "demo" / "backlog.json"
+    config.write_text(f'[sources.demo]\nkind = "file"\npath = "{demo}"\n[projects.SHOP]\nsource = "demo"\n')
+    result = run_cli(["config", "check", "-c", str(config)])
+    assert result.code == 0 and "(1 source, projects: SHOP)" in result.stdout
+
+
+def test_ctrl_c_prints_interrupted(tmp_path: Path) -> None:
+    # A Jira source on a port that accepts the connection and never answers keeps the scan waiting.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(60)
+    port = listener.getsockname()[1]
+    slow = tmp_path / "slow.toml"
+    slow.write_text(
+        f'[sources.j]\nkind = "jira"\nurl = "http://127.0.0.1:{port}"\ntoken_env = "T"\n'
+        f'timeout_seconds = 60\n[projects.P]\nsource = "j"\n'
+    )
+    env = {**os.environ, "T": "secret-token", "COLUMNS": "200"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "refinebot", "scan", "-c", str(slow)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        connection, _ = listener.accept()  # the scan is now waiting on the silent server
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+        connection.close()
+    finally:
+        listener.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().endswith("interrupted")
+    assert "Traceback" not in stderr

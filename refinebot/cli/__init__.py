@@ -1,0 +1,102 @@
+"""The ``refinebot`` command line: the Typer app, its global options (version, verbosity) and the entry point."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Annotated
+
+import typer
+
+from refinebot import __version__
+from refinebot.cli.configuration import config_app
+from refinebot.cli.console import err
+from refinebot.cli.rule_help import rules_command
+from refinebot.cli.scan import DEMO_AS_OF, demo, demo_config_path, scan
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+app = typer.Typer(
+    name="refinebot",
+    help="Keep Jira and Azure DevOps backlogs ready for refinement.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,  # plain Click help: no '<bool>' placeholders, fits 80 columns
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command()(scan)
+app.command()(demo)
+app.command("rules")(rules_command)
+app.add_typer(config_app, name="config")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"refinebot {__version__}")
+        raise typer.Exit()
+
+
+def configure_logging(verbose: int, quiet: bool) -> None:
+    """Log to stderr at ``REFINEBOT_LOG_LEVEL`` (default WARNING), ``-v`` INFO, ``-vv`` DEBUG, ``-q`` ERROR."""
+    raw = os.environ.get("REFINEBOT_LOG_LEVEL", "WARNING").strip().upper()
+    if raw not in LOG_LEVELS:
+        err.print(f"error: REFINEBOT_LOG_LEVEL={raw!r} is not a log level (one of: {', '.join(LOG_LEVELS)})")
+        raise typer.Exit(1)
+    level = logging.getLevelName(raw)
+    if verbose:
+        level = logging.DEBUG if verbose > 1 else logging.INFO
+    if quiet:
+        level = logging.ERROR
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    # The jira package logs a failed request's whole response (a login page, say) at ERROR before
+    # raising; the connector's own error says what matters, once.
+    logging.getLogger("jira").setLevel(logging.CRITICAL)
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", metavar="", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, metavar="", help="More log lines (-vv: debug).")
+    ] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="Only errors.")] = False,
+) -> None:
+    """Keep Jira and Azure DevOps backlogs ready for refinement.
+
+    The log level is also set by REFINEBOT_LOG_LEVEL (DEBUG, INFO, WARNING, ERROR).
+    """
+    configure_logging(verbose, quiet)
+
+
+class Interrupted(BaseException):
+    """Ctrl-C, raised past Click (which would print 'Aborted!') to the entry point."""
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise Interrupted
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point: quiet on a closed pipe (``refinebot demo | head``), 'interrupted' on Ctrl-C."""
+    signal.signal(signal.SIGINT, _interrupt)
+    try:
+        app(args=list(argv) if argv is not None else None, prog_name="refinebot")
+    except Interrupted:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+    except BrokenPipeError:
+        # The reader went away: send nothing more (and no traceback) to the closed pipe.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)
+
+
+__all__ = ["DEMO_AS_OF", "app", "demo_config_path", "main"]

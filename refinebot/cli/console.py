@@ -1,0 +1,68 @@
+"""What every command shares: the two consoles, error lines, the ``--config`` option and loading the config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from refinebot.config import ConfigError, LoadedConfig, load_config
+from rules.registry import RegistryError, RuleRegistry, default_registry
+
+out = Console()
+err = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="REFINEBOT_CONFIG",
+        help="Path to the TOML configuration.",
+        show_default=True,
+        metavar="PATH",
+    ),
+]
+
+
+def error(message: str) -> None:
+    """Print an error line; the message is data (paths, keys, vendor text), never Rich markup."""
+    err.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
+
+
+def plural(count: int, word: str) -> str:
+    """``1 source``, ``2 sources``."""
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def registry() -> RuleRegistry:
+    """The rule registry, or exit 2 when a plugin cannot be registered."""
+    try:
+        return default_registry()
+    except RegistryError as exc:
+        error(str(exc))
+        raise typer.Exit(2) from None
+
+
+def load(path: Path, rules: RuleRegistry, *, check_env: bool = True) -> LoadedConfig:
+    """The validated config, or every problem printed and exit 1.
+
+    ``check_env=False`` leaves unset token variables and missing source files to the projects that use
+    them: a scan fails those projects only (exit 2), and ``--project OTHER`` is not blocked by them.
+    """
+    try:
+        return load_config(path, rules, check_env=check_env)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            error(str(problem))
+        if not path.exists():
+            err.print(
+                Text(
+                    "Create one with 'refinebot config init' (a commented starter), "
+                    "or pass --config PATH (or set REFINEBOT_CONFIG)."
+                )
+            )
+        raise typer.Exit(1) from None

@@ -1,0 +1,112 @@
+"""``refinebot scan`` and ``refinebot demo``: fetch backlogs, run the rules, print the findings."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from connectors.base import MemorySyncStateStore
+from refinebot.cli.console import ConfigOption, error, load, out, registry
+from refinebot.cli.report import OutputFormat, print_results, report_failures, worst_at_least
+from refinebot.config import DEFAULT_CONFIG_PATH
+from refinebot.models import Severity
+from refinebot.pipeline import run
+from refinebot.terminal import TerminalProgress
+
+DEMO_AS_OF = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+FormatOption = Annotated[
+    OutputFormat,
+    typer.Option("--format", "-f", help="table, json (the findings) or report-json (findings and projects)."),
+]
+LimitOption = Annotated[
+    int | None,
+    typer.Option(
+        "--limit",
+        min=0,
+        metavar="N",
+        help="Issues shown per project in the table (0: all; default on a terminal: 50).",
+    ),
+]
+
+
+def parse_now(value: str | None) -> datetime | None:
+    """``--now`` as an aware date-time (UTC when no zone is given)."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"not an ISO date-time: {value!r}", param_hint="--now") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def scan(
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    project: Annotated[
+        list[str] | None,
+        typer.Option("--project", "-p", metavar="KEY", help="Only this project (repeatable)."),
+    ] = None,
+    fmt: FormatOption = OutputFormat.TABLE,
+    limit: LimitOption = None,
+    full: Annotated[
+        bool, typer.Option("--full", metavar="", help="Ignore incremental state; fetch everything.")
+    ] = False,
+    now: Annotated[
+        str | None,
+        typer.Option("--now", metavar="ISO-TIME", help="Evaluate as of this ISO date-time (default: now)."),
+    ] = None,
+    fail_on: Annotated[
+        Severity | None,
+        typer.Option("--fail-on", help="Exit 1 when a finding of this severity or worse exists."),
+    ] = None,
+) -> None:
+    """Fetch configured projects, run the rules and print the findings."""
+    rules = registry()
+    loaded = load(config, rules, check_env=False)
+    unknown = [p for p in project or [] if p not in loaded.config.projects]
+    if unknown:
+        known = ", ".join(loaded.config.projects) or "none"
+        error(f"unknown project(s) {', '.join(unknown)} (configured: {known})")
+        raise typer.Exit(1)
+    with TerminalProgress() as progress:
+        results = run(
+            loaded,
+            project or None,
+            registry=rules,
+            now=parse_now(now),
+            full=full,
+            state=MemorySyncStateStore(),
+            progress=progress,
+        )
+    print_results(results, fmt, limit=limit)
+    code = report_failures(results)
+    if code == 0 and fail_on is not None and worst_at_least(results, fail_on):
+        code = 1
+    raise typer.Exit(code)
+
+
+def demo_config_path() -> Path:
+    """The bundled demo config (its file source points at the bundled demo backlog)."""
+    return Path(str(resources.files("refinebot.demo") / "config.toml"))
+
+
+def demo(fmt: FormatOption = OutputFormat.TABLE, limit: LimitOption = None) -> None:
+    """Run every rule on the bundled demo backlog (no accounts needed)."""
+    started = time.perf_counter()
+    rules = registry()
+    loaded = load(demo_config_path(), rules)
+    results = run(loaded, registry=rules, now=DEMO_AS_OF)
+    print_results(results, fmt, limit=limit)
+    if fmt is OutputFormat.TABLE:
+        out.print(
+            f"[dim]Demo backlog as of {DEMO_AS_OF:%Y-%m-%d}; ran in {time.perf_counter() - started:.2f} s. "
+            "Next: 'refinebot rules NAME' explains a rule; 'refinebot config init' starts your own config.[/]",
+            highlight=False,
+        )
+    raise typer.Exit(report_failures(results))

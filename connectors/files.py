@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.ado_json import map_work_item
-from connectors.base import ConnectorError, FetchResult
+from connectors.base import ConnectorError, FetchCounters, FetchResult
 from connectors.field_values import parse_number
 from connectors.jira_json import (
     JiraFieldMap,
@@ -74,7 +74,9 @@ class FileConnector:
             logger.info("%s: file sources ignore the query; the file's items are used", project)
         projects = {issue.project for issue in issues if issue.project}
         if not projects:
-            return FetchResult(issues=issues, full=True, synced_at=datetime.now(UTC))
+            return FetchResult(
+                issues=issues, synced_at=datetime.now(UTC), counters=FetchCounters(fetched=len(issues))
+            )
         wanted = project.casefold()
         mine = [issue for issue in issues if issue.project.casefold() == wanted]
         if not mine:
@@ -82,7 +84,9 @@ class FileConnector:
                 f"{self.path}: no items of project {project!r}; the file holds "
                 f"{', '.join(sorted(projects)[:10])} (use one of these as the project key)"
             )
-        return FetchResult(issues=mine, full=True, synced_at=datetime.now(UTC))
+        return FetchResult(
+            issues=mine, synced_at=datetime.now(UTC), counters=FetchCounters(fetched=len(mine))
+        )
 
 
 def read_backlog_file(path: Path, source: FileSourceConfig | None = None, *, tz: tzinfo = UTC) -> list[Issue]:

@@ -7,11 +7,12 @@ The real connector and the real ``azure-devops`` SDK over HTTP against the sessi
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from connectors.base import JsonDirSyncStateStore
+from connectors.base import JsonDirSyncStateStore, MemorySyncStateStore
 from refinebot.models import IssueType, StatusCategory
 from tests.connectors.azure_devops.conftest import ConnectorFactory, Sleeps
 from tests.fakes.ado_server import FakeAzureDevOps, of_kind
@@ -121,3 +122,30 @@ def test_configured_fields_are_not_cached_as_the_process(
 
     assert [i.story_points for i in plain.fetch(project, None, full=True).issues] == [3.0]
     assert of_kind(ado.requests_since(mark), "GET", "processconfiguration") == []  # came from the cache
+
+
+def test_the_process_is_kept_in_the_store_for_12_hours(
+    make_connector: ConnectorFactory, ado: FakeAzureDevOps, pat_env: str, unique_name: Callable[[str], str]
+) -> None:
+    project = unique_name("Aged")
+    ado.add_project(project, "Scrum")
+    ado.add_item(project, "pbi", fields={"Microsoft.VSTS.Scheduling.Effort": 5})
+    store = MemorySyncStateStore()
+    make_connector(state=store).fetch(project, None, full=True)
+    (key,) = [k for k in store.keys() if k.endswith(f":process:{project}")]  # noqa: SIM118
+
+    mark = len(ado.requests)
+    fresh = make_connector(state=store).fetch(project, None, full=True)
+    assert fresh.counters.discovery_requests == 0
+    assert of_kind(ado.requests_since(mark), "GET", "processconfiguration") == []
+
+    value = store.load(key)
+    value["saved_at"] = (datetime.now(UTC) - timedelta(hours=13)).isoformat()
+    store.save(key, value)
+    mark = len(ado.requests)
+    aged = make_connector(state=store).fetch(project, None, full=True)
+
+    assert [i.story_points for i in aged.issues] == [5.0]
+    assert len(of_kind(ado.requests_since(mark), "GET", "processconfiguration")) == 1
+    assert aged.counters.discovery_requests == 3  # process + PBI + Bug states
+    assert datetime.fromisoformat(store.load(key)["saved_at"]) > datetime.now(UTC) - timedelta(minutes=1)

@@ -11,9 +11,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from connectors.base import JsonDirSyncStateStore
+from connectors.azure_devops import AzureDevOpsConnector
+from connectors.base import JsonDirSyncStateStore, MemorySyncStateStore, Progress
+from refinebot.config import AzureDevOpsSourceConfig
 from refinebot.models import LinkKind, StatusCategory
 from tests.connectors.azure_devops.conftest import ConnectorFactory, Sleeps
+from tests.connectors.azure_devops.fake_org import TOKEN_ENV
 from tests.fakes.ado_server import FakeAzureDevOps, of_kind
 
 DEP_REVERSE = "System.LinkTypes.Dependency-Reverse"
@@ -171,6 +174,9 @@ def test_incremental_sync_reads_only_changes_and_survives_a_restart(
 
     sent = ado.requests_since(mark)
     assert len(sent) <= 3, [(r.method, r.path) for r in sent]
+    assert result.counters.requests == len(sent)
+    assert result.counters.discovery_requests == 0  # the process came from the store too
+    assert result.counters.search_requests == len(sent)
     assert result.incremental is True
     assert result.counters.fetched == 102
     keys = {i.key: i for i in result.issues}
@@ -271,3 +277,59 @@ def test_markdown_fields_keep_their_structure(
         issue.description == "Intro\n\nAcceptance criteria\n\n- Given a cart, when I export, then I get a CSV"
     )
     assert issue.acceptance_criteria == "- HTML still"
+
+
+def test_counters_and_progress_of_a_cold_full_fetch(
+    make_connector: ConnectorFactory, ado: FakeAzureDevOps, pat_env: str, unique_name: Callable[[str], str]
+) -> None:
+    project = unique_name("Counted")
+    ado.add_project(project)
+    for n in range(450):
+        ado.add_item(project, f"Story {n}")
+    events: list[Progress] = []
+    source = AzureDevOpsSourceConfig(kind="azure_devops", url=ado.url, token_env=TOKEN_ENV)
+    connector = AzureDevOpsConnector(source, progress=events.append)
+    mark = len(ado.requests)
+
+    result = connector.fetch(project, None)
+
+    sent = ado.requests_since(mark)
+    discovery = [r for r in sent if "processconfiguration" in r.path or r.path.endswith("/states")]
+    search = of_kind(sent, "POST", "/wiql") + of_kind(sent, "POST", "workItemsBatch")
+    assert result.counters.discovery_requests == len(discovery) == 3  # process + User Story + Bug states
+    assert result.counters.search_requests == len(search) == 1 + 3
+    assert result.counters.requests == len(discovery) + len(search)
+    assert result.counters.fetched == 450
+    assert not result.incremental
+    batches = [e for e in events if not e.finished]
+    assert [(e.label, e.done, e.total) for e in batches] == [
+        ("work items", 200, 450),
+        ("work items", 400, 450),
+        ("work items", 450, 450),
+    ]
+    assert events[-1].finished
+
+
+def test_the_snapshot_is_raw_vendor_json_under_namespaced_keys(
+    make_connector: ConnectorFactory, ado: FakeAzureDevOps, pat_env: str, unique_name: Callable[[str], str]
+) -> None:
+    project = unique_name("Raw")
+    ado.add_project(project)
+    item = ado.add_item(project, "Raw item")
+    store = MemorySyncStateStore()
+    make_connector(state=store).fetch(project, None)
+
+    prefix = f"ado:ado-test:{ado.url}:"
+    assert store.keys() and all(key.startswith(prefix) for key in store.keys())  # noqa: SIM118
+    (sync_key,) = [key for key in store.keys() if ":sync:" in key]  # noqa: SIM118
+    snapshot = store.load(sync_key)
+    assert set(snapshot) == {"synced_at", "full_synced_at", "items", "targets"}
+    raw = snapshot["items"][str(item)]
+    assert raw["fields"]["System.Title"] == "Raw item"  # what the service answered, not an Issue
+    assert raw["url"].endswith(f"/_apis/wit/workItems/{item}")
+    # A mapping change applies without a new read: the next fetch maps the snapshot again.
+    again = make_connector(state=store)
+    mark = len(ado.requests)
+    assert [i.title for i in again.fetch(project, None).issues] == ["Raw item"]
+    assert again.fetch(project, None).incremental
+    assert of_kind(ado.requests_since(mark), "POST", "workItemsBatch") == []

@@ -11,6 +11,7 @@ become spaces, so no line of user text can start a block. In HTML, text is ``htm
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from html import escape
 from urllib.parse import quote
 
@@ -55,20 +56,15 @@ def _markdown_inline(inline: Inline) -> str:
     return f"[{markdown_escape(inline.text)}]({quote(inline.url, safe=_URL_SAFE)})"
 
 
-def _markdown_run(run: tuple[Inline, ...]) -> str:
-    return "".join(_markdown_inline(inline) for inline in run)
-
-
 def render_markdown(document: Document) -> str:
     """The document as Azure DevOps Markdown (blocks separated by blank lines)."""
-    blocks: list[str] = []
-    for block in document.blocks:
-        if isinstance(block, Heading):
-            blocks.append(f"{'#' * block.level} {_markdown_run(block.inlines)}")
-        elif isinstance(block, Paragraph):
-            blocks.append(_markdown_run(block.inlines))
-        elif isinstance(block, BulletList):
-            blocks.append("\n".join(f"- {_markdown_run(item)}" for item in block.items))
+    blocks = _blocks(
+        document,
+        _markdown_inline,
+        heading=lambda level, text: f"{'#' * level} {text}",
+        paragraph=lambda text: text,
+        bullet_list=lambda items: "\n".join(f"- {item}" for item in items),
+    )
     return "\n\n".join(text for text in blocks if text.strip())
 
 
@@ -83,21 +79,40 @@ def _html_inline(inline: Inline) -> str:
     return f'<a href="{escape(inline.url)}">{escape(inline.text)}</a>'
 
 
-def _html_run(run: tuple[Inline, ...]) -> str:
-    return "".join(_html_inline(inline) for inline in run)
-
-
 def render_html(document: Document) -> str:
     """The document as an HTML fragment (for servers that take no ``format=markdown``)."""
-    parts: list[str] = []
+    blocks = _blocks(
+        document,
+        _html_inline,
+        heading=lambda level, text: f"<h{level}>{text}</h{level}>",
+        paragraph=lambda text: f"<p>{text}</p>",
+        bullet_list=lambda items: "<ul>" + "".join(f"<li>{item}</li>" for item in items) + "</ul>",
+    )
+    return "".join(blocks)
+
+
+def _blocks(
+    document: Document,
+    inline: Callable[[Inline], str],
+    *,
+    heading: Callable[[int, str], str],
+    paragraph: Callable[[str], str],
+    bullet_list: Callable[[list[str]], str],
+) -> list[str]:
+    """Each block rendered by the target's functions, inlines joined first (one walk for both targets)."""
+
+    def run(inlines: tuple[Inline, ...]) -> str:
+        return "".join(inline(part) for part in inlines)
+
+    out: list[str] = []
     for block in document.blocks:
         if isinstance(block, Heading):
-            parts.append(f"<h{block.level}>{_html_run(block.inlines)}</h{block.level}>")
+            out.append(heading(block.level, run(block.inlines)))
         elif isinstance(block, Paragraph):
-            parts.append(f"<p>{_html_run(block.inlines)}</p>")
+            out.append(paragraph(run(block.inlines)))
         elif isinstance(block, BulletList):
-            parts.append("<ul>" + "".join(f"<li>{_html_run(item)}</li>" for item in block.items) + "</ul>")
-    return "".join(parts)
+            out.append(bullet_list([run(item) for item in block.items]))
+    return out
 
 
 def markdown_comment(document: Document, marker: str) -> str:

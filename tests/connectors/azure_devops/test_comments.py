@@ -8,10 +8,12 @@ these are the Azure DevOps specifics: routes, versions, formats, request counts.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from connectors.azure_devops import AzureDevOpsConnector
 from connectors.base import CommentingConnector, ConnectorError
 from refinebot.document import Document, Strong, bullets, paragraph
 from tests.connectors.azure_devops.conftest import ConnectorFactory, Sleeps
@@ -21,15 +23,33 @@ NOT_READY = Document((paragraph(Strong("Not ready")), bullets(["add acceptance c
 READY = Document((paragraph("Ready now"),))
 
 
-def test_comments_are_added_found_and_updated_in_place(
+@dataclass(frozen=True)
+class Fetched:
+    """A project with one work item, and a connector that has fetched it (so it knows the project)."""
+
+    project: str
+    item: int
+    connector: AzureDevOpsConnector
+
+
+@pytest.fixture
+def fetched(
     make_connector: ConnectorFactory, ado: FakeAzureDevOps, pat_env: str, unique_name: Callable[[str], str]
-) -> None:
+) -> Fetched:
     project = unique_name("Comments")
     ado.add_project(project)
-    item = ado.add_item(project, "Needs comment")
+    item = ado.add_item(project, "Needs a comment")
     connector = make_connector()
-    assert isinstance(connector, CommentingConnector)
     connector.fetch(project, None, full=True)
+    return Fetched(project, item, connector)
+
+
+def test_comments_are_added_found_and_updated_in_place(
+    fetched: Fetched,
+    ado: FakeAzureDevOps,
+) -> None:
+    item, connector = fetched.item, fetched.connector
+    assert isinstance(connector, CommentingConnector)
     mark = len(ado.requests)
 
     assert connector.find_comment(str(item), "readiness") is None
@@ -87,13 +107,10 @@ def test_comment_on_an_item_not_fetched_looks_up_its_project(
 
 
 def test_dropped_connection_after_comment_post_does_not_post_twice(
-    make_connector: ConnectorFactory, ado: FakeAzureDevOps, pat_env: str, unique_name: Callable[[str], str]
+    fetched: Fetched,
+    ado: FakeAzureDevOps,
 ) -> None:
-    project = unique_name("Dropped")
-    ado.add_project(project)
-    item = ado.add_item(project, "Flaky network")
-    connector = make_connector()
-    connector.fetch(project, None, full=True)
+    project, item, connector = fetched.project, fetched.item, fetched.connector
     ado.faults.append(
         Fault(f"/{project}/_apis/wit/workItems/{item}/comments", method="POST", drop_after=True)
     )
@@ -107,17 +124,11 @@ def test_dropped_connection_after_comment_post_does_not_post_twice(
 
 
 def test_comment_post_that_never_arrived_is_retried(
-    make_connector: ConnectorFactory,
+    fetched: Fetched,
     ado: FakeAzureDevOps,
-    pat_env: str,
     sleeps: Sleeps,
-    unique_name: Callable[[str], str],
 ) -> None:
-    project = unique_name("Retried")
-    ado.add_project(project)
-    item = ado.add_item(project, "Busy server")
-    connector = make_connector()
-    connector.fetch(project, None, full=True)
+    project, item, connector = fetched.project, fetched.item, fetched.connector
     ado.faults.append(Fault(f"/{project}/_apis/wit/workItems/{item}/comments", method="POST", status=503))
 
     comment_id = connector.add_comment(str(item), READY, marker="agenda")
@@ -127,13 +138,10 @@ def test_comment_post_that_never_arrived_is_retried(
 
 
 def test_servers_without_markdown_comments_get_escaped_html(
-    make_connector: ConnectorFactory, ado: FakeAzureDevOps, pat_env: str, unique_name: Callable[[str], str]
+    fetched: Fetched,
+    ado: FakeAzureDevOps,
 ) -> None:
-    project = unique_name("Html")
-    ado.add_project(project)
-    item = ado.add_item(project, "Old server")
-    connector = make_connector()
-    connector.fetch(project, None, full=True)
+    item, connector = fetched.item, fetched.connector
     ado.markdown_comments = False
     try:
         doc = Document((paragraph(Strong("Heads up")), bullets(["one & <two>"])))

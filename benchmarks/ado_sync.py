@@ -11,10 +11,12 @@ runs in a fresh process (as ``refinebot scan`` would), through the real SDK:
 
 Floor = 1 WIQL + ceil(N / 200) batches; discovery = OPTIONS, ResourceAreas, process configuration
 and work item type states. Target: non-discovery requests <= 1.05 x floor, discovery <= 5, and the
-incremental sync of 100 changed items <= 3 requests.
+incremental sync of 100 changed items <= 3 requests. Sync state lives in a ``JsonDirSyncStateStore``
+under the cache folder (as ``refinebot/sources.py`` gives a source with ``cache_dir``), so each run's
+new process finds the last one's snapshot and process.
 
 Run from the project root:
-``.venv/bin/python benchmarks/ado_sync.py [--items 10000] [--changed 100]``.
+``.venv/bin/python -m benchmarks.ado_sync [--items 10000] [--changed 100]``.
 """
 
 from __future__ import annotations
@@ -26,18 +28,15 @@ import multiprocessing
 import os
 import resource
 import shutil
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-# The fake lives in the test tree; a script run from benchmarks/ does not have the root on sys.path.
-sys.path.insert(0, str(ROOT))
+from tests.fakes.ado_server import FakeAzureDevOps, RecordedRequest
 
-from tests.fakes.ado_server import FakeAzureDevOps, RecordedRequest  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 PAT = "bench-pat"
 TOKEN_ENV = "ADO_BENCH_PAT"
@@ -102,13 +101,15 @@ def seed(fake: FakeAzureDevOps, items: int) -> list[int]:
 def sync_in_child(url: str, cache_dir: str, full: bool) -> dict[str, Any]:
     """One sync in this (fresh) process; returns counts, time and this process's peak RSS."""
     from connectors.azure_devops import AzureDevOpsConnector
+    from connectors.base import JsonDirSyncStateStore
     from refinebot.config import AzureDevOpsSourceConfig
 
     source = AzureDevOpsSourceConfig(
         kind="azure_devops", url=url, token_env=TOKEN_ENV, cache_dir=Path(cache_dir)
     )
+    state = JsonDirSyncStateStore(Path(cache_dir) / "refinebot")  # what refinebot/sources.py gives it
     started = time.perf_counter()
-    result = AzureDevOpsConnector(source).fetch(PROJECT, None, full=full)
+    result = AzureDevOpsConnector(source, state=state).fetch(PROJECT, None, full=full)
     elapsed = time.perf_counter() - started
     blocked_known = sum(
         1
@@ -119,7 +120,8 @@ def sync_in_child(url: str, cache_dir: str, full: bool) -> dict[str, Any]:
     return {
         "issues": len(result.issues),
         "skipped": len(result.skipped),
-        "incremental": bool(result.extra.get("incremental")),
+        "incremental": result.incremental,
+        "counters": result.counters,
         "seconds": elapsed,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "blockers_with_category": blocked_known,
@@ -190,6 +192,11 @@ def report(
         )
     else:
         print(f"incremental: {len(sent)} requests for {items} changed items (target <= 3)")
+    counters = child["counters"]
+    print(
+        f"connector's counters: requests {counters.requests} = discovery {counters.discovery_requests} "
+        f"+ search {counters.search_requests}; fetched {counters.fetched}"
+    )
     print(
         f"wall time {child['seconds']:.2f} s; peak RSS of the syncing process {child['peak_rss_mb']:.0f} MB"
     )
@@ -232,7 +239,7 @@ def main() -> None:
         )
 
         mark = len(fake.requests)
-        state = sum(f.stat().st_size for f in Path(cache).rglob("sync-*.json"))
+        state = sum(f.stat().st_size for f in Path(cache).rglob("*_sync_*.json"))
         print(f"\nincremental-sync state on disk: {state / 1e6:.1f} MB for {args.items} items")
 
         report(

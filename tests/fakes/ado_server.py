@@ -23,6 +23,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from tests.fakes.ado_processes import PROCESSES
+from tests.fakes.ado_wiql import EvalContext, WiqlError, iso, parse_wiql
+
 WIQL_CAP = 20_000
 BATCH_CAP = 200
 
@@ -34,12 +37,14 @@ LOC_WORK_ITEMS = "72c7ddf8-2cdc-4f60-90cd-ab71c14a399b"
 LOC_COMMENTS = "608aac0a-32e1-4493-a863-b9cf4566d257"
 LOC_STATES = "7c9d7a76-4a09-43e8-b5df-bd792f4ac6aa"
 LOC_PROCESS_CONFIG = "f901ba42-86d2-4b0c-89c1-3f86d06daa84"
+LOC_CONNECTION_DATA = "00d9565f-ed9c-4a06-9a50-00e7896ccab4"
 AREA_WIT = "5264459e-e5e0-4bd8-b118-0985e68a4ec5"
 AREA_WORK = "1d4f49f9-02b9-4e26-b826-2cdb6195f2a9"
 
 # (id, area, resourceName, routeTemplate, resourceVersion, maxVersion)
 _LOCATIONS = (
     (LOC_RESOURCE_AREAS, "Location", "ResourceAreas", "_apis/{resource}/{areaId}", 1, 7.1),
+    (LOC_CONNECTION_DATA, "Location", "ConnectionData", "_apis/{resource}", 1, 7.1),
     (LOC_WIQL, "wit", "wiql", "{project}/{team}/_apis/wit/{resource}/{id}", 2, 7.1),
     (LOC_BATCH, "wit", "workItemsBatch", "{project}/_apis/wit/{resource}", 1, 7.1),
     (LOC_WORK_ITEMS, "wit", "workItems", "{project}/_apis/wit/{resource}/{id}", 3, 7.1),
@@ -69,133 +74,16 @@ _LOCATIONS = (
     ),
 )
 
-# What each process template declares: states and categories, effort/order fields, backlog types.
-PROCESSES: Mapping[str, Mapping[str, Any]] = {
-    "Agile": {
-        "effort": "Microsoft.VSTS.Scheduling.StoryPoints",
-        "order": "Microsoft.VSTS.Common.StackRank",
-        "requirement": ["User Story"],
-        "bug": ["Bug"],
-        "task": ["Task"],
-        "portfolio": ["Feature", "Epic"],
-        "states": {
-            "User Story": [
-                ("New", "Proposed"),
-                ("Active", "InProgress"),
-                ("Resolved", "Resolved"),
-                ("Closed", "Completed"),
-                ("Removed", "Removed"),
-            ],
-            "Bug": [
-                ("New", "Proposed"),
-                ("Active", "InProgress"),
-                ("Resolved", "Resolved"),
-                ("Closed", "Completed"),
-            ],
-            "Task": [
-                ("New", "Proposed"),
-                ("Active", "InProgress"),
-                ("Closed", "Completed"),
-                ("Removed", "Removed"),
-            ],
-            "Feature": [
-                ("New", "Proposed"),
-                ("Active", "InProgress"),
-                ("Resolved", "Resolved"),
-                ("Closed", "Completed"),
-                ("Removed", "Removed"),
-            ],
-            "Epic": [
-                ("New", "Proposed"),
-                ("Active", "InProgress"),
-                ("Resolved", "Resolved"),
-                ("Closed", "Completed"),
-                ("Removed", "Removed"),
-            ],
-        },
-    },
-    "Scrum": {
-        "effort": "Microsoft.VSTS.Scheduling.Effort",
-        "order": "Microsoft.VSTS.Common.BacklogPriority",
-        "requirement": ["Product Backlog Item"],
-        "bug": ["Bug"],
-        "task": ["Task"],
-        "portfolio": ["Feature", "Epic"],
-        "states": {
-            "Product Backlog Item": [
-                ("New", "Proposed"),
-                ("Approved", "Proposed"),
-                ("Committed", "InProgress"),
-                ("Done", "Completed"),
-                ("Removed", "Removed"),
-            ],
-            "Bug": [
-                ("New", "Proposed"),
-                ("Approved", "Proposed"),
-                ("Committed", "InProgress"),
-                ("Done", "Completed"),
-                ("Removed", "Removed"),
-            ],
-            "Task": [
-                ("To Do", "Proposed"),
-                ("In Progress", "InProgress"),
-                ("Done", "Completed"),
-                ("Removed", "Removed"),
-            ],
-            "Feature": [
-                ("New", "Proposed"),
-                ("In Progress", "InProgress"),
-                ("Done", "Completed"),
-                ("Removed", "Removed"),
-            ],
-            "Epic": [
-                ("New", "Proposed"),
-                ("In Progress", "InProgress"),
-                ("Done", "Completed"),
-                ("Removed", "Removed"),
-            ],
-        },
-    },
-    "CMMI": {
-        "effort": "Microsoft.VSTS.Scheduling.Size",
-        "order": "Microsoft.VSTS.Common.StackRank",
-        "requirement": ["Requirement"],
-        "bug": ["Bug"],
-        "task": ["Task"],
-        "portfolio": ["Feature", "Epic"],
-        "states": {
-            "Requirement": [
-                ("Proposed", "Proposed"),
-                ("Active", "InProgress"),
-                ("Resolved", "Resolved"),
-                ("Closed", "Completed"),
-            ],
-            "Bug": [
-                ("Proposed", "Proposed"),
-                ("Active", "InProgress"),
-                ("Resolved", "Resolved"),
-                ("Closed", "Completed"),
-            ],
-            "Task": [
-                ("Proposed", "Proposed"),
-                ("Active", "InProgress"),
-                ("Resolved", "Resolved"),
-                ("Closed", "Completed"),
-            ],
-            "Feature": [
-                ("Proposed", "Proposed"),
-                ("Active", "InProgress"),
-                ("Resolved", "Resolved"),
-                ("Closed", "Completed"),
-            ],
-            "Epic": [
-                ("Proposed", "Proposed"),
-                ("Active", "InProgress"),
-                ("Resolved", "Resolved"),
-                ("Closed", "Completed"),
-            ],
-        },
-    },
+# The account the PAT belongs to (what _apis/connectionData names) and another person.
+BOT = {
+    "id": "7d1c0a53-0b5e-4c1e-9f0e-00000000b07",
+    "displayName": "refinebot",
+    "uniqueName": "refinebot@example.com",
+}
+PERSON = {
+    "id": "2f9e4a61-3c8d-4b7a-a1e2-0000000000a7",
+    "displayName": "Ana Lima",
+    "uniqueName": "ana@example.com",
 }
 
 
@@ -355,8 +243,8 @@ class FakeAzureDevOps:
             "System.WorkItemType": work_type,
             "System.State": state or process["states"][work_type][0][0],
             "System.Reason": "New",
-            "System.CreatedDate": _iso(when - timedelta(days=10)),
-            "System.ChangedDate": _iso(when),
+            "System.CreatedDate": iso(when - timedelta(days=10)),
+            "System.ChangedDate": iso(when),
             "System.Title": title,
         }
         all_fields.update(fields or {})
@@ -382,8 +270,13 @@ class FakeAzureDevOps:
         """Change a work item (fields, ChangedDate, rev), as an edit in the web UI would."""
         item = self.items[item_id]
         item["fields"].update(fields)
-        item["fields"]["System.ChangedDate"] = _iso(when)
+        item["fields"]["System.ChangedDate"] = iso(when)
         item["rev"] += 1
+
+    def requests_since(self, mark: int) -> list[RecordedRequest]:
+        """The requests recorded after the first ``mark`` ones (``mark = len(fake.requests)`` earlier)."""
+        with self._lock:
+            return list(self.requests[mark:])
 
     def count(self, method: str | None = None, path_contains: str = "") -> int:
         """How many recorded requests match."""
@@ -418,6 +311,8 @@ class FakeAzureDevOps:
             )
         if method == "GET" and lowered[:2] == ["_apis", "resourceareas"]:
             return 200, {}, self._resource_areas()
+        if method == "GET" and lowered == ["_apis", "connectiondata"]:
+            return 200, {}, self._connection_data()
         if "_apis" not in lowered:
             raise HttpError(404, f"no route for {path}")
         at = lowered.index("_apis")
@@ -480,6 +375,51 @@ class FakeAzureDevOps:
         ]
         return {"count": len(areas), "value": areas}
 
+    def _connection_data(self) -> dict[str, Any]:
+        identity = {
+            "id": BOT["id"],
+            "descriptor": f"Microsoft.IdentityModel.Claims.ClaimsIdentity;{BOT['uniqueName']}",
+            "providerDisplayName": BOT["displayName"],
+            "isActive": True,
+            "properties": {"Account": {"$type": "System.String", "$value": BOT["uniqueName"]}},
+        }
+        return {
+            "authenticatedUser": identity,
+            "authorizedUser": identity,
+            "instanceId": "0b3e6a8f-5a1c-4d1e-8f3a-00000000f00d",
+            "deploymentId": "0b3e6a8f-5a1c-4d1e-8f3a-00000000dep1",
+            "deploymentType": "hosted",
+            "locationServiceData": {"serviceOwner": "00025394-6065-48ca-87d9-7f5672854ef7"},
+        }
+
+    def add_comment(
+        self, item_id: int, text: str, *, author: Mapping[str, str] = PERSON, fmt: str = "markdown"
+    ) -> int:
+        """A comment written straight into the thread (by a person, unless ``author`` says otherwise)."""
+        return int(self._new_comment(item_id, text, fmt, author)["id"])
+
+    def _new_comment(self, item_id: int, text: str, fmt: str, author: Mapping[str, str]) -> dict[str, Any]:
+        with self._lock:
+            comment_id = self._next_comment_id
+            self._next_comment_id += 1
+        now = iso(datetime.now(UTC))
+        comment = {
+            "workItemId": item_id,
+            "id": comment_id,
+            "version": 1,
+            "text": text,
+            "format": fmt,
+            "renderedText": text if fmt == "html" else f"<p>{text}</p>",
+            "createdBy": dict(author),
+            "createdDate": now,
+            "modifiedBy": dict(author),
+            "modifiedDate": now,
+            "isDeleted": False,
+            "url": f"{self._item_url(item_id)}/comments/{comment_id}",
+        }
+        self.comments.setdefault(item_id, []).append(comment)
+        return comment
+
     def _item_url(self, item_id: int) -> str:
         return f"{self.url}/_apis/wit/workItems/{item_id}"
 
@@ -491,7 +431,7 @@ class FakeAzureDevOps:
         top = int(query["$top"]) if query.get("$top") else None
         parsed = parse_wiql(payload["query"])
         process = PROCESSES[project.process] if project else None
-        context = _EvalContext(project.name if project else None, process, time_precision)
+        context = EvalContext(project.name if project else None, process, time_precision)
         matched = [
             item
             for item in self.items.values()
@@ -512,7 +452,7 @@ class FakeAzureDevOps:
         result = {
             "queryType": "flat",
             "queryResultType": "workItem",
-            "asOf": _iso(datetime.now(UTC)),
+            "asOf": iso(datetime.now(UTC)),
             "columns": [
                 {
                     "referenceName": name,
@@ -613,7 +553,7 @@ class FakeAzureDevOps:
         fmt = query.get("format")
         if fmt is not None and (not self.markdown_comments or not api_version.startswith("7.1")):
             raise HttpError(400, "The request parameter 'format' is not supported by this server version.")
-        now = _iso(datetime.now(UTC))
+        now = iso(datetime.now(UTC))
         if method == "GET" and not rest:
             top = int(query.get("$top") or 200)
             start = int(query.get("continuationToken") or 0)
@@ -628,28 +568,21 @@ class FakeAzureDevOps:
             if start + top < len(live):
                 body["continuationToken"] = str(start + top)
                 body["nextPage"] = f"{self._item_url(item_id)}/comments?continuationToken={start + top}"
+            self._validate("comments", "response", body)
             return 200, {}, body
+        if method == "GET" and len(rest) == 1:
+            for comment in thread:
+                if str(comment["id"]) == rest[0] and not comment["isDeleted"]:
+                    self._validate("comment", "response", comment)
+                    return 200, {}, comment
+            raise HttpError(404, f"VS402617: Comment {rest[0]} does not exist on work item {item_id}.")
         if method == "POST" and not rest:
+            self._validate("comment", "request", payload)
             if not isinstance(payload, Mapping) or not payload.get("text"):
                 raise HttpError(400, "The comment text is required.")
-            with self._lock:
-                comment_id = self._next_comment_id
-                self._next_comment_id += 1
-            comment = {
-                "workItemId": item_id,
-                "id": comment_id,
-                "version": 1,
-                "text": payload["text"],
-                "format": fmt or "html",
-                "renderedText": payload["text"] if (fmt or "html") == "html" else f"<p>{payload['text']}</p>",
-                "createdBy": {"displayName": "refinebot", "uniqueName": "refinebot@example.com"},
-                "createdDate": now,
-                "modifiedBy": {"displayName": "refinebot", "uniqueName": "refinebot@example.com"},
-                "modifiedDate": now,
-                "isDeleted": False,
-                "url": f"{self._item_url(item_id)}/comments/{comment_id}",
-            }
-            thread.append(comment)
+            # Whoever holds the PAT is the author: the bot's account.
+            comment = self._new_comment(item_id, payload["text"], fmt or "html", BOT)
+            self._validate("comment", "response", comment)
             return 200, {}, comment
         if method == "PATCH" and len(rest) == 1:
             comment_id = int(rest[0])
@@ -658,6 +591,7 @@ class FakeAzureDevOps:
                     comment["text"] = (payload or {}).get("text", comment["text"])
                     comment["version"] += 1
                     comment["modifiedDate"] = now
+                    comment["modifiedBy"] = dict(BOT)
                     if fmt:
                         comment["format"] = fmt
                     return 200, {}, comment
@@ -761,7 +695,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, extra, payload = fake.handle(self.command, self.path, headers, body)
             if fault is not None:
                 extra = {**extra, **fault.headers}
-        except HttpError as exc:
+        except (HttpError, WiqlError) as exc:
             status, extra = exc.status, exc.headers
             payload = {
                 "$id": "1",
@@ -840,10 +774,6 @@ def _api_version(headers: Mapping[str, str], query: Mapping[str, str]) -> str | 
     return found.group(1) if found else None
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
 def _field_sort_key(name: str, item: Mapping[str, Any]) -> tuple[int, Any]:
     return _sort_key(item["fields"].get(name))
 
@@ -856,297 +786,6 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (0, str(value).lower()) if not isinstance(value, int | float) else (0, value)
 
 
-# ----- a small WIQL evaluator ---------------------------------------------------------------------
-
-_TOKEN = re.compile(
-    r"\s*(?:(?P<field>\[[^\]]+\])|(?P<string>'(?:[^']|'')*')|(?P<number>-?\d+(?:\.\d+)?)"
-    r"|(?P<macro>@\w+)|(?P<op><>|>=|<=|=|<|>|\(|\)|,|\+|-)|(?P<word>[A-Za-z_]+))",
-)
-
-
-@dataclass(frozen=True)
-class _EvalContext:
-    project: str | None
-    process: Mapping[str, Any] | None
-    time_precision: bool
-
-
-class WiqlError(HttpError):
-    def __init__(self, message: str) -> None:
-        super().__init__(400, f"VS402612: WIQL syntax error: {message}", "WiqlSyntaxException")
-
-
-@dataclass(frozen=True)
-class ParsedWiql:
-    columns: list[str]
-    where: _Node | None
-    order_by: list[tuple[str, bool]]
-
-
-class _Node:
-    def evaluate(self, item: Mapping[str, Any], ctx: _EvalContext) -> bool:
-        raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class _And(_Node):
-    parts: tuple[_Node, ...]
-
-    def evaluate(self, item: Mapping[str, Any], ctx: _EvalContext) -> bool:
-        return all(p.evaluate(item, ctx) for p in self.parts)
-
-
-@dataclass(frozen=True)
-class _Or(_Node):
-    parts: tuple[_Node, ...]
-
-    def evaluate(self, item: Mapping[str, Any], ctx: _EvalContext) -> bool:
-        return any(p.evaluate(item, ctx) for p in self.parts)
-
-
-@dataclass(frozen=True)
-class _Not(_Node):
-    part: _Node
-
-    def evaluate(self, item: Mapping[str, Any], ctx: _EvalContext) -> bool:
-        return not self.part.evaluate(item, ctx)
-
-
-@dataclass(frozen=True)
-class _Predicate(_Node):
-    field: str
-    op: str
-    values: tuple[Any, ...]
-
-    def evaluate(self, item: Mapping[str, Any], ctx: _EvalContext) -> bool:
-        actual = item["fields"].get(self.field)
-        values = [_resolve(v, ctx) for v in self.values]
-        if self.op == "in group":
-            group = str(values[0])
-            types = _group_types(group, ctx)
-            return str(actual or "").lower() in {t.lower() for t in types}
-        if self.op == "in":
-            return any(_equal(actual, v) for v in values)
-        if self.op == "under":
-            text, prefix = str(actual or "").lower(), str(values[0]).lower()
-            return text == prefix or text.startswith(prefix + "\\")
-        if self.op == "contains":
-            if self.field == "System.Tags":
-                tags = {t.strip().lower() for t in str(actual or "").split(";")}
-                return str(values[0]).lower() in tags
-            return str(values[0]).lower() in str(actual or "").lower()
-        value = values[0]
-        if self.op == "=":
-            return _equal(actual, value)
-        if self.op == "<>":
-            return not _equal(actual, value)
-        if actual is None:
-            return False
-        left, right = _comparable(actual, value, ctx)
-        outcomes = {">": left > right, ">=": left >= right, "<": left < right, "<=": left <= right}
-        return bool(outcomes[self.op])
-
-
-def _group_types(group: str, ctx: _EvalContext) -> list[str]:
-    process = ctx.process or {}
-    key = {
-        "microsoft.requirementcategory": "requirement",
-        "microsoft.bugcategory": "bug",
-        "microsoft.taskcategory": "task",
-    }.get(group.lower())
-    if key is None:
-        raise WiqlError(f"unknown category {group!r}")
-    return list(process.get(key, []))
-
-
-def _resolve(value: Any, ctx: _EvalContext) -> Any:
-    if isinstance(value, _Macro):
-        if value.name == "@project":
-            if ctx.project is None:
-                raise WiqlError("@project needs a project in the route")
-            return ctx.project
-        if value.name == "@today":
-            today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-            return _iso(today + timedelta(days=value.offset))
-        raise WiqlError(f"unsupported macro {value.name}")
-    return value
-
-
-def _equal(actual: Any, value: Any) -> bool:
-    if isinstance(value, int | float) and not isinstance(actual, str):
-        return actual is not None and float(actual) == float(value)
-    return str(actual if actual is not None else "").lower() == str(value).lower()
-
-
-def _parse_date(text: str, ctx: _EvalContext) -> datetime | None:
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _comparable(actual: Any, value: Any, ctx: _EvalContext) -> tuple[Any, Any]:
-    if isinstance(actual, int | float) and not isinstance(actual, bool):
-        return float(actual), float(value)
-    left_date = _parse_date(str(actual), ctx)
-    right_date = _parse_date(str(value), ctx) if isinstance(value, str) else None
-    if left_date is not None and right_date is not None:
-        if not ctx.time_precision:
-            if "T" in str(value) and not str(value).endswith("T00:00:00Z"):
-                raise HttpError(
-                    400,
-                    "VS402625: Dates in WIQL queries may not contain a time unless timePrecision is set.",
-                    "WiqlTimePrecisionException",
-                )
-            return left_date.date(), right_date.date()
-        return left_date, right_date
-    return str(actual).lower(), str(value).lower()
-
-
-@dataclass(frozen=True)
-class _Macro:
-    name: str
-    offset: int = 0
-
-
-class _Parser:
-    def __init__(self, text: str) -> None:
-        self.tokens: list[tuple[str, str]] = []
-        position = 0
-        text = text.strip()
-        while position < len(text):
-            match = _TOKEN.match(text, position)
-            if not match or match.end() == position:
-                raise WiqlError(f"unexpected text at {position}: {text[position : position + 20]!r}")
-            kind = match.lastgroup or ""
-            self.tokens.append((kind, match.group(kind)))
-            position = match.end()
-            while position < len(text) and text[position].isspace():
-                position += 1
-        self.at = 0
-
-    def peek(self, offset: int = 0) -> tuple[str, str]:
-        index = self.at + offset
-        return self.tokens[index] if index < len(self.tokens) else ("eof", "")
-
-    def take(self) -> tuple[str, str]:
-        token = self.peek()
-        self.at += 1
-        return token
-
-    def word(self, *words: str) -> bool:
-        if all(self.peek(i)[0] == "word" and self.peek(i)[1].lower() == w for i, w in enumerate(words)):
-            self.at += len(words)
-            return True
-        return False
-
-    def expect_word(self, word: str) -> None:
-        if not self.word(word):
-            raise WiqlError(f"expected {word.upper()}, found {self.peek()[1]!r}")
-
-    def field(self) -> str:
-        kind, value = self.take()
-        if kind != "field":
-            raise WiqlError(f"expected a [field], found {value!r}")
-        return value[1:-1].strip()
-
-    def value(self) -> Any:
-        kind, value = self.take()
-        if kind == "string":
-            return value[1:-1].replace("''", "'")
-        if kind == "number":
-            return float(value) if "." in value else int(value)
-        if kind == "macro":
-            offset = 0
-            if self.peek()[1] in ("+", "-") and self.peek(1)[0] == "number":
-                sign = -1 if self.take()[1] == "-" else 1
-                offset = sign * int(self.take()[1])
-            return _Macro(value.lower(), offset)
-        raise WiqlError(f"expected a value, found {value!r}")
-
-    def parse(self) -> ParsedWiql:
-        self.expect_word("select")
-        columns = [self.field()]
-        while self.peek()[1] == ",":
-            self.take()
-            columns.append(self.field())
-        self.expect_word("from")
-        _kind, source = self.take()
-        if source.lower() != "workitems":
-            raise WiqlError(f"only FROM WorkItems is supported by this fake, not {source!r}")
-        where = None
-        if self.word("where"):
-            where = self.or_()
-        order: list[tuple[str, bool]] = []
-        if self.word("order", "by"):
-            while True:
-                name = self.field()
-                descending = False
-                if self.word("desc"):
-                    descending = True
-                else:
-                    self.word("asc")
-                order.append((name, descending))
-                if self.peek()[1] != ",":
-                    break
-                self.take()
-        if self.peek()[0] != "eof":
-            raise WiqlError(f"unexpected {self.peek()[1]!r}")
-        return ParsedWiql(columns, where, order)
-
-    def or_(self) -> _Node:
-        parts = [self.and_()]
-        while self.word("or"):
-            parts.append(self.and_())
-        return parts[0] if len(parts) == 1 else _Or(tuple(parts))
-
-    def and_(self) -> _Node:
-        parts = [self.unary()]
-        while self.word("and"):
-            parts.append(self.unary())
-        return parts[0] if len(parts) == 1 else _And(tuple(parts))
-
-    def unary(self) -> _Node:
-        if self.word("not"):
-            return _Not(self.unary())
-        if self.peek()[1] == "(":
-            self.take()
-            node = self.or_()
-            if self.take()[1] != ")":
-                raise WiqlError("missing )")
-            return node
-        return self.predicate()
-
-    def predicate(self) -> _Node:
-        name = self.field()
-        negate = self.word("not")
-        if self.word("in", "group"):
-            node: _Node = _Predicate(name, "in group", (self.value(),))
-        elif self.word("in"):
-            if self.take()[1] != "(":
-                raise WiqlError("expected ( after IN")
-            values = [self.value()]
-            while self.peek()[1] == ",":
-                self.take()
-                values.append(self.value())
-            if self.take()[1] != ")":
-                raise WiqlError("missing ) after IN list")
-            node = _Predicate(name, "in", tuple(values))
-        elif self.word("under"):
-            node = _Predicate(name, "under", (self.value(),))
-        elif self.word("contains", "words") or self.word("contains"):
-            node = _Predicate(name, "contains", (self.value(),))
-        else:
-            if negate:
-                raise WiqlError("NOT must precede IN, UNDER or CONTAINS here")
-            kind, op = self.take()
-            if kind != "op" or op not in ("=", "<>", ">", ">=", "<", "<="):
-                raise WiqlError(f"expected an operator after [{name}], found {op!r}")
-            return _Predicate(name, op, (self.value(),))
-        return _Not(node) if negate else node
-
-
-def parse_wiql(text: str) -> ParsedWiql:
-    """Parse the WIQL subset refinebot uses; raise a 400 ``WiqlError`` on anything else."""
-    return _Parser(text).parse()
+def of_kind(requests: Iterable[RecordedRequest], method: str, fragment: str) -> list[RecordedRequest]:
+    """The recorded requests with ``method`` whose path contains ``fragment`` (case-insensitively)."""
+    return [r for r in requests if r.method == method and fragment.lower() in r.path.lower()]

@@ -16,7 +16,8 @@ import pytest
 
 from connectors.azure_devops import AzureDevOpsConnector
 from refinebot.config import AzureDevOpsSourceConfig
-from tests.connectors.conftest import PAT, TOKEN_ENV, SpecValidator
+from tests.connectors.azure_devops.fake_org import PAT, TOKEN_ENV
+from tests.connectors.azure_devops.spec_check import SpecValidator
 from tests.fakes.ado_server import FakeAzureDevOps
 
 

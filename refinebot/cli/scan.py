@@ -10,7 +10,6 @@ from typing import Annotated
 
 import typer
 
-from connectors.base import MemorySyncStateStore
 from refinebot.cli.console import ConfigOption, error, load, out, registry
 from refinebot.cli.report import OutputFormat, print_results, report_failures, worst_at_least
 from refinebot.config import DEFAULT_CONFIG_PATH
@@ -81,8 +80,7 @@ def scan(
             registry=rules,
             now=parse_now(now),
             full=full,
-            state=MemorySyncStateStore(),
-            progress=progress,
+            progress=progress,  # state: each source's default (cache_dir files, else this process)
         )
     print_results(results, fmt, limit=limit)
     code = report_failures(results)

@@ -249,8 +249,7 @@ def rules_command(
     options.add_column("Description", ratio=1)
     for field_name, info in rule.Options.model_fields.items():
         default = info.get_default(call_default_factory=True)
-        description = info.description or _OPTION_HELP.get(field_name, "")
-        options.add_row(field_name, _toml_type(info.annotation), _toml_value(default), description)
+        options.add_row(field_name, _toml_type(info.annotation), _toml_value(default), info.description or "")
     out.print(options)
     out.print(
         f"Configure in [rules] or [projects.KEY.rules]: {rule.name} = {{ enabled = true }}",
@@ -287,16 +286,6 @@ def _toml_value(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
-
-
-_OPTION_HELP = {
-    "enabled": "false turns the rule off",
-    "severity": "replaces the rule's severity",
-    "issue_types": "item types checked",
-    "max_points": "largest estimate that fits in one sprint",
-    "days": "days without an update before an item is stale",
-    "min_length": "fewest characters a description needs, markup stripped",
-}
 
 
 @config_app.command("check")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from pydantic import Field
 
@@ -67,7 +68,7 @@ class BlockedDependency(BacklogRule):
                 parts.append("Marked as blocked")
             if cycle:
                 parts.append("in a dependency cycle among " + ", ".join(cycle))
-            details: dict[str, object] = {"blocked_by": open_blockers}
+            details: dict[str, Any] = {"blocked_by": open_blockers}
             if issue.flagged_blocked:
                 details["flagged"] = True
             if cycle:

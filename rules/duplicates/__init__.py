@@ -81,6 +81,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
+    """The loaded names and the lazy ones, for completion and ``help()``."""
     return sorted(set(globals()) | set(_LAZY))
 
 

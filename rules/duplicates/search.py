@@ -21,6 +21,8 @@ from rules.duplicates.text import Document
 from rules.duplicates.vectors import FLOAT
 
 TOP_K = 20
+# Threads of the sparse product, and processes of the parallel cleaning in ``index``: the scale
+# figures in benchmarks/README.md were measured on 2 cores.
 THREADS = 2
 PAIR_SHIFT = 32  # a pair of rows is one int64: low << 32 | high
 

@@ -8,7 +8,7 @@ positive. Prints Recall@1/5/10/20 and MRR, then pair precision and recall of the
 candidate search over all 2,503 issues at a sweep of thresholds, the shipped default marked. Links
 are incomplete, so precision is a lower bound.
 
-Run from the project root: ``.venv/bin/python benchmarks/dup_accuracy.py``
+Run from the project root: ``.venv/bin/python -m benchmarks.dup_accuracy``
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ come from ``gen_backlog.py`` (real Jira text, 1% planted duplicates). Figures:
   or above ratio 90, and the number of pairs it would flag (for comparison: the rule's recall and
   finding count on the same backlog).
 
-Run from the project root: ``.venv/bin/python benchmarks/dup_scale.py`` (default sizes 10k 50k 100k
+Run from the project root: ``.venv/bin/python -m benchmarks.dup_scale`` (default sizes 10k 50k 100k
 plus the incremental and naive runs); ``--sizes 10000 50000 100000 200000`` adds the 200k point and
 ``--naive-full`` times every naive row block instead of extrapolating from three. The machine is
 shared: the script prints the load average before each run so CPU contention is on record.
@@ -34,15 +34,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from gen_backlog import AS_OF, Backlog, generate
-
+from benchmarks.gen_backlog import AS_OF, Backlog, generate
 from refinebot.models import Finding, Issue
 from rules.base import MemoryRuleCache, RuleContext
 from rules.duplicates import DuplicateCandidate, DuplicateOptions
 
 NAIVE_CUTOFF = 90
+# Children run as ``-m benchmarks.dup_scale`` from here, as the parent was.
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _rss_mib() -> float:
@@ -230,7 +229,11 @@ def child_naive(size: int, full: bool) -> dict[str, Any]:
 def _run_child(args: list[str]) -> dict[str, Any]:
     load = os.getloadavg()[0]
     result = subprocess.run(
-        [sys.executable, __file__, "--child", *args], check=True, capture_output=True, text=True
+        [sys.executable, "-m", "benchmarks.dup_scale", "--child", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     figures: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     figures["load_avg_before"] = round(load, 2)

@@ -9,7 +9,7 @@ way a second reporter would write them (a word dropped, two words swapped, a tag
 or missing description), created later than their original. Statuses: 85% open, 10% closed in the
 last 180 days, 5% closed long ago.
 
-Run from the project root to print a summary: ``.venv/bin/python benchmarks/gen_backlog.py 10000``
+Run from the project root to print a summary: ``.venv/bin/python -m benchmarks.gen_backlog 10000``
 """
 
 from __future__ import annotations

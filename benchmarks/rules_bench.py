@@ -2,7 +2,7 @@
 
 Reads the 16 projects of ``../shared/data/jira-storypoints/`` (23,313 real issues with wiki-markup descriptions),
 maps each row to an ``Issue`` (a story, as the data has no types), and times the rules alone (markup conversion is
-timed separately). Run: ``python benchmarks/rules_bench.py [--repeat 5]``.
+timed separately). Run from the project root: ``python -m benchmarks.rules_bench [--repeat 5]``.
 """
 
 from __future__ import annotations

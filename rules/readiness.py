@@ -9,13 +9,15 @@ from pydantic import Field
 
 from refinebot.models import Finding, Issue, IssueType, Severity
 from rules.acceptance import find_acceptance_criteria, has_content
-from rules.base import IssueRule, RuleContext, RuleOptions
+from rules.base import ISSUE_TYPES_DESCRIPTION, IssueRule, RuleContext, RuleOptions
 
 
 class AcceptanceCriteriaOptions(RuleOptions):
     """Options of ``missing-acceptance-criteria``."""
 
-    issue_types: list[IssueType] = Field(default_factory=lambda: [IssueType.STORY])
+    issue_types: list[IssueType] = Field(
+        default_factory=lambda: [IssueType.STORY], description=ISSUE_TYPES_DESCRIPTION
+    )
 
 
 class MissingAcceptanceCriteria(IssueRule):
@@ -50,7 +52,9 @@ class MissingAcceptanceCriteria(IssueRule):
 class DescriptionOptions(RuleOptions):
     """Options of ``missing-description``."""
 
-    min_length: int = Field(default=30, ge=1)
+    min_length: int = Field(
+        default=30, ge=1, description="fewest characters a description needs, markup stripped"
+    )
     issue_types: list[IssueType] = Field(
         default_factory=lambda: [
             IssueType.STORY,
@@ -58,7 +62,8 @@ class DescriptionOptions(RuleOptions):
             IssueType.TASK,
             IssueType.EPIC,
             IssueType.OTHER,
-        ]
+        ],
+        description=ISSUE_TYPES_DESCRIPTION,
     )
 
 
@@ -98,7 +103,9 @@ class MissingDescription(IssueRule):
 class EstimateOptions(RuleOptions):
     """Options of ``missing-estimate``."""
 
-    issue_types: list[IssueType] = Field(default_factory=lambda: [IssueType.STORY])
+    issue_types: list[IssueType] = Field(
+        default_factory=lambda: [IssueType.STORY], description=ISSUE_TYPES_DESCRIPTION
+    )
 
 
 class MissingEstimate(IssueRule):

@@ -7,15 +7,16 @@ from collections.abc import Iterator
 from pydantic import Field
 
 from refinebot.models import Finding, Issue, IssueType, Severity
-from rules.base import IssueRule, RuleContext, RuleOptions
+from rules.base import ISSUE_TYPES_DESCRIPTION, IssueRule, RuleContext, RuleOptions
 
 
 class OversizedOptions(RuleOptions):
     """Options of ``oversized-story``."""
 
-    max_points: float = Field(default=8.0, gt=0)
+    max_points: float = Field(default=8.0, gt=0, description="largest estimate that fits in one sprint")
     issue_types: list[IssueType] = Field(
-        default_factory=lambda: [IssueType.STORY, IssueType.BUG, IssueType.TASK, IssueType.OTHER]
+        default_factory=lambda: [IssueType.STORY, IssueType.BUG, IssueType.TASK, IssueType.OTHER],
+        description=ISSUE_TYPES_DESCRIPTION,
     )
 
 

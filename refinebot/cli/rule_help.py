@@ -51,7 +51,7 @@ def rules_command(
     # One option per entry, its help indented below: reads the same at 80 columns as at 200.
     for field_name, info in rule.Options.model_fields.items():
         default = info.get_default(call_default_factory=True)
-        description = info.description or _OPTION_HELP.get(field_name, "")
+        description = info.description or ""
         out.print(
             Text.assemble(
                 "  ",
@@ -102,13 +102,3 @@ def _toml_value(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
-
-
-_OPTION_HELP = {
-    "enabled": "false turns the rule off",
-    "severity": "replaces the rule's severity",
-    "issue_types": "item types checked",
-    "max_points": "largest estimate that fits in one sprint",
-    "days": "days without an update before an item is stale",
-    "min_length": "fewest characters a description needs, markup stripped",
-}

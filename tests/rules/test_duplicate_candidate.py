@@ -82,6 +82,20 @@ def test_finding_names_the_older_item_with_score_candidates_and_shared_terms() -
     assert findings[0].code == "RB501"
 
 
+@pytest.mark.parametrize("newer_key", ["KEY-1", "KEY-9"])
+def test_subject_is_the_sorted_pair_whichever_side_is_newer(newer_key: str) -> None:
+    older_key = "KEY-9" if newer_key == "KEY-1" else "KEY-1"
+    older = replace(COUPON, key=older_key)
+    newer = replace(COUPON_AGAIN, key=newer_key)
+    findings = list(DuplicateCandidate().check([older, newer, DARK_MODE], RuleContext("TEST", NOW)))
+    assert [(f.issue, f.details["duplicate_of"]) for f in findings] == [(newer_key, older_key)]
+    assert findings[0].subject == "KEY-1|KEY-9"
+    assert findings[0].identity == ("TEST", newer_key, "duplicate-candidate", "KEY-1|KEY-9")
+    # The subject is identity for the store, not part of the public JSON.
+    assert "subject" not in findings[0].to_json()
+    assert "subject" not in findings[0].to_json()["details"]
+
+
 def test_order_of_the_input_does_not_change_which_item_is_reported() -> None:
     ctx = RuleContext(project="TEST", now=NOW)
     forward = list(DuplicateCandidate().check(BACKLOG, ctx))

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pydantic import ConfigDict, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from refinebot.models import Finding, Issue
 from rules.base import IssueRule, RuleContext, RuleDefinitionError, RuleOptions
@@ -154,3 +154,63 @@ def test_registry_iterates_in_code_order() -> None:
     registry.load_family("rules.size")
     assert [rule.code for rule in registry] == ["RB201", "RB950"]
     assert len(registry) == 2
+
+
+def test_every_option_of_every_builtin_rule_has_a_description() -> None:
+    undocumented = [
+        f"{rule.name}.{name}"
+        for rule in build_registry(plugins=False)
+        for name, info in rule.Options.model_fields.items()
+        if not (info.description or "").strip()
+    ]
+    assert undocumented == []
+    # The base options every rule inherits are documented once, in RuleOptions.
+    assert RuleOptions.model_fields["enabled"].description == "false turns the rule off"
+
+
+def test_an_option_without_a_description_is_rejected_at_definition() -> None:
+    class UndocumentedOptions(RuleOptions):
+        limit: int = 3
+        blank: int = Field(default=1, description="  ")
+        fine: int = Field(default=2, description="a documented option")
+
+    with pytest.raises(
+        RuleDefinitionError, match=r"option\(s\) limit, blank need Field\(description=\.\.\.\)"
+    ):
+        type(
+            "UndocumentedRule",
+            (IssueRule,),
+            {"code": "RB901", "name": "undocumented", "__doc__": "Doc.", "Options": UndocumentedOptions},
+        )
+
+
+def test_plugin_with_an_undocumented_option_is_named(plugin_dist: Path) -> None:
+    (plugin_dist.parent / "rb_test_undocumented.py").write_text(
+        textwrap.dedent(
+            '''
+            """A third-party rule whose option has no description."""
+            from rules.base import IssueRule, RuleOptions
+
+            class LimitOptions(RuleOptions):
+                limit: int = 3
+
+            class Limited(IssueRule):
+                """Items over a limit."""
+
+                code = "RB961"
+                name = "limited"
+                Options = LimitOptions
+            '''
+        )
+    )
+    (plugin_dist / "entry_points.txt").write_text(
+        "[refinebot.rules]\nlimited = rb_test_undocumented:Limited\n"
+    )
+    try:
+        with pytest.raises(
+            RegistryError,
+            match=r"entry point 'limited' .*cannot be loaded: .*option\(s\) limit need Field\(description",
+        ):
+            build_registry(plugins=True)
+    finally:
+        sys.modules.pop("rb_test_undocumented", None)

@@ -1,0 +1,240 @@
+"""The duplicate index a later run reuses: per-item text, vectors, document frequencies, scored pairs.
+
+``build_index`` makes one from scratch; ``update_index`` brings a cached one up to date by
+re-vectorising and searching only new or changed items (and rebuilds once too much has changed).
+The index is a plain dataclass of lists, dicts, numpy arrays and scipy matrices, so it pickles as is:
+the store keeps it as bytes between runs. Imports numpy and scipy: load it only when the rule runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import multiprocessing
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from refinebot.models import Issue
+from rules.duplicates.search import PAIR_SHIFT, THREADS, decode_pairs, exact_scores, search, unique_pairs
+from rules.duplicates.templates import penalise
+from rules.duplicates.text import Document, TitleBoilerplate, clean_body, scored_titles
+from rules.duplicates.vectors import Vectoriser, raw_counts
+
+logger = logging.getLogger(__name__)
+
+INDEX_VERSION = 1
+
+
+def _fingerprint(issue: Issue) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(issue.title.encode("utf-8", "surrogatepass"))
+    digest.update(b"\x00")
+    digest.update(issue.description.encode("utf-8", "surrogatepass"))
+    digest.update(b"\x00")
+    digest.update((issue.parent or "").encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+@dataclass(slots=True)
+class DuplicateIndex:
+    """Everything a later run can reuse: per-item text, vectors, document frequencies, scored pairs.
+
+    Rows are items; ``pairs`` holds candidate row pairs (low, high) encoded as ``low << 32 | high``
+    and ``scores`` their scores (near-miss penalty applied). ``update_index`` returns a new index;
+    the rule puts it back into the cache.
+    """
+
+    keys: list[str]
+    fingerprints: list[str]
+    documents: list[Document]
+    vectoriser: Vectoriser
+    boilerplate: TitleBoilerplate
+    matrix: sp.csr_matrix
+    pairs: npt.NDArray[np.int64]
+    scores: npt.NDArray[np.float32]
+    version: int = INDEX_VERSION
+    updates: int = 0
+    changed_since_build: int = 0
+    # Shared terms of reported pairs, by sorted key pair: explaining is the slowest part of a
+    # finding, and most findings repeat from run to run.
+    terms: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    # Sentence embeddings (semantic option) by key, with the fingerprint of the text embedded.
+    embeddings: dict[str, tuple[str, npt.NDArray[np.float32]]] = field(default_factory=dict)
+    row_of: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.row_of:
+            self.row_of = {key: row for row, key in enumerate(self.keys)}
+
+
+# Cleaning and hashing are pure Python per item; big backlogs share them across processes.
+PARALLEL_MIN_DOCS = 20_000
+_CHUNK_DOCS = 5_000
+
+_Chunk = tuple[list[str], list[str]]
+_Counted = tuple[list[str], sp.csr_matrix, sp.csr_matrix]
+
+
+def _clean_and_count(chunk: _Chunk) -> _Counted:
+    titles, descriptions = chunk
+    documents = [
+        Document(title=title, body=clean_body(text)) for title, text in zip(titles, descriptions, strict=True)
+    ]
+    words, chars = raw_counts(documents)
+    return [doc.body for doc in documents], words, chars
+
+
+def _workers() -> int:
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1  # spawned workers would re-import everything; not worth it
+    return max(1, min(THREADS, os.cpu_count() or 1))
+
+
+def documents_and_counts(
+    issues: Sequence[Issue],
+    boilerplate: TitleBoilerplate | None = None,
+    *,
+    parallel_min: int = PARALLEL_MIN_DOCS,
+) -> tuple[list[Document], TitleBoilerplate, sp.csr_matrix, sp.csr_matrix]:
+    """Scored documents, the boilerplate used, and raw word and character counts of ``issues``."""
+    titles, boilerplate = scored_titles(issues, boilerplate)
+    descriptions = [issue.description for issue in issues]
+    chunks = [
+        (titles[start : start + _CHUNK_DOCS], descriptions[start : start + _CHUNK_DOCS])
+        for start in range(0, len(issues), _CHUNK_DOCS)
+    ]
+    workers = _workers()
+    if len(issues) >= parallel_min and workers > 1:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            results = list(pool.map(_clean_and_count, chunks))
+    else:
+        results = [_clean_and_count(chunk) for chunk in chunks]
+    if not results:
+        words, chars = raw_counts([])
+        return [], boilerplate, words, chars
+    bodies = [body for result in results for body in result[0]]
+    words = sp.csr_matrix(sp.vstack([result[1] for result in results], format="csr"))
+    chars = sp.csr_matrix(sp.vstack([result[2] for result in results], format="csr"))
+    documents = [Document(title, body) for title, body in zip(titles, bodies, strict=True)]
+    return documents, boilerplate, words, chars
+
+
+def build_index(issues: Sequence[Issue]) -> DuplicateIndex:
+    """A fresh index of ``issues`` with candidate pairs among all of them."""
+    documents, boilerplate, words, chars = documents_and_counts(issues)
+    vectoriser, matrix = Vectoriser.fit_counts(words, chars)
+    pairs, scores = search(matrix, documents, None)
+    return DuplicateIndex(
+        keys=[issue.key for issue in issues],
+        fingerprints=[_fingerprint(issue) for issue in issues],
+        documents=documents,
+        vectoriser=vectoriser,
+        boilerplate=boilerplate,
+        matrix=matrix,
+        pairs=pairs,
+        scores=scores,
+    )
+
+
+REBUILD_SHARE = 0.2
+
+
+def update_index(index: DuplicateIndex, issues: Sequence[Issue]) -> DuplicateIndex:
+    """``index`` brought up to ``issues``: new or changed items re-vectorised and searched.
+
+    Items no longer in ``issues`` are dropped.
+
+    Document frequencies follow the changed items, but unchanged items keep the weights of the last
+    build and the title boilerplate stays as learned then, so scores drift a little; once more than
+    a fifth of the items changed since the last build, the index is rebuilt from scratch.
+    """
+    fingerprints = [_fingerprint(issue) for issue in issues]
+    changed = [
+        position
+        for position, (issue, print_) in enumerate(zip(issues, fingerprints, strict=True))
+        if (row := index.row_of.get(issue.key)) is None or index.fingerprints[row] != print_
+    ]
+    current = {issue.key for issue in issues}
+    gone = [row for row, key in enumerate(index.keys) if key not in current]
+    if not changed and not gone and len(index.keys) == len(issues):
+        return index
+    drifted = index.changed_since_build + len(changed) + len(gone)
+    if drifted > REBUILD_SHARE * max(len(index.keys), 1):
+        logger.info("duplicate index: %d changed, %d gone: rebuilding", len(changed), len(gone))
+        return build_index(issues)
+    changed_keys = {issues[position].key for position in changed}
+    # Keep unchanged rows in their old order, then append the new versions of changed items.
+    keep_rows = np.asarray(
+        [row for row, key in enumerate(index.keys) if key in current and key not in changed_keys],
+        dtype=np.int64,
+    )
+    new_row = np.full(len(index.keys), -1, dtype=np.int64)
+    new_row[keep_rows] = np.arange(len(keep_rows), dtype=np.int64)
+    changed_issues = [issues[position] for position in changed]
+    changed_docs, _, words, chars = documents_and_counts(changed_issues, index.boilerplate)
+    leaving = np.setdiff1d(np.arange(len(index.keys)), keep_rows)
+    vectoriser = index.vectoriser.updated(index.matrix[leaving], words, chars)
+    matrix = sp.csr_matrix(
+        sp.vstack([index.matrix[keep_rows], vectoriser.transform_counts(words, chars)], format="csr")
+    )
+    documents = [index.documents[row] for row in keep_rows] + changed_docs
+    keys = [index.keys[row] for row in keep_rows] + [issue.key for issue in changed_issues]
+    prints = [index.fingerprints[row] for row in keep_rows] + [fingerprints[p] for p in changed]
+    # Old pairs survive while both ends exist; a pair with a changed end is rescored (its partner
+    # may not be in the changed item's own top k). Changed items also get a fresh search against
+    # everything.
+    low, high = decode_pairs(index.pairs)
+    low, high = new_row[low], new_row[high]
+    changed_rows = np.zeros(len(index.keys), dtype=bool)
+    changed_rows[[index.row_of[k] for k in changed_keys if k in index.row_of]] = True
+    old_low, old_high = decode_pairs(index.pairs)
+    touched = changed_rows[old_low] | changed_rows[old_high]
+    # Rows of changed items in the new matrix, by key.
+    position_of = {key: row for row, key in enumerate(keys)}
+    old_low_keys = [index.keys[r] for r in old_low[touched]]
+    old_high_keys = [index.keys[r] for r in old_high[touched]]
+    kept_low = np.asarray([position_of.get(k, -1) for k in old_low_keys], dtype=np.int64)
+    kept_high = np.asarray([position_of.get(k, -1) for k in old_high_keys], dtype=np.int64)
+    exists = (kept_low >= 0) & (kept_high >= 0)
+    alive = (low >= 0) & (high >= 0) & ~touched
+    query_rows = np.arange(len(keep_rows), len(keys), dtype=np.int64)
+    fresh, fresh_scores = search(matrix, documents, query_rows)
+    rescored_low, rescored_high = kept_low[exists], kept_high[exists]
+    rescored, rescored_scores = unique_pairs(
+        rescored_low, rescored_high, exact_scores(matrix, rescored_low, rescored_high)
+    )
+    rescored_scores = penalise(documents, *decode_pairs(rescored), rescored_scores)
+    unchanged = (low[alive] << PAIR_SHIFT) | high[alive]
+    merged = np.concatenate([unchanged, fresh, rescored])
+    merged_scores = np.concatenate([index.scores[alive], fresh_scores, rescored_scores])
+    pairs, first = np.unique(merged, return_index=True)
+    scores = merged_scores[first]
+    logger.info("duplicate index: updated %d changed, dropped %d gone", len(changed), len(gone))
+    return DuplicateIndex(
+        keys=keys,
+        fingerprints=prints,
+        documents=documents,
+        vectoriser=vectoriser,
+        boilerplate=index.boilerplate,
+        matrix=matrix,
+        pairs=pairs,
+        scores=scores,
+        updates=index.updates + 1,
+        changed_since_build=drifted,
+        embeddings={k: v for k, v in index.embeddings.items() if k in current},
+        terms={
+            pair: terms
+            for pair, terms in index.terms.items()
+            if pair[0] in current
+            and pair[1] in current
+            and pair[0] not in changed_keys
+            and pair[1] not in changed_keys
+        },
+    )

@@ -1,0 +1,277 @@
+"""The ``duplicate-candidate`` rule and its options: flag open items that look like another item.
+
+A pair is flagged when its score reaches the per-project threshold, at least one side is open, the
+two are not already linked in the tracker (or parent and child), and nobody dismissed the pair. It
+is reported once, on the newer item when that one is open (``duplicate_of`` = the older), otherwise
+on the open one; the finding's ``subject`` is the sorted pair, so it keeps its identity whichever
+side carries it. The index (vectors, document frequencies, scored candidate pairs) can be kept in
+``RuleContext.cache`` between runs; a later run then re-vectorises and searches only new or changed
+items.
+
+This module stays light on purpose: listing rules, validating a config or printing ``--help``
+imports it, and numpy, scipy and scikit-learn (about 1 s to import) load only inside ``check``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+
+from refinebot.models import Finding, Issue, Severity, StatusCategory
+from rules.base import BacklogRule, RuleContext, RuleOptions
+
+if TYPE_CHECKING:
+    from rules.duplicates.index import DuplicateIndex
+
+# Defaults from the Hadoop sweeps in benchmarks/README.md: where precision stops improving as the
+# threshold rises while recall keeps falling. Fused semantic scores run higher than lexical ones.
+LEXICAL_THRESHOLD = 0.55
+SEMANTIC_THRESHOLD = 0.65
+
+
+class DuplicateOptions(RuleOptions):
+    """Options of ``duplicate-candidate``."""
+
+    threshold: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="flag a pair whose similarity score reaches this (0-1); default 0.55, "
+        "or 0.65 with semantic re-ranking",
+    )
+    closed_window_days: int = Field(
+        default=180, ge=0, description="also compare with items closed at most this many days ago"
+    )
+    max_candidates: int = Field(default=3, ge=1, le=10, description="similar items listed per finding")
+    semantic: bool = Field(
+        default=False,
+        # No square brackets here: the CLI prints descriptions as rich markup.
+        description="re-rank candidates with a bundled sentence-embedding model "
+        "(needs the optional 'semantic' extra of refinebot)",
+    )
+
+    recency_weight: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=1.0,
+        description="rank a candidate filed close in time to the item up to this much higher "
+        "(duplicates are usually reported close together); 0 ranks by similarity alone",
+    )
+    recency_days: float = Field(default=365.0, gt=0, description="how fast that preference fades, in days")
+
+    def resolved_threshold(self) -> float:
+        """The configured threshold, or the default measured for the scoring in use."""
+        if self.threshold is not None:
+            return self.threshold
+        return SEMANTIC_THRESHOLD if self.semantic else LEXICAL_THRESHOLD
+
+
+# Candidates scoring under this share of the threshold are noise, not evidence, in a finding's list.
+CANDIDATE_SHARE = 0.5
+
+
+def _days_apart(a: Issue, b: Issue) -> float:
+    first, second = _aware(a.created), _aware(b.created)
+    if first is None or second is None:
+        return float("inf")  # unknown: no preference
+    return abs((first - second).total_seconds()) / 86_400.0
+
+
+def _linked_pairs(issues: Iterable[Issue]) -> set[frozenset[str]]:
+    """Pairs already linked in the tracker, of any kind, or parent and child (read from either
+    side).
+
+    Duplicate and parent/child links settle the question; a "blocks" or "relates" link means someone
+    already looked at both items together and chose another relation, so flagging them is noise.
+    """
+    linked: set[frozenset[str]] = set()
+    for issue in issues:
+        if issue.parent:
+            linked.add(frozenset((issue.key, issue.parent)))
+        for link in issue.links:
+            linked.add(frozenset((issue.key, link.target)))
+    return linked
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _age_key(issue: Issue) -> tuple[datetime, tuple[int, str]]:
+    """Sort key of creation order; items without a date sort by the number in their key."""
+    created = _aware(issue.created) or datetime.min.replace(tzinfo=UTC)
+    digits = re.findall(r"\d+", issue.key)
+    return created, (int(digits[-1]) if digits else 0, issue.key)
+
+
+def _cache_key(ctx: RuleContext, window: int) -> str:
+    return f"duplicate-candidate:{ctx.project}:window={window}"
+
+
+class DuplicateCandidate(BacklogRule):
+    """Open items that look like another open or recently closed item may be duplicates.
+
+    Each open item is compared with every other open item and with items closed in the last
+    ``closed_window_days`` days (default 180). A pair is flagged when its similarity score (0-1:
+    word and character TF-IDF over titles and descriptions, after removing title templates and stack
+    traces and cutting code blocks to their opening) reaches ``threshold``. The finding goes on the
+    newer item and names the older one (or, when the newer one is closed, goes on the open one); it
+    lists the top candidates and the words they share. Pairs already linked in the tracker
+    (duplicate, blocks, relates...) or parent and child, and pairs someone marked "not a duplicate",
+    are never flagged. Titles that are one template with another value in a slot ("Upgrade X to 1.2"
+    / "Upgrade X to 1.3") score lower. With ``semantic`` (optional extra) a bundled
+    sentence-embedding model re-scores the candidates. This is a hint for a human: nothing is linked
+    or closed.
+    """
+
+    code = "RB501"
+    name = "duplicate-candidate"
+    default_severity = Severity.WARNING  # a possible duplicate needs a decision before refinement
+    Options = DuplicateOptions
+
+    def check(self, issues: Sequence[Issue], ctx: RuleContext) -> Iterator[Finding]:
+        from rules.duplicates.ranking import SEMANTIC_FLOOR, rerank, score_candidates
+
+        options: DuplicateOptions = self.options  # type: ignore[assignment]
+        eligible = self._eligible(issues, ctx, options)
+        if len(eligible) < 2:
+            return
+        index = self._index(eligible, ctx, options)
+        by_key = {issue.key: issue for issue in eligible}
+        blocked = _linked_pairs(issues) | set(ctx.suppressed_pairs)
+        # Per item: its scored neighbours (for the candidate list) and the flagged pairs it reports.
+        neighbours: dict[str, list[tuple[float, str]]] = defaultdict(list)
+        reported: dict[str, list[tuple[float, str]]] = defaultdict(list)
+        threshold = options.resolved_threshold()
+        floor = CANDIDATE_SHARE * threshold
+        if options.semantic:
+            candidates = [
+                p for p in rerank(index, score_candidates(index, SEMANTIC_FLOOR)) if p.score >= floor
+            ]
+        else:
+            candidates = score_candidates(index, floor)
+        for pair in candidates:
+            key_a, key_b = index.keys[pair.first], index.keys[pair.second]
+            if frozenset((key_a, key_b)) in blocked:
+                continue
+            issue_a, issue_b = by_key[key_a], by_key[key_b]
+            neighbours[key_a].append((pair.score, key_b))
+            neighbours[key_b].append((pair.score, key_a))
+            if pair.score < threshold:
+                continue
+            older, newer = sorted((issue_a, issue_b), key=_age_key)
+            if newer.is_open:
+                reported[newer.key].append((pair.score, older.key))
+            elif older.is_open:
+                reported[older.key].append((pair.score, newer.key))
+        for key in sorted(reported, key=lambda k: _age_key(by_key[k])):
+            yield self._finding(ctx, index, by_key, key, reported[key], neighbours[key], options)
+
+    @staticmethod
+    def _eligible(issues: Sequence[Issue], ctx: RuleContext, options: DuplicateOptions) -> list[Issue]:
+        """Open items plus items closed within the window.
+
+        Closing time is read as the last update: the ``Issue`` model carries no resolution date.
+        """
+        cutoff = ctx.now - timedelta(days=options.closed_window_days)
+        eligible = []
+        for issue in issues:
+            if issue.is_open:
+                eligible.append(issue)
+                continue
+            closed = _aware(issue.updated) or _aware(issue.created)
+            if closed is not None and closed >= cutoff:
+                eligible.append(issue)
+        return eligible
+
+    @staticmethod
+    def _index(issues: Sequence[Issue], ctx: RuleContext, options: DuplicateOptions) -> DuplicateIndex:
+        from rules.duplicates.index import INDEX_VERSION, DuplicateIndex, build_index, update_index
+
+        cache = ctx.cache
+        if cache is None:
+            return build_index(issues)
+        key = _cache_key(ctx, options.closed_window_days)
+        cached = cache.get(key)
+        if isinstance(cached, DuplicateIndex) and cached.version == INDEX_VERSION:
+            index = update_index(cached, issues)
+        else:
+            index = build_index(issues)
+        cache.put(key, index)
+        return index
+
+    def _finding(
+        self,
+        ctx: RuleContext,
+        index: DuplicateIndex,
+        by_key: Mapping[str, Issue],
+        key: str,
+        reported: list[tuple[float, str]],
+        neighbours: list[tuple[float, str]],
+        options: DuplicateOptions,
+    ) -> Finding:
+        from rules.duplicates.ranking import ranking_score
+
+        issue = by_key[key]
+
+        def rank_key(pair: tuple[float, str]) -> float:
+            return float(ranking_score(pair[0], _days_apart(issue, by_key[pair[1]]), options))
+
+        # The best partner by similarity with the recency preference; on a tie the oldest, the natural one
+        # to keep.
+        score, other = min(reported, key=lambda p: (-rank_key(p), _age_key(by_key[p[1]])))
+        # Candidates far below the threshold are noise, not evidence; the flagged partner always
+        # shows.
+        floor = min(score, CANDIDATE_SHARE * options.resolved_threshold())
+        ranked = sorted((p for p in neighbours if p[0] >= floor), key=lambda p: (-rank_key(p), p[1]))
+        ranked = ranked[: options.max_candidates]
+        candidates = [
+            {
+                "issue": candidate,
+                "score": round(value, 3),
+                "status": by_key[candidate].status_category.value,
+                "title": by_key[candidate].title,
+            }
+            for value, candidate in ranked
+        ]
+        pair = (key, other) if key < other else (other, key)
+        shared = index.terms.get(pair)
+        if shared is None:
+            shared = index.vectoriser.shared_terms(
+                index.documents[index.row_of[key]], index.documents[index.row_of[other]]
+            )
+            index.terms[pair] = shared
+        target = by_key[other]
+        closed = " (closed)" if target.status_category is StatusCategory.DONE else ""
+        because = f"; shared terms: {', '.join(shared)}" if shared else ""
+        others = [candidate for _, candidate in ranked if candidate != other]
+        also = f" Also similar: {', '.join(others)}." if others else ""
+        message = (
+            f'This may be a possible duplicate of {other}{closed} "{_short(target.title)}" '
+            f"(similarity {score:.2f}{because}).{also} A human should confirm and link it; "
+            "nothing is closed automatically."
+        )
+        return self.finding(
+            ctx,
+            issue,
+            message,
+            duplicate_of=other,
+            score=round(score, 3),
+            candidates=candidates,
+            shared_terms=shared,
+            subject="|".join(pair),
+        )
+
+
+def _short(title: str, limit: int = 80) -> str:
+    return title if len(title) <= limit else title[: limit - 1].rstrip() + "…"
+
+
+RULES = (DuplicateCandidate,)

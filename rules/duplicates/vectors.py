@@ -1,0 +1,193 @@
+"""Score vectors: hashed word and character TF-IDF, stacked so one sparse dot product is the score.
+
+Feature hashing needs no vocabulary to hold, and new words need no refit: word 1-2-gram TF-IDF over
+the title twice plus the body, and character 4-gram TF-IDF over the title plus the body's first 300
+characters. Features used by very many items are dropped (like ``max_df``), words used by one item
+only are damped. Each space is L2-normalised and the two are stacked with weight 1/2 each, so the
+dot product of two rows is a cosine in 0-1. Imports numpy, scipy and scikit-learn: load it only when
+the rule runs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+from sklearn.feature_extraction import FeatureHasher
+from sklearn.feature_extraction.text import HashingVectorizer
+
+from rules.duplicates.text import Document
+
+WORD_FEATURES = 2**21
+CHAR_FEATURES = 2**20
+WORD_WEIGHT = 0.5
+CHAR_WEIGHT = 0.5
+# Terms only one item uses cannot match anything; at full weight they mostly punish long
+# descriptions.
+SINGLETON_WEIGHT = 0.3
+TOKEN_PATTERN = r"(?u)\b\w[\w.]*\w\b|\b\w\b"
+FLOAT = np.float32
+
+_WORD_HASHER = HashingVectorizer(
+    n_features=WORD_FEATURES,
+    ngram_range=(1, 2),
+    stop_words="english",
+    token_pattern=TOKEN_PATTERN,
+    lowercase=False,  # already case-folded
+    alternate_sign=False,
+    norm=None,
+    dtype=FLOAT,
+)
+_CHAR_HASHER = HashingVectorizer(
+    n_features=CHAR_FEATURES,
+    analyzer="char_wb",
+    ngram_range=(4, 4),
+    lowercase=False,
+    alternate_sign=False,
+    norm=None,
+    dtype=FLOAT,
+)
+_WORD_ANALYZER = _WORD_HASHER.build_analyzer()
+_TERM_HASHER = FeatureHasher(n_features=WORD_FEATURES, input_type="string", alternate_sign=False)
+
+
+def raw_counts(docs: Sequence[Document]) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Raw word and character n-gram counts of ``docs``, one row each."""
+    if not docs:
+        return sp.csr_matrix((0, WORD_FEATURES), dtype=FLOAT), sp.csr_matrix((0, CHAR_FEATURES), dtype=FLOAT)
+    words = sp.csr_matrix(_WORD_HASHER.transform([d.word_text for d in docs]))
+    chars = sp.csr_matrix(_CHAR_HASHER.transform([d.char_text for d in docs]))
+    return words, chars
+
+
+def _document_frequencies(counts: sp.csr_matrix) -> npt.NDArray[np.int64]:
+    frequencies: npt.NDArray[np.int64] = np.bincount(counts.indices, minlength=counts.shape[1])
+    return frequencies.astype(np.int64)
+
+
+# Features in more than this share of items are dropped, like scikit-learn's max_df: they say little
+# about duplicates and dominate the cost of the sparse product (which grows with the square of a
+# feature's document frequency). Character 4-grams are far more common than words, so they are
+# capped lower.
+COMMON_SHARE = 0.03
+_MIN_COMMON_DF = 50
+MAX_WORD_DF = 1000
+MAX_CHAR_DF = 300
+
+
+def _idf(df: npt.NDArray[np.int64], n_docs: int, max_df: int) -> npt.NDArray[np.float32]:
+    """Smoothed IDF as scikit-learn's (unseen terms weigh most); zero for too common features."""
+    idf: npt.NDArray[np.float32] = (np.log((1.0 + n_docs) / (1.0 + df)) + 1.0).astype(FLOAT)
+    idf[df > min(max(_MIN_COMMON_DF, COMMON_SHARE * n_docs), max_df)] = 0.0
+    return idf
+
+
+def _weigh(
+    counts: sp.csr_matrix,
+    idf: npt.NDArray[np.float32],
+    df: npt.NDArray[np.int64],
+    weight: float,
+) -> sp.csr_matrix:
+    """Sublinear TF times IDF, singletons damped, L2-normalised, scaled by sqrt(weight).
+
+    The scaling makes the dot product of two stacked rows the weighted sum of the per-space cosines.
+    """
+    matrix = counts.copy()
+    matrix.data = (1.0 + np.log(matrix.data)) * idf[matrix.indices]
+    matrix.data[df[matrix.indices] <= 1] *= SINGLETON_WEIGHT
+    matrix.eliminate_zeros()
+    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    scale = np.repeat((np.sqrt(weight) / norms).astype(FLOAT), np.diff(matrix.indptr))
+    matrix.data *= scale
+    return matrix
+
+
+@dataclass(frozen=True, slots=True)
+class Vectoriser:
+    """Document frequencies and IDF of both feature spaces; turns counts into score vectors."""
+
+    word_idf: npt.NDArray[np.float32]
+    char_idf: npt.NDArray[np.float32]
+    word_df: npt.NDArray[np.int64]
+    char_df: npt.NDArray[np.int64]
+    n_docs: int
+
+    @classmethod
+    def fit(cls, docs: Sequence[Document]) -> tuple[Vectoriser, sp.csr_matrix]:
+        """Learn IDF from ``docs`` and return it with their vectors."""
+        return cls.fit_counts(*raw_counts(docs))
+
+    @classmethod
+    def fit_counts(cls, words: sp.csr_matrix, chars: sp.csr_matrix) -> tuple[Vectoriser, sp.csr_matrix]:
+        """Learn IDF from raw word and character counts; return it with the documents' vectors."""
+        n_docs = words.shape[0]
+        word_df, char_df = _document_frequencies(words), _document_frequencies(chars)
+        vectoriser = cls(
+            word_idf=_idf(word_df, n_docs, MAX_WORD_DF),
+            char_idf=_idf(char_df, n_docs, MAX_CHAR_DF),
+            word_df=word_df,
+            char_df=char_df,
+            n_docs=n_docs,
+        )
+        return vectoriser, vectoriser._combine(words, chars)
+
+    def updated(self, removed: sp.csr_matrix, words: sp.csr_matrix, chars: sp.csr_matrix) -> Vectoriser:
+        """Document frequencies after dropping the vector rows ``removed`` and adding raw counts.
+
+        New items of one batch that share a new word then weigh it as shared, not as a singleton.
+        Features dropped as too common are not in ``removed``; being common, one count more is moot.
+        """
+        columns = removed.indices
+        word_gone = np.bincount(columns[columns < WORD_FEATURES], minlength=WORD_FEATURES)
+        char_gone = np.bincount(columns[columns >= WORD_FEATURES] - WORD_FEATURES, minlength=CHAR_FEATURES)
+        word_df = np.maximum(self.word_df - word_gone + _document_frequencies(words), 0)
+        char_df = np.maximum(self.char_df - char_gone + _document_frequencies(chars), 0)
+        n_docs = max(self.n_docs - removed.shape[0] + words.shape[0], 1)
+        return Vectoriser(
+            word_idf=_idf(word_df, n_docs, MAX_WORD_DF),
+            char_idf=_idf(char_df, n_docs, MAX_CHAR_DF),
+            word_df=word_df,
+            char_df=char_df,
+            n_docs=n_docs,
+        )
+
+    def transform_counts(self, words: sp.csr_matrix, chars: sp.csr_matrix) -> sp.csr_matrix:
+        """Vectors from raw word and character counts under this IDF."""
+        return self._combine(words, chars)
+
+    def _combine(self, words: sp.csr_matrix, chars: sp.csr_matrix) -> sp.csr_matrix:
+        stacked = sp.hstack(
+            [
+                _weigh(words, self.word_idf, self.word_df, WORD_WEIGHT),
+                _weigh(chars, self.char_idf, self.char_df, CHAR_WEIGHT),
+            ],
+            format="csr",
+            dtype=FLOAT,
+        )
+        return sp.csr_matrix(stacked)
+
+    def shared_terms(self, first: Document, second: Document, limit: int = 5) -> list[str]:
+        """The word terms both documents share, strongest contribution to their score first."""
+        terms_a = Counter(_WORD_ANALYZER(first.word_text))
+        terms_b = Counter(_WORD_ANALYZER(second.word_text))
+        shared = sorted(set(terms_a) & set(terms_b))
+        if not shared:
+            return []
+        indices = sp.csr_matrix(_TERM_HASHER.transform([[t] for t in shared])).indices
+        idf = self.word_idf[indices]
+        weight = [
+            (1 + np.log(terms_a[t])) * (1 + np.log(terms_b[t])) * float(w) ** 2
+            for t, w in zip(shared, idf, strict=True)
+        ]
+        ranked = [t for _, t in sorted(zip(weight, shared, strict=True), key=lambda p: (-p[0], p[1]))]
+        # A shared bigram says more than its two words; show it instead of them.
+        bigrams = [term for term in ranked if " " in term][:limit]
+        covered = {word for term in bigrams for word in term.split()}
+        chosen = [t for t in ranked if (t in bigrams) or (" " not in t and t not in covered)]
+        chosen = chosen[:limit]
+        return chosen

@@ -74,7 +74,7 @@ class FileConnector:
             logger.info("%s: file sources ignore the query; the file's items are used", project)
         projects = {issue.project for issue in issues if issue.project}
         if not projects:
-            return FetchResult(issues=issues, full=True, synced_at=datetime.now(UTC))
+            return FetchResult(issues=issues, synced_at=datetime.now(UTC))
         wanted = project.casefold()
         mine = [issue for issue in issues if issue.project.casefold() == wanted]
         if not mine:
@@ -82,7 +82,7 @@ class FileConnector:
                 f"{self.path}: no items of project {project!r}; the file holds "
                 f"{', '.join(sorted(projects)[:10])} (use one of these as the project key)"
             )
-        return FetchResult(issues=mine, full=True, synced_at=datetime.now(UTC))
+        return FetchResult(issues=mine, synced_at=datetime.now(UTC))
 
 
 def read_backlog_file(path: Path, source: FileSourceConfig | None = None, *, tz: tzinfo = UTC) -> list[Issue]:

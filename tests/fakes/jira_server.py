@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import fake_jql
+from tests.fakes import jira_jql as fake_jql
 
 JIRA_TIME = "%Y-%m-%dT%H:%M:%S.000+0000"
 ISSUE_EXPAND = "renderedFields,names,schema,operations,editmeta,changelog,versionedRepresentations"
@@ -203,6 +203,27 @@ class Site:
 
     def all_comments(self, key: str) -> list[dict[str, Any]]:
         return list(self.comments.get(key, []))
+
+    def add_person_comment(self, key: str, body: Any, *, when: datetime | None = None) -> str:
+        """A comment by a person (Dana, not the bot) straight into the site; returns its id."""
+        author = person(self)
+        stamp = jira_time(when or datetime.now(UTC))
+        with self.lock:
+            new_id = str(next(self._comment_ids))
+            self.comments.setdefault(key, []).append(
+                {
+                    "self": f"{self.url}/rest/api/{self.api}/issue/{self.issues[key]['id']}/comment/{new_id}",
+                    "id": new_id,
+                    "author": author,
+                    "body": body,
+                    "updateAuthor": author,
+                    "created": stamp,
+                    "updated": stamp,
+                    "jsdPublic": True,
+                    "properties": [],
+                }
+            )
+        return new_id
 
     # --- field list ----------------------------------------------------------------------------
 
@@ -716,6 +737,27 @@ def _author(site: Site) -> dict[str, Any]:
         "name": "refinebot",
         "key": "JIRAUSER10100",
         "displayName": "refinebot",
+        "active": True,
+        "timeZone": "Europe/Berlin",
+    }
+
+
+def person(site: Site) -> dict[str, Any]:
+    """A user who is not the bot, in the deployment's shape."""
+    if site.cloud:
+        return {
+            "self": f"{site.url}/rest/api/3/user?accountId=557058:human-dana",
+            "accountId": "557058:human-dana",
+            "displayName": "Dana Dev",
+            "active": True,
+            "timeZone": "Europe/Berlin",
+            "accountType": "atlassian",
+        }
+    return {
+        "self": f"{site.url}/rest/api/2/user?username=dana",
+        "name": "dana",
+        "key": "JIRAUSER10200",
+        "displayName": "Dana Dev",
         "active": True,
         "timeZone": "Europe/Berlin",
     }

@@ -10,28 +10,25 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
-from fake_jira import Exchange, Site
-from fake_jira_data import cloud_sprint, link, make_issue, populate
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
-SPEC = Path(__file__).resolve().parents[2].parent / "shared" / "specs" / "jira-cloud-platform-v3.json"
+from tests.fakes.jira_data import cloud_sprint, link, make_issue, populate
+from tests.fakes.jira_server import Exchange, Site
+from tests.shared_data import SHARED, require_shared
+
+SPEC = SHARED / "specs" / "jira-cloud-platform-v3.json"
 HOST = "https://your-domain.atlassian.net"
 
 
 @pytest.fixture(scope="module")
 def openapi() -> OpenAPI:
-    if not SPEC.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{SPEC} is missing; CI must have ../shared")
-        pytest.skip(f"{SPEC} not found (../shared is absent)")
+    require_shared(SPEC)
     from openapi_core import Config
 
     # The spec fails strict validation on one invalid enum default; the documents are fine.

@@ -10,10 +10,10 @@ from typing import Any
 
 import jsonschema
 import pytest
-from fake_jira import Site
-from fake_jira_data import make_issue
 
 from connectors.base import CommentingConnector, ConnectorError
+from tests.fakes.jira_data import make_issue
+from tests.fakes.jira_server import Site
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 ADF_SCHEMA = SHARED / "specs" / "adf-schema-v1-full.json"

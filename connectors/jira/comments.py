@@ -30,7 +30,7 @@ COMMENT_PAGE_SIZE = 100
 _MARKER_OK = re.compile(r"^[A-Za-z0-9_.:/#@+=-]{1,200}$")
 _MARKER_CHARS = r"[A-Za-z0-9_.:/#@+=-]"
 # A backslash-escaped character in wiki markup (``\*``): literal text, hidden from the markup reader.
-_WIKI_ESCAPE = re.compile(r"\\([^\w\s])")
+_WIKI_ESCAPE = re.compile(r"\\([^A-Za-z0-9\s])")
 _PLACEHOLDER_BASE = 0xE000  # private-use code points stand in for escaped characters meanwhile
 
 

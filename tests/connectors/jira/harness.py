@@ -63,7 +63,7 @@ def adf_links(node: Any) -> list[str]:
     return found
 
 
-_ESCAPED = re.compile(r"\\[^\w\s]")
+_ESCAPED = re.compile(r"\\[^A-Za-z0-9\s]")
 _WIKI_LINK = re.compile(r"\[([^\[\]]*)\]")
 _BARE_URL = re.compile(r"(?i)\b(?:https?|ftp|file|mailto|irc|news|nntp)://[^\s\[\]|]+")
 

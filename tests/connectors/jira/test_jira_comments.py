@@ -3,35 +3,29 @@
 from __future__ import annotations
 
 import copy
-import json
-import os
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 
 from connectors.base import CommentingConnector, ConnectorError
+from refinebot.document import Document, bullets, heading, paragraph
 from tests.fakes.jira_data import make_issue
 from tests.fakes.jira_server import Site
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-ADF_SCHEMA = SHARED / "specs" / "adf-schema-v1-full.json"
 COMMENTS = "/rest/api/3/issue/SHOP-1/comment"
-TEXT = (
-    "## Refinement check\nThis story is not ready yet:\n"
-    "- no acceptance criteria\n- 13 points is too big\n\nThanks!"
+TEXT = Document(
+    (
+        heading("Refinement check"),
+        paragraph("This story is not ready yet:"),
+        bullets(["no acceptance criteria", "13 points is too big"]),
+        paragraph("Thanks!"),
+    )
 )
 
 
-@pytest.fixture(scope="module")
-def adf_validator() -> jsonschema.protocols.Validator:
-    if not ADF_SCHEMA.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{ADF_SCHEMA} is missing; CI must have ../shared")
-        pytest.skip(f"{ADF_SCHEMA} not found (../shared is absent)")
-    schema = json.loads(ADF_SCHEMA.read_text())
-    return jsonschema.Draft4Validator(schema)
+def text(value: str) -> Document:
+    return Document((paragraph(value),))
 
 
 def _posted_bodies(site: Site) -> list[Any]:
@@ -74,7 +68,7 @@ def test_update_replaces_the_body_in_place_without_notifying(
     connector = connect(cloud_site)
     comment_id = connector.add_comment("SHOP-1", TEXT, marker="m1")
 
-    connector.update_comment("SHOP-1", comment_id, "All good now.", marker="m1")
+    connector.update_comment("SHOP-1", comment_id, text("All good now."), marker="m1")
 
     [stored] = cloud_site.all_comments("SHOP-1")
     assert stored["body"]["content"][0]["content"][0]["text"] == "All good now."
@@ -95,7 +89,7 @@ def test_find_falls_back_to_the_text_footer_when_the_property_is_gone(cloud_site
 def test_find_pages_through_many_comments(cloud_site: Site, connect) -> None:
     make_issue(cloud_site, 1)
     connector = connect(cloud_site)
-    wanted = connector.add_comment("SHOP-1", "the one", marker="needle")
+    wanted = connector.add_comment("SHOP-1", text("the one"), marker="needle")
     for n in range(150):  # newer human chatter pushes the bot comment onto the second page
         cloud_site.comments["SHOP-1"].append(
             {
@@ -167,7 +161,9 @@ def test_data_center_comments_are_wiki_markup(dc_site: Site, connect) -> None:
     connector = connect(dc_site)
 
     comment_id = connector.add_comment("SHOP-1", TEXT, marker="dc-1")
-    connector.update_comment("SHOP-1", comment_id, TEXT + "\n- one more", marker="dc-1")
+    connector.update_comment(
+        "SHOP-1", comment_id, Document((*TEXT.blocks, bullets(["one more"]))), marker="dc-1"
+    )
 
     [stored] = dc_site.all_comments("SHOP-1")
     assert isinstance(stored["body"], str)
@@ -240,7 +236,7 @@ def test_a_persons_comment_quoting_the_marker_is_never_taken_for_the_bots(
     assert connector.find_comment("SHOP-1", "missing_ac:SHOP-1") == mine
     assert human == as_written  # never touched
     with pytest.raises(ConnectorError, match="not written by the bot; not updating it"):
-        connector.update_comment("SHOP-1", "777", "new findings", marker="missing_ac:SHOP-1")
+        connector.update_comment("SHOP-1", "777", text("new findings"), marker="missing_ac:SHOP-1")
     assert human == as_written  # never touched
     api = "3" if cloud else "2"
     assert len(site.requests("GET", f"/rest/api/{api}/myself")) == 1  # asked once per connector

@@ -18,7 +18,8 @@ import pytest
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
-from tests.fakes.jira_data import cloud_sprint, link, make_issue, populate
+from refinebot.document import Document, bullets, heading, paragraph
+from tests.fakes.jira_data import adf, cloud_sprint, link, make_issue, para, populate
 from tests.fakes.jira_server import Exchange, Site
 from tests.shared_data import SHARED, require_shared
 
@@ -76,9 +77,12 @@ def _scenario(site: Site, connect) -> None:
     )
     connector = connect(site)
     connector.fetch("SHOP", None)
-    comment_id = connector.add_comment("SHOP-1", "## Check\n- one\n- two", marker="spec")
-    connector.update_comment("SHOP-1", comment_id, "Better now.", marker="spec")
+    checked = Document((heading("Check"), bullets(["one", "two"])))
+    comment_id = connector.add_comment("SHOP-1", checked, marker="spec")
+    connector.update_comment("SHOP-1", comment_id, Document((paragraph("Better now."),)), marker="spec")
     assert connector.find_comment("SHOP-1", "spec") == comment_id
+    site.add_person_comment("SHOP-1", adf(para("refinebot snooze")))
+    assert [c.by_bot for c in connector.comments_since("SHOP-1", None)] == [True, False]
 
 
 def test_fake_responses_match_the_published_spec(cloud_site: Site, connect, openapi: OpenAPI) -> None:

@@ -132,7 +132,7 @@ def test_discovery_is_cached_per_source(cloud_site: Site, connect) -> None:
     assert first.counters.discovery_requests == 2  # serverInfo, /field
     assert len(cloud_site.requests("GET", "/rest/api/3/field")) == 1
     assert second.counters.discovery_requests == 1  # only the new client's serverInfo
-    assert "jira:test:" + cloud_site.url + ":fields" in state.keys()
+    assert state.load(f"jira:test:{cloud_site.url}:fields") is not None
 
 
 def test_a_changed_field_override_discovers_again_and_reads_everything_again(

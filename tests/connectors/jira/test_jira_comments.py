@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jsonschema
 import pytest
 
 from connectors.base import CommentingConnector, ConnectorError
-from refinebot.document import Document, bullets, heading, paragraph
-from tests.fakes.jira_data import make_issue
+from refinebot.document import Document, Strong, bullets, heading, paragraph
+from tests.fakes.jira_data import adf, make_issue, para
 from tests.fakes.jira_server import Site
 
 COMMENTS = "/rest/api/3/issue/SHOP-1/comment"
@@ -240,3 +241,46 @@ def test_a_persons_comment_quoting_the_marker_is_never_taken_for_the_bots(
     assert human == as_written  # never touched
     api = "3" if cloud else "2"
     assert len(site.requests("GET", f"/rest/api/{api}/myself")) == 1  # asked once per connector
+
+
+@pytest.mark.parametrize("cloud", [True, False], ids=["cloud", "dc"])
+def test_comments_since_pages_through_every_comment_typed_oldest_first(
+    fake_jira, connect, cloud: bool
+) -> None:
+    site = fake_jira.new_site(cloud=cloud)
+    make_issue(site, 1)
+    connector = connect(site)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for n in range(130):  # two pages of 100
+        body = adf(para(f"note {n}")) if cloud else f"note *{n}*"
+        site.add_person_comment("SHOP-1", body, when=start + timedelta(minutes=n))
+    mine = connector.add_comment("SHOP-1", Document((paragraph("a-b [x] ", Strong("c")),)), marker="since")
+
+    comments = connector.comments_since("SHOP-1", start + timedelta(minutes=99, seconds=30))
+
+    assert [c.text for c in comments[:2]] == ["note 100", "note 101"]
+    assert len(comments) == 31
+    assert comments[-1].id == mine and comments[-1].by_bot
+    assert comments[-1].text.startswith("a-b [x] c")  # markup (and its escapes) stripped
+    person = comments[0]
+    assert (person.author, person.issue_key, person.by_bot) == ("Dana Dev", "SHOP-1", False)
+    assert person.author_id == ("557058:human-dana" if cloud else "JIRAUSER10200")
+    assert person.created == start + timedelta(minutes=100) and person.created.tzinfo is not None
+    api = "3" if cloud else "2"
+    listed = site.requests("GET", f"/rest/api/{api}/issue/SHOP-1/comment")
+    assert [e.query["startAt"] for e in listed[-2:]] == [["0"], ["100"]]
+    assert len(connector.comments_since("SHOP-1", None)) == 131
+
+
+def test_comments_since_counts_an_edit_after_the_time(cloud_site: Site, connect) -> None:
+    make_issue(cloud_site, 1)
+    connector = connect(cloud_site)
+    old = datetime(2026, 1, 1, tzinfo=UTC)
+    edited = cloud_site.add_person_comment("SHOP-1", adf(para("first words")), when=old)
+    cloud_site.add_person_comment("SHOP-1", adf(para("untouched")), when=old)
+    cloud_site.comments["SHOP-1"][0]["updated"] = "2026-03-01T10:00:00.000+0000"
+
+    comments = connector.comments_since("SHOP-1", datetime(2026, 2, 1, tzinfo=UTC))
+
+    assert [c.id for c in comments] == [edited]
+    assert comments[0].updated == datetime(2026, 3, 1, 10, tzinfo=UTC)

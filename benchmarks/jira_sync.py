@@ -6,7 +6,7 @@ issues (Cloud; Cloud with items done or moved out meanwhile; Data Center, also w
 in another project; Cloud with 350 blockers outside the backlog), and the same backlog fetched the
 ways the ``jira`` package does by default, side by side.
 
-    .venv/bin/python benchmarks/jira_sync.py [--issues 10000]
+    .venv/bin/python -m benchmarks.jira_sync [--issues 10000]   (from the repository root)
 """
 
 from __future__ import annotations
@@ -15,24 +15,20 @@ import argparse
 import itertools
 import math
 import os
-import sys
 import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "jira"))  # the fake Jira lives with the tests
+from jira import JIRA
 
-from fake_jira import FakeJiraServer, Site  # noqa: E402
-from fake_jira_data import link, make_issue, populate, status  # noqa: E402
-from jira import JIRA  # noqa: E402
-
-from connectors.jira import CLOUD_PAGE_SIZE, DC_PAGE_SIZE, JiraConnector, JiraSyncState  # noqa: E402
-from refinebot.config import JiraSourceConfig  # noqa: E402
+from connectors.base import MemorySyncStateStore
+from connectors.jira import CLOUD_PAGE_SIZE, DC_PAGE_SIZE, JiraConnector
+from refinebot.config import JiraSourceConfig
+from tests.fakes.jira_data import link, make_issue, populate, status
+from tests.fakes.jira_server import FakeJiraServer, Site
 
 TOKEN_ENV = "REFINEBOT_BENCH_JIRA_TOKEN"
 
@@ -94,7 +90,7 @@ def run(issues: int) -> list[Row]:
         os.environ[TOKEN_ENV] = cloud.token
 
         def fresh() -> JiraConnector:
-            return JiraConnector(_source(cloud), name="bench", state=JiraSyncState(), progress=False)
+            return JiraConnector(_source(cloud), name="bench", state=MemorySyncStateStore())
 
         rows.append(
             Row(
@@ -112,6 +108,15 @@ def run(issues: int) -> list[Row]:
         )
 
         rows.append(Row("refinebot incremental, 100 changed", *_measure(cloud, _change_100(cloud, warm))))
+        # A new process on the same store (the scheduler's next run): fields and snapshot from the store.
+        rows.append(
+            Row(
+                "refinebot incremental, new connector, same store",
+                *_measure(
+                    cloud, _change_100(cloud, JiraConnector(_source(cloud), name="bench", state=warm.state))
+                ),
+            )
+        )
         batches = itertools.count()
 
         def incremental_with_leavers() -> int:
@@ -169,14 +174,14 @@ def run(issues: int) -> list[Row]:
                 *_measure(
                     dc,
                     lambda: len(
-                        JiraConnector(_source(dc), name="bench-dc", state=JiraSyncState(), progress=False)
+                        JiraConnector(_source(dc), name="bench-dc", state=MemorySyncStateStore())
                         .fetch("SHOP", None)
                         .issues
                     ),
                 ),
             )
         )
-        warm_dc = JiraConnector(_source(dc), name="bench-dc", state=JiraSyncState(), progress=False)
+        warm_dc = JiraConnector(_source(dc), name="bench-dc", state=MemorySyncStateStore())
         warm_dc.fetch("SHOP", None)
 
         incremental_dc = _change_100(dc, warm_dc)
@@ -201,9 +206,7 @@ def run(issues: int) -> list[Row]:
             make_issue(blocked, number, links=links)
         for number in range(1, 351):
             make_issue(blocked, number, project="OPS", project_name="Ops", status_name="In Progress")
-        warm_blocked = JiraConnector(
-            _source(blocked), name="bench-blocked", state=JiraSyncState(), progress=False
-        )
+        warm_blocked = JiraConnector(_source(blocked), name="bench-blocked", state=MemorySyncStateStore())
         warm_blocked.fetch("SHOP", None)
 
         rows.append(

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from fake_jira import FakeJiraServer, Site
-from fake_jira_data import make_issue
 
 from connectors.base import ConnectorError
+from tests.fakes.jira_data import make_issue
+from tests.fakes.jira_server import FakeJiraServer, Site
 
 SERVER_INFO = "/rest/api/2/serverInfo"
 

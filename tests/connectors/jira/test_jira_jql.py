@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from fake_jira import Site
-from fake_jira_data import make_issue
 
-from connectors.jira_jql import JqlQuery, default_query, jql_string, updated_within
+from connectors.jira.jql import JqlQuery, default_query, jql_string, updated_within
+from tests.fakes.jira_data import make_issue
+from tests.fakes.jira_server import Site
 
 
 @pytest.mark.parametrize(

@@ -6,14 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
-from fake_jira import Site
-from fake_jira_data import adf, link, make_issue, para
 from typer.testing import CliRunner
 
+from connectors.base import FetchResult, MemorySyncStateStore
 from refinebot.cli import app
 from refinebot.config import load_config
-from refinebot.pipeline import run
+from refinebot.sources import connector_for
 from rules.registry import build_registry
+from tests.fakes.jira_data import adf, link, make_issue, para
+from tests.fakes.jira_server import Site
 
 
 def _config(tmp_path: Path, site: Site, env: str) -> Path:
@@ -92,7 +93,7 @@ def test_scan_reports_bad_credentials_as_a_failed_project(fake_jira, tmp_path: P
     assert "not-the-token" not in result.output
 
 
-def test_the_next_run_in_the_same_process_is_incremental_and_full_forces_a_full_sync(
+def test_connectors_built_on_one_state_store_sync_incrementally_and_full_forces_a_full_sync(
     fake_jira, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     site = fake_jira.new_site(cloud=True)
@@ -101,10 +102,16 @@ def test_the_next_run_in_the_same_process_is_incremental_and_full_forces_a_full_
     env = "REFINEBOT_FAKE_JIRA_REPEAT_TOKEN"
     monkeypatch.setenv(env, site.token)
     loaded = load_config(_config(tmp_path, site, env), build_registry(plugins=False))
+    store = MemorySyncStateStore()
 
-    runs = [run(loaded), run(loaded), run(loaded, full=True)]
+    def sync(*, full: bool = False) -> FetchResult:
+        # A new connector each time, as each run builds one: the store carries the state.
+        return connector_for(loaded, "jira", state=store).fetch("SHOP", None, full=full)
 
-    assert [len(r.issues) for results in runs for r in results] == [3, 3, 3]
+    runs = [sync(), sync(), sync(full=True)]
+
+    assert [len(r.issues) for r in runs] == [3, 3, 3]
+    assert [r.incremental for r in runs] == [False, True, False]
     searches = [
         e.query["jql"][0].lower() for e in site.requests("GET", "/rest/api/3/search/jql") if "jql" in e.query
     ]

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import jsonschema
 import pytest
-from fake_jira import FakeJiraServer, Site
 
-from connectors.jira import JiraConnector, JiraSyncState
-from refinebot.config import JiraSourceConfig
+from connectors.base import MemorySyncStateStore, Progress, SyncStateStore
+from connectors.jira import JiraConnector
+from tests.connectors.jira.harness import adf_validator_for, source_for
+from tests.fakes.jira_server import FakeJiraServer, Site
+from tests.shared_data import SHARED, require_shared
 
 
 @pytest.fixture(scope="session")
@@ -29,19 +32,10 @@ def dc_site(fake_jira: FakeJiraServer) -> Site:
     return fake_jira.new_site(cloud=False)
 
 
-def source_for(site: Site, **overrides: Any) -> JiraSourceConfig:
-    """A source config pointing at ``site`` with test-sized backoff (0.01 s base)."""
-    values: dict[str, Any] = {
-        "kind": "jira",
-        "url": site.url,
-        "token_env": f"FAKE_JIRA_TOKEN{site.prefix.replace('/', '_').upper()}",
-        "backoff_base_seconds": 0.01,
-        "backoff_max_seconds": 0.05,
-    }
-    if site.cloud:
-        values["email"] = site.email
-    values.update(overrides)
-    return JiraSourceConfig.model_validate(values)
+@pytest.fixture(scope="session")
+def adf_validator() -> jsonschema.protocols.Validator:
+    """The ADF JSON schema (``../shared/specs/adf-schema-v1-full.json``) as a validator."""
+    return adf_validator_for(require_shared(SHARED / "specs" / "adf-schema-v1-full.json"))
 
 
 @pytest.fixture
@@ -52,8 +46,9 @@ def connect(monkeypatch: pytest.MonkeyPatch) -> Callable[..., JiraConnector]:
         site: Site,
         *,
         token: str | None = None,
-        state: JiraSyncState | None = None,
+        state: SyncStateStore | None = None,
         sleep: Callable[[float], None] | None = None,
+        progress: Callable[[Progress], None] | None = None,
         **overrides: Any,
     ) -> JiraConnector:
         source = source_for(site, **overrides)
@@ -61,6 +56,8 @@ def connect(monkeypatch: pytest.MonkeyPatch) -> Callable[..., JiraConnector]:
         extra: dict[str, Any] = {}
         if sleep is not None:
             extra["sleep"] = sleep
-        return JiraConnector(source, name="test", state=state or JiraSyncState(), progress=False, **extra)
+        if progress is not None:
+            extra["progress"] = progress
+        return JiraConnector(source, name="test", state=state or MemorySyncStateStore(), **extra)
 
     return build

@@ -10,28 +10,26 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
-from fake_jira import Exchange, Site
-from fake_jira_data import cloud_sprint, link, make_issue, populate
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
-SPEC = Path(__file__).resolve().parents[2].parent / "shared" / "specs" / "jira-cloud-platform-v3.json"
+from refinebot.document import Document, bullets, heading, paragraph
+from tests.fakes.jira_data import adf, cloud_sprint, link, make_issue, para, populate
+from tests.fakes.jira_server import Exchange, Site
+from tests.shared_data import SHARED, require_shared
+
+SPEC = SHARED / "specs" / "jira-cloud-platform-v3.json"
 HOST = "https://your-domain.atlassian.net"
 
 
 @pytest.fixture(scope="module")
 def openapi() -> OpenAPI:
-    if not SPEC.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{SPEC} is missing; CI must have ../shared")
-        pytest.skip(f"{SPEC} not found (../shared is absent)")
+    require_shared(SPEC)
     from openapi_core import Config
 
     # The spec fails strict validation on one invalid enum default; the documents are fine.
@@ -79,9 +77,12 @@ def _scenario(site: Site, connect) -> None:
     )
     connector = connect(site)
     connector.fetch("SHOP", None)
-    comment_id = connector.add_comment("SHOP-1", "## Check\n- one\n- two", marker="spec")
-    connector.update_comment("SHOP-1", comment_id, "Better now.", marker="spec")
+    checked = Document((heading("Check"), bullets(["one", "two"])))
+    comment_id = connector.add_comment("SHOP-1", checked, marker="spec")
+    connector.update_comment("SHOP-1", comment_id, Document((paragraph("Better now."),)), marker="spec")
     assert connector.find_comment("SHOP-1", "spec") == comment_id
+    site.add_person_comment("SHOP-1", adf(para("refinebot snooze")))
+    assert [c.by_bot for c in connector.comments_since("SHOP-1", None)] == [True, False]
 
 
 def test_fake_responses_match_the_published_spec(cloud_site: Site, connect, openapi: OpenAPI) -> None:

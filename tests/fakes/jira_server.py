@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import fake_jql
+from tests.fakes import jira_jql as fake_jql
 
 JIRA_TIME = "%Y-%m-%dT%H:%M:%S.000+0000"
 ISSUE_EXPAND = "renderedFields,names,schema,operations,editmeta,changelog,versionedRepresentations"
@@ -203,6 +203,11 @@ class Site:
 
     def all_comments(self, key: str) -> list[dict[str, Any]]:
         return list(self.comments.get(key, []))
+
+    def add_person_comment(self, key: str, body: Any, *, when: datetime | None = None) -> str:
+        """A comment by a person (Dana, not the bot) straight into the site; returns its id."""
+        with self.lock:
+            return str(new_comment(self, key, person(self), body, [], when or datetime.now(UTC))["id"])
 
     # --- field list ----------------------------------------------------------------------------
 
@@ -701,24 +706,60 @@ def _dc_issue(issue: Mapping[str, Any], wanted: Sequence[str] | None) -> dict[st
     return selected
 
 
-def _author(site: Site) -> dict[str, Any]:
+# (Cloud accountId, Data Center name, Data Center key, display name) of the users a site knows.
+BOT = ("5b10ac8d82e05b22cc7d4ef5", "refinebot", "JIRAUSER10100", "refinebot")
+DANA = ("557058:human-dana", "dana", "JIRAUSER10200", "Dana Dev")
+
+
+def _user(site: Site, who: tuple[str, str, str, str]) -> dict[str, Any]:
+    account_id, name, key, display = who
     if site.cloud:
         return {
-            "self": f"{site.url}/rest/api/3/user?accountId=5b10ac8d82e05b22cc7d4ef5",
-            "accountId": "5b10ac8d82e05b22cc7d4ef5",
-            "displayName": "refinebot",
+            "self": f"{site.url}/rest/api/3/user?accountId={account_id}",
+            "accountId": account_id,
+            "displayName": display,
             "active": True,
             "timeZone": "Europe/Berlin",
             "accountType": "atlassian",
         }
     return {
-        "self": f"{site.url}/rest/api/2/user?username=refinebot",
-        "name": "refinebot",
-        "key": "JIRAUSER10100",
-        "displayName": "refinebot",
+        "self": f"{site.url}/rest/api/2/user?username={name}",
+        "name": name,
+        "key": key,
+        "displayName": display,
         "active": True,
         "timeZone": "Europe/Berlin",
     }
+
+
+def _author(site: Site) -> dict[str, Any]:
+    return _user(site, BOT)
+
+
+def person(site: Site) -> dict[str, Any]:
+    """A user who is not the bot, in the deployment's shape."""
+    return _user(site, DANA)
+
+
+def new_comment(
+    site: Site, key: str, author: dict[str, Any], body: Any, properties: list[Any], when: datetime
+) -> dict[str, Any]:
+    """A stored comment in Jira's shape, appended to the issue's comments (callers hold the lock)."""
+    stamp = jira_time(when)
+    new_id = str(next(site._comment_ids))
+    comment = {
+        "self": f"{site.url}/rest/api/{site.api}/issue/{site.issues[key]['id']}/comment/{new_id}",
+        "id": new_id,
+        "author": author,
+        "body": body,
+        "updateAuthor": author,
+        "created": stamp,
+        "updated": stamp,
+        "jsdPublic": True,
+        "properties": properties,
+    }
+    site.comments.setdefault(key, []).append(comment)
+    return comment
 
 
 def _public_comment(comment: Mapping[str, Any], expand: str) -> dict[str, Any]:
@@ -758,22 +799,10 @@ def comments_route(
             problem = _check_body(site, body)
             if problem:
                 return 400, {"errorMessages": [], "errors": {"comment": problem}}
-            now = jira_time(datetime.now(UTC))
-            new_id = str(next(site._comment_ids))
-            comment = {
-                "self": f"{site.url}/rest/api/{site.api}/issue/{site.issues[key]['id']}/comment/{new_id}",
-                "id": new_id,
-                "author": _author(site),
-                "body": body["body"],
-                "updateAuthor": _author(site),
-                "created": now,
-                "updated": now,
-                "jsdPublic": True,
-                "properties": list(body.get("properties") or []),
-            }
-            comments.append(comment)
-            for prop in comment["properties"]:
-                site.comment_properties.setdefault(new_id, {})[prop["key"]] = prop["value"]
+            properties = list(body.get("properties") or [])
+            comment = new_comment(site, key, _author(site), body["body"], properties, datetime.now(UTC))
+            for prop in properties:
+                site.comment_properties.setdefault(comment["id"], {})[prop["key"]] = prop["value"]
             return 201, _public_comment(comment, expand)
         found = next((c for c in comments if c["id"] == comment_id), None)
         if found is None:

@@ -3,35 +3,30 @@
 from __future__ import annotations
 
 import copy
-import json
-import os
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jsonschema
 import pytest
-from fake_jira import Site
-from fake_jira_data import make_issue
 
 from connectors.base import CommentingConnector, ConnectorError
+from refinebot.document import Document, Strong, bullets, heading, paragraph
+from tests.fakes.jira_data import adf, make_issue, para
+from tests.fakes.jira_server import Site
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-ADF_SCHEMA = SHARED / "specs" / "adf-schema-v1-full.json"
 COMMENTS = "/rest/api/3/issue/SHOP-1/comment"
-TEXT = (
-    "## Refinement check\nThis story is not ready yet:\n"
-    "- no acceptance criteria\n- 13 points is too big\n\nThanks!"
+TEXT = Document(
+    (
+        heading("Refinement check"),
+        paragraph("This story is not ready yet:"),
+        bullets(["no acceptance criteria", "13 points is too big"]),
+        paragraph("Thanks!"),
+    )
 )
 
 
-@pytest.fixture(scope="module")
-def adf_validator() -> jsonschema.protocols.Validator:
-    if not ADF_SCHEMA.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{ADF_SCHEMA} is missing; CI must have ../shared")
-        pytest.skip(f"{ADF_SCHEMA} not found (../shared is absent)")
-    schema = json.loads(ADF_SCHEMA.read_text())
-    return jsonschema.Draft4Validator(schema)
+def text(value: str) -> Document:
+    return Document((paragraph(value),))
 
 
 def _posted_bodies(site: Site) -> list[Any]:
@@ -74,7 +69,7 @@ def test_update_replaces_the_body_in_place_without_notifying(
     connector = connect(cloud_site)
     comment_id = connector.add_comment("SHOP-1", TEXT, marker="m1")
 
-    connector.update_comment("SHOP-1", comment_id, "All good now.", marker="m1")
+    connector.update_comment("SHOP-1", comment_id, text("All good now."), marker="m1")
 
     [stored] = cloud_site.all_comments("SHOP-1")
     assert stored["body"]["content"][0]["content"][0]["text"] == "All good now."
@@ -95,7 +90,7 @@ def test_find_falls_back_to_the_text_footer_when_the_property_is_gone(cloud_site
 def test_find_pages_through_many_comments(cloud_site: Site, connect) -> None:
     make_issue(cloud_site, 1)
     connector = connect(cloud_site)
-    wanted = connector.add_comment("SHOP-1", "the one", marker="needle")
+    wanted = connector.add_comment("SHOP-1", text("the one"), marker="needle")
     for n in range(150):  # newer human chatter pushes the bot comment onto the second page
         cloud_site.comments["SHOP-1"].append(
             {
@@ -167,7 +162,9 @@ def test_data_center_comments_are_wiki_markup(dc_site: Site, connect) -> None:
     connector = connect(dc_site)
 
     comment_id = connector.add_comment("SHOP-1", TEXT, marker="dc-1")
-    connector.update_comment("SHOP-1", comment_id, TEXT + "\n- one more", marker="dc-1")
+    connector.update_comment(
+        "SHOP-1", comment_id, Document((*TEXT.blocks, bullets(["one more"]))), marker="dc-1"
+    )
 
     [stored] = dc_site.all_comments("SHOP-1")
     assert isinstance(stored["body"], str)
@@ -240,7 +237,50 @@ def test_a_persons_comment_quoting_the_marker_is_never_taken_for_the_bots(
     assert connector.find_comment("SHOP-1", "missing_ac:SHOP-1") == mine
     assert human == as_written  # never touched
     with pytest.raises(ConnectorError, match="not written by the bot; not updating it"):
-        connector.update_comment("SHOP-1", "777", "new findings", marker="missing_ac:SHOP-1")
+        connector.update_comment("SHOP-1", "777", text("new findings"), marker="missing_ac:SHOP-1")
     assert human == as_written  # never touched
     api = "3" if cloud else "2"
     assert len(site.requests("GET", f"/rest/api/{api}/myself")) == 1  # asked once per connector
+
+
+@pytest.mark.parametrize("cloud", [True, False], ids=["cloud", "dc"])
+def test_comments_since_pages_through_every_comment_typed_oldest_first(
+    fake_jira, connect, cloud: bool
+) -> None:
+    site = fake_jira.new_site(cloud=cloud)
+    make_issue(site, 1)
+    connector = connect(site)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for n in range(130):  # two pages of 100
+        body = adf(para(f"note {n}")) if cloud else f"note *{n}*"
+        site.add_person_comment("SHOP-1", body, when=start + timedelta(minutes=n))
+    mine = connector.add_comment("SHOP-1", Document((paragraph("a-b [x] ", Strong("c")),)), marker="since")
+
+    comments = connector.comments_since("SHOP-1", start + timedelta(minutes=99, seconds=30))
+
+    assert [c.text for c in comments[:2]] == ["note 100", "note 101"]
+    assert len(comments) == 31
+    assert comments[-1].id == mine and comments[-1].by_bot
+    assert comments[-1].text.startswith("a-b [x] c")  # markup (and its escapes) stripped
+    person = comments[0]
+    assert (person.author, person.issue_key, person.by_bot) == ("Dana Dev", "SHOP-1", False)
+    assert person.author_id == ("557058:human-dana" if cloud else "JIRAUSER10200")
+    assert person.created == start + timedelta(minutes=100) and person.created.tzinfo is not None
+    api = "3" if cloud else "2"
+    listed = site.requests("GET", f"/rest/api/{api}/issue/SHOP-1/comment")
+    assert [e.query["startAt"] for e in listed[-2:]] == [["0"], ["100"]]
+    assert len(connector.comments_since("SHOP-1", None)) == 131
+
+
+def test_comments_since_counts_an_edit_after_the_time(cloud_site: Site, connect) -> None:
+    make_issue(cloud_site, 1)
+    connector = connect(cloud_site)
+    old = datetime(2026, 1, 1, tzinfo=UTC)
+    edited = cloud_site.add_person_comment("SHOP-1", adf(para("first words")), when=old)
+    cloud_site.add_person_comment("SHOP-1", adf(para("untouched")), when=old)
+    cloud_site.comments["SHOP-1"][0]["updated"] = "2026-03-01T10:00:00.000+0000"
+
+    comments = connector.comments_since("SHOP-1", datetime(2026, 2, 1, tzinfo=UTC))
+
+    assert [c.id for c in comments] == [edited]
+    assert comments[0].updated == datetime(2026, 3, 1, 10, tzinfo=UTC)

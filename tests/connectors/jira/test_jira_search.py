@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 
 import pytest
-from fake_jira import Site
-from fake_jira_data import make_issue, populate
 
-from connectors.jira import JiraConnector, JiraSyncState
+from connectors.base import Progress
 from refinebot.models import SourceKind
+from tests.fakes.jira_data import make_issue, populate
+from tests.fakes.jira_server import Site
 
 
 @pytest.mark.parametrize("count", [1, 99, 100, 101, 2500])
@@ -22,7 +22,7 @@ def test_cloud_pages_follow_next_page_token_to_the_end(cloud_site: Site, connect
     assert [i.key for i in result.issues] == [f"SHOP-{n}" for n in range(1, count + 1)]
     searches = cloud_site.requests("GET", "/rest/api/3/search/jql")
     assert len(searches) == math.ceil(count / 100)  # the floor for 100 per page
-    assert result.extra["search_requests"] == len(searches)
+    assert result.counters.search_requests == len(searches)
     first = searches[0].query
     assert first["maxResults"] == ["100"]
     assert "nextPageToken" not in first
@@ -88,13 +88,14 @@ def test_data_center_honours_a_page_cap_of_50(fake_jira, connect, count: int) ->
     site = fake_jira.new_site(cloud=False, dc_page_cap=50)
     populate(site, count)
 
-    result = connect(site).fetch("SHOP", None)
+    connector = connect(site)
+    result = connector.fetch("SHOP", None)
 
     assert [i.key for i in result.issues] == [f"SHOP-{n}" for n in range(1, count + 1)]
     searches = site.requests("GET", "/rest/api/2/search")
     assert [s.query["startAt"] for s in searches] == [[str(50 * n)] for n in range(math.ceil(count / 50))]
     assert all(s.query["maxResults"] == ["1000"] for s in searches)  # asks for the most, takes what it gets
-    assert result.extra["deployment"] == "datacenter"
+    assert not connector.is_cloud
     assert not site.requests(path="/rest/api/3/.*")
 
 
@@ -116,14 +117,35 @@ def test_empty_backlog_makes_one_search(cloud_site: Site, connect) -> None:
     assert len(cloud_site.requests("GET", "/rest/api/3/search/jql")) == 1
 
 
-def test_progress_bar_draws_on_stderr_never_stdout(
+def test_progress_is_reported_once_per_page_and_never_printed(
     cloud_site: Site, connect, capsys: pytest.CaptureFixture[str]
 ) -> None:
     populate(cloud_site, 250)
-    quiet = connect(cloud_site)
-    connector = JiraConnector(quiet.source, name="bar", state=JiraSyncState(), progress=True)
+    events: list[Progress] = []
+    connector = connect(cloud_site, progress=events.append)
 
     result = connector.fetch("SHOP", None)
 
     assert len(result.issues) == 250
-    assert capsys.readouterr().out == ""  # `scan --format json` output stays clean
+    assert events == [
+        Progress("SHOP: full sync", 100),
+        Progress("SHOP: full sync", 200),
+        Progress("SHOP: full sync", 250),
+        Progress("SHOP: full sync", 250, 250, finished=True),
+    ]
+    assert capsys.readouterr() == ("", "")  # the connector draws nothing: the CLI renders progress
+
+
+def test_data_center_progress_knows_the_total(fake_jira, connect) -> None:
+    site = fake_jira.new_site(cloud=False, dc_page_cap=50)
+    populate(site, 120)
+    events: list[Progress] = []
+
+    connect(site, progress=events.append).fetch("SHOP", None)
+
+    assert [(e.done, e.total, e.finished) for e in events] == [
+        (50, 120, False),
+        (100, 120, False),
+        (120, 120, False),
+        (120, 120, True),
+    ]

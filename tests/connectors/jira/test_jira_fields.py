@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from fake_jira import FieldIds, Site
-from fake_jira_data import (
+
+from connectors.base import MemorySyncStateStore
+from refinebot.models import LinkKind, StatusCategory
+from tests.fakes.jira_data import (
     adf,
     board_configuration,
     bullets,
@@ -15,9 +17,7 @@ from fake_jira_data import (
     make_issue,
     para,
 )
-
-from connectors.jira import JiraSyncState
-from refinebot.models import LinkKind, StatusCategory
+from tests.fakes.jira_server import FieldIds, Site
 
 
 @pytest.mark.parametrize(
@@ -124,13 +124,28 @@ def test_acceptance_criteria_field_is_discovered_and_read(cloud_site: Site, conn
 
 def test_discovery_is_cached_per_source(cloud_site: Site, connect) -> None:
     make_issue(cloud_site, 1)
-    state = JiraSyncState()
+    state = MemorySyncStateStore()
 
-    connect(cloud_site, state=state).fetch("SHOP", None, full=True)
+    first = connect(cloud_site, state=state).fetch("SHOP", None, full=True)
     second = connect(cloud_site, state=state).fetch("SHOP", None, full=True)
 
+    assert first.counters.discovery_requests == 2  # serverInfo, /field
     assert len(cloud_site.requests("GET", "/rest/api/3/field")) == 1
-    assert second.extra["discovery_requests"] == 1  # only the new client's serverInfo
+    assert second.counters.discovery_requests == 1  # only the new client's serverInfo
+    assert state.load(f"jira:test:{cloud_site.url}:fields") is not None
+
+
+def test_a_changed_field_override_discovers_again_and_reads_everything_again(
+    cloud_site: Site, connect
+) -> None:
+    make_issue(cloud_site, 1)
+    state = MemorySyncStateStore()
+    connect(cloud_site, state=state).fetch("SHOP", None)
+
+    again = connect(cloud_site, state=state, story_points_field="customfield_10500").fetch("SHOP", None)
+
+    assert len(cloud_site.requests("GET", "/rest/api/3/field")) == 2
+    assert not again.incremental  # the snapshot was read with another field map
 
 
 def test_legacy_sprint_strings_from_data_center(dc_site: Site, connect) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fake_jira import STATUS_CATEGORIES, Site, jira_time
+from tests.fakes.jira_server import STATUS_CATEGORIES, Site, jira_time
 
 OLD = datetime(2025, 1, 6, 9, 30, tzinfo=UTC)
 

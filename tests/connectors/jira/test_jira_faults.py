@@ -6,10 +6,10 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from fake_jira import Site
-from fake_jira_data import make_issue, populate
 
 from connectors.base import ConnectorError
+from tests.fakes.jira_data import make_issue, populate
+from tests.fakes.jira_server import Site
 
 SEARCH = "/rest/api/3/search/jql"
 

@@ -6,12 +6,11 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from fake_jira import Site
-from fake_jira_data import link, make_issue, populate, status
 
-from connectors.base import ConnectorError
-from connectors.jira import JiraSyncState
+from connectors.base import ConnectorError, MemorySyncStateStore
 from refinebot.models import StatusCategory
+from tests.fakes.jira_data import link, make_issue, populate, status
+from tests.fakes.jira_server import Site
 
 
 def _searches(site: Site) -> list[str]:
@@ -22,7 +21,7 @@ def test_incremental_sync_of_100_changed_issues_takes_at_most_3_requests(cloud_s
     populate(cloud_site, 1000)
     connector = connect(cloud_site)
     first = connector.fetch("SHOP", None)
-    assert first.full
+    assert not first.incremental
     now = datetime.now(UTC)
     for number in range(1, 101):
         cloud_site.touch(f"SHOP-{number}", now, summary=f"Reworded {number}")
@@ -30,8 +29,8 @@ def test_incremental_sync_of_100_changed_issues_takes_at_most_3_requests(cloud_s
 
     second = connector.fetch("SHOP", None)
 
-    assert not second.full
-    assert len(cloud_site.log) - before == second.requests <= 3
+    assert second.incremental
+    assert len(cloud_site.log) - before == second.counters.requests <= 3
     assert len(second.issues) == 1000
     titles = {i.key: i.title for i in second.issues}
     assert titles["SHOP-1"] == "Reworded 1"
@@ -85,20 +84,24 @@ def test_custom_query_for_a_config_key_that_is_not_a_jira_project(cloud_site: Si
 
     result = connector.fetch("team-a", query)
 
-    assert not result.full
+    assert result.incremental
     assert {i.key: i.title for i in result.issues}["WEB-2"] == "Renamed"
 
 
 def test_a_day_without_sync_falls_back_to_a_full_sync(cloud_site: Site, connect) -> None:
     populate(cloud_site, 3)
-    state = JiraSyncState()
-    connect(cloud_site, state=state).fetch("SHOP", None)
-    state.projects["SHOP"].last_sync = datetime.now(UTC) - timedelta(hours=25)
+    state = MemorySyncStateStore()
+    first = connect(cloud_site, state=state)
+    first.fetch("SHOP", None)
+    key = first.state_key("SHOP", None)
+    saved = state.load(key)
+    saved["last_sync"] = (datetime.now(UTC) - timedelta(hours=25)).isoformat()
+    state.save(key, saved)
     del cloud_site.issues["SHOP-2"]  # deleted on the server: no search reports it as changed
 
     result = connect(cloud_site, state=state).fetch("SHOP", None)
 
-    assert result.full
+    assert not result.incremental
     assert [i.key for i in result.issues] == ["SHOP-1", "SHOP-3"]
 
 
@@ -109,22 +112,22 @@ def test_full_sync_on_demand_ignores_the_remembered_state(cloud_site: Site, conn
 
     result = connector.fetch("SHOP", None, full=True)
 
-    assert result.full
+    assert not result.incremental
     assert "updated" not in _searches(cloud_site)[-1]
 
 
 def test_a_failed_sync_is_not_remembered_as_the_last_sync(cloud_site: Site, connect) -> None:
     populate(cloud_site, 2)
-    state = JiraSyncState()
+    state = MemorySyncStateStore()
     connector = connect(cloud_site, state=state, retry_attempts=1)
     cloud_site.fail("GET", "/rest/api/3/search/jql", 500)
     with pytest.raises(ConnectorError, match="HTTP 500"):
         connector.fetch("SHOP", None)
-    assert state.projects["SHOP"].last_sync is None
+    assert state.load(connector.state_key("SHOP", None)) is None
 
     result = connector.fetch("SHOP", None)
 
-    assert result.full
+    assert not result.incremental
     assert len(result.issues) == 2
 
 
@@ -155,7 +158,7 @@ def test_custom_query_an_issue_moved_between_matched_projects_keeps_only_its_new
 
     result = connector.fetch("team", query)
 
-    assert not result.full
+    assert result.incremental
     assert sorted(i.key for i in result.issues) == ["SHOP-1", "SHOP-3", "WEB-9"]
 
 
@@ -170,7 +173,7 @@ def test_default_query_an_issue_moved_to_another_project_leaves_the_backlog(
 
     result = connector.fetch("SHOP", None)
 
-    assert not result.full
+    assert result.incremental
     assert [i.key for i in result.issues] == ["SHOP-1", "SHOP-3"]
 
 
@@ -186,7 +189,7 @@ def test_incremental_sync_lets_deleted_issues_go_and_finds_matches_whose_updated
 
     result = connector.fetch("SHOP", None)
 
-    assert not result.full
+    assert result.incremental
     assert [i.key for i in result.issues] == ["SHOP-1", "SHOP-3", "SHOP-4"]
     assert len(cloud_site.log) - before == 3  # changes, membership, the one missed issue by id
 
@@ -236,7 +239,7 @@ def test_a_blocker_that_became_done_is_known_done_after_an_incremental_sync(
 
     result = connector.fetch("SHOP", None)
 
-    assert not result.full
+    assert result.incremental
     assert [i.key for i in result.issues] == ["SHOP-1", "SHOP-3"]
     assert _blockers(result.issues, "SHOP-1") == {"SHOP-2": StatusCategory.DONE}
     assert _blockers(result.issues, "SHOP-3") == {"OPS-7": StatusCategory.IN_PROGRESS}
@@ -259,7 +262,7 @@ def test_a_deleted_blocker_does_not_fail_the_sync(cloud_site: Site, connect) -> 
 
     result = connector.fetch("SHOP", None)
 
-    assert not result.full
+    assert result.incremental
     assert _blockers(result.issues, "SHOP-1") == {"OPS-7": StatusCategory.TODO}  # what it knew
     assert all(e.status == 200 for e in cloud_site.log)  # a deleted issue is in no scan of changes
 
@@ -284,7 +287,7 @@ def test_a_data_center_backlog_over_the_10000_result_window_syncs_completely(dc_
 
     again = connector.fetch("SHOP", None)
 
-    assert not again.full
+    assert again.incremental
     assert len(again.issues) == 10_450
     assert {i.key: i.title for i in again.issues}["SHOP-10400"] == "Changed late in the backlog"
 
@@ -308,7 +311,7 @@ def test_data_center_incremental_sync_sees_moves_done_and_deletions(dc_site: Sit
 
     deleted = connector.fetch("SHOP", None)
 
-    assert not deleted.full
+    assert deleted.incremental
     assert [i.key for i in deleted.issues] == ["SHOP-1", "SHOP-4", "SHOP-6"]
     make_issue(dc_site, 7)  # matches without its 'updated' moving
 
@@ -438,7 +441,7 @@ def test_data_center_incremental_sync_scans_only_its_projects_not_the_whole_site
 
     second = connector.fetch("SHOP", None)
 
-    assert second.requests == len(dc_site.log) - before <= 3
+    assert second.counters.requests == len(dc_site.log) - before <= 3
     assert {i.key: i.title for i in second.issues}["SHOP-100"] == "Reworded 100"
     scans = [e.query["jql"][0] for e in dc_site.log[before:] if "jql" in e.query]
     assert all("project" in jql for jql in scans)
@@ -476,7 +479,7 @@ def test_cloud_incremental_sync_does_not_grow_with_the_blockers_outside_the_back
 
     second = connector.fetch("SHOP", None)
 
-    assert second.requests == len(cloud_site.log) - before == 3  # was 6: 350 blockers, 100 a search
+    assert second.counters.requests == len(cloud_site.log) - before == 3  # was 6: 350 blockers, 100 a search
     assert _blockers(second.issues, "SHOP-300") == {"OPS-300": StatusCategory.DONE}
     assert _blockers(second.issues, "SHOP-299") == {"OPS-299": StatusCategory.IN_PROGRESS}
 
@@ -527,7 +530,7 @@ def test_a_reopened_blocker_is_no_longer_done_after_an_incremental_sync(
 
     reopened = connector.fetch("SHOP", None)
 
-    assert not reopened.full
+    assert reopened.incremental
     assert _blockers(reopened.issues, "SHOP-1") == {"OPS-7": StatusCategory.IN_PROGRESS}
 
 
@@ -552,7 +555,7 @@ def test_an_issue_deleted_before_the_missed_issue_fetch_does_not_fail_the_sync(
 
     result = connector.fetch("SHOP", None)
 
-    assert not result.full
+    assert result.incremental
     assert [i.key for i in result.issues] == ["SHOP-1", "SHOP-2"] + ([] if not cloud else ["SHOP-3"]) + [
         "SHOP-5"
     ]

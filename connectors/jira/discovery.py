@@ -3,6 +3,8 @@
 Ids differ per site (``customfield_10016`` on one, ``customfield_12310293`` on another), so they are
 read from the board's estimation settings (Agile API) when a board is configured, else from the
 field list by schema type and name. Anything set in the source config wins over what is discovered.
+The result is kept in the injected ``SyncStateStore`` (with the config it was found under), so a new
+connector on the same store asks nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from connectors.base import ConnectorError, SyncStateStore
+from connectors.jira.client import JiraClient
 from connectors.jira_json import JiraFieldMap
+from refinebot.config import JiraSourceConfig
 
 logger = logging.getLogger(__name__)
 
@@ -137,3 +142,93 @@ def discover_field_map(
     if not discovered.story_points and not overrides.story_points:
         logger.warning("no story points field found; set story_points_field in the source config")
     return discovered.with_overrides(overrides.as_mapping())
+
+
+def overrides_of(source: JiraSourceConfig) -> FieldOverrides:
+    """The field ids the source config sets."""
+    return FieldOverrides(
+        story_points=source.story_points_field,
+        sprint=source.sprint_field,
+        rank=source.rank_field,
+        acceptance_criteria=source.acceptance_criteria_field,
+    )
+
+
+def field_map_to_json(field_map: JiraFieldMap) -> dict[str, list[str]]:
+    """A field map as JSON (for the state store and for fingerprints)."""
+    return {
+        "story_points": list(field_map.story_points),
+        "sprint": list(field_map.sprint),
+        "rank": list(field_map.rank),
+        "acceptance_criteria": list(field_map.acceptance_criteria),
+        "epic_link": list(field_map.epic_link),
+    }
+
+
+def field_map_from_json(value: Any) -> JiraFieldMap | None:
+    """The field map saved by ``field_map_to_json``; None when the value is not one."""
+    if not isinstance(value, Mapping):
+        return None
+    names = ("story_points", "sprint", "rank", "acceptance_criteria", "epic_link")
+    lists: list[tuple[str, ...]] = []
+    for name in names:
+        ids = value.get(name)
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            return None
+        lists.append(tuple(ids))
+    return JiraFieldMap(*lists)
+
+
+class FieldDiscovery:
+    """The site's field map: from the store when found under the same config, else asked and stored."""
+
+    def __init__(self, client: JiraClient, source: JiraSourceConfig, store: SyncStateStore, key: str) -> None:
+        self.client = client
+        self.source = source
+        self.store = store
+        self.key = key
+        self._field_map: JiraFieldMap | None = None
+
+    def _config(self) -> dict[str, Any]:
+        # What the discovered map depends on besides the site: a changed override or board is found again.
+        return {"overrides": overrides_of(self.source).as_mapping(), "board_id": self.source.board_id}
+
+    def field_map(self) -> JiraFieldMap:
+        """Where story points, sprint, rank and acceptance criteria live."""
+        if self._field_map is not None:
+            return self._field_map
+        saved = self.store.load(self.key)
+        if isinstance(saved, Mapping) and saved.get("config") == self._config():
+            cached = field_map_from_json(saved.get("fields"))
+            if cached is not None:
+                self._field_map = cached
+                return cached
+        found = self._discover()
+        self.store.save(self.key, {"config": self._config(), "fields": field_map_to_json(found)})
+        self._field_map = found
+        return found
+
+    def _discover(self) -> JiraFieldMap:
+        board = None
+        if self.source.board_id is not None:
+            config = self.client.get(
+                f"board/{self.source.board_id}/configuration",
+                None,
+                f"reading board {self.source.board_id}'s configuration",
+                agile=True,
+            )
+            if isinstance(config, Mapping):
+                board = BoardHints.from_configuration(config)
+        fields = self.client.get("field", None, "listing fields")
+        if not isinstance(fields, list):
+            raise ConnectorError(f"{self.client.where}: the field list is not a JSON array")
+        field_map = discover_field_map(fields, overrides_of(self.source), board)
+        logger.info(
+            "%s: fields: story points %s, sprint %s, rank %s, acceptance criteria %s",
+            self.client.where,
+            ", ".join(field_map.story_points) or "-",
+            ", ".join(field_map.sprint) or "-",
+            ", ".join(field_map.rank) or "-",
+            ", ".join(field_map.acceptance_criteria) or "-",
+        )
+        return field_map

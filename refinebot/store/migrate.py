@@ -1,0 +1,65 @@
+"""Bring a database's schema to the newest revision with Alembic, one process at a time.
+
+Replicas started together on an empty PostgreSQL would race to create the same tables; each takes a
+transaction-level advisory lock first and runs the migrations inside that transaction (PostgreSQL DDL is
+transactional), so the second one waits, then finds the schema at head and does nothing. On SQLite the
+migration transaction starts with ``BEGIN IMMEDIATE``, which is the file's write lock.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from refinebot.store.engine import StoreError, describe_error, lock, safe_url
+
+logger = logging.getLogger(__name__)
+
+MIGRATION_LOCK = "refinebot.store.migrate"
+SCRIPT_LOCATION = "refinebot.store:migrations"
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic's config for the packaged migrations (no alembic.ini needed), bound to ``connection``."""
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The newest revision the package ships."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "the store ships at least one migration"
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at (None when it has no schema yet)."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> str | None:
+    """Migrate the database to ``revision`` under the migration lock; return the revision it is now at."""
+    where = safe_url(engine.url)
+    try:
+        with engine.connect() as connection:
+            with connection.begin():
+                lock(connection, MIGRATION_LOCK)
+                before = MigrationContext.configure(connection).get_current_revision()
+                command.upgrade(alembic_config(connection), revision)
+                after = MigrationContext.configure(connection).get_current_revision()
+            if before != after:
+                logger.info("store schema at %s upgraded from %s to %s", where, before or "empty", after)
+            return after
+    except SQLAlchemyError as exc:
+        raise StoreError(
+            f"cannot migrate the database at {where}: {describe_error(exc, engine.url)}"
+        ) from None

@@ -1,0 +1,1 @@
+"""Benchmark scripts that print figures; run them as ``python -m benchmarks.NAME`` from the repository root."""

@@ -100,6 +100,6 @@ class CycleClaims:
     def get(self, project: str, cycle: str) -> CycleClaim | None:
         """The claim on (project, cycle), or None when nobody claimed it."""
         query = select(cycle_claims).where(cycle_claims.c.project == project, cycle_claims.c.cycle == cycle)
-        with self._database.begin() as connection:
+        with self._database.read() as connection:
             row = connection.execute(query).first()
         return None if row is None else CycleClaim(**row._mapping)

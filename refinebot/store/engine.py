@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_DATABASE_URL = "sqlite:///refinebot.db"
 # A writer waits this long for another one (a cycle in another process) before SQLite says "locked".
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+READ_ONLY = "refinebot_read_only"  # an execution option: this connection's transactions only read
 
 
 class StoreError(Exception):
@@ -116,7 +117,10 @@ def _configure_sqlite(engine: Engine) -> None:
         # A deferred transaction that reads and then writes fails at once with "database is locked" when
         # another writer got there first (busy_timeout does not apply to that upgrade); taking the write
         # lock up front makes it wait its turn instead. It is also the migration's lock on SQLite.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Pure reads (Database.read) begin deferred: in WAL mode they never wait for a writer, so a Slack
+        # listener answers while a cycle holds the write lock.
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def advisory_key(name: str) -> int:
@@ -158,6 +162,19 @@ class Database:
                 yield connection
             finally:
                 self._current.reset(token)
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """Like ``begin`` for calls that only read: the caller's transaction when one is open, else a
+        read-only one that never waits for a writer (SQLite: a deferred BEGIN)."""
+        current = self._current.get()
+        if current is not None:
+            yield current
+            return
+        with self.engine.connect() as connection:
+            connection.execution_options(**{READ_ONLY: True})
+            with connection.begin():
+                yield connection
 
     def upsert(
         self,

@@ -169,7 +169,7 @@ class FindingStore:
 
     def _select(self, query: Any) -> list[StoredFinding]:
         ordered = query.order_by(findings.c.issue, findings.c.rule, findings.c.subject)
-        with self._database.begin() as connection:
+        with self._database.read() as connection:
             return [_stored(row) for row in connection.execute(ordered)]
 
 

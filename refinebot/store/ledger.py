@@ -53,7 +53,7 @@ class Ledger:
 
     def comment(self, project: str, issue: str, marker: str) -> BotComment | None:
         """The bot comment recorded for (project, issue, marker), or None."""
-        with self._database.begin() as connection:
+        with self._database.read() as connection:
             row = connection.execute(
                 select(bot_comments).where(
                     bot_comments.c.project == project,
@@ -66,7 +66,7 @@ class Ledger:
     def comments(self, project: str) -> list[BotComment]:
         """Every bot comment recorded for ``project``, by issue."""
         query = select(bot_comments).where(bot_comments.c.project == project)
-        with self._database.begin() as connection:
+        with self._database.read() as connection:
             rows = connection.execute(query.order_by(bot_comments.c.issue, bot_comments.c.marker))
             return [BotComment(**row._mapping) for row in rows]
 
@@ -106,7 +106,7 @@ class Ledger:
 
     def digest(self, project: str, cycle: str, channel: str) -> Digest | None:
         """The digest posted for (project, cycle, channel), or None."""
-        with self._database.begin() as connection:
+        with self._database.read() as connection:
             row = connection.execute(
                 select(digests).where(
                     digests.c.project == project, digests.c.cycle == cycle, digests.c.channel == channel

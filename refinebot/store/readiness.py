@@ -55,7 +55,7 @@ class ReadinessStore:
     def get(self, project: str, cycle: str) -> ReadinessRecord | None:
         """The readiness recorded for (project, cycle), or None."""
         query = select(readiness).where(readiness.c.project == project, readiness.c.cycle == cycle)
-        with self._database.begin() as connection:
+        with self._database.read() as connection:
             row = connection.execute(query).first()
         return None if row is None else ReadinessRecord(**row._mapping)
 
@@ -63,7 +63,7 @@ class ReadinessStore:
         """The latest readiness of ``project`` recorded before ``cycle``'s (or the latest at all when
         ``cycle`` has none yet): what this cycle compares with. Order is by time recorded, not by the cycle's
         name, so any cycle naming works."""
-        with self._database.begin() as connection:
+        with self._database.read() as connection:
             this = connection.execute(
                 select(readiness.c.recorded_at).where(
                     readiness.c.project == project, readiness.c.cycle == cycle
@@ -83,6 +83,6 @@ class ReadinessStore:
             .order_by(readiness.c.recorded_at.desc())
             .limit(limit)
         )
-        with self._database.begin() as connection:
+        with self._database.read() as connection:
             rows = list(connection.execute(query))
         return [ReadinessRecord(**row._mapping) for row in reversed(rows)]

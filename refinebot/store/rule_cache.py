@@ -32,7 +32,7 @@ class DatabaseRuleCache:
         query = select(rule_cache.c.value).where(
             rule_cache.c.project == self.project, rule_cache.c.key == key
         )
-        with self._database.begin() as connection:
+        with self._database.read() as connection:
             blob = connection.execute(query).scalar()
         if blob is None:
             return None

@@ -77,13 +77,13 @@ class SuppressionStore:
                 suppressions.c.lifted.is_(None) | (suppressions.c.lifted > active_at),
                 suppressions.c.until.is_(None) | (suppressions.c.until > active_at),
             )
-        with self._database.begin() as connection:
+        with self._database.read() as connection:
             found = [_suppression(row._mapping) for row in connection.execute(query)]
         return [s for s in found if active_at is None or s.active(active_at)]
 
     def get(self, suppression_id: int) -> Suppression | None:
         """The suppression with ``suppression_id``, or None."""
-        with self._database.begin() as connection:
+        with self._database.read() as connection:
             row = connection.execute(select(suppressions).where(suppressions.c.id == suppression_id)).first()
         return None if row is None else _suppression(row._mapping)
 

@@ -36,7 +36,7 @@ class DatabaseSyncStateStore:
 
     def load(self, key: str) -> Any | None:
         """The value saved under ``key``; None when there is none or it cannot be decoded (logged)."""
-        with self._database.begin() as connection:
+        with self._database.read() as connection:
             blob = connection.execute(select(sync_state.c.value).where(sync_state.c.key == key)).scalar()
         if blob is None:
             return None
@@ -61,5 +61,5 @@ class DatabaseSyncStateStore:
 
     def keys(self) -> list[str]:
         """The keys saved so far (for diagnostics and tests)."""
-        with self._database.begin() as connection:
+        with self._database.read() as connection:
             return list(connection.execute(select(sync_state.c.key).order_by(sync_state.c.key)).scalars())

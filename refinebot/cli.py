@@ -1,4 +1,4 @@
-"""The ``refinebot`` command line: demo, scan, rules and config check."""
+"""The ``refinebot`` command line: demo, scan, rules, config check and db upgrade."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from connectors.base import MemorySyncStateStore
 from refinebot.config import DEFAULT_CONFIG_PATH, ConfigError, LoadedConfig, load_config
 from refinebot.models import Finding, Issue, Severity
 from refinebot.pipeline import ProjectResult, run
+from refinebot.store.engine import StoreError, database_url_for
+from refinebot.store.migrate import migrate_url
 from refinebot.terminal import TerminalProgress
 from rules.registry import RegistryError, RuleRegistry, default_registry
 
@@ -35,6 +37,8 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Work with the configuration file.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+db_app = typer.Typer(help="Work with the database (database_url in the config).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 out = Console()
 err = Console(stderr=True)
@@ -328,6 +332,19 @@ def config_check(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
         f"[green]ok[/]: {config} ({len(loaded.config.sources)} sources, projects: {projects})",
         highlight=False,
     )
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
+    """Create or migrate the database to this version's schema (the store also does it when it opens)."""
+    loaded = _load(config, _registry(), check_env=False)  # the database needs no source token
+    try:
+        done = migrate_url(database_url_for(loaded))
+    except StoreError as exc:
+        _error(str(exc))
+        raise typer.Exit(1) from None
+    was = "already current" if not done.changed else f"was {done.before or 'empty'}"
+    out.print(Text(f"ok: {done.url} at revision {done.after} ({was})"))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -88,8 +88,13 @@ def create_store_engine(url: URL | str) -> Engine:
         engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         _configure_sqlite(engine)
     elif backend == "postgresql":
-        # pool_pre_ping: a long-running serve outlives database restarts and idle-connection reapers.
-        engine = create_engine(parsed, pool_pre_ping=True)
+        try:
+            # pool_pre_ping: a long-running serve outlives database restarts and idle-connection reapers.
+            engine = create_engine(parsed, pool_pre_ping=True)
+        except ModuleNotFoundError as exc:
+            raise StoreError(
+                f"{safe_url(parsed)} needs the {exc.name} driver: pip install 'refinebot[postgres]'"
+            ) from None
     else:
         raise StoreError(f"unsupported database {backend!r} in {safe_url(parsed)} (use sqlite or postgresql)")
     logger.debug("store engine for %s", safe_url(parsed))

@@ -9,15 +9,17 @@ migration transaction starts with ``BEGIN IMMEDIATE``, which is the file's write
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
-from refinebot.store.engine import StoreError, describe_error, lock, safe_url
+from refinebot.store.engine import StoreError, create_store_engine, describe_error, lock, safe_url
 
 logger = logging.getLogger(__name__)
 
@@ -46,20 +48,47 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """What one upgrade did: the revision before (None: an empty database) and after."""
+
+    url: str  # password hidden
+    before: str | None
+    after: str | None
+
+    @property
+    def changed(self) -> bool:
+        """True when a migration ran."""
+        return self.before != self.after
+
+
 def upgrade(engine: Engine, revision: str = "head") -> str | None:
     """Migrate the database to ``revision`` under the migration lock; return the revision it is now at."""
+    return migrate(engine, revision).after
+
+
+def migrate(engine: Engine, revision: str = "head") -> Migration:
+    """Migrate the database to ``revision`` under the migration lock, saying what changed."""
     where = safe_url(engine.url)
     try:
-        with engine.connect() as connection:
-            with connection.begin():
-                lock(connection, MIGRATION_LOCK)
-                before = MigrationContext.configure(connection).get_current_revision()
-                command.upgrade(alembic_config(connection), revision)
-                after = MigrationContext.configure(connection).get_current_revision()
-            if before != after:
-                logger.info("store schema at %s upgraded from %s to %s", where, before or "empty", after)
-            return after
+        with engine.connect() as connection, connection.begin():
+            lock(connection, MIGRATION_LOCK)
+            before = MigrationContext.configure(connection).get_current_revision()
+            command.upgrade(alembic_config(connection), revision)
+            after = MigrationContext.configure(connection).get_current_revision()
     except SQLAlchemyError as exc:
         raise StoreError(
             f"cannot migrate the database at {where}: {describe_error(exc, engine.url)}"
         ) from None
+    if before != after:
+        logger.info("store schema at %s upgraded from %s to %s", where, before or "empty", after)
+    return Migration(where, before, after)
+
+
+def migrate_url(url: URL | str, revision: str = "head") -> Migration:
+    """``migrate`` the database at ``url`` with an engine of its own (what ``refinebot db upgrade`` runs)."""
+    engine = create_store_engine(url)
+    try:
+        return migrate(engine, revision)
+    finally:
+        engine.dispose()

@@ -187,13 +187,15 @@ class Database:
         table: Table,
         rows: Sequence[Mapping[str, Any]] | Mapping[str, Any],
         keys: Sequence[str],
-        update: Sequence[str],
+        update: Sequence[str] | None = None,
     ) -> None:
-        """Insert ``rows``, or replace the ``update`` columns of those whose ``keys`` already exist."""
-        dialect = connection.dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        """Insert ``rows``, or replace the ``update`` columns (default: all given but ``keys``) of those whose
+        ``keys`` already exist; atomic on both engines (ON CONFLICT DO UPDATE)."""
+        batch = list(rows) if isinstance(rows, Sequence) else [dict(rows)]
+        replaced = update if update is not None else [name for name in batch[0] if name not in keys]
+        insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
         statement = insert(table)
         statement = statement.on_conflict_do_update(
-            index_elements=list(keys), set_={name: statement.excluded[name] for name in update}
+            index_elements=list(keys), set_={name: statement.excluded[name] for name in replaced}
         )
-        connection.execute(statement, list(rows) if isinstance(rows, Sequence) else [dict(rows)])
+        connection.execute(statement, batch)

@@ -7,7 +7,7 @@ changed needs no request, and a Slack delivery retried with the same id is recog
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select, update
@@ -72,23 +72,8 @@ class Ledger:
 
     def save_comment(self, comment: BotComment) -> None:
         """Record (or replace) the bot comment for its (project, issue, marker)."""
-        values = {
-            "project": comment.project,
-            "issue": comment.issue,
-            "marker": comment.marker,
-            "comment_id": comment.comment_id,
-            "content_hash": comment.content_hash,
-            "edited_at": comment.edited_at,
-            "replies_read_at": comment.replies_read_at,
-        }
         with self._database.begin() as connection:
-            self._database.upsert(
-                connection,
-                bot_comments,
-                values,
-                ["project", "issue", "marker"],
-                ["comment_id", "content_hash", "edited_at", "replies_read_at"],
-            )
+            self._database.upsert(connection, bot_comments, asdict(comment), ["project", "issue", "marker"])
 
     def mark_replies_read(self, project: str, issue: str, marker: str, read_at: datetime) -> bool:
         """Move the replies cursor of a recorded comment; False when no such comment is recorded."""

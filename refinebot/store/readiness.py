@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from sqlalchemy import select
@@ -33,24 +33,8 @@ class ReadinessStore:
 
     def record(self, record: ReadinessRecord) -> None:
         """Keep ``record``, replacing the one of the same project and cycle (a rerun of the cycle)."""
-        values = {
-            "project": record.project,
-            "cycle": record.cycle,
-            "ready": record.ready,
-            "top_n": record.top_n,
-            "share": record.share,
-            "open_items": record.open_items,
-            "ready_items": record.ready_items,
-            "recorded_at": record.recorded_at,
-        }
         with self._database.begin() as connection:
-            self._database.upsert(
-                connection,
-                readiness,
-                values,
-                ["project", "cycle"],
-                ["ready", "top_n", "share", "open_items", "ready_items", "recorded_at"],
-            )
+            self._database.upsert(connection, readiness, asdict(record), ["project", "cycle"])
 
     def get(self, project: str, cycle: str) -> ReadinessRecord | None:
         """The readiness recorded for (project, cycle), or None."""

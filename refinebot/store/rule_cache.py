@@ -57,4 +57,4 @@ class DatabaseRuleCache:
             "updated_at": datetime.now(UTC),
         }
         with self._database.begin() as connection:
-            self._database.upsert(connection, rule_cache, row, ["project", "key"], ["value", "updated_at"])
+            self._database.upsert(connection, rule_cache, row, ["project", "key"])

@@ -57,7 +57,7 @@ class DatabaseSyncStateStore:
             "updated_at": datetime.now(UTC),
         }
         with self._database.begin() as connection:
-            self._database.upsert(connection, sync_state, row, ["key"], ["value", "raw_bytes", "updated_at"])
+            self._database.upsert(connection, sync_state, row, ["key"])
 
     def keys(self) -> list[str]:
         """The keys saved so far (for diagnostics and tests)."""

@@ -91,22 +91,23 @@ def engine_name(request: pytest.FixtureRequest) -> str:
     return name
 
 
+def _empty(engine_name: str, path: Path, request: pytest.FixtureRequest, *, whole: bool) -> URL:
+    if engine_name == "sqlite":
+        return make_url(f"sqlite:///{path}")
+    server: Postgres = request.getfixturevalue("postgres")
+    return server.new_database() if whole else server.new_schema()
+
+
 @pytest.fixture
 def database_url(engine_name: str, tmp_path: Path, request: pytest.FixtureRequest) -> URL:
     """An empty database on the test's engine: a fresh SQLite file or a fresh PostgreSQL schema."""
-    if engine_name == "sqlite":
-        return make_url(f"sqlite:///{tmp_path / 'store.db'}")
-    server: Postgres = request.getfixturevalue("postgres")
-    return server.new_schema()
+    return _empty(engine_name, tmp_path / "store.db", request, whole=False)
 
 
 @pytest.fixture
 def empty_database_url(engine_name: str, tmp_path: Path, request: pytest.FixtureRequest) -> URL:
-    """A whole empty database on the test's engine (for migration tests)."""
-    if engine_name == "sqlite":
-        return make_url(f"sqlite:///{tmp_path / 'empty' / 'store.db'}")
-    server: Postgres = request.getfixturevalue("postgres")
-    return server.new_database()
+    """A whole empty database on the test's engine (for migration tests); SQLite's folder not made yet."""
+    return _empty(engine_name, tmp_path / "empty" / "store.db", request, whole=True)
 
 
 @pytest.fixture

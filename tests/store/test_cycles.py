@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 
 from refinebot.store import Store
+from tests.store.threads import run_at_once
 
 NOW = datetime(2026, 11, 30, 9, tzinfo=UTC)
 
@@ -45,24 +45,7 @@ def test_a_finished_cycle_is_never_claimed_again(store: Store) -> None:
 
 
 def test_replicas_claiming_at_once_get_one_winner(store: Store) -> None:
-    barrier = threading.Barrier(6)
-    won: list[str] = []
-    errors: list[BaseException] = []
-
-    def claim(owner: str) -> None:
-        try:
-            barrier.wait(timeout=10)
-            if store.cycles.claim("SHOP", "2026-W49", owner, 300, NOW):
-                won.append(owner)
-        except BaseException as exc:  # a replica that crashes on a race must fail the test
-            errors.append(exc)
-
-    threads = [threading.Thread(target=claim, args=(f"replica-{n}",)) for n in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    claim_row = store.cycles.get("SHOP", "2026-W49")
-    assert errors == []
-    assert len(won) == 1
-    assert claim_row is not None and claim_row.owner == won[0]
+    won = run_at_once(6, lambda n: store.cycles.claim("SHOP", "2026-W49", f"replica-{n}", 300, NOW))
+    assert won.count(True) == 1
+    claim = store.cycles.get("SHOP", "2026-W49")
+    assert claim is not None and claim.owner.startswith("replica-")

@@ -3,10 +3,10 @@ deliveries recorded once however often they are retried."""
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 
 from refinebot.store import BotComment, Store
+from tests.store.threads import run_at_once
 
 NOW = datetime(2026, 11, 30, 9, tzinfo=UTC)
 
@@ -67,18 +67,7 @@ def test_a_duplicate_delivery_does_not_spoil_the_callers_transaction(store: Stor
 
 
 def test_concurrent_retries_are_let_through_once(store: Store) -> None:
-    barrier = threading.Barrier(8)
-    seen: list[bool] = []
-
-    def deliver() -> None:
-        barrier.wait(timeout=10)
-        seen.append(store.ledger.seen_delivery("Ev-retried", NOW))
-
-    threads = [threading.Thread(target=deliver) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    seen = run_at_once(8, lambda _: store.ledger.seen_delivery("Ev-retried", NOW))
     assert sorted(seen) == [False] + [True] * 7
 
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -20,6 +19,7 @@ from refinebot.suppressions import (
     Verdict,
     decide,
 )
+from tests.store.threads import run_at_once
 
 NOW = datetime(2026, 11, 30, 9, 15, tzinfo=UTC)
 LATER = NOW + timedelta(days=20)
@@ -158,24 +158,11 @@ def test_the_same_pair_in_another_project_is_another_suppression(store: Store) -
 
 
 def test_a_pair_marked_from_many_threads_at_once_is_stored_once(store: Store) -> None:
-    barrier = threading.Barrier(6)
-    results: list[Suppression] = []
-    errors: list[BaseException] = []
+    def mark(number: int) -> Suppression:
+        order = ("SHOP-8", "SHOP-9") if number % 2 else ("SHOP-9", "SHOP-8")
+        return store.suppressions.add(not_duplicate(*order, by=f"user{number}"))
 
-    def mark(number: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            order = ("SHOP-8", "SHOP-9") if number % 2 else ("SHOP-9", "SHOP-8")
-            results.append(store.suppressions.add(not_duplicate(*order, by=f"user{number}")))
-        except BaseException as exc:  # surfaced below: a thread's failure must fail the test
-            errors.append(exc)
-
-    threads = [threading.Thread(target=mark, args=(n,)) for n in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == []
+    results = run_at_once(6, mark)
     assert len({s.id for s in results}) == 1
     assert len(store.suppressions.list_suppressions("SHOP")) == 1
 

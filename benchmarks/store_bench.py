@@ -6,7 +6,7 @@ with avatar URLs, custom fields, links), with real titles and descriptions from
 JSON size, the stored (compressed) size and the best of a few save and load times on a SQLite file and,
 when ``REFINEBOT_TEST_POSTGRES_URL`` names a server, on a throwaway PostgreSQL database; the JSON-file
 sync state store is timed on the same snapshot for comparison. Then times ``findings.record`` for a run
-of N findings, first (all new) and again (all updated).
+of N findings, first (all new) and again (unchanged).
 
     .venv/bin/python -m benchmarks.store_bench [--issues 10000] [--findings 20000] [--repeat 3]
 """
@@ -183,7 +183,7 @@ def databases() -> Iterator[list[tuple[str, URL]]]:
 
 
 def run_findings(store: Store, count: int, repeat: int) -> tuple[float, float]:
-    """Seconds to record ``count`` new findings, and the same run again (every row updated)."""
+    """Seconds to record ``count`` new findings, and the same findings again (last seen moved on)."""
     now = datetime(2026, 11, 30, 9, tzinfo=UTC)
     found = [
         Finding("BENCH", f"BENCH-{n}", "missing-estimate", "RB102", Severity.WARNING, "No estimate", {"n": n})
@@ -236,7 +236,7 @@ def main() -> None:
                 first, again = run_findings(store, args.findings, args.repeat)
                 print(
                     f"  {label}: record {args.findings:,} findings: first run {first:.2f} s, "
-                    f"next run (all updated) {again:.2f} s"
+                    f"next run with the same findings {again:.2f} s"
                 )
 
 

@@ -85,63 +85,69 @@ class FindingStore:
 
         with self._database.begin() as connection:
             known = {
-                (row.project, row.issue, row.rule, row.subject): (row.id, row.resolved_at)
+                (row.project, row.issue, row.rule, row.subject): row
                 for row in connection.execute(
-                    select(
-                        findings.c.id,
-                        findings.c.project,
-                        findings.c.issue,
-                        findings.c.rule,
-                        findings.c.subject,
-                        findings.c.resolved_at,
-                    ).where(findings.c.project == project)
+                    select(findings.c.id, *_IDENTITY, findings.c.resolved_at, *_CONTENT).where(
+                        findings.c.project == project
+                    )
                 )
             }
             inserts: list[dict[str, Any]] = []
-            updates: list[dict[str, Any]] = []
+            changes: list[dict[str, Any]] = []
             opened: list[Identity] = []
             reopened: list[Identity] = []
             still_open: list[Identity] = []
             for identity, (finding, decision) in latest.items():
-                values = _finding_values(finding, decision, cycle, now)
+                content = _content(finding, decision)
                 existing = known.get(identity)
                 if existing is None:
+                    identity_values = dict(
+                        zip(("project", "issue", "rule", "subject"), identity, strict=True)
+                    )
                     inserts.append(
-                        {
-                            **values,
-                            "project": finding.project,
-                            "issue": finding.issue,
-                            "rule": finding.rule,
-                            "subject": finding.subject,
-                            "first_seen": now,
-                            "first_cycle": cycle,
-                        }
+                        content
+                        | identity_values
+                        | {"first_seen": now, "first_cycle": cycle, "last_seen": now, "last_cycle": cycle}
                     )
                     opened.append(identity)
-                else:
-                    updates.append({**{f"new_{k}": v for k, v in values.items()}, "row_id": existing[0]})
-                    (reopened if existing[1] is not None else still_open).append(identity)
+                    continue
+                (reopened if existing.resolved_at is not None else still_open).append(identity)
+                # Only rows whose content changed or that come back are written one by one; a weekly run
+                # changes few, and moving every open row's last_seen is one statement below.
+                if existing.resolved_at is not None or any(
+                    getattr(existing, name) != value for name, value in content.items()
+                ):
+                    changes.append(
+                        {f"new_{name}": value for name, value in content.items()} | {"row_id": existing.id}
+                    )
             resolved = [
                 identity
-                for identity, (_, resolved_at) in known.items()
-                if resolved_at is None and identity not in latest
+                for identity, row in known.items()
+                if row.resolved_at is None and identity not in latest
             ]
             if inserts:
                 connection.execute(findings.insert(), inserts)
-            if updates:
+            if changes:
                 connection.execute(
                     update(findings)
                     .where(findings.c.id == bindparam("row_id"))
-                    .values({name: bindparam(f"new_{name}") for name in _UPDATED}),
-                    updates,
+                    .values(
+                        {column.name: bindparam(f"new_{column.name}") for column in _CONTENT}
+                        | {"resolved_at": None}
+                    ),
+                    changes,
                 )
             if resolved:
                 connection.execute(
-                    update(findings)
-                    .where(findings.c.id == bindparam("row_id"))
-                    .values(resolved_at=bindparam("new_resolved_at")),
-                    [{"row_id": known[identity][0], "new_resolved_at": now} for identity in resolved],
+                    update(findings).where(findings.c.id == bindparam("row_id")).values(resolved_at=now),
+                    [{"row_id": known[identity].id} for identity in resolved],
                 )
+            # Now the open rows are exactly this run's findings.
+            connection.execute(
+                update(findings)
+                .where(findings.c.project == project, findings.c.resolved_at.is_(None))
+                .values(last_seen=now, last_cycle=cycle)
+            )
         logger.debug(
             "findings of %s in %s: %d new, %d back, %d resolved, %d still open",
             project,
@@ -173,21 +179,21 @@ class FindingStore:
             return [_stored(row) for row in connection.execute(ordered)]
 
 
-_UPDATED = (
-    "code",
-    "severity",
-    "message",
-    "details",
-    "suppressed",
-    "verdict",
-    "suppression_id",
-    "last_seen",
-    "last_cycle",
-    "resolved_at",
+_IDENTITY = (findings.c.project, findings.c.issue, findings.c.rule, findings.c.subject)
+# What a run may change about a finding that is still the same finding.
+_CONTENT = (
+    findings.c.code,
+    findings.c.severity,
+    findings.c.message,
+    findings.c.details,
+    findings.c.suppressed,
+    findings.c.verdict,
+    findings.c.suppression_id,
 )
 
 
-def _finding_values(finding: Finding, decision: Decision, cycle: str, now: datetime) -> dict[str, Any]:
+def _content(finding: Finding, decision: Decision) -> dict[str, Any]:
+    """The ``_CONTENT`` columns of ``finding`` as this run decided it."""
     return {
         "code": finding.code,
         "severity": finding.severity.value,
@@ -197,9 +203,6 @@ def _finding_values(finding: Finding, decision: Decision, cycle: str, now: datet
         "suppressed": not decision.shown,
         "verdict": decision.verdict.value,
         "suppression_id": decision.suppression.id if decision.suppression is not None else None,
-        "last_seen": now,
-        "last_cycle": cycle,
-        "resolved_at": None,  # present in this run: open (again)
     }
 
 

@@ -72,6 +72,16 @@ def test_a_finding_seen_again_keeps_its_first_sighting_and_takes_the_new_message
     assert (stored.first_cycle, stored.last_cycle) == ("2026-W48", "2026-W49")
 
 
+def test_an_unchanged_finding_seen_again_only_moves_its_last_sighting(store: Store) -> None:
+    same = [finding("SHOP-1", details={"points": 21.0, "limit": 8})]
+    store.findings.record("SHOP", "2026-W48", same, shown(same), WEEK1)
+    run = store.findings.record("SHOP", "2026-W49", same, shown(same), WEEK2)
+    assert run.still_open == (same[0].identity,)
+    (stored,) = store.findings.open("SHOP")
+    assert stored.finding == same[0]
+    assert (stored.first_seen, stored.last_seen, stored.last_cycle) == (WEEK1, WEEK2, "2026-W49")
+
+
 def test_a_finding_no_longer_produced_is_resolved_and_comes_back_reopened(store: Store) -> None:
     both = [finding("SHOP-1"), finding("SHOP-2")]
     store.findings.record("SHOP", "2026-W48", both, shown(both), WEEK1)
@@ -136,9 +146,12 @@ def test_other_projects_are_left_alone(store: Store) -> None:
     web = [finding("WEB-1", project="WEB")]
     store.findings.record("SHOP", "2026-W48", shop, shown(shop), WEEK1)
     store.findings.record("WEB", "2026-W48", web, shown(web), WEEK1)
-    store.findings.record("SHOP", "2026-W49", [], [], WEEK2)
+    store.findings.record("SHOP", "2026-W49", shop, shown(shop), WEEK2)
+    store.findings.record("SHOP", "2026-W50", [], [], WEEK3)
     assert store.findings.open("SHOP") == []
-    assert [s.finding for s in store.findings.open("WEB")] == web
+    (other,) = store.findings.open("WEB")
+    assert other.finding == web[0]
+    assert (other.last_seen, other.last_cycle) == (WEEK1, "2026-W48")
 
 
 def test_mismatched_arguments_are_refused_before_writing(store: Store) -> None:

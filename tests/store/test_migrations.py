@@ -9,6 +9,7 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -53,7 +54,8 @@ def test_upgrade_of_an_empty_database_matches_the_models(empty_database_url: URL
         assert set(inspect(engine).get_table_names()) == TABLES
         with engine.connect() as connection:
             diff = compare_metadata(MigrationContext.configure(connection), metadata)
-        assert diff == [], f"schema.py and the migrations differ: {diff}"
+            assert diff == [], f"schema.py and the migrations differ: {diff}"
+            command.check(alembic_config(connection))  # what `alembic check` runs; raises on a diff
         assert upgrade(engine) == "0001"  # a second upgrade finds nothing to do
     finally:
         engine.dispose()

@@ -14,6 +14,7 @@ import typer
 from refinebot import __version__
 from refinebot.cli.configuration import config_app
 from refinebot.cli.console import err
+from refinebot.cli.database import db_app
 from refinebot.cli.rule_help import rules_command
 from refinebot.cli.scan import DEMO_AS_OF, demo, demo_config_path, scan
 
@@ -31,6 +32,7 @@ app.command()(scan)
 app.command()(demo)
 app.command("rules")(rules_command)
 app.add_typer(config_app, name="config")
+app.add_typer(db_app, name="db")
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,60 @@
+"""Backlog rules' state between runs (the duplicate index): a ``rules.base.RuleCache`` per project.
+
+Values are pickled, then zlib-compressed. Pickle is acceptable here because only refinebot writes the
+database it reads; a value that no longer unpickles (a class changed between versions) is dropped and
+rebuilt, never a failed run.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import zlib
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from refinebot.store.engine import Database
+from refinebot.store.schema import rule_cache
+
+logger = logging.getLogger(__name__)
+
+
+class DatabaseRuleCache:
+    """A ``RuleCache`` holding one project's values in the ``rule_cache`` table."""
+
+    def __init__(self, database: Database, project: str) -> None:
+        self._database = database
+        self.project = project
+
+    def get(self, key: str) -> object | None:
+        """The value saved under ``key`` for this project, or None (also when it cannot be read back)."""
+        query = select(rule_cache.c.value).where(
+            rule_cache.c.project == self.project, rule_cache.c.key == key
+        )
+        with self._database.read() as connection:
+            blob = connection.execute(query).scalar()
+        if blob is None:
+            return None
+        try:
+            value: object = pickle.loads(zlib.decompress(blob))
+        except Exception as exc:  # unpickling can raise anything a changed class raises
+            logger.warning(
+                "dropping unreadable rule cache %r of %s (%s); it is rebuilt",
+                key,
+                self.project,
+                type(exc).__name__,
+            )
+            return None
+        return value
+
+    def put(self, key: str, value: object) -> None:
+        """Save ``value`` under ``key`` for this project."""
+        row = {
+            "project": self.project,
+            "key": key,
+            "value": zlib.compress(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), 1),
+            "updated_at": datetime.now(UTC),
+        }
+        with self._database.begin() as connection:
+            self._database.upsert(connection, rule_cache, row, ["project", "key"])

@@ -1,0 +1,1 @@
+"""Tests of ``refinebot.store`` on a real SQLite file and a real PostgreSQL."""

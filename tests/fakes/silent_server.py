@@ -4,7 +4,9 @@
 discards whatever the client sends, and never writes a byte, so the client's read timeout is the only
 thing that ends a request. It counts accepted connections (each one is a request attempt: a client
 that has timed out drops its connection and opens a new one for the next try). ``closed_port()`` gives
-a local port nothing listens on, for "connection refused". Nothing here knows about a vendor.
+a local port nothing listens on, for "connection refused", where no server can count the attempts:
+``TcpConnectCounter`` counts them in the client, at urllib3's ``create_connection`` (which requests,
+msrest and the jira library all go through). Nothing here knows about a vendor.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import contextlib
 import socket
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
+from typing import Any
 
 
 def closed_port(host: str = "127.0.0.1") -> int:
@@ -22,6 +26,40 @@ def closed_port(host: str = "127.0.0.1") -> int:
         probe.bind((host, 0))
         port: int = probe.getsockname()[1]
     return port
+
+
+class TcpConnectCounter:
+    """Counts TCP connection attempts made through urllib3 while installed (``with`` block)."""
+
+    def __init__(self) -> None:
+        self.targets: list[tuple[str, int]] = []
+        self._original: Callable[..., socket.socket] | None = None
+
+    @property
+    def count(self) -> int:
+        """Connection attempts so far (successful or not)."""
+        return len(self.targets)
+
+    def __enter__(self) -> TcpConnectCounter:
+        from urllib3.util import connection
+
+        original = connection.create_connection
+        self._original = original
+
+        def counted(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
+            self.targets.append((address[0], int(address[1])))
+            return original(address, *args, **kwargs)
+
+        connection.create_connection = counted  # urllib3.connection calls it through the module
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        from urllib3.util import connection
+
+        if self._original is not None:
+            connection.create_connection = self._original
 
 
 class SilentServer:

@@ -315,7 +315,11 @@ class AdoClient:
         if status == 400 and "format" in message.lower() and "comment" in what:
             raise FormatUnsupportedError(message)
         shown = f"HTTP {status}" if status is not None else "error"
-        raise ConnectorError(f"{self.where()}: {what} failed ({shown}): {message}")
+        hint = ""
+        if status == 404 and what.startswith("connect"):
+            # The connect step's routes exist on every organisation: a 404 there means a wrong url.
+            hint = "; check that url is the organisation or collection URL"
+        raise ConnectorError(f"{self.where()}: {what} failed ({shown}): {message}{hint}")
 
 
 def _error_message(exc: BaseException) -> str:

@@ -12,17 +12,20 @@ minutes); the attempt counts and messages carry the assertions.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from connectors.azure_devops import AzureDevOpsConnector
 from connectors.base import ConnectorError
 from refinebot.config import AzureDevOpsSourceConfig
+from tests.cli_process import run_cli
 from tests.connectors.azure_devops.conftest import ConnectorFactory, Sleeps
-from tests.connectors.azure_devops.fake_org import TOKEN_ENV
+from tests.connectors.azure_devops.fake_org import PAT, TOKEN_ENV
 from tests.fakes.ado_server import FakeAzureDevOps, Fault
 from tests.fakes.silent_server import SilentServer, TcpConnectCounter, closed_port
 from tests.fakes.status_server import StatusServer
@@ -180,3 +183,56 @@ def test_rate_limits_and_unavailability_at_connect_are_still_retried(
         assert sleeps.calls == [2.0, 2.0]  # Retry-After honoured
     else:
         assert len(sleeps.calls) == 2
+
+
+def test_scan_with_a_silent_server_reports_one_clear_line_and_the_other_project(
+    ado: FakeAzureDevOps, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    reachable = unique_name("Reachable")
+    ado.add_project(reachable)
+    bare = ado.add_item(reachable, "Improve search")
+    with SilentServer() as silent:
+        config = tmp_path / "refinebot.toml"
+        config.write_text(
+            f"""
+[sources.silent]
+kind = "azure_devops"
+url = "{silent.base}/org"
+token_env = "{TOKEN_ENV}"
+timeout_seconds = {TIMEOUT}
+retry_attempts = {ATTEMPTS}
+backoff_base_seconds = 0.01
+
+[sources.ado]
+kind = "azure_devops"
+url = "{ado.url}"
+token_env = "{TOKEN_ENV}"
+
+[projects.Silent]
+source = "silent"
+
+[projects."{reachable}"]
+source = "ado"
+""",
+            encoding="utf-8",
+        )
+        started = time.monotonic()
+        done = run_cli(
+            ["scan", "-c", str(config), "--format", "json"],
+            env={TOKEN_ENV: PAT, "AZURE_DEVOPS_CACHE_DIR": str(tmp_path / "sdk")},
+        )
+        elapsed = time.monotonic() - started
+        connections = silent.connections
+
+    assert done.code == 2, done.stderr
+    failed = [line for line in done.stderr.splitlines() if line.startswith("project Silent failed")]
+    assert len(failed) == 1
+    assert failed[0].endswith(f"failed after {ATTEMPTS} attempts; last error: no answer in 0.5 s")
+    assert "urllib3" not in done.stderr
+    assert "HTTPConnectionPool" not in done.stderr
+    assert "Traceback" not in done.stderr
+    assert connections == ATTEMPTS
+    # The other project of the config still reports its findings.
+    assert (str(bare), "RB101") in {(f["issue"], f["code"]) for f in json.loads(done.stdout)}
+    # Both projects, the CLI's start-up and the reachable scan: generous, and far below 2 x 4 x 100 s.
+    assert elapsed < ceiling() + 60

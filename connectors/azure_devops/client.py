@@ -128,29 +128,48 @@ class AdoClient:
 
         creds = BasicAuthentication("", token.get_secret_value())
         connection = Connection(base_url=self.source.url, creds=creds)
+        # The Connection makes its own clients for the connect step (a LocationClient for OPTIONS and
+        # ResourceAreas, another for the deployment-level lookup) with msrest's defaults: 3 urllib3
+        # retries with 0.8 s backoff and a 100 s timeout, nested inside the guard's attempts and
+        # untouched by timeout_seconds. Measured before this: a closed port cost 20 TCP attempts,
+        # 40 s and 20 lines of urllib3 warnings; a silent server 4 x 100 s per attempt (about half an
+        # hour with 5 attempts). Its one per-client hook is the Fiddler set-up, called on every
+        # client it makes when use_fiddler is on (azure-devops 7.1.0b4 connection.py): pointed at
+        # _configure_sdk_client, every request it sends obeys timeout_seconds and the guard alone.
+        connection.use_fiddler = True
+        connection._configure_client_for_fiddler = self._configure_sdk_client
         factory = connection.clients_v7_1
         wit = self.call("connect (resource areas)", factory.get_work_item_tracking_client, project=None)
         work = self.call("connect (resource areas)", factory.get_work_client, project=None)
         location = LocationClient(self.source.url, creds)
-        for client in (wit, work, location):
-            self._configure(client)
+        self._configure(location, counted=True)
         self._clients = Clients(wit, work, location)
         return self._clients
 
-    def _configure(self, client: Any) -> None:
-        """Make the guard the only retry layer; let it see statuses and Retry-After."""
+    def _configure_sdk_client(self, client: Any) -> None:
+        """Configure a client the SDK's Connection made (its connect-step location clients go uncounted)."""
+        from azure.devops.v7_1.location.location_client import LocationClient
+
+        self._configure(client, counted=not isinstance(client, LocationClient))
+
+    def _configure(self, client: Any, *, counted: bool) -> None:
+        """Make the guard the only retry layer and timeout_seconds every request's bound; let the guard
+        see statuses and Retry-After. ``counted`` clients' requests add to the request counters."""
         policy = client.config.retry_policy.policy
-        policy.total = policy.connect = policy.read = policy.status = 0
+        policy.total = policy.connect = policy.read = policy.status = policy.other = 0
         policy.status_forcelist = frozenset()
         policy.respect_retry_after_header = False
         client.config.connection.timeout = self.source.timeout_seconds
-        client.config.hooks.append(self._on_response)
+        client.config.hooks.append(self._on_response if counted else self._record_response)
 
     def _on_response(self, response: Any, *args: Any, **kwargs: Any) -> None:
         with self._lock:
             self._counts["total"] += 1
             if self._log.purpose != "other":
                 self._counts[self._log.purpose] += 1
+        self._record_response(response)
+
+    def _record_response(self, response: Any, *args: Any, **kwargs: Any) -> None:
         content = getattr(response, "content", b"") or b""
         if b"multilineFieldsFormat" in content:
             self._remember_formats(content)
@@ -226,7 +245,7 @@ class AdoClient:
                     self._raise_for_status(what, project, status, message)
                     last_problem = f"HTTP {status}: {message}"
                 else:
-                    last_problem = f"connection failed: {message}"
+                    last_problem = connection_problem(exc, self.source.timeout_seconds)
                 retry_after = self._log.retry_after
                 if recover is not None:
                     # The write may have reached the server before failing: look before repeating it.
@@ -296,9 +315,64 @@ class AdoClient:
         if status == 400 and "format" in message.lower() and "comment" in what:
             raise FormatUnsupportedError(message)
         shown = f"HTTP {status}" if status is not None else "error"
-        raise ConnectorError(f"{self.where()}: {what} failed ({shown}): {message}")
+        hint = ""
+        if status == 404 and what.startswith("connect"):
+            # The connect step's routes exist on every organisation: a 404 there means a wrong url.
+            hint = "; check that url is the organisation or collection URL"
+        raise ConnectorError(f"{self.where()}: {what} failed ({shown}): {message}{hint}")
 
 
 def _error_message(exc: BaseException) -> str:
     message = str(getattr(exc, "message", None) or exc)
-    return message.strip()[:500]
+    # One line: a proxy's HTML or a multi-line text body would otherwise spread over the output.
+    return " ".join(message.split())[:500]
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps: msrest chains the requests error, requests wraps urllib3's
+    ``MaxRetryError`` in ``args``, whose ``reason`` is the socket-level error, itself ``from`` the OSError."""
+    found: list[BaseException] = []
+    pending: list[object] = [exc]
+    while pending and len(found) < 20:
+        item = pending.pop(0)
+        if not isinstance(item, BaseException) or any(item is seen for seen in found):
+            continue
+        found.append(item)
+        pending.extend([item.__cause__, item.__context__, getattr(item, "reason", None), *item.args])
+    return found
+
+
+def connection_problem(exc: BaseException, timeout_seconds: float) -> str:
+    """One short reason for a request that got no HTTP answer: "connection refused", "no answer in 5 s"."""
+    from requests.exceptions import SSLError
+    from urllib3.exceptions import (
+        ConnectTimeoutError,
+        NameResolutionError,
+        NewConnectionError,
+        ProtocolError,
+        ReadTimeoutError,
+    )
+
+    causes = _causes(exc)
+
+    def seen(*kinds: type[BaseException]) -> BaseException | None:
+        return next((c for c in causes if isinstance(c, kinds)), None)
+
+    if seen(ConnectionRefusedError):
+        return "connection refused"
+    resolution = seen(NameResolutionError)
+    if resolution is not None:
+        return f"cannot resolve host {getattr(resolution, 'host', '')}".rstrip()
+    if seen(ReadTimeoutError, TimeoutError) and not seen(NewConnectionError):
+        return f"no answer in {timeout_seconds:g} s"
+    if seen(ConnectTimeoutError):
+        # NewConnectionError subclasses ConnectTimeoutError in urllib3 2.x: other OSErrors land here.
+        os_error = seen(OSError)
+        if isinstance(os_error, OSError) and not isinstance(os_error, TimeoutError) and os_error.strerror:
+            return f"cannot connect: {os_error.strerror.lower()}"
+        return f"no connection in {timeout_seconds:g} s"
+    if seen(SSLError):
+        return f"TLS error: {_error_message(seen(SSLError) or exc)}"
+    if seen(ProtocolError, ConnectionResetError):
+        return "connection dropped before an answer"
+    return f"connection failed: {_error_message(exc)}"

@@ -5,7 +5,8 @@ WIQL (a small WIQL evaluator, the 20,000-result cap and ``$top``), ``workitemsba
 no ``fields`` with ``$expand``), work items by ids, comments (GET/POST/PATCH with ``format``),
 process configuration and work item type states, with basic-auth PAT checks, api-version read from
 the ``Accept`` header (or the query) and the ``{count, value}`` list wrapper real traffic uses.
-Faults (429 / 503 / delayed 200 with ``Retry-After`` / dropped connections) are scripted per test.
+Faults (429 / 503 / delayed 200 with ``Retry-After`` / dropped connections / silence) are scripted
+per test.
 Every request is recorded so tests and benchmarks can count them.
 """
 
@@ -15,6 +16,7 @@ import base64
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -109,7 +111,9 @@ class Fault:
     """A scripted misbehaviour for the next ``times`` requests matching method and path.
 
     ``status`` None means answer normally plus ``headers`` (e.g. a delayed 200 with Retry-After);
-    ``drop_after`` processes the request and then closes the connection without answering.
+    ``drop_after`` processes the request and then closes the connection without answering;
+    ``hang_seconds`` neither processes nor answers it: the connection stays silent that long, then
+    closes (a server that stopped answering; recorded with status 0).
     """
 
     path_contains: str
@@ -119,6 +123,7 @@ class Fault:
     message: str = ""
     times: int = 1
     drop_after: bool = False
+    hang_seconds: float = 0.0
 
     def matches(self, method: str, path: str) -> bool:
         return (
@@ -684,6 +689,20 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(split.query).items()}
         fault = fake.take_fault(self.command, split.path)
+        if fault is not None and fault.hang_seconds > 0:
+            fake.record(
+                RecordedRequest(
+                    self.command,
+                    unquote(split.path),
+                    query,
+                    _api_version(headers, query),
+                    _safe_json(body),
+                    0,
+                )
+            )
+            time.sleep(fault.hang_seconds)
+            self.close_connection = True
+            return
         extra: dict[str, str] = {}
         try:
             if fault is not None and fault.status is not None:

@@ -69,7 +69,7 @@ class SlackConfig(_Strict):
     mode: Literal["socket", "http"] = "socket"
     base_url: str = "https://slack.com/api/"  # the Web API; tests point it at a fake
     port: int = Field(default=3000, ge=1, le=65535)
-    host: str = "0.0.0.0"  # noqa: S104 (serve listens on every interface in a container by default)
+    host: str = "0.0.0.0"  # every interface: serve usually runs in a container
     admin_channel: str | None = None  # where refinebot reports its own problems (a revoked token, say)
 
     @field_validator("base_url")
@@ -176,7 +176,11 @@ class ProjectConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _top_n_follows_agenda(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and "ready_top_n" not in data and isinstance(data.get("agenda_size"), int):
+        if (
+            isinstance(data, Mapping)
+            and "ready_top_n" not in data
+            and isinstance(data.get("agenda_size"), int)
+        ):
             return {**data, "ready_top_n": 2 * data["agenda_size"]}
         return data
 

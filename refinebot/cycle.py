@@ -9,7 +9,7 @@ The store satisfies ``DigestLedger`` without being imported (``Ledger.digest`` /
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -22,6 +22,13 @@ def cycle_of(now: datetime, zone: ZoneInfo) -> str:
     """The cycle ``now`` falls in: its ISO week in ``zone`` (Sunday 23:30 in Berlin is still that week)."""
     year, week, _ = now.astimezone(zone).isocalendar()
     return f"{year}-W{week:02d}"
+
+
+def cycle_ends(cycle: str, zone: ZoneInfo) -> datetime:
+    """When ``cycle`` ("2026-W49") ends: the next ISO week's Monday 00:00 in ``zone``."""
+    year, _, week = cycle.partition("-W")
+    monday = date.fromisocalendar(int(year), int(week), 1)
+    return datetime.combine(monday + timedelta(days=7), time(0, 0), tzinfo=zone)
 
 
 def project_zone(config: RefinebotConfig, project: str) -> ZoneInfo:

@@ -18,7 +18,7 @@ from refinebot.agenda import (
     reason_and_preparation,
     render_text,
 )
-from refinebot.cycle import cycle_of
+from refinebot.cycle import cycle_ends, cycle_of
 from refinebot.models import Finding, Issue, IssueType, Link, LinkKind, Severity, SourceKind, StatusCategory
 from refinebot.suppressions import Suppression, SuppressionKind, SuppressionSource
 
@@ -363,3 +363,9 @@ def test_text_preview_says_the_estimate_once() -> None:
 )
 def test_a_cycle_is_the_iso_week_in_the_projects_zone(when: datetime, zone: str, cycle: str) -> None:
     assert cycle_of(when, ZoneInfo(zone)) == cycle
+
+
+def test_a_cycle_ends_at_the_next_monday_midnight_in_its_zone() -> None:
+    zone = ZoneInfo("Europe/Berlin")
+    assert cycle_ends("2026-W49", zone) == datetime(2026, 12, 7, 0, 0, tzinfo=zone)
+    assert cycle_of(cycle_ends("2026-W49", zone), zone) == "2026-W50"

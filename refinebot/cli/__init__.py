@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from refinebot import __version__
+from refinebot.cli.agenda import agenda
 from refinebot.cli.configuration import config_app
 from refinebot.cli.console import err
 from refinebot.cli.rule_help import rules_command
@@ -29,6 +30,7 @@ app = typer.Typer(
 )
 app.command()(scan)
 app.command()(demo)
+app.command()(agenda)
 app.command("rules")(rules_command)
 app.add_typer(config_app, name="config")
 

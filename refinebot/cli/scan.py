@@ -102,9 +102,15 @@ def demo(fmt: FormatOption = OutputFormat.TABLE, limit: LimitOption = None) -> N
     results = run(loaded, registry=rules, now=DEMO_AS_OF)
     print_results(results, fmt, limit=limit)
     if fmt is OutputFormat.TABLE:
+        from refinebot.cli.agenda import AgendaFormat, agendas, print_agendas
+
+        out.print()
+        print_agendas(loaded, agendas(loaded, results, DEMO_AS_OF), AgendaFormat.TEXT)
+        out.print()
         out.print(
             f"[dim]Demo backlog as of {DEMO_AS_OF:%Y-%m-%d}; ran in {time.perf_counter() - started:.2f} s. "
-            "Next: 'refinebot rules NAME' explains a rule; 'refinebot config init' starts your own config.[/]",
+            "Next: 'refinebot rules NAME' explains a rule; 'refinebot agenda --format blocks' shows "
+            "the Slack message; 'refinebot config init' starts your own config.[/]",
             highlight=False,
         )
     raise typer.Exit(report_failures(results))

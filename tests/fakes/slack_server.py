@@ -281,7 +281,7 @@ def running(fake: FakeSlack | None = None) -> Iterator[tuple[FakeSlack, str]]:
     """Serve ``fake`` on a free port; yields it and the ``base_url`` for ``WebClient``."""
     fake = fake or FakeSlack()
     server = _Server(fake)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
         yield fake, f"http://127.0.0.1:{server.server_address[1]}/api/"

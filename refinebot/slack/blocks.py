@@ -100,10 +100,14 @@ def _context(*texts: str) -> Block:
     return {"type": "context", "elements": [_mrkdwn(cut(t, SECTION_TEXT)) for t in texts[:CONTEXT_ELEMENTS]]}
 
 
-def _button(action: ButtonAction, text: str | None = None, *, style: str | None = None) -> dict[str, Any]:
+def _button(
+    action: ButtonAction, text: str | None = None, *, style: str | None = None, index: int | None = None
+) -> dict[str, Any]:
+    # Several buttons of one verb in a block (Add back) need distinct action_ids; the value says which.
+    action_id = action.action_id if index is None else f"{action.action_id}_{index}"
     button: dict[str, Any] = {
         "type": "button",
-        "action_id": action.action_id,
+        "action_id": action_id,
         "text": _plain(text or BUTTON_TEXT[action.verb], BUTTON_TEXT_MAX),
         "value": action.encode(),
     }
@@ -120,7 +124,8 @@ def item_buttons(item: AgendaItem) -> list[dict[str, Any]]:
     ]
     if item.duplicate_of:
         buttons.append(_button(ButtonAction(Verb.NOT_DUPLICATE, item.issue, item.duplicate_of)))
-    buttons.append(_button(ButtonAction(Verb.REMOVE, item.issue), style="danger"))
+    # No red "danger" style: six red buttons read as an alarm on a phone, and removing is undone by Add back.
+    buttons.append(_button(ButtonAction(Verb.REMOVE, item.issue)))
     url = safe_url(item.url)
     if url:
         buttons.append(
@@ -185,8 +190,10 @@ def _tail_blocks(agenda: Agenda, more: int, backlog_url: str | None) -> list[Blo
         blocks.append(_context("\n".join(notes)))
     if removed:
         buttons = [
-            _button(ButtonAction(Verb.ADD_BACK, s.issue), f"Add back {cut(s.label, BUTTON_TEXT_MAX - 9)}")
-            for s in removed[:ADD_BACK_BUTTONS]
+            _button(
+                ButtonAction(Verb.ADD_BACK, s.issue), f"Add back {cut(s.label, BUTTON_TEXT_MAX - 9)}", index=i
+            )
+            for i, s in enumerate(removed[:ADD_BACK_BUTTONS])
         ]
         blocks.append({"type": "actions", "elements": buttons})
     return blocks
@@ -209,7 +216,7 @@ def digest_payload(agenda: Agenda, *, backlog_url: str | None = None) -> dict[st
         minutes = sum(item.minutes for item in items)
         summary = (
             f"{len(items)} {'item' if len(items) == 1 else 'items'} for about {minutes} of "
-            f"{agenda.session_minutes} minutes · snooze, remove or mark not a duplicate with the buttons"
+            f"{agenda.session_minutes} minutes"
             if items
             else "Nothing to refine: every top item is ready or set aside. :tada:"
         )

@@ -11,7 +11,7 @@ import typer
 from rich.text import Text
 
 from refinebot.agenda import Agenda, AgendaSettings, build_agenda, render_text
-from refinebot.cli.console import ConfigOption, error, load, out, registry
+from refinebot.cli.console import ConfigOption, ProjectOption, load, out, registry, require_projects
 from refinebot.cli.report import report_failures, write_json
 from refinebot.config import DEFAULT_CONFIG_PATH, LoadedConfig
 from refinebot.cycle import cycle_of, project_zone
@@ -83,10 +83,7 @@ def print_agendas(loaded: LoadedConfig, built: Sequence[Agenda], fmt: AgendaForm
 
 def agenda(
     config: ConfigOption = DEFAULT_CONFIG_PATH,
-    project: Annotated[
-        list[str] | None,
-        typer.Option("--project", "-p", metavar="KEY", help="Only this project (repeatable)."),
-    ] = None,
+    project: ProjectOption = None,
     fmt: Annotated[
         AgendaFormat,
         typer.Option(
@@ -106,10 +103,7 @@ def agenda(
 
     rules = registry()
     loaded = load(config, rules, check_env=False)
-    unknown = [p for p in project or [] if p not in loaded.config.projects]
-    if unknown:
-        error(f"unknown project(s) {', '.join(unknown)} (configured: {', '.join(loaded.config.projects)})")
-        raise typer.Exit(1)
+    require_projects(loaded, project)
     as_of = parse_now(now) or datetime.now(UTC)
     with TerminalProgress() as progress:
         results = run(loaded, project or None, registry=rules, now=as_of, progress=progress)

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from refinebot.agenda import REMOVED_REASON
 from refinebot.cycle import DigestRecord
@@ -104,38 +104,26 @@ def suppression_for(
     "Remove from agenda" snoozes the item until the cycle ends, with ``REMOVED_REASON``; "Add back" lifts
     that snooze (the caller finds it by issue and reason, as the store lists them).
     """
-    if action.verb in SNOOZE_DAYS:
+
+    def made(kind: SuppressionKind, reason: str, **fields: Any) -> Suppression:
         return Suppression(
+            kind, project, action.issue, now, user, SuppressionSource.SLACK, reason=reason, **fields
+        )
+
+    if action.verb in SNOOZE_DAYS:
+        until = now + timedelta(days=SNOOZE_DAYS[action.verb])
+        return made(
             SuppressionKind.SNOOZE,
-            project,
-            action.issue,
-            now,
-            user,
-            SuppressionSource.SLACK,
-            until=now + timedelta(days=SNOOZE_DAYS[action.verb]),
-            reason=f"snoozed from the Slack digest ({BUTTON_TEXT[action.verb].lower()})",
+            f"snoozed from the Slack digest ({BUTTON_TEXT[action.verb].lower()})",
+            until=until,
         )
     if action.verb is Verb.REMOVE:
-        return Suppression(
-            SuppressionKind.SNOOZE,
-            project,
-            action.issue,
-            now,
-            user,
-            SuppressionSource.SLACK,
-            until=max(cycle_ends, now + timedelta(minutes=1)),
-            reason=REMOVED_REASON,
-        )
+        return made(SuppressionKind.SNOOZE, REMOVED_REASON, until=max(cycle_ends, now + timedelta(minutes=1)))
     if action.verb is Verb.NOT_DUPLICATE:
-        return Suppression(
+        return made(
             SuppressionKind.NOT_DUPLICATE,
-            project,
-            action.issue,
-            now,
-            user,
-            SuppressionSource.SLACK,
+            "marked not a duplicate in the Slack digest",
             other_issue=action.other,
-            reason="marked not a duplicate in the Slack digest",
         )
     return None
 

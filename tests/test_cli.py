@@ -57,7 +57,7 @@ def test_table_limit_and_report_json(tmp_path: Path) -> None:
     limited = run_cli(["demo", "--limit", "2"])
     assert limited.code == 0
     assert "... and 15 more issues with findings: use --format json or --limit 0" in limited.stdout
-    assert "SHOP-7 " not in limited.stdout
+    assert "SHOP-7 " not in limited.stdout.split("SHOP refinement agenda")[0]  # the agenda preview follows
     report = run_cli(["demo", "--format", "report-json"])
     assert report.code == 0, report.stderr
     data = json.loads(report.stdout)
@@ -384,3 +384,50 @@ def test_ctrl_c_prints_interrupted(tmp_path: Path) -> None:
     assert proc.returncode == 130, stderr
     assert stderr.strip().endswith("interrupted")
     assert "Traceback" not in stderr
+
+
+DEMO_CONFIG = ROOT / "refinebot" / "demo" / "config.toml"
+DEMO_NOW = "2026-11-20T09:00:00+00:00"
+
+
+def test_demo_ends_with_the_agenda_preview() -> None:
+    result = run_cli(["demo"])
+    assert result.code == 0, result.stderr
+    preview = result.stdout[result.stdout.index("SHOP refinement agenda, 2026-W47") :]
+    assert "1. SHOP-5  Rebuild the whole payment service on the new provider" in preview
+    assert "   5 pts · ~5 min · blocked by SHOP-10 (In Progress)" in preview
+    assert "and 10 more not-ready items in the backlog" in preview
+
+
+def test_agenda_json_contract() -> None:
+    result = run_cli(["agenda", "--config", str(DEMO_CONFIG), "--format", "json", "--now", DEMO_NOW])
+    assert result.code == 0, result.stderr
+    (agenda,) = json.loads(result.stdout)
+    assert set(agenda) == {"project", "cycle", "readiness", "items", "more"}
+    assert agenda["readiness"] == {"ready": 5, "top_n": 10, "share": 0.5, "previous_share": None}
+    assert [item["issue"] for item in agenda["items"]] == [
+        "SHOP-5",
+        "SHOP-6",
+        "SHOP-7",
+        "SHOP-8",
+        "SHOP-9",
+        "SHOP-14",
+    ]
+    assert set(agenda["items"][0]) == {"issue", "title", "url", "points", "minutes", "reasons"}
+    assert agenda["items"][0]["reasons"] == ["21 points: split it"]
+    assert agenda["more"] == 10
+
+
+def test_agenda_blocks_is_the_slack_payload_and_text_is_the_preview() -> None:
+    blocks = run_cli(
+        ["agenda", "-c", str(DEMO_CONFIG), "--format", "blocks", "--now", DEMO_NOW, "-p", "SHOP"]
+    )
+    assert blocks.code == 0, blocks.stderr
+    payload = json.loads(blocks.stdout)
+    assert set(payload) == {"text", "blocks"}
+    assert payload["blocks"][0]["type"] == "header"
+    text = run_cli(["agenda", "-c", str(DEMO_CONFIG), "--now", DEMO_NOW])
+    assert text.stdout.startswith("SHOP refinement agenda, 2026-W47: 6 items, about 35 of 60 minutes\n")
+    unknown = run_cli(["agenda", "-c", str(DEMO_CONFIG), "-p", "NOPE"])
+    assert unknown.code == 1
+    assert "unknown project(s) NOPE" in unknown.stderr

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from refinebot import __version__
+from refinebot.cli.agenda import agenda
 from refinebot.cli.configuration import config_app
 from refinebot.cli.console import err
 from refinebot.cli.database import db_app
@@ -30,6 +31,7 @@ app = typer.Typer(
 )
 app.command()(scan)
 app.command()(demo)
+app.command()(agenda)
 app.command("rules")(rules_command)
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")

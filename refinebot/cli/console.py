@@ -28,6 +28,21 @@ ConfigOption = Annotated[
 ]
 
 
+ProjectOption = Annotated[
+    list[str] | None,
+    typer.Option("--project", "-p", metavar="KEY", help="Only this project (repeatable)."),
+]
+
+
+def require_projects(loaded: LoadedConfig, projects: list[str] | None) -> None:
+    """Exit 1 naming the configured projects when ``--project`` names one the config lacks."""
+    unknown = [p for p in projects or [] if p not in loaded.config.projects]
+    if unknown:
+        known = ", ".join(loaded.config.projects) or "none"
+        error(f"unknown project(s) {', '.join(unknown)} (configured: {known})")
+        raise typer.Exit(1)
+
+
 def error(message: str) -> None:
     """Print an error line; the message is data (paths, keys, vendor text), never Rich markup."""
     err.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from refinebot.cli.console import ConfigOption, error, load, out, registry
+from refinebot.cli.console import ConfigOption, ProjectOption, load, out, registry, require_projects
 from refinebot.cli.report import OutputFormat, print_results, report_failures, worst_at_least
 from refinebot.config import DEFAULT_CONFIG_PATH
 from refinebot.models import Severity
@@ -47,10 +47,7 @@ def parse_now(value: str | None) -> datetime | None:
 
 def scan(
     config: ConfigOption = DEFAULT_CONFIG_PATH,
-    project: Annotated[
-        list[str] | None,
-        typer.Option("--project", "-p", metavar="KEY", help="Only this project (repeatable)."),
-    ] = None,
+    project: ProjectOption = None,
     fmt: FormatOption = OutputFormat.TABLE,
     limit: LimitOption = None,
     full: Annotated[
@@ -68,11 +65,7 @@ def scan(
     """Fetch configured projects, run the rules and print the findings."""
     rules = registry()
     loaded = load(config, rules, check_env=False)
-    unknown = [p for p in project or [] if p not in loaded.config.projects]
-    if unknown:
-        known = ", ".join(loaded.config.projects) or "none"
-        error(f"unknown project(s) {', '.join(unknown)} (configured: {known})")
-        raise typer.Exit(1)
+    require_projects(loaded, project)
     with TerminalProgress() as progress:
         results = run(
             loaded,
@@ -102,9 +95,15 @@ def demo(fmt: FormatOption = OutputFormat.TABLE, limit: LimitOption = None) -> N
     results = run(loaded, registry=rules, now=DEMO_AS_OF)
     print_results(results, fmt, limit=limit)
     if fmt is OutputFormat.TABLE:
+        from refinebot.cli.agenda import AgendaFormat, agendas, print_agendas
+
+        out.print()
+        print_agendas(loaded, agendas(loaded, results, DEMO_AS_OF), AgendaFormat.TEXT)
+        out.print()
         out.print(
             f"[dim]Demo backlog as of {DEMO_AS_OF:%Y-%m-%d}; ran in {time.perf_counter() - started:.2f} s. "
-            "Next: 'refinebot rules NAME' explains a rule; 'refinebot config init' starts your own config.[/]",
+            "Next: 'refinebot rules NAME' explains a rule; 'refinebot agenda --format blocks' shows "
+            "the Slack message; 'refinebot config init' starts your own config.[/]",
             highlight=False,
         )
     raise typer.Exit(report_failures(results))

@@ -1,0 +1,242 @@
+"""Post one project's digest to one Slack channel once per cycle, editing it in place on reruns.
+
+Idempotent by three checks, in order: the ledger's (project, cycle, channel) record (same content hash:
+no request; else ``chat.update``); then, when the ledger has none, a look through the channel's recent
+history for a message tagged with our ``metadata`` (a crash after ``chat.postMessage`` and before the
+ledger commit left one: edit it, do not post again); only then ``chat.postMessage``. The app therefore
+needs ``chat:write`` and ``channels:history`` / ``groups:history`` (and ``channels:read`` only for a
+``#name`` channel, resolved to its ID once, as ``chat.update`` needs the ID).
+
+429s are retried after ``Retry-After`` by slack_sdk's ``RateLimitErrorRetryHandler`` (its sleep made
+injectable), dropped connections by ``ConnectionErrorRetryHandler``; posts are paced to one per second per
+channel, which is what Slack allows ``chat.postMessage``. The token is a ``SecretStr`` handed straight to
+the client and never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import SecretStr
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler, RetryState
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+
+from refinebot.agenda import Agenda
+from refinebot.config import SlackConfig
+from refinebot.cycle import DigestAction, DigestLedger, DigestOutcome
+from refinebot.slack.blocks import payload_hash_input
+
+logger = logging.getLogger(__name__)
+
+EVENT_TYPE = "refinebot_digest"
+HISTORY_PAGES = 3  # 3 x 100 recent messages: a digest channel sees far fewer between a crash and a rerun
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+
+Sleep = Callable[[float], None]
+Clock = Callable[[], float]
+
+
+class DigestError(Exception):
+    """Slack refused the digest (the message says which method and why)."""
+
+
+class SleepingRateLimitRetryHandler(RateLimitErrorRetryHandler):
+    """slack_sdk's 429 handler (wait ``Retry-After`` plus jitter, then retry) with its sleep injectable."""
+
+    def __init__(self, max_retry_count: int = 1, *, sleep: Sleep = time.sleep, jitter: float = 1.0) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self._sleep = sleep
+        self._jitter = jitter
+
+    def prepare_for_next_attempt(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        if response is None:
+            raise error or RuntimeError("429 retry without a response")
+        state.next_attempt_requested = True
+        after = next((v for k, v in response.headers.items() if k.lower() == "retry-after"), ["1"])
+        try:
+            seconds = float(after[0])
+        except (TypeError, ValueError, IndexError):
+            seconds = 1.0
+        self._sleep(seconds + random.random() * self._jitter)
+        state.increment_current_attempt()
+
+
+def build_client(slack: SlackConfig, token: SecretStr, *, sleep: Sleep = time.sleep) -> WebClient:
+    """The Web API client for ``[slack]``: its ``base_url``, 429 and connection retries."""
+    return WebClient(
+        token=token.get_secret_value(),
+        base_url=slack.base_url,
+        retry_handlers=[
+            ConnectionErrorRetryHandler(max_retry_count=1),
+            SleepingRateLimitRetryHandler(sleep=sleep),
+        ],
+    )
+
+
+class Pacer:
+    """At most one message per ``interval`` seconds per channel (Slack's chat.postMessage allowance)."""
+
+    def __init__(
+        self, interval: float = 1.0, *, clock: Clock = time.monotonic, sleep: Sleep = time.sleep
+    ) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._sleep = sleep
+        self._last: dict[str, float] = {}
+
+    def wait(self, channel: str) -> None:
+        """Sleep until ``channel`` may take another message, and count this one."""
+        last = self._last.get(channel)
+        if last is not None:
+            gap = self._interval - (self._clock() - last)
+            if gap > 0:
+                self._sleep(gap)
+        self._last[channel] = self._clock()
+
+
+def _metadata(agenda: Agenda) -> dict[str, Any]:
+    return {"event_type": EVENT_TYPE, "event_payload": {"project": agenda.project, "cycle": agenda.cycle}}
+
+
+def content_hash(payload: dict[str, Any]) -> str:
+    """The hash the ledger keeps, to skip an edit that would change nothing."""
+    return hashlib.sha256(payload_hash_input(payload)).hexdigest()
+
+
+def resolve_channel(client: WebClient, channel: str) -> str:
+    """A channel ID for ``channel`` (an ID as is; ``#name`` looked up by ``conversations.list``)."""
+    if _CHANNEL_ID.fullmatch(channel):
+        return channel
+    name = channel.removeprefix("#")
+    cursor = None
+    while True:
+        page = client.conversations_list(
+            types="public_channel,private_channel", exclude_archived=True, limit=200, cursor=cursor
+        )
+        for entry in page.get("channels") or []:
+            if entry.get("name") == name:
+                return str(entry["id"])
+        cursor = (page.get("response_metadata") or {}).get("next_cursor")
+        if not cursor:
+            raise DigestError(f"channel {channel} not found (is refinebot invited to it?)")
+
+
+def find_tagged(client: WebClient, channel: str, project: str, cycle: str) -> str | None:
+    """The ts of a recent message in ``channel`` tagged as (project, cycle)'s digest, or None."""
+    cursor = None
+    for _ in range(HISTORY_PAGES):
+        page = client.conversations_history(
+            channel=channel, include_all_metadata=True, limit=100, cursor=cursor
+        )
+        for message in page.get("messages") or []:
+            metadata = message.get("metadata") or {}
+            payload = metadata.get("event_payload") or {}
+            if metadata.get("event_type") == EVENT_TYPE and payload == {"project": project, "cycle": cycle}:
+                return str(message["ts"])
+        cursor = (page.get("response_metadata") or {}).get("next_cursor")
+        if not cursor:
+            return None
+    return None
+
+
+def open_dm(client: WebClient, user: str) -> str:
+    """The DM channel with ``user`` (``pm_slack_user``), for a copy of the digest."""
+    response = client.conversations_open(users=[user])
+    return str(response["channel"]["id"])
+
+
+def _api(name: str, call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except SlackApiError as exc:
+        error = exc.response.get("error", "unknown") if exc.response is not None else "unknown"
+        raise DigestError(f"Slack {name} failed: {error}") from None
+
+
+def post_digest(
+    agenda: Agenda,
+    blocks: dict[str, Any],
+    channel: str,
+    ledger: DigestLedger,
+    client: WebClient,
+    *,
+    pacer: Pacer | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> DigestOutcome:
+    """Make ``channel`` show ``blocks`` (the payload of ``agenda``) as the one digest of the agenda's cycle."""
+    pacer = pacer or Pacer()
+    payload = {**blocks, "metadata": _metadata(agenda)}
+    digest_hash = content_hash(payload)
+    channel_id = _api("conversations.list", lambda: resolve_channel(client, channel))
+
+    def outcome(ts: str, action: DigestAction) -> DigestOutcome:
+        if action is not DigestAction.UNCHANGED:
+            ledger.save_digest(agenda.project, agenda.cycle, channel_id, ts, digest_hash, now())
+        logger.info(
+            "digest %s %s in %s: %s (ts %s)", agenda.project, agenda.cycle, channel_id, action.value, ts
+        )
+        return DigestOutcome(agenda.project, agenda.cycle, channel_id, ts, action, digest_hash)
+
+    def update(ts: str) -> bool:
+        pacer.wait(channel_id)
+        try:
+            client.chat_update(channel=channel_id, ts=ts, **payload)
+        except SlackApiError as exc:
+            if exc.response is not None and exc.response.get("error") == "message_not_found":
+                logger.warning(
+                    "digest %s %s: message %s was deleted; posting anew", agenda.project, agenda.cycle, ts
+                )
+                return False
+            raise DigestError(f"Slack chat.update failed: {exc.response.get('error', 'unknown')}") from None
+        return True
+
+    record = ledger.digest(agenda.project, agenda.cycle, channel_id)
+    if record is not None:
+        if record.content_hash == digest_hash:
+            return outcome(record.message_ts, DigestAction.UNCHANGED)
+        if update(record.message_ts):
+            return outcome(record.message_ts, DigestAction.UPDATED)
+    else:
+        tagged = _api(
+            "conversations.history", lambda: find_tagged(client, channel_id, agenda.project, agenda.cycle)
+        )
+        if tagged is not None and update(tagged):
+            return outcome(tagged, DigestAction.RECOVERED)
+    pacer.wait(channel_id)
+    response = _api(
+        "chat.postMessage",
+        lambda: client.chat_postMessage(
+            channel=channel_id, unfurl_links=False, unfurl_media=False, **payload
+        ),
+    )
+    return outcome(str(response["ts"]), DigestAction.POSTED)
+
+
+class SlackDigestPoster:
+    """The cycle's ``DigestPoster`` over a ``WebClient`` and a ledger (one pacer for the whole run)."""
+
+    def __init__(self, client: WebClient, ledger: DigestLedger, *, pacer: Pacer | None = None) -> None:
+        self._client = client
+        self._ledger = ledger
+        self._pacer = pacer or Pacer()
+
+    def post(self, agenda: Agenda, payload: dict[str, Any], channel: str) -> DigestOutcome:
+        """Post or edit ``agenda``'s digest in ``channel``."""
+        return post_digest(agenda, payload, channel, self._ledger, self._client, pacer=self._pacer)

@@ -1,0 +1,1 @@
+"""Tests of the Slack digest: Block Kit, button values, posting against the fake Web API."""

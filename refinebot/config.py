@@ -24,6 +24,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -64,6 +65,22 @@ class SlackConfig(_Strict):
     signing_secret_env: EnvName = "SLACK_SIGNING_SECRET"
     app_token_env: EnvName | None = None
     default_channel: str | None = None
+    # How `serve` talks to Slack: Socket Mode (no public URL) or HTTP on host:port (POST /slack/events).
+    mode: Literal["socket", "http"] = "socket"
+    base_url: str = "https://slack.com/api/"  # the Web API; tests point it at a fake
+    port: int = Field(default=3000, ge=1, le=65535)
+    host: str = "0.0.0.0"  # every interface: serve usually runs in a container
+    admin_channel: str | None = None  # where refinebot reports its own problems (a revoked token, say)
+
+    @field_validator("base_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        return _check_url(value) + "/"
+
+    def bot_token(self) -> SecretStr | None:
+        """The bot token, read from the variable ``bot_token_env`` names (None when unset)."""
+        value = os.environ.get(self.bot_token_env)
+        return SecretStr(value) if value else None
 
 
 class _HttpSourceBase(_Strict):
@@ -145,10 +162,32 @@ class ProjectConfig(_Strict):
     query: str | None = None
     slack_channel: str | None = None
     schedule: str = "0 9 * * MON"
-    agenda_size: int = Field(default=6, ge=1, le=20)
+    timezone: str | None = None  # the project's own zone (cycles, schedule); None: the top-level timezone
+    agenda_size: int = Field(default=8, ge=1, le=20)
+    session_minutes: int = Field(default=60, ge=5, le=480)
+    # The agenda's discussion estimate per item; oversized and possible-duplicate items take the larger one.
+    item_minutes: int = Field(default=5, ge=1, le=120)
+    large_item_minutes: int = Field(default=10, ge=1, le=240)
+    pm_slack_user: str | None = Field(default=None, pattern=r"^[UW][A-Z0-9]{2,}$")  # gets the digest as a DM
     comment_on_tickets: bool = False
-    ready_top_n: int = Field(default=10, ge=1, le=200)
+    ready_top_n: int = Field(default=16, ge=1, le=200)  # default: twice agenda_size
     rules: RuleTable = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _top_n_follows_agenda(cls, data: Any) -> Any:
+        if (
+            isinstance(data, Mapping)
+            and "ready_top_n" not in data
+            and isinstance(data.get("agenda_size"), int)
+        ):
+            return {**data, "ready_top_n": 2 * data["agenda_size"]}
+        return data
+
+    @field_validator("timezone")
+    @classmethod
+    def _project_zone(cls, value: str | None) -> str | None:
+        return None if value is None else _check_zone(value)
 
     @field_validator("schedule")
     @classmethod
@@ -179,16 +218,20 @@ class RefinebotConfig(BaseSettings):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)") from None
-        return value
+        return _check_zone(value)
 
     @property
     def tz(self) -> ZoneInfo:
         """The configured time zone."""
         return ZoneInfo(self.timezone)
+
+
+def _check_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)") from None
+    return value
 
 
 def _check_url(value: str) -> str:

@@ -1,0 +1,94 @@
+"""One project's digest cycle: what a cycle is called, and the ports the cycle posts its digest through.
+
+A cycle is the ISO week in the project's time zone ("2026-W49") until schedules exist. The protocols
+here are what the cycle needs from the outside: a ``DigestPoster`` (Slack, or a recorder in --dry-run)
+and a ``DigestLedger`` (the store's digests table) that remembers which message holds a cycle's digest.
+The store satisfies ``DigestLedger`` without being imported (``Ledger.digest`` / ``Ledger.save_digest``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from enum import StrEnum
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from refinebot.agenda import Agenda
+from refinebot.config import RefinebotConfig
+
+
+def cycle_of(now: datetime, zone: ZoneInfo) -> str:
+    """The cycle ``now`` falls in: its ISO week in ``zone`` (Sunday 23:30 in Berlin is still that week)."""
+    year, week, _ = now.astimezone(zone).isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def cycle_ends(cycle: str, zone: ZoneInfo) -> datetime:
+    """When ``cycle`` ("2026-W49") ends: the next ISO week's Monday 00:00 in ``zone``."""
+    year, _, week = cycle.partition("-W")
+    monday = date.fromisocalendar(int(year), int(week), 1)
+    return datetime.combine(monday + timedelta(days=7), time(0, 0), tzinfo=zone)
+
+
+def project_zone(config: RefinebotConfig, project: str) -> ZoneInfo:
+    """The project's own time zone, else the file's."""
+    return ZoneInfo(config.projects[project].timezone or config.timezone)
+
+
+class DigestRecord(Protocol):
+    """A digest message the ledger remembers (the store's ``Digest`` has these and more)."""
+
+    @property
+    def project(self) -> str: ...
+    @property
+    def cycle(self) -> str: ...
+    @property
+    def channel(self) -> str: ...  # the channel ID Slack answered with (chat.update needs the ID)
+    @property
+    def message_ts(self) -> str: ...
+    @property
+    def content_hash(self) -> str: ...
+
+
+class DigestLedger(Protocol):
+    """Which message holds (project, cycle, channel)'s digest, and what it said (a hash)."""
+
+    def digest(self, project: str, cycle: str, channel: str) -> DigestRecord | None:
+        """The digest recorded for (project, cycle, channel), or None."""
+        ...
+
+    def save_digest(
+        self, project: str, cycle: str, channel: str, message_ts: str, content_hash: str, now: datetime
+    ) -> Any:
+        """Record (or replace) the digest of (project, cycle, channel)."""
+        ...
+
+
+class DigestAction(StrEnum):
+    """What posting a digest did."""
+
+    POSTED = "posted"  # a new message
+    UPDATED = "updated"  # the cycle's message edited in place
+    UNCHANGED = "unchanged"  # same content as recorded: no request
+    RECOVERED = "recovered"  # found by its metadata after a crash before the ledger commit, then edited
+
+
+@dataclass(frozen=True, slots=True)
+class DigestOutcome:
+    """The result of posting one digest to one channel."""
+
+    project: str
+    cycle: str
+    channel: str
+    message_ts: str
+    action: DigestAction
+    content_hash: str
+
+
+class DigestPoster(Protocol):
+    """Posts (or edits) one project's digest in one channel for the agenda's cycle."""
+
+    def post(self, agenda: Agenda, payload: dict[str, Any], channel: str) -> DigestOutcome:
+        """Make ``channel`` show ``payload`` (the rendered ``agenda``) once for the agenda's cycle."""
+        ...

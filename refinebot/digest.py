@@ -323,9 +323,7 @@ class DigestCycle:
         unchanged = 0
         if commenting:
             assert isinstance(connector, CommentingConnector)
-            unchanged = self._comment(
-                connector, project, result, seen, inputs, notes, touches, now, zone, actions
-            )
+            unchanged = self._comment(connector, project, result, seen, notes, touches, now, zone, actions)
             save_touches(self.store, project, touches)
         return CycleReport(
             project,
@@ -412,7 +410,6 @@ class DigestCycle:
         project: str,
         result: ProjectResult,
         seen: dict[str, Issue],
-        inputs: ProjectInputs,
         notes: dict[str, list[str]],
         touches: dict[str, BotTouch],
         now: datetime,
@@ -422,24 +419,29 @@ class DigestCycle:
         """Post, edit or leave alone each ticket's one bot comment; how many were left alone."""
         writer = self.writer_for(connector)
         shown: dict[str, list[Finding]] = {}
-        hidden: dict[str, list[Suppression]] = {}
         for finding, decision in zip(result.all_findings, result.decisions, strict=True):
             if decision.shown:
                 shown.setdefault(finding.issue, []).append(finding)
-            elif decision.suppression is not None:
-                hidden.setdefault(finding.issue, []).append(decision.suppression)
+        # What people answered shows on the ticket while it is in force, whether or not a finding is
+        # hidden by it (a pair marked "not a duplicate" is not even produced by the rule any more).
+        answers: dict[str, set[str]] = {}
+        for suppression in self.store.suppressions.list_suppressions(project, active_at=now):
+            for key in (suppression.issue, suppression.other_issue):
+                if key:
+                    answers.setdefault(key, set()).add(describe_suppression(suppression, zone))
         recorded = {c.issue: c for c in self.store.ledger.comments(project) if c.marker == MARKER}
         unchanged = 0
-        for key in sorted(set(shown) | set(recorded) | set(notes)):
+        for key in sorted(set(shown) | set(recorded)):
             issue = seen.get(key)
             if issue is None or not issue.is_open:
                 continue  # closed or gone: its comment stays as it was
-            answered = sorted({describe_suppression(s, zone) for s in hidden.get(key, [])})
-            ready = key not in shown and key not in hidden
-            if not ready:
+            answered = sorted(answers.get(key, ()))
+            ready = key not in shown
+            if not ready or (key in recorded and answered):
                 document = compose_findings(
                     key, shown.get(key, []), answered=answered, notes=notes.get(key, ())
                 )
+                ready = False
             elif key in recorded:
                 document = compose_ready(key, notes=notes.get(key, ()))
             else:

@@ -57,7 +57,7 @@ def compose_findings(
         blocks.append(bullets(_finding_line(finding) for finding in findings))
     else:
         blocks.append(heading("refinebot: nothing to settle right now", level=3))
-        blocks.append(paragraph(f"{issue}'s findings are hidden by the answers below."))
+        blocks.append(paragraph(f"Nothing refinebot checks is open on {issue}, given the answers below."))
     if answered:
         blocks.append(paragraph(Strong("Answers so far")))
         blocks.append(bullets(answered))

@@ -191,14 +191,43 @@ class ProjectConfig(_Strict):
 
     @field_validator("schedule")
     @classmethod
-    def _cron(cls, value: str) -> str:
-        from apscheduler.triggers.cron import CronTrigger
-
-        try:
-            CronTrigger.from_crontab(value)
-        except ValueError as exc:
-            raise ValueError(f"not a valid cron expression ({exc})") from None
+    def _schedule(cls, value: str) -> str:
+        cron_of(value)  # a ValueError is reported under projects.KEY.schedule
         return value
+
+    @property
+    def cron(self) -> str:
+        """``schedule`` as a 5-field cron string (the short form "mon 09:00" converted)."""
+        return cron_of(self.schedule)
+
+
+# Schedules: the short form people write ("mon 09:00", "mon,thu 09:30") or a 5-field cron. Checked
+# here, at the edge; the scheduler only ever sees cron_of's 5-field form.
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_SHORT = re.compile(r"^\s*([A-Za-z]{3}(?:\s*,\s*[A-Za-z]{3})*)\s+(\d{1,2}):(\d{2})\s*$")
+
+
+def cron_of(schedule: str) -> str:
+    """``schedule`` as a 5-field cron string ("mon,thu 09:30" -> "30 9 * * mon,thu")."""
+    short = _SHORT.match(schedule)
+    if short:
+        days = [day.strip().lower() for day in short.group(1).split(",")]
+        unknown = [day for day in days if day not in DAYS]
+        if unknown:
+            raise ValueError(f"unknown day {unknown[0]!r} (use {', '.join(DAYS)})")
+        hour, minute = int(short.group(2)), int(short.group(3))
+        if hour > 23 or minute > 59:
+            raise ValueError(f"{short.group(2)}:{short.group(3)} is not a time of day (00:00-23:59)")
+        return f"{minute} {hour} * * {','.join(dict.fromkeys(days))}"
+    if len(schedule.split()) != 5:
+        raise ValueError('use "mon 09:00", "mon,thu 09:30" or a 5-field cron string ("0 9 * * MON")')
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(schedule)
+    except ValueError as exc:
+        raise ValueError(f"not a valid cron expression ({exc})") from None
+    return schedule
 
 
 class RefinebotConfig(BaseSettings):

@@ -6,16 +6,24 @@ One failing project is reported in its result and the others still run.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from connectors.base import ConnectorError, ProgressCallback, SyncStateStore, no_progress
+from connectors.base import (
+    Connector,
+    ConnectorError,
+    FetchResult,
+    ProgressCallback,
+    SyncStateStore,
+    no_progress,
+)
 from refinebot.config import LoadedConfig
 from refinebot.models import Finding, Issue
 from refinebot.readiness import ReadinessSummary, summarize
 from refinebot.sources import connector_for
-from rules.base import BacklogRule, IssueRule, Rule, RuleContext, RuleOptions
+from refinebot.suppressions import Decision, Suppression, decide, suppressed_pairs
+from rules.base import BacklogRule, IssueRule, Rule, RuleCache, RuleContext, RuleOptions
 from rules.registry import RuleRegistry, default_registry
 
 logger = logging.getLogger(__name__)
@@ -48,11 +56,35 @@ class ProjectResult:
     error: str | None = None
     skipped: Sequence[str] = field(default_factory=tuple)
     rule_failures: Sequence[RuleFailure] = ()
+    # decisions[i] is decide(all_findings[i], ...); ``findings`` keeps only the shown ones.
+    all_findings: Sequence[Finding] = ()
+    decisions: Sequence[Decision] = ()
+    fetch: FetchResult | None = None
 
     @property
     def ok(self) -> bool:
         """True when the project ran to the end."""
         return self.error is None
+
+    @property
+    def hidden(self) -> int:
+        """How many findings suppressions hid."""
+        return sum(1 for decision in self.decisions if not decision.shown)
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectInputs:
+    """What a run of one project is given besides the config: its state, what people decided, and hooks.
+
+    ``suppressions`` are every not-lifted suppression of the project (``decide`` wants expired snoozes
+    too); ``prepare`` turns the fetched issues into the ones the rules see (the cycle uses it to take the
+    bot's own comment bumps out of ``updated``).
+    """
+
+    state: SyncStateStore | None = None
+    suppressions: Sequence[Suppression] = ()
+    cache: RuleCache | None = None
+    prepare: Callable[[Sequence[Issue]], Sequence[Issue]] | None = None
 
 
 def build_rules(registry: RuleRegistry, options: Mapping[str, RuleOptions]) -> list[Rule]:
@@ -123,31 +155,62 @@ def run_project(
     full: bool = False,
     state: SyncStateStore | None = None,
     progress: ProgressCallback = no_progress,
+    inputs: ProjectInputs | None = None,
+    connector: Connector | None = None,
 ) -> ProjectResult:
     """Fetch one project's backlog and evaluate its rules; failures become the result's ``error``."""
-    registry = registry or default_registry()
+    inputs = inputs or ProjectInputs(state=state)
     settings = loaded.config.projects[project]
-    now = now or datetime.now(UTC)
     try:
-        connector = connector_for(loaded, settings.source, state=state, progress=progress)
+        connector = connector or connector_for(
+            loaded, settings.source, state=inputs.state or state, progress=progress
+        )
         fetched = connector.fetch(project, settings.query, full=full)
     except ConnectorError as exc:
         # The result carries the error and the caller reports it once (the CLI prints it, serve logs it).
         logger.info("project %s failed: %s", project, exc)
         return ProjectResult(project=project, error=str(exc))
+    return evaluate_project(loaded, project, fetched, inputs, registry=registry, now=now)
+
+
+def evaluate_project(
+    loaded: LoadedConfig,
+    project: str,
+    fetched: FetchResult,
+    inputs: ProjectInputs,
+    *,
+    registry: RuleRegistry | None = None,
+    now: datetime | None = None,
+) -> ProjectResult:
+    """Run the project's rules on a fetched backlog and ``decide`` every finding against its suppressions."""
+    registry = registry or default_registry()
+    settings = loaded.config.projects[project]
+    now = now or datetime.now(UTC)
     for skipped in fetched.skipped:
         logger.info("project %s: skipped %s: %s", project, skipped.key, skipped.reason)  # the CLI prints them
+    issues = inputs.prepare(fetched.issues) if inputs.prepare else fetched.issues
     rules = build_rules(registry, loaded.rule_options.get(project, {}))
     failures: list[RuleFailure] = []
-    findings = evaluate(fetched.issues, rules, RuleContext(project=project, now=now), failures=failures)
-    summary = summarize(fetched.issues, findings, top_n=settings.ready_top_n)
+    ctx = RuleContext(
+        project=project,
+        now=now,
+        suppressed_pairs=suppressed_pairs(inputs.suppressions, now),
+        cache=inputs.cache,
+    )
+    found = evaluate(issues, rules, ctx, failures=failures)
+    decisions = [decide(finding, inputs.suppressions, now) for finding in found]
+    shown = [f for f, d in zip(found, decisions, strict=True) if d.shown]
+    summary = summarize(issues, shown, top_n=settings.ready_top_n)
     return ProjectResult(
         project=project,
-        issues=fetched.issues,
-        findings=findings,
+        issues=issues,
+        findings=shown,
         summary=summary,
         skipped=tuple(f"{s.key}: {s.reason}" for s in fetched.skipped),
         rule_failures=tuple(failures),
+        all_findings=tuple(found),
+        decisions=tuple(decisions),
+        fetch=fetched,
     )
 
 
@@ -160,6 +223,7 @@ def run(
     full: bool = False,
     state: SyncStateStore | None = None,
     progress: ProgressCallback = no_progress,
+    inputs_for: Callable[[str], ProjectInputs] | None = None,
 ) -> list[ProjectResult]:
     """Run every selected project (all configured ones by default); one failure never stops the rest."""
     selected = list(projects) if projects else list(loaded.config.projects)
@@ -168,7 +232,14 @@ def run(
         try:
             results.append(
                 run_project(
-                    loaded, project, registry=registry, now=now, full=full, state=state, progress=progress
+                    loaded,
+                    project,
+                    registry=registry,
+                    now=now,
+                    full=full,
+                    state=state,
+                    progress=progress,
+                    inputs=inputs_for(project) if inputs_for else None,
                 )
             )
         except Exception as exc:  # one project's bug must not take the others down

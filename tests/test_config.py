@@ -50,7 +50,39 @@ def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     assert options["oversized-story"].max_points == 13  # project override beats [rules]
     assert options["stale-item"].enabled is False
     assert options["missing-description"].min_length == 30
-    assert loaded.config.projects["SHOP"].schedule == "0 9 * * MON"
+    assert loaded.config.projects["SHOP"].schedule == "mon 09:00"
+    assert loaded.config.projects["SHOP"].cron == "0 9 * * mon"
+
+
+@pytest.mark.parametrize(
+    ("schedule", "cron"),
+    [("mon 09:00", "0 9 * * mon"), ("Mon, thu 9:30", "30 9 * * mon,thu"), ("0 9 * * MON", "0 9 * * MON")],
+)
+def test_schedule_takes_the_short_form_or_cron(tmp_path: Path, schedule: str, cron: str) -> None:
+    path = tmp_path / "refinebot.toml"
+    path.write_text(GOOD + f'schedule = "{schedule}"\n', encoding="utf-8")
+    (tmp_path / "backlog.json").write_text("[]", encoding="utf-8")
+    assert load_config(path, REGISTRY).config.projects["SHOP"].cron == cron
+
+
+@pytest.mark.parametrize(
+    ("schedule", "reason"),
+    [
+        ("mun 09:00", "unknown day 'mun'"),
+        ("mon 24:00", "not a time of day"),
+        ("weekly", "5-field cron"),
+        ("0 9 * * XYZ", "not a valid cron expression"),
+    ],
+)
+def test_a_bad_schedule_names_its_key(tmp_path: Path, schedule: str, reason: str) -> None:
+    path = tmp_path / "refinebot.toml"
+    path.write_text(GOOD + f'schedule = "{schedule}"\n', encoding="utf-8")
+    (tmp_path / "backlog.json").write_text("[]", encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, REGISTRY)
+    assert any(p.key == "projects.SHOP.schedule" and reason in p.reason for p in raised.value.problems), [
+        str(p) for p in raised.value.problems
+    ]
 
 
 def test_merge_order_is_defaults_then_rules_then_project() -> None:
@@ -192,7 +224,7 @@ def test_bad_values(tmp_path: Path) -> None:
     assert found["sources.jira.url"] == "must be an http:// or https:// URL"
     assert found["sources.odd"] == "unknown kind 'gitlab' (expected jira, azure_devops or file)"
     assert found["sources.nokind"] == "required key 'kind' is missing (jira, azure_devops or file)"
-    assert found["projects.SHOP.schedule"].startswith("not a valid cron expression")
+    assert "5-field cron" in found["projects.SHOP.schedule"]
     assert found["projects.SHOP.agenda_size"] == "Input should be greater than or equal to 1"
 
 

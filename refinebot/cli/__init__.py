@@ -16,8 +16,10 @@ from refinebot.cli.agenda import agenda
 from refinebot.cli.configuration import config_app
 from refinebot.cli.console import err
 from refinebot.cli.database import db_app
+from refinebot.cli.digest import digest
 from refinebot.cli.rule_help import rules_command
 from refinebot.cli.scan import DEMO_AS_OF, demo, demo_config_path, scan
+from refinebot.cli.suppress import suppress_app
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -30,11 +32,13 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command()(scan)
+app.command()(digest)
 app.command()(demo)
 app.command()(agenda)
 app.command("rules")(rules_command)
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
+app.add_typer(suppress_app, name="suppress")
 
 
 def _version(value: bool) -> None:

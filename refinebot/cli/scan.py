@@ -10,11 +10,13 @@ from typing import Annotated
 
 import typer
 
-from refinebot.cli.console import ConfigOption, ProjectOption, load, out, registry, require_projects
+from refinebot.cli.console import ConfigOption, ProjectOption, error, load, out, registry, require_projects
 from refinebot.cli.report import OutputFormat, print_results, report_failures, worst_at_least
-from refinebot.config import DEFAULT_CONFIG_PATH
+from refinebot.config import DEFAULT_CONFIG_PATH, LoadedConfig
+from refinebot.digest import scan_inputs
 from refinebot.models import Severity
 from refinebot.pipeline import run
+from refinebot.store import Store, StoreError
 from refinebot.terminal import TerminalProgress
 
 DEMO_AS_OF = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -45,6 +47,15 @@ def parse_now(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def open_store(loaded: LoadedConfig) -> Store:
+    """The config's store (migrated), or the reason printed and exit 1."""
+    try:
+        return Store.from_config(loaded)
+    except StoreError as exc:
+        error(str(exc))
+        raise typer.Exit(1) from None
+
+
 def scan(
     config: ConfigOption = DEFAULT_CONFIG_PATH,
     project: ProjectOption = None,
@@ -66,14 +77,17 @@ def scan(
     rules = registry()
     loaded = load(config, rules, check_env=False)
     require_projects(loaded, project)
-    with TerminalProgress() as progress:
+    # scan writes no record (findings, suppressions, comments, rule cache): only the sync state, a copy of
+    # the tracker's data that changes no outcome, so the next scan or digest syncs incrementally.
+    with open_store(loaded) as store, TerminalProgress() as progress:
         results = run(
             loaded,
             project or None,
             registry=rules,
             now=parse_now(now),
             full=full,
-            progress=progress,  # state: each source's default (cache_dir files, else this process)
+            progress=progress,
+            inputs_for=lambda key: scan_inputs(store, key),
         )
     print_results(results, fmt, limit=limit)
     code = report_failures(results)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -95,8 +96,11 @@ source = "ado"
         "RB401",
     }
     assert PAT not in done.stdout + done.stderr
-    # cache_dir is relative to the config file, like file sources' paths.
-    assert list((tmp_path / "cache").rglob("*process*.json"))
+    # The sync state (process discovery included) now lives in the store beside the config (issue 11:
+    # one store interface instead of cache_dir files), so the next scan or digest syncs incrementally.
+    with sqlite3.connect(tmp_path / "refinebot.db") as connection:
+        keys = [row[0] for row in connection.execute("SELECT key FROM sync_state")]
+    assert any("process" in key for key in keys), keys
 
 
 def test_scan_reports_a_bad_token_clearly(

@@ -1,0 +1,504 @@
+"""One project's digest cycle, run against the store: sync -> ticket replies -> rules -> findings -> comments.
+
+The data walk of ../shared/notes/architecture.md, with one change of order: the team's answers on
+tickets are read and applied *before* the rules run, so a pair marked "not a duplicate" on Monday is
+not flagged again in the same cycle. ``refinebot/cycle.py`` keeps the pure vocabulary (cycle ids, the
+``DigestPoster`` port) that ``slack.actions`` imports; this module is the part that touches the store and
+the trackers, so that pure module stays free of them.
+
+Writes and their safety:
+- Each write to a tracker goes through a ``TicketWriter``: the connector, or in ``--dry-run`` a
+  ``RecordingWriter`` that records what would be posted. The store is swapped the same way: a dry run
+  runs inside one transaction that is rolled back (``rehearsal``), so nothing it wrote survives.
+- Crash safety: before a first POST the ledger records the ticket as *pending*, committed. A process
+  killed after the tracker accepted the POST but before the ledger commit leaves that pending row, and
+  the rerun looks for the bot's marker (one comment listing) instead of posting again. A ticket never
+  posted on needs no lookup, so a first digest costs one request per flagged ticket.
+- The bot's own activity: Jira and Azure DevOps bump ``updated`` when the bot comments. After each write
+  the cycle remembers (in sync state) the ticket's ``updated`` as the team left it and when the bot
+  wrote; an ``updated`` no later than that write (+ ``BOT_WRITE_SLACK``) is the bot's, and the rules see
+  the team's time instead, so ``stale-item`` is never reset by refinebot itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from connectors.base import CommentingConnector, Connector, ConnectorError, ProgressCallback, no_progress
+from refinebot.comments.commands import (
+    Command,
+    Ignore,
+    Malformed,
+    NotDuplicate,
+    ParseContext,
+    Recheck,
+    Snooze,
+    parse_comment,
+)
+from refinebot.comments.compose import (
+    MARKER,
+    compose_findings,
+    compose_ready,
+    content_hash,
+    describe_suppression,
+    unknown_command_note,
+)
+from refinebot.config import LoadedConfig
+from refinebot.cycle import DigestPoster, cycle_of, project_zone
+from refinebot.document import Document
+from refinebot.models import Finding, Issue
+from refinebot.pipeline import ProjectInputs, ProjectResult, evaluate_project
+from refinebot.sources import connector_for
+from refinebot.store import BotComment, Store
+from refinebot.store.readiness import ReadinessRecord
+from refinebot.suppressions import Suppression, SuppressionKind, SuppressionSource
+from rules.registry import RuleRegistry
+
+logger = logging.getLogger(__name__)
+
+CRASH_ENV = "REFINEBOT_TEST_CRASH_AFTER"  # tests only: SIGKILL this process right after the named step
+PENDING = "pending"  # a ledger row's content hash while its first POST may or may not have landed
+BOT_WRITE_SLACK = timedelta(seconds=60)  # tracker clock vs ours: an update this close to our write is ours
+ACTIVITY_KEY = "refinebot:bot-activity:{project}"
+
+
+def fault_point(step: str) -> None:
+    """Die here, as a power cut would, when the test hook names ``step`` (no cleanup, no commit)."""
+    if os.environ.get(CRASH_ENV) == step:
+        logger.warning("test hook %s=%s: killing the process", CRASH_ENV, step)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class TicketWriter(Protocol):
+    """The writing half of a commenting connector (what ``--dry-run`` swaps for a recorder)."""
+
+    def add_comment(self, issue_key: str, document: Document, *, marker: str) -> str:
+        """Post the comment; its id."""
+        ...
+
+    def update_comment(self, issue_key: str, comment_id: str, document: Document, *, marker: str) -> None:
+        """Replace the comment's body."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedWrite:
+    """A write a dry run would have made."""
+
+    issue: str
+    action: str  # "post" or "edit"
+    document: Document
+
+
+@dataclass
+class RecordingWriter:
+    """A ``TicketWriter`` that writes nothing and remembers what it was asked to write."""
+
+    writes: list[PlannedWrite] = field(default_factory=list)
+
+    def add_comment(self, issue_key: str, document: Document, *, marker: str) -> str:
+        """Record a post; a made-up id."""
+        self.writes.append(PlannedWrite(issue_key, "post", document))
+        return f"dry-run-{len(self.writes)}"
+
+    def update_comment(self, issue_key: str, comment_id: str, document: Document, *, marker: str) -> None:
+        """Record an edit."""
+        self.writes.append(PlannedWrite(issue_key, "edit", document))
+
+
+class _RollbackError(Exception):
+    """Ends a rehearsal's transaction without committing it."""
+
+
+@contextmanager
+def rehearsal(store: Store) -> Iterator[None]:
+    """Everything the store is asked inside happens in one transaction that is then rolled back.
+
+    A dry run sees its own writes (a suppression a reply would add hides its finding) and leaves the
+    database exactly as it was. On SQLite it holds the write lock for the run.
+    """
+    try:
+        with store.transaction():
+            yield
+            raise _RollbackError
+    except _RollbackError:
+        logger.debug("dry run: store changes rolled back")
+
+
+class ReadThroughRuleCache:
+    """A ``RuleCache`` that reads the store's and keeps new values in memory (``scan`` writes no records)."""
+
+    def __init__(self, below: Any) -> None:
+        self._below = below
+        self._mine: dict[str, object] = {}
+
+    def get(self, key: str) -> object | None:
+        """This run's value, else the stored one."""
+        return self._mine[key] if key in self._mine else self._below.get(key)
+
+    def put(self, key: str, value: object) -> None:
+        """Keep ``value`` for this run only."""
+        self._mine[key] = value
+
+
+# --- the bot's own activity ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BotTouch:
+    """The bot wrote on a ticket at ``at``; before that the team had last updated it at ``team_updated``."""
+
+    at: datetime
+    team_updated: datetime | None
+
+
+def load_touches(store: Store, project: str) -> dict[str, BotTouch]:
+    """The bot's last write per ticket of ``project`` (kept with the sync state: it corrects synced data)."""
+    raw = store.sync_state.load(ACTIVITY_KEY.format(project=project)) or {}
+    touches: dict[str, BotTouch] = {}
+    for key, value in raw.items() if isinstance(raw, dict) else ():
+        try:
+            team = value.get("team_updated")
+            touches[key] = BotTouch(
+                datetime.fromisoformat(value["at"]), datetime.fromisoformat(team) if team else None
+            )
+        except (AttributeError, KeyError, TypeError, ValueError):
+            logger.warning("ignoring an unreadable bot-activity entry for %s", key)
+    return touches
+
+
+def save_touches(store: Store, project: str, touches: dict[str, BotTouch]) -> None:
+    """Keep the bot's last write per ticket."""
+    store.sync_state.save(
+        ACTIVITY_KEY.format(project=project),
+        {
+            key: {
+                "at": t.at.isoformat(),
+                "team_updated": t.team_updated.isoformat() if t.team_updated else None,
+            }
+            for key, t in sorted(touches.items())
+        },
+    )
+
+
+def without_bot_activity(issues: Sequence[Issue], touches: dict[str, BotTouch]) -> list[Issue]:
+    """``issues`` with every ``updated`` the bot caused replaced by the team's own last update."""
+    out: list[Issue] = []
+    for issue in issues:
+        touch = touches.get(issue.key)
+        if touch is not None and issue.updated is not None and issue.updated <= touch.at + BOT_WRITE_SLACK:
+            issue = replace(issue, updated=touch.team_updated or issue.created)
+        out.append(issue)
+    return out
+
+
+def scan_inputs(store: Store, project: str) -> ProjectInputs:
+    """What ``scan`` gives a project: the store's sync state, suppressions, cache (read only) and the
+    bot-activity correction, so scan and digest agree on what is shown."""
+    touches = load_touches(store, project)
+    return ProjectInputs(
+        state=store.sync_state,
+        suppressions=store.suppressions.list_suppressions(project),
+        cache=ReadThroughRuleCache(store.rule_cache(project)),
+        prepare=lambda issues: without_bot_activity(issues, touches),
+    )
+
+
+# --- one project's cycle ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CommentAction:
+    """What the cycle did (or, in a dry run, would do) on one ticket's bot comment."""
+
+    issue: str
+    action: str  # posted | edited | ready | recovered
+    document: Document
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedReply:
+    """A command read from a ticket and what became of it."""
+
+    issue: str
+    author: str
+    line: str
+    outcome: str  # the words the bot comment shows
+
+
+@dataclass(frozen=True, slots=True)
+class CycleReport:
+    """One project's cycle: the run, what was answered and what was written."""
+
+    project: str
+    cycle: str
+    result: ProjectResult
+    replies: tuple[AppliedReply, ...] = ()
+    comments: tuple[CommentAction, ...] = ()
+    unchanged: int = 0  # bot comments left alone (same content hash: no request)
+    comment_reads: int = 0  # tickets whose new comments were read
+    digest: str = ""  # what happened to the Slack digest
+
+    @property
+    def ok(self) -> bool:
+        """True when the project ran to the end."""
+        return self.result.ok
+
+
+PosterFor = Callable[[str], DigestPoster | None]  # project -> its Slack poster, or None (not configured)
+
+
+@dataclass
+class DigestCycle:
+    """The digest cycle of one project over a store; ``writer_for`` is the swap point for dry runs."""
+
+    loaded: LoadedConfig
+    store: Store
+    registry: RuleRegistry
+    writer_for: Callable[[CommentingConnector], TicketWriter] = lambda connector: connector
+    poster_for: PosterFor | None = None
+    progress: ProgressCallback = no_progress
+    connector_factory: Callable[[str], Connector] | None = None
+
+    def run(self, project: str, now: datetime | None = None, *, full: bool = False) -> CycleReport:
+        """Run ``project``'s cycle; a failure is the report's error, never an exception."""
+        now = now or datetime.now(UTC)
+        cycle = cycle_of(now, project_zone(self.loaded.config, project))
+        try:
+            return self._run(project, cycle, now, full)
+        except ConnectorError as exc:
+            logger.info("project %s failed: %s", project, exc)
+            return CycleReport(project, cycle, ProjectResult(project=project, error=str(exc)))
+
+    def _connector(self, project: str) -> Connector:
+        if self.connector_factory is not None:
+            return self.connector_factory(project)
+        source = self.loaded.config.projects[project].source
+        return connector_for(self.loaded, source, state=self.store.sync_state, progress=self.progress)
+
+    def _run(self, project: str, cycle: str, now: datetime, full: bool) -> CycleReport:
+        settings = self.loaded.config.projects[project]
+        zone = project_zone(self.loaded.config, project)
+        connector = self._connector(project)
+        fetched = connector.fetch(project, settings.query, full=full)
+        touches = load_touches(self.store, project)
+        seen = {issue.key: issue for issue in without_bot_activity(fetched.issues, touches)}
+        commenting = isinstance(connector, CommentingConnector) and settings.comment_on_tickets
+        replies: list[AppliedReply] = []
+        notes: dict[str, list[str]] = {}
+        reads = 0
+        if commenting:
+            assert isinstance(connector, CommentingConnector)
+            reads = self._read_replies(connector, project, seen, now, zone, replies, notes)
+        inputs = ProjectInputs(
+            suppressions=self.store.suppressions.list_suppressions(project),
+            cache=self.store.rule_cache(project),
+            prepare=lambda issues: without_bot_activity(issues, touches),
+        )
+        result = evaluate_project(self.loaded, project, fetched, inputs, registry=self.registry, now=now)
+        with self.store.transaction():  # the project's findings and readiness commit together
+            self.store.findings.record(project, cycle, result.all_findings, result.decisions, now)
+            if result.summary is not None:
+                summary = result.summary
+                self.store.readiness.record(
+                    ReadinessRecord(
+                        project,
+                        cycle,
+                        summary.ready_in_top,
+                        summary.top_n,
+                        summary.ready_ratio,
+                        summary.open_items,
+                        summary.ready_items,
+                        now,
+                    )
+                )
+        actions: list[CommentAction] = []
+        unchanged = 0
+        if commenting:
+            assert isinstance(connector, CommentingConnector)
+            unchanged = self._comment(connector, project, result, seen, notes, touches, now, zone, actions)
+            save_touches(self.store, project, touches)
+        return CycleReport(
+            project,
+            cycle,
+            result,
+            tuple(replies),
+            tuple(actions),
+            unchanged,
+            reads,
+            self._digest(project),
+        )
+
+    # --- replies -----------------------------------------------------------------------------------
+
+    def _read_replies(
+        self,
+        connector: CommentingConnector,
+        project: str,
+        seen: dict[str, Issue],
+        now: datetime,
+        zone: Any,
+        replies: list[AppliedReply],
+        notes: dict[str, list[str]],
+    ) -> int:
+        """Read new comments on tickets carrying a bot comment that changed since; apply their commands.
+
+        One listing per such ticket (Jira: 100 comments a page; Azure DevOps: 200), none for the rest.
+        """
+        reads = 0
+        rule_names = frozenset(rule.name for rule in self.registry)
+        for recorded in self.store.ledger.comments(project):
+            issue = seen.get(recorded.issue)
+            if recorded.marker != MARKER or not recorded.comment_id or issue is None:
+                continue
+            since = recorded.replies_read_at
+            if since is not None and (issue.updated is None or issue.updated <= since):
+                continue  # nothing happened on the ticket (the bot's own edits are taken out)
+            reads += 1
+            ctx = ParseContext(recorded.issue, rule_names, now, zone)
+            for comment in connector.comments_since(recorded.issue, since):
+                if comment.by_bot:
+                    continue  # the bot's own words (its usage hint, say) are never commands
+                for command in parse_comment(comment.text, ctx):
+                    outcome = self._apply(project, recorded.issue, command, comment.author, now, zone)
+                    line = command.line if isinstance(command, Malformed) else type(command).__name__
+                    replies.append(AppliedReply(recorded.issue, comment.author, line, outcome))
+                    if isinstance(command, Malformed | Recheck):
+                        notes.setdefault(recorded.issue, []).append(outcome)
+            self.store.ledger.mark_replies_read(project, recorded.issue, MARKER, now)
+        return reads
+
+    def _apply(
+        self, project: str, issue: str, command: Command | Malformed, author: str, now: datetime, zone: Any
+    ) -> str:
+        """Apply one command through the suppression API; the words that acknowledge it."""
+
+        def add(kind: SuppressionKind, **values: Any) -> str:
+            made = Suppression(
+                kind=kind, project=project, issue=issue, created=now, by=author,
+                source=SuppressionSource.TICKET, **values,
+            )  # fmt: skip
+            return describe_suppression(self.store.suppressions.add(made), zone)
+
+        if isinstance(command, Malformed):
+            return unknown_command_note(command.line, command.problem, author)
+        if isinstance(command, Snooze):
+            return add(SuppressionKind.SNOOZE, until=command.until, reason="snoozed on the ticket")
+        if isinstance(command, Ignore):
+            return add(SuppressionKind.IGNORE, rule=command.rule, reason=command.reason)
+        if isinstance(command, NotDuplicate):
+            return add(SuppressionKind.NOT_DUPLICATE, other_issue=command.other, reason="said on the ticket")
+        lifted = 0
+        for suppression in self.store.suppressions.list_suppressions(project, active_at=now):
+            if suppression.issue == issue and suppression.kind is not SuppressionKind.NOT_DUPLICATE:
+                assert suppression.id is not None
+                lifted += self.store.suppressions.lift(suppression.id, now)
+        return f"Rechecked by {author}: {lifted} snooze{'s' if lifted != 1 else ''} or ignore{'s' if lifted != 1 else ''} lifted"
+
+    # --- comments ----------------------------------------------------------------------------------
+
+    def _comment(
+        self,
+        connector: CommentingConnector,
+        project: str,
+        result: ProjectResult,
+        seen: dict[str, Issue],
+        notes: dict[str, list[str]],
+        touches: dict[str, BotTouch],
+        now: datetime,
+        zone: Any,
+        actions: list[CommentAction],
+    ) -> int:
+        """Post, edit or leave alone each ticket's one bot comment; how many were left alone."""
+        writer = self.writer_for(connector)
+        shown: dict[str, list[Finding]] = {}
+        for finding, decision in zip(result.all_findings, result.decisions, strict=True):
+            if decision.shown:
+                shown.setdefault(finding.issue, []).append(finding)
+        # What people answered shows on the ticket while it is in force, whether or not a finding is
+        # hidden by it (a pair marked "not a duplicate" is not even produced by the rule any more).
+        answers: dict[str, set[str]] = {}
+        for suppression in self.store.suppressions.list_suppressions(project, active_at=now):
+            for key in (suppression.issue, suppression.other_issue):
+                if key:
+                    answers.setdefault(key, set()).add(describe_suppression(suppression, zone))
+        recorded = {c.issue: c for c in self.store.ledger.comments(project) if c.marker == MARKER}
+        unchanged = 0
+        for key in sorted(set(shown) | set(recorded)):
+            issue = seen.get(key)
+            if issue is None or not issue.is_open:
+                continue  # closed or gone: its comment stays as it was
+            answered = sorted(answers.get(key, ()))
+            ready = key not in shown
+            if not ready or (key in recorded and answered):
+                document = compose_findings(
+                    key, shown.get(key, []), answered=answered, notes=notes.get(key, ())
+                )
+                ready = False
+            elif key in recorded:
+                document = compose_ready(key, notes=notes.get(key, ()))
+            else:
+                continue
+            digest = content_hash(document)
+            previous = recorded.get(key)
+            if previous is not None and previous.content_hash == digest:
+                unchanged += 1
+                continue
+            action = self._write(
+                connector, writer, project, key, previous, document, digest, now, ready=ready
+            )
+            # ``issue`` is already corrected for earlier bot writes: its updated is the team's own.
+            touches[key] = BotTouch(datetime.now(UTC), issue.updated)
+            actions.append(CommentAction(key, action, document))
+        return unchanged
+
+    def _write(
+        self,
+        connector: CommentingConnector,
+        writer: TicketWriter,
+        project: str,
+        key: str,
+        previous: BotComment | None,
+        document: Document,
+        digest: str,
+        now: datetime,
+        *,
+        ready: bool,
+    ) -> str:
+        """Post or edit one ticket's comment and record it; what was done."""
+        comment_id = previous.comment_id if previous is not None else ""
+        recovered = False
+        if previous is not None and previous.content_hash == PENDING:
+            # A run died between a POST and its ledger commit: the comment may be there already.
+            comment_id = connector.find_comment(key, MARKER) or ""
+            recovered = bool(comment_id)
+        if comment_id:
+            writer.update_comment(key, comment_id, document, marker=MARKER)
+            fault_point("comment-edit")
+            action = "recovered" if recovered else ("ready" if ready else "edited")
+        else:
+            self.store.ledger.save_comment(BotComment(project, key, MARKER, "", PENDING, now, now))
+            comment_id = writer.add_comment(key, document, marker=MARKER)
+            fault_point("comment-post")
+            action = "posted"
+        read_at = previous.replies_read_at if previous is not None and previous.replies_read_at else now
+        self.store.ledger.save_comment(BotComment(project, key, MARKER, comment_id, digest, now, read_at))
+        return action
+
+    def _digest(self, project: str) -> str:
+        """The Slack agenda hook: the Slack engineer's ``DigestPoster`` when one is configured."""
+        channel = self.loaded.config.projects[project].slack_channel
+        if not channel:
+            return "no slack_channel"
+        poster = self.poster_for(project) if self.poster_for is not None else None
+        if poster is None:
+            logger.info("project %s: Slack digest skipped (no Slack poster or token configured)", project)
+            return "skipped: no Slack poster or token configured"
+        return "poster available: agenda posting lands with the Slack issue"

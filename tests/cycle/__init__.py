@@ -1,0 +1,1 @@
+"""Tests of the digest cycle: ticket comments, replies and dry runs end to end."""

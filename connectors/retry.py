@@ -6,6 +6,10 @@ bounded number of attempts. Each connector tells the runner how to read its clie
 exceptions (a ``classify`` function returning a ``Failure``); the runner decides the rest the same
 way for every vendor.
 
+``connection_problem`` words a request that got no HTTP answer the same way for every back end
+("connection refused", "no answer in 5 s"), from the requests / urllib3 exceptions both vendor SDKs
+raise.
+
 Only a 429 is known to come before the server acted on a request. A 503 may come from a gateway that
 timed out after the server committed a write, and a dropped connection leaves the outcome unknown:
 those are repeated only for idempotent requests; a caller posting a comment checks first.
@@ -40,6 +44,7 @@ class Failure:
     status: int | None = None  # the HTTP status, when there was a response
     headers: Mapping[str, str] = field(default_factory=dict)
     connection: bool = False  # no answer (refused, dropped, timed out): the outcome is unknown
+    reason: str = ""  # for a connection failure, ``connection_problem``'s words for it
 
     @property
     def outcome_unknown(self) -> bool:
@@ -47,8 +52,10 @@ class Failure:
         return self.connection or (self.status is not None and self.status >= 500)
 
     def describe(self) -> str:
-        """A short reason for a log line: ``HTTP 503`` or ``connection failed``."""
-        return f"HTTP {self.status}" if self.status is not None else "connection failed"
+        """A short reason for a log line: ``HTTP 503``, ``connection refused``, ``connection failed``."""
+        if self.status is not None:
+            return f"HTTP {self.status}"
+        return self.reason or "connection failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,3 +193,65 @@ class RetryRunner:
                     delay,
                 )
                 self.sleep(delay)
+
+
+def one_line(message: str, limit: int = 500) -> str:
+    """``message`` on one line, at most ``limit`` characters: a proxy's HTML or a multi-line text
+    body would otherwise spread over the output."""
+    return " ".join(message.split())[:limit]
+
+
+def _message(exc: BaseException) -> str:
+    """An error's own message on one line (an SDK error's ``message``, e.g. msrest's, else ``str``)."""
+    return one_line(str(getattr(exc, "message", None) or exc))
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps: an SDK chains the requests error (msrest) or raises it as it is
+    (jira), requests wraps urllib3's ``MaxRetryError`` in ``args``, whose ``reason`` is the
+    socket-level error, itself ``from`` the OSError."""
+    found: list[BaseException] = []
+    pending: list[object] = [exc]
+    while pending and len(found) < 20:
+        item = pending.pop(0)
+        if not isinstance(item, BaseException) or any(item is seen for seen in found):
+            continue
+        found.append(item)
+        pending.extend([item.__cause__, item.__context__, getattr(item, "reason", None), *item.args])
+    return found
+
+
+def connection_problem(exc: BaseException, timeout_seconds: float) -> str:
+    """One short reason for a request that got no HTTP answer: "connection refused", "no answer in 5 s"."""
+    from requests.exceptions import SSLError
+    from urllib3.exceptions import (
+        ConnectTimeoutError,
+        NameResolutionError,
+        NewConnectionError,
+        ProtocolError,
+        ReadTimeoutError,
+    )
+
+    causes = _causes(exc)
+
+    def seen(*kinds: type[BaseException]) -> BaseException | None:
+        return next((c for c in causes if isinstance(c, kinds)), None)
+
+    if seen(ConnectionRefusedError):
+        return "connection refused"
+    resolution = seen(NameResolutionError)
+    if resolution is not None:
+        return f"cannot resolve host {getattr(resolution, 'host', '')}".rstrip()
+    if seen(ReadTimeoutError, TimeoutError) and not seen(NewConnectionError):
+        return f"no answer in {timeout_seconds:g} s"
+    if seen(ConnectTimeoutError):
+        # NewConnectionError subclasses ConnectTimeoutError in urllib3 2.x: other OSErrors land here.
+        os_error = seen(OSError)
+        if isinstance(os_error, OSError) and not isinstance(os_error, TimeoutError) and os_error.strerror:
+            return f"cannot connect: {os_error.strerror.lower()}"
+        return f"no connection in {timeout_seconds:g} s"
+    if seen(SSLError):
+        return f"TLS error: {_message(seen(SSLError) or exc)}"
+    if seen(ProtocolError, ConnectionResetError):
+        return "connection dropped before an answer"
+    return f"connection failed: {_message(exc)}"

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 from connectors.base import ConnectorError
-from connectors.retry import RetryPolicy, retry_after_seconds
+from connectors.retry import RetryPolicy, connection_problem, one_line, retry_after_seconds
 from refinebot.config import AzureDevOpsSourceConfig
 
 logger = logging.getLogger(__name__)
@@ -323,56 +323,4 @@ class AdoClient:
 
 
 def _error_message(exc: BaseException) -> str:
-    message = str(getattr(exc, "message", None) or exc)
-    # One line: a proxy's HTML or a multi-line text body would otherwise spread over the output.
-    return " ".join(message.split())[:500]
-
-
-def _causes(exc: BaseException) -> list[BaseException]:
-    """``exc`` and what it wraps: msrest chains the requests error, requests wraps urllib3's
-    ``MaxRetryError`` in ``args``, whose ``reason`` is the socket-level error, itself ``from`` the OSError."""
-    found: list[BaseException] = []
-    pending: list[object] = [exc]
-    while pending and len(found) < 20:
-        item = pending.pop(0)
-        if not isinstance(item, BaseException) or any(item is seen for seen in found):
-            continue
-        found.append(item)
-        pending.extend([item.__cause__, item.__context__, getattr(item, "reason", None), *item.args])
-    return found
-
-
-def connection_problem(exc: BaseException, timeout_seconds: float) -> str:
-    """One short reason for a request that got no HTTP answer: "connection refused", "no answer in 5 s"."""
-    from requests.exceptions import SSLError
-    from urllib3.exceptions import (
-        ConnectTimeoutError,
-        NameResolutionError,
-        NewConnectionError,
-        ProtocolError,
-        ReadTimeoutError,
-    )
-
-    causes = _causes(exc)
-
-    def seen(*kinds: type[BaseException]) -> BaseException | None:
-        return next((c for c in causes if isinstance(c, kinds)), None)
-
-    if seen(ConnectionRefusedError):
-        return "connection refused"
-    resolution = seen(NameResolutionError)
-    if resolution is not None:
-        return f"cannot resolve host {getattr(resolution, 'host', '')}".rstrip()
-    if seen(ReadTimeoutError, TimeoutError) and not seen(NewConnectionError):
-        return f"no answer in {timeout_seconds:g} s"
-    if seen(ConnectTimeoutError):
-        # NewConnectionError subclasses ConnectTimeoutError in urllib3 2.x: other OSErrors land here.
-        os_error = seen(OSError)
-        if isinstance(os_error, OSError) and not isinstance(os_error, TimeoutError) and os_error.strerror:
-            return f"cannot connect: {os_error.strerror.lower()}"
-        return f"no connection in {timeout_seconds:g} s"
-    if seen(SSLError):
-        return f"TLS error: {_error_message(seen(SSLError) or exc)}"
-    if seen(ProtocolError, ConnectionResetError):
-        return "connection dropped before an answer"
-    return f"connection failed: {_error_message(exc)}"
+    return one_line(str(getattr(exc, "message", None) or exc))

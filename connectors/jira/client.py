@@ -8,6 +8,9 @@ API v2 exists on Cloud and Data Center alike (v3 only on Cloud), so the probe us
 deployment type decides the version afterwards. The package's own retry loop is switched off
 (``max_retries=0``): it waits 10 s and more between tries and retries POSTs blindly, which can post a
 comment twice; ``connectors.retry`` decides instead, with ``classify`` below reading the package's errors.
+Every request, serverInfo included, is bounded by ``timeout_seconds`` (the package's session passes its
+timeout to each one), and a request that got no answer is reported in ``connectors.retry``'s words
+("connection refused", "no answer in 5 s") with the attempts it cost.
 """
 
 from __future__ import annotations
@@ -22,9 +25,18 @@ from urllib.parse import quote
 import requests
 from jira import JIRA
 from jira.exceptions import JIRAError
+from urllib3.util import Retry
 
 from connectors.base import ConnectorError
-from connectors.retry import RATE_LIMITED, Failure, RetryPolicy, RetryRunner
+from connectors.retry import (
+    RATE_LIMITED,
+    Failure,
+    RetryPolicy,
+    RetryRunner,
+    connection_problem,
+    header,
+    one_line,
+)
 from refinebot.config import JiraSourceConfig
 
 logger = logging.getLogger(__name__)
@@ -50,12 +62,12 @@ def is_connection_failure(exc: BaseException) -> bool:
     return isinstance(exc, requests.ConnectionError | requests.Timeout)
 
 
-def classify(exc: BaseException) -> Failure | None:
+def classify(exc: BaseException, timeout_seconds: float) -> Failure | None:
     """The retry runner's view of an error from the ``jira`` package or ``requests``; None = not ours."""
     if isinstance(exc, JIRAError):
         return Failure(status=exc.status_code, headers=dict(headers_of(exc)))
     if is_connection_failure(exc):
-        return Failure(connection=True)
+        return Failure(connection=True, reason=connection_problem(exc, timeout_seconds))
     if isinstance(exc, requests.RequestException):
         return Failure()  # no status, no lost connection: never retried, reported as it is
     return None
@@ -86,7 +98,7 @@ class JiraClient:
                 base_seconds=source.backoff_base_seconds,
                 max_seconds=source.backoff_max_seconds,
             ),
-            classify=classify,
+            classify=lambda exc: classify(exc, source.timeout_seconds),
             sleep=sleep,
             clock=clock,
         )
@@ -154,6 +166,12 @@ class JiraClient:
             self.requests += 1
 
         client._session.hooks["response"].append(count)
+        # No urllib3 retries nested inside ours. requests' adapters default to Retry(0, read=False)
+        # already (measured: a closed port costs exactly one TCP attempt per attempt of ours); set
+        # here so a change in requests' or the package's defaults cannot multiply the attempts.
+        for adapter in client._session.adapters.values():
+            if isinstance(adapter, requests.adapters.HTTPAdapter):
+                adapter.max_retries = Retry(0, read=False)
         return client
 
     def _server_info(self, client: Any) -> Mapping[str, Any]:
@@ -163,6 +181,7 @@ class JiraClient:
             "not Jira's{why}); check the source's url, e.g. for a missing context path or a proxy "
             "login page"
         )
+        before = self.runner.attempts_made
         try:
             info = self.runner.call(f"{self.where}: server info", lambda: client._get_json("serverInfo"))
         except (JIRAError, requests.RequestException) as exc:
@@ -170,7 +189,7 @@ class JiraClient:
                 raise ConnectorError(not_jira.format(why=": HTTP 404")) from None
             if isinstance(exc, requests.JSONDecodeError):
                 raise ConnectorError(not_jira.format(why=": not JSON")) from None
-            raise self.error(exc, "connecting") from None
+            raise self.error(exc, "connecting", attempts=self.runner.attempts_made - before) from None
         except ValueError:  # JSON decoding that is not requests' own
             raise ConnectorError(not_jira.format(why=": not JSON")) from None
         versions = info.get("versionNumbers") if isinstance(info, Mapping) else None
@@ -178,8 +197,9 @@ class JiraClient:
             raise ConnectorError(not_jira.format(why=""))
         return info  # type: ignore[no-any-return]
 
-    def error(self, exc: BaseException, action: str) -> ConnectorError:
-        """A clear, secret-free error: the package's own messages include request headers."""
+    def error(self, exc: BaseException, action: str, *, attempts: int | None = None) -> ConnectorError:
+        """A clear, secret-free, one-line error (the package's own messages include request headers);
+        ``attempts`` is how many requests the failed call made, when known."""
         status = status_of(exc)
         where = self.where
         if status == 401:
@@ -196,26 +216,33 @@ class JiraClient:
         if status == 410:
             return ConnectorError(f"{where}: Jira says this API was removed (HTTP 410) while {action}")
         if status in RATE_LIMITED:
+            # A 503 without Retry-After is a gateway or a server that is down, not a rate limit.
+            asked = status == 429 or header(headers_of(exc), "Retry-After") is not None
+            what = "rate limited" if asked else "unavailable"
             return ConnectorError(
-                f"{where}: still rate limited (HTTP {status}) after "
-                f"{self.source.retry_attempts} attempts while {action}; try again later"
+                f"{where}: still {what} (HTTP {status}) after "
+                f"{attempts or self.source.retry_attempts} attempts while {action}; try again later"
             )
         if status is not None:
-            detail = getattr(exc, "text", "") or ""
+            # A proxy's error page is the whole body here: one line, short.
+            detail = one_line(str(getattr(exc, "text", "") or ""), 200)
             kind = RejectedError if status == 400 else ConnectorError
             return kind(f"{where}: HTTP {status} while {action}" + (f": {detail}" if detail else ""))
         if isinstance(exc, requests.JSONDecodeError):  # a proxy's login page, say
             return ConnectorError(f"{where}: the answer to {action} is not JSON")
         if is_connection_failure(exc):
-            return ConnectorError(f"{where}: cannot reach the server while {action} ({type(exc).__name__})")
+            reason = connection_problem(exc, self.source.timeout_seconds)
+            tries = f", after {attempts} attempts" if attempts is not None and attempts > 1 else ""
+            return ConnectorError(f"{where}: {reason} while {action}{tries}")
         return ConnectorError(f"{where}: request failed while {action} ({type(exc).__name__})")
 
     def _run(self, action: str, call: Callable[[], Any], *, idempotent: bool = True) -> Any:
         """``call`` under the retry policy, its failures turned into ``ConnectorError``."""
+        before = self.runner.attempts_made
         try:
             return self.runner.call(f"{self.where}: {action}", call, idempotent=idempotent)
         except (JIRAError, requests.RequestException) as exc:
-            raise self.error(exc, action) from None
+            raise self.error(exc, action, attempts=self.runner.attempts_made - before) from None
         except ValueError:  # JSON decoding that is not requests' own
             raise ConnectorError(f"{self.where}: the answer to {action} is not JSON") from None
 

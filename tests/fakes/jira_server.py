@@ -5,7 +5,8 @@ One server hosts many independent sites, each under its own path prefix
 site. A site implements serverInfo, ``/field``, ``search/jql`` (Cloud: ``nextPageToken``/``isLast``,
 410 for the removed ``/search``), ``/rest/api/2/search`` (Data Center: ``startAt``/``total`` with a
 server-side page cap), Agile board configuration, comments with properties, and fault injection
-(status codes with headers, or a dropped connection after the work is done). Every exchange is
+(status codes with headers, a dropped connection after the work is done, or a connection left silent
+as a server that stopped answering would). Every exchange is
 recorded so tests can count requests and validate responses against the vendor spec.
 """
 
@@ -17,6 +18,7 @@ import json
 import re
 import secrets
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +49,8 @@ class Fault:
     drop_after_commit: bool = False
     # Do the work, then answer ``status`` anyway (a gateway that timed out after the server committed).
     fail_after_commit: bool = False
+    # Neither do the work nor answer: stay silent this long, then close (recorded with status None).
+    hang_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -192,6 +196,10 @@ class Site:
     def drop_after_commit(self, method: str, path: str, *, times: int = 1) -> None:
         """Do the next matching request's work, then close the connection without answering."""
         self.faults.append(Fault(method, re.compile(path + "$"), times=times, drop_after_commit=True))
+
+    def hang(self, method: str, path: str, seconds: float, *, times: int = 1) -> None:
+        """Leave the next ``times`` matching requests unanswered for ``seconds``, then close (nothing done)."""
+        self.faults.append(Fault(method, re.compile(path + "$"), times=times, hang_seconds=seconds))
 
     def requests(self, method: str | None = None, path: str | None = None) -> list[Exchange]:
         pattern = re.compile(path + "$") if path else None
@@ -444,6 +452,12 @@ class _Handler(BaseHTTPRequestHandler):
             )
             if fault is not None:
                 fault.times -= 1
+        if fault is not None and fault.hang_seconds > 0:
+            with site.lock:
+                site.log.append(Exchange(method, path, query, body, None, None, {}))
+            time.sleep(fault.hang_seconds)  # the client's read timeout should end the wait first
+            self.close_connection = True
+            return
         if fault is not None and not (fault.drop_after_commit or fault.fail_after_commit):
             default = {"errorMessages": [f"Fault injected: HTTP {fault.status}"], "errors": {}}
             self._finish(

@@ -17,16 +17,18 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from refinebot.models import Finding, Issue, Severity, StatusCategory
+from refinebot.models import Finding, Issue, Severity, StatusCategory, pair_subject
 from rules.base import BacklogRule, RuleContext, RuleOptions
 
 if TYPE_CHECKING:
     from rules.duplicates.index import DuplicateIndex
+    from rules.duplicates.ranking import ScoredPair, VectorStore
 
 # Defaults from the Hadoop sweeps in benchmarks/README.md: where precision stops improving as the
 # threshold rises while recall keeps falling. Fused semantic scores run higher than lexical ones.
@@ -53,6 +55,12 @@ class DuplicateOptions(RuleOptions):
         # No square brackets here: the CLI prints descriptions as rich markup.
         description="re-rank candidates with a bundled sentence-embedding model "
         "(needs the optional 'semantic' extra of refinebot)",
+    )
+
+    mutual_top1: bool = Field(
+        default=True,
+        description="flag a pair only when each item is the other's most similar one (pairs scoring "
+        "0.7 or more always count); false flags every pair above the threshold",
     )
 
     recency_weight: float = Field(
@@ -111,6 +119,17 @@ def _age_key(issue: Issue) -> tuple[datetime, tuple[int, str]]:
     return created, (int(digits[-1]) if digits else 0, issue.key)
 
 
+@dataclass(frozen=True, slots=True)
+class PairScan:
+    """One scan of a backlog: the index, eligible items by key, scored candidate pairs not already
+    linked or dismissed (best first), and those of them that are flagged."""
+
+    index: DuplicateIndex
+    by_key: Mapping[str, Issue]
+    candidates: list[ScoredPair]
+    flagged: list[ScoredPair]
+
+
 def _cache_key(ctx: RuleContext, window: int) -> str:
     return f"duplicate-candidate:{ctx.project}:window={window}"
 
@@ -136,43 +155,78 @@ class DuplicateCandidate(BacklogRule):
     default_severity = Severity.WARNING  # a possible duplicate needs a decision before refinement
     Options = DuplicateOptions
 
-    def check(self, issues: Sequence[Issue], ctx: RuleContext) -> Iterator[Finding]:
-        from rules.duplicates.ranking import SEMANTIC_FLOOR, rerank, score_candidates
+    def scan(self, issues: Sequence[Issue], ctx: RuleContext) -> PairScan | None:
+        """The scored candidate pairs of ``issues`` and the ones flagged (None: fewer than 2 eligible).
+
+        ``check`` turns the scan into findings; the benchmarks score the flagged pairs themselves.
+        """
+        from rules.duplicates.ranking import SEMANTIC_FLOOR, mutual_best, rerank, score_candidates
 
         options: DuplicateOptions = self.options  # type: ignore[assignment]
         eligible = self._eligible(issues, ctx, options)
         if len(eligible) < 2:
-            return
+            return None
         index = self._index(eligible, ctx, options)
         by_key = {issue.key: issue for issue in eligible}
         blocked = _linked_pairs(issues) | set(ctx.suppressed_pairs)
-        # Per item: its scored neighbours (for the candidate list) and the flagged pairs it reports.
-        neighbours: dict[str, list[tuple[float, str]]] = defaultdict(list)
-        reported: dict[str, list[tuple[float, str]]] = defaultdict(list)
         threshold = options.resolved_threshold()
         floor = CANDIDATE_SHARE * threshold
         if options.semantic:
-            candidates = [
-                p for p in rerank(index, score_candidates(index, SEMANTIC_FLOOR)) if p.score >= floor
-            ]
+            vectors = self._vectors(ctx)
+            scored = rerank(index, score_candidates(index, SEMANTIC_FLOOR), vectors)
+            self._keep_vectors(ctx, vectors, by_key)
+            scored = [p for p in scored if p.score >= floor]
         else:
-            candidates = score_candidates(index, floor)
-        for pair in candidates:
+            scored = score_candidates(index, floor)
+        candidates = [
+            p for p in scored if frozenset((index.keys[p.first], index.keys[p.second])) not in blocked
+        ]
+        if options.mutual_top1:
+            flagged = mutual_best(candidates, threshold)
+        else:
+            flagged = [p for p in candidates if p.score >= threshold]
+        return PairScan(index, by_key, candidates, flagged)
+
+    def check(self, issues: Sequence[Issue], ctx: RuleContext) -> Iterator[Finding]:
+        scan = self.scan(issues, ctx)
+        if scan is None:
+            return
+        index, by_key = scan.index, scan.by_key
+        # Per item: its scored neighbours (for the candidate list) and the flagged pairs it reports.
+        neighbours: dict[str, list[tuple[float, str]]] = defaultdict(list)
+        reported: dict[str, list[tuple[float, str]]] = defaultdict(list)
+        for pair in scan.candidates:
             key_a, key_b = index.keys[pair.first], index.keys[pair.second]
-            if frozenset((key_a, key_b)) in blocked:
-                continue
-            issue_a, issue_b = by_key[key_a], by_key[key_b]
             neighbours[key_a].append((pair.score, key_b))
             neighbours[key_b].append((pair.score, key_a))
-            if pair.score < threshold:
-                continue
+        evidence: dict[frozenset[str], ScoredPair] = {}
+        for pair in scan.flagged:
+            issue_a, issue_b = by_key[index.keys[pair.first]], by_key[index.keys[pair.second]]
+            evidence[frozenset((issue_a.key, issue_b.key))] = pair
             older, newer = sorted((issue_a, issue_b), key=_age_key)
             if newer.is_open:
                 reported[newer.key].append((pair.score, older.key))
             elif older.is_open:
                 reported[older.key].append((pair.score, newer.key))
         for key in sorted(reported, key=lambda k: _age_key(by_key[k])):
-            yield self._finding(ctx, index, by_key, key, reported[key], neighbours[key], options)
+            yield self._finding(ctx, index, by_key, key, reported[key], neighbours[key], evidence)
+
+    @staticmethod
+    def _vectors_key(ctx: RuleContext) -> str:
+        from rules.embeddings import MODEL_NAME
+
+        return f"duplicate-candidate:{ctx.project}:sentence-vectors:{MODEL_NAME}"
+
+    def _vectors(self, ctx: RuleContext) -> VectorStore:
+        """The sentence vectors of earlier runs (kept apart from the index, so a rebuilt index or a
+        changed window embeds nothing again), or an empty store."""
+        cached = ctx.cache.get(self._vectors_key(ctx)) if ctx.cache is not None else None
+        return dict(cached) if isinstance(cached, dict) else {}
+
+    def _keep_vectors(self, ctx: RuleContext, vectors: VectorStore, by_key: Mapping[str, Issue]) -> None:
+        """Save the vectors of items still eligible; items that left would only grow the store."""
+        if ctx.cache is not None:
+            ctx.cache.put(self._vectors_key(ctx), {k: v for k, v in vectors.items() if k in by_key})
 
     @staticmethod
     def _eligible(issues: Sequence[Issue], ctx: RuleContext, options: DuplicateOptions) -> list[Issue]:
@@ -215,10 +269,11 @@ class DuplicateCandidate(BacklogRule):
         key: str,
         reported: list[tuple[float, str]],
         neighbours: list[tuple[float, str]],
-        options: DuplicateOptions,
+        evidence: Mapping[frozenset[str], ScoredPair],
     ) -> Finding:
         from rules.duplicates.ranking import ranking_score
 
+        options: DuplicateOptions = self.options  # type: ignore[assignment]
         issue = by_key[key]
 
         def rank_key(pair: tuple[float, str]) -> float:
@@ -251,23 +306,42 @@ class DuplicateCandidate(BacklogRule):
         target = by_key[other]
         closed = " (closed)" if target.status_category is StatusCategory.DONE else ""
         because = f"; shared terms: {', '.join(shared)}" if shared else ""
+        scored = evidence[frozenset(pair)]
+        signal, scores = _signal(scored)
         others = [candidate for _, candidate in ranked if candidate != other]
         also = f" Also similar: {', '.join(others)}." if others else ""
         message = (
-            f'This may be a possible duplicate of {other}{closed} "{_short(target.title)}" '
-            f"(similarity {score:.2f}{because}).{also} A human should confirm and link it; "
+            f'This may be a possible duplicate of {other}{closed} "{_short(target.title)}": {signal} '
+            f"(similarity {score:.2f}{scores}{because}).{also} A human should confirm and link it; "
             "nothing is closed automatically."
         )
+        extra: dict[str, float] = {}
+        if scored.meaning is not None:
+            extra = {"wording_score": round(scored.lexical, 3), "meaning_score": round(scored.meaning, 3)}
         return self.finding(
             ctx,
             issue,
             message,
             duplicate_of=other,
             score=round(score, 3),
+            signal=signal,
+            **extra,
             candidates=candidates,
             shared_terms=shared,
-            subject="|".join(pair),
+            subject=pair_subject(key, other),
         )
+
+
+def _signal(pair: ScoredPair) -> tuple[str, str]:
+    """Which evidence fired, and its scores for the message.
+
+    "similar wording" when the TF-IDF score alone reaches the lexical default (the words, error
+    messages or identifiers are shared); "similar meaning" when the pair needed the sentence model.
+    """
+    if pair.meaning is None:
+        return "similar wording", ""
+    scores = f": wording {pair.lexical:.2f}, meaning {pair.meaning:.2f}"
+    return ("similar wording" if pair.lexical >= LEXICAL_THRESHOLD else "similar meaning"), scores
 
 
 def _short(title: str, limit: int = 80) -> str:

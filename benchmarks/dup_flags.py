@@ -106,7 +106,9 @@ def evaluate(labelled: Labelled, setting: Setting, cache: MemoryRuleCache) -> tu
         mutual_top1=setting.mutual,
         closed_window_days=0,
     )
-    findings = list(DuplicateCandidate(options).check(labelled.issues, RuleContext("BENCH", NOW, cache=cache)))
+    findings = list(
+        DuplicateCandidate(options).check(labelled.issues, RuleContext("BENCH", NOW, cache=cache))
+    )
     named = {frozenset((f.issue, str(f.details["duplicate_of"]))) for f in findings}
     right = sum(1 for f in named if len({labelled.group.get(k, -1 - i) for i, k in enumerate(f)}) == 1)
     return len(named & labelled.duplicates), len(findings), right, len(named & labelled.near_misses)
@@ -115,9 +117,15 @@ def evaluate(labelled: Labelled, setting: Setting, cache: MemoryRuleCache) -> tu
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the flag table for both data sets."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--semantic", action="store_true", help="also the semantic rows (refinebot[semantic])")
     parser.add_argument(
-        "--thresholds", type=float, nargs="*", default=None, help="semantic thresholds to sweep (mutual top-1)"
+        "--semantic", action="store_true", help="also the semantic rows (refinebot[semantic])"
+    )
+    parser.add_argument(
+        "--thresholds",
+        type=float,
+        nargs="*",
+        default=None,
+        help="semantic thresholds to sweep (mutual top-1)",
     )
     args = parser.parse_args(argv)
     if not (HADOOP / "hadoop_bugs.csv").exists():

@@ -182,7 +182,9 @@ _TASK_ITEM = re.compile(r"^[ \t]*(?:[-*#]+[ \t]+|\d+[.)][ \t]+)?\[[ xX]\][ \t]*\
 _DONE_WHEN = re.compile(r"(?:^|\n|[ \t]{2,})[ \t>*#-]*done when[ \t]*:", re.IGNORECASE)
 _TEST_HEADING = re.compile(r"acceptance[ \t]+tests?\b", re.IGNORECASE)
 # What makes steps acceptance tests: each states what should happen.
-_EXPECTATION = re.compile(r"\bexpect(?:ed|s)?\b|\bresults?\b|\bshould\b|\bmust\b|->|=>|\bthen\b", re.IGNORECASE)
+_EXPECTATION = re.compile(
+    r"\bexpect(?:ed|s)?\b|\bresults?\b|\bshould\b|\bmust\b|->|=>|\bthen\b", re.IGNORECASE
+)
 # "The acceptance criteria for this (story|Jira|...) is/are that ..." and "Acceptance tests is that ...".
 _AC_SENTENCE = re.compile(
     r"\bacceptance[ \t]+(?:criteri(?:a|on)|tests?)[ \t]+(?:for[ \t]+(?:this|the|that)(?:[ \t]+[\w-]+)?[ \t]+)?"
@@ -222,7 +224,11 @@ def _has_ac_sentence(text: str) -> bool:
         rest = text[match.end() : match.end() + 200].split("\n", 1)[0]
         clause = re.split(r"[.;!?](?:\s|$)", rest, maxsplit=1)[0].strip()
         words = _words(clause)
-        if len(words) >= _SENTENCE_MIN_WORDS and words[0] not in _NEGATIONS and not _PLACEHOLDER.fullmatch(clause):
+        if (
+            len(words) >= _SENTENCE_MIN_WORDS
+            and words[0] not in _NEGATIONS
+            and not _PLACEHOLDER.fullmatch(clause)
+        ):
             return True
     return False
 

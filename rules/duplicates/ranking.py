@@ -82,7 +82,9 @@ MUTUAL_EXEMPT = 0.7
 _TIE = 1e-6
 
 
-def mutual_best(pairs: Sequence[ScoredPair], threshold: float, exempt: float = MUTUAL_EXEMPT) -> list[ScoredPair]:
+def mutual_best(
+    pairs: Sequence[ScoredPair], threshold: float, exempt: float = MUTUAL_EXEMPT
+) -> list[ScoredPair]:
     """The pairs of ``pairs`` reaching ``threshold`` where each item is the other's best candidate
     (ties count), or whose score reaches ``exempt``.
 

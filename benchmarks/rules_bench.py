@@ -130,7 +130,9 @@ def compare(
     """Flag rate of ``rule`` before and after, and a sample of changed decisions to read by hand."""
     old, new = set(before.get(rule, [])), set(after.get(rule, []))
     n = len(issues)
-    print(f"{rule}: flagged before {len(old):,} ({len(old) / n:.1%}), after {len(new):,} ({len(new) / n:.1%})")
+    print(
+        f"{rule}: flagged before {len(old):,} ({len(old) / n:.1%}), after {len(new):,} ({len(new) / n:.1%})"
+    )
     print(f"  no longer flagged: {len(old - new):,}; newly flagged: {len(new - old):,}")
     by_key = {issue.key: issue for issue in issues}
     changed = sorted(old ^ new)

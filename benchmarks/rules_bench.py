@@ -3,12 +3,18 @@
 Reads the 16 projects of ``../shared/data/jira-storypoints/`` (23,313 real issues with wiki-markup descriptions),
 maps each row to an ``Issue`` (a story, as the data has no types), and times the rules alone (markup conversion is
 timed separately). Run from the project root: ``python -m benchmarks.rules_bench [--repeat 5]``.
+
+Before/after a rule change: ``--save-flags before.json`` on the old code writes the flagged keys per rule;
+``--compare before.json --rule missing-acceptance-criteria --sample 30`` on the new code prints the flag rate
+before and after and a random sample (seed 7) of the items whose decision changed, for reading by hand.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
+import random
 import resource
 import sys
 import time
@@ -60,6 +66,10 @@ def to_issues(rows: list[dict[str, str]]) -> list[Issue]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=5, help="timed passes over the data (best is reported)")
+    parser.add_argument("--save-flags", type=Path, help="write the flagged keys per rule to this JSON file")
+    parser.add_argument("--compare", type=Path, help="flagged keys saved by --save-flags on the old code")
+    parser.add_argument("--rule", default="missing-acceptance-criteria", help="the rule to compare")
+    parser.add_argument("--sample", type=int, default=30, help="changed decisions to print for reading")
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"data not found: {DATA} (run from a checkout with ../shared beside it)")
@@ -107,6 +117,30 @@ def main() -> None:
         if any(r.name == name for r in backlog_rules):
             flagged = len(evaluate(issues, [r for r in backlog_rules if r.name == name], ctx))
         print(f"{name:32} {flagged:8,} {flagged / n:7.1%} {n / seconds:12,.0f}")
+    flags = {rule.name: sorted({f.issue for f in findings if f.rule == rule.name}) for rule in issue_rules}
+    if args.save_flags:
+        args.save_flags.write_text(json.dumps(flags), encoding="utf-8")
+    if args.compare:
+        compare(issues, json.loads(args.compare.read_text(encoding="utf-8")), flags, args.rule, args.sample)
+
+
+def compare(
+    issues: list[Issue], before: dict[str, list[str]], after: dict[str, list[str]], rule: str, sample: int
+) -> None:
+    """Flag rate of ``rule`` before and after, and a sample of changed decisions to read by hand."""
+    old, new = set(before.get(rule, [])), set(after.get(rule, []))
+    n = len(issues)
+    print(
+        f"{rule}: flagged before {len(old):,} ({len(old) / n:.1%}), after {len(new):,} ({len(new) / n:.1%})"
+    )
+    print(f"  no longer flagged: {len(old - new):,}; newly flagged: {len(new - old):,}")
+    by_key = {issue.key: issue for issue in issues}
+    changed = sorted(old ^ new)
+    for key in random.Random(7).sample(changed, min(sample, len(changed))):
+        verdict = "now flagged" if key in new else "no longer flagged"
+        text = " ".join(by_key[key].description.split())
+        print(f"--- {key} ({verdict}): {by_key[key].title[:90]}")
+        print(f"    {text[:700]}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
 """Recognise acceptance criteria written inside a plain-text description.
 
 Counts: an "Acceptance criteria" heading (own line, or set off by the runs of spaces that exports leave where
-newlines were) or label ("Acceptance criteria:", "AC:") followed by real content, and Given/When/Then scenarios.
-Does not count: a heading followed only by a placeholder ("TBD", "to be defined", "see parent epic") or directly
-by the next section ("Definition of done"), negated or passing mentions ("no acceptance criteria yet", "we need to
+newlines were) or label ("Acceptance criteria:", "AC:") followed by real content; Given/When/Then scenarios; a
+checklist of outcomes (two or more task-list items, or a "Done when:" label with content: ADF ``taskList``,
+``* [ ]``, ADO HTML checkboxes all reach here as ``[ ]`` / ``[x]`` lines); an "Acceptance test(s)" heading
+followed by steps with expected results; and the sentence "The acceptance criteria for this (story) is that ...".
+Does not count: a heading followed only by a placeholder ("TBD", "N/A", "to be defined", "see above", "This is a
+sub-task") or directly by the next section ("Definition of done") -- ``empty_section`` tells that case apart, so
+the message can say the section is empty -- negated or passing mentions ("no acceptance criteria yet", "we need to
 define acceptance criteria"), and "Definition of done" itself. Everything here is linear in the text length:
 descriptions can be 50,000 characters long and the rule runs on every item.
 """
@@ -73,7 +77,8 @@ _NEGATIONS = frozenset(
 _PLACEHOLDER = re.compile(
     r"(?:tbd|tba|tbc|todo|to ?do|wip|n/?a|none(?: yet)?|nothing(?: yet)?|pending|coming soon|missing"
     r"|to be (?:defined|determined|added|confirmed|written|agreed|discussed|clarified)(?: later)?"
-    r"|see (?:the )?(?:parent|epic|above|below|attached|linked|comments?)\b.*|same as .*|[?.\-*]+)",
+    r"|see (?:the )?(?:parent|epic|above|below|attached|linked|comments?|description)\b.*|same as .*|[?.\-*]+"
+    r"|not applicable|empty|(?:this is )?(?:an? |just an? )?sub-?\s?task\b.*)",
     re.IGNORECASE,
 )
 # The section that commonly follows acceptance criteria; reaching it first means the AC section is empty.
@@ -172,6 +177,62 @@ def _abbreviation_start(text: str, match: re.Match[str]) -> int | None:
     return None
 
 
+# A task-list item as the markup converters write it: "[ ] ..." / "[x] ...", maybe after a list marker.
+_TASK_ITEM = re.compile(r"^[ \t]*(?:[-*#]+[ \t]+|\d+[.)][ \t]+)?\[[ xX]\][ \t]*\S", re.MULTILINE)
+_DONE_WHEN = re.compile(r"(?:^|\n|[ \t]{2,})[ \t>*#-]*done when[ \t]*:", re.IGNORECASE)
+_TEST_HEADING = re.compile(r"acceptance[ \t]+tests?\b", re.IGNORECASE)
+# What makes steps acceptance tests: each states what should happen.
+_EXPECTATION = re.compile(
+    r"\bexpect(?:ed|s)?\b|\bresults?\b|\bshould\b|\bmust\b|->|=>|\bthen\b", re.IGNORECASE
+)
+# "The acceptance criteria for this (story|Jira|...) is/are that ..." and "Acceptance tests is that ...".
+_AC_SENTENCE = re.compile(
+    r"\bacceptance[ \t]+(?:criteri(?:a|on)|tests?)[ \t]+(?:for[ \t]+(?:this|the|that)(?:[ \t]+[\w-]+)?[ \t]+)?"
+    r"(?:is|are|will[ \t]+be)[ \t]+(?:that|when|:)[ \t]*",
+    re.IGNORECASE,
+)
+_SENTENCE_MIN_WORDS = 3
+
+
+def _has_checklist(text: str) -> bool:
+    """Two or more task-list items, or a "Done when:" label followed by content."""
+    if "[" in text and sum(1 for _ in zip(range(2), _TASK_ITEM.finditer(text), strict=False)) >= 2:
+        return True
+    if "one when" in text.lower():
+        for match in _DONE_WHEN.finditer(text):
+            if _section_has_content(text, match.end()):
+                return True
+    return False
+
+
+def _has_acceptance_tests(text: str) -> bool:
+    """An "Acceptance test(s)" heading or label followed by steps that state expected results."""
+    for match in _TEST_HEADING.finditer(text):
+        start = _phrase_kind(text, match)
+        if start is None or not _section_has_content(text, start):
+            continue
+        window = text[start : start + _WINDOW]
+        cut = _NEXT_SECTION.search(window)
+        if _EXPECTATION.search(window if cut is None else window[: cut.start()]):
+            return True
+    return False
+
+
+def _has_ac_sentence(text: str) -> bool:
+    """ "The acceptance criteria for this is that <at least three words>", not a placeholder or "not ..."."""
+    for match in _AC_SENTENCE.finditer(text):
+        rest = text[match.end() : match.end() + 200].split("\n", 1)[0]
+        clause = re.split(r"[.;!?](?:\s|$)", rest, maxsplit=1)[0].strip()
+        words = _words(clause)
+        if (
+            len(words) >= _SENTENCE_MIN_WORDS
+            and words[0] not in _NEGATIONS
+            and not _PLACEHOLDER.fullmatch(clause)
+        ):
+            return True
+    return False
+
+
 def has_gherkin(lower: str) -> bool:
     """Given ... When ... Then, in that order, within one scenario (a sentence end or blank line resets).
 
@@ -192,7 +253,7 @@ def has_gherkin(lower: str) -> bool:
 
 def find_acceptance_criteria(text: str) -> str | None:
     """How acceptance criteria are written in a plain-text description: ``heading``, ``label``, ``gherkin``,
-    or None when there are none."""
+    ``checklist``, ``acceptance tests``, ``sentence``, or None when there are none."""
     if not text:
         return None
     lower = text.lower()
@@ -210,7 +271,24 @@ def find_acceptance_criteria(text: str) -> str | None:
                 return "label"
     if "given" in lower and "then" in lower and has_gherkin(lower):
         return "gherkin"
+    if _has_checklist(text):
+        return "checklist"
+    if "acceptance" in lower:
+        if _has_acceptance_tests(text):
+            return "acceptance tests"
+        if _has_ac_sentence(text):
+            return "sentence"
     return None
+
+
+def empty_section(text: str) -> bool:
+    """Whether the text has an "Acceptance criteria" heading or label whose section is empty or a placeholder.
+
+    Call it when ``find_acceptance_criteria`` found none: it tells "the section is empty" from "there is no
+    section", so the message can say which."""
+    if not text or "criteri" not in text.lower():
+        return False
+    return any(_phrase_kind(text, match) is not None for match in _PHRASE.finditer(text))
 
 
 def has_content(text: str) -> bool:

@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 # 128 word pieces cover a title and the opening of a description; longer inputs cost time, not
 # accuracy (measured in the notes on duplicate detection).
 MAX_TOKENS = 128
+# Names the vectors in the rule cache: vectors of another model must not be mixed in.
+MODEL_NAME = "all-MiniLM-L6-v2"
 _BATCH = 64
 
 

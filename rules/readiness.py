@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pydantic import Field
 
 from refinebot.models import Finding, Issue, IssueType, Severity
-from rules.acceptance import find_acceptance_criteria, has_content
+from rules.acceptance import empty_section, find_acceptance_criteria, has_content
 from rules.base import ISSUE_TYPES_DESCRIPTION, IssueRule, RuleContext, RuleOptions
 
 
@@ -24,9 +24,12 @@ class MissingAcceptanceCriteria(IssueRule):
     """Stories need acceptance criteria before the team can refine them.
 
     Acceptance criteria count when the item has them in a dedicated field, or when its description has an
-    "Acceptance criteria" heading or label (Jira ADF, wiki markup, HTML or Markdown), "AC:", or Given/When/Then
-    scenarios. A "Definition of done" section is not acceptance criteria, and neither is the word "acceptance"
-    used in passing. Epics and bugs are not checked unless listed in ``issue_types``.
+    "Acceptance criteria" heading or label (Jira ADF, wiki markup, HTML or Markdown), "AC:", Given/When/Then
+    scenarios, a checklist of outcomes (task-list items, with or without "Done when:"), an "Acceptance tests"
+    section of steps with expected results, or a sentence "The acceptance criteria for this is that ...". A
+    section holding only a placeholder ("TBD", "N/A", "to be defined", "see above", "This is a sub-task") or
+    nothing is flagged as empty. A "Definition of done" section is not acceptance criteria, and neither is the
+    word "acceptance" used in passing. Epics and bugs are not checked unless listed in ``issue_types``.
     """
 
     code = "RB101"
@@ -38,6 +41,20 @@ class MissingAcceptanceCriteria(IssueRule):
         if issue.acceptance_criteria and has_content(issue.acceptance_criteria):
             return
         if find_acceptance_criteria(issue.description):
+            return
+        field_placeholder = bool(issue.acceptance_criteria and issue.acceptance_criteria.strip())
+        if field_placeholder or empty_section(issue.description):
+            where = "field" if field_placeholder else "section"
+            yield self.finding(
+                ctx,
+                issue,
+                f"{issue.raw_type or 'Item'} has an acceptance criteria {where}, but it is empty (only a "
+                "placeholder such as 'TBD' or 'see above'): write the criteria so the team can agree when it "
+                "is done.",
+                issue_type=issue.type.value,
+                checked=["acceptance_criteria_field", "description"],
+                empty_section=True,
+            )
             return
         yield self.finding(
             ctx,

@@ -15,14 +15,19 @@ from rules.duplicates import (
     DuplicateCandidate,
     DuplicateIndex,
     DuplicateOptions,
+    ScoredPair,
     TitleBoilerplate,
     build_index,
     clean_body,
     documents_and_counts,
     normalise_title,
+    rerank,
+    score_candidates,
     slot_penalty,
     update_index,
 )
+from rules.duplicates.ranking import mutual_best
+from rules.duplicates.rule import signal_of
 from rules.registry import build_registry
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -341,7 +346,7 @@ def test_parallel_vectorising_gives_the_same_counts_as_sequential() -> None:
 
 def test_threshold_default_depends_on_the_scoring() -> None:
     assert DuplicateOptions().resolved_threshold() == 0.55
-    assert DuplicateOptions(semantic=True).resolved_threshold() == 0.65
+    assert DuplicateOptions(semantic=True).resolved_threshold() == 0.55
     assert DuplicateOptions(semantic=True, threshold=0.4).resolved_threshold() == 0.4
 
 
@@ -359,9 +364,9 @@ def test_semantic_reranking_flags_the_paraphrase_and_caches_embeddings() -> None
     rule = DuplicateCandidate(DuplicateOptions(semantic=True))
     findings = list(rule.check(BACKLOG, ctx))
     assert [(f.issue, f.details["duplicate_of"]) for f in findings] == [("T-2", "T-1")]
-    index = cache.get("duplicate-candidate:TEST:window=180")
-    assert isinstance(index, DuplicateIndex)
-    assert {"T-1", "T-2"} <= set(index.embeddings)
+    vectors = cache.get(VECTORS_KEY)
+    assert isinstance(vectors, dict)
+    assert {"T-1", "T-2"} <= set(vectors)
     lexical = next(iter(DuplicateCandidate().check(BACKLOG, RuleContext("TEST", NOW))))
     assert findings[0].details["score"] != lexical.details["score"]  # fused, not lexical
 
@@ -376,3 +381,101 @@ def test_index_survives_pickling_for_the_store() -> None:
     assert _pairs(restored) == _pairs(index)
     changed = [replace(issues[0], description="Completely different words now."), *issues[1:]]
     assert _pairs(update_index(restored, changed)) == _pairs(update_index(index, changed))
+
+
+# --- mutual top-1 and the semantic path without the model (a stand-in embeds; no torch needed) --
+
+
+def _pair(first: int, second: int, score: float) -> ScoredPair:
+    return ScoredPair(first, second, score, score)
+
+
+def test_mutual_top1_keeps_pairs_that_are_each_others_best_or_score_very_high() -> None:
+    pairs = [_pair(0, 1, 0.9), _pair(1, 2, 0.6), _pair(3, 4, 0.58), _pair(5, 6, 0.56), _pair(5, 7, 0.56)]
+    flagged = {(p.first, p.second) for p in mutual_best(pairs, threshold=0.55)}
+    # 0-1: exempt (>= 0.7); 1-2: 1 has a better partner; 3-4: mutual; 5-6 and 5-7: ties count.
+    assert flagged == {(0, 1), (3, 4), (5, 6), (5, 7)}
+    assert {(p.first, p.second) for p in mutual_best(pairs, threshold=0.57)} == {(0, 1), (3, 4)}
+
+
+class _FakeModel:
+    """Stands in for ``rules.embeddings.embed``: one fixed unit vector per text, and a tally."""
+
+    def __init__(self, vectors: dict[str, list[float]] | None = None) -> None:
+        self.vectors = vectors or {}
+        self.calls: list[int] = []
+
+    def __call__(self, texts: Any) -> Any:
+        import numpy as np
+
+        self.calls.append(len(texts))
+        rows = []
+        for text in texts:
+            row = next((v for word, v in self.vectors.items() if word in text), [1.0, 0.0, 0.0])
+            rows.append(np.asarray(row, dtype=np.float32) / np.linalg.norm(row))
+        return np.stack(rows)
+
+
+@pytest.fixture
+def fake_model(monkeypatch: pytest.MonkeyPatch) -> _FakeModel:
+    model = _FakeModel({"coupon": [0.0, 1.0, 0.0], "dark": [0.0, 0.0, 1.0]})
+    monkeypatch.setattr(embeddings, "embed", model)
+    return model
+
+
+VECTORS_KEY = "duplicate-candidate:TEST:sentence-vectors:all-MiniLM-L6-v2"
+
+
+def test_semantic_vectors_live_in_the_rule_cache_and_only_changed_items_are_embedded(
+    fake_model: _FakeModel,
+) -> None:
+    cache = MemoryRuleCache()
+    ctx = RuleContext(project="TEST", now=NOW, cache=cache)
+    rule = DuplicateCandidate(DuplicateOptions(semantic=True))
+    issues = [*_backlog(30), *BACKLOG]
+    list(rule.check(issues, ctx))
+    first = sum(fake_model.calls)
+    assert first > 0
+    vectors = cache.get(VECTORS_KEY)
+    assert isinstance(vectors, dict) and {"T-1", "T-2"} <= set(vectors)
+    fake_model.calls.clear()
+    list(rule.check(issues, ctx))
+    assert fake_model.calls == []  # nothing changed: nothing embedded
+    edited = [
+        replace(COUPON_AGAIN, description=COUPON_AGAIN.description + " Seen on mobile too."),
+        COUPON,
+        DARK_MODE,
+    ]
+    list(rule.check([*_backlog(30), *edited], ctx))
+    assert sum(fake_model.calls) == 1  # the edited item only
+    # The vectors survive an index rebuild (most items changed): the index is not where they live.
+    cache.put("duplicate-candidate:TEST:window=180", None)
+    fake_model.calls.clear()
+    list(rule.check([*_backlog(30), *edited], ctx))
+    assert fake_model.calls == []
+
+
+def test_semantic_explanation_names_the_signal_and_the_candidate_title(fake_model: _FakeModel) -> None:
+    rule = DuplicateCandidate(DuplicateOptions(semantic=True))
+    (finding,) = rule.check(BACKLOG, RuleContext("TEST", NOW))
+    assert finding.issue == "T-2" and finding.subject == "T-1|T-2"
+    assert f'possible duplicate of T-1 "{COUPON.title}"' in finding.message
+    # The coupon pair's wording score alone reaches the lexical default: the wording is what fired.
+    assert finding.details["signal"] == "similar wording"
+    assert finding.details["meaning_score"] == pytest.approx(1.0)
+    # A pair that needed the sentence model: its wording alone stays under the lexical default.
+    reworded = ScoredPair(0, 1, 0.58, lexical=0.21, meaning=0.95)
+    assert signal_of(reworded) == ("similar meaning", ": wording 0.21, meaning 0.95")
+    assert signal_of(_pair(0, 1, 0.6)) == ("similar wording", "")
+
+
+def test_semantic_fused_score_keeps_the_slot_penalty(fake_model: _FakeModel) -> None:
+    # The stand-in rates every pair 1.0 here, as embeddings rate templated titles near 0.99.
+    first = _item("T-1", "www.example.com - Menu is not displayed", "The menu is missing on the page.")
+    second = _item("T-2", "www.example.com - Menu is not rendered", "The menu is missing on the page.", day=2)
+    index = build_index([first, second])
+    (lexical,) = score_candidates(index)
+    (fused,) = rerank(index, [lexical], {})
+    penalty = slot_penalty(index.documents[0].title, index.documents[1].title)
+    assert penalty < 1.0
+    assert fused.score == pytest.approx(0.5 * (lexical.lexical + penalty * 1.0))

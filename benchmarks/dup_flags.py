@@ -1,0 +1,163 @@
+"""Measure duplicate-candidate *flags* (not ranking): precision and recall of the flagged pairs.
+
+Two data sets, each under each setting of the rule (lexical, semantic; with and without mutual top-1):
+
+- the story duplicate set ``benchmarks/data/story_duplicates.yml``: 42 pairs of user stories written
+  twice in different words and 42 near-miss pairs (same words, different work), all 168 in one
+  backlog. Found = duplicate pairs flagged; precision = flagged pairs that are a duplicate pair.
+- Apache Hadoop Jira (``../shared/data/jira-duplicates/``, 2,503 issues, 66 labelled pairs): found
+  = labelled pairs flagged; precision = flagged pairs inside one labelled group (a lower bound: the
+  links are incomplete).
+
+Counted on the rule's own findings (one per item, naming its best flagged partner), every item open,
+so the figures are what a team would be shown.
+
+Run from the project root: ``.venv/bin/python -m benchmarks.dup_flags`` (lexical rows);
+``HF_HUB_OFFLINE=1 .venv-sem/bin/python -m benchmarks.dup_flags --semantic`` adds the semantic rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import yaml
+
+from benchmarks.dup_accuracy import DATA as HADOOP
+from benchmarks.dup_accuracy import groups_of, load_issues, load_pairs
+from refinebot.models import Issue, IssueType, SourceKind, StatusCategory
+from rules.base import MemoryRuleCache, RuleContext
+from rules.duplicates import DuplicateCandidate, DuplicateOptions
+
+STORIES = Path(__file__).resolve().parent / "data" / "story_duplicates.yml"
+NOW = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Labelled:
+    """A backlog and its labels: duplicate pairs, near-miss pairs, duplicate group of each key."""
+
+    issues: list[Issue]
+    duplicates: set[frozenset[str]]
+    near_misses: set[frozenset[str]]
+    group: dict[str, int]
+
+
+def load_stories(path: Path = STORIES) -> Labelled:
+    """The story set as one backlog of open stories, a day apart in file order."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    issues: list[Issue] = []
+    duplicates: set[frozenset[str]] = set()
+    near: set[frozenset[str]] = set()
+    for kind, target in (("duplicates", duplicates), ("near_misses", near)):
+        for entry in data[kind]:
+            keys = []
+            for side in ("a", "b"):
+                key = f"{entry['id']}-{side}"
+                keys.append(key)
+                issues.append(
+                    Issue(
+                        key=key,
+                        project="STORY",
+                        source_kind=SourceKind.FILE,
+                        title=entry[side]["title"],
+                        description=entry[side]["description"],
+                        type=IssueType.STORY,
+                        created=NOW - timedelta(days=400 - len(issues)),
+                    )
+                )
+            target.add(frozenset(keys))
+    return Labelled(issues, duplicates, near, groups_of(duplicates))
+
+
+def load_hadoop(data: Path = HADOOP) -> Labelled:
+    """The Hadoop export with every issue open (the rule compares open items)."""
+    issues = [replace(issue, status_category=StatusCategory.TODO) for issue in load_issues(data)]
+    pairs = load_pairs(data, {issue.key for issue in issues})
+    return Labelled(issues, pairs, set(), groups_of(pairs))
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One row of the table: scoring, threshold, mutual top-1 on or off."""
+
+    semantic: bool
+    threshold: float
+    mutual: bool
+
+    def label(self) -> str:
+        scoring = "semantic" if self.semantic else "lexical"
+        return f"{scoring} >= {self.threshold:.2f}{', mutual top-1' if self.mutual else ''}"
+
+
+def evaluate(labelled: Labelled, setting: Setting, cache: MemoryRuleCache) -> tuple[int, int, int, int]:
+    """(duplicate pairs found, findings, findings naming a partner in their group, near-miss findings).
+
+    Counted as a team sees them: one finding per item, naming its best flagged partner.
+    """
+    options = DuplicateOptions(
+        semantic=setting.semantic,
+        threshold=setting.threshold,
+        mutual_top1=setting.mutual,
+        closed_window_days=0,
+    )
+    findings = list(
+        DuplicateCandidate(options).check(labelled.issues, RuleContext("BENCH", NOW, cache=cache))
+    )
+    named = {frozenset((f.issue, str(f.details["duplicate_of"]))) for f in findings}
+    right = sum(1 for f in named if len({labelled.group.get(k, -1 - i) for i, k in enumerate(f)}) == 1)
+    return len(named & labelled.duplicates), len(findings), right, len(named & labelled.near_misses)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the flag table for both data sets."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--semantic", action="store_true", help="also the semantic rows (refinebot[semantic])"
+    )
+    parser.add_argument(
+        "--thresholds",
+        type=float,
+        nargs="*",
+        default=None,
+        help="semantic thresholds to sweep (mutual top-1)",
+    )
+    args = parser.parse_args(argv)
+    if not (HADOOP / "hadoop_bugs.csv").exists():
+        print(f"no data at {HADOOP}: expected ../shared/data/jira-duplicates", file=sys.stderr)
+        return 2
+    settings = [Setting(False, 0.55, False), Setting(False, 0.55, True)]
+    if args.semantic:
+        sweep = args.thresholds or [0.4, 0.45, 0.5, 0.55, 0.6, 0.65]
+        settings += [Setting(True, 0.65, False)] + [Setting(True, t, True) for t in sweep]
+    sets = {"stories": load_stories(), "hadoop": load_hadoop()}
+    print(
+        f"story set: {len(sets['stories'].issues)} items, {len(sets['stories'].duplicates)} duplicate pairs, "
+        f"{len(sets['stories'].near_misses)} near-miss pairs; Hadoop: {len(sets['hadoop'].issues)} issues, "
+        f"{len(sets['hadoop'].duplicates)} labelled pairs"
+    )
+    rows: dict[Setting, list[str]] = {s: [] for s in settings}
+    for name, labelled in sets.items():
+        cache = MemoryRuleCache()  # the index and sentence vectors, shared by the settings
+        started = time.perf_counter()
+        for setting in settings:
+            found, count, right, near = evaluate(labelled, setting, cache)
+            precision = right / count if count else 1.0
+            cell = f"{found} / {count} (P {precision:.2f}, R {found / len(labelled.duplicates):.2f})"
+            rows[setting].append(cell + (f", {near} near-miss" if name == "stories" else ""))
+        print(f"  {name}: {time.perf_counter() - started:.1f} s")
+    print("pairs found / findings (precision, recall):")
+    print("| setting | story set (42 reworded pairs, 42 near misses) | Hadoop (66 labelled pairs) |")
+    print("|---|---|---|")
+    for setting, cells in rows.items():
+        print(f"| {setting.label()} | {' | '.join(cells)} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -431,3 +431,18 @@ def test_agenda_blocks_is_the_slack_payload_and_text_is_the_preview() -> None:
     unknown = run_cli(["agenda", "-c", str(DEMO_CONFIG), "-p", "NOPE"])
     assert unknown.code == 1
     assert "unknown project(s) NOPE" in unknown.stderr
+
+
+def test_a_closed_pipe_ends_quietly() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "refinebot", "demo", "--limit", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "80"},
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()  # read one line, then go away as `head -1` would
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr

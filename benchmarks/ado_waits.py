@@ -16,14 +16,11 @@ Run from the project root:
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
+from benchmarks.counted_scan import counted_scan
 from tests.fakes.ado_server import FakeAzureDevOps, Fault
 from tests.fakes.silent_server import SilentServer, closed_port
 from tests.fakes.status_server import StatusServer
@@ -31,26 +28,6 @@ from tests.fakes.status_server import StatusServer
 ROOT = Path(__file__).resolve().parent.parent
 PAT = "bench-pat"
 TOKEN_ENV = "ADO_WAITS_PAT"
-
-# Runs the CLI with urllib3's create_connection counted; the count goes to the file named in argv[1].
-_CHILD = textwrap.dedent(
-    """
-    import atexit, sys
-    import urllib3.util.connection as c
-    out, attempts = sys.argv.pop(1), [0]
-    original = c.create_connection
-    def counted(*a, **k):
-        attempts[0] += 1
-        return original(*a, **k)
-    c.create_connection = counted
-    import urllib3.connection
-    urllib3.connection.connection.create_connection = counted
-    atexit.register(lambda: open(out, "w").write(str(attempts[0])))
-    from refinebot.cli import main
-    sys.argv[0] = "refinebot"
-    sys.exit(main())
-    """
-)
 
 
 def run_case(
@@ -72,31 +49,7 @@ source = "ado"
 """,
         encoding="utf-8",
     )
-    counter = work / "attempts.txt"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REFINEBOT_")}
-    env.update(
-        {TOKEN_ENV: PAT, "AZURE_DEVOPS_CACHE_DIR": str(work / "sdk"), "COLUMNS": "200", "NO_COLOR": "1"}
-    )
-    started = time.monotonic()
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", _CHILD, str(counter), "scan", "-c", str(config)],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=ROOT,
-            timeout=cap,
-            check=False,
-        )
-        code: int | None = done.returncode
-        stderr = done.stderr
-    except subprocess.TimeoutExpired as expired:
-        code = None
-        raw = expired.stderr or b""
-        stderr = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
-    elapsed = time.monotonic() - started
-    tries = int(counter.read_text()) if counter.is_file() else -1
-    return code, elapsed, tries, stderr
+    return counted_scan(config, work, {TOKEN_ENV: PAT, "AZURE_DEVOPS_CACHE_DIR": str(work / "sdk")}, cap)
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from slack_sdk.errors import SlackApiError
 from refinebot.agenda import Agenda, AgendaSettings, build_agenda
 from refinebot.config import LoadedConfig
 from refinebot.cycle import cycle_ends, cycle_of, project_zone
-from refinebot.slack.actions import ActionError, Verb, decode, suppression_for, to_lift
+from refinebot.slack.actions import ACTION_PREFIX, ActionError, Verb, decode, suppression_for, to_lift
 from refinebot.slack.blocks import digest_payload, escape
 from refinebot.slack.digest import EVENT_TYPE, content_hash
 from refinebot.store import Store
@@ -143,15 +143,15 @@ def on_button(services: SlackServices, ack: Ack, body: Mapping[str, Any], client
     """A digest button: ack, apply through the suppression API, rebuild the agenda, edit the message."""
     ack()
     actions = body.get("actions") or []
-    if not actions:
-        return
+    if not actions or actions[0].get("action_id") == ACTION_PREFIX + Verb.OPEN.value:
+        return  # "Open ticket" is a link: Slack opened the URL already, the ack is all it needs
     try:
         action = decode(str(actions[0].get("value") or ""))
     except ActionError as exc:
         logger.warning("ignoring a button refinebot did not make: %s", exc)
         return
     if action.verb is Verb.OPEN:
-        return  # a link: Slack opened the URL already
+        return
     container = body.get("container") or {}
     channel = str(container.get("channel_id") or (body.get("channel") or {}).get("id") or "")
     message_ts = str(container.get("message_ts") or (body.get("message") or {}).get("ts") or "")

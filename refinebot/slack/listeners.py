@@ -206,12 +206,18 @@ def agenda_answer(services: SlackServices, project: str | None) -> dict[str, Any
     projects = services.loaded.config.projects
     names = ", ".join(sorted(projects))
     if project is None:
-        return {"text": f"Which project? `/refinebot agenda PROJECT`, one of: {names}"}
+        return {
+            "response_type": "ephemeral",
+            "text": f"Which project? `/refinebot agenda PROJECT`, one of: {names}",
+        }
     if project not in projects:
-        return {"text": f"No project {escape(project)} here; one of: {names}"}
+        return {"response_type": "ephemeral", "text": f"No project {escape(project)} here; one of: {names}"}
     agenda = current_agenda(services, project)
     if agenda is None:
-        return {"text": f"No agenda for {project} yet: its first cycle has not run (`refinebot digest`)."}
+        return {
+            "response_type": "ephemeral",
+            "text": f"No agenda for {project} yet: its first cycle has not run (`refinebot digest`).",
+        }
     payload = digest_payload(agenda, backlog_url=_backlog_url(services.loaded, project))
     blocks = [block for block in payload["blocks"] if block.get("type") != "actions"]
     return {"response_type": "ephemeral", "text": payload["text"], "blocks": blocks}
@@ -226,7 +232,10 @@ def check_answer(services: SlackServices, key: str) -> dict[str, Any]:
             hidden = f" _(hidden: {stored.verdict.replace('_', ' ')})_" if stored.suppressed else ""
             lines.append(f"• `{finding.rule}` {finding.severity.value}: {escape(finding.message)}{hidden}")
     if not lines:
-        return {"text": f"*{escape(key)}*: no open findings (ready, or not seen by the last cycle)."}
+        return {
+            "response_type": "ephemeral",
+            "text": f"*{escape(key)}*: no open findings (ready, or not seen by the last cycle).",
+        }
     return {"response_type": "ephemeral", "text": f"*{escape(key)}*\n" + "\n".join(lines[:40])}
 
 

@@ -1,5 +1,5 @@
 """The ``refinebot serve`` process: the Slack app over HTTP (``POST /slack/events``, ``GET /healthz``) or
-Socket Mode, until SIGTERM or Ctrl-C.
+Socket Mode (then the HTTP server answers ``/healthz`` only), until SIGTERM or Ctrl-C.
 
 HTTP mode is a small stdlib ``ThreadingHTTPServer`` handing each request to bolt as a ``BoltRequest``
 (bolt's own ``App.start`` is a dev server without a health check). Bounded: a request body over
@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any
@@ -27,6 +28,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 from slack_bolt import App
 from slack_bolt.request import BoltRequest
+from slack_sdk.errors import SlackApiError
 
 from refinebot.config import LoadedConfig
 from refinebot.slack.app import build_app
@@ -41,6 +43,8 @@ HEALTH_PATH = "/healthz"
 MAX_BODY = 1_000_000  # Slack's largest payloads (a view submission) are far smaller
 REQUEST_TIMEOUT = 10.0  # seconds a client may take to send its request
 DEFAULT_APP_TOKEN_ENV = "SLACK_APP_TOKEN"
+DELIVERY_MEMORY = timedelta(days=1)  # Slack retries an event 3 times within about an hour
+PRUNE_EVERY = 3600.0  # seconds between prunes of the deliveries table
 
 
 class ServeError(Exception):
@@ -89,7 +93,7 @@ def health(loaded: LoadedConfig, services: SlackServices) -> dict[str, Any]:
     }
 
 
-def _handler(app: App, health_body: Callable[[], dict[str, Any]]) -> type[BaseHTTPRequestHandler]:
+def _handler(app: App | None, health_body: Callable[[], dict[str, Any]]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         timeout = REQUEST_TIMEOUT
         server_version = "refinebot"
@@ -116,7 +120,7 @@ def _handler(app: App, health_body: Callable[[], dict[str, Any]]) -> type[BaseHT
 
         def do_POST(self) -> None:
             parts = urlsplit(self.path)
-            if parts.path != EVENTS_PATH:
+            if app is None or parts.path != EVENTS_PATH:
                 self._send(404, b"not found\n", {"Content-Type": "text/plain"})
                 return
             try:
@@ -155,50 +159,65 @@ class Server:
     stopping: threading.Event
 
     def run(self) -> None:
-        """Serve until ``stop()``; then shut down cleanly."""
-        if self.loaded.config.slack.mode == "socket":
-            self._run_socket()
-        else:
-            self._run_http()
+        """Serve until ``stop()``; then shut down cleanly.
 
-    def stop(self) -> None:
-        """Ask the server to stop (safe from a signal handler)."""
-        self.stopping.set()
-
-    def _run_http(self) -> None:
+        HTTP mode takes Slack's requests on ``/slack/events``; Socket Mode holds the WebSocket and the
+        HTTP server answers ``/healthz`` only (bolt skips signature checks for Socket Mode, so its app must
+        never be reachable over HTTP).
+        """
+        socket = self.loaded.config.slack.mode == "socket"
         try:
             httpd = _HttpServer(
-                (self.host, self.port), _handler(self.app, lambda: health(self.loaded, self.services))
+                (self.host, self.port),
+                _handler(None if socket else self.app, lambda: health(self.loaded, self.services)),
             )
         except OSError as exc:
             raise ServeError(f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from None
         thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
         thread.start()
         host, port = httpd.server_address[:2]
-        # The line tests and operators wait for: the port is open from here on.
-        logger.info(
-            "refinebot serve: listening on http://%s:%s%s (health: %s)", host, port, EVENTS_PATH, HEALTH_PATH
-        )
+        handler = None
         try:
-            self.stopping.wait()
+            if socket:
+                from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+                assert self.secrets.app_token is not None
+                handler = SocketModeHandler(self.app, self.secrets.app_token.get_secret_value())
+                try:
+                    handler.connect()  # type: ignore[no-untyped-call]
+                except SlackApiError as exc:
+                    error = exc.response.get("error", "unknown") if exc.response is not None else "unknown"
+                    raise ServeError(
+                        f"Socket Mode: Slack apps.connections.open failed: {error} (the app-level token needs "
+                        "connections:write, and Socket Mode must be on in the app's settings)"
+                    ) from None
+                logger.info("refinebot serve: connected to Slack in Socket Mode; health on http://%s:%s%s",
+                            host, port, HEALTH_PATH)  # fmt: skip
+            else:
+                # The line tests and operators wait for: the port is open from here on.
+                logger.info("refinebot serve: listening on http://%s:%s%s (health: %s)",
+                            host, port, EVENTS_PATH, HEALTH_PATH)  # fmt: skip
+            self._prune()
+            while not self.stopping.wait(PRUNE_EVERY):
+                self._prune()
         finally:
             logger.info("refinebot serve: stopping")
+            if handler is not None:
+                handler.close()  # type: ignore[no-untyped-call]
             httpd.shutdown()
             httpd.server_close()
             thread.join()
 
-    def _run_socket(self) -> None:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
+    def stop(self) -> None:
+        """Ask the server to stop (safe from a signal handler)."""
+        self.stopping.set()
 
-        assert self.secrets.app_token is not None
-        handler = SocketModeHandler(self.app, self.secrets.app_token.get_secret_value())
-        handler.connect()  # type: ignore[no-untyped-call]
-        logger.info("refinebot serve: connected to Slack in Socket Mode")
-        try:
-            self.stopping.wait()
-        finally:
-            logger.info("refinebot serve: stopping")
-            handler.close()  # type: ignore[no-untyped-call]
+    def _prune(self) -> None:
+        """Forget deliveries older than Slack retries (minutes), so the ledger's table stays small."""
+        before = self.services.now() - DELIVERY_MEMORY
+        gone = self.store.ledger.forget_deliveries(before)
+        if gone:
+            logger.debug("forgot %d Slack deliveries received before %s", gone, before.isoformat())
 
 
 @contextmanager

@@ -28,7 +28,8 @@ def serve_command(
     """
     loaded = load(config, registry(), check_env=False)
     # Operators need to see it listening and stopping even at the default WARNING level.
-    logging.getLogger("refinebot").setLevel(min(logging.getLogger().level, logging.INFO))
+    if logging.getLogger().level <= logging.WARNING:  # but -q still means errors only
+        logging.getLogger("refinebot").setLevel(min(logging.getLogger().level, logging.INFO))
     try:
         with serve(loaded, port=port) as server:
             run_until_signalled(server)

@@ -6,6 +6,7 @@ Requests are signed as Slack signs them (``slack_sdk.signature``); the store is 
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import queue
@@ -27,6 +28,7 @@ import pytest
 from slack_sdk.signature import SignatureVerifier
 
 from refinebot.config import load_config
+from refinebot.serve import MAX_BODY
 from refinebot.slack.actions import ButtonAction, Verb
 from refinebot.slack.listeners import SlackServices, current_agenda
 from refinebot.store import Store
@@ -197,10 +199,19 @@ def test_unsigned_wrongly_signed_and_stale_requests_get_401(served: Served) -> N
     assert "/refinebot agenda" in json.loads(text)["text"]
 
 
-def test_healthz_lists_the_projects(served: Served) -> None:
+def test_healthz_lists_the_projects_and_an_oversized_body_is_refused_unread(served: Served) -> None:
     with urllib.request.urlopen(served.url + "/healthz", timeout=10) as response:
         assert response.status == 200
         assert json.loads(response.read())["projects"] == ["SHOP"]
+    # Refused on its Content-Length alone: the server never reads (or waits for) the body.
+    host, port = served.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.putrequest("POST", "/slack/events")
+    connection.putheader("Content-Type", FORM)
+    connection.putheader("Content-Length", str(MAX_BODY + 1))
+    connection.endheaders(b"payload=")
+    assert connection.getresponse().status == 413
+    connection.close()
 
 
 def test_a_snooze_button_is_stored_and_edits_the_message_once_even_when_retried(served: Served) -> None:
@@ -241,3 +252,39 @@ def test_a_retried_slash_command_is_answered_once(served: Served) -> None:
 def test_sigterm_stops_serve_with_exit_0(served: Served) -> None:
     served.proc.send_signal(signal.SIGTERM)
     assert served.proc.wait(timeout=15) == 0
+
+
+def _serve(config: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("REFINEBOT_", "SLACK_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "refinebot", "serve", "--config", str(config), *args],
+        cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_missing_secrets_port_in_use_and_a_refused_socket_are_one_clear_line(tmp_path: Path) -> None:
+    import socket
+
+    with running() as (_fake, base_url):
+        config = _config(tmp_path, base_url)
+        missing = _serve(config, {}, "--port", "0")
+        assert missing.returncode == 1
+        assert "SLACK_BOT_TOKEN" in missing.stderr and "SLACK_SIGNING_SECRET" in missing.stderr
+        assert "Traceback" not in missing.stderr
+
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = str(taken.getsockname()[1])
+            busy = _serve(config, {"SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET}, "--port", port)
+        assert busy.returncode == 1
+        assert f"cannot listen on 127.0.0.1:{port}" in busy.stderr and "Traceback" not in busy.stderr
+
+        config.write_text(config.read_text().replace('mode = "http"', 'mode = "socket"'))
+        no_app_token = _serve(config, {"SLACK_BOT_TOKEN": TOKEN}, "--port", "0")
+        assert no_app_token.returncode == 1 and "SLACK_APP_TOKEN" in no_app_token.stderr
+        # The fake has no Socket Mode: apps.connections.open is refused, and serve says what to check.
+        refused = _serve(config, {"SLACK_BOT_TOKEN": TOKEN, "SLACK_APP_TOKEN": "xapp-fake"}, "--port", "0")
+        assert refused.returncode == 1
+        assert "apps.connections.open failed" in refused.stderr and "Traceback" not in refused.stderr
+        assert "xapp-fake" not in refused.stderr and TOKEN not in refused.stderr

@@ -305,6 +305,7 @@ class DigestCycle:
         result = evaluate_project(self.loaded, project, fetched, inputs, registry=self.registry, now=now)
         with self.store.transaction():  # the project's findings and readiness commit together
             self.store.findings.record(project, cycle, result.all_findings, result.decisions, now)
+            self.store.issues.save(project, result.issues)  # what Slack buttons rebuild the agenda from
             if result.summary is not None:
                 summary = result.summary
                 self.store.readiness.record(

@@ -19,6 +19,7 @@ from refinebot.cli.database import db_app
 from refinebot.cli.digest import digest
 from refinebot.cli.rule_help import rules_command
 from refinebot.cli.scan import DEMO_AS_OF, demo, demo_config_path, scan
+from refinebot.cli.serve import serve_command
 from refinebot.cli.suppress import suppress_app
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -36,6 +37,7 @@ app.command()(digest)
 app.command()(demo)
 app.command()(agenda)
 app.command("rules")(rules_command)
+app.command("serve")(serve_command)
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(suppress_app, name="suppress")

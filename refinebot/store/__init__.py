@@ -29,6 +29,7 @@ from refinebot.store.engine import (
     safe_url,
 )
 from refinebot.store.findings import FindingStore, Identity, RecordedRun, StoredFinding
+from refinebot.store.issues import IssueSnapshots
 from refinebot.store.ledger import BotComment, Digest, Ledger
 from refinebot.store.migrate import upgrade
 from refinebot.store.readiness import ReadinessRecord, ReadinessStore
@@ -43,6 +44,7 @@ __all__ = [
     "DatabaseSyncStateStore",
     "Digest",
     "Identity",
+    "IssueSnapshots",
     "ReadinessRecord",
     "RecordedRun",
     "Store",
@@ -65,6 +67,7 @@ class Store:
             self._check_reachable()
         self._database = Database(engine)
         self.sync_state = DatabaseSyncStateStore(self._database)
+        self.issues = IssueSnapshots(self.sync_state)
         self.findings = FindingStore(self._database)
         self.suppressions = SuppressionStore(self._database)
         self.ledger = Ledger(self._database)

@@ -77,3 +77,15 @@ def test_old_deliveries_are_forgotten(store: Store) -> None:
     assert store.ledger.forget_deliveries(NOW - timedelta(days=1)) == 1
     assert store.ledger.seen_delivery("old", NOW) is False
     assert store.ledger.seen_delivery("new", NOW) is True
+
+
+def test_a_digest_is_found_by_its_message(store: Store) -> None:
+    store.ledger.save_digest("SHOP", "2026-W49", "C01", "1.1", "h", NOW)
+    store.ledger.save_digest("SHOP", "2026-W50", "C01", "2.1", "h", NOW + timedelta(days=7))
+    store.ledger.save_digest("WEB", "2026-W49", "C02", "1.1", "h", NOW)
+    found = store.ledger.digest_by_message("C01", "1.1")
+    assert found is not None
+    assert (found.project, found.cycle) == ("SHOP", "2026-W49")
+    assert store.ledger.digest_by_message("C02", "1.1") == store.ledger.digest("WEB", "2026-W49", "C02")
+    assert store.ledger.digest_by_message("C01", "9.9") is None
+    assert store.ledger.digest_by_message("C03", "2.1") is None

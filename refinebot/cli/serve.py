@@ -1,0 +1,38 @@
+"""``refinebot serve``: run the Slack app (HTTP or Socket Mode, as ``[slack] mode`` says) until SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from refinebot.cli.console import ConfigOption, error, load, registry
+from refinebot.config import DEFAULT_CONFIG_PATH
+from refinebot.serve import ServeError, run_until_signalled, serve
+from refinebot.store import StoreError
+
+
+def serve_command(
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port", min=0, max=65535, help="Listen on this port (http mode; default [slack] port)."
+        ),
+    ] = None,
+) -> None:
+    """Run the Slack app: digest buttons, /refinebot and events, until SIGTERM (exit 0).
+
+    HTTP mode serves POST /slack/events and GET /healthz; Socket Mode needs the app-level token.
+    """
+    loaded = load(config, registry(), check_env=False)
+    # Operators need to see it listening and stopping even at the default WARNING level.
+    if logging.getLogger().level <= logging.WARNING:  # but -q still means errors only
+        logging.getLogger("refinebot").setLevel(min(logging.getLogger().level, logging.INFO))
+    try:
+        with serve(loaded, port=port) as server:
+            run_until_signalled(server)
+    except (ServeError, StoreError) as exc:
+        error(str(exc))
+        raise typer.Exit(1) from None

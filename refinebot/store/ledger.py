@@ -99,6 +99,16 @@ class Ledger:
             ).first()
         return None if row is None else Digest(**row._mapping)
 
+    def digest_by_message(self, channel: str, message_ts: str) -> Digest | None:
+        """The digest held by the message ``message_ts`` in ``channel`` (a button's message), or None.
+
+        ``refinebot.slack.actions.DigestLookup``: which project and cycle a clicked message belongs to.
+        """
+        query = select(digests).where(digests.c.channel == channel, digests.c.message_ts == message_ts)
+        with self._database.read() as connection:
+            row = connection.execute(query.order_by(digests.c.updated_at.desc()).limit(1)).first()
+        return None if row is None else Digest(**row._mapping)
+
     def save_digest(
         self, project: str, cycle: str, channel: str, message_ts: str, content_hash: str, now: datetime
     ) -> Digest:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from refinebot.slack.actions import DigestLookup
 from refinebot.store import BotComment, Store
 from tests.store.threads import run_at_once
 
@@ -77,3 +78,21 @@ def test_old_deliveries_are_forgotten(store: Store) -> None:
     assert store.ledger.forget_deliveries(NOW - timedelta(days=1)) == 1
     assert store.ledger.seen_delivery("old", NOW) is False
     assert store.ledger.seen_delivery("new", NOW) is True
+
+
+def test_a_digest_is_found_by_its_message(store: Store) -> None:
+    lookup: DigestLookup = store.ledger  # the Slack actions' port, satisfied without an import of the store
+    store.ledger.save_digest("SHOP", "2026-W49", "C01", "1.1", "h1", NOW)
+    store.ledger.save_digest("PAY", "2026-W49", "C02", "1.1", "h2", NOW)  # same ts, other channel
+    store.ledger.save_digest("SHOP", "2026-W50", "C01", "2.1", "h3", NOW + timedelta(days=7))
+    found = lookup.digest_by_message("C01", "1.1")
+    assert found is not None and (found.project, found.cycle, found.content_hash) == (
+        "SHOP",
+        "2026-W49",
+        "h1",
+    )
+    other = lookup.digest_by_message("C02", "1.1")
+    assert other is not None and other.project == "PAY"
+    assert lookup.digest_by_message("C01", "2.1") == store.ledger.digest("SHOP", "2026-W50", "C01")
+    assert lookup.digest_by_message("C01", "9.9") is None
+    assert lookup.digest_by_message("C03", "1.1") is None

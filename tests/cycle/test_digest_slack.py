@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -123,6 +123,17 @@ def test_digest_posts_once_then_edits_in_place_and_escapes_titles(
     assert message.edits == 1
     assert "21 points" not in _shown(message) and not MENTION.search(_shown(message))
     assert "slack: updated in C0SHOP" in edited.stdout
+
+    # Next week is a new cycle: a new message, and readiness compared with last week's last run (1 of 3
+    # ready: SHOP-3 is still a possible duplicate of SHOP-1).
+    week_later = (datetime.now(UTC) + timedelta(days=7)).isoformat()
+    mark = len(fake.calls)
+    later = _digest(site, config, "--now", week_later, "--format", "json")
+    assert later.code == 0, later.stderr
+    assert _writes(fake, mark) == ["chat.postMessage"]
+    assert len(fake.in_channel("C0SHOP")) == 2
+    (report,) = json.loads(later.stdout)
+    assert report["agenda"]["readiness"]["previous_share"] == pytest.approx(1 / 3, abs=1e-4)
     assert TOKEN not in first.stdout + again.stdout + edited.stdout + edited.stderr
     assert TOKEN.encode() not in (tmp_path / "refinebot.db").read_bytes()
 

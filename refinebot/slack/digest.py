@@ -34,6 +34,7 @@ from slack_sdk.http_retry.response import HttpResponse
 from refinebot.agenda import Agenda
 from refinebot.config import SlackConfig
 from refinebot.cycle import DigestAction, DigestLedger, DigestOutcome, DigestPostError
+from refinebot.digest import fault_point
 from refinebot.slack.blocks import payload_hash_input
 
 logger = logging.getLogger(__name__)
@@ -226,6 +227,7 @@ def post_digest(
             channel=channel_id, unfurl_links=False, unfurl_media=False, **payload
         ),
     )
+    fault_point("digest-post")  # tests: die after Slack took the post, before the ledger knows it
     return outcome(str(response["ts"]), DigestAction.POSTED)
 
 

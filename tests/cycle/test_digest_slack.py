@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from refinebot.digest import CRASH_ENV
 from tests.cli_process import CliResult, run_cli
 from tests.fakes.jira_data import adf, make_issue, para
 from tests.fakes.jira_server import FakeJiraServer, Site
@@ -72,8 +74,11 @@ comment_on_tickets = true
     return path
 
 
-def _digest(site: Site, config: Path, *args: str) -> CliResult:
-    return run_cli(["digest", "--config", str(config), *args], env={TOKEN_ENV: site.token, SLACK_ENV: TOKEN})
+def _digest(site: Site, config: Path, *args: str, env: dict[str, str] | None = None) -> CliResult:
+    return run_cli(
+        ["digest", "--config", str(config), *args],
+        env={TOKEN_ENV: site.token, SLACK_ENV: TOKEN, **(env or {})},
+    )
 
 
 def _writes(fake: FakeSlack, mark: int = 0) -> list[str]:
@@ -173,3 +178,24 @@ def test_a_slack_failure_fails_the_project_after_its_comments(
     assert "project SHOP failed: Slack digest" in failed.stdout and "not found" in failed.stdout
     assert len(site.all_comments("SHOP-2")) == 1  # the ticket comment was still made
     assert _writes(fake) == []
+
+
+def test_killed_after_the_post_then_rerun_edits_that_message(
+    jira: FakeJiraServer, slack: tuple[FakeSlack, str], tmp_path: Path
+) -> None:
+    fake, base_url = slack
+    site = jira.new_site(cloud=True)
+    _backlog(site)
+    config = _config(tmp_path, site, base_url)
+
+    killed = _digest(site, config, env={CRASH_ENV: "digest-post"})
+    assert killed.code == -signal.SIGKILL
+    assert _writes(fake) == ["chat.postMessage"]  # Slack has it; the ledger never heard
+
+    mark = len(fake.calls)
+    rerun = _digest(site, config)
+    assert rerun.code == 0, rerun.stderr
+    assert "conversations.history" in fake.methods()[mark:]  # looked for its tagged message first
+    assert _writes(fake, mark) == ["chat.update"]
+    assert len(fake.in_channel("C0SHOP")) == 1
+    assert "slack: recovered in C0SHOP" in rerun.stdout

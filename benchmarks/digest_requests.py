@@ -20,6 +20,7 @@ builds it). Target: the store adds <= 10 % of the scan.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import sys
@@ -253,30 +254,37 @@ def scan_part(issues: int, repeat: int) -> None:
         def scan_without_store() -> object:
             return evaluate_project(loaded, "BIG", fetched, ProjectInputs(), registry=registry, now=now)
 
-        def store_part() -> object:
+        def open_and_inputs() -> object:
             with Store.from_config(loaded) as store:
-                inputs = scan_inputs(store, "BIG")
-                store.sync_state.save("jira:bench:BIG:snapshot", snapshot)
-                return inputs, store.sync_state.load("jira:bench:BIG:snapshot")
+                return scan_inputs(store, "BIG")
 
-        def scan_with_store() -> object:
-            with Store.from_config(loaded) as store:
-                inputs = scan_inputs(store, "BIG")
-                store.sync_state.save("jira:bench:BIG:snapshot", snapshot)
-                store.sync_state.load("jira:bench:BIG:snapshot")
-                return evaluate_project(loaded, "BIG", fetched, inputs, registry=registry, now=now)
-
+        with Store.from_config(loaded) as store:
+            key = "jira:bench:BIG:snapshot"
+            save = _best(repeat, lambda: store.sync_state.save(key, snapshot))
+            load = _best(repeat, lambda: store.sync_state.load(key))
+        raw_mib = len(json.dumps(snapshot, separators=(",", ":")).encode()) / 2**20
+        inputs = _best(repeat, open_and_inputs)
         bare = _best(repeat, scan_without_store)
-        store_only = _best(repeat, store_part)
-        whole = _best(repeat, scan_with_store)
+    tracker = inputs + save + load
     print()
-    print(f"Part 2: store time in a {issues}-issue scan (rules as scan runs them; best of {repeat})")
-    print(f"scan without the store:                 {bare:7.2f} s")
+    print(f"Part 2: the store's time in a {issues}-issue scan (best of {repeat})")
+    print(f"scan without the store (rules on the fetched backlog):  {bare:7.2f} s")
     print(
-        f"store alone (open, inputs, sync state): {store_only:7.2f} s ({store_only / bare:.1%} of the scan)"
+        f"store: open (schema check) + suppressions, cache, bot activity: {inputs:6.3f} s ({inputs / bare:.1%})"
     )
-    print(f"scan with the store:                    {whole:7.2f} s (+{(whole - bare) / bare:.1%})")
-    print(f"target: the store adds <= 10 % of the scan: {'met' if store_only <= 0.10 * bare else 'MISSED'}")
+    print(
+        f"store: save the sync-state snapshot ({raw_mib:.0f} MiB of JSON):    {save:6.2f} s ({save / bare:.1%})"
+    )
+    print(f"store: load it (the next run):                             {load:6.2f} s ({load / bare:.1%})")
+    print(
+        f"file source (no snapshot kept): the store adds {inputs / bare:.1%}; target <= 10 %: "
+        f"{'met' if inputs <= 0.10 * bare else 'MISSED'}"
+    )
+    print(
+        f"tracker source (snapshot saved and loaded): the store adds {tracker / bare:.1%} of the rules' time "
+        f"(the 100k fetch itself, ~1,000 search pages, is not in this denominator); target <= 10 %: "
+        f"{'met' if tracker <= 0.10 * bare else 'MISSED'}"
+    )
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""One project's digest cycle, run against the store: sync -> ticket replies -> rules -> findings -> comments.
+"""One project's digest cycle, run against the store: sync -> ticket replies -> rules -> findings and
+readiness -> ticket comments -> the Slack agenda.
 
 The data walk of ../shared/notes/architecture.md, with one change of order: the team's answers on
 tickets are read and applied *before* the rules run, so a pair marked "not a duplicate" on Monday is
@@ -14,6 +15,10 @@ Writes and their safety:
   killed after the tracker accepted the POST but before the ledger commit leaves that pending row, and
   the rerun looks for the bot's marker (one comment listing) instead of posting again. A ticket never
   posted on needs no lookup, so a first digest costs one request per flagged ticket.
+- The Slack agenda comes last, through the ``DigestPoster`` the caller gives (``poster_for``, built by
+  the CLI from ``refinebot.slack``, which this module may not import) and rendered by ``render``. It is
+  built from the run with the stored suppressions and last cycle's readiness; the readiness it shows
+  is the one recorded for the cycle. A Slack failure fails the project after everything else committed.
 - The bot's own activity: Jira and Azure DevOps bump ``updated`` when the bot comments. After each write
   the cycle remembers (in sync state) the ticket's ``updated`` as the team left it and when the bot
   wrote; an ``updated`` no later than that write (+ ``BOT_WRITE_SLACK``) is the bot's, and the rules see

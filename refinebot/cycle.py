@@ -8,7 +8,7 @@ The store satisfies ``DigestLedger`` without being imported (``Ledger.digest`` /
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
@@ -72,6 +72,7 @@ class DigestAction(StrEnum):
     UPDATED = "updated"  # the cycle's message edited in place
     UNCHANGED = "unchanged"  # same content as recorded: no request
     RECOVERED = "recovered"  # found by its metadata after a crash before the ledger commit, then edited
+    PLANNED = "planned"  # --dry-run: what would have been posted or edited (no request made)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +87,27 @@ class DigestOutcome:
     content_hash: str
 
 
+class DigestPostError(Exception):
+    """Posting a digest failed (Slack refused it or could not be reached); the project's run fails."""
+
+
 class DigestPoster(Protocol):
     """Posts (or edits) one project's digest in one channel for the agenda's cycle."""
 
     def post(self, agenda: Agenda, payload: dict[str, Any], channel: str) -> DigestOutcome:
-        """Make ``channel`` show ``payload`` (the rendered ``agenda``) once for the agenda's cycle."""
+        """Make ``channel`` show ``payload`` (the rendered ``agenda``) once for the agenda's cycle.
+
+        Raises ``DigestPostError`` when it could not."""
         ...
+
+
+@dataclass
+class RecordingPoster:
+    """A ``DigestPoster`` for ``--dry-run``: posts nothing and remembers what it was asked to post."""
+
+    posts: list[tuple[Agenda, dict[str, Any], str]] = field(default_factory=list)
+
+    def post(self, agenda: Agenda, payload: dict[str, Any], channel: str) -> DigestOutcome:
+        """Record the post; an outcome with no message."""
+        self.posts.append((agenda, payload, channel))
+        return DigestOutcome(agenda.project, agenda.cycle, channel, "", DigestAction.PLANNED, "")

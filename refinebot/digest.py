@@ -1,4 +1,5 @@
-"""One project's digest cycle, run against the store: sync -> ticket replies -> rules -> findings -> comments.
+"""One project's digest cycle, run against the store: sync -> ticket replies -> rules -> findings and
+readiness -> ticket comments -> the Slack agenda.
 
 The data walk of ../shared/notes/architecture.md, with one change of order: the team's answers on
 tickets are read and applied *before* the rules run, so a pair marked "not a duplicate" on Monday is
@@ -14,6 +15,10 @@ Writes and their safety:
   killed after the tracker accepted the POST but before the ledger commit leaves that pending row, and
   the rerun looks for the bot's marker (one comment listing) instead of posting again. A ticket never
   posted on needs no lookup, so a first digest costs one request per flagged ticket.
+- The Slack agenda comes last, through the ``DigestPoster`` the caller gives (``poster_for``, built by
+  the CLI from ``refinebot.slack``, which this module may not import) and rendered by ``render``. It is
+  built from the run with the stored suppressions and last cycle's readiness; the readiness it shows
+  is the one recorded for the cycle. A Slack failure fails the project after everything else committed.
 - The bot's own activity: Jira and Azure DevOps bump ``updated`` when the bot comments. After each write
   the cycle remembers (in sync state) the ticket's ``updated`` as the team left it and when the bot
   wrote; an ``updated`` no later than that write (+ ``BOT_WRITE_SLACK``) is the bot's, and the rules see
@@ -23,8 +28,6 @@ Writes and their safety:
 from __future__ import annotations
 
 import logging
-import os
-import signal
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -32,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from connectors.base import CommentingConnector, Connector, ConnectorError, ProgressCallback, no_progress
+from refinebot.agenda import Agenda, AgendaSettings, build_agenda
 from refinebot.comments.commands import (
     Command,
     Ignore,
@@ -51,8 +55,16 @@ from refinebot.comments.compose import (
     unknown_command_note,
 )
 from refinebot.config import LoadedConfig
-from refinebot.cycle import DigestPoster, cycle_of, project_zone
+from refinebot.cycle import (
+    DigestAction,
+    DigestPoster,
+    DigestPostError,
+    RecordingPoster,
+    cycle_of,
+    project_zone,
+)
 from refinebot.document import Document
+from refinebot.faults import fault_point
 from refinebot.models import Finding, Issue
 from refinebot.pipeline import ProjectInputs, ProjectResult, evaluate_project
 from refinebot.sources import connector_for
@@ -63,17 +75,9 @@ from rules.registry import RuleRegistry
 
 logger = logging.getLogger(__name__)
 
-CRASH_ENV = "REFINEBOT_TEST_CRASH_AFTER"  # tests only: SIGKILL this process right after the named step
 PENDING = "pending"  # a ledger row's content hash while its first POST may or may not have landed
 BOT_WRITE_SLACK = timedelta(seconds=60)  # tracker clock vs ours: an update this close to our write is ours
 ACTIVITY_KEY = "refinebot:bot-activity:{project}"
-
-
-def fault_point(step: str) -> None:
-    """Die here, as a power cut would, when the test hook names ``step`` (no cleanup, no commit)."""
-    if os.environ.get(CRASH_ENV) == step:
-        logger.warning("test hook %s=%s: killing the process", CRASH_ENV, step)
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class TicketWriter(Protocol):
@@ -245,14 +249,22 @@ class CycleReport:
     unchanged: int = 0  # bot comments left alone (same content hash: no request)
     comment_reads: int = 0  # tickets whose new comments were read
     digest: str = ""  # what happened to the Slack digest
+    digest_error: str | None = None  # the Slack digest failed (the rest of the cycle was done)
+    agenda: Agenda | None = None
 
     @property
     def ok(self) -> bool:
-        """True when the project ran to the end."""
-        return self.result.ok
+        """True when the project ran to the end, its Slack digest included."""
+        return self.result.ok and self.digest_error is None
+
+    @property
+    def error(self) -> str | None:
+        """Why the project failed, or None."""
+        return self.result.error or self.digest_error
 
 
 PosterFor = Callable[[str], DigestPoster | None]  # project -> its Slack poster, or None (not configured)
+Renderer = Callable[[Agenda], dict[str, Any]]  # the agenda as the poster's payload (Slack's Block Kit)
 
 
 @dataclass
@@ -264,6 +276,7 @@ class DigestCycle:
     registry: RuleRegistry
     writer_for: Callable[[CommentingConnector], TicketWriter] = lambda connector: connector
     poster_for: PosterFor | None = None
+    render: Renderer | None = None
     progress: ProgressCallback = no_progress
     connector_factory: Callable[[str], Connector] | None = None
 
@@ -303,18 +316,33 @@ class DigestCycle:
             prepare=lambda issues: without_bot_activity(issues, touches),
         )
         result = evaluate_project(self.loaded, project, fetched, inputs, registry=self.registry, now=now)
+        agenda = None
+        if result.summary is not None:
+            previous = self.store.readiness.previous(project, cycle)
+            agenda = build_agenda(
+                project,
+                cycle,
+                result.issues,
+                result.all_findings,
+                inputs.suppressions,
+                now,
+                AgendaSettings.from_project(settings),
+                previous_share=previous.share if previous is not None else None,
+            )
         with self.store.transaction():  # the project's findings and readiness commit together
             self.store.findings.record(project, cycle, result.all_findings, result.decisions, now)
             self.store.issues.save(project, result.issues)  # what Slack buttons rebuild the agenda from
-            if result.summary is not None:
+            if result.summary is not None and agenda is not None:
+                # The readiness the digest shows (a snoozed item is deferred, not ready), so that next
+                # cycle's "up from" compares like with like; the backlog counts come from the run.
                 summary = result.summary
                 self.store.readiness.record(
                     ReadinessRecord(
                         project,
                         cycle,
-                        summary.ready_in_top,
-                        summary.top_n,
-                        summary.ready_ratio,
+                        agenda.readiness.ready,
+                        agenda.readiness.top_n,
+                        agenda.readiness.share,
                         summary.open_items,
                         summary.ready_items,
                         now,
@@ -326,6 +354,7 @@ class DigestCycle:
             assert isinstance(connector, CommentingConnector)
             unchanged = self._comment(connector, project, result, seen, notes, touches, now, zone, actions)
             save_touches(self.store, project, touches)
+        digest, digest_error = self._digest(project, agenda)
         return CycleReport(
             project,
             cycle,
@@ -334,7 +363,9 @@ class DigestCycle:
             tuple(actions),
             unchanged,
             reads,
-            self._digest(project),
+            digest,
+            digest_error,
+            agenda,
         )
 
     # --- replies -----------------------------------------------------------------------------------
@@ -493,13 +524,26 @@ class DigestCycle:
         self.store.ledger.save_comment(BotComment(project, key, MARKER, comment_id, digest, now, read_at))
         return action
 
-    def _digest(self, project: str) -> str:
-        """The Slack agenda hook: the Slack engineer's ``DigestPoster`` when one is configured."""
+    def _digest(self, project: str, agenda: Agenda | None) -> tuple[str, str | None]:
+        """Post (or edit) the project's agenda in its Slack channel; what happened, and the error if any.
+
+        Last in the cycle: the findings, readiness and ticket comments are committed whatever Slack says.
+        """
         channel = self.loaded.config.projects[project].slack_channel
         if not channel:
-            return "no slack_channel"
+            return "no slack_channel", None
         poster = self.poster_for(project) if self.poster_for is not None else None
-        if poster is None:
+        if poster is None or self.render is None:
             logger.info("project %s: Slack digest skipped (no Slack poster or token configured)", project)
-            return "skipped: no Slack poster or token configured"
-        return "poster available: agenda posting lands with the Slack issue"
+            return "skipped: no Slack bot token configured", None
+        if agenda is None:
+            return "skipped: no agenda", None
+        try:
+            outcome = poster.post(agenda, self.render(agenda), channel)
+        except DigestPostError as exc:
+            logger.info("project %s: Slack digest failed: %s", project, exc)
+            return "failed", f"Slack digest: {exc}"
+        items = f"{len(agenda.items)} agenda item{'s' if len(agenda.items) != 1 else ''}"
+        if isinstance(poster, RecordingPoster) or outcome.action is DigestAction.PLANNED:
+            return f"would post {items} to {channel}", None
+        return f"{outcome.action.value} in {outcome.channel} ({items})", None

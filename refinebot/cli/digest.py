@@ -3,17 +3,42 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
 from rich.text import Text
 
+from refinebot.agenda import Agenda
+from refinebot.cli.agenda import backlog_url
 from refinebot.cli.console import ConfigOption, error, load, out, registry
 from refinebot.cli.scan import open_store, parse_now
-from refinebot.config import DEFAULT_CONFIG_PATH
-from refinebot.digest import CycleReport, DigestCycle, RecordingWriter, rehearsal
+from refinebot.config import DEFAULT_CONFIG_PATH, LoadedConfig
+from refinebot.cycle import DigestPoster, RecordingPoster
+from refinebot.digest import CycleReport, DigestCycle, PosterFor, RecordingWriter, rehearsal
+from refinebot.slack.blocks import digest_payload
+from refinebot.slack.digest import SlackDigestPoster, build_client
+from refinebot.store import Store
 from refinebot.terminal import TerminalProgress
+
+
+def slack_poster_for(loaded: LoadedConfig, store: Store, *, dry_run: bool) -> PosterFor:
+    """Each project's digest poster: Slack (``[slack]``'s client, the store's ledger) when the bot token
+    is set, a recorder in a dry run, else none. One poster, and so one pacer, for the whole run."""
+    if dry_run:
+        recorder = RecordingPoster()
+        return lambda _project: recorder
+    token = loaded.config.slack.bot_token()
+    poster: DigestPoster | None = None
+    if token is not None:
+        poster = SlackDigestPoster(build_client(loaded.config.slack, token), store.ledger)
+    return lambda _project: poster
+
+
+def slack_renderer(loaded: LoadedConfig) -> Callable[[Agenda], dict[str, Any]]:
+    """The agenda as the Slack payload (``refinebot agenda --format blocks`` shows the same)."""
+    return lambda agenda: digest_payload(agenda, backlog_url=backlog_url(loaded, agenda.project))
 
 
 class DigestFormat(StrEnum):
@@ -61,6 +86,8 @@ def digest(
             rules,
             # --dry-run swaps the writers: a recorder for the trackers, a rolled-back transaction for the store.
             writer_for=(lambda _connector: recorder) if dry_run else (lambda connector: connector),
+            poster_for=slack_poster_for(loaded, store, dry_run=dry_run),
+            render=slack_renderer(loaded),
             progress=progress,
         )
         at = parse_now(now)
@@ -77,9 +104,7 @@ def digest(
             _print_report(report, dry_run)
     for report in reports:
         if not report.ok:
-            out.print(
-                Text.assemble((f"project {report.project} failed: ", "bold red"), report.result.error or "")
-            )
+            out.print(Text.assemble((f"project {report.project} failed: ", "bold red"), report.error or ""))
     raise typer.Exit(2 if any(not r.ok for r in reports) else 0)
 
 
@@ -96,7 +121,7 @@ def _report_json(report: CycleReport, dry_run: bool) -> dict[str, Any]:
         "project": report.project,
         "cycle": report.cycle,
         "ok": report.ok,
-        "error": result.error,
+        "error": report.error,
         "dry_run": dry_run,
         "findings_shown": len(result.findings),
         "findings_hidden": result.hidden,
@@ -110,11 +135,12 @@ def _report_json(report: CycleReport, dry_run: bool) -> dict[str, Any]:
             {"issue": c.issue, "action": c.action, "text": c.document.plain_text()} for c in report.comments
         ],
         "slack": report.digest,
+        "agenda": report.agenda.to_json() if report.agenda is not None else None,
     }
 
 
 def _print_report(report: CycleReport, dry_run: bool) -> None:
-    if not report.ok:
+    if not report.result.ok:
         return
     result = report.result
     counts = _counts(report)

@@ -33,7 +33,8 @@ from slack_sdk.http_retry.response import HttpResponse
 
 from refinebot.agenda import Agenda
 from refinebot.config import SlackConfig
-from refinebot.cycle import DigestAction, DigestLedger, DigestOutcome
+from refinebot.cycle import DigestAction, DigestLedger, DigestOutcome, DigestPostError
+from refinebot.faults import fault_point
 from refinebot.slack.blocks import payload_hash_input
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ Sleep = Callable[[float], None]
 Clock = Callable[[], float]
 
 
-class DigestError(Exception):
+class DigestError(DigestPostError):
     """Slack refused the digest (the message says which method and why)."""
 
 
@@ -226,6 +227,7 @@ def post_digest(
             channel=channel_id, unfurl_links=False, unfurl_media=False, **payload
         ),
     )
+    fault_point("digest-post")  # tests: die after Slack took the post, before the ledger knows it
     return outcome(str(response["ts"]), DigestAction.POSTED)
 
 
@@ -238,5 +240,8 @@ class SlackDigestPoster:
         self._pacer = pacer or Pacer()
 
     def post(self, agenda: Agenda, payload: dict[str, Any], channel: str) -> DigestOutcome:
-        """Post or edit ``agenda``'s digest in ``channel``."""
-        return post_digest(agenda, payload, channel, self._ledger, self._client, pacer=self._pacer)
+        """Post or edit ``agenda``'s digest in ``channel``; ``DigestError`` when Slack refused or was unreachable."""
+        try:
+            return post_digest(agenda, payload, channel, self._ledger, self._client, pacer=self._pacer)
+        except OSError as exc:  # the connection retry handler gave up
+            raise DigestError(f"Slack unreachable at {self._client.base_url}: {type(exc).__name__}") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from refinebot.slack.actions import DigestLookup
 from refinebot.store import BotComment, Store
 from tests.store.threads import run_at_once
 
@@ -80,12 +81,18 @@ def test_old_deliveries_are_forgotten(store: Store) -> None:
 
 
 def test_a_digest_is_found_by_its_message(store: Store) -> None:
-    store.ledger.save_digest("SHOP", "2026-W49", "C01", "1.1", "h", NOW)
-    store.ledger.save_digest("SHOP", "2026-W50", "C01", "2.1", "h", NOW + timedelta(days=7))
-    store.ledger.save_digest("WEB", "2026-W49", "C02", "1.1", "h", NOW)
-    found = store.ledger.digest_by_message("C01", "1.1")
-    assert found is not None
-    assert (found.project, found.cycle) == ("SHOP", "2026-W49")
-    assert store.ledger.digest_by_message("C02", "1.1") == store.ledger.digest("WEB", "2026-W49", "C02")
-    assert store.ledger.digest_by_message("C01", "9.9") is None
-    assert store.ledger.digest_by_message("C03", "2.1") is None
+    lookup: DigestLookup = store.ledger  # the Slack actions' port, satisfied without an import of the store
+    store.ledger.save_digest("SHOP", "2026-W49", "C01", "1.1", "h1", NOW)
+    store.ledger.save_digest("PAY", "2026-W49", "C02", "1.1", "h2", NOW)  # same ts, other channel
+    store.ledger.save_digest("SHOP", "2026-W50", "C01", "2.1", "h3", NOW + timedelta(days=7))
+    found = lookup.digest_by_message("C01", "1.1")
+    assert found is not None and (found.project, found.cycle, found.content_hash) == (
+        "SHOP",
+        "2026-W49",
+        "h1",
+    )
+    other = lookup.digest_by_message("C02", "1.1")
+    assert other is not None and other.project == "PAY"
+    assert lookup.digest_by_message("C01", "2.1") == store.ledger.digest("SHOP", "2026-W50", "C01")
+    assert lookup.digest_by_message("C01", "9.9") is None
+    assert lookup.digest_by_message("C03", "1.1") is None

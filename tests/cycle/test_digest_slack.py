@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from refinebot.digest import CRASH_ENV
+from refinebot.faults import CRASH_ENV
 from tests.cli_process import CliResult, run_cli
 from tests.fakes.jira_data import adf, make_issue, para
 from tests.fakes.jira_server import FakeJiraServer, Site

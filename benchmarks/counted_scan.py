@@ -60,3 +60,14 @@ def counted_scan(
     elapsed = time.monotonic() - started
     tries = int(counter.read_text()) if counter.is_file() else -1
     return code, elapsed, tries, stderr
+
+
+def print_row(case: str, result: tuple[int | None, float, int, str], served: str, *, show: bool) -> None:
+    """One line of the waits table: exit code, seconds, TCP attempts, requests served, stderr lines, first line."""
+    code, elapsed, tries, stderr = result
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    shown = ">cap" if code is None else str(code)
+    first = lines[0][:110] if lines else ""
+    print(f"{case:8} {shown:>5} {elapsed:8.1f} {tries:>4} {served:>6} {len(lines):>12}  {first}")
+    if show:
+        print(textwrap.indent(stderr.rstrip(), "    | "))

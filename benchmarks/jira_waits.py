@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import textwrap
 from pathlib import Path
 
-from benchmarks.counted_scan import counted_scan
+from benchmarks.counted_scan import counted_scan, print_row
 from tests.fakes.jira_server import FakeJiraServer
 from tests.fakes.silent_server import SilentServer, closed_port
 from tests.fakes.status_server import StatusServer
@@ -95,13 +94,7 @@ def main() -> None:
                     served = str(len(site.log))
                 finally:
                     fake.stop()
-        code, elapsed, tries, stderr = result
-        lines = [line for line in stderr.splitlines() if line.strip()]
-        shown = ">cap" if code is None else str(code)
-        first = lines[0][:110] if lines else ""
-        print(f"{case:8} {shown:>5} {elapsed:8.1f} {tries:>4} {served:>6} {len(lines):>12}  {first}")
-        if args.show:
-            print(textwrap.indent(stderr.rstrip(), "    | "))
+        print_row(case, result, served, show=args.show)
 
 
 if __name__ == "__main__":

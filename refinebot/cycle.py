@@ -73,6 +73,7 @@ class DigestAction(StrEnum):
     UNCHANGED = "unchanged"  # same content as recorded: no request
     RECOVERED = "recovered"  # found by its metadata after a crash before the ledger commit, then edited
     PLANNED = "planned"  # --dry-run: what would have been posted or edited (no request made)
+    SKIPPED = "skipped"  # Slack posting is off for the workspace (app uninstalled, token revoked): no post
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,7 @@ class DigestOutcome:
     message_ts: str
     action: DigestAction
     content_hash: str
+    note: str = ""  # why, for SKIPPED (the report line says it)
 
 
 class DigestPostError(Exception):

@@ -317,18 +317,22 @@ class DigestCycle:
         )
         result = evaluate_project(self.loaded, project, fetched, inputs, registry=self.registry, now=now)
         agenda = None
-        if result.summary is not None:
-            previous = self.store.readiness.previous(project, cycle)
-            agenda = build_agenda(
+        previous = self.store.readiness.previous(project, cycle)
+
+        def make_agenda(suppressions: Sequence[Suppression]) -> Agenda:
+            return build_agenda(
                 project,
                 cycle,
                 result.issues,
                 result.all_findings,
-                inputs.suppressions,
+                suppressions,
                 now,
                 AgendaSettings.from_project(settings),
                 previous_share=previous.share if previous is not None else None,
             )
+
+        if result.summary is not None:
+            agenda = make_agenda(inputs.suppressions)
         with self.store.transaction():  # the project's findings and readiness commit together
             self.store.findings.record(project, cycle, result.all_findings, result.decisions, now)
             self.store.issues.save(project, result.issues)  # what Slack buttons rebuild the agenda from
@@ -354,6 +358,12 @@ class DigestCycle:
             assert isinstance(connector, CommentingConnector)
             unchanged = self._comment(connector, project, result, seen, notes, touches, now, zone, actions)
             save_touches(self.store, project, touches)
+        if agenda is not None:
+            # A Slack button pressed while this run synced (a snooze on last run's message) must not be
+            # undone by this run's post: the agenda is rebuilt if the suppressions changed meanwhile.
+            fresh = self.store.suppressions.list_suppressions(project)
+            if fresh != list(inputs.suppressions):
+                agenda = make_agenda(fresh)
         digest, digest_error = self._digest(project, agenda)
         return CycleReport(
             project,
@@ -525,12 +535,14 @@ class DigestCycle:
         return action
 
     def _digest(self, project: str, agenda: Agenda | None) -> tuple[str, str | None]:
-        """Post (or edit) the project's agenda in its Slack channel; what happened, and the error if any.
+        """Post (or edit) the project's agenda in its Slack channel, and as a DM to its ``pm_slack_user``;
+        what happened, and the error if any.
 
         Last in the cycle: the findings, readiness and ticket comments are committed whatever Slack says.
         """
-        channel = self.loaded.config.projects[project].slack_channel
-        if not channel:
+        settings = self.loaded.config.projects[project]
+        targets = [t for t in (settings.slack_channel, settings.pm_slack_user) if t]
+        if not targets:
             return "no slack_channel", None
         poster = self.poster_for(project) if self.poster_for is not None else None
         if poster is None or self.render is None:
@@ -538,12 +550,21 @@ class DigestCycle:
             return "skipped: no Slack bot token configured", None
         if agenda is None:
             return "skipped: no agenda", None
-        try:
-            outcome = poster.post(agenda, self.render(agenda), channel)
-        except DigestPostError as exc:
-            logger.info("project %s: Slack digest failed: %s", project, exc)
-            return "failed", f"Slack digest: {exc}"
-        items = f"{len(agenda.items)} agenda item{'s' if len(agenda.items) != 1 else ''}"
-        if isinstance(poster, RecordingPoster) or outcome.action is DigestAction.PLANNED:
-            return f"would post {items} to {channel}", None
-        return f"{outcome.action.value} in {outcome.channel} ({items})", None
+        payload = self.render(agenda)
+        done: list[str] = []
+        for target in targets:
+            dm = target == settings.pm_slack_user and target != settings.slack_channel
+            try:
+                outcome = poster.post(agenda, payload, target)
+            except DigestPostError as exc:
+                logger.info("project %s: Slack digest to %s failed: %s", project, target, exc)
+                return "; ".join([*done, "failed"]), f"Slack digest{f' DM to {target}' if dm else ''}: {exc}"
+            if outcome.action is DigestAction.SKIPPED:
+                return f"skipped: {outcome.note}", None
+            items = f"{len(agenda.items)} agenda item{'s' if len(agenda.items) != 1 else ''}"
+            if isinstance(poster, RecordingPoster) or outcome.action is DigestAction.PLANNED:
+                said = f"would post {items} to {target}"
+            else:
+                said = f"{outcome.action.value} in {outcome.channel} ({items})"
+            done.append(f"DM to {target}: {said}" if dm else said)
+        return "; ".join(done), None

@@ -17,6 +17,7 @@ from refinebot.cli.scan import open_store, parse_now
 from refinebot.config import DEFAULT_CONFIG_PATH, LoadedConfig
 from refinebot.cycle import DigestPoster, RecordingPoster
 from refinebot.digest import CycleReport, DigestCycle, PosterFor, RecordingWriter, rehearsal
+from refinebot.slack import posting
 from refinebot.slack.blocks import digest_payload
 from refinebot.slack.digest import SlackDigestPoster, build_client
 from refinebot.store import Store
@@ -32,7 +33,9 @@ def slack_poster_for(loaded: LoadedConfig, store: Store, *, dry_run: bool) -> Po
     token = loaded.config.slack.bot_token()
     poster: DigestPoster | None = None
     if token is not None:
-        poster = SlackDigestPoster(build_client(loaded.config.slack, token), store.ledger)
+        # The store's sync state holds the posting switch that app_uninstalled / tokens_revoked set.
+        client = build_client(loaded.config.slack, token)
+        poster = SlackDigestPoster(client, store.ledger, state=store.sync_state)
     return lambda _project: poster
 
 
@@ -65,6 +68,14 @@ def digest(
         str | None,
         typer.Option("--now", metavar="ISO-TIME", help="Run as of this ISO date-time (default: now)."),
     ] = None,
+    enable_slack: Annotated[
+        bool,
+        typer.Option(
+            "--enable-slack",
+            help="Turn Slack posting back on (after reinstalling the app: app_uninstalled or "
+            "tokens_revoked turned it off), then run.",
+        ),
+    ] = False,
 ) -> None:
     """Run one digest cycle per project: sync, apply ticket replies, run the rules, update ticket comments."""
     rules = registry()
@@ -77,6 +88,9 @@ def digest(
         )
         raise typer.Exit(1)
     store = open_store(loaded)
+    if enable_slack and not dry_run:
+        for team, reason in posting.enable(store.sync_state).items():
+            out.print(Text(f"Slack posting re-enabled for workspace {team} (it was off: {reason})"))
     recorder = RecordingWriter()
     reports: list[CycleReport] = []
     with store, TerminalProgress() as progress:

@@ -26,15 +26,23 @@ from slack_sdk.errors import SlackApiError
 from refinebot.agenda import Agenda, AgendaSettings, build_agenda
 from refinebot.config import LoadedConfig
 from refinebot.cycle import cycle_ends, cycle_of, project_zone
-from refinebot.slack.actions import ACTION_PREFIX, ActionError, Verb, decode, suppression_for, to_lift
+from refinebot.slack import posting
+from refinebot.slack.actions import (
+    ACTION_PREFIX,
+    ActionError,
+    ButtonAction,
+    Verb,
+    decode,
+    suppression_for,
+    to_lift,
+)
 from refinebot.slack.blocks import digest_payload, escape
-from refinebot.slack.digest import EVENT_TYPE, content_hash
+from refinebot.slack.digest import EVENT_TYPE, DigestError, content_hash, resolve_channel
 from refinebot.store import Store
 
 logger = logging.getLogger(__name__)
 
 COMMAND = "/refinebot"
-POSTING_KEY = "refinebot:slack:posting"  # sync_state row: workspaces whose tokens were revoked
 USAGE = (
     "*refinebot* keeps the backlog ready for refinement.\n"
     "• `/refinebot agenda [PROJECT]`: the current agenda (only you see it)\n"
@@ -53,18 +61,14 @@ class SlackServices:
 
     def posting_disabled(self, team: str | None) -> str | None:
         """Why posting to ``team`` (or any workspace, for None) is off, or None while it is on."""
-        disabled = (self.store.sync_state.load(POSTING_KEY) or {}).get("disabled") or {}
+        disabled = posting.disabled_workspaces(self.store.sync_state)
         if team is None:
             return next(iter(disabled.values()), None)
-        reason = disabled.get(team)
-        return str(reason) if reason else None
+        return disabled.get(team)
 
     def disable_posting(self, team: str, reason: str) -> None:
         """Stop posting to ``team`` (persisted, so a restart and the digest cycle see it too)."""
-        state = self.store.sync_state.load(POSTING_KEY) or {}
-        disabled = dict(state.get("disabled") or {})
-        disabled[team] = f"{reason} at {self.now().isoformat(timespec='seconds')}"
-        self.store.sync_state.save(POSTING_KEY, {"disabled": disabled})
+        posting.disable(self.store.sync_state, team, reason, self.now())
 
 
 # --- retries ---------------------------------------------------------------------------------------
@@ -139,8 +143,56 @@ def agenda_payload(services: SlackServices, agenda: Agenda) -> dict[str, Any]:
 # --- buttons ---------------------------------------------------------------------------------------
 
 
+def _unrecorded_digest(
+    services: SlackServices, body: Mapping[str, Any], channel: str, user: str
+) -> tuple[str, str] | None:
+    """(project, cycle) of a digest message the ledger does not know yet, or None.
+
+    The race: ``refinebot digest`` posted the message and a PM pressed a button before the run committed
+    the message's (channel, ts) (or the run died in between). The message's own metadata tag says which
+    digest it is when Slack sends it along; else the project whose ``slack_channel`` this is (or, in a DM,
+    whose ``pm_slack_user`` pressed), in the current cycle. Only configured projects are ever taken.
+    """
+    projects = services.loaded.config.projects
+    metadata = (body.get("message") or {}).get("metadata") or {}
+    tagged = metadata.get("event_payload") or {}
+    if metadata.get("event_type") == EVENT_TYPE:  # its own tag says: trust it, configured or not
+        if tagged.get("project") in projects and tagged.get("cycle"):
+            return str(tagged["project"]), str(tagged["cycle"])
+        return None
+    if channel.startswith("D"):
+        matches = [key for key, settings in projects.items() if settings.pm_slack_user == user]
+    else:
+        matches = [key for key, settings in projects.items() if settings.slack_channel == channel]
+    if len(matches) != 1:
+        return None
+    project = matches[0]
+    return project, cycle_of(services.now(), project_zone(services.loaded.config, project))
+
+
+def _saved_note(action: ButtonAction, project: str) -> str:
+    """The ephemeral answer when the press is stored but the message cannot be rebuilt yet."""
+    done = {
+        Verb.SNOOZE_1W: f"{action.issue} is snoozed for 1 week",
+        Verb.SNOOZE_2W: f"{action.issue} is snoozed for 2 weeks",
+        Verb.NOT_DUPLICATE: f"{action.issue} is marked not a duplicate of {action.other}",
+        Verb.REMOVE: f"{action.issue} is off this agenda",
+        Verb.ADD_BACK: f"{action.issue} is back on the agenda",
+    }.get(action.verb, f"{action.issue}: done")
+    return (
+        f":white_check_mark: Saved: {escape(done)}. The {escape(project)} digest is still being prepared; "
+        "it will show this when the run finishes."
+    )
+
+
 def on_button(services: SlackServices, ack: Ack, body: Mapping[str, Any], client: WebClient) -> None:
-    """A digest button: ack, apply through the suppression API, rebuild the agenda, edit the message."""
+    """A digest button: ack, apply through the suppression API, rebuild the agenda, edit the message.
+
+    A press on a message the store cannot rebuild yet (the digest run is still going: no issue snapshot
+    holds the ticket, or the message's (channel, ts) is not committed) is still stored; the message is
+    then edited if the store can rebuild it, else the presser gets an ephemeral "saved, shows after the
+    run" note, and the run itself posts with the suppressions in force when it posts.
+    """
     ack()
     actions = body.get("actions") or []
     if not actions or actions[0].get("action_id") == ACTION_PREFIX + Verb.OPEN.value:
@@ -155,17 +207,25 @@ def on_button(services: SlackServices, ack: Ack, body: Mapping[str, Any], client
     container = body.get("container") or {}
     channel = str(container.get("channel_id") or (body.get("channel") or {}).get("id") or "")
     message_ts = str(container.get("message_ts") or (body.get("message") or {}).get("ts") or "")
+    user = str((body.get("user") or {}).get("id") or "unknown")
     store = services.store
     digest = store.ledger.digest_by_message(channel, message_ts)
-    if digest is None or digest.project not in services.loaded.config.projects:
+    found = (
+        (digest.project, digest.cycle)
+        if digest is not None
+        else _unrecorded_digest(services, body, channel, user)
+    )
+    if found is None or found[0] not in services.loaded.config.projects:
         logger.warning(
             "button on message %s in %s: no digest of a configured project there", message_ts, channel
         )
         return
-    user = str((body.get("user") or {}).get("id") or "unknown")
-    project, now = digest.project, services.now()
+    project, cycle = found
+    if digest is None:
+        logger.info("button on %s's digest %s in %s before the run recorded it", project, message_ts, channel)
+    now = services.now()
     zone = project_zone(services.loaded.config, project)
-    made = suppression_for(action, project, user, now, cycle_ends(digest.cycle, zone))
+    made = suppression_for(action, project, user, now, cycle_ends(cycle, zone))
     with store.transaction():
         if made is not None:
             store.suppressions.add(made)
@@ -173,21 +233,67 @@ def on_button(services: SlackServices, ack: Ack, body: Mapping[str, Any], client
             assert lifted.id is not None
             store.suppressions.lift(lifted.id, now)
     logger.info("%s %s on %s by %s from Slack", project, action.verb.value, action.issue, user)
-    agenda = current_agenda(services, project, digest.cycle)
-    if agenda is None:
-        return
     team = str((body.get("team") or {}).get("id") or "") or None
     reason = services.posting_disabled(team)
     if reason is not None:
         logger.warning("not editing the digest in %s: Slack posting is disabled (%s)", channel, reason)
         return
+    issues = store.issues.load(project)
+    if issues is None or not any(issue.key == action.issue for issue in issues):
+        # The run that posted this message has not saved its issues yet: a rebuilt message would miss
+        # the ticket. Say it was saved; the run's own post shows it (it re-reads the suppressions).
+        try:
+            client.chat_postEphemeral(channel=channel, user=user, text=_saved_note(action, project))
+        except SlackApiError as exc:
+            logger.warning("Slack chat.postEphemeral in %s failed: %s", channel, exc.response.get("error"))
+        return
+    agenda = current_agenda(services, project, cycle)
+    if agenda is None:
+        return
     payload = agenda_payload(services, agenda)
+    digest_hash = content_hash(payload)
     try:
         client.chat_update(channel=channel, ts=message_ts, **payload)
     except SlackApiError as exc:
         logger.warning("Slack chat.update of the %s digest failed: %s", project, exc.response.get("error"))
         return
-    store.ledger.save_digest(project, digest.cycle, channel, message_ts, content_hash(payload), now)
+    store.ledger.save_digest(project, cycle, channel, message_ts, digest_hash, now)
+    _update_copies(services, client, project, cycle, channel, payload, digest_hash)
+
+
+def _update_copies(
+    services: SlackServices,
+    client: WebClient,
+    project: str,
+    cycle: str,
+    pressed_in: str,
+    payload: dict[str, Any],
+    digest_hash: str,
+) -> None:
+    """Edit the cycle's other copy of the digest (the channel's after a press in the PM's DM, or the
+    reverse), so both say the same."""
+    settings = services.loaded.config.projects[project]
+    targets = [t for t in (settings.slack_channel, settings.pm_slack_user) if t]
+    if len(targets) < 2:
+        return
+    for target in targets:
+        try:
+            channel = resolve_channel(client, target)
+        except (SlackApiError, DigestError, OSError) as exc:  # OSError: Slack unreachable after the retry
+            logger.warning("cannot find the %s digest's copy in %s: %s", project, target, exc)
+            continue
+        record = services.store.ledger.digest(project, cycle, channel)
+        if channel == pressed_in or record is None or record.content_hash == digest_hash:
+            continue
+        try:
+            client.chat_update(channel=channel, ts=record.message_ts, **payload)
+        except SlackApiError as exc:
+            logger.warning("Slack chat.update of the %s digest copy in %s failed: %s", project, channel,
+                           exc.response.get("error"))  # fmt: skip
+            continue
+        services.store.ledger.save_digest(
+            project, cycle, channel, record.message_ts, digest_hash, services.now()
+        )
 
 
 # --- /refinebot ------------------------------------------------------------------------------------

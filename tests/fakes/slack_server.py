@@ -1,8 +1,9 @@
 """A fake Slack Web API on 127.0.0.1 (real HTTP, for ``WebClient(base_url=...)``) that checks what Slack checks.
 
 Answers ``auth.test``, ``chat.postMessage``, ``chat.update``, ``chat.postEphemeral``, ``conversations.open``,
-``conversations.list`` and ``conversations.history`` (newest first, ``metadata`` only with
-``include_all_metadata``). A payload over the Block Kit limits gets ``invalid_blocks`` with JSON-pointer
+``conversations.list``, ``conversations.history`` (newest first, each with the poster's ``bot_id`` and
+``user``, ``metadata`` only with ``include_all_metadata``) and, for the app-level token only,
+``apps.connections.open`` (the ``ws://`` URL of a ``tests.fakes.slack_socket`` server when one is attached). A payload over the Block Kit limits gets ``invalid_blocks`` with JSON-pointer
 errors, as Slack answers (HTTP 200, ``ok: false``); the limits are written out here on their own, not
 imported from refinebot, so the renderer is checked against an independent reading of Slack's docs.
 ``fail_next`` injects a 429 with ``Retry-After`` (or any status) for the next call of a method.
@@ -20,6 +21,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 TOKEN = "xoxb-fake-token"
+APP_TOKEN = "xapp-1-fake-app-token"
+BOT_ID = "BFAKE"  # auth.test's bot_id and bot user for TOKEN: what our own messages carry
+BOT_USER = "U0BOT"
 
 
 @dataclass
@@ -31,8 +35,9 @@ class Message:
     text: str
     blocks: list[dict[str, Any]]
     metadata: dict[str, Any] | None
-    bot_id: str = "BFAKE"
+    bot_id: str = BOT_ID
     edits: int = 0
+    user: str = BOT_USER
 
 
 @dataclass
@@ -98,6 +103,9 @@ class FakeSlack:
     """The fake's state: channels, messages, calls seen and faults to inject."""
 
     token: str = TOKEN
+    app_token: str = APP_TOKEN
+    socket_url: str | None = None  # what apps.connections.open answers (None: Socket Mode is off)
+    ephemerals: list[dict[str, Any]] = field(default_factory=list)
     channels: dict[str, str] = field(
         default_factory=lambda: {"shop-refinement": "C0SHOP", "payments": "C0PAY"}
     )
@@ -148,7 +156,12 @@ class FakeSlack:
 
     def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "url": "https://fake.slack.com/", "team": "Fake", "user": "refinebot",
-                "team_id": "T0FAKE", "user_id": "U0BOT", "bot_id": "BFAKE"}  # fmt: skip
+                "team_id": "T0FAKE", "user_id": BOT_USER, "bot_id": BOT_ID}  # fmt: skip
+
+    def _apps_connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self.socket_url is None:
+            return {"ok": False, "error": "not_allowed_token_type"}  # Socket Mode off for this app
+        return {"ok": True, "url": self.socket_url}
 
     def _message_problems(self, params: dict[str, Any]) -> dict[str, Any] | None:
         blocks = params.get("blocks")
@@ -198,7 +211,10 @@ class FakeSlack:
         if not params.get("user"):
             return {"ok": False, "error": "user_not_in_channel"}
         problem = self._message_problems(params)
-        return problem or {"ok": True, "message_ts": self._ts()}
+        if problem:
+            return problem
+        self.ephemerals.append(dict(params))
+        return {"ok": True, "message_ts": self._ts()}
 
     def _conversations_open(self, params: dict[str, Any]) -> dict[str, Any]:
         users = [u for u in str(params.get("users", "")).split(",") if u]
@@ -221,7 +237,8 @@ class FakeSlack:
         with_metadata = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
         out = []
         for m in page:
-            entry: dict[str, Any] = {"type": "message", "ts": m.ts, "text": m.text, "bot_id": m.bot_id}
+            entry: dict[str, Any] = {"type": "message", "ts": m.ts, "text": m.text, "bot_id": m.bot_id,
+                                     "user": m.user}  # fmt: skip
             if with_metadata and m.metadata:
                 entry["metadata"] = m.metadata
             out.append(entry)
@@ -239,7 +256,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, params: dict[str, Any]) -> None:
         fake = self.server.fake
         method = urlsplit(self.path).path.rsplit("/", 1)[-1]
-        if self.headers.get("Authorization") != f"Bearer {fake.token}":
+        # The app-level token opens Socket Mode connections and nothing else, as on Slack.
+        token = fake.app_token if method == "apps.connections.open" else fake.token
+        if self.headers.get("Authorization") != f"Bearer {token}":
             status, body, headers = 200, {"ok": False, "error": "invalid_auth"}, dict[str, str]()
         else:
             status, body, headers = fake.handle(method, params)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pytest
@@ -12,10 +13,11 @@ from slack_sdk import WebClient
 from refinebot.agenda import Agenda, AgendaItem, AgendaReadiness
 from refinebot.config import SlackConfig
 from refinebot.cycle import DigestAction
+from refinebot.slack import posting
 from refinebot.slack.blocks import digest_payload
 from refinebot.slack.digest import DigestError, Pacer, SlackDigestPoster, build_client, open_dm, post_digest
 from tests.fakes.slack_ledger import MemoryLedger
-from tests.fakes.slack_server import TOKEN, FakeSlack, running
+from tests.fakes.slack_server import TOKEN, FakeSlack, Message, running
 
 NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 
@@ -179,3 +181,116 @@ def test_the_token_never_reaches_the_logs(
     post(client, MemoryLedger(), clock, agenda())
     assert caplog.records  # the poster does log
     assert TOKEN not in caplog.text
+
+
+def _tag(cycle: str = "2026-W49") -> dict[str, object]:
+    return {"event_type": "refinebot_digest", "event_payload": {"project": "SHOP", "cycle": cycle}}
+
+
+def test_another_apps_look_alike_message_is_never_taken_for_ours(
+    slack: tuple[FakeSlack, WebClient, Clock],
+) -> None:
+    fake, client, clock = slack
+    crashed = MemoryLedger(fail_saves=True)
+    with pytest.raises(RuntimeError, match="killed"):
+        post(client, crashed, clock, agenda())  # ours, posted; the ledger never heard
+    (ours,) = fake.in_channel("C0SHOP")
+    # Another app then posts a newer message carrying our exact tag (newest first in the history).
+    fake.messages.append(
+        Message("C0SHOP", "1770000000.000100", "look-alike", [], _tag(), "BOTHER", 0, "U0OTHER")
+    )
+    assert post(client, MemoryLedger(), clock, agenda(ready=4)) is DigestAction.RECOVERED
+    other = fake.in_channel("C0SHOP")[1]
+    assert (ours.edits, other.edits, other.text) == (1, 0, "look-alike")
+    assert fake.methods().count("auth.test") == 2  # who we are: once per run, for the lookup only
+
+
+def test_only_another_apps_tagged_message_means_we_post(slack: tuple[FakeSlack, WebClient, Clock]) -> None:
+    fake, client, clock = slack
+    fake.messages.append(
+        Message("C0SHOP", "1750000000.000100", "look-alike", [], _tag(), "BOTHER", 0, "U0OTHER")
+    )
+    assert post(client, MemoryLedger(), clock, agenda()) is DigestAction.POSTED
+    assert [m.bot_id for m in fake.in_channel("C0SHOP")] == ["BOTHER", "BFAKE"]
+    assert fake.in_channel("C0SHOP")[0].edits == 0
+
+
+@dataclass
+class MemoryState:
+    """The sync-state half the posting switch uses, in a dict."""
+
+    values: dict[str, object] = field(default_factory=dict)
+
+    def load(self, key: str) -> object | None:
+        return self.values.get(key)
+
+    def save(self, key: str, value: object) -> None:
+        self.values[key] = value
+
+
+def _poster(client: WebClient, clock: Clock, state: MemoryState) -> SlackDigestPoster:
+    return SlackDigestPoster(client, MemoryLedger(), pacer=Pacer(clock=clock, sleep=clock.sleep), state=state)
+
+
+def test_switched_off_posting_skips_the_digest_with_one_warning(
+    slack: tuple[FakeSlack, WebClient, Clock], caplog: pytest.LogCaptureFixture
+) -> None:
+    fake, client, clock = slack
+    state = MemoryState()
+    posting.disable(state, "T0FAKE", "app_uninstalled", NOW)
+    poster = _poster(client, clock, state)
+    made = agenda()
+    with caplog.at_level("WARNING", logger="refinebot.slack.digest"):
+        first = poster.post(made, digest_payload(made), "C0SHOP")
+        second = poster.post(made, digest_payload(made), "U0PM")
+    assert first.action is DigestAction.SKIPPED and second.action is DigestAction.SKIPPED
+    assert first.note.startswith(
+        "Slack posting is disabled for workspace T0FAKE (app_uninstalled at 2026-12-02"
+    )
+    assert fake.methods() == ["auth.test"]  # which workspace the token is for; nothing posted
+    assert caplog.text.count("the digest is not posted") == 1
+    assert "--enable-slack" in caplog.text
+
+    assert posting.enable(state) == {"T0FAKE": "app_uninstalled at 2026-12-02T09:00:00+00:00"}
+    assert (
+        _poster(client, clock, state).post(made, digest_payload(made), "C0SHOP").action is DigestAction.POSTED
+    )
+
+
+def test_the_switch_of_another_workspace_does_not_stop_ours(
+    slack: tuple[FakeSlack, WebClient, Clock],
+) -> None:
+    fake, client, clock = slack
+    state = MemoryState()
+    posting.disable(state, "T0OTHER", "tokens_revoked", NOW)
+    made = agenda()
+    assert (
+        _poster(client, clock, state).post(made, digest_payload(made), "C0SHOP").action is DigestAction.POSTED
+    )
+    assert len(fake.in_channel("C0SHOP")) == 1
+
+
+def test_a_dead_token_with_the_switch_off_is_a_skip_and_without_it_a_failure(
+    slack: tuple[FakeSlack, WebClient, Clock],
+) -> None:
+    fake, client, clock = slack
+    fake.token = "xoxb-reissued"  # Slack revoked ours with the uninstall: auth.test answers invalid_auth
+    made = agenda()
+    with pytest.raises(DigestError, match="invalid_auth"):
+        _poster(client, clock, MemoryState()).post(made, digest_payload(made), "C0SHOP")
+    state = MemoryState()
+    posting.disable(state, "T0FAKE", "tokens_revoked", NOW)
+    outcome = _poster(client, clock, state).post(made, digest_payload(made), "C0SHOP")
+    assert outcome.action is DigestAction.SKIPPED
+    assert "answers invalid_auth" in outcome.note
+    assert fake.messages == []
+
+
+def test_a_user_id_is_their_dm_edited_in_place_on_a_rerun(slack: tuple[FakeSlack, WebClient, Clock]) -> None:
+    fake, client, clock = slack
+    ledger = MemoryLedger()
+    assert post(client, ledger, clock, agenda(), channel="U0PM") is DigestAction.POSTED
+    assert post(client, ledger, clock, agenda(ready=5), channel="U0PM") is DigestAction.UPDATED
+    (message,) = fake.in_channel("D0PM")
+    assert message.edits == 1 and list(ledger.entries) == [("SHOP", "2026-W49", "D0PM")]
+    assert fake.methods().count("conversations.open") == 2

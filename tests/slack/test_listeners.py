@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -204,4 +204,102 @@ def test_a_retried_event_is_dropped_and_app_uninstalled_disables_posting(
         assert harness.press(snooze.encode(), snooze.action_id, "t6").status == 200
         wait_for(lambda: "not editing the digest" in caplog.text, "the listener to give up on posting")
     assert harness.store.suppressions.list_suppressions("SHOP")  # the press itself was applied
+    assert "chat.update" not in harness.fake.methods()
+
+
+def _press_on(harness: Harness, ts: str, value: str, action_id: str, trigger: str, channel: str = CHANNEL,
+              message: dict[str, Any] | None = None) -> BoltResponse:  # fmt: skip
+    payload = {"type": "block_actions", "team": {"id": "T0FAKE"}, "user": {"id": "U0PM"}, "trigger_id": trigger,
+               "container": {"type": "message", "message_ts": ts, "channel_id": channel},
+               "message": {"ts": ts, **(message or {})},
+               "actions": [{"type": "button", "action_id": action_id, "block_id": "b", "value": value}]}  # fmt: skip
+    return harness.dispatch(urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded")
+
+
+@pytest.fixture
+def channel_harness(tmp_path: Path) -> Iterator[Harness]:
+    """The harness with SHOP's digest going to CHANNEL and, as a DM, to the PM U0PM (no ledger row yet)."""
+    demo = ROOT / "refinebot" / "demo"
+    (tmp_path / "backlog.json").write_text((demo / "backlog.json").read_text())
+    config = tmp_path / "refinebot.toml"
+    config.write_text(
+        (demo / "config.toml").read_text() + f'slack_channel = "{CHANNEL}"\npm_slack_user = "U0PM"\n'
+    )
+    loaded = load_config(config, default_registry(), check_env=False)
+    issues = [_issue("SHOP-1", "0|a", "Checkout"), _issue("SHOP-2", "0|b", "Pay")]
+    found = [_finding("SHOP-1"), _finding("SHOP-2")]
+    with running() as (fake, base_url), Store.open(f"sqlite:///{tmp_path / 'r.db'}") as store:
+        cycle = cycle_of(NOW, project_zone(loaded.config, "SHOP"))
+        store.findings.record("SHOP", cycle, found, [decide(f, [], NOW) for f in found], NOW)
+        store.issues.save("SHOP", issues)
+        services = SlackServices(loaded, store, now=lambda: NOW)
+        app = build_app(services, WebClient(token=TOKEN, base_url=base_url), SECRET)
+        yield Harness(app, fake, store, services, loaded)
+
+
+def test_a_press_before_the_run_recorded_its_message_is_stored_and_edits_it(channel_harness: Harness) -> None:
+    harness = channel_harness
+    harness.fake.messages.append(
+        Message(CHANNEL, TS, "just posted", [], None)
+    )  # the ledger commit is pending
+    snooze = ButtonAction(Verb.SNOOZE_1W, "SHOP-1")
+    assert _press_on(harness, TS, snooze.encode(), snooze.action_id, "race-1").status == 200
+    wait_for(lambda: harness.message().edits == 1, "chat.update of the unrecorded message")
+    (made,) = harness.store.suppressions.list_suppressions("SHOP")
+    assert (made.kind, made.issue, made.by) == (SuppressionKind.SNOOZE, "SHOP-1", "U0PM")
+    assert snooze.encode() not in _values(harness.message())
+    assert "1 snoozed: SHOP-1" in json.dumps(harness.message().blocks)
+    cycle = cycle_of(NOW, project_zone(harness.loaded.config, "SHOP"))
+    # The listener records the message after its edit, so the next press goes the usual way.
+    recorded = wait_for(lambda: harness.store.ledger.digest_by_message(CHANNEL, TS), "the ledger row")
+    assert (recorded.project, recorded.cycle) == ("SHOP", cycle)
+    assert harness.fake.ephemerals == []
+    # Then it looks for the PM's DM copy (none recorded: nothing more to edit).
+    wait_for(lambda: "conversations.open" in harness.fake.methods(), "the look for the DM copy")
+    assert harness.fake.methods().count("chat.update") == 1
+
+
+def test_a_press_on_a_ticket_the_store_has_not_saved_yet_is_stored_and_said_so(
+    channel_harness: Harness,
+) -> None:
+    harness = channel_harness
+    cycle = cycle_of(NOW, project_zone(harness.loaded.config, "SHOP"))
+    harness.store.ledger.save_digest("SHOP", cycle, CHANNEL, TS, "seed", NOW)
+    harness.fake.messages.append(Message(CHANNEL, TS, "seed", [], None))
+    # The digest run has posted SHOP-9 but not saved its issue snapshot yet.
+    late = ButtonAction(Verb.SNOOZE_2W, "SHOP-9")
+    assert _press_on(harness, TS, late.encode(), late.action_id, "race-2").status == 200
+    (note,) = wait_for(lambda: harness.fake.ephemerals, "the ephemeral note")
+    assert (note["channel"], note["user"]) == (CHANNEL, "U0PM")
+    assert "Saved: SHOP-9 is snoozed for 2 weeks" in note["text"] and "when the run finishes" in note["text"]
+    (made,) = harness.store.suppressions.list_suppressions("SHOP")
+    assert (made.issue, made.by, made.until) == ("SHOP-9", "U0PM", NOW + timedelta(days=14))
+    assert "chat.update" not in harness.fake.methods()  # a rebuilt message would have lost SHOP-9
+
+
+def test_a_press_in_the_pms_dm_edits_the_channel_copy_too(channel_harness: Harness) -> None:
+    harness = channel_harness
+    cycle = cycle_of(NOW, project_zone(harness.loaded.config, "SHOP"))
+    for channel in (CHANNEL, "D0PM"):
+        harness.store.ledger.save_digest("SHOP", cycle, channel, TS, "seed", NOW)
+        harness.fake.messages.append(Message(channel, TS, "seed", [], None))
+    remove = ButtonAction(Verb.REMOVE, "SHOP-2")
+    assert _press_on(harness, TS, remove.encode(), remove.action_id, "dm-1", channel="D0PM").status == 200
+    dm, shared = harness.fake.in_channel("D0PM")[0], harness.fake.in_channel(CHANNEL)[0]
+    wait_for(lambda: dm.edits == 1 and shared.edits == 1, "both copies edited")
+    assert dm.blocks == shared.blocks and remove.encode() not in _values(shared)
+    assert harness.fake.methods().count("chat.update") == 2
+
+
+def test_a_press_on_a_message_of_no_configured_project_changes_nothing(channel_harness: Harness) -> None:
+    harness = channel_harness
+    snooze = ButtonAction(Verb.SNOOZE_1W, "SHOP-1")
+    assert (
+        _press_on(harness, TS, snooze.encode(), snooze.action_id, "stray", channel="C0ELSEWHERE").status
+        == 200
+    )
+    assert _press_on(harness, TS, snooze.encode(), snooze.action_id, "stray-dm", channel="D0SOMEONE",
+                     message={"metadata": {"event_type": "refinebot_digest",
+                                           "event_payload": {"project": "NOPE", "cycle": "2026-W49"}}}).status == 200  # fmt: skip
+    assert harness.store.suppressions.list_suppressions("SHOP") == []
     assert "chat.update" not in harness.fake.methods()

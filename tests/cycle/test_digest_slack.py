@@ -199,3 +199,46 @@ def test_killed_after_the_post_then_rerun_edits_that_message(
     assert _writes(fake, mark) == ["chat.update"]
     assert len(fake.in_channel("C0SHOP")) == 1
     assert "slack: recovered in C0SHOP" in rerun.stdout
+
+
+def test_the_pm_gets_the_digest_as_a_dm_once_per_cycle_even_after_a_crash(
+    jira: FakeJiraServer, slack: tuple[FakeSlack, str], tmp_path: Path
+) -> None:
+    fake, base_url = slack
+    site = jira.new_site(cloud=True)
+    _backlog(site)
+    config = _config(tmp_path, site, base_url)
+    config.write_text(config.read_text() + 'pm_slack_user = "U0PM"\n')
+
+    # Killed right after Slack took the DM: the channel's digest is recorded, the DM's is not.
+    killed = _digest(site, config, env={CRASH_ENV: "digest-dm-post"})
+    assert killed.code == -signal.SIGKILL
+    assert _writes(fake) == ["chat.postMessage", "chat.postMessage"]
+    assert [m.channel for m in fake.messages] == ["C0SHOP", "D0PM"]  # conversations.open gave the DM
+
+    mark = len(fake.calls)
+    rerun = _digest(site, config, "--format", "json")
+    assert rerun.code == 0, rerun.stderr
+    assert {"conversations.open", "conversations.history"} <= set(fake.methods()[mark:])
+    assert _writes(fake, mark) == ["chat.update"]  # the DM found by its tag and edited; the channel unchanged
+    (report,) = json.loads(rerun.stdout)
+    assert report["slack"] == (
+        "unchanged in C0SHOP (2 agenda items); DM to U0PM: recovered in D0PM (2 agenda items)"
+    )
+
+    # A change in the same cycle edits both copies; neither is posted again.
+    site.touch("SHOP-3", datetime.now(UTC), **{site.field_ids.story_points: 3.0})
+    mark = len(fake.calls)
+    edited = _digest(site, config)
+    assert edited.code == 0, edited.stderr
+    assert _writes(fake, mark) == ["chat.update", "chat.update"]
+    (channel_copy,), (dm,) = fake.in_channel("C0SHOP"), fake.in_channel("D0PM")
+    assert channel_copy.blocks == dm.blocks and "21 points" not in _shown(dm)
+    assert "DM to U0PM: updated in D0PM" in " ".join(edited.stdout.split())  # rich wraps at 200 columns
+
+    # Next week: one new message in each.
+    mark = len(fake.calls)
+    later = _digest(site, config, "--now", (datetime.now(UTC) + timedelta(days=7)).isoformat())
+    assert later.code == 0, later.stderr
+    assert _writes(fake, mark) == ["chat.postMessage", "chat.postMessage"]
+    assert (len(fake.in_channel("C0SHOP")), len(fake.in_channel("D0PM"))) == (2, 2)

@@ -283,8 +283,37 @@ def test_missing_secrets_port_in_use_and_a_refused_socket_are_one_clear_line(tmp
         config.write_text(config.read_text().replace('mode = "http"', 'mode = "socket"'))
         no_app_token = _serve(config, {"SLACK_BOT_TOKEN": TOKEN}, "--port", "0")
         assert no_app_token.returncode == 1 and "SLACK_APP_TOKEN" in no_app_token.stderr
-        # The fake has no Socket Mode: apps.connections.open is refused, and serve says what to check.
+        # Not the app-level token the fake knows: apps.connections.open is refused, and serve says what to check.
         refused = _serve(config, {"SLACK_BOT_TOKEN": TOKEN, "SLACK_APP_TOKEN": "xapp-fake"}, "--port", "0")
         assert refused.returncode == 1
         assert "apps.connections.open failed" in refused.stderr and "Traceback" not in refused.stderr
         assert "xapp-fake" not in refused.stderr and TOKEN not in refused.stderr
+
+
+def _health(served: Served) -> dict[str, Any]:
+    with urllib.request.urlopen(served.url + "/healthz", timeout=10) as response:
+        return dict(json.loads(response.read()))
+
+
+def test_app_uninstalled_stops_the_next_digest_until_slack_is_enabled_again(served: Served) -> None:
+    event = json.dumps({"type": "event_callback", "team_id": "T0FAKE", "api_app_id": "A0FAKE", "event_id": "Ev-gone",
+                        "event_time": int(time.time()), "event": {"type": "app_uninstalled"}})  # fmt: skip
+    assert served.signed(event, content_type="application/json")[0] == 200
+    wait_for(lambda: _health(served)["slack_posting"] == "disabled", "posting switched off")
+
+    mark = len(served.fake.calls)
+    skipped = run_cli(["digest", "--config", str(served.config)], env={"SLACK_BOT_TOKEN": TOKEN})
+    assert skipped.code == 0, skipped.stdout + skipped.stderr  # skipping is not a failure
+    said = " ".join(skipped.stdout.split())
+    assert "slack: skipped: Slack posting is disabled for workspace T0FAKE (app_uninstalled at " in said
+    assert "--enable-slack" in skipped.stderr  # the one warning says how to turn it back on
+    assert served.fake.methods()[mark:] == ["auth.test"]  # which workspace; nothing posted or edited
+
+    mark = len(served.fake.calls)
+    enabled = run_cli(
+        ["digest", "--config", str(served.config), "--enable-slack"], env={"SLACK_BOT_TOKEN": TOKEN}
+    )
+    assert enabled.code == 0, enabled.stdout + enabled.stderr
+    assert "Slack posting re-enabled for workspace T0FAKE" in enabled.stdout
+    assert [m for m in served.fake.methods()[mark:] if m.startswith("chat.")] == ["chat.update"]
+    assert _health(served)["slack_posting"] == "enabled"

@@ -167,6 +167,19 @@ def _trend(agenda: Agenda) -> str:
     return " :chart_with_upwards_trend:" if change > 0 else " :chart_with_downwards_trend:"
 
 
+# How the digest's footer names other findings: a PM's words on a phone, not rule ids ("4 blocked", not
+# "blocked-dependency 4"); worded to read the same for 1 and for 40. Rules not listed keep their name.
+OFF_AGENDA_WORDS = {
+    "blocked-dependency": "blocked",
+    "missing-acceptance-criteria": "without acceptance criteria",
+    "missing-description": "without a description",
+    "missing-estimate": "unestimated",
+    "oversized-story": "too big",
+    "duplicate-candidate": "possibly duplicated",
+    "stale-item": "untouched for long",
+}
+
+
 def _tail_blocks(agenda: Agenda, more: int, backlog_url: str | None) -> list[Block]:
     blocks: list[Block] = []
     notes: list[str] = []
@@ -174,8 +187,10 @@ def _tail_blocks(agenda: Agenda, more: int, backlog_url: str | None) -> list[Blo
         words = f"and {more} more not-ready {'item' if more == 1 else 'items'}"
         notes.append(f"{words}: {link(backlog_url, 'open the backlog')}" if safe_url(backlog_url) else words)
     if agenda.other_findings:
-        counts = " · ".join(f"{escape(rule)} {count}" for rule, count in agenda.other_findings)
-        notes.append(f"Other findings: {counts}")
+        counts = " · ".join(
+            f"{count} {escape(OFF_AGENDA_WORDS.get(rule, rule))}" for rule, count in agenda.other_findings
+        )
+        notes.append(f"Also flagged, not on this agenda: {counts}")
     snoozed = [s for s in agenda.set_aside if not s.removed]
     removed = [s for s in agenda.set_aside if s.removed]
     if snoozed:

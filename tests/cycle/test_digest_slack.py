@@ -1,6 +1,7 @@
 """``refinebot digest`` posts the agenda to Slack: the real CLI in a subprocess, the fake Jira Cloud and the
 fake Slack Web API over HTTP, SQLite. One post per cycle, then edits in place (or nothing when unchanged);
-hostile ticket titles are escaped and mention nobody; ``--dry-run`` sends Slack nothing."""
+hostile ticket titles are escaped and mention nobody; ``--dry-run`` sends Slack nothing; the PM's DM copy; a
+Slack press made while a run is going is in that run's post."""
 
 from __future__ import annotations
 
@@ -12,8 +13,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
+from refinebot.config import load_config
+from refinebot.digest import DigestCycle
+from refinebot.document import Document
 from refinebot.faults import CRASH_ENV
+from refinebot.slack.blocks import digest_payload
+from refinebot.slack.digest import SlackDigestPoster, build_client
+from refinebot.store import Store
+from refinebot.suppressions import Suppression, SuppressionKind, SuppressionSource
+from rules.registry import default_registry
 from tests.cli_process import CliResult, run_cli
 from tests.fakes.jira_data import adf, make_issue, para
 from tests.fakes.jira_server import FakeJiraServer, Site
@@ -242,3 +252,47 @@ def test_the_pm_gets_the_digest_as_a_dm_once_per_cycle_even_after_a_crash(
     assert later.code == 0, later.stderr
     assert _writes(fake, mark) == ["chat.postMessage", "chat.postMessage"]
     assert (len(fake.in_channel("C0SHOP")), len(fake.in_channel("D0PM"))) == (2, 2)
+
+
+def test_a_slack_press_during_the_run_is_not_undone_by_the_runs_post(
+    jira: FakeJiraServer, slack: tuple[FakeSlack, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, base_url = slack
+    site = jira.new_site(cloud=True)
+    _backlog(site)
+    monkeypatch.setenv(TOKEN_ENV, site.token)
+    loaded = load_config(_config(tmp_path, site, base_url), default_registry())
+    now = datetime.now(UTC)
+
+    with Store.from_config(loaded) as store:
+
+        class PressWhileCommenting:
+            """The tracker writer, plus a PM snoozing SHOP-2 in Slack while the run comments on tickets."""
+
+            def __init__(self, connector: object) -> None:
+                self.connector = connector
+
+            def add_comment(self, issue_key: str, document: Document, *, marker: str) -> str:
+                if not store.suppressions.list_suppressions("SHOP"):
+                    store.suppressions.add(Suppression(
+                        SuppressionKind.SNOOZE, "SHOP", "SHOP-2", now, "U0PM", SuppressionSource.SLACK,
+                        until=now + timedelta(days=7), reason="snoozed from the Slack digest (snooze 1 week)",
+                    ))  # fmt: skip
+                return str(self.connector.add_comment(issue_key, document, marker=marker))  # type: ignore[attr-defined]
+
+            def update_comment(
+                self, issue_key: str, comment_id: str, document: Document, *, marker: str
+            ) -> None:
+                self.connector.update_comment(issue_key, comment_id, document, marker=marker)  # type: ignore[attr-defined]
+
+        poster = SlackDigestPoster(build_client(loaded.config.slack, SecretStr(TOKEN)), store.ledger)
+        cycle = DigestCycle(
+            loaded, store, default_registry(), writer_for=PressWhileCommenting,
+            poster_for=lambda _project: poster, render=digest_payload,
+        )  # fmt: skip
+        report = cycle.run("SHOP", now)
+    assert report.ok, report.error
+    (message,) = fake.in_channel("C0SHOP")
+    shown = _shown(message)
+    assert "1 snoozed: SHOP-2" in shown and "|SHOP-2>" not in shown  # the run posted with the press applied
+    assert report.agenda is not None and [i.issue for i in report.agenda.items] == ["SHOP-3"]

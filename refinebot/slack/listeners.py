@@ -180,8 +180,8 @@ def _saved_note(action: ButtonAction, project: str) -> str:
         Verb.ADD_BACK: f"{action.issue} is back on the agenda",
     }.get(action.verb, f"{action.issue}: done")
     return (
-        f":white_check_mark: Saved: {escape(done)}. The {escape(project)} digest is still being prepared; "
-        "it will show this when the run finishes."
+        f":white_check_mark: Saved: {escape(done)}. The {escape(project)} digest shows it once the "
+        "refinebot run now going (or the next one) has finished."
     )
 
 
@@ -376,8 +376,8 @@ def on_revoked(services: SlackServices, body: Mapping[str, Any], event: Mapping[
         return
     services.disable_posting(team, kind)
     logger.error(
-        "Slack %s for workspace %s: posting to Slack is disabled; reinstall the app, set a new bot token "
-        "and restart refinebot serve",
+        "Slack %s for workspace %s: posting to Slack is disabled; reinstall the app, set its new bot token, "
+        "restart refinebot serve and run `refinebot digest --enable-slack`",
         kind,
         team,
     )

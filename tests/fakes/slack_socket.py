@@ -35,7 +35,7 @@ class FakeSocketMode:
 
     connections: list[ServerConnection] = field(default_factory=list)
     sent: list[dict[str, Any]] = field(default_factory=list)
-    acks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    acks: list[dict[str, Any]] = field(default_factory=list)  # in the order they came
     other: list[Any] = field(default_factory=list)  # anything the app sent that is not an ack
     changed: threading.Condition = field(default_factory=threading.Condition)
 
@@ -54,7 +54,7 @@ class FakeSocketMode:
                 message = json.loads(raw)
                 with self.changed:
                     if isinstance(message, dict) and message.get("envelope_id"):
-                        self.acks[str(message["envelope_id"])] = message
+                        self.acks.append(message)
                     else:
                         self.other.append(message)
                     self.changed.notify_all()
@@ -98,12 +98,17 @@ class FakeSocketMode:
         connection.send(json.dumps(envelope))
         return str(envelope["envelope_id"])
 
-    def wait_ack(self, envelope_id: str, timeout: float = 10.0) -> dict[str, Any]:
-        """The app's ack of ``envelope_id`` (fail if none came within ``timeout`` seconds)."""
+    def wait_ack(self, envelope_id: str, nth: int = 1, timeout: float = 10.0) -> dict[str, Any]:
+        """The app's ``nth`` ack of ``envelope_id`` (an envelope sent again is acked again); fail if it did
+        not come within ``timeout`` seconds."""
+
+        def acked() -> list[dict[str, Any]]:
+            return [a for a in self.acks if a.get("envelope_id") == envelope_id]
+
         with self.changed:
-            if not self.changed.wait_for(lambda: envelope_id in self.acks, timeout):
-                raise AssertionError(f"envelope {envelope_id} was never acknowledged")
-            return self.acks[envelope_id]
+            if not self.changed.wait_for(lambda: len(acked()) >= nth, timeout):
+                raise AssertionError(f"envelope {envelope_id} was not acknowledged {nth} time(s)")
+            return acked()[nth - 1]
 
 
 @contextmanager

@@ -132,7 +132,10 @@ def test_a_button_through_the_socket_is_applied_and_edits_the_digest_once(
     wait_for(lambda: message.edits == 1, "chat.update after the press")
     assert f"1 snoozed: {served.issue}" in json.dumps(message.blocks)
 
-    retry = served.socket.deliver("interactive", _button(value, "trig-press"))  # Slack's redelivery
+    # The very same envelope delivered again (as after a reconnect), then the press in a new envelope.
+    served.socket.deliver("interactive", _button(value, "trig-press"), envelope_id=first)
+    assert served.socket.wait_ack(first, nth=2) == {"envelope_id": first}
+    retry = served.socket.deliver("interactive", _button(value, "trig-press"))
     assert served.socket.wait_ack(retry) == {"envelope_id": retry}
     # A later, new delivery answered proves serve has gone on past the retry.
     later = served.socket.deliver("slash_commands", _command("help", "trig-after"))

@@ -271,7 +271,10 @@ def test_a_press_on_a_ticket_the_store_has_not_saved_yet_is_stored_and_said_so(
     assert _press_on(harness, TS, late.encode(), late.action_id, "race-2").status == 200
     (note,) = wait_for(lambda: harness.fake.ephemerals, "the ephemeral note")
     assert (note["channel"], note["user"]) == (CHANNEL, "U0PM")
-    assert "Saved: SHOP-9 is snoozed for 2 weeks" in note["text"] and "when the run finishes" in note["text"]
+    assert (
+        "Saved: SHOP-9 is snoozed for 2 weeks" in note["text"]
+        and "once the refinebot run now going" in note["text"]
+    )
     (made,) = harness.store.suppressions.list_suppressions("SHOP")
     assert (made.issue, made.by, made.until) == ("SHOP-9", "U0PM", NOW + timedelta(days=14))
     assert "chat.update" not in harness.fake.methods()  # a rebuilt message would have lost SHOP-9

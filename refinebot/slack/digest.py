@@ -242,7 +242,8 @@ def post_digest(
     me = identity or (lambda: whoami(client))
     payload = {**blocks, "metadata": _metadata(agenda)}
     digest_hash = content_hash(payload)
-    channel_id = _api("conversations.list", lambda: resolve_channel(client, channel))
+    lookup = "conversations.open" if _USER_ID.fullmatch(channel) else "conversations.list"
+    channel_id = _api(lookup, lambda: resolve_channel(client, channel))
 
     def outcome(ts: str, action: DigestAction) -> DigestOutcome:
         if action is not DigestAction.UNCHANGED:

@@ -6,7 +6,8 @@ Answers ``auth.test``, ``chat.postMessage``, ``chat.update``, ``chat.postEphemer
 ``apps.connections.open`` (the ``ws://`` URL of a ``tests.fakes.slack_socket`` server when one is attached). A payload over the Block Kit limits gets ``invalid_blocks`` with JSON-pointer
 errors, as Slack answers (HTTP 200, ``ok: false``); the limits are written out here on their own, not
 imported from refinebot, so the renderer is checked against an independent reading of Slack's docs.
-``fail_next`` injects a 429 with ``Retry-After`` (or any status) for the next call of a method.
+``fail_next`` injects a 429 with ``Retry-After`` (or any status) for the next call of a method; ``ephemerals``
+keeps what ``chat.postEphemeral`` was asked to show (to whom, where).
 """
 
 from __future__ import annotations

@@ -294,3 +294,11 @@ def test_a_user_id_is_their_dm_edited_in_place_on_a_rerun(slack: tuple[FakeSlack
     (message,) = fake.in_channel("D0PM")
     assert message.edits == 1 and list(ledger.entries) == [("SHOP", "2026-W49", "D0PM")]
     assert fake.methods().count("conversations.open") == 2
+
+
+def test_a_dm_slack_refuses_to_open_is_a_clear_error(slack: tuple[FakeSlack, WebClient, Clock]) -> None:
+    fake, client, clock = slack
+    fake.fail_next("conversations.open", 200, retry_after=None, error="user_disabled")
+    with pytest.raises(DigestError, match=r"Slack conversations\.open failed: user_disabled"):
+        post(client, MemoryLedger(), clock, agenda(), channel="U0GONE")
+    assert fake.messages == []

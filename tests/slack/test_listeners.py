@@ -163,9 +163,14 @@ def _rendered(harness: Harness) -> Message:
     return harness.message()
 
 
-def test_open_ticket_is_only_acknowledged(harness: Harness) -> None:
+def test_open_ticket_is_only_acknowledged(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
     assert harness.press(None, "refinebot_open", "t4").status == 200
-    assert harness.press("v1|explode|SHOP-1", "refinebot_snooze_1w", "t5").status == 200
+    with caplog.at_level(logging.WARNING, logger="refinebot.slack.listeners"):
+        assert harness.press("v1|explode|SHOP-1", "refinebot_snooze_1w", "t5").status == 200
+        # The listener goes on after its ack: wait for its verdict before looking (and before teardown).
+        wait_for(
+            lambda: "ignoring a button refinebot did not make" in caplog.text, "the foreign value ignored"
+        )
     assert "chat.update" not in harness.fake.methods()
     assert harness.store.suppressions.list_suppressions("SHOP") == []
 

@@ -407,7 +407,8 @@ class CycleScheduler:
         self._report(project, cycle, error or "", retry_at)
 
     def _schedule_retry(self, project: str, slot: datetime, now: datetime) -> datetime | None:
-        retry_at = now + timedelta(minutes=self.loaded.config.scheduler.retry_minutes)
+        zone = project_zone(self.loaded.config, project)  # shown in the project's zone, like its job
+        retry_at = (now + timedelta(minutes=self.loaded.config.scheduler.retry_minutes)).astimezone(zone)
         if retry_at > slot + self.grace:
             return None
         self._scheduler.add_job(

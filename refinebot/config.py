@@ -201,6 +201,15 @@ class ProjectConfig(_Strict):
         return cron_of(self.schedule)
 
 
+class SchedulerConfig(_Strict):
+    """How ``refinebot serve`` runs the projects' schedules."""
+
+    # A run missed while serve was down (or busy) is caught up once if it is at most this late.
+    misfire_grace_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+    # A failed scheduled run is tried again after this long, while still within the grace time.
+    retry_minutes: int = Field(default=10, ge=1, le=24 * 60)
+
+
 # Schedules: the short form people write ("mon 09:00", "mon,thu 09:30") or a 5-field cron. Checked
 # here, at the edge; the scheduler only ever sees cron_of's 5-field form.
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -240,6 +249,7 @@ class RefinebotConfig(BaseSettings):
     database_url: str = "sqlite:///refinebot.db"
     timezone: str = "UTC"
     slack: SlackConfig = Field(default_factory=SlackConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     rules: RuleTable = Field(default_factory=dict)
     projects: dict[str, ProjectConfig] = Field(default_factory=dict)

@@ -7,6 +7,12 @@ HTTP mode is a small stdlib ``ThreadingHTTPServer`` handing each request to bolt
 ``REQUEST_TIMEOUT`` seconds. Everything lives in a ``Server`` made by ``serve()``: no global state.
 Shutdown: the signal handler only sets an event; the main thread then stops the HTTP loop (or the
 socket), lets running handlers finish and closes the store, and the process exits 0.
+
+Schedules: a ``CycleScheduler`` (``refinebot.scheduler``) starts once the server listens and runs each
+project's digest cycle on its schedule; SIGTERM stops it first (the running cycle gets a bounded wait,
+then is abandoned safely). SIGHUP re-reads and validates the config file: a bad one is logged (file,
+key, reason) and the old one kept; a good one reschedules the jobs. Like SIGTERM, the handler only sets
+an event and the main thread does the work.
 """
 
 from __future__ import annotations
@@ -16,9 +22,10 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
@@ -30,11 +37,15 @@ from slack_bolt import App
 from slack_bolt.request import BoltRequest
 from slack_sdk.errors import SlackApiError
 
-from refinebot.config import LoadedConfig
+from refinebot.config import ConfigError, LoadedConfig, RuleCatalog, load_config
+from refinebot.logs import Redactor, secret_values
+from refinebot.scheduler import CycleScheduler, SlackAdminNotifier
 from refinebot.slack.app import build_app
 from refinebot.slack.digest import build_client
 from refinebot.slack.listeners import SlackServices
+from refinebot.slack.runs import digest_cycle
 from refinebot.store import Store
+from rules.registry import RuleRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -83,13 +94,16 @@ def read_secrets(loaded: LoadedConfig, environ: dict[str, str] | os._Environ[str
     )
 
 
-def health(loaded: LoadedConfig, services: SlackServices) -> dict[str, Any]:
-    """What ``GET /healthz`` answers."""
+def health(
+    loaded: LoadedConfig, services: SlackServices, scheduler: CycleScheduler | None = None
+) -> dict[str, Any]:
+    """What ``GET /healthz`` answers; ``schedules`` has each project's next run and last scheduled run."""
     return {
         "ok": True,
         "mode": loaded.config.slack.mode,
         "projects": sorted(loaded.config.projects),
         "slack_posting": "disabled" if services.posting_disabled(None) else "enabled",
+        "schedules": scheduler.status() if scheduler is not None else {},
     }
 
 
@@ -157,6 +171,10 @@ class Server:
     port: int
     host: str
     stopping: threading.Event
+    scheduler: CycleScheduler | None = None
+    catalog: RuleCatalog | None = None  # what a reload validates rule tables against
+    wake: threading.Event = field(default_factory=threading.Event)
+    reload_requested: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
         """Serve until ``stop()``; then shut down cleanly.
@@ -169,7 +187,9 @@ class Server:
         try:
             httpd = _HttpServer(
                 (self.host, self.port),
-                _handler(None if socket else self.app, lambda: health(self.loaded, self.services)),
+                _handler(
+                    None if socket else self.app, lambda: health(self.loaded, self.services, self.scheduler)
+                ),
             )
         except OSError as exc:
             raise ServeError(f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from None
@@ -197,11 +217,25 @@ class Server:
                 # The line tests and operators wait for: the port is open from here on.
                 logger.info("refinebot serve: listening on http://%s:%s%s (health: %s)",
                             host, port, EVENTS_PATH, HEALTH_PATH)  # fmt: skip
+            if self.scheduler is not None:
+                self.scheduler.start()
             self._prune()
-            while not self.stopping.wait(PRUNE_EVERY):
-                self._prune()
+            next_prune = time.monotonic() + PRUNE_EVERY
+            while not self.stopping.is_set():
+                self.wake.wait(max(0.0, next_prune - time.monotonic()))
+                self.wake.clear()
+                if self.stopping.is_set():
+                    break
+                if self.reload_requested.is_set():
+                    self.reload_requested.clear()
+                    self.reload()
+                if time.monotonic() >= next_prune:
+                    self._prune()
+                    next_prune = time.monotonic() + PRUNE_EVERY
         finally:
             logger.info("refinebot serve: stopping")
+            if self.scheduler is not None:
+                self.scheduler.stop()
             if handler is not None:
                 handler.close()  # type: ignore[no-untyped-call]
             httpd.shutdown()
@@ -211,6 +245,34 @@ class Server:
     def stop(self) -> None:
         """Ask the server to stop (safe from a signal handler)."""
         self.stopping.set()
+        self.wake.set()
+
+    def request_reload(self) -> None:
+        """Ask the main loop to re-read the config file (safe from a signal handler)."""
+        self.reload_requested.set()
+        self.wake.set()
+
+    def reload(self) -> bool:
+        """Re-read and validate the config file; on success reschedule, else keep the old config."""
+        path = self.loaded.path
+        if self.catalog is None:
+            return False
+        try:
+            fresh = load_config(path, self.catalog, check_env=False)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                logger.error("config reload: %s: %s: %s; keeping the running config", problem.file,
+                             problem.key or "<top level>", problem.reason)  # fmt: skip
+            return False
+        old = self.loaded.config
+        for part in ("database_url", "slack"):
+            if getattr(old, part) != getattr(fresh.config, part):
+                logger.warning("config reload: %s changed in %s; it takes effect after a restart", part, path)
+        self.loaded = fresh
+        if self.scheduler is not None:
+            self.scheduler.reload(fresh)
+        logger.info("config reload: %s loaded (%d projects)", path, len(fresh.config.projects))
+        return True
 
     def _prune(self) -> None:
         """Forget deliveries older than Slack retries (minutes), so the ledger's table stays small."""
@@ -221,8 +283,16 @@ class Server:
 
 
 @contextmanager
-def serve(loaded: LoadedConfig, *, port: int | None = None, environ: Any = os.environ) -> Iterator[Server]:
-    """Build the store, client, services and app for ``loaded``; close the store when done."""
+def serve(
+    loaded: LoadedConfig,
+    *,
+    port: int | None = None,
+    environ: Any = os.environ,
+    registry: RuleRegistry | None = None,
+) -> Iterator[Server]:
+    """Build the store, client, services, app and scheduler for ``loaded``; close the store when done.
+
+    With a ``registry`` the projects' schedules run (and SIGHUP can reload); without, Slack only."""
     secrets = read_secrets(loaded, environ)
     slack = loaded.config.slack
     store = Store.from_config(loaded)
@@ -231,9 +301,20 @@ def serve(loaded: LoadedConfig, *, port: int | None = None, environ: Any = os.en
         client = build_client(slack, secrets.bot_token)
         signing = secrets.signing_secret.get_secret_value() if secrets.signing_secret else None
         app = build_app(services, client, signing if slack.mode == "http" else None)
+        scheduler = None
+        if registry is not None:
+            rules = registry
+            redactor = Redactor(secret_values(loaded.config, environ))
+            scheduler = CycleScheduler(
+                loaded,
+                store,
+                lambda current, project, now: digest_cycle(current, store, rules).run(project, now),
+                notifier=SlackAdminNotifier(client, slack.admin_channel) if slack.admin_channel else None,
+                redact=redactor.redact,
+            )
         yield Server(
             loaded, store, app, services, secrets, port if port is not None else slack.port, slack.host,
-            threading.Event(),
+            threading.Event(), scheduler, registry,
         )  # fmt: skip
     finally:
         store.close()
@@ -246,7 +327,12 @@ def run_until_signalled(server: Server) -> None:
         logger.info("refinebot serve: got %s", signal.Signals(signum).name)
         server.stop()
 
+    def reload(_signum: int, _frame: FrameType | None) -> None:
+        logger.info("refinebot serve: got SIGHUP: reloading %s", server.loaded.path)
+        server.request_reload()
+
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, reload)
     try:
         server.run()
     finally:

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from refinebot import __version__
+from refinebot import __version__, logs
 from refinebot.cli.agenda import agenda
 from refinebot.cli.configuration import config_app
 from refinebot.cli.console import err
@@ -49,8 +49,10 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-def configure_logging(verbose: int, quiet: bool) -> None:
-    """Log to stderr at ``REFINEBOT_LOG_LEVEL`` (default WARNING), ``-v`` INFO, ``-vv`` DEBUG, ``-q`` ERROR."""
+def configure_logging(verbose: int, quiet: bool, *, service: bool = False) -> None:
+    """Log to stderr at ``REFINEBOT_LOG_LEVEL`` (default WARNING), ``-v`` INFO, ``-vv`` DEBUG, ``-q`` ERROR,
+    in ``REFINEBOT_LOG_FORMAT`` (text, json, or auto: json when stderr is not a terminal; the default
+    for the ``service``, ``serve``, and text for the other commands)."""
     raw = os.environ.get("REFINEBOT_LOG_LEVEL", "WARNING").strip().upper()
     if raw not in LOG_LEVELS:
         err.print(f"error: REFINEBOT_LOG_LEVEL={raw!r} is not a log level (one of: {', '.join(LOG_LEVELS)})")
@@ -60,7 +62,7 @@ def configure_logging(verbose: int, quiet: bool) -> None:
         level = logging.DEBUG if verbose > 1 else logging.INFO
     if quiet:
         level = logging.ERROR
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    logs.configure(level, logs.format_from_env("auto" if service else "text"))
     # The jira package logs a failed request's whole response (a login page, say) at ERROR before
     # raising; the connector's own error says what matters, once.
     logging.getLogger("jira").setLevel(logging.CRITICAL)
@@ -68,6 +70,7 @@ def configure_logging(verbose: int, quiet: bool) -> None:
 
 @app.callback()
 def main_options(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
@@ -83,7 +86,7 @@ def main_options(
 
     The log level is also set by REFINEBOT_LOG_LEVEL (DEBUG, INFO, WARNING, ERROR).
     """
-    configure_logging(verbose, quiet)
+    configure_logging(verbose, quiet, service=ctx.invoked_subcommand == "serve")
 
 
 class Interrupted(BaseException):

@@ -16,7 +16,7 @@ from refinebot.cli.report import report_failures, write_json
 from refinebot.config import DEFAULT_CONFIG_PATH, LoadedConfig
 from refinebot.cycle import cycle_of, project_zone
 from refinebot.pipeline import ProjectResult, run
-from refinebot.slack.blocks import digest_payload
+from refinebot.slack.blocks import backlog_url, digest_payload
 from refinebot.suppressions import Suppression
 from refinebot.terminal import TerminalProgress
 
@@ -27,12 +27,6 @@ class AgendaFormat(StrEnum):
     TEXT = "text"
     JSON = "json"
     BLOCKS = "blocks"
-
-
-def backlog_url(loaded: LoadedConfig, project: str) -> str | None:
-    """Where "and N more" links to: the project's source URL, when it has one."""
-    url = getattr(loaded.source_for(project), "url", None)
-    return url if isinstance(url, str) else None
 
 
 def agendas(

@@ -3,45 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
 from rich.text import Text
 
-from refinebot.agenda import Agenda
-from refinebot.cli.agenda import backlog_url
 from refinebot.cli.console import ConfigOption, error, load, out, registry
 from refinebot.cli.scan import open_store, parse_now
-from refinebot.config import DEFAULT_CONFIG_PATH, LoadedConfig
-from refinebot.cycle import DigestPoster, RecordingPoster
-from refinebot.digest import CycleReport, DigestCycle, PosterFor, RecordingWriter, rehearsal
+from refinebot.config import DEFAULT_CONFIG_PATH
+from refinebot.digest import CycleReport, rehearsal
 from refinebot.slack import posting
-from refinebot.slack.blocks import digest_payload
-from refinebot.slack.digest import SlackDigestPoster, build_client
-from refinebot.store import Store
+from refinebot.slack.runs import digest_cycle
 from refinebot.terminal import TerminalProgress
-
-
-def slack_poster_for(loaded: LoadedConfig, store: Store, *, dry_run: bool) -> PosterFor:
-    """Each project's digest poster: Slack (``[slack]``'s client, the store's ledger) when the bot token
-    is set, a recorder in a dry run, else none. One poster, and so one pacer, for the whole run."""
-    if dry_run:
-        recorder = RecordingPoster()
-        return lambda _project: recorder
-    token = loaded.config.slack.bot_token()
-    poster: DigestPoster | None = None
-    if token is not None:
-        # The store's sync state holds the posting switch that app_uninstalled / tokens_revoked set.
-        client = build_client(loaded.config.slack, token)
-        poster = SlackDigestPoster(client, store.ledger, state=store.sync_state)
-    return lambda _project: poster
-
-
-def slack_renderer(loaded: LoadedConfig) -> Callable[[Agenda], dict[str, Any]]:
-    """The agenda as the Slack payload (``refinebot agenda --format blocks`` shows the same)."""
-    return lambda agenda: digest_payload(agenda, backlog_url=backlog_url(loaded, agenda.project))
 
 
 class DigestFormat(StrEnum):
@@ -91,19 +65,9 @@ def digest(
     if enable_slack and not dry_run:
         for team, reason in posting.enable(store.sync_state).items():
             out.print(Text(f"Slack posting re-enabled for workspace {team} (it was off: {reason})"))
-    recorder = RecordingWriter()
     reports: list[CycleReport] = []
     with store, TerminalProgress() as progress:
-        cycle = DigestCycle(
-            loaded,
-            store,
-            rules,
-            # --dry-run swaps the writers: a recorder for the trackers, a rolled-back transaction for the store.
-            writer_for=(lambda _connector: recorder) if dry_run else (lambda connector: connector),
-            poster_for=slack_poster_for(loaded, store, dry_run=dry_run),
-            render=slack_renderer(loaded),
-            progress=progress,
-        )
+        cycle = digest_cycle(loaded, store, rules, dry_run=dry_run, progress=progress)
         at = parse_now(now)
         for key in selected:
             if dry_run:

@@ -1,4 +1,4 @@
-"""``refinebot serve``: run the Slack app (HTTP or Socket Mode, as ``[slack] mode`` says) until SIGTERM."""
+"""``refinebot serve``: run the Slack app (HTTP or Socket Mode, as ``[slack] mode`` says) and the projects' schedules until SIGTERM."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from refinebot import logs
 from refinebot.cli.console import ConfigOption, error, load, registry
 from refinebot.config import DEFAULT_CONFIG_PATH
 from refinebot.serve import ServeError, run_until_signalled, serve
@@ -22,16 +23,22 @@ def serve_command(
         ),
     ] = None,
 ) -> None:
-    """Run the Slack app: digest buttons, /refinebot and events, until SIGTERM (exit 0).
+    """Run the Slack app and each project's digest on its schedule, until SIGTERM (exit 0).
 
     HTTP mode serves POST /slack/events and GET /healthz; Socket Mode needs the app-level token.
+    SIGHUP re-reads the config (a bad one is logged and the old one kept).
     """
-    loaded = load(config, registry(), check_env=False)
+    rules = registry()
+    loaded = load(config, rules, check_env=False)
+    # A service's log: JSON lines off a terminal (REFINEBOT_LOG_FORMAT overrides), the secrets masked.
+    logs.configure(
+        logging.getLogger().level, logs.format_from_env("auto"), secrets=logs.secret_values(loaded.config)
+    )
     # Operators need to see it listening and stopping even at the default WARNING level.
     if logging.getLogger().level <= logging.WARNING:  # but -q still means errors only
         logging.getLogger("refinebot").setLevel(min(logging.getLogger().level, logging.INFO))
     try:
-        with serve(loaded, port=port) as server:
+        with serve(loaded, port=port, registry=rules) as server:
             run_until_signalled(server)
     except (ServeError, StoreError) as exc:
         error(str(exc))

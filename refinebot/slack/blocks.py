@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from refinebot.agenda import Agenda, AgendaItem, item_facts, readiness_words
+from refinebot.config import LoadedConfig
 from refinebot.document import (
     BulletList,
     Code,
@@ -212,6 +213,12 @@ def _tail_blocks(agenda: Agenda, more: int, backlog_url: str | None) -> list[Blo
         ]
         blocks.append({"type": "actions", "elements": buttons})
     return blocks
+
+
+def backlog_url(loaded: LoadedConfig, project: str) -> str | None:
+    """Where "and N more" links to: the project's source URL, when it has one."""
+    url = getattr(loaded.source_for(project), "url", None)
+    return url if isinstance(url, str) else None
 
 
 def digest_payload(agenda: Agenda, *, backlog_url: str | None = None) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from refinebot.slack.actions import (
     suppression_for,
     to_lift,
 )
-from refinebot.slack.blocks import digest_payload, escape
+from refinebot.slack.blocks import backlog_url, digest_payload, escape
 from refinebot.slack.digest import EVENT_TYPE, DigestError, content_hash, resolve_channel
 from refinebot.store import Store
 
@@ -128,14 +128,9 @@ def current_agenda(services: SlackServices, project: str, cycle: str | None = No
     )
 
 
-def _backlog_url(loaded: LoadedConfig, project: str) -> str | None:
-    url = getattr(loaded.source_for(project), "url", None)
-    return url if isinstance(url, str) else None
-
-
 def agenda_payload(services: SlackServices, agenda: Agenda) -> dict[str, Any]:
     """The digest message of ``agenda`` with its metadata tag (as ``post_digest`` sends it)."""
-    payload = digest_payload(agenda, backlog_url=_backlog_url(services.loaded, agenda.project))
+    payload = digest_payload(agenda, backlog_url=backlog_url(services.loaded, agenda.project))
     metadata = {"event_type": EVENT_TYPE, "event_payload": {"project": agenda.project, "cycle": agenda.cycle}}
     return {**payload, "metadata": metadata}
 
@@ -324,7 +319,7 @@ def agenda_answer(services: SlackServices, project: str | None) -> dict[str, Any
             "response_type": "ephemeral",
             "text": f"No agenda for {project} yet: its first cycle has not run (`refinebot digest`).",
         }
-    payload = digest_payload(agenda, backlog_url=_backlog_url(services.loaded, project))
+    payload = digest_payload(agenda, backlog_url=backlog_url(services.loaded, project))
     blocks = [block for block in payload["blocks"] if block.get("type") != "actions"]
     return {"response_type": "ephemeral", "text": payload["text"], "blocks": blocks}
 

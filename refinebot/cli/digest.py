@@ -18,6 +18,7 @@ from refinebot.config import DEFAULT_CONFIG_PATH, LoadedConfig
 from refinebot.cycle import DigestPoster, RecordingPoster
 from refinebot.digest import CycleReport, DigestCycle, PosterFor, RecordingWriter, rehearsal
 from refinebot.slack.blocks import digest_payload
+from refinebot.slack.charts import ChartPoster, store_chart_source
 from refinebot.slack.digest import SlackDigestPoster, build_client
 from refinebot.store import Store
 from refinebot.terminal import TerminalProgress
@@ -32,7 +33,9 @@ def slack_poster_for(loaded: LoadedConfig, store: Store, *, dry_run: bool) -> Po
     token = loaded.config.slack.bot_token()
     poster: DigestPoster | None = None
     if token is not None:
-        poster = SlackDigestPoster(build_client(loaded.config.slack, token), store.ledger)
+        client = build_client(loaded.config.slack, token)
+        charts = ChartPoster(client, store.chart_uploads, store_chart_source(store.readiness))
+        poster = SlackDigestPoster(client, store.ledger, charts=charts)
     return lambda _project: poster
 
 

@@ -36,6 +36,7 @@ from refinebot.config import SlackConfig
 from refinebot.cycle import DigestAction, DigestLedger, DigestOutcome, DigestPostError
 from refinebot.faults import fault_point
 from refinebot.slack.blocks import payload_hash_input
+from refinebot.slack.charts import ChartPoster
 
 logger = logging.getLogger(__name__)
 
@@ -232,16 +233,28 @@ def post_digest(
 
 
 class SlackDigestPoster:
-    """The cycle's ``DigestPoster`` over a ``WebClient`` and a ledger (one pacer for the whole run)."""
+    """The cycle's ``DigestPoster`` over a ``WebClient`` and a ledger (one pacer for the whole run);
+    with ``charts``, each cycle's readiness chart goes into the digest's thread once."""
 
-    def __init__(self, client: WebClient, ledger: DigestLedger, *, pacer: Pacer | None = None) -> None:
+    def __init__(
+        self,
+        client: WebClient,
+        ledger: DigestLedger,
+        *,
+        pacer: Pacer | None = None,
+        charts: ChartPoster | None = None,
+    ) -> None:
         self._client = client
         self._ledger = ledger
         self._pacer = pacer or Pacer()
+        self._charts = charts
 
     def post(self, agenda: Agenda, payload: dict[str, Any], channel: str) -> DigestOutcome:
         """Post or edit ``agenda``'s digest in ``channel``; ``DigestError`` when Slack refused or was unreachable."""
         try:
-            return post_digest(agenda, payload, channel, self._ledger, self._client, pacer=self._pacer)
+            outcome = post_digest(agenda, payload, channel, self._ledger, self._client, pacer=self._pacer)
         except OSError as exc:  # the connection retry handler gave up
             raise DigestError(f"Slack unreachable at {self._client.base_url}: {type(exc).__name__}") from None
+        if self._charts is not None:
+            self._charts.after_digest(agenda, outcome, self._pacer.wait)  # never raises: logged instead
+        return outcome

@@ -1,17 +1,17 @@
 """The readiness chart goes into the digest's thread once per cycle: slack_sdk's ``files_upload_v2`` over
 real HTTP against the fake Slack (getUploadURLExternal, the upload POST, completeUploadExternal), the record
-in a real SQLite store. Reruns that edit the digest upload nothing; a crash after the upload and before the
+in a real store (SQLite and PostgreSQL). Reruns that edit the digest upload nothing; a crash after the upload and before the
 record does not upload twice; a refused upload leaves the digest standing and is retried next run."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 from slack_sdk import WebClient
+from sqlalchemy.engine import URL
 
 from refinebot.agenda import Agenda, AgendaItem, AgendaReadiness
 from refinebot.chart import MAX_POINTS
@@ -53,8 +53,9 @@ class CrashingUploads:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(f"sqlite:///{tmp_path / 'refinebot.db'}") as opened:
+def store(database_url: URL) -> Iterator[Store]:
+    """A store on SQLite and on PostgreSQL, with ten cycles of readiness."""
+    with Store.open(database_url) as opened:
         for week in range(40, 50):
             ready = week - 38
             at = NOW - timedelta(weeks=50 - week)

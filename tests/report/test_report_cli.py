@@ -1,4 +1,4 @@
-"""``refinebot report`` in a subprocess over a real SQLite store: the page is self-contained (no script,
+"""``refinebot report`` in a subprocess over a real store (SQLite, and PostgreSQL for the main case): the page is self-contained (no script,
 stylesheet link, font or image fetched from anywhere), has the chart, agenda, findings by rule with ticket
 links and the suppressions, escapes hostile ticket text, makes no link of a non-http URL, and leaves the
 database exactly as it was. A missing or outdated store is an error that creates or changes nothing."""
@@ -6,13 +6,13 @@ database exactly as it was. A missing or outdated store is an error that creates
 from __future__ import annotations
 
 import base64
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
-import pytest
+from sqlalchemy import MetaData, create_engine, select, text
+from sqlalchemy.engine import URL
 
 from refinebot.models import Finding, Issue, IssueType, Severity, SourceKind
 from refinebot.store import ReadinessRecord, Store
@@ -21,7 +21,7 @@ from tests.cli_process import run_cli
 
 NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 HOSTILE = '<script>alert("x")</script> & <img src=x onerror=alert(1)>'
-URL = "https://t.example/browse/{}"
+TICKET_URL = "https://t.example/browse/{}"
 
 
 @dataclass
@@ -64,7 +64,7 @@ class Parsed(HTMLParser):
 def issue(n: int, title: str = "", points: float | None = 3.0, url: str | None = None) -> Issue:
     return Issue(
         key=f"SHOP-{n}", project="SHOP", source_kind=SourceKind.JIRA, title=title or f"Story {n}",
-        type=IssueType.STORY, url=url or URL.format(f"SHOP-{n}"), story_points=points,
+        type=IssueType.STORY, url=url or TICKET_URL.format(f"SHOP-{n}"), story_points=points,
         rank=f"0|i{n:04d}:", created=NOW - timedelta(days=60),
     )  # fmt: skip
 
@@ -73,8 +73,7 @@ def finding(n: int, rule: str, severity: Severity = Severity.ERROR) -> Finding:
     return Finding("SHOP", f"SHOP-{n}", rule, "x", severity, f"{rule} on SHOP-{n}")
 
 
-def make_store(tmp_path: Path) -> Path:
-    database = tmp_path / "refinebot.db"
+def make_store(url: URL | str) -> URL | str:
     issues = [
         issue(1),
         issue(2, title=HOSTILE),
@@ -92,7 +91,7 @@ def make_store(tmp_path: Path) -> Path:
         kind=SuppressionKind.SNOOZE, project="SHOP", issue="SHOP-3", created=NOW - timedelta(days=1),
         by="ana", source=SuppressionSource.SLACK, until=NOW + timedelta(days=9), reason="waiting on <legal>",
     )  # fmt: skip
-    with Store.open(f"sqlite:///{database}") as store:
+    with Store.open(url) as store:
         store.issues.save("SHOP", issues)
         added = store.suppressions.add(snooze)
         store.findings.record("SHOP", "2026-W49", found, [decide(f, [added], NOW) for f in found], NOW)
@@ -101,14 +100,19 @@ def make_store(tmp_path: Path) -> Path:
             store.readiness.record(
                 ReadinessRecord("SHOP", f"2026-W{week}", ready, 5, ready / 5, 5, ready, at)
             )
-    return database
+    return url
 
 
-def write_config(tmp_path: Path, database: Path) -> Path:
+def sqlite_url(tmp_path: Path, name: str = "refinebot.db") -> str:
+    return f"sqlite:///{tmp_path / name}"
+
+
+def write_config(tmp_path: Path, url: URL | str) -> Path:
+    rendered = url.render_as_string(hide_password=False) if isinstance(url, URL) else url
     config = tmp_path / "refinebot.toml"
     config.write_text(
         f"""
-database_url = "sqlite:///{database}"
+database_url = "{rendered}"
 timezone = "Europe/Berlin"
 
 [sources.demo]
@@ -127,16 +131,32 @@ source = "demo"
     return config
 
 
-def dump(database: Path) -> list[str]:
-    connection = sqlite3.connect(database)
+def dump(url: URL | str) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table (the alembic version included), to compare before and after."""
+    engine = create_engine(url)
     try:
-        return list(connection.iterdump())
+        tables = MetaData()
+        tables.reflect(engine)
+        with engine.connect() as connection:
+            return {
+                name: sorted(map(tuple, connection.execute(select(table))), key=repr)
+                for name, table in tables.tables.items()
+            }
     finally:
-        connection.close()
+        engine.dispose()
 
 
-def test_the_report_is_one_self_contained_page_with_every_section(tmp_path: Path) -> None:
-    database = make_store(tmp_path)
+def set_revision(url: URL | str, revision: str) -> None:
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = :r"), {"r": revision})
+    finally:
+        engine.dispose()
+
+
+def test_the_report_is_one_self_contained_page_with_every_section(tmp_path: Path, database_url: URL) -> None:
+    database = make_store(database_url)
     config = write_config(tmp_path, database)
     before = dump(database)
     out = tmp_path / "out" / "report.html"
@@ -167,8 +187,8 @@ def test_the_report_is_one_self_contained_page_with_every_section(tmp_path: Path
     assert "waiting on <legal>" in page.text
 
     # Ticket links: http(s) URLs only; SHOP-4's javascript: URL is shown as a plain key.
-    assert page.links["SHOP-2"] == URL.format("SHOP-2")
-    assert page.links["SHOP-5"] == URL.format("SHOP-5")
+    assert page.links["SHOP-2"] == TICKET_URL.format("SHOP-2")
+    assert page.links["SHOP-5"] == TICKET_URL.format("SHOP-5")
     assert "SHOP-4" not in page.links and "SHOP-4" in page.text
     hrefs = [attrs.get("href") or "" for tag, attrs in page.tags if tag == "a"]
     assert all(h.startswith(("https://", "#")) for h in hrefs), hrefs
@@ -188,7 +208,7 @@ def test_the_report_is_one_self_contained_page_with_every_section(tmp_path: Path
 
 
 def test_only_the_named_projects_are_reported(tmp_path: Path) -> None:
-    config = write_config(tmp_path, make_store(tmp_path))
+    config = write_config(tmp_path, make_store(sqlite_url(tmp_path)))
     out = tmp_path / "shop.html"
     result = run_cli(["report", "-c", str(config), "-p", "SHOP", "-o", str(out), "--now", NOW.isoformat()])
     assert result.code == 0, result.stderr
@@ -199,20 +219,17 @@ def test_only_the_named_projects_are_reported(tmp_path: Path) -> None:
 
 def test_a_missing_store_is_an_error_and_no_database_is_created(tmp_path: Path) -> None:
     database = tmp_path / "never.db"
-    config = write_config(tmp_path, database)
+    config = write_config(tmp_path, sqlite_url(tmp_path, "never.db"))
     result = run_cli(["report", "-c", str(config), "-o", str(tmp_path / "r.html")])
     assert result.code == 1
     assert "no store at" in result.stderr and "refinebot digest" in result.stderr
     assert not database.exists() and not (tmp_path / "r.html").exists()
 
 
-@pytest.mark.parametrize("revision", ["0001"])
-def test_an_outdated_store_is_not_migrated_by_the_report(tmp_path: Path, revision: str) -> None:
-    database = make_store(tmp_path)
-    connection = sqlite3.connect(database)
-    with connection:
-        connection.execute("UPDATE alembic_version SET version_num = ?", (revision,))
-    connection.close()
+def test_an_outdated_store_is_not_migrated_by_the_report(tmp_path: Path, database_url: URL) -> None:
+    revision = "0001"
+    database = make_store(database_url)
+    set_revision(database, revision)
     before = dump(database)
     result = run_cli(["report", "-c", str(write_config(tmp_path, database)), "-o", str(tmp_path / "r.html")])
     assert result.code == 1

@@ -8,7 +8,8 @@
 # The config is mounted read-only at /etc/refinebot/refinebot.toml (REFINEBOT_CONFIG); secrets come from
 # the environment (--env-file), never from the image. With SQLite, point database_url at the volume
 # (database_url = "sqlite:////var/lib/refinebot/refinebot.db"); several replicas need PostgreSQL
-# (database_url = "postgresql+psycopg://refinebot@db/refinebot", password in PGPASSWORD).
+# (REFINEBOT_DATABASE_URL=postgresql+psycopg://refinebot:PASSWORD@db/refinebot in the env file, with no
+# database_url in the config; or a password-less database_url and PGPASSWORD).
 #
 # The optional semantic duplicate re-ranking pulls in torch: build with --build-arg SEMANTIC=1, which
 # installs the CPU-only torch wheel from PyTorch's CPU index first (about 200 MB instead of several GB of

@@ -1,8 +1,8 @@
 """The test hook that kills the process at a named step, as a power cut would (crash-safety tests only).
 
-Set ``REFINEBOT_TEST_CRASH_AFTER`` to a step name (``comment-post``, ``comment-edit``, ``digest-post``) and the
-process dies right after that write, before anything is committed; a rerun must still leave exactly one comment
-or digest. Unset (always, outside tests), a fault point does nothing.
+Set ``REFINEBOT_TEST_CRASH_AFTER`` to a step name (``comment-post``, ``comment-edit``, ``digest-post``,
+``chart-upload``) and the process dies right after that write, before anything is committed; a rerun must
+still leave exactly one comment, digest or chart. Unset (always, outside tests), a fault point does nothing.
 """
 
 from __future__ import annotations

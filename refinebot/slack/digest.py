@@ -44,6 +44,7 @@ from refinebot.cycle import DigestAction, DigestLedger, DigestOutcome, DigestPos
 from refinebot.faults import fault_point
 from refinebot.slack import posting
 from refinebot.slack.blocks import payload_hash_input
+from refinebot.slack.charts import ChartPoster
 
 logger = logging.getLogger(__name__)
 
@@ -297,6 +298,7 @@ class SlackDigestPoster:
     With ``state`` (the store's sync state) it honours the posting switch: while it is off for the
     token's workspace every post is ``SKIPPED`` (one warning per run), and nothing is sent to Slack but
     the ``auth.test`` that says which workspace the token is for.
+    With ``charts``, each cycle's readiness chart goes into the digest's thread once.
     """
 
     def __init__(
@@ -306,11 +308,13 @@ class SlackDigestPoster:
         *,
         pacer: Pacer | None = None,
         state: posting.StateStore | None = None,
+        charts: ChartPoster | None = None,
     ) -> None:
         self._client = client
         self._ledger = ledger
         self._pacer = pacer or Pacer()
         self._state = state
+        self._charts = charts
         self._me: BotIdentity | None = None
         self._off: str | None = None
         self._off_checked = False
@@ -357,7 +361,7 @@ class SlackDigestPoster:
             off = self.posting_off()
             if off is not None:
                 return DigestOutcome(agenda.project, agenda.cycle, channel, "", DigestAction.SKIPPED, "", off)
-            return post_digest(
+            outcome = post_digest(
                 agenda,
                 payload,
                 channel,
@@ -368,3 +372,6 @@ class SlackDigestPoster:
             )
         except OSError as exc:  # the connection retry handler gave up
             raise DigestError(f"Slack unreachable at {self._client.base_url}: {type(exc).__name__}") from None
+        if self._charts is not None:
+            self._charts.after_digest(agenda, outcome, self._pacer.wait)  # never raises: logged instead
+        return outcome

@@ -16,6 +16,7 @@ from refinebot.config import LoadedConfig
 from refinebot.cycle import DigestPoster, RecordingPoster
 from refinebot.digest import DigestCycle, PosterFor, RecordingWriter
 from refinebot.slack.blocks import backlog_url, digest_payload
+from refinebot.slack.charts import ChartPoster, store_chart_source
 from refinebot.slack.digest import SlackDigestPoster, build_client
 from refinebot.store import Store
 from rules.registry import RuleRegistry
@@ -32,7 +33,8 @@ def slack_poster_for(loaded: LoadedConfig, store: Store, *, dry_run: bool) -> Po
     if token is not None:
         # The store's sync state holds the posting switch that app_uninstalled / tokens_revoked set.
         client = build_client(loaded.config.slack, token)
-        poster = SlackDigestPoster(client, store.ledger, state=store.sync_state)
+        charts = ChartPoster(client, store.chart_uploads, store_chart_source(store.readiness))
+        poster = SlackDigestPoster(client, store.ledger, state=store.sync_state, charts=charts)
     return lambda _project: poster
 
 

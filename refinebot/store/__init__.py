@@ -18,6 +18,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
 from refinebot.config import LoadedConfig
+from refinebot.store.charts import ChartUpload, ChartUploads
 from refinebot.store.cycles import CycleClaim, CycleClaims
 from refinebot.store.engine import (
     Database,
@@ -39,6 +40,7 @@ from refinebot.store.sync_state import DatabaseSyncStateStore
 
 __all__ = [
     "BotComment",
+    "ChartUpload",
     "CycleClaim",
     "DatabaseRuleCache",
     "DatabaseSyncStateStore",
@@ -73,6 +75,7 @@ class Store:
         self.ledger = Ledger(self._database)
         self.readiness = ReadinessStore(self._database)
         self.cycles = CycleClaims(self._database)
+        self.chart_uploads = ChartUploads(self._database)  # readiness charts in digest threads
 
     @classmethod
     def open(cls, url: URL | str, *, migrate: bool = True) -> Store:

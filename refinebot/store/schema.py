@@ -180,3 +180,16 @@ cycle_claims = Table(
     Column("lease_until", UtcDateTime, nullable=False),
     Column("finished_at", UtcDateTime, nullable=True),
 )
+
+# The readiness chart uploaded into a digest's thread, once per (project, cycle, channel); message_ts is
+# the digest it went under (a digest deleted and posted anew gets its chart again).
+chart_uploads = Table(
+    "chart_uploads",
+    metadata,
+    Column("project", String(KEY), primary_key=True),
+    Column("cycle", String(KEY), primary_key=True),
+    Column("channel", String(KEY), primary_key=True),
+    Column("message_ts", String(64), nullable=False),
+    Column("file_id", String(KEY), nullable=False),
+    Column("uploaded_at", UtcDateTime, nullable=False),
+)

@@ -8,6 +8,14 @@ errors, as Slack answers (HTTP 200, ``ok: false``); the limits are written out h
 imported from refinebot, so the renderer is checked against an independent reading of Slack's docs.
 ``fail_next`` injects a 429 with ``Retry-After`` (or any status) for the next call of a method; ``ephemerals``
 keeps what ``chat.postEphemeral`` was asked to show (to whom, where).
+
+File uploads follow Slack's external upload flow, as ``files_upload_v2`` drives it:
+``files.getUploadURLExternal`` (``filename``, ``length``) answers an ``upload_url`` on this server and a
+``file_id``; a POST of the bytes to that URL (no token, as Slack's) answers 200 ``OK - <length>``;
+``files.completeUploadExternal`` (``files`` as JSON ``[{"id", "title"}]``, ``channel_id``, ``thread_ts``)
+shares the file as a reply in the thread, refusing a file whose bytes never arrived or whose size
+differs from ``length``. Thread replies are kept apart from ``messages`` (``conversations.history``
+lists no replies, as Slack's does) and are listed by ``conversations.replies``.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ TOKEN = "xoxb-fake-token"
 APP_TOKEN = "xapp-1-fake-app-token"
 BOT_ID = "BFAKE"  # auth.test's bot_id and bot user for TOKEN: what our own messages carry
 BOT_USER = "U0BOT"
+UPLOAD_PATH = "/upload/v1/"
 
 
 @dataclass
@@ -39,6 +48,21 @@ class Message:
     bot_id: str = BOT_ID
     edits: int = 0
     user: str = BOT_USER
+    thread_ts: str | None = None  # a reply in this message's thread
+    files: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Upload:
+    """A file between ``files.getUploadURLExternal`` and ``files.completeUploadExternal``."""
+
+    file_id: str
+    filename: str
+    length: int
+    alt_txt: str
+    data: bytes | None = None
+    title: str = ""
+    shared_in: tuple[str, str | None] | None = None  # (channel, thread_ts) once completed
 
 
 @dataclass
@@ -113,6 +137,9 @@ class FakeSlack:
     messages: list[Message] = field(default_factory=list)
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     faults: dict[str, list[Fault]] = field(default_factory=dict)
+    replies: list[Message] = field(default_factory=list)  # thread replies (the file shares)
+    uploads: dict[str, Upload] = field(default_factory=dict)
+    upload_base: str = ""  # set by ``running``: where upload URLs point (this server)
     _next_ts: int = 1_760_000_000
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -129,6 +156,20 @@ class FakeSlack:
     def in_channel(self, channel: str) -> list[Message]:
         """The messages of ``channel``, oldest first."""
         return [m for m in self.messages if m.channel == channel]
+
+    def thread(self, channel: str, ts: str) -> list[Message]:
+        """The replies in the thread of message ``ts`` in ``channel``, oldest first."""
+        return [m for m in self.replies if m.channel == channel and m.thread_ts == ts]
+
+    def upload_bytes(self, upload_id: str, data: bytes) -> tuple[int, str]:
+        """Step 2 of an upload: the POST of the file's bytes to its upload URL."""
+        with self.lock:
+            self.calls.append(("upload", {"upload_id": upload_id, "bytes": len(data)}))
+            upload = self.uploads.get(upload_id)
+            if upload is None or upload.shared_in is not None:
+                return 404, "upload url not found"
+            upload.data = data
+            return 200, f"OK - {len(data)}"
 
     def _ts(self) -> str:
         self._next_ts += 1
@@ -227,6 +268,74 @@ class FakeSlack:
         return {"ok": True, "channels": [{"id": cid, "name": name} for name, cid in self.channels.items()],
                 "response_metadata": {"next_cursor": ""}}  # fmt: skip
 
+    def _files_getuploadurlexternal(self, params: dict[str, Any]) -> dict[str, Any]:
+        filename = str(params.get("filename") or "")
+        try:
+            length = int(params.get("length", ""))
+        except ValueError:
+            length = 0
+        if not filename or length <= 0:
+            return {"ok": False, "error": "invalid_arguments"}
+        if len(str(params.get("alt_txt") or "")) > 1000:
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = f"F0FAKE{len(self.uploads) + 1:04d}"
+        self.uploads[file_id] = Upload(file_id, filename, length, str(params.get("alt_txt") or ""))
+        return {"ok": True, "upload_url": f"{self.upload_base}{file_id}", "file_id": file_id}
+
+    def _files_completeuploadexternal(self, params: dict[str, Any]) -> dict[str, Any]:
+        raw = params.get("files")
+        try:
+            wanted = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            wanted = None
+        if not isinstance(wanted, list) or not wanted or not all(isinstance(f, dict) for f in wanted):
+            return {"ok": False, "error": "invalid_arguments"}
+        uploads = [self.uploads.get(str(f.get("id"))) for f in wanted]
+        if any(u is None or u.data is None or len(u.data) != u.length for u in uploads):
+            return {"ok": False, "error": "file_not_found"}
+        channel = str(params.get("channel_id") or "")
+        thread_ts = params.get("thread_ts") or None
+        if channel and (self._channel_id(channel) is None or channel.startswith("#")):
+            return {"ok": False, "error": "channel_not_found"}
+        if thread_ts and not any(m.channel == channel and m.ts == thread_ts for m in self.messages):
+            return {"ok": False, "error": "invalid_thread_ts"}
+        shown: list[dict[str, Any]] = []
+        for upload, entry in zip(uploads, wanted, strict=True):
+            assert upload is not None
+            upload.title = str(entry.get("title") or upload.filename)
+            upload.shared_in = (channel, thread_ts) if channel else None
+            shown.append({"id": upload.file_id, "name": upload.filename, "title": upload.title,
+                          "size": upload.length, "alt_txt": upload.alt_txt})  # fmt: skip
+        if channel:
+            reply = Message(channel, self._ts(), str(params.get("initial_comment") or ""), [], None,
+                            thread_ts=thread_ts, files=shown)  # fmt: skip
+            (self.replies if thread_ts else self.messages).append(reply)
+        return {"ok": True, "files": [{"id": f["id"], "title": f["title"]} for f in shown]}
+
+    def _conversations_replies(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = str(params.get("channel", ""))
+        ts = str(params.get("ts", ""))
+        if self._channel_id(channel) is None or channel.startswith("#"):
+            return {"ok": False, "error": "channel_not_found"}
+        parent = next((m for m in self.messages if m.channel == channel and m.ts == ts), None)
+        if parent is None:
+            return {"ok": False, "error": "thread_not_found"}
+        limit = int(params.get("limit", 100))
+        start = int(params.get("cursor") or 0)
+        thread = [parent, *self.thread(channel, ts)]
+        page = thread[start : start + limit]
+        out = []
+        for m in page:
+            entry: dict[str, Any] = {"type": "message", "ts": m.ts, "text": m.text, "bot_id": m.bot_id,
+                                     "thread_ts": ts}  # fmt: skip
+            if m.files:
+                entry["files"] = m.files
+                entry["upload"] = True
+            out.append(entry)
+        more = start + limit < len(thread)
+        return {"ok": True, "messages": out, "has_more": more,
+                "response_metadata": {"next_cursor": str(start + limit) if more else ""}}  # fmt: skip
+
     def _conversations_history(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = str(params.get("channel", ""))
         if self._channel_id(channel) is None or channel.startswith("#"):
@@ -276,6 +385,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(dict(parse_qsl(urlsplit(self.path).query)))
 
     def do_POST(self) -> None:
+        if self.path.startswith(UPLOAD_PATH):  # step 2 of an upload: raw bytes, no token (as Slack's)
+            data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            status, text = self.server.fake.upload_bytes(self.path[len(UPLOAD_PATH) :], data)
+            body = text.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
         if self.headers.get("Content-Type", "").startswith("application/json"):
             params = json.loads(raw or "{}")
@@ -301,6 +420,7 @@ def running(fake: FakeSlack | None = None) -> Iterator[tuple[FakeSlack, str]]:
     """Serve ``fake`` on a free port; yields it and the ``base_url`` for ``WebClient``."""
     fake = fake or FakeSlack()
     server = _Server(fake)
+    fake.upload_base = f"http://127.0.0.1:{server.server_address[1]}{UPLOAD_PATH}"
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:

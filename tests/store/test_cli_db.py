@@ -42,7 +42,7 @@ def test_upgrade_creates_the_default_sqlite_file_beside_the_config(tmp_path: Pat
     first = run_cli(["db", "upgrade", "--config", str(config)], cwd=tmp_path)
     assert first.code == 0, first.stderr
     database = tmp_path / "deploy" / "refinebot.db"
-    assert f"ok: sqlite:///{database} at revision 0001 (was empty)" in first.stdout
+    assert f"ok: sqlite:///{database} at revision 0002 (was empty)" in first.stdout
     engine = create_store_engine(f"sqlite:///{database}")
     try:
         assert "findings" in inspect(engine).get_table_names()
@@ -50,7 +50,7 @@ def test_upgrade_creates_the_default_sqlite_file_beside_the_config(tmp_path: Pat
         engine.dispose()
     again = run_cli(["db", "upgrade", "--config", str(config)], cwd=tmp_path)
     assert again.code == 0, again.stderr
-    assert "at revision 0001 (already current)" in again.stdout
+    assert "at revision 0002 (already current)" in again.stdout
 
 
 def test_upgrade_of_a_postgresql_database_named_in_the_environment(
@@ -66,8 +66,8 @@ def test_upgrade_of_a_postgresql_database_named_in_the_environment(
         },
     )
     assert result.code == 0, result.stderr
-    assert "at revision 0001 (was empty)" in result.stdout
-    assert "upgraded from empty to 0001" in result.stderr  # the DEBUG log ran
+    assert "at revision 0002 (was empty)" in result.stdout
+    assert "upgraded from empty to 0002" in result.stderr  # the DEBUG log ran
     assert SECRET not in result.stdout + result.stderr
 
 

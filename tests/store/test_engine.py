@@ -124,7 +124,7 @@ def test_a_store_opened_with_a_password_logs_none_of_it(
         store.sync_state.save("k", {"v": 1})
         assert store.url.count("***") == 1
         assert SECRET not in store.url
-    assert "upgraded from empty to 0001" in caplog.text  # the migration was logged, with the URL
+    assert "upgraded from empty to 0002" in caplog.text  # the migration was logged, with the URL
     assert SECRET not in caplog.text
 
 

@@ -89,6 +89,7 @@ def digest(
             poster_for=slack_poster_for(loaded, store, dry_run=dry_run),
             render=slack_renderer(loaded),
             progress=progress,
+            exclusive=not dry_run,  # a dry run writes nothing, so it claims nothing either
         )
         at = parse_now(now)
         for key in selected:
@@ -122,6 +123,7 @@ def _report_json(report: CycleReport, dry_run: bool) -> dict[str, Any]:
         "cycle": report.cycle,
         "ok": report.ok,
         "error": report.error,
+        "skipped": report.skipped,
         "dry_run": dry_run,
         "findings_shown": len(result.findings),
         "findings_hidden": result.hidden,
@@ -140,6 +142,9 @@ def _report_json(report: CycleReport, dry_run: bool) -> dict[str, Any]:
 
 
 def _print_report(report: CycleReport, dry_run: bool) -> None:
+    if report.skipped:
+        out.print(Text(report.skipped))
+        return
     if not report.result.ok:
         return
     result = report.result

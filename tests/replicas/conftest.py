@@ -46,10 +46,14 @@ def jira() -> Iterator[FakeJiraServer]:
 
 
 @pytest.fixture
-def shop(jira: FakeJiraServer, database_url: str, tmp_path: Path) -> Iterator[Shop]:
-    """The SHOP project on a new fake Jira site and a fake Slack, with its config on ``database_url``."""
+def shop(
+    jira: FakeJiraServer, database_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Shop]:
+    """The SHOP project on a new fake Jira site and a fake Slack, with its config on ``database_url``
+    (a module that sets ``LIGHT_SHOP = True`` runs it without the duplicate rule)."""
+    light = bool(getattr(request.module, "LIGHT_SHOP", False))
     with running() as (slack, base_url):
-        yield Shop.create(jira, slack, base_url, tmp_path, database_url)
+        yield Shop.create(jira, slack, base_url, tmp_path, database_url, light=light)
 
 
 @pytest.fixture(scope="module")

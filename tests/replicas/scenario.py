@@ -31,11 +31,25 @@ class Shop:
     config: Path
 
     @classmethod
-    def create(cls, jira: FakeJiraServer, slack: FakeSlack, base_url: str, folder: Path, url: str) -> Shop:
+    def create(
+        cls,
+        jira: FakeJiraServer,
+        slack: FakeSlack,
+        base_url: str,
+        folder: Path,
+        url: str,
+        *,
+        light: bool = False,
+    ) -> Shop:
+        """The project on a new site; ``light``: without the duplicate rule (whose scikit-learn import is most
+        of a fresh process's start), for tests that start many ``python -m refinebot`` processes."""
         site = jira.new_site(cloud=True)
         _backlog(site)
         config = _config(folder, site, base_url)
-        config.write_text(f'database_url = "{url}"\n' + config.read_text(encoding="utf-8"), encoding="utf-8")
+        text = f'database_url = "{url}"\n' + config.read_text(encoding="utf-8")
+        if light:
+            text += "\n[rules.duplicate-candidate]\nenabled = false\n"
+        config.write_text(text, encoding="utf-8")
         return cls(site, slack, config)
 
     def digest_args(self, *args: str) -> list[str]:

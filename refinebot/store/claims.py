@@ -219,11 +219,14 @@ def claim_cycle(
             time.sleep(_DEAD_HOLDER_POLL_SECONDS)
         if not claim.won:
             logger.info("%s", claim.message)
-        yield claim
-        if claim.won:
+            yield claim
+            return
+        try:
+            yield claim
+        finally:  # also when the cycle raised: its lease ends now, unfinished, not in half an hour
             try:
                 _let_go(connection, claim, clock())
-            except SQLAlchemyError as exc:  # the cycle's work is done; its lease simply runs out
+            except SQLAlchemyError as exc:  # the lease simply runs out; the mutex goes below
                 logger.warning("project %s: could not end the claim: %s", project, describe_error(exc, url))
     finally:
         _release(mutex, project)

@@ -83,7 +83,9 @@ class Shop:
 
     def change(self) -> None:
         """The team works on the backlog: SHOP-3 re-estimated (its comment is edited), SHOP-4 added (40 points)."""
-        self.site.touch("SHOP-3", datetime.now(UTC), **{self.site.field_ids.story_points: 3.0})
+        points = self.site.field_ids.story_points
+        assert points is not None  # a Cloud site has the field
+        self.site.touch("SHOP-3", datetime.now(UTC), **{points: 3.0})
         make_issue(self.site, 4, points=40.0)
 
 

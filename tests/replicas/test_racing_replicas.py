@@ -61,9 +61,14 @@ def _race(shop: Shop, count: int, folder: Path, *args: str, hold_at_store: bool)
     holds = "migrate,store" if hold_at_store else "migrate"
     env = shop.env(**{HOLD_ENV: holds, HOLD_DIR_ENV: str(folder)})
     procs = [start_cli(shop.digest_args(*args), env=env) for _ in range(count)]
+
+    def exited() -> int:
+        return sum(p.poll() is not None for p in procs)
+
+    def at(step: str) -> list[Path]:
+        return sorted(folder.glob(f"{step}.*.arrived"))
+
     try:
-        exited = lambda: sum(p.poll() is not None for p in procs)  # noqa: E731
-        at = lambda step: sorted(folder.glob(f"{step}.*.arrived"))  # noqa: E731
         _wait_for(lambda: len(at("migrate")) == count or exited() > 0, procs, "all at the start line")
         assert exited() == 0, [finish_cli(p) for p in procs]
         (folder / "migrate.go").touch()  # all open the store, migrate and claim from here at once

@@ -74,7 +74,8 @@ class Owner:
     @staticmethod
     def this_process() -> Owner:
         """This process (the same token for all its claims; a forked child has its own pid)."""
-        return Owner(socket.gethostname(), os.getpid(), _process_token())
+        # The owner column holds 255 characters; a host name may have 253.
+        return Owner(socket.gethostname()[:200], os.getpid(), _process_token())
 
     @staticmethod
     def parse(text_value: str) -> Owner | None:
@@ -145,18 +146,8 @@ class _AdvisoryMutex:
             self._connection.execute(unlock, {"key": self._key})
 
 
-class _NoMutex:
-    """In-memory SQLite: one process, nothing to exclude."""
-
-    def try_acquire(self) -> bool:
-        return True
-
-    def release(self) -> None:
-        return None
-
-
 @dataclass
-class CycleClaim:
+class Claim:
     """The outcome of claiming: ``won``, or who holds the project (``holder``, ``host/pid``)."""
 
     project: str
@@ -188,7 +179,7 @@ def claim_cycle(
     owner: Owner | None = None,
     lease: timedelta = LEASE,
     clock: Clock = utc_now,
-) -> Iterator[CycleClaim]:
+) -> Iterator[Claim]:
     """Claim ``project``'s ``cycle`` for the block; the claim says whether it was won (never waits for a holder).
 
     Let go at the end of the block: the lease ends (and ``finished_at`` is set if ``finish()`` was called),
@@ -198,7 +189,7 @@ def claim_cycle(
     me = owner or Owner.this_process()
     url = engine.url
     if url.get_backend_name() == "sqlite" and not is_sqlite_file(url):
-        yield CycleClaim(project, cycle, me, won=True)
+        yield Claim(project, cycle, me, won=True)
         return
     try:
         connection = engine.connect()
@@ -246,17 +237,16 @@ def _release(mutex: _Mutex | None, project: str) -> None:
 
 
 def _mutex_for(connection: Connection, project: str) -> _Mutex:
+    """A SQLite file's ``flock`` beside it, else (PostgreSQL: the store supports no third) an advisory lock."""
     path = lock_file_for(connection.engine.url, project)
     if path is not None:
         return FileLock(path)
-    if connection.dialect.name == "postgresql":
-        return _AdvisoryMutex(connection, f"refinebot.cycle:{project}")
-    return _NoMutex()
+    return _AdvisoryMutex(connection, f"refinebot.cycle:{project}")
 
 
 def _claim(
     connection: Connection, project: str, cycle: str, me: Owner, lease: timedelta, clock: Clock
-) -> tuple[CycleClaim, _Mutex | None, bool]:
+) -> tuple[Claim, _Mutex | None, bool]:
     """Take the mutex and write the row, or find out who holds the project; the flag is true when the
     mutex is held although every claim on record is a dead process's (its session is still closing)."""
     mutex = _mutex_for(connection, project)
@@ -269,7 +259,7 @@ def _claim(
             if not mutex.try_acquire():
                 alive = [row for row in others if _alive(row, me, holding=False)]
                 row = alive[0] if alive else (others[0] if others else None)
-                lost = CycleClaim(project, cycle, me, won=False, holder=_label(row))
+                lost = Claim(project, cycle, me, won=False, holder=_label(row))
                 return lost, None, bool(others) and not alive
             acquired = True
             alive = [row for row in others if _alive(row, me, holding=True)]
@@ -279,7 +269,7 @@ def _claim(
                 acquired = False
                 mutex.release()
                 row = alive[0]
-                return CycleClaim(project, cycle, me, False, _label(row), row.lease_until), None, False
+                return Claim(project, cycle, me, False, _label(row), row.lease_until), None, False
             for row in others:
                 if Owner.parse(row.owner) != me:
                     logger.warning(
@@ -307,7 +297,7 @@ def _claim(
             _release(mutex, project)
         raise
     logger.debug("project %s: cycle %s claimed by %s", project, cycle, me.label)
-    return CycleClaim(project, cycle, me, won=True), mutex, False
+    return Claim(project, cycle, me, won=True), mutex, False
 
 
 def _other_claims(connection: Connection, project: str, now: datetime) -> list[Row[Any]]:
@@ -338,7 +328,7 @@ def _label(row: Row[Any] | None) -> str | None:
     return holder_label(str(row.owner)) if row is not None else None
 
 
-def _let_go(connection: Connection, claim: CycleClaim, now: datetime) -> None:
+def _let_go(connection: Connection, claim: Claim, now: datetime) -> None:
     values: dict[str, datetime] = {"lease_until": now}
     if claim.finished:
         values["finished_at"] = now

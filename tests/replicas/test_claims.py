@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -20,6 +21,7 @@ from refinebot.store.claims import Owner, claim_cycle
 from refinebot.store.engine import FileLock, advisory_key, create_store_engine, lock_file_for
 from refinebot.store.migrate import MIGRATION_LOCK, migrate
 from refinebot.store.schema import cycle_claims
+from tests.store.conftest import Postgres
 
 NOW = datetime(2026, 11, 30, 9, tzinfo=UTC)
 A = Owner("host-a", 101, "aaaa")  # other hosts: their liveness is unknowable here, so leases count
@@ -32,8 +34,15 @@ def at(moment: datetime) -> Callable[[], datetime]:
 
 
 @pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    with Store.open(database_url) as opened:
+def store(engine_name: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    """A migrated store: a SQLite file, or a schema of its own in the run's PostgreSQL database (cheaper
+    than a database; every claim here is let go, so the database-wide advisory locks start free)."""
+    if engine_name == "sqlite":
+        url = f"sqlite:///{tmp_path / 'refinebot.db'}"
+    else:
+        server: Postgres = request.getfixturevalue("postgres")
+        url = server.new_schema().render_as_string(hide_password=False)
+    with Store.open(url) as opened:
         yield opened
 
 
@@ -153,8 +162,9 @@ def test_a_dropped_connection_keeps_its_lease_on_postgresql(
             killed = (
                 admin.execute(
                     text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_locks "
-                        "WHERE locktype = 'advisory' AND objid = (:key & 4294967295) AND granted"
+                        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
+                        " AND granted AND objid = (:key & 4294967295) AND objsubid = 1"
+                        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
                     ),
                     {"key": advisory_key("refinebot.cycle:SHOP")},
                 )

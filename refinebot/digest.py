@@ -68,7 +68,8 @@ from refinebot.faults import fault_point
 from refinebot.models import Finding, Issue
 from refinebot.pipeline import ProjectInputs, ProjectResult, evaluate_project
 from refinebot.sources import connector_for
-from refinebot.store import BotComment, Store
+from refinebot.store import BotComment, Store, StoreError
+from refinebot.store.claims import claim_cycle
 from refinebot.store.readiness import ReadinessRecord
 from refinebot.suppressions import Suppression, SuppressionKind, SuppressionSource
 from rules.registry import RuleRegistry
@@ -251,6 +252,7 @@ class CycleReport:
     digest: str = ""  # what happened to the Slack digest
     digest_error: str | None = None  # the Slack digest failed (the rest of the cycle was done)
     agenda: Agenda | None = None
+    skipped: str | None = None  # another process holds the project's cycle: why this one did nothing
 
     @property
     def ok(self) -> bool:
@@ -279,11 +281,32 @@ class DigestCycle:
     render: Renderer | None = None
     progress: ProgressCallback = no_progress
     connector_factory: Callable[[str], Connector] | None = None
+    exclusive: bool = True  # claim the project in the database first (a dry run, which writes nothing, not)
 
     def run(self, project: str, now: datetime | None = None, *, full: bool = False) -> CycleReport:
-        """Run ``project``'s cycle; a failure is the report's error, never an exception."""
+        """Run ``project``'s cycle; a failure is the report's error, never an exception.
+
+        Replicas on one database: the project's cycle is claimed first (``refinebot.store.claims``); when
+        another process holds it, nothing is done and the report says so (``skipped``, still ok).
+        """
         now = now or datetime.now(UTC)
         cycle = cycle_of(now, project_zone(self.loaded.config, project))
+        if not self.exclusive:
+            return self._guarded(project, cycle, now, full)
+        try:
+            with claim_cycle(self.store.engine, project, cycle) as claim:
+                if not claim.won:
+                    return CycleReport(project, cycle, ProjectResult(project=project), skipped=claim.message)
+                fault_point("claimed")
+                report = self._guarded(project, cycle, now, full)
+                if report.ok:
+                    claim.finish()
+                return report
+        except StoreError as exc:
+            logger.info("project %s failed: %s", project, exc)
+            return CycleReport(project, cycle, ProjectResult(project=project, error=str(exc)))
+
+    def _guarded(self, project: str, cycle: str, now: datetime, full: bool) -> CycleReport:
         try:
             return self._run(project, cycle, now, full)
         except ConnectorError as exc:
@@ -301,6 +324,7 @@ class DigestCycle:
         zone = project_zone(self.loaded.config, project)
         connector = self._connector(project)
         fetched = connector.fetch(project, settings.query, full=full)
+        fault_point("sync")
         touches = load_touches(self.store, project)
         seen = {issue.key: issue for issue in without_bot_activity(fetched.issues, touches)}
         commenting = isinstance(connector, CommentingConnector) and settings.comment_on_tickets
@@ -352,6 +376,7 @@ class DigestCycle:
                         now,
                     )
                 )
+        fault_point("store")
         actions: list[CommentAction] = []
         unchanged = 0
         if commenting:
@@ -532,6 +557,7 @@ class DigestCycle:
             action = "posted"
         read_at = previous.replies_read_at if previous is not None and previous.replies_read_at else now
         self.store.ledger.save_comment(BotComment(project, key, MARKER, comment_id, digest, now, read_at))
+        fault_point("comment-ledger")
         return action
 
     def _digest(self, project: str, agenda: Agenda | None) -> tuple[str, str | None]:
@@ -561,6 +587,7 @@ class DigestCycle:
                 return "; ".join([*done, "failed"]), f"Slack digest{f' DM to {target}' if dm else ''}: {exc}"
             if outcome.action is DigestAction.SKIPPED:
                 return f"skipped: {outcome.note}", None
+            fault_point("digest-commit")  # the poster has saved the digest's ledger row
             items = f"{len(agenda.items)} agenda item{'s' if len(agenda.items) != 1 else ''}"
             if isinstance(poster, RecordingPoster) or outcome.action is DigestAction.PLANNED:
                 said = f"would post {items} to {target}"

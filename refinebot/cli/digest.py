@@ -100,6 +100,7 @@ def _report_json(report: CycleReport, dry_run: bool) -> dict[str, Any]:
         "cycle": report.cycle,
         "ok": report.ok,
         "error": report.error,
+        "skipped": report.skipped,
         "dry_run": dry_run,
         "findings_shown": len(result.findings),
         "findings_hidden": result.hidden,
@@ -118,6 +119,9 @@ def _report_json(report: CycleReport, dry_run: bool) -> dict[str, Any]:
 
 
 def _print_report(report: CycleReport, dry_run: bool) -> None:
+    if report.skipped:
+        out.print(Text(report.skipped))
+        return
     if not report.result.ok:
         return
     result = report.result

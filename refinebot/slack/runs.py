@@ -63,4 +63,5 @@ def digest_cycle(
         poster_for=slack_poster_for(loaded, store, dry_run=dry_run),
         render=slack_renderer(loaded),
         progress=progress,
+        exclusive=not dry_run,  # a dry run writes nothing, so it claims nothing either
     )

@@ -2,14 +2,19 @@
 
 SQLite (the default, one host) and PostgreSQL (several replicas) share one schema; everything that differs
 between the two lives here: WAL and ``busy_timeout`` on every SQLite connection, ``BEGIN IMMEDIATE`` so
-SQLite writers queue instead of failing, advisory locks on PostgreSQL, and the dialect's own upsert.
-URLs are only ever rendered with the password hidden.
+SQLite writers queue instead of failing, the locks that keep processes from racing (advisory locks on
+PostgreSQL, ``flock`` on a file beside the database on SQLite), and the dialect's own upsert. URLs are only
+ever rendered with the password hidden.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
+import os
+import re
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -19,7 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from refinebot.config import LoadedConfig
 
@@ -29,6 +34,8 @@ DEFAULT_DATABASE_URL = "sqlite:///refinebot.db"
 # A writer waits this long for another one (a cycle in another process) before SQLite says "locked".
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 READ_ONLY = "refinebot_read_only"  # an execution option: this connection's transactions only read
+_LOCK_POLL_SECONDS = 0.05
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class StoreError(Exception):
@@ -133,14 +140,101 @@ def advisory_key(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
 
 
-def lock(connection: Connection, name: str) -> None:
+def lock(connection: Connection, name: str, *, wait_seconds: float | None = None) -> None:
     """Hold a database-wide lock called ``name`` until the current transaction ends.
 
     PostgreSQL: a transaction-level advisory lock (released by commit, rollback or a dead connection, so
-    no unlock path can be forgotten). SQLite: the transaction already holds the write lock (BEGIN IMMEDIATE).
+    no unlock path can be forgotten), waited for at most ``wait_seconds`` when given (else ``StoreError``).
+    SQLite: the transaction already holds the write lock (BEGIN IMMEDIATE).
     """
-    if connection.dialect.name == "postgresql":
+    if connection.dialect.name != "postgresql":
+        return
+    if wait_seconds is None:
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_key(name)})
+        return
+    # lock_timeout bounds the wait (advisory locks are heavyweight locks); reset at once, so the rest of
+    # the transaction (a migration's DDL) keeps the server's own setting.
+    connection.exec_driver_sql(f"SET LOCAL lock_timeout = {int(wait_seconds * 1000)}")
+    try:
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_key(name)})
+    except OperationalError:
+        raise StoreError(
+            f"another process has held the lock {name!r} on {safe_url(connection.engine.url)} "
+            f"for more than {wait_seconds:g} s"
+        ) from None
+    connection.exec_driver_sql("SET LOCAL lock_timeout TO DEFAULT")
+
+
+def lock_file_for(url: URL, name: str | None = None) -> Path | None:
+    """The lock file beside a SQLite file database: ``<db>.lock``, or ``<db>.<name>.lock`` for a named lock
+    (a name that is not a plain key is made one, with a hash so two names never share a file); None for
+    any other database (PostgreSQL locks in the database itself; an in-memory SQLite has one process)."""
+    if not is_sqlite_file(url):
+        return None
+    assert url.database is not None
+    if name is None:
+        return Path(f"{url.database}.lock")
+    if not _PLAIN_NAME.match(name):
+        digest = hashlib.blake2b(name.encode(), digest_size=4).hexdigest()
+        name = f"{re.sub(r'[^A-Za-z0-9_-]', '_', name)[:48]}-{digest}"
+    return Path(f"{url.database}.{name}.lock")
+
+
+class FileLock:
+    """An exclusive ``flock`` on a file: between processes on one host, released by ``release`` or by the
+    holder's death (the kernel drops it with the descriptor, so a killed process never leaves it held).
+
+    Each ``FileLock`` opens its own descriptor, so two in one process exclude each other as well.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free; False when another holder has it."""
+        assert self._fd is None, "FileLock is not re-entrant"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return True
+
+    def acquire(self, wait_seconds: float) -> None:
+        """Take the lock, waiting at most ``wait_seconds`` for its holder (else ``StoreError``)."""
+        deadline = time.monotonic() + wait_seconds
+        while not self.try_acquire():
+            if time.monotonic() > deadline:
+                raise StoreError(f"another process has held {self.path} for more than {wait_seconds:g} s")
+            time.sleep(_LOCK_POLL_SECONDS)
+
+    def release(self) -> None:
+        """Let the lock go (closing the descriptor drops the flock)."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+
+@contextmanager
+def file_lock(url: URL, wait_seconds: float) -> Iterator[None]:
+    """Hold ``<db>.lock`` beside a SQLite file for the block (nothing for other databases)."""
+    path = lock_file_for(url)
+    if path is None:
+        yield
+        return
+    held = FileLock(path)
+    held.acquire(wait_seconds)
+    try:
+        yield
+    finally:
+        held.release()
 
 
 class Database:

@@ -2,8 +2,10 @@
 
 Replicas started together on an empty PostgreSQL would race to create the same tables; each takes a
 transaction-level advisory lock first and runs the migrations inside that transaction (PostgreSQL DDL is
-transactional), so the second one waits, then finds the schema at head and does nothing. On SQLite the
-migration transaction starts with ``BEGIN IMMEDIATE``, which is the file's write lock.
+transactional), so the second one waits, then finds the schema at head and does nothing. On SQLite each
+process first takes ``flock`` on ``<db>.lock`` beside the file, before its first connection (whose WAL
+switch would otherwise race too), and the migration transaction starts with ``BEGIN IMMEDIATE``. Both
+waits are bounded: a lock held longer than ``MIGRATION_LOCK_WAIT_SECONDS`` is a clear error, not a hang.
 """
 
 from __future__ import annotations
@@ -19,12 +21,21 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
-from refinebot.store.engine import StoreError, create_store_engine, describe_error, lock, safe_url
+from refinebot.faults import fault_point
+from refinebot.store.engine import (
+    StoreError,
+    create_store_engine,
+    describe_error,
+    file_lock,
+    lock,
+    safe_url,
+)
 
 logger = logging.getLogger(__name__)
 
 MIGRATION_LOCK = "refinebot.store.migrate"
 SCRIPT_LOCATION = "refinebot.store:migrations"
+MIGRATION_LOCK_WAIT_SECONDS = 120.0  # a migration takes well under a second; longer is a stuck process
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -70,9 +81,14 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
 def migrate(engine: Engine, revision: str = "head") -> Migration:
     """Migrate the database to ``revision`` under the migration lock, saying what changed."""
     where = safe_url(engine.url)
+    fault_point("migrate")  # tests: processes started together are let go from here at one moment
     try:
-        with engine.connect() as connection, connection.begin():
-            lock(connection, MIGRATION_LOCK)
+        with (
+            file_lock(engine.url, MIGRATION_LOCK_WAIT_SECONDS),
+            engine.connect() as connection,
+            connection.begin(),
+        ):
+            lock(connection, MIGRATION_LOCK, wait_seconds=MIGRATION_LOCK_WAIT_SECONDS)
             before = MigrationContext.configure(connection).get_current_revision()
             command.upgrade(alembic_config(connection), revision)
             after = MigrationContext.configure(connection).get_current_revision()

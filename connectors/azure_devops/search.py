@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any
 
+from connectors.azure_devops.batch import get_work_items_batch_json
 from connectors.azure_devops.client import AdoClient, ResultCapError
 from connectors.base import ConnectorError, Progress, ProgressCallback, no_progress
 from refinebot.config import AzureDevOpsSourceConfig
@@ -86,20 +87,6 @@ def chunks(values: Sequence[int], size: int) -> Iterator[list[int]]:
         yield list(values[start : start + size])
 
 
-def raw_work_item(item: Any) -> dict[str, Any]:
-    """The SDK's ``WorkItem`` model back to the REST JSON shape ``map_work_item`` reads."""
-    return {
-        "id": item.id,
-        "rev": item.rev,
-        "fields": dict(item.fields or {}),
-        "relations": [
-            {"rel": r.rel, "url": r.url, "attributes": dict(r.attributes or {})}
-            for r in (item.relations or [])
-        ],
-        "url": item.url,
-    }
-
-
 class WorkItemSearch:
     """WIQL and batch reads for one organisation, through the client's guard."""
 
@@ -161,19 +148,14 @@ class WorkItemSearch:
         found: dict[int, dict[str, Any]] = {}
         for done, chunk in enumerate(chunks(wanted, BATCH_SIZE), start=1):
             request = WorkItemBatchGetRequest(ids=chunk, expand="Relations", error_policy="Omit")
+            # The answer's JSON as sent (batch.py): msrest's models cost most of a fetch's time.
             items = self.client.call(
                 f"work items batch of project {project!r}",
-                partial(wit.get_work_items_batch, request, project=project if scoped else None),
+                partial(get_work_items_batch_json, wit, request, project=project if scoped else None),
                 project=project,
                 purpose="search",
             )
-            for item in items or []:
-                if item is None:
-                    continue
-                raw = raw_work_item(item)
-                formats = self.client.formats.pop(str(raw["id"]), None)
-                if formats:
-                    raw["multilineFieldsFormat"] = formats
+            for raw in items:
                 found[int(raw["id"])] = raw
             self.progress(
                 Progress("work items", min(done * BATCH_SIZE, len(wanted)), len(wanted), finished=False)
@@ -189,11 +171,12 @@ class WorkItemSearch:
         for chunk in chunks(sorted(ids), BATCH_SIZE):
             # The project segment is left out: a predecessor may live in another project.
             request = WorkItemBatchGetRequest(ids=chunk, fields=STATE_FIELDS, error_policy="Omit")
-            targets = self.client.call(
-                "states of linked work items",
-                partial(wit.get_work_items_batch, request),
-                project=project,
-                purpose="search",
+            found.extend(
+                self.client.call(
+                    "states of linked work items",
+                    partial(get_work_items_batch_json, wit, request),
+                    project=project,
+                    purpose="search",
+                )
             )
-            found.extend(raw_work_item(item) for item in targets or [] if item is not None)
         return found

@@ -1,13 +1,14 @@
-"""The raw ``workitemsbatch`` path (``connectors/azure_devops/batch.py``) against the SDK's own method.
+"""The raw JSON paths (``connectors/azure_devops/wire.py``: ``workitemsbatch``, WIQL) against the SDK's methods.
 
 Both run through the real ``azure-devops`` SDK over HTTP to the session's fake organisation: the same
 request on the wire, every value the SDK's ``WorkItem`` model carried still in the raw JSON and mapped
-to the same ``Issue``, and every failure of the batch endpoint (401, 404, 400, 429 and 503 with their
-retries) ending in the same ``ConnectorError`` message, sleeps and requests as the SDK method's.
+to the same ``Issue``, and every failure of either endpoint (401, 403, 404, 400, 429, 503, 500 and a delayed 200,
+with their retries) ending in the same ``ConnectorError`` message, sleeps and requests as the SDK method's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,8 +18,13 @@ from typing import Any
 import pytest
 
 from connectors.ado_json import AdoProcess, map_work_item
-from connectors.azure_devops.batch import get_work_items_batch_json, work_items_of
 from connectors.azure_devops.client import AdoClient
+from connectors.azure_devops.wire import (
+    get_work_items_batch_json,
+    query_ids_json,
+    work_item_ids_of,
+    work_items_of,
+)
 from connectors.base import ConnectorError, MemorySyncStateStore
 from refinebot.config import AzureDevOpsSourceConfig
 from refinebot.models import LinkKind
@@ -32,7 +38,7 @@ RELATED = "System.LinkTypes.Related"
 
 
 def sdk_shape(item: Any) -> dict[str, Any]:
-    """What the connector made of the SDK's ``WorkItem`` model before batch.py (the reference path)."""
+    """What the connector made of the SDK's ``WorkItem`` model before wire.py (the reference path)."""
     return {
         "id": item.id,
         "rev": item.rev,
@@ -70,8 +76,9 @@ class Rich:
 
 
 @pytest.fixture
-def rich(ado: FakeAzureDevOps, unique_name: Callable[[str], str]) -> Rich:
-    project = unique_name("Raw")
+def rich(ado: FakeAzureDevOps, request: pytest.FixtureRequest) -> Rich:
+    # unique_name() cuts at 64 characters, where the parameters are: a digest keeps cases apart.
+    project = f"Raw-{hashlib.sha256(request.node.name.encode()).hexdigest()[:12]}"
     ado.add_project(project)
     parent = ado.add_item(project, "Checkout epic", type="Feature")
     blocker = ado.add_item(project, "Payment provider contract", state="Active")
@@ -206,6 +213,32 @@ def test_the_request_on_the_wire_is_the_sdk_methods(
         assert raw.api_version == "7.1-preview.1"
 
 
+def test_the_wiql_request_on_the_wire_is_the_sdk_methods_and_gives_the_same_ids(
+    client: AdoClient, rich: Rich, ado: FakeAzureDevOps
+) -> None:
+    from azure.devops.v7_1.work_item_tracking.models import TeamContext, Wiql
+
+    wit = client.clients().wit
+    wiql = Wiql(query=f"SELECT [System.Id] FROM WorkItems WHERE [System.TeamProject] = '{rich.project}'")
+    for time_precision, top in [(None, None), (True, 2)]:
+        mark = len(ado.requests)
+        result = wit.query_by_wiql(
+            wiql, team_context=TeamContext(project=rich.project), time_precision=time_precision, top=top
+        )
+        ids = query_ids_json(wit, wiql, rich.project, time_precision=time_precision, top=top)
+        sdk, raw = ado.requests_since(mark)
+        assert (raw.method, raw.path, raw.query, raw.api_version, raw.body) == (
+            sdk.method,
+            sdk.path,
+            sdk.query,
+            sdk.api_version,
+            sdk.body,
+        )
+        assert raw.api_version == "7.1-preview.2"
+        assert ids == [int(ref.id) for ref in result.work_items]
+        assert ids == rich.ids[: top or len(rich.ids)]
+
+
 def _outcome(run: Callable[[], list[Any]]) -> str:
     try:
         return f"ok: {len(run())} items"
@@ -219,10 +252,36 @@ def no_faults_left(ado: FakeAzureDevOps) -> Iterator[None]:
     ado.faults.clear()
 
 
+def _operations(
+    endpoint: str, wit: Any, rich: Rich
+) -> tuple[str, str, Callable[[], list[Any]], Callable[[], list[Any]]]:
+    """(what, fault path, SDK method, raw path) for one endpoint; both return a list of items or ids."""
+    from azure.devops.v7_1.work_item_tracking.models import TeamContext, Wiql
+
+    if endpoint == "batch":
+        request = batch_request(rich.ids, expand="Relations")
+        return (
+            f"work items batch of project {rich.project!r}",
+            f"/{rich.project}/_apis/wit/workItemsBatch",
+            lambda: [i for i in wit.get_work_items_batch(request, project=rich.project) or [] if i],
+            partial(get_work_items_batch_json, wit, request, project=rich.project),
+        )
+    wiql = Wiql(query=f"SELECT [System.Id] FROM WorkItems WHERE [System.TeamProject] = '{rich.project}'")
+    return (
+        f"WIQL query of project {rich.project!r}",
+        f"/{rich.project}/_apis/wit/wiql",
+        lambda: list(
+            wit.query_by_wiql(wiql, team_context=TeamContext(project=rich.project), top=50).work_items
+        ),
+        partial(query_ids_json, wit, wiql, rich.project, top=50),
+    )
+
+
+@pytest.mark.parametrize("endpoint", ["batch", "wiql"])
 @pytest.mark.parametrize(
     ("fault", "expected"),
     [
-        ({"status": 401}, r"authentication failed \(HTTP 401\) for work items batch"),
+        ({"status": 401}, r"authentication failed \(HTTP 401\) for (work items batch|WIQL query)"),
         (
             {"status": 404, "message": "TF200016: The following project does not exist: Gone."},
             r"project '[^']+' not found \(HTTP 404\): TF200016",
@@ -235,48 +294,51 @@ def no_faults_left(ado: FakeAzureDevOps) -> Iterator[None]:
             },
             r"failed \(HTTP 400\): VS403474",
         ),
+        ({"status": 400, "message": "VS402337: more than 20000 results"}, r"^error: VS402337"),
         ({"status": 403, "message": "TF400813: not authorized"}, r"access denied \(HTTP 403\)"),
         ({"status": 429, "headers": {"Retry-After": "3"}}, r"^ok: 4 items$"),
         ({"status": 503, "times": 2}, r"^ok: 4 items$"),
         ({"status": 503, "times": 10}, r"failed after 5 attempts; last error: HTTP 503: TF400324"),
         ({"status": 500, "times": 10}, r"failed after 5 attempts; last error: HTTP 500: fault 500"),
+        ({"status": None, "headers": {"Retry-After": "4"}}, r"^ok: 4 items$"),
     ],
     ids=[
         "401",
         "404-project",
         "404",
         "400-cap",
+        "400-wiql-cap",
         "403",
         "429-retry-after",
         "503-retried",
         "503-gives-up",
         "500",
+        "delayed-200",
     ],
 )
-def test_batch_failures_map_to_the_same_errors_and_retries_as_the_sdk_path(
+def test_failures_map_to_the_same_errors_and_retries_as_the_sdk_path(
     client: AdoClient,
     rich: Rich,
     ado: FakeAzureDevOps,
     sleeps: Sleeps,
     no_faults_left: None,
+    endpoint: str,
     fault: dict[str, Any],
     expected: str,
 ) -> None:
-    wit = client.clients().wit
-    request = batch_request(rich.ids, expand="Relations")
-    what = f"work items batch of project {rich.project!r}"
+    what, path, *operations = _operations(endpoint, client.clients().wit, rich)
     seen: list[tuple[str, list[float], list[int]]] = []
-    for operation in (
-        partial(wit.get_work_items_batch, request, project=rich.project),
-        partial(get_work_items_batch_json, wit, request, project=rich.project),
-    ):
+    for operation in operations:
         ado.faults.clear()
-        ado.faults.append(Fault(f"/{rich.project}/_apis/wit/workItemsBatch", **fault))
+        ado.faults.append(Fault(path, **fault))
         sleeps.calls.clear()
         mark = len(ado.requests)
 
-        def run(operation: Callable[[], Any] = operation) -> list[Any]:
-            return list(client.call(what, operation, project=rich.project, purpose="search") or [])
+        def run(operation: Callable[[], list[Any]] = operation) -> list[Any]:
+            result = client.call(what, operation, project=rich.project, purpose="search")
+            # A delayed 200's pause is taken before the next request: make one so it shows.
+            client.call("probe", lambda: None, project=None)
+            return result
 
         outcome = _outcome(run)
         seen.append((outcome, list(sleeps.calls), [r.status for r in ado.requests_since(mark)]))
@@ -284,6 +346,8 @@ def test_batch_failures_map_to_the_same_errors_and_retries_as_the_sdk_path(
     (sdk, raw) = seen
     assert raw == sdk
     assert re.search(expected, raw[0]), raw[0]
+    if "Retry-After" in fault.get("headers", {}):
+        assert raw[1] == [float(fault["headers"]["Retry-After"])]
 
 
 @pytest.mark.parametrize(
@@ -296,6 +360,18 @@ def test_a_batch_answer_that_is_not_work_items_is_a_deserialisation_error(body: 
 
     with pytest.raises(DeserializationError):
         work_items_of(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"<html>Sign in</html>", b"{}", b'{"workItems": {"id": 1}}', b'{"workItems": [{"url": "x"}]}'],
+    ids=["html", "no-work-items", "not-a-list", "reference-without-id"],
+)
+def test_a_wiql_answer_that_is_not_a_flat_result_is_a_deserialisation_error(body: bytes) -> None:
+    from azure.core.exceptions import DeserializationError
+
+    with pytest.raises(DeserializationError):
+        work_item_ids_of(body)
 
 
 def test_omitted_slots_are_dropped() -> None:

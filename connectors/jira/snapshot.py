@@ -101,7 +101,8 @@ class Repeats:
     """
 
     def __init__(self) -> None:
-        self._seen: dict[str, Any] = {}
+        self._seen: dict[str, Any] = {}  # a field value's JSON -> the first such value
+        self._strings: dict[str, str] = {}
 
     def share(self, raw: Any) -> None:
         """Point ``raw``'s recurring field values at the first equal one seen (in place)."""
@@ -109,6 +110,9 @@ class Repeats:
         if not isinstance(fields, dict):
             return
         seen = self._seen
+        expand = raw.get("expand")
+        if isinstance(expand, str):  # the same 90 characters on every issue
+            raw["expand"] = self._strings.setdefault(expand, expand)
         for name, value in fields.items():
             if type(value) is dict and value.get("type") != "doc":
                 try:

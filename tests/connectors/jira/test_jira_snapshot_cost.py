@@ -93,8 +93,9 @@ def test_recurring_field_values_are_one_object_and_the_saved_json_is_what_jira_s
 
 def test_sharing_changes_no_value() -> None:
     status = {"self": "https://x/status/1", "id": "1", "name": "To Do", "statusCategory": {"id": 2}}
-    raws = [
+    raws: list[dict[str, Any]] = [
         {
+            "expand": ",".join(["renderedFields", "names"]),  # a new string object each time
             "key": f"SHOP-{n}",
             "fields": {
                 "status": copy.deepcopy(status),
@@ -113,6 +114,7 @@ def test_sharing_changes_no_value() -> None:
 
     assert json.dumps(raws) == before
     assert all(raw["fields"]["status"] is raws[0]["fields"]["status"] for raw in raws)
+    assert all(raw["expand"] is raws[0]["expand"] for raw in raws)
     assert raws[0]["fields"]["flag"] is not raws[1]["fields"]["flag"]  # {"value": 1} vs {"value": true}
     assert raws[0]["fields"]["flag"] is raws[2]["fields"]["flag"]
     assert raws[0]["fields"]["description"] is not raws[2]["fields"]["description"]  # ADF left alone

@@ -15,6 +15,7 @@ import argparse
 import itertools
 import math
 import os
+import resource
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -40,26 +41,30 @@ class Row:
     search: int
     other: int
     seconds: float
+    cpu_seconds: float
     peak_mib: float
 
 
-def _measure(site: Site, fn: Callable[[], int]) -> tuple[int, int, int, float, float]:
-    """Issues, search and other requests and wall time of one untraced run; peak memory of another.
+def _measure(site: Site, fn: Callable[[], int]) -> tuple[int, int, int, float, float, float]:
+    """Issues, search and other requests, wall and CPU time of one untraced run; peak memory of another.
 
     Tracing allocations slows Python down several times, so time and memory come from separate runs.
-    The wall time includes the fake server's own work: it runs in this process.
+    Wall and CPU time include the fake server's own work: it runs in this process (CPU time counts
+    every thread, so it is the figure to compare on a busy machine).
     """
     before = len(site.log)
     started = time.perf_counter()
+    cpu_started = time.process_time()
     count = fn()
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
     new = site.log[before:]
     search = sum(1 for e in new if "/search" in e.path)
     tracemalloc.start()
     fn()
     peak = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.stop()
-    return count, search, len(new) - search, seconds, peak
+    return count, search, len(new) - search, seconds, cpu_seconds, peak
 
 
 def _change_100(site: Site, connector: JiraConnector) -> Callable[[], int]:
@@ -231,15 +236,21 @@ def main() -> None:
         f"backlog: {args.issues} issues; floor: Cloud {cloud_floor} search requests "
         f"({CLOUD_PAGE_SIZE}/page), Data Center {dc_floor} ({DC_PAGE_SIZE}/page)"
     )
-    print(f"{'run':44} {'issues':>7} {'search':>7} {'other':>6} {'x floor':>8} {'time s':>8} {'peak MiB':>9}")
+    print(
+        f"{'run':44} {'issues':>7} {'search':>7} {'other':>6} {'x floor':>8} {'time s':>8} {'cpu s':>7} {'peak MiB':>9}"
+    )
     for row in rows:
         floor = dc_floor if "Data Center" in row.name else cloud_floor
         ratio = f"{row.search / floor:.2f}" if "incremental" not in row.name else "-"
         print(
             f"{row.name:44} {row.issues:7d} {row.search:7d} {row.other:6d} {ratio:>8} "
-            f"{row.seconds:8.2f} {row.peak_mib:9.1f}"
+            f"{row.seconds:8.2f} {row.cpu_seconds:7.2f} {row.peak_mib:9.1f}"
         )
     first, cached, incremental = rows[0], rows[1], rows[2]
+    print(
+        f"peak RSS of this process (fake server included, all runs): "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    )
     print()
     print(
         f"target search <= 1.05 x floor: {first.search} <= {1.05 * cloud_floor:.0f}: "

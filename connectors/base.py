@@ -114,23 +114,29 @@ class SyncStateStore(Protocol):
 
 
 class MemorySyncStateStore:
-    """Sync state for the life of one process (values are copied through JSON, as a real store would)."""
+    """Sync state for the life of one process: the values themselves, not JSON copies.
+
+    A real store serialises; this one keeps the object it is given and hands the same object back,
+    because copying through JSON was most of a full sync's cost here (10,000 Jira issues: an 18 MiB
+    string plus as much again in encoder chunks on every save, 76 MiB of new objects on every load;
+    ``benchmarks/jira_sync.py``). So a value saved is the store's: callers build a new one for each
+    save and never change a value after saving it or after loading it (every connector does).
+    ``JsonDirSyncStateStore`` and the database store keep the JSON round trip honest.
+    """
 
     def __init__(self) -> None:
-        self._values: dict[str, str] = {}
+        self._values: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     def load(self, key: str) -> Any | None:
-        """The value saved under ``key``, or None."""
+        """The value saved under ``key`` (the same object), or None."""
         with self._lock:
-            raw = self._values.get(key)
-        return None if raw is None else json.loads(raw)
+            return self._values.get(key)
 
     def save(self, key: str, value: Any) -> None:
-        """Keep a copy of ``value`` under ``key``."""
-        encoded = json.dumps(value)
+        """Keep ``value`` under ``key`` (not a copy: do not change it afterwards)."""
         with self._lock:
-            self._values[key] = encoded
+            self._values[key] = value
 
     def keys(self) -> list[str]:
         """The keys saved so far (for tests and diagnostics)."""

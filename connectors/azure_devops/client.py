@@ -9,7 +9,6 @@ never the token.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -94,8 +93,6 @@ class AdoClient:
         self._log = _ResponseLog()
         self._lock = threading.Lock()
         self._counts = {"total": 0, "discovery": 0, "search": 0}
-        # Work item id -> multilineFieldsFormat, read from raw responses (the SDK's model drops it).
-        self.formats: dict[str, dict[str, str]] = {}
         self._pending_delay = 0.0
         self._clients: Clients | None = None
 
@@ -170,9 +167,6 @@ class AdoClient:
         self._record_response(response)
 
     def _record_response(self, response: Any, *args: Any, **kwargs: Any) -> None:
-        content = getattr(response, "content", b"") or b""
-        if b"multilineFieldsFormat" in content:
-            self._remember_formats(content)
         self._log.status = int(response.status_code)
         self._log.retry_after = response.headers.get("Retry-After")
         remaining = response.headers.get("X-RateLimit-Remaining")
@@ -183,18 +177,6 @@ class AdoClient:
                 remaining,
                 response.headers.get("X-RateLimit-Resource"),
             )
-
-    def _remember_formats(self, content: bytes) -> None:
-        # Which multi-line fields hold Markdown, not HTML: only in the raw body, only when present.
-        try:
-            data = json.loads(content)
-        except ValueError:
-            return
-        items = data.get("value") if isinstance(data, dict) else None
-        for item in items if isinstance(items, list) else [data]:
-            if isinstance(item, dict) and isinstance(item.get("multilineFieldsFormat"), dict):
-                with self._lock:
-                    self.formats[str(item.get("id"))] = dict(item["multilineFieldsFormat"])
 
     # ----- the guard ------------------------------------------------------------------------------
     def call(

@@ -215,6 +215,8 @@ class CycleScheduler:
         self._executor = _DaemonExecutor()
         self._scheduler = BackgroundScheduler(executors={"default": self._executor}, timezone=UTC)
         self._lock = threading.Lock()
+        # Held while reload swaps jobs, so /healthz never sees the new schedule beside the old (or no) job.
+        self._jobs_lock = threading.RLock()
         self._last: dict[str, RunRecord] = {}
         self._running: str | None = None
         self._finished = threading.Condition()
@@ -266,29 +268,34 @@ class CycleScheduler:
 
     def reload(self, loaded: LoadedConfig) -> None:
         """Follow a new, already validated config: add, drop and reschedule jobs whose schedule changed."""
-        with self._lock:
-            old, self._loaded = self._loaded, loaded
-        now = datetime.now(UTC)
-        for project in old.config.projects:
-            if project not in loaded.config.projects:
-                self._remove(project)
-                logger.info("scheduler: project %s removed", project, extra={"project": project})
-        for project in loaded.config.projects:
-            if project not in old.config.projects:
-                self._add(project, now, catch_up=False)
-                logger.info("scheduler: project %s added", project, extra={"project": project})
-            elif _schedule_of(old, project) != _schedule_of(loaded, project):
-                self._remove(project)
-                self._add(project, now, catch_up=False)
-                logger.info(
-                    "scheduler: project %s rescheduled: %s", project, _describe(loaded, project),
-                    extra={"project": project},
-                )  # fmt: skip
+        with self._jobs_lock:
+            with self._lock:
+                old, self._loaded = self._loaded, loaded
+            now = datetime.now(UTC)
+            for project in old.config.projects:
+                if project not in loaded.config.projects:
+                    self._remove(project)
+                    logger.info("scheduler: project %s removed", project, extra={"project": project})
+            for project in loaded.config.projects:
+                if project not in old.config.projects:
+                    self._add(project, now, catch_up=False)
+                    logger.info("scheduler: project %s added", project, extra={"project": project})
+                elif _schedule_of(old, project) != _schedule_of(loaded, project):
+                    self._remove(project)
+                    self._add(project, now, catch_up=False)
+                    logger.info(
+                        "scheduler: project %s rescheduled: %s", project, _describe(loaded, project),
+                        extra={"project": project},
+                    )  # fmt: skip
 
     # --- what /healthz shows -----------------------------------------------------------------------
 
     def status(self) -> dict[str, dict[str, Any]]:
         """Per project: its schedule, next run, and last scheduled run (cycle, outcome, when, error)."""
+        with self._jobs_lock:
+            return self._status()
+
+    def _status(self) -> dict[str, dict[str, Any]]:
         loaded = self.loaded
         result: dict[str, dict[str, Any]] = {}
         for project in sorted(loaded.config.projects):

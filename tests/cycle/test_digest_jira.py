@@ -245,3 +245,68 @@ def test_killed_after_the_first_comment_post_the_rerun_still_leaves_one_comment_
     assert rerun.code == 0, rerun.stderr
     assert [len(_bot_comments(site, f"SHOP-{n}")) for n in (1, 2, 3)] == [0, 1, 1]
     assert "1 recovered" in rerun.stdout or "1 unchanged" in rerun.stdout
+
+
+def _rows(database: Path) -> dict[str, int]:
+    with sqlite3.connect(database) as connection:
+        tables = [r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {t: connection.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
+
+
+def test_agenda_honours_the_stored_suppressions_and_last_cycles_share_and_writes_nothing(
+    server: FakeJiraServer, tmp_path: Path
+) -> None:
+    site = server.new_site(cloud=True)
+    _backlog(site)
+    make_issue(site, 4, summary="Tidy the CSV export", description=adf(para("Tidy it.")))  # no criteria
+    label_printer = adf(
+        para("As a packer I want labels printed in one batch so that parcels leave on time."),
+        heading("Acceptance criteria"),
+        bullets("Given 50 orders, when I print, then 50 labels come out"),
+    )
+    make_issue(site, 5, summary="Warehouse label printer", description=label_printer, points=40.0)  # big
+    config = _config(tmp_path, site)
+    last_week = (datetime.now(UTC) - timedelta(days=7)).isoformat()
+    assert _digest(site, config, "--now", last_week).code == 0  # readiness of the previous cycle
+    for args in (
+        ["snooze", "SHOP-2", "--for", "2w"],
+        ["not_duplicate", "SHOP-3", "--other", "SHOP-1"],
+        ["snooze", "SHOP-4", "--for", "3d", "--reason", "removed from agenda"],
+        ["ignore", "SHOP-5", "--rule", "oversized-story", "--reason", "an epic on purpose"],
+    ):
+        added = run_cli(["suppress", "add", "SHOP", *args, "--config", str(config), "--by", "maya"])
+        assert added.code == 0, added.stderr
+    database = tmp_path / "refinebot.db"
+    with sqlite3.connect(database) as connection:
+        (previous,) = connection.execute("SELECT share FROM readiness").fetchone()
+    before, rows, dump = database.read_bytes(), _rows(database), _dump(database)
+    mark = len(site.log)
+
+    shown = run_cli(["agenda", "--config", str(config), "--format", "json"], env={TOKEN_ENV: site.token})
+
+    assert shown.code == 0, shown.stderr
+    (agenda,) = json.loads(shown.stdout)
+    assert set(agenda) == {"project", "cycle", "readiness", "items", "more"}
+    assert set(agenda["readiness"]) == {"ready", "top_n", "share", "previous_share"}
+    assert agenda["readiness"]["previous_share"] == previous
+    # Snoozed (SHOP-2), removed from the agenda (SHOP-4), its one finding ignored (SHOP-5): not listed.
+    assert [item["issue"] for item in agenda["items"]] == ["SHOP-3"]
+    (item,) = agenda["items"]
+    assert set(item) == {"issue", "title", "url", "points", "minutes", "reasons"}
+    assert not [r for r in item["reasons"] if "duplicate" in r.lower()]  # the pair is not a duplicate
+    text = run_cli(["agenda", "--config", str(config)], env={TOKEN_ENV: site.token})
+    assert "Removed from this agenda: SHOP-4" in text.stdout, text.stdout
+    assert _writes_since(site, mark) == []
+    assert (database.read_bytes(), _rows(database), _dump(database)) == (before, rows, dump)
+
+
+def test_agenda_without_a_database_yet_creates_none(server: FakeJiraServer, tmp_path: Path) -> None:
+    site = server.new_site(cloud=True)
+    _backlog(site)
+    config = _config(tmp_path, site)
+    shown = run_cli(["agenda", "--config", str(config), "--format", "json"], env={TOKEN_ENV: site.token})
+    assert shown.code == 0, shown.stderr
+    (agenda,) = json.loads(shown.stdout)
+    assert agenda["readiness"]["previous_share"] is None
+    assert {item["issue"] for item in agenda["items"]} >= {"SHOP-2", "SHOP-3"}
+    assert not (tmp_path / "refinebot.db").exists()

@@ -12,16 +12,19 @@ Working out which items are new costs no encoding for the items ``load`` handed 
 ``save`` took) and the connector passed back untouched: their hash is remembered by object identity.
 That relies on the port's rule that a value handed to ``save`` or returned by ``load`` is not changed
 in place afterwards (a connector builds a new dict for what it re-read; both connectors do). Items
-are encoded with msgspec (several times faster than the standard ``json`` module, same JSON).
+are encoded with msgspec (several times faster than the standard ``json`` module, same JSON), and loads
+run with the cyclic garbage collector paused (``collector_paused``).
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import threading
 import zlib
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -57,6 +60,23 @@ def item_hash(encoded: bytes) -> str:
     return hashlib.blake2b(encoded, digest_size=16).hexdigest()
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection meanwhile (the state holds no cycles).
+
+    Decoding 100,000 issues allocates millions of dicts and lists, and each allocation burst sets off
+    a collection that walks every live object, the backlog already in memory included: pausing it makes
+    the load about 3x faster (``benchmarks.digest_requests``). Reference counting still frees as usual.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 class UnreadableStateError(Exception):
     """A stored value that cannot be put back together (damaged or missing rows)."""
 
@@ -90,7 +110,7 @@ class DatabaseSyncStateStore:
 
     def load(self, key: str) -> Any | None:
         """The value saved under ``key``; None when there is none or it cannot be put together (logged)."""
-        with self._database.read() as connection:
+        with self._database.read() as connection, collector_paused():
             row = connection.execute(
                 select(sync_state.c.value, sync_state.c.format).where(sync_state.c.key == key)
             ).one_or_none()
@@ -112,9 +132,10 @@ class DatabaseSyncStateStore:
         """Keep ``value`` (JSON-able) under ``key``, replacing what was there; only changed items are written."""
         with self._lock:
             known = dict(self._known.get(key, {}))
-        split = self._split(value, known)
         now = datetime.now(UTC)
-        with self._database.begin() as connection:
+        with collector_paused():
+            split = self._split(value, known)
+        with self._database.begin() as connection, collector_paused():
             if split is None:
                 self._write_head(connection, key, _encode(value), PLAIN, now)
                 connection.execute(delete(sync_items).where(sync_items.c.state_key == key))

@@ -1,14 +1,15 @@
-"""``refinebot digest`` end to end: the real CLI in a subprocess, the fake Jira (Cloud and DC) over HTTP, SQLite."""
+"""``refinebot digest`` and ``agenda`` end to end: the real CLI in a subprocess, the fake Jira (Cloud and DC) over
+HTTP, SQLite (and PostgreSQL where the ``database_url`` fixture runs both)."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from connectors.jira.comments import wiki_plain_text
 from refinebot.markup import adf_to_text
@@ -21,13 +22,6 @@ TOKEN_ENV = "REFINEBOT_FAKE_JIRA_DIGEST_TOKEN"
 WRITES = ("POST", "PUT", "DELETE")
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeJiraServer]:
-    fake = FakeJiraServer().start()
-    yield fake
-    fake.stop()
-
-
 def _backlog(site: Site) -> None:
     make_issue(site, 1)  # ready
     vague = adf(para("Make it faster.")) if site.cloud else "Make it faster."
@@ -35,11 +29,17 @@ def _backlog(site: Site) -> None:
     make_issue(site, 3, points=21.0)  # oversized
 
 
-def _config(tmp_path: Path, site: Site) -> Path:
+def _config(
+    tmp_path: Path, site: Site, *, database_url: str | None = None, stale_days: int | None = None
+) -> Path:
+    """The config every test here runs: the site as a source, SHOP commenting on tickets; the default
+    SQLite file unless ``database_url`` names another; ``stale-item`` off unless ``stale_days`` is given."""
     path = tmp_path / "refinebot.toml"
     email = f'email = "{site.email}"\n' if site.cloud else ""
+    database = f'database_url = "{database_url}"\n' if database_url else ""
+    stale = f"days = {stale_days}" if stale_days else "enabled = false"
     path.write_text(
-        f"""
+        f"""{database}
 [sources.jira]
 kind = "jira"
 url = "{site.url}"
@@ -47,7 +47,7 @@ url = "{site.url}"
 backoff_base_seconds = 0.01
 
 [rules.stale-item]
-enabled = false
+{stale}
 
 [projects.SHOP]
 source = "jira"
@@ -310,3 +310,33 @@ def test_agenda_without_a_database_yet_creates_none(server: FakeJiraServer, tmp_
     assert agenda["readiness"]["previous_share"] is None
     assert {item["issue"] for item in agenda["items"]} >= {"SHOP-2", "SHOP-3"}
     assert not (tmp_path / "refinebot.db").exists()
+
+
+def test_first_digest_comments_each_flagged_ticket_once_and_the_rerun_writes_nothing(
+    server: FakeJiraServer, tmp_path: Path, database_url: str | None
+) -> None:
+    site = server.new_site(cloud=True)
+    _backlog(site)
+    config = _config(tmp_path, site, database_url=database_url)
+
+    first = _digest(site, config)
+
+    assert first.code == 0, first.stderr
+    assert [len(_bot_comments(site, f"SHOP-{n}")) for n in (1, 2, 3)] == [0, 1, 1]
+    assert [w.split()[0] for w in _writes_since(site, 0)] == ["POST", "POST"]
+    mark = len(site.log)
+    again = _digest(site, config)
+    assert again.code == 0, again.stderr
+    assert _writes_since(site, mark) == []
+    assert "2 unchanged" in again.stdout
+    if database_url is None:
+        assert (tmp_path / "refinebot.db").exists()
+        return
+    assert not (tmp_path / "refinebot.db").exists()  # the PostgreSQL database holds it all
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            ledger = connection.execute(text("SELECT issue FROM bot_comments ORDER BY issue")).scalars()
+            assert list(ledger) == ["SHOP-2", "SHOP-3"]
+    finally:
+        engine.dispose()

@@ -4,6 +4,7 @@ HTTP, SQLite (and PostgreSQL where the ``database_url`` fixture runs both)."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -340,3 +341,36 @@ def test_first_digest_comments_each_flagged_ticket_once_and_the_rerun_writes_not
             assert list(ledger) == ["SHOP-2", "SHOP-3"]
     finally:
         engine.dispose()
+
+
+def test_edits_skip_the_author_read_and_a_deleted_comment_is_posted_again_once(
+    server: FakeJiraServer, tmp_path: Path
+) -> None:
+    site = server.new_site(cloud=True)
+    _backlog(site)
+    config = _config(tmp_path, site)
+    assert _digest(site, config).code == 0
+    (gone,) = _bot_comments(site, "SHOP-2")
+    site.delete_comment("SHOP-2", str(gone["id"]))  # a person deletes the bot's comment
+    later = datetime.now(UTC)
+    site.touch("SHOP-2", later, **{site.field_ids.story_points: 21.0})  # SHOP-2's findings change
+    site.touch("SHOP-3", later, **{site.field_ids.story_points: 3.0})  # and SHOP-3's
+    mark = len(site.log)
+
+    rerun = _digest(site, config)
+
+    assert rerun.code == 0, rerun.stderr
+    writes = _writes_since(site, mark)
+    on = [(w.split()[0], re.search(r"/issue/([^/]+)/comment", w).group(1)) for w in writes]  # type: ignore[union-attr]
+    assert sorted(f"{method} {key}" for method, key in on) == [
+        "POST SHOP-2",  # posted again after its PUT answered 404
+        "PUT SHOP-2",
+        "PUT SHOP-3",
+    ]
+    author_reads = [e for e in site.log[mark:] if e.method == "GET" and re.search(r"/comment/\d+$", e.path)]
+    assert author_reads == []  # the ledger knows these comments are the bot's
+    assert [len(_bot_comments(site, key)) for key in ("SHOP-2", "SHOP-3")] == [1, 1]
+    assert "oversized-story" in _text(site, _bot_comments(site, "SHOP-2")[0])
+    mark = len(site.log)
+    assert _digest(site, config).code == 0
+    assert _writes_since(site, mark) == []

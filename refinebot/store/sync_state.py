@@ -188,23 +188,21 @@ class DatabaseSyncStateStore:
     def _assemble(
         self, connection: Connection, key: str, head: Any
     ) -> tuple[Any, dict[int, tuple[object, str]]]:
-        rows = connection.execute(
-            select(sync_items.c.hash, sync_items.c.value).where(sync_items.c.state_key == key)
-        )
-        encoded: dict[str, bytes] = dict(rows.tuples().all())
+        query = select(sync_items.c.hash, sync_items.c.value).where(sync_items.c.state_key == key)
+        # Decoded as they stream in (1,000 rows at a time), so the encoded blobs never all sit in memory.
+        rows = connection.execution_options(yield_per=1_000).execute(query)
+        decoded: dict[str, Any] = {digest: _decode(blob) for digest, blob in rows}
         value = dict(head["value"])
         remembered: dict[int, tuple[object, str]] = {}
-        used: set[str] = set()
 
         def item(digest: str) -> Any:
-            blob = encoded.get(digest)
-            if blob is None:
+            found = decoded.get(digest)
+            if found is None:
                 raise UnreadableStateError(f"item {digest} of {key!r} is missing")
-            decoded = _decode(blob)
-            if digest not in used:  # a repeated item gets its own copy; the first one is remembered
-                used.add(digest)
-                remembered[id(decoded)] = (decoded, digest)
-            return decoded
+            if id(found) in remembered:  # an item repeated in the value gets a copy of its own
+                return _decode(_encode(found))
+            remembered[id(found)] = (found, digest)
+            return found
 
         for name, layout in dict(head["split"]).items():
             hashes = list(layout["hashes"])

@@ -10,11 +10,13 @@ Target: the second makes <= 3 search requests plus only the comment reads and ed
 
 Part 2, time: a 100,000-issue backlog from ``benchmarks/gen_backlog.py`` (real Jira text), the scan's
 rules run as ``refinebot scan`` runs them, once with no store and once with the store's part: open it
-(schema check), read the suppressions, rule cache and bot activity (``scan_inputs``), and save and load
-the sync state a tracker scan keeps (a Jira-shaped snapshot of the 100k issues, as ``store_bench.py``
-builds it). Target: the store adds <= 10 % of the scan.
+(schema check), read the suppressions, rule cache and bot activity (``scan_inputs``), and the sync state
+a tracker scan keeps (the 100k issues as raw Jira JSON, built by ``store_bench.py``, in the shape the
+Jira connector saves): as the next run does it, in a new store, loaded, then saved with 100 issues
+re-read. The first run's save (every issue written) is printed too. Target: the store adds <= 10 % of
+the scan.
 
-    .venv/bin/python -m benchmarks.digest_requests [--issues 10000] [--scan-issues 100000]
+    .venv/bin/python -m benchmarks.digest_requests [--issues 10000] [--scan-issues 100000] [--skip-requests]
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from connectors.base import FetchResult
 from refinebot.config import LoadedConfig, load_config
@@ -41,6 +44,7 @@ from tests.fakes.jira_data import adf, bullets, heading, make_issue, para
 from tests.fakes.jira_server import FakeJiraServer, Site
 
 TOKEN_ENV = "REFINEBOT_BENCH_DIGEST_TOKEN"
+CHANGED = 100  # issues an incremental sync re-reads between two scans
 FLAGGED = 200
 WORDS = [
     "cart",
@@ -137,7 +141,7 @@ def _kind(method: str, path: str) -> str:
     if path.endswith("/comment"):
         return {"GET": "comment listings (replies)", "POST": "comment posts"}.get(method, method)
     if "/comment/" in path:
-        # Before each PUT the connector reads that one comment to check the bot wrote it.
+        # A GET of one comment: the author check before a PUT (skipped when the ledger knows the comment).
         return {"GET": "comment author checks", "PUT": "comment edits"}.get(method, method)
     return "other (fields, myself)"
 
@@ -209,15 +213,20 @@ comment_on_tickets = true
         second_kinds["search"] <= 3
         and second_kinds["comment listings (replies)"] <= changed
         and second_kinds["comment edits"] == edits
-        and second_kinds["comment author checks"] <= edits
+        and second_kinds["comment author checks"] == 0  # the ledger knows the bot's comments
         and second_kinds["comment posts"] == posts
     )
     print(
-        f"target: second <= 3 search + {changed} listings + {edits} edits (each with its author check) "
-        f"+ {posts} posts: {second_kinds['search']} + {second_kinds['comment listings (replies)']} + "
+        f"target: second <= 3 search + {changed} listings + {edits} edits (no author checks) + {posts} posts: "
+        f"{second_kinds['search']} + {second_kinds['comment listings (replies)']} + "
         f"{second_kinds['comment edits']} ({second_kinds['comment author checks']}) + "
         f"{second_kinds['comment posts']}: {'met' if ok else 'MISSED'}"
     )
+    if second_kinds["search"] > 3:
+        print(
+            f"  the changes search reads the {FLAGGED} tickets the first digest commented on too: Jira "
+            "(and the fake) bump 'updated' for the bot's own comments, 100 issues a page"
+        )
 
 
 def _best(repeat: int, action: Callable[[], object]) -> float:
@@ -239,7 +248,7 @@ def scan_part(issues: int, repeat: int) -> None:
     registry = default_registry()
     backlog = generate(issues, seed=7)
     fetched = FetchResult(issues=backlog.issues)
-    snapshot = jira_snapshot(issues, real_texts(issues))
+    connector_state = connector_shape(jira_snapshot(issues, real_texts(issues)))
     now = datetime.now(UTC)
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "refinebot.toml"
@@ -258,11 +267,25 @@ def scan_part(issues: int, repeat: int) -> None:
             with Store.from_config(loaded) as store:
                 return scan_inputs(store, "BIG")
 
+        key = "jira:bench:BIG:snapshot"
         with Store.from_config(loaded) as store:
-            key = "jira:bench:BIG:snapshot"
-            save = _best(repeat, lambda: store.sync_state.save(key, snapshot))
-            load = _best(repeat, lambda: store.sync_state.load(key))
-        raw_mib = len(json.dumps(snapshot, separators=(",", ":")).encode()) / 2**20
+            started = time.perf_counter()
+            store.sync_state.save(key, connector_state)  # the first (full) sync's save, once
+            first_save = time.perf_counter() - started
+
+        def next_run() -> tuple[float, float]:
+            """A new process: load the state, change 100 issues as a sync would, save it."""
+            with Store.from_config(loaded) as store:
+                started = time.perf_counter()
+                state = store.sync_state.load(key)
+                loaded_at = time.perf_counter()
+                saved = store_change(state, CHANGED)
+                store.sync_state.save(key, saved)
+                return loaded_at - started, time.perf_counter() - loaded_at
+
+        runs = [next_run() for _ in range(repeat)]
+        load, save = min(r[0] for r in runs), min(r[1] for r in runs)
+        raw_mib = len(json.dumps(connector_state, separators=(",", ":")).encode()) / 2**20
         inputs = _best(repeat, open_and_inputs)
         bare = _best(repeat, scan_without_store)
     tracker = inputs + save + load
@@ -273,18 +296,43 @@ def scan_part(issues: int, repeat: int) -> None:
         f"store: open (schema check) + suppressions, cache, bot activity: {inputs:6.3f} s ({inputs / bare:.1%})"
     )
     print(
-        f"store: save the sync-state snapshot ({raw_mib:.0f} MiB of JSON):    {save:6.2f} s ({save / bare:.1%})"
+        f"store: load the sync state ({raw_mib:.0f} MiB of JSON), next run:    {load:6.2f} s ({load / bare:.1%})"
     )
-    print(f"store: load it (the next run):                             {load:6.2f} s ({load / bare:.1%})")
+    print(f"store: save it with {CHANGED} issues changed, next run:       {save:6.2f} s ({save / bare:.1%})")
+    print(f"store: the first run's save (every issue written), once:   {first_save:6.2f} s")
     print(
         f"file source (no snapshot kept): the store adds {inputs / bare:.1%}; target <= 10 %: "
         f"{'met' if inputs <= 0.10 * bare else 'MISSED'}"
     )
     print(
-        f"tracker source (snapshot saved and loaded): the store adds {tracker / bare:.1%} of the rules' time "
+        f"tracker source (snapshot loaded and saved): the store adds {tracker / bare:.1%} of the rules' time "
         f"(the 100k fetch itself, ~1,000 search pages, is not in this denominator); target <= 10 %: "
         f"{'met' if tracker <= 0.10 * bare else 'MISSED'}"
     )
+
+
+def connector_shape(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """``store_bench``'s snapshot as the Jira connector saves it (``Snapshot.to_json``): a list of raw
+    issues in backlog order, the id -> key map and the cursors."""
+    raws = list(snapshot["issues"].values())
+    return {
+        "v": 1,
+        "query": snapshot["query"],
+        "fingerprint": "0123456789abcdef",
+        "last_sync": snapshot["synced_at"],
+        "issues": raws,
+        "ids": {raw["id"]: raw["key"] for raw in raws},
+        "blockers": {},
+    }
+
+
+def store_change(state: Any, count: int) -> dict[str, Any]:
+    """What an incremental sync hands back: ``count`` issues re-read (new objects), the rest as loaded."""
+    issues = list(state["issues"])
+    for index in range(0, len(issues), max(len(issues) // count, 1))[:count]:
+        raw = issues[index]
+        issues[index] = dict(raw, fields=dict(raw["fields"], labels=["touched"]))
+    return dict(state, issues=issues, last_sync=datetime.now(UTC).isoformat())
 
 
 def main() -> None:
@@ -293,8 +341,10 @@ def main() -> None:
     parser.add_argument("--scan-issues", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--skip-scan", action="store_true", help="Only part 1.")
+    parser.add_argument("--skip-requests", action="store_true", help="Only part 2.")
     args = parser.parse_args()
-    requests_part(args.issues)
+    if not args.skip_requests:
+        requests_part(args.issues)
     if not args.skip_scan:
         scan_part(args.scan_issues, args.repeat)
 

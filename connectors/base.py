@@ -36,6 +36,10 @@ class ConnectorError(Exception):
     """A source that cannot be read (bad credentials, unreachable server, malformed file)."""
 
 
+class CommentGoneError(ConnectorError):
+    """The comment to update is not there any more (someone deleted it): the tracker answered 404."""
+
+
 @dataclass(frozen=True, slots=True)
 class SkippedItem:
     """An item a connector could not map; the sync goes on without it."""
@@ -210,8 +214,15 @@ class CommentingConnector(Connector, Protocol):
         """Post ``document`` on the issue, tagged with ``marker``; return the comment id. Never posts twice."""
         ...
 
-    def update_comment(self, issue_key: str, comment_id: str, document: Document, *, marker: str) -> None:
-        """Replace the bot's own comment's body in place (refuses a comment the bot did not write)."""
+    def update_comment(
+        self, issue_key: str, comment_id: str, document: Document, *, marker: str, known_ours: bool = False
+    ) -> None:
+        """Replace the bot's own comment's body in place (refuses a comment the bot did not write).
+
+        ``known_ours``: the caller's records say the bot wrote ``comment_id`` (the id came from
+        ``add_comment`` or ``find_comment``), so the author is not read first. A comment that is gone
+        raises ``CommentGoneError``.
+        """
         ...
 
     def find_comment(self, issue_key: str, marker: str) -> str | None:

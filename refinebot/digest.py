@@ -34,7 +34,14 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from connectors.base import CommentingConnector, Connector, ConnectorError, ProgressCallback, no_progress
+from connectors.base import (
+    CommentGoneError,
+    CommentingConnector,
+    Connector,
+    ConnectorError,
+    ProgressCallback,
+    no_progress,
+)
 from refinebot.agenda import Agenda, AgendaSettings, build_agenda
 from refinebot.comments.commands import (
     Command,
@@ -88,8 +95,10 @@ class TicketWriter(Protocol):
         """Post the comment; its id."""
         ...
 
-    def update_comment(self, issue_key: str, comment_id: str, document: Document, *, marker: str) -> None:
-        """Replace the comment's body."""
+    def update_comment(
+        self, issue_key: str, comment_id: str, document: Document, *, marker: str, known_ours: bool = False
+    ) -> None:
+        """Replace the comment's body (``known_ours``: no author check; ``CommentGoneError`` if deleted)."""
         ...
 
 
@@ -113,7 +122,9 @@ class RecordingWriter:
         self.writes.append(PlannedWrite(issue_key, "post", document))
         return f"dry-run-{len(self.writes)}"
 
-    def update_comment(self, issue_key: str, comment_id: str, document: Document, *, marker: str) -> None:
+    def update_comment(
+        self, issue_key: str, comment_id: str, document: Document, *, marker: str, known_ours: bool = False
+    ) -> None:
         """Record an edit."""
         self.writes.append(PlannedWrite(issue_key, "edit", document))
 
@@ -547,10 +558,16 @@ class DigestCycle:
             comment_id = connector.find_comment(key, MARKER) or ""
             recovered = bool(comment_id)
         if comment_id:
-            writer.update_comment(key, comment_id, document, marker=MARKER)
-            fault_point("comment-edit")
-            action = "recovered" if recovered else ("ready" if ready else "edited")
-        else:
+            try:
+                # The ledger's ids come from the bot's own posts (or find_comment, which checks the
+                # author), so the connector need not read each comment's author again before editing.
+                writer.update_comment(key, comment_id, document, marker=MARKER, known_ours=True)
+                fault_point("comment-edit")
+                action = "recovered" if recovered else ("ready" if ready else "edited")
+            except CommentGoneError:
+                logger.info("project %s: the bot's comment on %s was deleted; posting it again", project, key)
+                comment_id = ""
+        if not comment_id:
             self.store.ledger.save_comment(BotComment(project, key, MARKER, "", PENDING, now, now))
             comment_id = writer.add_comment(key, document, marker=MARKER)
             fault_point("comment-post")

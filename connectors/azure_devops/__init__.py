@@ -112,9 +112,11 @@ class AzureDevOpsConnector:
         """Post ``document`` (as Markdown) tagged with ``marker``; a retried POST never posts twice."""
         return self._comments.add(issue_key, document, marker=marker)
 
-    def update_comment(self, issue_key: str, comment_id: str, document: Document, *, marker: str) -> None:
+    def update_comment(
+        self, issue_key: str, comment_id: str, document: Document, *, marker: str, known_ours: bool = False
+    ) -> None:
         """Replace the bot's own comment in place (the comments API has no notification switch)."""
-        self._comments.update(issue_key, comment_id, document, marker=marker)
+        self._comments.update(issue_key, comment_id, document, marker=marker, known_ours=known_ours)
 
     def comments_since(self, issue_key: str, since: datetime | None) -> Sequence[TicketComment]:
         """The work item's comments created or edited after ``since`` (all when None), oldest first."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
-from connectors.base import ConnectorError
+from connectors.base import CommentGoneError, ConnectorError
 from connectors.retry import RetryPolicy, connection_problem, one_line, retry_after_seconds
 from refinebot.config import AzureDevOpsSourceConfig
 
@@ -292,6 +292,8 @@ class AdoClient:
             raise ConnectorError(f"{self.where()}: project {project!r} not found (HTTP 404): {message}")
         if status == 404 and "VS402323" in message:
             raise NotFoundError(message)
+        if status == 404 and what.startswith("update comment"):  # the comment was deleted meanwhile
+            raise CommentGoneError(f"{self.where()}: {what}: {message}")
         if status == 400 and "VS402337" in message:
             raise ResultCapError(message)
         if status == 400 and "format" in message.lower() and "comment" in what:

@@ -124,20 +124,28 @@ class WorkItemComments:
         )
         return comment if isinstance(comment, str) else str(comment.id)
 
-    def update(self, issue_key: str, comment_id: str, document: Document, *, marker: str) -> None:
-        """Replace the bot's own comment's text in place; refuses a comment someone else wrote."""
+    def update(
+        self, issue_key: str, comment_id: str, document: Document, *, marker: str, known_ours: bool = False
+    ) -> None:
+        """Replace the bot's own comment's text in place; refuses a comment someone else wrote.
+
+        ``known_ours`` skips reading the author first (the caller recorded the id from its own post or
+        from ``find``). A deleted comment raises ``CommentGoneError``.
+        """
         from azure.devops.v7_1.work_item_tracking.models import CommentUpdate
 
         project, item_id = self.target(issue_key)
         if not comment_id.strip().isdigit():
             raise ConnectorError(f"{self.client.where()}: {comment_id!r} is not a comment id")
         wit = self.client.clients().wit
-        existing = self.client.call(
-            f"comment {comment_id} on work item {item_id}",
-            partial(wit.get_comment, project, item_id, int(comment_id)),
-            project=project,
-        )
-        if not self._is_bot(existing):
+        existing = None
+        if not known_ours:
+            existing = self.client.call(
+                f"comment {comment_id} on work item {item_id}",
+                partial(wit.get_comment, project, item_id, int(comment_id)),
+                project=project,
+            )
+        if existing is not None and not self._is_bot(existing):
             raise ConnectorError(
                 f"{self.client.where()}: comment {comment_id} on work item {item_id} "
                 "was not written by refinebot's account; not changing it"

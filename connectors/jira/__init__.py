@@ -86,9 +86,11 @@ class JiraConnector:
         """Post ``document`` on the issue tagged with ``marker``; return the comment id. Never posts twice."""
         return self._comments.add(issue_key, document, marker=marker)
 
-    def update_comment(self, issue_key: str, comment_id: str, document: Document, *, marker: str) -> None:
+    def update_comment(
+        self, issue_key: str, comment_id: str, document: Document, *, marker: str, known_ours: bool = False
+    ) -> None:
         """Replace the bot's own comment's body in place (refuses a comment the bot did not write)."""
-        self._comments.update(issue_key, comment_id, document, marker=marker)
+        self._comments.update(issue_key, comment_id, document, marker=marker, known_ours=known_ours)
 
     def find_comment(self, issue_key: str, marker: str) -> str | None:
         """The id of the bot's own comment carrying ``marker``, if one exists."""

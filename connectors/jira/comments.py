@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.base import ConnectorError, TicketComment
+from connectors.base import CommentGoneError, ConnectorError, TicketComment
 from connectors.field_values import parse_datetime
 from connectors.jira.client import JiraClient, headers_of, path_segment, status_of
 from connectors.jira.render import marker_text, to_adf, to_wiki
@@ -137,29 +137,49 @@ class Commenter:
             return str(created["id"])
         raise ConnectorError(f"{where}: {action}: gave up")  # pragma: no cover - the loop always returns
 
-    def update(self, issue_key: str, comment_id: str, document: Document, *, marker: str) -> None:
-        """Replace the bot's own comment's body in place, notifying no watchers (a PUT is safe to repeat)."""
+    def update(
+        self, issue_key: str, comment_id: str, document: Document, *, marker: str, known_ours: bool = False
+    ) -> None:
+        """Replace the bot's own comment's body in place, notifying no watchers (a PUT is safe to repeat).
+
+        ``known_ours`` skips reading the author first (the caller recorded the id from its own post or
+        from ``find``); the PUT's answer is still checked. A deleted comment raises ``CommentGoneError``.
+        """
         check_marker(marker)
         payload = self._payload(document, marker)
         action = f"updating comment {comment_id} on {issue_key}"
         path = f"issue/{path_segment(issue_key)}/comment/{path_segment(comment_id)}"
-        # An id from elsewhere (a stale store, a bug) must not let the bot rewrite a person's
-        # comment, which an account allowed to "edit all comments" could do: check the author first.
-        current = self.client.get(path, None, f"reading comment {comment_id}")
-        if not isinstance(current, Mapping) or not self.by_bot(current):
-            raise ConnectorError(
-                f"{self.client.where}: comment {comment_id} on {issue_key} was not written by the bot; "
-                "not updating it"
-            )
+        if not known_ours:
+            # An id from elsewhere (a stale store, a bug) must not let the bot rewrite a person's
+            # comment, which an account allowed to "edit all comments" could do: check the author first.
+            current = self.client.get(path, None, f"reading comment {comment_id}")
+            if not isinstance(current, Mapping) or not self.by_bot(current):
+                raise ConnectorError(
+                    f"{self.client.where}: comment {comment_id} on {issue_key} was not written by the bot; "
+                    "not updating it"
+                )
         try:
-            self.client.runner.call(
+            updated = self.client.runner.call(
                 f"{self.client.where}: {action}",
                 lambda: self.client.send("PUT", path, payload, {"notifyUsers": "false"}),
             )
         except Exception as exc:
             if self.client.runner.classify(exc) is None:
                 raise
+            if status_of(exc) == 404:
+                raise CommentGoneError(
+                    f"{self.client.where}: comment {comment_id} on {issue_key} is gone"
+                ) from None
             raise self.client.error(exc, action) from None
+        if known_ours and isinstance(updated, Mapping) and not self.by_bot(updated):
+            # Never expected (ids in the ledger come from the bot's own posts); loud if a database
+            # was pointed at another site.
+            logger.error(
+                "%s: comment %s on %s is not the bot's, yet was updated",
+                self.client.where,
+                comment_id,
+                issue_key,
+            )
 
     def myself(self) -> dict[str, str]:
         """Who the bot is, to tell its comments from people's (asked once per connector)."""

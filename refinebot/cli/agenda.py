@@ -1,22 +1,38 @@
-"""``refinebot agenda``: print each project's pre-refinement agenda (text, JSON or the Slack payload), writing nothing."""
+"""``refinebot agenda``: print each project's pre-refinement agenda (text, JSON or the Slack payload), writing nothing.
+
+It shows what the next digest would: the stored suppressions apply (snoozes, ignores, pairs marked not a
+duplicate, items removed from the agenda) and the readiness is compared with the previous cycle's stored
+one. The database is only read: no migration, no sync-state save (the connector's lasts for the process),
+no rule-cache write; without a database yet the agenda is shown without history.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from alembic.runtime.migration import MigrationContext
 from rich.text import Text
+from sqlalchemy.exc import SQLAlchemyError
 
 from refinebot.agenda import Agenda, AgendaSettings, build_agenda, render_text
-from refinebot.cli.console import ConfigOption, ProjectOption, load, out, registry, require_projects
+from refinebot.cli.console import ConfigOption, ProjectOption, error, load, out, registry, require_projects
 from refinebot.cli.report import report_failures, write_json
 from refinebot.config import DEFAULT_CONFIG_PATH, LoadedConfig
 from refinebot.cycle import cycle_of, project_zone
-from refinebot.pipeline import ProjectResult, run
+from refinebot.digest import scan_inputs
+from refinebot.pipeline import ProjectInputs, ProjectResult, run
 from refinebot.slack.blocks import backlog_url, digest_payload
+from refinebot.store import Store, StoreError
+from refinebot.store.engine import READ_ONLY, database_url_for, describe_error, is_sqlite_file
+from refinebot.store.migrate import head_revision
+from refinebot.store.sync_state import ReadThroughSyncState
 from refinebot.suppressions import Suppression
 from refinebot.terminal import TerminalProgress
 
@@ -37,7 +53,7 @@ def agendas(
     suppressions: Sequence[Suppression] = (),
     previous_shares: dict[str, float] | None = None,
 ) -> list[Agenda]:
-    """The agenda of every project that ran (until the store lands: no suppressions, no previous share)."""
+    """The agenda of every project that ran, with ``suppressions`` applied and last cycle's share shown."""
     built = []
     for result in results:
         if not result.ok:
@@ -48,7 +64,7 @@ def agendas(
                 result.project,
                 cycle_of(now, project_zone(loaded.config, result.project)),
                 result.issues,
-                result.findings,
+                result.all_findings,  # hidden ones too: a snoozed or removed item is listed as set aside
                 [s for s in suppressions if s.project == result.project],
                 now,
                 AgendaSettings.from_project(settings),
@@ -56,6 +72,62 @@ def agendas(
             )
         )
     return built
+
+
+@contextmanager
+def read_only_store(loaded: LoadedConfig) -> Iterator[Store | None]:
+    """The config's store opened without migrating, or None when there is no database yet.
+
+    A database at another schema revision is an error (exit 1): migrating it would be a write.
+    """
+    url = database_url_for(loaded)
+    if is_sqlite_file(url) and not Path(str(url.database)).exists():
+        yield None  # creating the file would be a write
+        return
+    try:
+        store = Store.open(url, migrate=False)
+    except StoreError as exc:
+        error(str(exc))
+        raise typer.Exit(1) from None
+    try:
+        try:
+            with store.engine.connect() as connection:
+                connection.execution_options(**{READ_ONLY: True})
+                revision = MigrationContext.configure(connection).get_current_revision()
+        except SQLAlchemyError as exc:
+            error(f"cannot read the database at {store.url}: {describe_error(exc, store.engine.url)}")
+            raise typer.Exit(1) from None
+        if revision is None:
+            yield None  # an empty database: no history to show
+            return
+        if revision != head_revision():
+            error(
+                f"the database at {store.url} is at schema revision {revision}, this refinebot needs "
+                f"{head_revision()}: run 'refinebot db upgrade' (agenda only reads the database)"
+            )
+            raise typer.Exit(1)
+        yield store
+    finally:
+        store.close()
+
+
+def stored_inputs(store: Store, project: str) -> ProjectInputs:
+    """What a project's agenda run is given from the store, read only: suppressions, rule cache, bot
+    activity and the sync state (saves kept in memory)."""
+    return replace(scan_inputs(store, project), state=ReadThroughSyncState(store.sync_state))
+
+
+def previous_shares(
+    store: Store, loaded: LoadedConfig, projects: Sequence[str], now: datetime
+) -> dict[str, float]:
+    """Each project's readiness share recorded for the cycle before the one ``now`` falls in."""
+    shares: dict[str, float] = {}
+    for project in projects:
+        cycle = cycle_of(now, project_zone(loaded.config, project))
+        previous = store.readiness.previous(project, cycle)
+        if previous is not None:
+            shares[project] = previous.share
+    return shares
 
 
 def print_agendas(loaded: LoadedConfig, built: Sequence[Agenda], fmt: AgendaFormat) -> None:
@@ -99,7 +171,22 @@ def agenda(
     loaded = load(config, rules, check_env=False)
     require_projects(loaded, project)
     as_of = parse_now(now) or datetime.now(UTC)
-    with TerminalProgress() as progress:
-        results = run(loaded, project or None, registry=rules, now=as_of, progress=progress)
-    print_agendas(loaded, agendas(loaded, results, as_of), fmt)
+    selected = list(project or loaded.config.projects)
+    with read_only_store(loaded) as store, TerminalProgress() as progress:
+        results = run(
+            loaded,
+            selected,
+            registry=rules,
+            now=as_of,
+            progress=progress,
+            inputs_for=(lambda key: stored_inputs(store, key)) if store is not None else None,
+        )
+        suppressions: list[Suppression] = []
+        shares: dict[str, float] = {}
+        if store is not None:
+            for key in selected:
+                suppressions.extend(store.suppressions.list_suppressions(key))
+            shares = previous_shares(store, loaded, selected, as_of)
+    built = agendas(loaded, results, as_of, suppressions=suppressions, previous_shares=shares)
+    print_agendas(loaded, built, fmt)
     raise typer.Exit(report_failures(results))

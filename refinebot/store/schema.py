@@ -1,6 +1,6 @@
 """The store's tables (SQLAlchemy Core), the one definition both engines and the migrations follow.
 
-``versions/0001_initial.py`` creates exactly these; a test compares them with an upgraded database, so a
+``versions/`` creates exactly these (0001 the first release, each later revision one change); a test compares them with an upgraded database, so a
 table changed here without a migration fails the suite. Times are stored in UTC and always come back
 timezone-aware (SQLite keeps no zone of its own).
 """
@@ -66,9 +66,19 @@ sync_state = Table(
     "sync_state",
     metadata,
     Column("key", String(512), primary_key=True),
-    Column("value", LargeBinary, nullable=False),  # zlib-compressed UTF-8 JSON
+    Column("value", LargeBinary, nullable=False),  # zlib-compressed UTF-8 JSON (format 2: the head)
     Column("raw_bytes", Integer, nullable=False),  # size before compression, for diagnostics
     Column("updated_at", UtcDateTime, nullable=False),
+    # 1: value is the whole JSON value; 2: its big collections are in sync_items (sync_state.py)
+    Column("format", Integer, nullable=False, server_default="1"),
+)
+
+sync_items = Table(
+    "sync_items",
+    metadata,
+    Column("state_key", String(512), primary_key=True),  # sync_state.key
+    Column("hash", String(32), primary_key=True),  # blake2b-128 of the item's JSON
+    Column("value", LargeBinary, nullable=False),  # the item's UTF-8 JSON (PostgreSQL compresses it itself)
 )
 
 findings = Table(

@@ -34,3 +34,7 @@ class CommentingHarness(Protocol):
     def drop_next_comment_response(self) -> None:
         """The next comment POST is applied by the fake but its answer never reaches the client."""
         ...
+
+    def delete_comment(self, comment_id: str) -> None:
+        """A person deletes the comment in the web UI (straight into the fake)."""
+        ...

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from connectors.base import ConnectorError
+from connectors.base import CommentGoneError, ConnectorError
 from refinebot.document import Document, Link, bullets, heading, paragraph
 from tests.connectors.azure_devops.harness import ado_harness
 from tests.connectors.harness import CommentingHarness
@@ -49,6 +49,20 @@ def test_add_then_find_then_update_in_place(harness: CommentingHarness) -> None:
     assert any("All good now" in body for body in bodies)
     assert not any("no acceptance criteria" in body for body in bodies)
     assert connector.find_comment(key, "contract:add") == comment_id
+
+
+def test_an_edit_known_to_be_ours_skips_the_author_read_and_a_deleted_comment_says_so(
+    harness: CommentingHarness,
+) -> None:
+    connector, key = harness.connector, harness.issue_key
+    comment_id = connector.add_comment(key, DOC, marker="contract:known")
+    connector.update_comment(key, comment_id, NEWER, marker="contract:known", known_ours=True)
+    assert any("All good now" in body for body in harness.comment_bodies())
+    harness.delete_comment(comment_id)
+    with pytest.raises(CommentGoneError):
+        connector.update_comment(key, comment_id, DOC, marker="contract:known", known_ours=True)
+    with pytest.raises(ConnectorError):  # without the ledger's word the author read fails first
+        connector.update_comment(key, comment_id, DOC, marker="contract:known")
 
 
 def test_a_dropped_post_never_doubles_the_comment(harness: CommentingHarness) -> None:

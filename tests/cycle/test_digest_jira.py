@@ -1,14 +1,16 @@
-"""``refinebot digest`` end to end: the real CLI in a subprocess, the fake Jira (Cloud and DC) over HTTP, SQLite."""
+"""``refinebot digest`` and ``agenda`` end to end: the real CLI in a subprocess, the fake Jira (Cloud and DC) over
+HTTP, SQLite (and PostgreSQL where the ``database_url`` fixture runs both)."""
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from connectors.jira.comments import wiki_plain_text
 from refinebot.markup import adf_to_text
@@ -21,13 +23,6 @@ TOKEN_ENV = "REFINEBOT_FAKE_JIRA_DIGEST_TOKEN"
 WRITES = ("POST", "PUT", "DELETE")
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeJiraServer]:
-    fake = FakeJiraServer().start()
-    yield fake
-    fake.stop()
-
-
 def _backlog(site: Site) -> None:
     make_issue(site, 1)  # ready
     vague = adf(para("Make it faster.")) if site.cloud else "Make it faster."
@@ -35,11 +30,17 @@ def _backlog(site: Site) -> None:
     make_issue(site, 3, points=21.0)  # oversized
 
 
-def _config(tmp_path: Path, site: Site) -> Path:
+def _config(
+    tmp_path: Path, site: Site, *, database_url: str | None = None, stale_days: int | None = None
+) -> Path:
+    """The config every test here runs: the site as a source, SHOP commenting on tickets; the default
+    SQLite file unless ``database_url`` names another; ``stale-item`` off unless ``stale_days`` is given."""
     path = tmp_path / "refinebot.toml"
     email = f'email = "{site.email}"\n' if site.cloud else ""
+    database = f'database_url = "{database_url}"\n' if database_url else ""
+    stale = f"days = {stale_days}" if stale_days else "enabled = false"
     path.write_text(
-        f"""
+        f"""{database}
 [sources.jira]
 kind = "jira"
 url = "{site.url}"
@@ -47,7 +48,7 @@ url = "{site.url}"
 backoff_base_seconds = 0.01
 
 [rules.stale-item]
-enabled = false
+{stale}
 
 [projects.SHOP]
 source = "jira"
@@ -245,3 +246,131 @@ def test_killed_after_the_first_comment_post_the_rerun_still_leaves_one_comment_
     assert rerun.code == 0, rerun.stderr
     assert [len(_bot_comments(site, f"SHOP-{n}")) for n in (1, 2, 3)] == [0, 1, 1]
     assert "1 recovered" in rerun.stdout or "1 unchanged" in rerun.stdout
+
+
+def _rows(database: Path) -> dict[str, int]:
+    with sqlite3.connect(database) as connection:
+        tables = [r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {t: connection.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
+
+
+def test_agenda_honours_the_stored_suppressions_and_last_cycles_share_and_writes_nothing(
+    server: FakeJiraServer, tmp_path: Path
+) -> None:
+    site = server.new_site(cloud=True)
+    _backlog(site)
+    make_issue(site, 4, summary="Tidy the CSV export", description=adf(para("Tidy it.")))  # no criteria
+    label_printer = adf(
+        para("As a packer I want labels printed in one batch so that parcels leave on time."),
+        heading("Acceptance criteria"),
+        bullets("Given 50 orders, when I print, then 50 labels come out"),
+    )
+    make_issue(site, 5, summary="Warehouse label printer", description=label_printer, points=40.0)  # big
+    config = _config(tmp_path, site)
+    last_week = (datetime.now(UTC) - timedelta(days=7)).isoformat()
+    assert _digest(site, config, "--now", last_week).code == 0  # readiness of the previous cycle
+    for args in (
+        ["snooze", "SHOP-2", "--for", "2w"],
+        ["not_duplicate", "SHOP-3", "--other", "SHOP-1"],
+        ["snooze", "SHOP-4", "--for", "3d", "--reason", "removed from agenda"],
+        ["ignore", "SHOP-5", "--rule", "oversized-story", "--reason", "an epic on purpose"],
+    ):
+        added = run_cli(["suppress", "add", "SHOP", *args, "--config", str(config), "--by", "maya"])
+        assert added.code == 0, added.stderr
+    database = tmp_path / "refinebot.db"
+    with sqlite3.connect(database) as connection:
+        (previous,) = connection.execute("SELECT share FROM readiness").fetchone()
+    before, rows, dump = database.read_bytes(), _rows(database), _dump(database)
+    mark = len(site.log)
+
+    shown = run_cli(["agenda", "--config", str(config), "--format", "json"], env={TOKEN_ENV: site.token})
+
+    assert shown.code == 0, shown.stderr
+    (agenda,) = json.loads(shown.stdout)
+    assert set(agenda) == {"project", "cycle", "readiness", "items", "more"}
+    assert set(agenda["readiness"]) == {"ready", "top_n", "share", "previous_share"}
+    assert agenda["readiness"]["previous_share"] == previous
+    # Snoozed (SHOP-2), removed from the agenda (SHOP-4), its one finding ignored (SHOP-5): not listed.
+    assert [item["issue"] for item in agenda["items"]] == ["SHOP-3"]
+    (item,) = agenda["items"]
+    assert set(item) == {"issue", "title", "url", "points", "minutes", "reasons"}
+    assert not [r for r in item["reasons"] if "duplicate" in r.lower()]  # the pair is not a duplicate
+    text = run_cli(["agenda", "--config", str(config)], env={TOKEN_ENV: site.token})
+    assert "Removed from this agenda: SHOP-4" in text.stdout, text.stdout
+    assert _writes_since(site, mark) == []
+    assert (database.read_bytes(), _rows(database), _dump(database)) == (before, rows, dump)
+
+
+def test_agenda_without_a_database_yet_creates_none(server: FakeJiraServer, tmp_path: Path) -> None:
+    site = server.new_site(cloud=True)
+    _backlog(site)
+    config = _config(tmp_path, site)
+    shown = run_cli(["agenda", "--config", str(config), "--format", "json"], env={TOKEN_ENV: site.token})
+    assert shown.code == 0, shown.stderr
+    (agenda,) = json.loads(shown.stdout)
+    assert agenda["readiness"]["previous_share"] is None
+    assert {item["issue"] for item in agenda["items"]} >= {"SHOP-2", "SHOP-3"}
+    assert not (tmp_path / "refinebot.db").exists()
+
+
+def test_first_digest_comments_each_flagged_ticket_once_and_the_rerun_writes_nothing(
+    server: FakeJiraServer, tmp_path: Path, database_url: str | None
+) -> None:
+    site = server.new_site(cloud=True)
+    _backlog(site)
+    config = _config(tmp_path, site, database_url=database_url)
+
+    first = _digest(site, config)
+
+    assert first.code == 0, first.stderr
+    assert [len(_bot_comments(site, f"SHOP-{n}")) for n in (1, 2, 3)] == [0, 1, 1]
+    assert [w.split()[0] for w in _writes_since(site, 0)] == ["POST", "POST"]
+    mark = len(site.log)
+    again = _digest(site, config)
+    assert again.code == 0, again.stderr
+    assert _writes_since(site, mark) == []
+    assert "2 unchanged" in again.stdout
+    if database_url is None:
+        assert (tmp_path / "refinebot.db").exists()
+        return
+    assert not (tmp_path / "refinebot.db").exists()  # the PostgreSQL database holds it all
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            ledger = connection.execute(text("SELECT issue FROM bot_comments ORDER BY issue")).scalars()
+            assert list(ledger) == ["SHOP-2", "SHOP-3"]
+    finally:
+        engine.dispose()
+
+
+def test_edits_skip_the_author_read_and_a_deleted_comment_is_posted_again_once(
+    server: FakeJiraServer, tmp_path: Path
+) -> None:
+    site = server.new_site(cloud=True)
+    _backlog(site)
+    config = _config(tmp_path, site)
+    assert _digest(site, config).code == 0
+    (gone,) = _bot_comments(site, "SHOP-2")
+    site.delete_comment("SHOP-2", str(gone["id"]))  # a person deletes the bot's comment
+    later = datetime.now(UTC)
+    site.touch("SHOP-2", later, **{site.field_ids.story_points: 21.0})  # SHOP-2's findings change
+    site.touch("SHOP-3", later, **{site.field_ids.story_points: 3.0})  # and SHOP-3's
+    mark = len(site.log)
+
+    rerun = _digest(site, config)
+
+    assert rerun.code == 0, rerun.stderr
+    writes = _writes_since(site, mark)
+    on = [(w.split()[0], re.search(r"/issue/([^/]+)/comment", w).group(1)) for w in writes]  # type: ignore[union-attr]
+    assert sorted(f"{method} {key}" for method, key in on) == [
+        "POST SHOP-2",  # posted again after its PUT answered 404
+        "PUT SHOP-2",
+        "PUT SHOP-3",
+    ]
+    author_reads = [e for e in site.log[mark:] if e.method == "GET" and re.search(r"/comment/\d+$", e.path)]
+    assert author_reads == []  # the ledger knows these comments are the bot's
+    assert [len(_bot_comments(site, key)) for key in ("SHOP-2", "SHOP-3")] == [1, 1]
+    assert "oversized-story" in _text(site, _bot_comments(site, "SHOP-2")[0])
+    mark = len(site.log)
+    assert _digest(site, config).code == 0
+    assert _writes_since(site, mark) == []

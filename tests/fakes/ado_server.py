@@ -423,7 +423,15 @@ class FakeAzureDevOps:
             "url": f"{self._item_url(item_id)}/comments/{comment_id}",
         }
         self.comments.setdefault(item_id, []).append(comment)
+        self._bump(item_id, now)  # a comment is a new revision of the work item
         return comment
+
+    def _bump(self, item_id: int, stamp: str) -> None:
+        """What Azure DevOps does to a work item whose discussion changed: ChangedDate and rev move on."""
+        with self._lock:
+            item = self.items[item_id]
+            item["fields"]["System.ChangedDate"] = stamp
+            item["rev"] += 1
 
     def _item_url(self, item_id: int) -> str:
         return f"{self.url}/_apis/wit/workItems/{item_id}"
@@ -599,6 +607,7 @@ class FakeAzureDevOps:
                     comment["modifiedBy"] = dict(BOT)
                     if fmt:
                         comment["format"] = fmt
+                    self._bump(item_id, now)
                     return 200, {}, comment
             raise HttpError(404, f"VS402617: Comment {comment_id} does not exist on work item {item_id}.")
         raise HttpError(405, "method not allowed")

@@ -213,9 +213,14 @@ class Site:
         return list(self.comments.get(key, []))
 
     def add_person_comment(self, key: str, body: Any, *, when: datetime | None = None) -> str:
-        """A comment by a person (Dana, not the bot) straight into the site; returns its id."""
+        """A comment by a person (Dana, not the bot) straight into the site ('updated' bumped); its id."""
         with self.lock:
             return str(new_comment(self, key, person(self), body, [], when or datetime.now(UTC))["id"])
+
+    def delete_comment(self, key: str, comment_id: str) -> None:
+        """A person deletes a comment (in the web UI): it is gone, later reads and edits answer 404."""
+        with self.lock:
+            self.comments[key] = [c for c in self.comments.get(key, []) if c["id"] != comment_id]
 
     # --- field list ----------------------------------------------------------------------------
 
@@ -773,6 +778,7 @@ def new_comment(
         "properties": properties,
     }
     site.comments.setdefault(key, []).append(comment)
+    site.issues[key]["fields"]["updated"] = stamp  # Jira bumps the issue's 'updated' for a new comment
     return comment
 
 
@@ -829,6 +835,7 @@ def comments_route(
                 return 400, {"errorMessages": [], "errors": {"comment": problem}}
             found["body"] = body["body"]
             found["updated"] = jira_time(datetime.now(UTC))
+            site.issues[key]["fields"]["updated"] = found["updated"]  # an edit bumps it too
             found["notified"] = _one(query, "notifyUsers", "true")
             for prop in body.get("properties") or []:
                 site.comment_properties.setdefault(found["id"], {})[prop["key"]] = prop["value"]

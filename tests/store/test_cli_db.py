@@ -10,10 +10,12 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import URL
 
 from refinebot.store.engine import create_store_engine
+from refinebot.store.migrate import head_revision
 from tests.cli_process import run_cli
 from tests.store.conftest import Postgres
 
 SECRET = "s3cr3t-Pa55word"
+HEAD = head_revision()
 
 
 def write_config(folder: Path, database_url: str | None) -> Path:
@@ -42,7 +44,7 @@ def test_upgrade_creates_the_default_sqlite_file_beside_the_config(tmp_path: Pat
     first = run_cli(["db", "upgrade", "--config", str(config)], cwd=tmp_path)
     assert first.code == 0, first.stderr
     database = tmp_path / "deploy" / "refinebot.db"
-    assert f"ok: sqlite:///{database} at revision 0002 (was empty)" in first.stdout
+    assert f"ok: sqlite:///{database} at revision {HEAD} (was empty)" in first.stdout
     engine = create_store_engine(f"sqlite:///{database}")
     try:
         assert "findings" in inspect(engine).get_table_names()
@@ -50,7 +52,7 @@ def test_upgrade_creates_the_default_sqlite_file_beside_the_config(tmp_path: Pat
         engine.dispose()
     again = run_cli(["db", "upgrade", "--config", str(config)], cwd=tmp_path)
     assert again.code == 0, again.stderr
-    assert "at revision 0002 (already current)" in again.stdout
+    assert f"at revision {HEAD} (already current)" in again.stdout
 
 
 def test_upgrade_of_a_postgresql_database_named_in_the_environment(
@@ -66,8 +68,8 @@ def test_upgrade_of_a_postgresql_database_named_in_the_environment(
         },
     )
     assert result.code == 0, result.stderr
-    assert "at revision 0002 (was empty)" in result.stdout
-    assert "upgraded from empty to 0002" in result.stderr  # the DEBUG log ran
+    assert f"at revision {HEAD} (was empty)" in result.stdout
+    assert f"upgraded from empty to {HEAD}" in result.stderr  # the DEBUG log ran
     assert SECRET not in result.stdout + result.stderr
 
 

@@ -34,6 +34,7 @@ TABLES = {
     "rule_cache",
     "slack_deliveries",
     "suppressions",
+    "sync_items",
     "sync_state",
 }
 
@@ -42,22 +43,22 @@ def test_migrations_ship_inside_the_package() -> None:
     scripts = ScriptDirectory.from_config(alembic_config())
     package_dir = Path(refinebot.store.__file__).parent
     assert Path(scripts.dir).resolve() == (package_dir / "migrations").resolve()
-    assert [r.revision for r in scripts.walk_revisions()] == ["0002", "0001"]
-    assert head_revision() == "0002"
+    assert [r.revision for r in scripts.walk_revisions()] == ["0003", "0002", "0001"]
+    assert head_revision() == "0003"
 
 
 def test_upgrade_of_an_empty_database_matches_the_models(empty_database_url: URL) -> None:
     engine = create_store_engine(empty_database_url)
     try:
         assert current_revision(engine) is None
-        assert upgrade(engine) == "0002"
-        assert current_revision(engine) == "0002"
+        assert upgrade(engine) == head_revision()
+        assert current_revision(engine) == head_revision()
         assert set(inspect(engine).get_table_names()) == TABLES
         with engine.connect() as connection:
             diff = compare_metadata(MigrationContext.configure(connection), metadata)
             assert diff == [], f"schema.py and the migrations differ: {diff}"
             command.check(alembic_config(connection))  # what `alembic check` runs; raises on a diff
-        assert upgrade(engine) == "0002"  # a second upgrade finds nothing to do
+        assert upgrade(engine) == head_revision()  # a second upgrade finds nothing to do
     finally:
         engine.dispose()
 
@@ -105,7 +106,7 @@ def _assert_migrated_once(url: URL) -> None:
     try:
         with engine.connect() as connection:
             versions = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
-        assert versions == ["0002"]
+        assert versions == [head_revision()]
         assert set(inspect(engine).get_table_names()) == TABLES
     finally:
         engine.dispose()

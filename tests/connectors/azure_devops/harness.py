@@ -45,6 +45,12 @@ class AdoHarness:
         """The stored text (Markdown or HTML) of every comment on the work item."""
         return [str(c["text"]) for c in self.fake.comments.get(self.item_id, []) if not c["isDeleted"]]
 
+    def delete_comment(self, comment_id: str) -> None:
+        """Azure DevOps keeps a deleted comment, flagged ``isDeleted`` (reads and edits answer 404)."""
+        for comment in self.fake.comments.get(self.item_id, []):
+            if str(comment["id"]) == comment_id:
+                comment["isDeleted"] = True
+
     def add_person_comment(self, body: str) -> str:
         """``body`` as a comment by another person, written straight into the fake."""
         return str(self.fake.add_comment(self.item_id, body))

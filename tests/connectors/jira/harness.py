@@ -99,6 +99,9 @@ class JiraHarness:
                 self.validator.validate(body)
         return [json.dumps(body) for body in bodies]
 
+    def delete_comment(self, comment_id: str) -> None:
+        self.site.delete_comment(self.issue_key, comment_id)
+
     def add_person_comment(self, body: str) -> str:
         stored: Any = body
         if self.site.cloud:

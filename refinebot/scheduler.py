@@ -387,6 +387,13 @@ class CycleScheduler:
         try:
             report = self._run_cycle(loaded, project, now)
             cycle, error, said = report.cycle, report.error, report.digest
+            if report.skipped is not None:
+                # Another replica holds the cycle. Nothing is recorded here: should that replica die before
+                # it finishes, the retry runs the cycle; once it finished, the retry finds it done.
+                logger.info("scheduler: project %s: %s", project, report.skipped,
+                            extra={"project": project, "cycle": cycle})  # fmt: skip
+                self._schedule_retry(project, slot, now)
+                return
         except Exception as exc:  # a bug or the store failing: this project's run fails, the others go on
             logger.exception("scheduler: project %s: the cycle raised", project, extra={"project": project})
             cycle, error, said = cycle_of(now, zone), f"{type(exc).__name__}: {exc}", ""

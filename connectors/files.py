@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -122,7 +123,9 @@ def read_backlog(path: Path, source: FileSourceConfig | None = None, *, tz: tzin
         raise ConnectorError(f"{path}: cannot read: {exc.strerror}") from None
     problems: list[SkippedItem] = []
     if path.suffix.lower() == ".csv":
+        started = time.perf_counter()
         issues = _read_jira_csv(path, raw, tz, problems)
+        logger.debug("phase csv-read: %.3f s", time.perf_counter() - started)
     else:
         try:
             data = json.loads(raw.decode("utf-8-sig"))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
@@ -17,6 +19,8 @@ from refinebot.cli.console import err, out, plural
 from refinebot.models import Finding, Issue, Severity
 from refinebot.pipeline import ProjectResult
 from refinebot.readiness import backlog_order
+
+logger = logging.getLogger(__name__)
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 TTY_LIMIT = 50  # issues shown per project on a terminal unless --limit says otherwise
@@ -39,11 +43,14 @@ def display_key(issue: Issue | None, key: str) -> str:
 
 def print_results(results: Sequence[ProjectResult], fmt: OutputFormat, *, limit: int | None = None) -> None:
     """Print every project's results in ``fmt``; ``limit`` caps the issues a table shows (0: all)."""
+    started = time.perf_counter()
     if fmt is OutputFormat.JSON:
         write_json([f.to_json() for r in results for f in r.findings])
+        logger.debug("phase json-write: %.3f s", time.perf_counter() - started)
         return
     if fmt is OutputFormat.REPORT_JSON:
         write_json(report(results))
+        logger.debug("phase json-write: %.3f s", time.perf_counter() - started)
         return
     shown = limit if limit is not None else (TTY_LIMIT if out.is_terminal else 0)
     for index, result in enumerate(results):

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -103,6 +104,7 @@ def documents_and_counts(
     parallel_min: int = PARALLEL_MIN_DOCS,
 ) -> tuple[list[Document], TitleBoilerplate, sp.csr_matrix, sp.csr_matrix]:
     """Scored documents, the boilerplate used, and raw word and character counts of ``issues``."""
+    started = time.perf_counter()
     titles, boilerplate = scored_titles(issues, boilerplate)
     descriptions = [issue.description for issue in issues]
     chunks = [
@@ -123,14 +125,19 @@ def documents_and_counts(
     words = sp.csr_matrix(sp.vstack([result[1] for result in results], format="csr"))
     chars = sp.csr_matrix(sp.vstack([result[2] for result in results], format="csr"))
     documents = [Document(title, body) for title, body in zip(titles, bodies, strict=True)]
+    logger.debug("phase dup-clean-hash: %.3f s", time.perf_counter() - started)
     return documents, boilerplate, words, chars
 
 
 def build_index(issues: Sequence[Issue]) -> DuplicateIndex:
     """A fresh index of ``issues`` with candidate pairs among all of them."""
     documents, boilerplate, words, chars = documents_and_counts(issues)
+    started = time.perf_counter()
     vectoriser, matrix = Vectoriser.fit_counts(words, chars)
+    logger.debug("phase dup-fit: %.3f s", time.perf_counter() - started)
+    started = time.perf_counter()
     pairs, scores = search(matrix, documents, None)
+    logger.debug("phase dup-search: %.3f s", time.perf_counter() - started)
     return DuplicateIndex(
         keys=[issue.key for issue in issues],
         fingerprints=[_fingerprint(issue) for issue in issues],

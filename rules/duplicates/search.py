@@ -8,6 +8,8 @@ sparse_dot_topn: load it only when the rule runs.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
@@ -19,6 +21,8 @@ from sparse_dot_topn import sp_matmul_topn
 from rules.duplicates.templates import penalise
 from rules.duplicates.text import Document
 from rules.duplicates.vectors import FLOAT
+
+logger = logging.getLogger(__name__)
 
 TOP_K = 20
 # Threads of the sparse product, and processes of the parallel cleaning in ``index``: the scale
@@ -118,4 +122,7 @@ def search(
         cols = np.concatenate([cols, extra[:, 1]])
         scores = np.concatenate([scores, extra_scores])
     codes, unique_scores = unique_pairs(rows, cols, scores)
-    return codes, penalise(documents, *decode_pairs(codes), unique_scores)
+    started = time.perf_counter()
+    penalised = penalise(documents, *decode_pairs(codes), unique_scores)
+    logger.debug("phase dup-penalty: %.3f s", time.perf_counter() - started)
+    return codes, penalised

@@ -43,14 +43,18 @@ def display_key(issue: Issue | None, key: str) -> str:
 
 def print_results(results: Sequence[ProjectResult], fmt: OutputFormat, *, limit: int | None = None) -> None:
     """Print every project's results in ``fmt``; ``limit`` caps the issues a table shows (0: all)."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     if fmt is OutputFormat.JSON:
         write_json([f.to_json() for r in results for f in r.findings])
-        logger.debug("phase json-write: %.3f s", time.perf_counter() - started)
+        logger.debug(
+            "phase json-write: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu
+        )
         return
     if fmt is OutputFormat.REPORT_JSON:
         write_json(report(results))
-        logger.debug("phase json-write: %.3f s", time.perf_counter() - started)
+        logger.debug(
+            "phase json-write: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu
+        )
         return
     shown = limit if limit is not None else (TTY_LIMIT if out.is_terminal else 0)
     for index, result in enumerate(results):
@@ -60,9 +64,25 @@ def print_results(results: Sequence[ProjectResult], fmt: OutputFormat, *, limit:
             print_project(result, limit=shown)
 
 
+# Encoder pieces joined per write: big enough that writes are few, small enough to stay a few MiB.
+_PIECES_PER_WRITE = 65_536
+
+
 def write_json(payload: Any) -> None:
-    """JSON on stdout, UTF-8 as is."""
-    sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+    """JSON on stdout, UTF-8 as is, indented; streamed in chunks.
+
+    ``json.dumps`` of 76k duplicate findings built 14 M pieces and a 286 MiB string, then copied it
+    to add the newline: the scan's peak memory. The encoder's pieces are the same, so is the text.
+    """
+    encoder = json.JSONEncoder(indent=2, ensure_ascii=False)
+    pieces: list[str] = []
+    for piece in encoder.iterencode(payload):
+        pieces.append(piece)
+        if len(pieces) >= _PIECES_PER_WRITE:
+            sys.stdout.write("".join(pieces))
+            pieces.clear()
+    pieces.append("\n")
+    sys.stdout.write("".join(pieces))
 
 
 def report(results: Sequence[ProjectResult]) -> dict[str, Any]:

@@ -56,7 +56,7 @@ CHANGED_SHARE = 0.01
 _SUFFIXES = ("again", "still failing", "reopened", "on staging", "in production", "after upgrade")
 HEADER = ["Issue key", "Summary", "Issue Type", "Status", "Created", "Updated", "Description"]
 KINDS = ("realistic", "duplicate-heavy")
-_PHASE = re.compile(r"phase ([\w-]+): ([\d.]+) s")
+_PHASE = re.compile(r"phase ([\w-]+): ([\d.]+) s \(cpu ([\d.]+) s\)")
 
 
 def load_raw_texts(data: Path = DATA) -> list[tuple[str, str]]:
@@ -167,7 +167,7 @@ class Run:
     code: int
     findings: int
     duplicates: int
-    phases: dict[str, float]
+    phases: dict[str, tuple[float, float]]  # name -> (wall, CPU of the main process)
     stderr_tail: str
 
 
@@ -195,9 +195,10 @@ def scan_once(config: Path, output: Path) -> Run:
         name, sep, value = line.strip().rpartition(": ")
         if sep:
             stats[name] = value
-    phases: dict[str, float] = {}
+    phases: dict[str, tuple[float, float]] = {}
     for match in _PHASE.finditer(done.stderr):
-        phases[match.group(1)] = phases.get(match.group(1), 0.0) + float(match.group(2))
+        wall, cpu = phases.get(match.group(1), (0.0, 0.0))
+        phases[match.group(1)] = (wall + float(match.group(2)), cpu + float(match.group(3)))
     text = output.read_text(encoding="utf-8") if output.exists() else ""
     findings = text.count('"rule": ')
     duplicates = text.count('"rule": "duplicate-candidate"')
@@ -236,8 +237,12 @@ def print_header() -> None:
     )
 
 
+def _pair(phase: tuple[float, float] | None) -> str:
+    return "-" if phase is None else f"{phase[0]:.1f}/{phase[1]:.1f}"
+
+
 def print_run(label: str, size: int, run: Run, load: str) -> None:
-    names = " ".join(f"{run.phases.get(p, float('nan')):>14.2f}" for p in PHASES)
+    names = " ".join(f"{_pair(run.phases.get(p)):>14}" for p in PHASES)
     print(
         f"{label:>16} {size:>7} {run.wall:>7.1f} {run.cpu:>7.1f} {run.rss_mib:>8.0f} {run.findings:>8} "
         f"{run.duplicates:>7} {names} {load:>5}",
@@ -248,7 +253,7 @@ def print_run(label: str, size: int, run: Run, load: str) -> None:
     others = {k: v for k, v in run.phases.items() if k not in PHASES}
     if others:
         print(
-            "    other phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in sorted(others.items())), flush=True
+            "    other phases: " + ", ".join(f"{k} {_pair(v)}" for k, v in sorted(others.items())), flush=True
         )
 
 
@@ -279,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.save_json.mkdir(parents=True, exist_ok=True)
     texts = load_raw_texts()
     print(
-        f"{os.cpu_count()} CPUs; phases in seconds (wall, from the phase timers); backlogs in {args.cache_dir}"
+        f"{os.cpu_count()} CPUs; phases in seconds, wall/CPU of the main process (forked workers' CPU is in the total only); backlogs in {args.cache_dir}"
     )
     print_header()
     for kind in args.kinds:

@@ -227,7 +227,7 @@ class DuplicateCandidate(BacklogRule):
         scan = self.scan(issues, ctx)
         if scan is None:
             return
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         options: DuplicateOptions = self.options  # type: ignore[assignment]
         index, by_key = scan.index, scan.by_key
         ages = _Ages(by_key)
@@ -264,10 +264,12 @@ class DuplicateCandidate(BacklogRule):
             if _sorted_pair(key, partner[key][1]) not in index.terms
             for k in (key, partner[key][1])
         )
-        logger.debug("phase dup-rank: %.3f s", time.perf_counter() - started)
-        spent = 0.0
+        logger.debug(
+            "phase dup-rank: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu
+        )
+        spent = spent_cpu = 0.0
         for start in range(0, len(order), _EXPLAIN_CHUNK):
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             keys = order[start : start + _EXPLAIN_CHUNK]
             rows = [
                 index.row_of[k]
@@ -285,8 +287,9 @@ class DuplicateCandidate(BacklogRule):
                 if not uses[row]:
                     explainer.release(row)
             spent += time.perf_counter() - started
+            spent_cpu += time.process_time() - cpu
             yield from findings
-        logger.debug("phase dup-explain: %.3f s", spent)
+        logger.debug("phase dup-explain: %.3f s (cpu %.3f s)", spent, spent_cpu)
 
     @staticmethod
     def _vectors_key(ctx: RuleContext) -> str:
@@ -330,18 +333,30 @@ class DuplicateCandidate(BacklogRule):
         if cache is None:
             return build_index(issues)
         key = _cache_key(ctx, options.closed_window_days)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         cached = cache.get(key)
-        logger.debug("phase dup-cache-load: %.3f s", time.perf_counter() - started)
+        logger.debug(
+            "phase dup-cache-load: %.3f s (cpu %.3f s)",
+            time.perf_counter() - started,
+            time.process_time() - cpu,
+        )
         if isinstance(cached, DuplicateIndex) and cached.version == INDEX_VERSION:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             index = update_index(cached, issues)
-            logger.debug("phase dup-update: %.3f s", time.perf_counter() - started)
+            logger.debug(
+                "phase dup-update: %.3f s (cpu %.3f s)",
+                time.perf_counter() - started,
+                time.process_time() - cpu,
+            )
         else:
             index = build_index(issues)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         cache.put(key, index)
-        logger.debug("phase dup-cache-save: %.3f s", time.perf_counter() - started)
+        logger.debug(
+            "phase dup-cache-save: %.3f s (cpu %.3f s)",
+            time.perf_counter() - started,
+            time.process_time() - cpu,
+        )
         return index
 
     def _finding(

@@ -122,7 +122,9 @@ def search(
         cols = np.concatenate([cols, extra[:, 1]])
         scores = np.concatenate([scores, extra_scores])
     codes, unique_scores = unique_pairs(rows, cols, scores)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     penalised = penalise(documents, *decode_pairs(codes), unique_scores)
-    logger.debug("phase dup-penalty: %.3f s", time.perf_counter() - started)
+    logger.debug(
+        "phase dup-penalty: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu
+    )
     return codes, penalised

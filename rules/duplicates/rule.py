@@ -328,10 +328,15 @@ class DuplicateCandidate(BacklogRule):
     @staticmethod
     def _index(issues: Sequence[Issue], ctx: RuleContext, options: DuplicateOptions) -> DuplicateIndex:
         from rules.duplicates.index import INDEX_VERSION, DuplicateIndex, build_index, update_index
+        from rules.duplicates.ranking import SEMANTIC_FLOOR
+        from rules.duplicates.templates import PENALTY_FLOOR
 
+        # The penalty only lowers scores: a pair under the candidate floor is dropped either way.
+        floor = SEMANTIC_FLOOR if options.semantic else CANDIDATE_SHARE * options.resolved_threshold()
+        penalty_floor = max(PENALTY_FLOOR, floor)
         cache = ctx.cache
         if cache is None:
-            return build_index(issues)
+            return build_index(issues, penalty_floor)
         key = _cache_key(ctx, options.closed_window_days)
         started, cpu = time.perf_counter(), time.process_time()
         cached = cache.get(key)
@@ -340,7 +345,11 @@ class DuplicateCandidate(BacklogRule):
             time.perf_counter() - started,
             time.process_time() - cpu,
         )
-        if isinstance(cached, DuplicateIndex) and cached.version == INDEX_VERSION:
+        if (
+            isinstance(cached, DuplicateIndex)
+            and cached.version == INDEX_VERSION
+            and cached.penalty_floor <= penalty_floor
+        ):
             started, cpu = time.perf_counter(), time.process_time()
             index = update_index(cached, issues)
             logger.debug(
@@ -349,7 +358,7 @@ class DuplicateCandidate(BacklogRule):
                 time.process_time() - cpu,
             )
         else:
-            index = build_index(issues)
+            index = build_index(issues, penalty_floor)
         started, cpu = time.perf_counter(), time.process_time()
         cache.put(key, index)
         logger.debug(

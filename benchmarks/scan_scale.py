@@ -183,8 +183,19 @@ def scan_once(config: Path, output: Path) -> Run:
     """Run one ``refinebot scan --format json`` under ``/usr/bin/time -v``; its figures."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("REFINEBOT_")}
     env.update({"REFINEBOT_LOG_LEVEL": "DEBUG", "NO_COLOR": "1"})
-    refinebot = Path(sys.executable).with_name("refinebot")
-    command = ["/usr/bin/time", "-v", str(refinebot), "scan", "-c", str(config), "--format", "json"]
+    # ``-m refinebot`` from the root: the code of this checkout, as the console script would run it.
+    command = [
+        "/usr/bin/time",
+        "-v",
+        sys.executable,
+        "-m",
+        "refinebot",
+        "scan",
+        "-c",
+        str(config),
+        "--format",
+        "json",
+    ]
     command += ["--now", AS_OF.isoformat()]
     with output.open("wb") as handle:
         done = subprocess.run(

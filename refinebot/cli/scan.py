@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -77,8 +78,10 @@ def scan(
     rules = registry()
     loaded = load(config, rules, check_env=False)
     require_projects(loaded, project)
-    # scan writes no record (findings, suppressions, comments, rule cache): only the sync state, a copy of
-    # the tracker's data that changes no outcome, so the next scan or digest syncs incrementally.
+    # scan writes no record (findings, suppressions, comments): only the sync state, a copy of the
+    # tracker's data, so the next scan or digest syncs incrementally, and the rules' cache (the
+    # duplicate index, which a digest keeps too), so the next run re-vectorises only what changed
+    # instead of the whole backlog (benchmarks/scan_scale.py --second).
     with open_store(loaded) as store, TerminalProgress() as progress:
         results = run(
             loaded,
@@ -87,7 +90,7 @@ def scan(
             now=parse_now(now),
             full=full,
             progress=progress,
-            inputs_for=lambda key: scan_inputs(store, key),
+            inputs_for=lambda key: replace(scan_inputs(store, key), cache=store.rule_cache(key)),
         )
     print_results(results, fmt, limit=limit)
     code = report_failures(results)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text
@@ -15,10 +15,12 @@ from refinebot.cli.console import ConfigOption, ProjectOption, load, out, regist
 from refinebot.cli.report import report_failures, write_json
 from refinebot.config import DEFAULT_CONFIG_PATH, LoadedConfig
 from refinebot.cycle import cycle_of, project_zone
-from refinebot.pipeline import ProjectResult, run
 from refinebot.slack.blocks import digest_payload
 from refinebot.suppressions import Suppression
 from refinebot.terminal import TerminalProgress
+
+if TYPE_CHECKING:
+    from refinebot.pipeline import ProjectResult  # connectors and their SDKs: loaded when an agenda runs
 
 
 class AgendaFormat(StrEnum):
@@ -100,6 +102,7 @@ def agenda(
 ) -> None:
     """Print the next refinement session's agenda per project; posts and stores nothing."""
     from refinebot.cli.scan import parse_now
+    from refinebot.pipeline import run
 
     rules = registry()
     loaded = load(config, rules, check_env=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text
@@ -16,16 +16,20 @@ from refinebot.cli.console import ConfigOption, error, load, out, registry
 from refinebot.cli.scan import open_store, parse_now
 from refinebot.config import DEFAULT_CONFIG_PATH, LoadedConfig
 from refinebot.cycle import DigestPoster, RecordingPoster
-from refinebot.digest import CycleReport, DigestCycle, PosterFor, RecordingWriter, rehearsal
 from refinebot.slack.blocks import digest_payload
-from refinebot.slack.digest import SlackDigestPoster, build_client
-from refinebot.store import Store
 from refinebot.terminal import TerminalProgress
+
+# The store (SQLAlchemy, Alembic) and the Slack SDK load when a digest runs, not for every command.
+if TYPE_CHECKING:
+    from refinebot.digest import CycleReport, PosterFor
+    from refinebot.store import Store
 
 
 def slack_poster_for(loaded: LoadedConfig, store: Store, *, dry_run: bool) -> PosterFor:
     """Each project's digest poster: Slack (``[slack]``'s client, the store's ledger) when the bot token
     is set, a recorder in a dry run, else none. One poster, and so one pacer, for the whole run."""
+    from refinebot.slack.digest import SlackDigestPoster, build_client
+
     if dry_run:
         recorder = RecordingPoster()
         return lambda _project: recorder
@@ -67,6 +71,8 @@ def digest(
     ] = None,
 ) -> None:
     """Run one digest cycle per project: sync, apply ticket replies, run the rules, update ticket comments."""
+    from refinebot.digest import DigestCycle, RecordingWriter, rehearsal
+
     rules = registry()
     loaded = load(config, rules, check_env=False)
     selected = list(project or loaded.config.projects)

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.style import Style
@@ -17,8 +17,10 @@ from rich.text import Text
 
 from refinebot.cli.console import err, out, plural
 from refinebot.models import Finding, Issue, Severity
-from refinebot.pipeline import ProjectResult
 from refinebot.readiness import backlog_order
+
+if TYPE_CHECKING:
+    from refinebot.pipeline import ProjectResult  # connectors and their SDKs: loaded by the commands that run
 
 logger = logging.getLogger(__name__)
 

@@ -7,18 +7,20 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from refinebot.cli.console import ConfigOption, ProjectOption, error, load, out, registry, require_projects
 from refinebot.cli.report import OutputFormat, print_results, report_failures, worst_at_least
 from refinebot.config import DEFAULT_CONFIG_PATH, LoadedConfig
-from refinebot.digest import scan_inputs
 from refinebot.models import Severity
-from refinebot.pipeline import run
-from refinebot.store import Store, StoreError
 from refinebot.terminal import TerminalProgress
+
+# The store (SQLAlchemy, Alembic) and the pipeline load when a scan runs, not for every command:
+# together they were half of the start-up of ``refinebot rules`` and ``--help``.
+if TYPE_CHECKING:
+    from refinebot.store import Store
 
 DEMO_AS_OF = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
@@ -50,6 +52,8 @@ def parse_now(value: str | None) -> datetime | None:
 
 def open_store(loaded: LoadedConfig) -> Store:
     """The config's store (migrated), or the reason printed and exit 1."""
+    from refinebot.store import Store, StoreError
+
     try:
         return Store.from_config(loaded)
     except StoreError as exc:
@@ -75,6 +79,9 @@ def scan(
     ] = None,
 ) -> None:
     """Fetch configured projects, run the rules and print the findings."""
+    from refinebot.digest import scan_inputs
+    from refinebot.pipeline import run
+
     rules = registry()
     loaded = load(config, rules, check_env=False)
     require_projects(loaded, project)
@@ -106,6 +113,8 @@ def demo_config_path() -> Path:
 
 def demo(fmt: FormatOption = OutputFormat.TABLE, limit: LimitOption = None) -> None:
     """Run every rule on the bundled demo backlog (no accounts needed)."""
+    from refinebot.pipeline import run
+
     started = time.perf_counter()
     rules = registry()
     loaded = load(demo_config_path(), rules)

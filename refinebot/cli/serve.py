@@ -9,8 +9,6 @@ import typer
 
 from refinebot.cli.console import ConfigOption, error, load, registry
 from refinebot.config import DEFAULT_CONFIG_PATH
-from refinebot.serve import ServeError, run_until_signalled, serve
-from refinebot.store import StoreError
 
 
 def serve_command(
@@ -26,6 +24,10 @@ def serve_command(
 
     HTTP mode serves POST /slack/events and GET /healthz; Socket Mode needs the app-level token.
     """
+    # Imported here: Slack, SQLAlchemy and Alembic would slow every other command's start-up.
+    from refinebot.serve import ServeError, run_until_signalled, serve
+    from refinebot.store import StoreError
+
     loaded = load(config, registry(), check_env=False)
     # Operators need to see it listening and stopping even at the default WARNING level.
     if logging.getLogger().level <= logging.WARNING:  # but -q still means errors only

@@ -31,3 +31,21 @@ def test_streamed_json_is_the_text_json_dumps_gives(
 def test_empty_findings_print_an_empty_list(capsys: pytest.CaptureFixture[str]) -> None:
     report.write_json([])
     assert capsys.readouterr().out == "[]\n"
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 999, 1000, 2501])
+def test_a_list_streamed_item_by_item_is_the_text_json_dumps_gives(
+    capsys: pytest.CaptureFixture[str], count: int
+) -> None:
+    items = [
+        {
+            "issue": f"P-{n}",
+            "message": 'line\nbreak \u00e9 \\ "q"',
+            "details": {"candidates": [{"s": n / 3}], "e": {}},
+        }
+        if n % 3
+        else ["plain", n, None, []]
+        for n in range(count)
+    ]
+    report.write_json_list(iter(items))
+    assert capsys.readouterr().out == json.dumps(items, indent=2, ensure_ascii=False) + "\n"

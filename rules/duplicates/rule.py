@@ -192,7 +192,14 @@ class DuplicateCandidate(BacklogRule):
         """The scored candidate pairs of ``issues`` and the ones flagged (None: fewer than 2 eligible).
 
         ``check`` turns the scan into findings; the benchmarks score the flagged pairs themselves.
+        The index is saved in ``ctx.cache``.
         """
+        result = self._scan(issues, ctx)
+        if result is not None:
+            self._save(ctx, self.options, result.index)  # type: ignore[arg-type]
+        return result
+
+    def _scan(self, issues: Sequence[Issue], ctx: RuleContext) -> PairScan | None:
         from rules.duplicates.ranking import SEMANTIC_FLOOR, mutual_best, rerank, score_candidates
 
         options: DuplicateOptions = self.options  # type: ignore[assignment]
@@ -224,7 +231,7 @@ class DuplicateCandidate(BacklogRule):
         from rules.duplicates.explain import SharedTerms
         from rules.duplicates.ranking import pair_ranks
 
-        scan = self.scan(issues, ctx)
+        scan = self._scan(issues, ctx)
         if scan is None:
             return
         started, cpu = time.perf_counter(), time.process_time()
@@ -289,6 +296,9 @@ class DuplicateCandidate(BacklogRule):
             spent += time.perf_counter() - started
             spent_cpu += time.process_time() - cpu
             yield from findings
+        # Saved after the explanations: the next run reuses the shared terms of unchanged pairs
+        # (saved before them, they were lost and every finding was explained again).
+        self._save(ctx, options, index)
         logger.debug("phase dup-explain: %.3f s (cpu %.3f s)", spent, spent_cpu)
 
     @staticmethod
@@ -359,14 +369,19 @@ class DuplicateCandidate(BacklogRule):
             )
         else:
             index = build_index(issues, penalty_floor)
+        return index
+
+    @staticmethod
+    def _save(ctx: RuleContext, options: DuplicateOptions, index: DuplicateIndex) -> None:
+        if ctx.cache is None:
+            return
         started, cpu = time.perf_counter(), time.process_time()
-        cache.put(key, index)
+        ctx.cache.put(_cache_key(ctx, options.closed_window_days), index)
         logger.debug(
             "phase dup-cache-save: %.3f s (cpu %.3f s)",
             time.perf_counter() - started,
             time.process_time() - cpu,
         )
-        return index
 
     def _finding(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import pickle
 import random
 import sys
 from collections import Counter
@@ -94,3 +95,39 @@ def test_vectorised_ranks_equal_the_scalar_ranking_score() -> None:
         days = float("inf") if a is None or b is None else abs((a - b).total_seconds()) / 86_400.0
         assert rank == float(ranking_score(pair.score, days, options))
     assert ranks[-2] == pytest.approx(0.6 * 1.2)  # 14:00+02:00 is 12:00 UTC: the same moment
+
+
+class _PicklingCache:
+    """A cache that keeps a copy made at ``put``, as the store's does (a later change is not kept)."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+
+    def get(self, key: str) -> object | None:
+        blob = self.blobs.get(key)
+        return None if blob is None else pickle.loads(blob)
+
+    def put(self, key: str, value: object) -> None:
+        self.blobs[key] = pickle.dumps(value)
+
+
+def test_the_cached_index_keeps_the_shared_terms_of_the_findings() -> None:
+    from refinebot.models import Issue, SourceKind
+    from rules.base import RuleContext
+    from rules.duplicates import DuplicateCandidate, DuplicateIndex
+
+    titles = [
+        "Checkout fails when a coupon code is applied",
+        "Coupon code breaks the checkout",
+        "Add dark mode",
+    ]
+    issues = [
+        Issue(key=f"T-{n}", project="T", source_kind=SourceKind.FILE, title=title, description=f"{title}.")
+        for n, title in enumerate(titles, start=1)
+    ]
+    cache = _PicklingCache()
+    ctx = RuleContext("T", datetime(2026, 11, 20, tzinfo=UTC), cache=cache)
+    (finding,) = DuplicateCandidate().check(issues, ctx)
+    index = cache.get("duplicate-candidate:T:window=180")
+    assert isinstance(index, DuplicateIndex)
+    assert index.terms[("T-1", "T-2")] == finding.details["shared_terms"] != []

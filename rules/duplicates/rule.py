@@ -297,7 +297,10 @@ class DuplicateCandidate(BacklogRule):
             spent_cpu += time.process_time() - cpu
             yield from findings
         # Saved after the explanations: the next run reuses the shared terms of unchanged pairs
-        # (saved before them, they were lost and every finding was explained again).
+        # (saved before them, they were lost and every finding was explained again). The
+        # explainer's vocabulary (millions of terms at 200k items) and the neighbour lists go first:
+        # pickling the index is the run's memory peak.
+        del explainer, neighbours, reported, ranks, evidence, partner, uses
         self._save(ctx, options, index)
         logger.debug("phase dup-explain: %.3f s (cpu %.3f s)", spent, spent_cpu)
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
+import os
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from connectors.ado_json import map_work_item
 from connectors.base import ConnectorError, FetchCounters, FetchResult, SkippedItem
@@ -116,14 +117,18 @@ def read_backlog(path: Path, source: FileSourceConfig | None = None, *, tz: tzin
     record could be read, raises ``ConnectorError``. CSV dates carry no zone and are read in ``tz``
     (the config's ``timezone``). An item that appears twice (overlapping pages) is kept once, as last seen.
     """
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConnectorError(f"{path}: cannot read: {exc.strerror}") from None
     problems: list[SkippedItem] = []
     if path.suffix.lower() == ".csv":
-        issues = _read_jira_csv(path, raw, tz, problems)
+        started, cpu = time.perf_counter(), time.process_time()
+        issues = _read_jira_csv(path, tz, problems)
+        logger.debug(
+            "phase csv-read: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu
+        )
     else:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise ConnectorError(f"{path}: cannot read: {exc.strerror}") from None
         try:
             data = json.loads(raw.decode("utf-8-sig"))
         except UnicodeDecodeError:
@@ -223,17 +228,32 @@ def _map_each(
 # --- Jira CSV export -----------------------------------------------------------------------------
 
 
-def _read_jira_csv(path: Path, raw: bytes, tz: tzinfo, problems: list[SkippedItem]) -> list[Issue]:
+def _read_jira_csv(path: Path, tz: tzinfo, problems: list[SkippedItem]) -> list[Issue]:
+    # Streamed: a 200k-row export is hundreds of MiB, and holding its bytes, its decoded text and a
+    # StringIO copy at once cost more memory than the whole duplicate index.
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ConnectorError(f"{path}: not UTF-8 text (export the CSV as UTF-8)") from None
+        handle = path.open(encoding="utf-8-sig", newline="")
+        size = os.fstat(handle.fileno()).st_size
+    except OSError as exc:
+        raise ConnectorError(f"{path}: cannot read: {exc.strerror}") from None
+    with handle:
+        try:
+            return _read_csv_rows(path, handle, size, tz, problems)
+        except UnicodeDecodeError:
+            raise ConnectorError(f"{path}: not UTF-8 text (export the CSV as UTF-8)") from None
+        except OSError as exc:
+            raise ConnectorError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _read_csv_rows(
+    path: Path, handle: TextIO, size: int, tz: tzinfo, problems: list[SkippedItem]
+) -> list[Issue]:
     # newline="" lets the csv module own line endings: quoted cells keep their newlines, and U+2028 or form
     # feeds inside cells are not taken for row ends (str.splitlines would).
     # The csv module refuses cells over 128 KiB by default (a long description, a pasted log); no cell
     # can be longer than the file, so that is the limit (a process-wide setting, only ever raised).
-    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
-    rows = csv.reader(io.StringIO(text, newline=""))
+    csv.field_size_limit(max(csv.field_size_limit(), size + 1))
+    rows = csv.reader(handle)
     try:
         header = next(rows)
     except StopIteration:
@@ -275,16 +295,20 @@ def _csv_date(value: str, record: str, column: str, tz: tzinfo) -> datetime | No
     value = value.strip()
     if not value:
         return None
+    # ISO first: one C call, where each failed strptime format costs a regex match (7 s of a 100k
+    # export). The two ISO-like formats below read what fromisoformat reads the same way.
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        pass
+    else:
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
     for fmt in _CSV_DATE_FORMATS:
         try:
             return datetime.strptime(value, fmt).replace(tzinfo=tz)
         except ValueError:
             continue
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise MappingError(record, column, f"not a date: {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
+    raise MappingError(record, column, f"not a date: {value!r}")
 
 
 def _map_csv_row(columns: Sequence[str], row: Sequence[str], tz: tzinfo) -> Issue:

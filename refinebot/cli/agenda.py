@@ -14,27 +14,24 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from alembic.runtime.migration import MigrationContext
 from rich.text import Text
-from sqlalchemy.exc import SQLAlchemyError
 
 from refinebot.agenda import Agenda, AgendaSettings, build_agenda, render_text
 from refinebot.cli.console import ConfigOption, ProjectOption, error, load, out, registry, require_projects
 from refinebot.cli.report import report_failures, write_json
 from refinebot.config import DEFAULT_CONFIG_PATH, LoadedConfig
 from refinebot.cycle import cycle_of, project_zone
-from refinebot.digest import scan_inputs
-from refinebot.pipeline import ProjectInputs, ProjectResult, run
 from refinebot.slack.blocks import backlog_url, digest_payload
-from refinebot.store import Store, StoreError
-from refinebot.store.engine import READ_ONLY, database_url_for, describe_error, is_sqlite_file
-from refinebot.store.migrate import head_revision
-from refinebot.store.sync_state import ReadThroughSyncState
 from refinebot.suppressions import Suppression
 from refinebot.terminal import TerminalProgress
+
+# Loaded when an agenda runs, not for every command: connectors and their SDKs, SQLAlchemy and Alembic.
+if TYPE_CHECKING:
+    from refinebot.pipeline import ProjectInputs, ProjectResult
+    from refinebot.store import Store
 
 
 class AgendaFormat(StrEnum):
@@ -80,6 +77,13 @@ def read_only_store(loaded: LoadedConfig) -> Iterator[Store | None]:
 
     A database at another schema revision is an error (exit 1): migrating it would be a write.
     """
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from refinebot.store import Store, StoreError
+    from refinebot.store.engine import READ_ONLY, database_url_for, describe_error, is_sqlite_file
+    from refinebot.store.migrate import head_revision
+
     url = database_url_for(loaded)
     if is_sqlite_file(url) and not Path(str(url.database)).exists():
         yield None  # creating the file would be a write
@@ -114,6 +118,9 @@ def read_only_store(loaded: LoadedConfig) -> Iterator[Store | None]:
 def stored_inputs(store: Store, project: str) -> ProjectInputs:
     """What a project's agenda run is given from the store, read only: suppressions, rule cache, bot
     activity and the sync state (saves kept in memory)."""
+    from refinebot.digest import scan_inputs
+    from refinebot.store.sync_state import ReadThroughSyncState
+
     return replace(scan_inputs(store, project), state=ReadThroughSyncState(store.sync_state))
 
 
@@ -166,6 +173,7 @@ def agenda(
 ) -> None:
     """Print the next refinement session's agenda per project; posts and stores nothing."""
     from refinebot.cli.scan import parse_now
+    from refinebot.pipeline import run
 
     rules = registry()
     loaded = load(config, rules, check_env=False)

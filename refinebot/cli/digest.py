@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text
@@ -12,10 +12,11 @@ from rich.text import Text
 from refinebot.cli.console import ConfigOption, error, load, out, registry
 from refinebot.cli.scan import open_store, parse_now
 from refinebot.config import DEFAULT_CONFIG_PATH
-from refinebot.digest import CycleReport, rehearsal
-from refinebot.slack import posting
-from refinebot.slack.runs import digest_cycle
 from refinebot.terminal import TerminalProgress
+
+# The store (SQLAlchemy, Alembic) and the Slack SDK load when a digest runs, not for every command.
+if TYPE_CHECKING:
+    from refinebot.digest import CycleReport
 
 
 class DigestFormat(StrEnum):
@@ -52,6 +53,10 @@ def digest(
     ] = False,
 ) -> None:
     """Run one digest cycle per project: sync, apply ticket replies, run the rules, update ticket comments."""
+    from refinebot.digest import rehearsal
+    from refinebot.slack import posting
+    from refinebot.slack.runs import digest_cycle
+
     rules = registry()
     loaded = load(config, rules, check_env=False)
     selected = list(project or loaded.config.projects)

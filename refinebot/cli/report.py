@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.style import Style
@@ -15,8 +17,12 @@ from rich.text import Text
 
 from refinebot.cli.console import err, out, plural
 from refinebot.models import Finding, Issue, Severity
-from refinebot.pipeline import ProjectResult
 from refinebot.readiness import backlog_order
+
+if TYPE_CHECKING:
+    from refinebot.pipeline import ProjectResult  # connectors and their SDKs: loaded by the commands that run
+
+logger = logging.getLogger(__name__)
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 TTY_LIMIT = 50  # issues shown per project on a terminal unless --limit says otherwise
@@ -39,11 +45,18 @@ def display_key(issue: Issue | None, key: str) -> str:
 
 def print_results(results: Sequence[ProjectResult], fmt: OutputFormat, *, limit: int | None = None) -> None:
     """Print every project's results in ``fmt``; ``limit`` caps the issues a table shows (0: all)."""
+    started, cpu = time.perf_counter(), time.process_time()
     if fmt is OutputFormat.JSON:
-        write_json([f.to_json() for r in results for f in r.findings])
+        write_json_list(f.to_json() for r in results for f in r.findings)
+        logger.debug(
+            "phase json-write: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu
+        )
         return
     if fmt is OutputFormat.REPORT_JSON:
         write_json(report(results))
+        logger.debug(
+            "phase json-write: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu
+        )
         return
     shown = limit if limit is not None else (TTY_LIMIT if out.is_terminal else 0)
     for index, result in enumerate(results):
@@ -53,9 +66,49 @@ def print_results(results: Sequence[ProjectResult], fmt: OutputFormat, *, limit:
             print_project(result, limit=shown)
 
 
+# Encoder pieces joined per write: big enough that writes are few, small enough to stay a few MiB.
+_PIECES_PER_WRITE = 65_536
+_ITEMS_PER_WRITE = 1_000
+
+
 def write_json(payload: Any) -> None:
-    """JSON on stdout, UTF-8 as is."""
-    sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+    """JSON on stdout, UTF-8 as is, indented; streamed in chunks.
+
+    ``json.dumps`` of 76k duplicate findings built 14 M pieces and a 286 MiB string, then copied it
+    to add the newline: the scan's peak memory. The encoder's pieces are the same, so is the text.
+    """
+    encoder = json.JSONEncoder(indent=2, ensure_ascii=False)
+    pieces: list[str] = []
+    for piece in encoder.iterencode(payload):
+        pieces.append(piece)
+        if len(pieces) >= _PIECES_PER_WRITE:
+            sys.stdout.write("".join(pieces))
+            pieces.clear()
+    pieces.append("\n")
+    sys.stdout.write("".join(pieces))
+
+
+def write_json_list(items: Iterable[Any]) -> None:
+    """A JSON list on stdout, as ``write_json`` would print it, one item encoded at a time.
+
+    The items are never all held as dicts at once (568k findings of a 200k-item scan). An item of a
+    list indented by 2 is its own indented text with every line indented once more: JSON strings
+    hold no raw newline, so the lines are the encoder's own.
+    """
+    encoder = json.JSONEncoder(indent=2, ensure_ascii=False)
+    chunk: list[str] = []
+    size = 0
+    for item in items:
+        chunk.append(
+            ("[\n  " if not size and not chunk else ",\n  ") + encoder.encode(item).replace("\n", "\n  ")
+        )
+        if len(chunk) >= _ITEMS_PER_WRITE:
+            sys.stdout.write("".join(chunk))
+            size += len(chunk)
+            chunk.clear()
+    size += len(chunk)
+    chunk.append("\n]\n" if size else "[]\n")
+    sys.stdout.write("".join(chunk))
 
 
 def report(results: Sequence[ProjectResult]) -> dict[str, Any]:

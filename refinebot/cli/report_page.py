@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.text import Text
@@ -24,14 +24,18 @@ from refinebot.cli.console import ConfigOption, ProjectOption, error, load, out,
 from refinebot.config import DEFAULT_CONFIG_PATH, LoadedConfig
 from refinebot.cycle import cycle_of, project_zone
 from refinebot.htmlreport import FindingRow, ProjectPage, Ticket, describe_hidden, render_report
-from refinebot.store import Store, StoreError
-from refinebot.store.engine import database_url_for, is_sqlite_file, safe_url
-from refinebot.store.migrate import current_revision, head_revision
 from refinebot.suppressions import decide
+
+if TYPE_CHECKING:  # SQLAlchemy and Alembic load when a report is written, not for every command
+    from refinebot.store import Store
 
 
 def open_read_only(loaded: LoadedConfig) -> Store:
     """The config's store as it is (not migrated, not created), or the reason printed and exit 1."""
+    from refinebot.store import Store, StoreError
+    from refinebot.store.engine import database_url_for, is_sqlite_file, safe_url
+    from refinebot.store.migrate import current_revision, head_revision
+
     url = database_url_for(loaded)
     if is_sqlite_file(url) and not Path(str(url.database)).exists():
         error(

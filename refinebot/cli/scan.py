@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from refinebot.cli.console import ConfigOption, ProjectOption, error, load, out, registry, require_projects
 from refinebot.cli.report import OutputFormat, print_results, report_failures, worst_at_least
 from refinebot.config import DEFAULT_CONFIG_PATH, LoadedConfig
-from refinebot.digest import scan_inputs
 from refinebot.models import Severity
-from refinebot.pipeline import run
-from refinebot.store import Store, StoreError
 from refinebot.terminal import TerminalProgress
+
+# The store (SQLAlchemy, Alembic) and the pipeline load when a scan runs, not for every command:
+# together they were half of the start-up of ``refinebot rules`` and ``--help``.
+if TYPE_CHECKING:
+    from refinebot.store import Store
 
 DEMO_AS_OF = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
@@ -49,6 +52,8 @@ def parse_now(value: str | None) -> datetime | None:
 
 def open_store(loaded: LoadedConfig) -> Store:
     """The config's store (migrated), or the reason printed and exit 1."""
+    from refinebot.store import Store, StoreError
+
     try:
         return Store.from_config(loaded)
     except StoreError as exc:
@@ -74,11 +79,16 @@ def scan(
     ] = None,
 ) -> None:
     """Fetch configured projects, run the rules and print the findings."""
+    from refinebot.digest import scan_inputs
+    from refinebot.pipeline import run
+
     rules = registry()
     loaded = load(config, rules, check_env=False)
     require_projects(loaded, project)
-    # scan writes no record (findings, suppressions, comments, rule cache): only the sync state, a copy of
-    # the tracker's data that changes no outcome, so the next scan or digest syncs incrementally.
+    # scan writes no record (findings, suppressions, comments): only the sync state, a copy of the
+    # tracker's data, so the next scan or digest syncs incrementally, and the rules' cache (the
+    # duplicate index, which a digest keeps too), so the next run re-vectorises only what changed
+    # instead of the whole backlog (benchmarks/scan_scale.py --second).
     with open_store(loaded) as store, TerminalProgress() as progress:
         results = run(
             loaded,
@@ -87,7 +97,7 @@ def scan(
             now=parse_now(now),
             full=full,
             progress=progress,
-            inputs_for=lambda key: scan_inputs(store, key),
+            inputs_for=lambda key: replace(scan_inputs(store, key), cache=store.rule_cache(key)),
         )
     print_results(results, fmt, limit=limit)
     code = report_failures(results)
@@ -103,6 +113,8 @@ def demo_config_path() -> Path:
 
 def demo(fmt: FormatOption = OutputFormat.TABLE, limit: LimitOption = None) -> None:
     """Run every rule on the bundled demo backlog (no accounts needed)."""
+    from refinebot.pipeline import run
+
     started = time.perf_counter()
     rules = registry()
     loaded = load(demo_config_path(), rules)

@@ -10,8 +10,6 @@ import typer
 from refinebot import logs
 from refinebot.cli.console import ConfigOption, error, load, registry
 from refinebot.config import DEFAULT_CONFIG_PATH
-from refinebot.serve import ServeError, run_until_signalled, serve
-from refinebot.store import StoreError
 
 
 def serve_command(
@@ -28,6 +26,10 @@ def serve_command(
     HTTP mode serves POST /slack/events and GET /healthz; Socket Mode needs the app-level token.
     SIGHUP re-reads the config (a bad one is logged and the old one kept).
     """
+    # Imported here: Slack, SQLAlchemy and Alembic would slow every other command's start-up.
+    from refinebot.serve import ServeError, run_until_signalled, serve
+    from refinebot.store import StoreError
+
     rules = registry()
     loaded = load(config, rules, check_env=False)
     # A service's log: JSON lines off a terminal (REFINEBOT_LOG_FORMAT overrides), the secrets masked.

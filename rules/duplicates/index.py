@@ -12,6 +12,7 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -22,13 +23,13 @@ import scipy.sparse as sp
 
 from refinebot.models import Issue
 from rules.duplicates.search import PAIR_SHIFT, THREADS, decode_pairs, exact_scores, search, unique_pairs
-from rules.duplicates.templates import penalise
+from rules.duplicates.templates import PENALTY_FLOOR, penalise
 from rules.duplicates.text import Document, TitleBoilerplate, clean_body, scored_titles
 from rules.duplicates.vectors import Vectoriser, raw_counts
 
 logger = logging.getLogger(__name__)
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: penalty_floor
 
 
 def _fingerprint(issue: Issue) -> str:
@@ -59,6 +60,9 @@ class DuplicateIndex:
     pairs: npt.NDArray[np.int64]
     scores: npt.NDArray[np.float32]
     version: int = INDEX_VERSION
+    # Pairs scoring under this were not checked for the template penalty: a run whose candidate
+    # floor is lower needs a rebuilt index.
+    penalty_floor: float = PENALTY_FLOOR
     updates: int = 0
     changed_since_build: int = 0
     # Shared terms of reported pairs, by sorted key pair: explaining is the slowest part of a
@@ -103,6 +107,7 @@ def documents_and_counts(
     parallel_min: int = PARALLEL_MIN_DOCS,
 ) -> tuple[list[Document], TitleBoilerplate, sp.csr_matrix, sp.csr_matrix]:
     """Scored documents, the boilerplate used, and raw word and character counts of ``issues``."""
+    started, cpu = time.perf_counter(), time.process_time()
     titles, boilerplate = scored_titles(issues, boilerplate)
     descriptions = [issue.description for issue in issues]
     chunks = [
@@ -123,14 +128,26 @@ def documents_and_counts(
     words = sp.csr_matrix(sp.vstack([result[1] for result in results], format="csr"))
     chars = sp.csr_matrix(sp.vstack([result[2] for result in results], format="csr"))
     documents = [Document(title, body) for title, body in zip(titles, bodies, strict=True)]
+    logger.debug(
+        "phase dup-clean-hash: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu
+    )
     return documents, boilerplate, words, chars
 
 
-def build_index(issues: Sequence[Issue]) -> DuplicateIndex:
-    """A fresh index of ``issues`` with candidate pairs among all of them."""
+def build_index(issues: Sequence[Issue], penalty_floor: float = PENALTY_FLOOR) -> DuplicateIndex:
+    """A fresh index of ``issues`` with candidate pairs among all of them (the template penalty
+    checked on pairs scoring at least ``penalty_floor``: under it they are no candidate anyway)."""
     documents, boilerplate, words, chars = documents_and_counts(issues)
+    started, cpu = time.perf_counter(), time.process_time()
     vectoriser, matrix = Vectoriser.fit_counts(words, chars)
-    pairs, scores = search(matrix, documents, None)
+    logger.debug(
+        "phase dup-fit: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu
+    )
+    started, cpu = time.perf_counter(), time.process_time()
+    pairs, scores = search(matrix, documents, None, penalty_floor)
+    logger.debug(
+        "phase dup-search: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu
+    )
     return DuplicateIndex(
         keys=[issue.key for issue in issues],
         fingerprints=[_fingerprint(issue) for issue in issues],
@@ -140,6 +157,7 @@ def build_index(issues: Sequence[Issue]) -> DuplicateIndex:
         matrix=matrix,
         pairs=pairs,
         scores=scores,
+        penalty_floor=penalty_floor,
     )
 
 
@@ -168,7 +186,7 @@ def update_index(index: DuplicateIndex, issues: Sequence[Issue]) -> DuplicateInd
     drifted = index.changed_since_build + len(changed) + len(gone)
     if drifted > REBUILD_SHARE * max(len(index.keys), 1):
         logger.info("duplicate index: %d changed, %d gone: rebuilding", len(changed), len(gone))
-        return build_index(issues)
+        return build_index(issues, index.penalty_floor)
     changed_keys = {issues[position].key for position in changed}
     # Keep unchanged rows in their old order, then append the new versions of changed items.
     keep_rows = np.asarray(
@@ -205,12 +223,12 @@ def update_index(index: DuplicateIndex, issues: Sequence[Issue]) -> DuplicateInd
     exists = (kept_low >= 0) & (kept_high >= 0)
     alive = (low >= 0) & (high >= 0) & ~touched
     query_rows = np.arange(len(keep_rows), len(keys), dtype=np.int64)
-    fresh, fresh_scores = search(matrix, documents, query_rows)
+    fresh, fresh_scores = search(matrix, documents, query_rows, index.penalty_floor)
     rescored_low, rescored_high = kept_low[exists], kept_high[exists]
     rescored, rescored_scores = unique_pairs(
         rescored_low, rescored_high, exact_scores(matrix, rescored_low, rescored_high)
     )
-    rescored_scores = penalise(documents, *decode_pairs(rescored), rescored_scores)
+    rescored_scores = penalise(documents, *decode_pairs(rescored), rescored_scores, index.penalty_floor)
     unchanged = (low[alive] << PAIR_SHIFT) | high[alive]
     merged = np.concatenate([unchanged, fresh, rescored])
     merged_scores = np.concatenate([index.scores[alive], fresh_scores, rescored_scores])
@@ -226,6 +244,7 @@ def update_index(index: DuplicateIndex, issues: Sequence[Issue]) -> DuplicateInd
         matrix=matrix,
         pairs=pairs,
         scores=scores,
+        penalty_floor=index.penalty_floor,
         updates=index.updates + 1,
         changed_since_build=drifted,
         embeddings={k: v for k, v in index.embeddings.items() if k in current},

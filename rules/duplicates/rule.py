@@ -14,8 +14,10 @@ imports it, and numpy, scipy and scikit-learn (about 1 s to import) load only in
 
 from __future__ import annotations
 
+import logging
 import re
-from collections import defaultdict
+import time
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,8 +29,11 @@ from refinebot.models import Finding, Issue, Severity, StatusCategory, pair_subj
 from rules.base import BacklogRule, RuleContext, RuleOptions
 
 if TYPE_CHECKING:
+    from rules.duplicates.explain import SharedTerms
     from rules.duplicates.index import DuplicateIndex
     from rules.duplicates.ranking import ScoredPair, VectorStore
+
+logger = logging.getLogger(__name__)
 
 # Defaults from the sweeps in benchmarks/README.md (benchmarks/dup_flags.py). Lexical: on Hadoop,
 # where precision stops improving as the threshold rises while recall keeps falling. Semantic, with
@@ -87,13 +92,6 @@ class DuplicateOptions(RuleOptions):
 CANDIDATE_SHARE = 0.5
 
 
-def _days_apart(a: Issue, b: Issue) -> float:
-    first, second = _aware(a.created), _aware(b.created)
-    if first is None or second is None:
-        return float("inf")  # unknown: no preference
-    return abs((first - second).total_seconds()) / 86_400.0
-
-
 def _linked_pairs(issues: Iterable[Issue]) -> set[frozenset[str]]:
     """Pairs already linked in the tracker, of any kind, or parent and child (read from either
     side).
@@ -121,6 +119,28 @@ def _age_key(issue: Issue) -> tuple[datetime, tuple[int, str]]:
     created = _aware(issue.created) or datetime.min.replace(tzinfo=UTC)
     digits = re.findall(r"\d+", issue.key)
     return created, (int(digits[-1]) if digits else 0, issue.key)
+
+
+class _Ages(dict[str, tuple[datetime, tuple[int, str]]]):
+    """``_age_key`` by issue key, each computed once (sorting and tie-breaking ask for it often)."""
+
+    def __init__(self, by_key: Mapping[str, Issue]) -> None:
+        super().__init__()
+        self._by_key = by_key
+
+    def __missing__(self, key: str) -> tuple[datetime, tuple[int, str]]:
+        value = self[key] = _age_key(self._by_key[key])
+        return value
+
+
+# A scored neighbour of an item: (score, other key, ranking score).
+_Ranked = tuple[float, str, float]
+# Findings explained together: their new pairs' documents are analysed in one batch.
+_EXPLAIN_CHUNK = 2_000
+
+
+def _sorted_pair(first: str, second: str) -> tuple[str, str]:
+    return (first, second) if first < second else (second, first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +192,14 @@ class DuplicateCandidate(BacklogRule):
         """The scored candidate pairs of ``issues`` and the ones flagged (None: fewer than 2 eligible).
 
         ``check`` turns the scan into findings; the benchmarks score the flagged pairs themselves.
+        The index is saved in ``ctx.cache``.
         """
+        result = self._scan(issues, ctx)
+        if result is not None:
+            self._save(ctx, self.options, result.index)  # type: ignore[arg-type]
+        return result
+
+    def _scan(self, issues: Sequence[Issue], ctx: RuleContext) -> PairScan | None:
         from rules.duplicates.ranking import SEMANTIC_FLOOR, mutual_best, rerank, score_candidates
 
         options: DuplicateOptions = self.options  # type: ignore[assignment]
@@ -201,28 +228,81 @@ class DuplicateCandidate(BacklogRule):
         return PairScan(index, by_key, candidates, flagged)
 
     def check(self, issues: Sequence[Issue], ctx: RuleContext) -> Iterator[Finding]:
-        scan = self.scan(issues, ctx)
+        from rules.duplicates.explain import SharedTerms
+        from rules.duplicates.ranking import pair_ranks
+
+        scan = self._scan(issues, ctx)
         if scan is None:
             return
+        started, cpu = time.perf_counter(), time.process_time()
+        options: DuplicateOptions = self.options  # type: ignore[assignment]
         index, by_key = scan.index, scan.by_key
-        # Per item: its scored neighbours (for the candidate list) and the flagged pairs it reports.
-        neighbours: dict[str, list[tuple[float, str]]] = defaultdict(list)
-        reported: dict[str, list[tuple[float, str]]] = defaultdict(list)
-        for pair in scan.candidates:
+        ages = _Ages(by_key)
+        created = [by_key[key].created for key in index.keys]
+        # Per item: its scored neighbours (for the candidate list) and the flagged pairs it reports,
+        # each as (score, other key, ranking score); the ranking scores of all pairs in one call.
+        neighbours: dict[str, list[_Ranked]] = defaultdict(list)
+        reported: dict[str, list[_Ranked]] = defaultdict(list)
+        ranks = pair_ranks(scan.candidates, created, options).tolist()
+        for pair, rank in zip(scan.candidates, ranks, strict=True):
             key_a, key_b = index.keys[pair.first], index.keys[pair.second]
-            neighbours[key_a].append((pair.score, key_b))
-            neighbours[key_b].append((pair.score, key_a))
+            neighbours[key_a].append((pair.score, key_b, rank))
+            neighbours[key_b].append((pair.score, key_a, rank))
         evidence: dict[frozenset[str], ScoredPair] = {}
-        for pair in scan.flagged:
+        flagged_ranks = pair_ranks(scan.flagged, created, options).tolist()
+        for pair, rank in zip(scan.flagged, flagged_ranks, strict=True):
             issue_a, issue_b = by_key[index.keys[pair.first]], by_key[index.keys[pair.second]]
             evidence[frozenset((issue_a.key, issue_b.key))] = pair
-            older, newer = sorted((issue_a, issue_b), key=_age_key)
+            older, newer = sorted((issue_a, issue_b), key=lambda i: ages[i.key])
             if newer.is_open:
-                reported[newer.key].append((pair.score, older.key))
+                reported[newer.key].append((pair.score, older.key, rank))
             elif older.is_open:
-                reported[older.key].append((pair.score, newer.key))
-        for key in sorted(reported, key=lambda k: _age_key(by_key[k])):
-            yield self._finding(ctx, index, by_key, key, reported[key], neighbours[key], evidence)
+                reported[older.key].append((pair.score, newer.key, rank))
+        # The best partner by similarity with the recency preference; on a tie the oldest, the
+        # natural one to keep.
+        partner = {key: min(pairs, key=lambda p: (-p[2], ages[p[1]])) for key, pairs in reported.items()}
+        order = sorted(reported, key=ages.__getitem__)
+        explainer = SharedTerms(index.vectoriser, index.documents)
+        # Rows of the pairs to explain, with how many pairs need each: a document is analysed once
+        # and forgotten after its last pair.
+        uses: Counter[int] = Counter(
+            index.row_of[k]
+            for key in order
+            if _sorted_pair(key, partner[key][1]) not in index.terms
+            for k in (key, partner[key][1])
+        )
+        logger.debug(
+            "phase dup-rank: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu
+        )
+        spent = spent_cpu = 0.0
+        for start in range(0, len(order), _EXPLAIN_CHUNK):
+            started, cpu = time.perf_counter(), time.process_time()
+            keys = order[start : start + _EXPLAIN_CHUNK]
+            rows = [
+                index.row_of[k]
+                for key in keys
+                if _sorted_pair(key, partner[key][1]) not in index.terms
+                for k in (key, partner[key][1])
+            ]
+            explainer.prepare(rows)
+            findings = [
+                self._finding(ctx, index, by_key, key, partner[key], neighbours[key], evidence, explainer)
+                for key in keys
+            ]
+            for row in rows:
+                uses[row] -= 1
+                if not uses[row]:
+                    explainer.release(row)
+            spent += time.perf_counter() - started
+            spent_cpu += time.process_time() - cpu
+            yield from findings
+        # Saved after the explanations: the next run reuses the shared terms of unchanged pairs
+        # (saved before them, they were lost and every finding was explained again). The
+        # explainer's vocabulary (millions of terms at 200k items) and the neighbour lists go first:
+        # pickling the index is the run's memory peak.
+        del explainer, neighbours, reported, ranks, evidence, partner, uses
+        self._save(ctx, options, index)
+        logger.debug("phase dup-explain: %.3f s (cpu %.3f s)", spent, spent_cpu)
 
     @staticmethod
     def _vectors_key(ctx: RuleContext) -> str:
@@ -261,18 +341,50 @@ class DuplicateCandidate(BacklogRule):
     @staticmethod
     def _index(issues: Sequence[Issue], ctx: RuleContext, options: DuplicateOptions) -> DuplicateIndex:
         from rules.duplicates.index import INDEX_VERSION, DuplicateIndex, build_index, update_index
+        from rules.duplicates.ranking import SEMANTIC_FLOOR
+        from rules.duplicates.templates import PENALTY_FLOOR
 
+        # The penalty only lowers scores: a pair under the candidate floor is dropped either way.
+        floor = SEMANTIC_FLOOR if options.semantic else CANDIDATE_SHARE * options.resolved_threshold()
+        penalty_floor = max(PENALTY_FLOOR, floor)
         cache = ctx.cache
         if cache is None:
-            return build_index(issues)
+            return build_index(issues, penalty_floor)
         key = _cache_key(ctx, options.closed_window_days)
+        started, cpu = time.perf_counter(), time.process_time()
         cached = cache.get(key)
-        if isinstance(cached, DuplicateIndex) and cached.version == INDEX_VERSION:
+        logger.debug(
+            "phase dup-cache-load: %.3f s (cpu %.3f s)",
+            time.perf_counter() - started,
+            time.process_time() - cpu,
+        )
+        if (
+            isinstance(cached, DuplicateIndex)
+            and cached.version == INDEX_VERSION
+            and cached.penalty_floor <= penalty_floor
+        ):
+            started, cpu = time.perf_counter(), time.process_time()
             index = update_index(cached, issues)
+            logger.debug(
+                "phase dup-update: %.3f s (cpu %.3f s)",
+                time.perf_counter() - started,
+                time.process_time() - cpu,
+            )
         else:
-            index = build_index(issues)
-        cache.put(key, index)
+            index = build_index(issues, penalty_floor)
         return index
+
+    @staticmethod
+    def _save(ctx: RuleContext, options: DuplicateOptions, index: DuplicateIndex) -> None:
+        if ctx.cache is None:
+            return
+        started, cpu = time.perf_counter(), time.process_time()
+        ctx.cache.put(_cache_key(ctx, options.closed_window_days), index)
+        logger.debug(
+            "phase dup-cache-save: %.3f s (cpu %.3f s)",
+            time.perf_counter() - started,
+            time.process_time() - cpu,
+        )
 
     def _finding(
         self,
@@ -280,25 +392,18 @@ class DuplicateCandidate(BacklogRule):
         index: DuplicateIndex,
         by_key: Mapping[str, Issue],
         key: str,
-        reported: list[tuple[float, str]],
-        neighbours: list[tuple[float, str]],
+        partner: _Ranked,
+        neighbours: list[_Ranked],
         evidence: Mapping[frozenset[str], ScoredPair],
+        explainer: SharedTerms,
     ) -> Finding:
-        from rules.duplicates.ranking import ranking_score
-
         options: DuplicateOptions = self.options  # type: ignore[assignment]
         issue = by_key[key]
-
-        def rank_key(pair: tuple[float, str]) -> float:
-            return float(ranking_score(pair[0], _days_apart(issue, by_key[pair[1]]), options))
-
-        # The best partner by similarity with the recency preference; on a tie the oldest, the natural one
-        # to keep.
-        score, other = min(reported, key=lambda p: (-rank_key(p), _age_key(by_key[p[1]])))
+        score, other, _ = partner
         # Candidates far below the threshold are noise, not evidence; the flagged partner always
         # shows.
         floor = min(score, CANDIDATE_SHARE * options.resolved_threshold())
-        ranked = sorted((p for p in neighbours if p[0] >= floor), key=lambda p: (-rank_key(p), p[1]))
+        ranked = sorted((p for p in neighbours if p[0] >= floor), key=lambda p: (-p[2], p[1]))
         ranked = ranked[: options.max_candidates]
         candidates = [
             {
@@ -307,21 +412,19 @@ class DuplicateCandidate(BacklogRule):
                 "status": by_key[candidate].status_category.value,
                 "title": by_key[candidate].title,
             }
-            for value, candidate in ranked
+            for value, candidate, _ in ranked
         ]
-        pair = (key, other) if key < other else (other, key)
+        pair = _sorted_pair(key, other)
         shared = index.terms.get(pair)
         if shared is None:
-            shared = index.vectoriser.shared_terms(
-                index.documents[index.row_of[key]], index.documents[index.row_of[other]]
-            )
+            shared = explainer.of(index.row_of[key], index.row_of[other])
             index.terms[pair] = shared
         target = by_key[other]
         closed = " (closed)" if target.status_category is StatusCategory.DONE else ""
         because = f"; shared terms: {', '.join(shared)}" if shared else ""
         scored = evidence[frozenset(pair)]
         signal, scores = signal_of(scored)
-        others = [candidate for _, candidate in ranked if candidate != other]
+        others = [candidate for _, candidate, _ in ranked if candidate != other]
         also = f" Also similar: {', '.join(others)}." if others else ""
         message = (
             f'This may be a possible duplicate of {other}{closed} "{_short(target.title)}": {signal} '

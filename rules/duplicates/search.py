@@ -8,6 +8,8 @@ sparse_dot_topn: load it only when the rule runs.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
@@ -16,9 +18,11 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from sparse_dot_topn import sp_matmul_topn
 
-from rules.duplicates.templates import penalise
+from rules.duplicates.templates import PENALTY_FLOOR, penalise
 from rules.duplicates.text import Document
 from rules.duplicates.vectors import FLOAT
+
+logger = logging.getLogger(__name__)
 
 TOP_K = 20
 # Threads of the sparse product, and processes of the parallel cleaning in ``index``: the scale
@@ -104,8 +108,10 @@ def search(
     matrix: sp.csr_matrix,
     documents: Sequence[Document],
     query_rows: npt.NDArray[np.int64] | None,
+    penalty_floor: float = PENALTY_FLOOR,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-    """Candidate pairs with scores for the query rows (all rows when None) against every row."""
+    """Candidate pairs with scores for the query rows (all rows when None) against every row
+    (the template penalty checked on pairs scoring at least ``penalty_floor``)."""
     queries = matrix if query_rows is None else matrix[query_rows]
     rows, cols, scores = _top_pairs(queries, matrix, TOP_K)
     if query_rows is not None:
@@ -118,4 +124,9 @@ def search(
         cols = np.concatenate([cols, extra[:, 1]])
         scores = np.concatenate([scores, extra_scores])
     codes, unique_scores = unique_pairs(rows, cols, scores)
-    return codes, penalise(documents, *decode_pairs(codes), unique_scores)
+    started, cpu = time.perf_counter(), time.process_time()
+    penalised = penalise(documents, *decode_pairs(codes), unique_scores, penalty_floor)
+    logger.debug(
+        "phase dup-penalty: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu
+    )
+    return codes, penalised

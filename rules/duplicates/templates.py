@@ -63,7 +63,8 @@ def slot_penalty_tokens(tokens_a: Sequence[str], tokens_b: Sequence[str]) -> flo
 
 
 # The slot check is Python per pair; below this score a pair sits under the default candidate
-# floors (half the threshold, or the semantic floor), so it is not worth checking.
+# floors (half the threshold, or the semantic floor), so it is not worth checking. The rule raises
+# the floor to its own candidate floor: a pair scoring under it is dropped, penalised or not.
 PENALTY_FLOOR = 0.2
 
 
@@ -72,8 +73,10 @@ def penalise(
     low: npt.NDArray[np.int64],
     high: npt.NDArray[np.int64],
     scores: npt.NDArray[np.float32],
+    floor: float = PENALTY_FLOOR,
 ) -> npt.NDArray[np.float32]:
-    """``scores`` of the row pairs ``(low[i], high[i])`` with the near-miss template penalty applied."""
+    """``scores`` of the row pairs ``(low[i], high[i])`` with the near-miss template penalty applied
+    to those scoring at least ``floor``."""
     scores = scores.copy()
     tokens: dict[int, list[str]] = {}
 
@@ -83,7 +86,7 @@ def penalise(
         return tokens[row]
 
     # The slot check is a Python loop: run it only where a penalty could still matter.
-    for position in np.flatnonzero(scores >= PENALTY_FLOOR):
+    for position in np.flatnonzero(scores >= floor):
         first, second = tokens_of(int(low[position])), tokens_of(int(high[position]))
         scores[position] *= slot_penalty_tokens(first, second)
     return scores

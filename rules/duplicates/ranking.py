@@ -1,9 +1,10 @@
 """Candidate ranking: which scored pairs of an index count, re-scored semantically, in what order.
 
-``score_candidates`` reads the index's pairs above a floor, ``rerank`` fuses them with sentence
-embeddings (the ``semantic`` option) and ``ranking_score`` orders a finding's candidates by
-similarity times a preference for items filed close in time. Imports numpy: load it only when the
-rule runs.
+``score_candidates`` reads the index's pairs above a floor; ``meaning_pairs`` and ``distinct_best``
+score and flag pairs by sentence-embedding cosine (the ``semantic`` option); ``rerank`` fuses
+lexical and embedding scores for ranking (the accuracy benchmark); ``ranking_score`` orders a
+finding's candidates by similarity times a preference for items filed close in time. Imports
+numpy: load it only when the rule runs.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import numpy as np
 import numpy.typing as npt
 
 from rules.duplicates.index import DuplicateIndex
-from rules.duplicates.search import decode_pairs
-from rules.duplicates.templates import slot_penalty_tokens, title_tokens
+from rules.duplicates.search import PAIR_SHIFT, decode_pairs, exact_scores
+from rules.duplicates.templates import penalise, slot_penalty_tokens, title_tokens
 
 if TYPE_CHECKING:
     from rules.duplicates.rule import DuplicateOptions
@@ -174,3 +175,126 @@ def rerank(
         )
     fused.sort(key=lambda p: -p.score)
     return fused
+
+
+# The semantic path flags by meaning alone. Measured on the story set (benchmarks/dup_flags.py):
+# reworded duplicates share few words (lexical median 0.13) while same-words near misses share
+# many (0.42), so fusing the lexical score in (the old mean) pushed every reworded pair under any
+# useful threshold. Candidates are each item's nearest items by cosine, plus the lexical ones.
+SEMANTIC_TOP_K = 10
+# With mutual top-1, a pair must also stand out: its cosine beats each side's next-best partner by
+# this much. Topic clusters (bug trackers: many issues about one component; stories: one screen for
+# several roles) have many close neighbours and no clear best one. Tuned on half of the story set
+# with the Hadoop findings held to about today's count (benchmarks/README.md has the sweep).
+SEMANTIC_MARGIN = 0.05
+# Rows per block of the dense product: about 100 MB of float32 scores per block whatever the size.
+_CHUNK_CELLS = 25_000_000
+
+
+def _nearest_pairs(matrix: npt.NDArray[np.float32], top_k: int) -> npt.NDArray[np.int64]:
+    """Each row's ``top_k`` most similar other rows by dot product, as encoded (low, high) pairs."""
+    rows = matrix.shape[0]
+    k = min(top_k, rows - 1)
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    found = []
+    step = max(1, _CHUNK_CELLS // rows)
+    for start in range(0, rows, step):  # blocks keep the dense product's memory bounded
+        block = matrix[start : start + step] @ matrix.T
+        own = np.arange(start, start + block.shape[0])
+        block[own - start, own] = -np.inf
+        # The k-th best score of each row, then one comparison: cheaper than an argpartition (ties
+        # may add a few pairs).
+        kth = np.partition(block, rows - k, axis=1)[:, rows - k]
+        local, other = np.nonzero(block >= kth[:, None])
+        first = own[local].astype(np.int64)
+        second = other.astype(np.int64)
+        low, high = np.minimum(first, second), np.maximum(first, second)
+        found.append((low << PAIR_SHIFT) | high)
+    return np.unique(np.concatenate(found))
+
+
+def meaning_pairs(
+    index: DuplicateIndex,
+    lexical: Sequence[ScoredPair],
+    vectors: VectorStore | None = None,
+    top_k: int = SEMANTIC_TOP_K,
+) -> list[ScoredPair]:
+    """Candidate pairs scored by meaning, best first: ``score`` = embedding cosine of the two items.
+
+    Candidates are each item's ``top_k`` nearest items by cosine plus the ``lexical`` candidates.
+    The slot penalty for templated titles ("site A - blank page" / "site B - blank page") multiplies
+    the cosine, because embeddings rate such pairs near 0.99; ``lexical`` keeps the TF-IDF score
+    (penalty applied) for the explanation and the near-copy exemption. Every item is embedded (only
+    those whose text has no vector in ``vectors`` yet). Needs the ``semantic`` extra.
+    """
+    store: VectorStore = index.embeddings if vectors is None else vectors
+    rows = list(range(len(index.keys)))
+    ensure_vectors(index, rows, store)
+    if len(rows) < 2:
+        return []
+    matrix = np.stack([store[key][1] for key in index.keys]).astype(np.float32, copy=False)
+    codes = _nearest_pairs(matrix, top_k)
+    if lexical:
+        known = np.asarray([(p.first << PAIR_SHIFT) | p.second for p in lexical], dtype=np.int64)
+        codes = np.union1d(codes, known)
+    low, high = decode_pairs(codes)
+    cosine = np.clip(np.einsum("ij,ij->i", matrix[low], matrix[high]), 0.0, 1.0).astype(np.float32)
+    words = penalise(index.documents, low, high, exact_scores(index.matrix, low, high))
+    tokens: dict[int, list[str]] = {}
+
+    def tokens_of(row: int) -> list[str]:
+        if row not in tokens:
+            tokens[row] = title_tokens(index.documents[row].title)
+        return tokens[row]
+
+    pairs = []
+    for a, b, meaning, wording in zip(
+        low.tolist(), high.tolist(), cosine.tolist(), words.tolist(), strict=True
+    ):
+        penalty = slot_penalty_tokens(tokens_of(a), tokens_of(b))
+        pairs.append(ScoredPair(a, b, penalty * meaning, wording, meaning))
+    pairs.sort(key=lambda p: -p.score)
+    return pairs
+
+
+def distinct_best(
+    pairs: Sequence[ScoredPair],
+    threshold: float,
+    margin: float = SEMANTIC_MARGIN,
+    exempt: float = MUTUAL_EXEMPT,
+) -> list[ScoredPair]:
+    """The pairs of ``pairs`` reaching ``threshold`` where each item is the other's best candidate
+    by a ``margin`` over each side's next-best one, or whose *lexical* score reaches ``exempt``.
+
+    Near-copies (the same title filed again) are exempt on their wording: a burst of identical
+    re-submissions has no distinct best pair, yet every one of them deserves a flag. ``pairs`` must
+    hold every candidate of the items that may be flagged: bests are read from them.
+    """
+    best: dict[int, float] = {}
+    second: dict[int, float] = {}
+    for pair in pairs:
+        for row in (pair.first, pair.second):
+            if pair.score > best.get(row, -1.0):
+                second[row] = best.get(row, 0.0)
+                best[row] = pair.score
+            elif pair.score > second.get(row, 0.0):
+                second[row] = pair.score
+
+    def runner_up(row: int, score: float) -> float:
+        # The best other partner: the second best when this pair is the best (ties: the tie).
+        return second.get(row, 0.0) if score >= best[row] - _TIE else best[row]
+
+    flagged = []
+    for pair in pairs:
+        if pair.lexical >= exempt:
+            flagged.append(pair)
+            continue
+        if pair.score < threshold:
+            continue
+        if pair.score < best[pair.first] - _TIE or pair.score < best[pair.second] - _TIE:
+            continue
+        rival = max(runner_up(pair.first, pair.score), runner_up(pair.second, pair.score))
+        if pair.score - rival >= margin:
+            flagged.append(pair)
+    return flagged

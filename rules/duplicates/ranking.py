@@ -191,18 +191,22 @@ SEMANTIC_MARGIN = 0.05
 _CHUNK_CELLS = 25_000_000
 
 
-def _nearest_pairs(matrix: npt.NDArray[np.float32], top_k: int) -> npt.NDArray[np.int64]:
-    """Each row's ``top_k`` most similar other rows by dot product, as encoded (low, high) pairs."""
+def _nearest_pairs(
+    matrix: npt.NDArray[np.float32], top_k: int, query_rows: npt.NDArray[np.int64] | None = None
+) -> npt.NDArray[np.int64]:
+    """Each query row's (all rows when None) ``top_k`` most similar other rows by dot product, as
+    encoded (low, high) pairs."""
     rows = matrix.shape[0]
     k = min(top_k, rows - 1)
-    if k <= 0:
+    queries = np.arange(rows, dtype=np.int64) if query_rows is None else query_rows
+    if k <= 0 or len(queries) == 0:
         return np.zeros(0, dtype=np.int64)
     found = []
     step = max(1, _CHUNK_CELLS // rows)
-    for start in range(0, rows, step):  # blocks keep the dense product's memory bounded
-        block = matrix[start : start + step] @ matrix.T
-        own = np.arange(start, start + block.shape[0])
-        block[own - start, own] = -np.inf
+    for start in range(0, len(queries), step):  # blocks keep the dense product's memory bounded
+        own = queries[start : start + step]
+        block = matrix[own] @ matrix.T
+        block[np.arange(len(own)), own] = -np.inf
         # The k-th best score of each row, then one comparison: cheaper than an argpartition (ties
         # may add a few pairs).
         kth = np.partition(block, rows - k, axis=1)[:, rows - k]
@@ -214,10 +218,52 @@ def _nearest_pairs(matrix: npt.NDArray[np.float32], top_k: int) -> npt.NDArray[n
     return np.unique(np.concatenate(found))
 
 
+# A backlog's nearest pairs as last found, kept in the rule cache: "prints" (item key -> fingerprint
+# of the text its vector embeds) and "pairs" (sorted key pairs). Searching all pairs is quadratic
+# (about 8 s at 10k items, minutes at 100k on 2 cores), so a later run searches only items that are
+# new or changed and keeps the pairs found among the others, as the lexical index does.
+NeighbourCache = MutableMapping[str, Any]
+# Past this share of new or changed items, search everything again.
+NEIGHBOUR_REBUILD_SHARE = 0.2
+
+
+def nearest_pairs(
+    index: DuplicateIndex,
+    matrix: npt.NDArray[np.float32],
+    store: VectorStore,
+    cache: NeighbourCache | None = None,
+    top_k: int = SEMANTIC_TOP_K,
+) -> npt.NDArray[np.int64]:
+    """Encoded (low, high) row pairs of each item's ``top_k`` nearest items; with ``cache``, only
+    new or changed items are searched and ``cache`` is brought up to date."""
+    keys = index.keys
+    prints = {key: store[key][0] for key in keys}
+    known: dict[str, str] = cache.get("prints", {}) if cache is not None else {}
+    changed = [row for row, key in enumerate(keys) if known.get(key) != prints[key]]
+    if cache is None or not known or len(changed) > NEIGHBOUR_REBUILD_SHARE * len(keys):
+        codes = _nearest_pairs(matrix, top_k)
+    else:
+        fresh = _nearest_pairs(matrix, top_k, np.asarray(changed, dtype=np.int64))
+        same = {key for key in keys if known.get(key) == prints[key]}
+        row_of = index.row_of
+        kept = [
+            (min(row_of[a], row_of[b]) << PAIR_SHIFT) | max(row_of[a], row_of[b])
+            for a, b in cache.get("pairs", ())
+            if a in same and b in same
+        ]
+        codes = np.union1d(fresh, np.asarray(kept, dtype=np.int64))
+    if cache is not None:
+        low, high = decode_pairs(codes)
+        cache["prints"] = prints
+        cache["pairs"] = [(keys[a], keys[b]) for a, b in zip(low.tolist(), high.tolist(), strict=True)]
+    return codes
+
+
 def meaning_pairs(
     index: DuplicateIndex,
     lexical: Sequence[ScoredPair],
     vectors: VectorStore | None = None,
+    neighbours: NeighbourCache | None = None,
     top_k: int = SEMANTIC_TOP_K,
 ) -> list[ScoredPair]:
     """Candidate pairs scored by meaning, best first: ``score`` = embedding cosine of the two items.
@@ -226,7 +272,8 @@ def meaning_pairs(
     The slot penalty for templated titles ("site A - blank page" / "site B - blank page") multiplies
     the cosine, because embeddings rate such pairs near 0.99; ``lexical`` keeps the TF-IDF score
     (penalty applied) for the explanation and the near-copy exemption. Every item is embedded (only
-    those whose text has no vector in ``vectors`` yet). Needs the ``semantic`` extra.
+    those whose text has no vector in ``vectors`` yet); with ``neighbours`` (a dict the rule keeps in
+    its cache) only new or changed items are searched. Needs the ``semantic`` extra.
     """
     store: VectorStore = index.embeddings if vectors is None else vectors
     rows = list(range(len(index.keys)))
@@ -234,7 +281,7 @@ def meaning_pairs(
     if len(rows) < 2:
         return []
     matrix = np.stack([store[key][1] for key in index.keys]).astype(np.float32, copy=False)
-    codes = _nearest_pairs(matrix, top_k)
+    codes = nearest_pairs(index, matrix, store, neighbours, top_k)
     if lexical:
         known = np.asarray([(p.first << PAIR_SHIFT) | p.second for p in lexical], dtype=np.int64)
         codes = np.union1d(codes, known)

@@ -203,8 +203,11 @@ class DuplicateCandidate(BacklogRule):
         floor = CANDIDATE_SHARE * threshold
         if options.semantic:
             vectors = self._vectors(ctx)
-            scored = meaning_pairs(index, score_candidates(index, SEMANTIC_FLOOR), vectors)
+            neighbours = self._neighbours(ctx, options)
+            scored = meaning_pairs(index, score_candidates(index, SEMANTIC_FLOOR), vectors, neighbours)
             self._keep_vectors(ctx, vectors, by_key)
+            if ctx.cache is not None:
+                ctx.cache.put(self._neighbours_key(ctx, options), neighbours)
         else:
             scored = score_candidates(index, floor)
         candidates = [
@@ -257,6 +260,18 @@ class DuplicateCandidate(BacklogRule):
         """The sentence vectors of earlier runs (kept apart from the index, so a rebuilt index or a
         changed window embeds nothing again), or an empty store."""
         cached = ctx.cache.get(self._vectors_key(ctx)) if ctx.cache is not None else None
+        return dict(cached) if isinstance(cached, dict) else {}
+
+    @staticmethod
+    def _neighbours_key(ctx: RuleContext, options: DuplicateOptions) -> str:
+        from rules.embeddings import MODEL_NAME
+
+        window = options.closed_window_days
+        return f"duplicate-candidate:{ctx.project}:sentence-neighbours:{MODEL_NAME}:window={window}"
+
+    def _neighbours(self, ctx: RuleContext, options: DuplicateOptions) -> dict[str, object]:
+        """The nearest pairs of the last run (searched again only for new or changed items)."""
+        cached = ctx.cache.get(self._neighbours_key(ctx, options)) if ctx.cache is not None else None
         return dict(cached) if isinstance(cached, dict) else {}
 
     def _keep_vectors(self, ctx: RuleContext, vectors: VectorStore, by_key: Mapping[str, Issue]) -> None:

@@ -491,6 +491,8 @@ def test_semantic_vectors_live_in_the_rule_cache_and_only_changed_items_are_embe
     assert first > 0
     vectors = cache.get(VECTORS_KEY)
     assert isinstance(vectors, dict) and {"T-1", "T-2"} <= set(vectors)
+    neighbours = cache.get("duplicate-candidate:TEST:sentence-neighbours:all-MiniLM-L6-v2:window=180")
+    assert isinstance(neighbours, dict) and ("T-1", "T-2") in neighbours["pairs"]
     fake_model.calls.clear()
     list(rule.check(issues, ctx))
     assert fake_model.calls == []  # nothing changed: nothing embedded
@@ -608,3 +610,33 @@ def test_meaning_score_keeps_the_slot_penalty(fake_model: _FakeModel) -> None:
     penalty = slot_penalty(index.documents[0].title, index.documents[1].title)
     assert penalty < 1.0 and pair.meaning == pytest.approx(1.0)
     assert pair.score == pytest.approx(penalty * 1.0)
+
+
+def test_nearest_pairs_are_searched_again_only_for_new_or_changed_items() -> None:
+    import numpy as np
+
+    from rules.duplicates.ranking import PAIR_SHIFT, nearest_pairs
+
+    index = build_index(_backlog(40))
+    vectors = np.random.default_rng(1).standard_normal((40, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    store = {key: ("v1", vectors[row]) for row, key in enumerate(index.keys)}
+    cache: dict[str, Any] = {}
+    full = set(nearest_pairs(index, vectors, store, cache, top_k=2).tolist())
+    assert full == set(nearest_pairs(index, vectors, store, None, top_k=2).tolist())
+    # Plant a pair among unchanged items that no search would find: a later run that keeps what it
+    # found before keeps it too, so it proves the unchanged items were not searched again.
+    planted = next((a, b) for a in range(40) for b in range(a + 1, 40) if (a << PAIR_SHIFT) | b not in full)
+    cache["pairs"] = [*cache["pairs"], (index.keys[planted[0]], index.keys[planted[1]])]
+    moved = 5 if 5 not in planted else 6
+    target = next(row for row in range(40) if row not in (moved, *planted))
+    changed = vectors.copy()
+    changed[moved] = vectors[target]  # the edited item now reads like another one
+    edited = {**store, index.keys[moved]: ("v2", changed[moved])}
+    again = set(nearest_pairs(index, changed, edited, cache, top_k=2).tolist())
+    assert (planted[0] << PAIR_SHIFT) | planted[1] in again
+    assert (min(moved, target) << PAIR_SHIFT) | max(moved, target) in again
+    # Once more than a fifth of the items changed, everything is searched again.
+    rebuilt = {key: ("v3", changed[row]) for row, key in enumerate(index.keys)}
+    fresh = set(nearest_pairs(index, changed, rebuilt, cache, top_k=2).tolist())
+    assert fresh == set(nearest_pairs(index, changed, rebuilt, None, top_k=2).tolist())

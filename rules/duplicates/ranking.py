@@ -1,9 +1,10 @@
 """Candidate ranking: which scored pairs of an index count, re-scored semantically, in what order.
 
-``score_candidates`` reads the index's pairs above a floor, ``rerank`` fuses them with sentence
-embeddings (the ``semantic`` option) and ``ranking_score`` orders a finding's candidates by
-similarity times a preference for items filed close in time. Imports numpy: load it only when the
-rule runs.
+``score_candidates`` reads the index's pairs above a floor; ``meaning_pairs`` and ``distinct_best``
+score and flag pairs by sentence-embedding cosine (the ``semantic`` option); ``rerank`` fuses
+lexical and embedding scores for ranking (the accuracy benchmark); ``ranking_score`` orders a
+finding's candidates by similarity times a preference for items filed close in time. Imports
+numpy: load it only when the rule runs.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import numpy as np
 import numpy.typing as npt
 
 from rules.duplicates.index import DuplicateIndex
-from rules.duplicates.search import decode_pairs
-from rules.duplicates.templates import slot_penalty_tokens, title_tokens
+from rules.duplicates.search import PAIR_SHIFT, decode_pairs, exact_scores
+from rules.duplicates.templates import penalise, slot_penalty_tokens, title_tokens
 
 if TYPE_CHECKING:
     from rules.duplicates.rule import DuplicateOptions
@@ -205,3 +206,173 @@ def rerank(
         )
     fused.sort(key=lambda p: -p.score)
     return fused
+
+
+# The semantic path flags by meaning alone. Measured on the story set (benchmarks/dup_flags.py):
+# reworded duplicates share few words (lexical median 0.13) while same-words near misses share
+# many (0.42), so fusing the lexical score in (the old mean) pushed every reworded pair under any
+# useful threshold. Candidates are each item's nearest items by cosine, plus the lexical ones.
+SEMANTIC_TOP_K = 10
+# With mutual top-1, a pair must also stand out: its cosine beats each side's next-best partner by
+# this much. Topic clusters (bug trackers: many issues about one component; stories: one screen for
+# several roles) have many close neighbours and no clear best one. Tuned on half of the story set
+# with the Hadoop findings held to about today's count (benchmarks/README.md has the sweep).
+SEMANTIC_MARGIN = 0.05
+# Rows per block of the dense product: about 100 MB of float32 scores per block whatever the size.
+_CHUNK_CELLS = 25_000_000
+
+
+def _nearest_pairs(
+    matrix: npt.NDArray[np.float32], top_k: int, query_rows: npt.NDArray[np.int64] | None = None
+) -> npt.NDArray[np.int64]:
+    """Each query row's (all rows when None) ``top_k`` most similar other rows by dot product, as
+    encoded (low, high) pairs."""
+    rows = matrix.shape[0]
+    k = min(top_k, rows - 1)
+    queries = np.arange(rows, dtype=np.int64) if query_rows is None else query_rows
+    if k <= 0 or len(queries) == 0:
+        return np.zeros(0, dtype=np.int64)
+    found = []
+    step = max(1, _CHUNK_CELLS // rows)
+    for start in range(0, len(queries), step):  # blocks keep the dense product's memory bounded
+        own = queries[start : start + step]
+        block = matrix[own] @ matrix.T
+        block[np.arange(len(own)), own] = -np.inf
+        # The k-th best score of each row, then one comparison: cheaper than an argpartition (ties
+        # may add a few pairs).
+        kth = np.partition(block, rows - k, axis=1)[:, rows - k]
+        local, other = np.nonzero(block >= kth[:, None])
+        first = own[local].astype(np.int64)
+        second = other.astype(np.int64)
+        low, high = np.minimum(first, second), np.maximum(first, second)
+        found.append((low << PAIR_SHIFT) | high)
+    return np.unique(np.concatenate(found))
+
+
+# A backlog's nearest pairs as last found, kept in the rule cache: "prints" (item key -> fingerprint
+# of the text its vector embeds) and "pairs" (sorted key pairs). Searching all pairs is quadratic
+# (about 8 s at 10k items, minutes at 100k on 2 cores), so a later run searches only items that are
+# new or changed and keeps the pairs found among the others, as the lexical index does.
+NeighbourCache = MutableMapping[str, Any]
+# Past this share of new or changed items, search everything again.
+NEIGHBOUR_REBUILD_SHARE = 0.2
+
+
+def nearest_pairs(
+    index: DuplicateIndex,
+    matrix: npt.NDArray[np.float32],
+    store: VectorStore,
+    cache: NeighbourCache | None = None,
+    top_k: int = SEMANTIC_TOP_K,
+) -> npt.NDArray[np.int64]:
+    """Encoded (low, high) row pairs of each item's ``top_k`` nearest items; with ``cache``, only
+    new or changed items are searched and ``cache`` is brought up to date."""
+    keys = index.keys
+    prints = {key: store[key][0] for key in keys}
+    known: dict[str, str] = cache.get("prints", {}) if cache is not None else {}
+    changed = [row for row, key in enumerate(keys) if known.get(key) != prints[key]]
+    if cache is None or not known or len(changed) > NEIGHBOUR_REBUILD_SHARE * len(keys):
+        codes = _nearest_pairs(matrix, top_k)
+    else:
+        fresh = _nearest_pairs(matrix, top_k, np.asarray(changed, dtype=np.int64))
+        same = {key for key in keys if known.get(key) == prints[key]}
+        row_of = index.row_of
+        kept = [
+            (min(row_of[a], row_of[b]) << PAIR_SHIFT) | max(row_of[a], row_of[b])
+            for a, b in cache.get("pairs", ())
+            if a in same and b in same
+        ]
+        codes = np.union1d(fresh, np.asarray(kept, dtype=np.int64))
+    if cache is not None:
+        low, high = decode_pairs(codes)
+        cache["prints"] = prints
+        cache["pairs"] = [(keys[a], keys[b]) for a, b in zip(low.tolist(), high.tolist(), strict=True)]
+    return codes
+
+
+def meaning_pairs(
+    index: DuplicateIndex,
+    lexical: Sequence[ScoredPair],
+    vectors: VectorStore | None = None,
+    neighbours: NeighbourCache | None = None,
+    top_k: int = SEMANTIC_TOP_K,
+) -> list[ScoredPair]:
+    """Candidate pairs scored by meaning, best first: ``score`` = embedding cosine of the two items.
+
+    Candidates are each item's ``top_k`` nearest items by cosine plus the ``lexical`` candidates.
+    The slot penalty for templated titles ("site A - blank page" / "site B - blank page") multiplies
+    the cosine, because embeddings rate such pairs near 0.99; ``lexical`` keeps the TF-IDF score
+    (penalty applied) for the explanation and the near-copy exemption. Every item is embedded (only
+    those whose text has no vector in ``vectors`` yet); with ``neighbours`` (a dict the rule keeps in
+    its cache) only new or changed items are searched. Needs the ``semantic`` extra.
+    """
+    store: VectorStore = index.embeddings if vectors is None else vectors
+    rows = list(range(len(index.keys)))
+    ensure_vectors(index, rows, store)
+    if len(rows) < 2:
+        return []
+    matrix = np.stack([store[key][1] for key in index.keys]).astype(np.float32, copy=False)
+    codes = nearest_pairs(index, matrix, store, neighbours, top_k)
+    if lexical:
+        known = np.asarray([(p.first << PAIR_SHIFT) | p.second for p in lexical], dtype=np.int64)
+        codes = np.union1d(codes, known)
+    low, high = decode_pairs(codes)
+    cosine = np.clip(np.einsum("ij,ij->i", matrix[low], matrix[high]), 0.0, 1.0).astype(np.float32)
+    words = penalise(index.documents, low, high, exact_scores(index.matrix, low, high))
+    tokens: dict[int, list[str]] = {}
+
+    def tokens_of(row: int) -> list[str]:
+        if row not in tokens:
+            tokens[row] = title_tokens(index.documents[row].title)
+        return tokens[row]
+
+    pairs = []
+    for a, b, meaning, wording in zip(
+        low.tolist(), high.tolist(), cosine.tolist(), words.tolist(), strict=True
+    ):
+        penalty = slot_penalty_tokens(tokens_of(a), tokens_of(b))
+        pairs.append(ScoredPair(a, b, penalty * meaning, wording, meaning))
+    pairs.sort(key=lambda p: -p.score)
+    return pairs
+
+
+def distinct_best(
+    pairs: Sequence[ScoredPair],
+    threshold: float,
+    margin: float = SEMANTIC_MARGIN,
+    exempt: float = MUTUAL_EXEMPT,
+) -> list[ScoredPair]:
+    """The pairs of ``pairs`` reaching ``threshold`` where each item is the other's best candidate
+    by a ``margin`` over each side's next-best one, or whose *lexical* score reaches ``exempt``.
+
+    Near-copies (the same title filed again) are exempt on their wording: a burst of identical
+    re-submissions has no distinct best pair, yet every one of them deserves a flag. ``pairs`` must
+    hold every candidate of the items that may be flagged: bests are read from them.
+    """
+    best: dict[int, float] = {}
+    second: dict[int, float] = {}
+    for pair in pairs:
+        for row in (pair.first, pair.second):
+            if pair.score > best.get(row, -1.0):
+                second[row] = best.get(row, 0.0)
+                best[row] = pair.score
+            elif pair.score > second.get(row, 0.0):
+                second[row] = pair.score
+
+    def runner_up(row: int, score: float) -> float:
+        # The best other partner: the second best when this pair is the best (ties: the tie).
+        return second.get(row, 0.0) if score >= best[row] - _TIE else best[row]
+
+    flagged = []
+    for pair in pairs:
+        if pair.lexical >= exempt:
+            flagged.append(pair)
+            continue
+        if pair.score < threshold:
+            continue
+        if pair.score < best[pair.first] - _TIE or pair.score < best[pair.second] - _TIE:
+            continue
+        rival = max(runner_up(pair.first, pair.score), runner_up(pair.second, pair.score))
+        if pair.score - rival >= margin:
+            flagged.append(pair)
+    return flagged

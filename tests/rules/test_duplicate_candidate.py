@@ -26,7 +26,7 @@ from rules.duplicates import (
     slot_penalty,
     update_index,
 )
-from rules.duplicates.ranking import mutual_best
+from rules.duplicates.ranking import SEMANTIC_FLOOR, distinct_best, meaning_pairs, mutual_best
 from rules.duplicates.rule import signal_of
 from rules.registry import build_registry
 
@@ -346,7 +346,7 @@ def test_parallel_vectorising_gives_the_same_counts_as_sequential() -> None:
 
 def test_threshold_default_depends_on_the_scoring() -> None:
     assert DuplicateOptions().resolved_threshold() == 0.55
-    assert DuplicateOptions(semantic=True).resolved_threshold() == 0.55
+    assert DuplicateOptions(semantic=True).resolved_threshold() == 0.45
     assert DuplicateOptions(semantic=True, threshold=0.4).resolved_threshold() == 0.4
 
 
@@ -368,7 +368,60 @@ def test_semantic_reranking_flags_the_paraphrase_and_caches_embeddings() -> None
     assert isinstance(vectors, dict)
     assert {"T-1", "T-2"} <= set(vectors)
     lexical = next(iter(DuplicateCandidate().check(BACKLOG, RuleContext("TEST", NOW))))
-    assert findings[0].details["score"] != lexical.details["score"]  # fused, not lexical
+    assert findings[0].details["score"] != lexical.details["score"]  # meaning, not wording
+    assert findings[0].details["score"] == findings[0].details["meaning_score"]
+
+
+# Two people describing one piece of work without a shared content word (from the story set, pair
+# D14), among other stories of the same product.
+_BIOMETRIC = _item(
+    "S-1",
+    "Log in with fingerprint or face",
+    "As a mobile user I want to open the app with biometrics instead of typing my PIN each time.",
+)
+_BIOMETRIC_AGAIN = _item(
+    "S-2",
+    "Biometric sign-in",
+    "Use the phone's Touch ID / Face ID / Android biometric prompt as an alternative to the six digit code.",
+    day=2,
+)
+_STORIES = [
+    _BIOMETRIC,
+    _BIOMETRIC_AGAIN,
+    _item(
+        "S-3",
+        "Freeze a lost debit card from the app",
+        "As an account holder I want to temporarily block my card in the mobile app.",
+        day=3,
+    ),
+    _item(
+        "S-4",
+        "Download monthly statement as PDF",
+        "As an account holder I want my statement for a chosen month as a file.",
+        day=4,
+    ),
+    _item(
+        "S-5",
+        "Round up card purchases into savings",
+        "As a saver I want every card payment rounded up and the difference saved.",
+        day=5,
+    ),
+    _item(
+        "S-6",
+        "Set a spending limit on the card",
+        "As a parent I want to set a monthly spending limit on my child's card.",
+        day=6,
+    ),
+]
+
+
+@pytest.mark.skipif(not embeddings.available(), reason="needs the semantic extra")
+def test_semantic_flags_a_reworded_story_that_the_lexical_setting_misses() -> None:
+    assert list(DuplicateCandidate().check(_STORIES, RuleContext("TEST", NOW))) == []
+    rule = DuplicateCandidate(DuplicateOptions(semantic=True))
+    findings = list(rule.check(_STORIES, RuleContext("TEST", NOW)))
+    assert [(f.issue, f.details["duplicate_of"]) for f in findings] == [("S-2", "S-1")]
+    assert findings[0].details["signal"] == "similar meaning"
 
 
 def test_index_survives_pickling_for_the_store() -> None:
@@ -438,6 +491,8 @@ def test_semantic_vectors_live_in_the_rule_cache_and_only_changed_items_are_embe
     assert first > 0
     vectors = cache.get(VECTORS_KEY)
     assert isinstance(vectors, dict) and {"T-1", "T-2"} <= set(vectors)
+    neighbours = cache.get("duplicate-candidate:TEST:sentence-neighbours:all-MiniLM-L6-v2:window=180")
+    assert isinstance(neighbours, dict) and ("T-1", "T-2") in neighbours["pairs"]
     fake_model.calls.clear()
     list(rule.check(issues, ctx))
     assert fake_model.calls == []  # nothing changed: nothing embedded
@@ -479,3 +534,109 @@ def test_semantic_fused_score_keeps_the_slot_penalty(fake_model: _FakeModel) -> 
     penalty = slot_penalty(index.documents[0].title, index.documents[1].title)
     assert penalty < 1.0
     assert fused.score == pytest.approx(0.5 * (lexical.lexical + penalty * 1.0))
+
+
+def test_distinct_best_needs_a_margin_over_each_sides_runner_up() -> None:
+    pairs = [
+        ScoredPair(0, 1, 0.60, 0.1, 0.60),  # mutual best; runners-up 0.50 (0) and 0.30 (1)
+        ScoredPair(0, 2, 0.50, 0.1, 0.50),
+        ScoredPair(1, 3, 0.30, 0.1, 0.30),
+        ScoredPair(4, 5, 0.62, 0.1, 0.62),  # mutual best but 5 has a rival at 0.60
+        ScoredPair(5, 6, 0.60, 0.1, 0.60),
+        ScoredPair(7, 8, 0.40, 0.1, 0.40),  # distinct, under the threshold
+    ]
+    assert {(p.first, p.second) for p in distinct_best(pairs, 0.45, margin=0.05)} == {(0, 1)}
+    assert {(p.first, p.second) for p in distinct_best(pairs, 0.45, margin=0.15)} == set()
+    assert {(p.first, p.second) for p in distinct_best(pairs, 0.45, margin=0.0)} == {(0, 1), (4, 5)}
+
+
+def test_distinct_best_skips_ties_but_flags_near_copies_on_their_wording() -> None:
+    # A burst of three items that all look alike: no pair stands out by meaning, yet the two
+    # near-copies in wording (lexical >= 0.7) are flagged.
+    pairs = [
+        ScoredPair(0, 1, 0.9, 0.95, 0.9),
+        ScoredPair(0, 2, 0.9, 0.40, 0.9),
+        ScoredPair(1, 2, 0.9, 0.40, 0.9),
+    ]
+    assert {(p.first, p.second) for p in distinct_best(pairs, 0.45)} == {(0, 1)}
+    assert distinct_best(pairs[1:], 0.45) == []
+
+
+_REFUND = _item("R-1", "Customers ask for a refund online", "Start it from the account page.")
+_MONEY_BACK = _item("R-2", "Self-service money back form", "Print a label, send the parcel.", day=2)
+
+
+@pytest.fixture
+def story_model(monkeypatch: pytest.MonkeyPatch) -> _FakeModel:
+    """A stand-in that rates the refund pair alike although they share no word."""
+    model = _FakeModel({"refund": [0.0, 1.0, 0.0], "money back": [0.0, 0.95, 0.3], "coupon": [0.6, 0.0, 0.8]})
+    monkeypatch.setattr(embeddings, "embed", model)
+    return model
+
+
+def test_semantic_finds_candidates_by_meaning_when_no_word_is_shared(story_model: _FakeModel) -> None:
+    issues = [*_backlog(12), _REFUND, _MONEY_BACK, COUPON]
+    assert list(DuplicateCandidate().check(issues, RuleContext("TEST", NOW))) == []
+    index = build_index(issues)
+    # Lexically the pair is noise: under the floor from which the lexical candidates are read.
+    lexical = score_candidates(index, SEMANTIC_FLOOR)
+    assert not any({index.keys[p.first], index.keys[p.second]} == {"R-1", "R-2"} for p in lexical)
+    pairs = meaning_pairs(index, lexical, {})
+    refund = next(p for p in pairs if {index.keys[p.first], index.keys[p.second]} == {"R-1", "R-2"})
+    assert refund.lexical < SEMANTIC_FLOOR and refund.score == pytest.approx(refund.meaning)
+    (finding,) = DuplicateCandidate(DuplicateOptions(semantic=True)).check(issues, RuleContext("TEST", NOW))
+    assert (finding.issue, finding.details["duplicate_of"]) == ("R-2", "R-1")
+    assert finding.details["signal"] == "similar meaning"
+    assert 'possible duplicate of R-1 "Customers ask for a refund online": similar meaning' in finding.message
+
+
+def test_semantic_does_not_flag_a_cluster_without_a_clear_best_pair(story_model: _FakeModel) -> None:
+    # The stand-in rates all twelve generated items alike (one vector): a topic cluster, not duplicates.
+    issues = [*_backlog(12), _REFUND, _MONEY_BACK]
+    flagged = {
+        f.subject
+        for f in DuplicateCandidate(DuplicateOptions(semantic=True)).check(issues, RuleContext("TEST", NOW))
+    }
+    assert flagged == {"R-1|R-2"}
+    everything = DuplicateCandidate(DuplicateOptions(semantic=True, mutual_top1=False))
+    assert len(list(everything.check(issues, RuleContext("TEST", NOW)))) > 1
+
+
+def test_meaning_score_keeps_the_slot_penalty(fake_model: _FakeModel) -> None:
+    first = _item("T-1", "www.example.com - Menu is not displayed", "The menu is missing on the page.")
+    second = _item("T-2", "www.example.com - Menu is not rendered", "The menu is missing on the page.", day=2)
+    index = build_index([first, second])
+    (pair,) = meaning_pairs(index, score_candidates(index), {})
+    penalty = slot_penalty(index.documents[0].title, index.documents[1].title)
+    assert penalty < 1.0 and pair.meaning == pytest.approx(1.0)
+    assert pair.score == pytest.approx(penalty * 1.0)
+
+
+def test_nearest_pairs_are_searched_again_only_for_new_or_changed_items() -> None:
+    import numpy as np
+
+    from rules.duplicates.ranking import PAIR_SHIFT, nearest_pairs
+
+    index = build_index(_backlog(40))
+    vectors = np.random.default_rng(1).standard_normal((40, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    store = {key: ("v1", vectors[row]) for row, key in enumerate(index.keys)}
+    cache: dict[str, Any] = {}
+    full = set(nearest_pairs(index, vectors, store, cache, top_k=2).tolist())
+    assert full == set(nearest_pairs(index, vectors, store, None, top_k=2).tolist())
+    # Plant a pair among unchanged items that no search would find: a later run that keeps what it
+    # found before keeps it too, so it proves the unchanged items were not searched again.
+    planted = next((a, b) for a in range(40) for b in range(a + 1, 40) if (a << PAIR_SHIFT) | b not in full)
+    cache["pairs"] = [*cache["pairs"], (index.keys[planted[0]], index.keys[planted[1]])]
+    moved = 5 if 5 not in planted else 6
+    target = next(row for row in range(40) if row not in (moved, *planted))
+    changed = vectors.copy()
+    changed[moved] = vectors[target]  # the edited item now reads like another one
+    edited = {**store, index.keys[moved]: ("v2", changed[moved])}
+    again = set(nearest_pairs(index, changed, edited, cache, top_k=2).tolist())
+    assert (planted[0] << PAIR_SHIFT) | planted[1] in again
+    assert (min(moved, target) << PAIR_SHIFT) | max(moved, target) in again
+    # Once more than a fifth of the items changed, everything is searched again.
+    rebuilt = {key: ("v3", changed[row]) for row, key in enumerate(index.keys)}
+    fresh = set(nearest_pairs(index, changed, rebuilt, cache, top_k=2).tolist())
+    assert fresh == set(nearest_pairs(index, changed, rebuilt, None, top_k=2).tolist())

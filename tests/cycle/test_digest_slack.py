@@ -37,13 +37,6 @@ SLACK_WRITES = ("chat.postMessage", "chat.update")
 MENTION = re.compile(r"<!(channel|here|everyone|subteam)|<@[UW]")
 
 
-@pytest.fixture(scope="module")
-def jira() -> Iterator[FakeJiraServer]:
-    fake = FakeJiraServer().start()
-    yield fake
-    fake.stop()
-
-
 @pytest.fixture
 def slack() -> Iterator[tuple[FakeSlack, str]]:
     with running() as served:

@@ -38,13 +38,6 @@ def database_url(engine_name: str, tmp_path: Path, request: pytest.FixtureReques
     return server.new_database().render_as_string(hide_password=False)
 
 
-@pytest.fixture(scope="module")
-def jira() -> Iterator[FakeJiraServer]:
-    fake = FakeJiraServer().start()
-    yield fake
-    fake.stop()
-
-
 @pytest.fixture
 def shop(
     jira: FakeJiraServer, database_url: str, tmp_path: Path, request: pytest.FixtureRequest

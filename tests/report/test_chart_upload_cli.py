@@ -19,13 +19,6 @@ from tests.fakes.slack_server import FakeSlack, running
 FILE_CALLS = ("files.getUploadURLExternal", "upload", "files.completeUploadExternal")
 
 
-@pytest.fixture(scope="module")
-def jira() -> Iterator[FakeJiraServer]:
-    fake = FakeJiraServer().start()
-    yield fake
-    fake.stop()
-
-
 @pytest.fixture
 def slack() -> Iterator[tuple[FakeSlack, str]]:
     with running() as served:

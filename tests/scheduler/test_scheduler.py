@@ -37,13 +37,6 @@ JIRA_TOKEN_ENV = "REFINEBOT_TEST_SCHEDULER_JIRA_TOKEN"
 WAIT = 60.0  # seconds a run may take on a loaded machine (a bound, not an expectation)
 
 
-@pytest.fixture(scope="module")
-def jira() -> Iterator[FakeJiraServer]:
-    fake = FakeJiraServer().start()
-    yield fake
-    fake.stop()
-
-
 @pytest.fixture
 def slack(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeSlack, str]]:
     for name in list(os.environ):

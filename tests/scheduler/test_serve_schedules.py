@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,13 +37,6 @@ SIGNING = "slack-signing-secret-0c4f1e2d"
 SECRETS = (JIRA_TOKEN, SLACK_TOKEN, SIGNING)
 CHANNEL = "C0SHOP"
 DEADLINE = 60.0  # seconds for any one step on a loaded machine (a bound, not an expectation)
-
-
-@pytest.fixture(scope="module")
-def jira() -> Iterator[FakeJiraServer]:
-    fake = FakeJiraServer().start()
-    yield fake
-    fake.stop()
 
 
 def _config(path: Path, site_url: str, slack_url: str, schedule: str) -> None:

@@ -17,7 +17,7 @@ from refinebot.cli.configuration import config_app
 from refinebot.cli.console import err
 from refinebot.cli.database import db_app
 from refinebot.cli.digest import digest
-from refinebot.cli.report_page import report
+from refinebot.cli.report_page import report as report_command
 from refinebot.cli.rule_help import rules_command
 from refinebot.cli.scan import DEMO_AS_OF, demo, demo_config_path, scan
 from refinebot.cli.serve import serve_command
@@ -37,7 +37,7 @@ app.command()(scan)
 app.command()(digest)
 app.command()(demo)
 app.command()(agenda)
-app.command()(report)
+app.command("report")(report_command)
 app.command("rules")(rules_command)
 app.command("serve")(serve_command)
 app.add_typer(config_app, name="config")

@@ -202,10 +202,14 @@ def test_scan_reads_config_from_env_and_reports_bad_config(tmp_path: Path) -> No
     assert f"{config}: projects.X.source: unknown source 'missing' (sources: none defined)" in result.stderr
 
 
-def test_example_config_scans_the_bundled_backlog() -> None:
-    result = run_cli(
-        ["scan", "--config", str(ROOT / "config.example.toml"), "--format", "json", "--now", "2026-11-20"]
-    )
+def test_example_config_scans_the_bundled_backlog(tmp_path: Path) -> None:
+    # A copy beside its own database: the example's relative database_url would put one in the checkout.
+    example = (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    backlog = ROOT / "refinebot" / "demo" / "backlog.json"
+    assert 'path = "refinebot/demo/backlog.json"' in example
+    config = tmp_path / "refinebot.toml"
+    config.write_text(example.replace('path = "refinebot/demo/backlog.json"', f'path = "{backlog}"'), "utf-8")
+    result = run_cli(["scan", "--config", str(config), "--format", "json", "--now", "2026-11-20"])
     assert result.code == 0, result.stderr
     rules = {f["rule"] for f in json.loads(result.stdout)}
     assert "stale-item" not in rules  # disabled for SHOP in the example

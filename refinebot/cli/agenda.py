@@ -77,12 +77,11 @@ def read_only_store(loaded: LoadedConfig) -> Iterator[Store | None]:
 
     A database at another schema revision is an error (exit 1): migrating it would be a write.
     """
-    from alembic.runtime.migration import MigrationContext
     from sqlalchemy.exc import SQLAlchemyError
 
     from refinebot.store import Store, StoreError
-    from refinebot.store.engine import READ_ONLY, database_url_for, describe_error, is_sqlite_file
-    from refinebot.store.migrate import head_revision
+    from refinebot.store.engine import database_url_for, describe_error, is_sqlite_file
+    from refinebot.store.migrate import current_revision, head_revision
 
     url = database_url_for(loaded)
     if is_sqlite_file(url) and not Path(str(url.database)).exists():
@@ -95,9 +94,7 @@ def read_only_store(loaded: LoadedConfig) -> Iterator[Store | None]:
         raise typer.Exit(1) from None
     try:
         try:
-            with store.engine.connect() as connection:
-                connection.execution_options(**{READ_ONLY: True})
-                revision = MigrationContext.configure(connection).get_current_revision()
+            revision = current_revision(store.engine)
         except SQLAlchemyError as exc:
             error(f"cannot read the database at {store.url}: {describe_error(exc, store.engine.url)}")
             raise typer.Exit(1) from None

@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from refinebot.faults import fault_point
 from refinebot.store.engine import (
+    READ_ONLY,
     StoreError,
     create_store_engine,
     describe_error,
@@ -54,8 +55,10 @@ def head_revision() -> str:
 
 
 def current_revision(engine: Engine) -> str | None:
-    """The revision the database is at (None when it has no schema yet)."""
+    """The revision the database is at (None when it has no schema yet); a read that never waits for a
+    writer (SQLite: a deferred BEGIN), so ``agenda`` and ``report`` can ask while a cycle runs."""
     with engine.connect() as connection:
+        connection.execution_options(**{READ_ONLY: True})
         return MigrationContext.configure(connection).get_current_revision()
 
 

@@ -232,7 +232,12 @@ def connection_problem(exc: BaseException, timeout_seconds: float) -> str:
         ReadTimeoutError,
     )
 
+    from connectors.transport import SlowAnswer
+
     causes = _causes(exc)
+    slow = next((c for c in causes if isinstance(c, SlowAnswer)), None)
+    if slow is not None:
+        return str(slow)
 
     def seen(*kinds: type[BaseException]) -> BaseException | None:
         return next((c for c in causes if isinstance(c, kinds)), None)

@@ -95,6 +95,8 @@ class _HttpSourceBase(_Strict):
     backoff_base_seconds: float = Field(default=1.0, gt=0, le=60)
     backoff_max_seconds: float = Field(default=60.0, gt=0, le=600)
     timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    # The whole of one answer, body included: per-read timeouts never end a server trickling bytes.
+    request_deadline_seconds: float = Field(default=120.0, gt=0, le=3600)
 
     @field_validator("url")
     @classmethod

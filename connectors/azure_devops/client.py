@@ -152,12 +152,15 @@ class AdoClient:
     def _configure(self, client: Any, *, counted: bool) -> None:
         """Make the guard the only retry layer and timeout_seconds every request's bound; let the guard
         see statuses and Retry-After. ``counted`` clients' requests add to the request counters."""
+        from connectors.transport import body_deadline  # requests: loaded only when a client is made
+
         policy = client.config.retry_policy.policy
         policy.total = policy.connect = policy.read = policy.status = policy.other = 0
         policy.status_forcelist = frozenset()
         policy.respect_retry_after_header = False
         client.config.connection.timeout = self.source.timeout_seconds
         client.config.hooks.append(self._on_response if counted else self._record_response)
+        client.config.hooks.append(body_deadline(self.source.request_deadline_seconds))
 
     def _on_response(self, response: Any, *args: Any, **kwargs: Any) -> None:
         with self._lock:

@@ -37,6 +37,7 @@ from connectors.retry import (
     header,
     one_line,
 )
+from connectors.transport import body_deadline
 from refinebot.config import JiraSourceConfig
 
 logger = logging.getLogger(__name__)
@@ -166,6 +167,7 @@ class JiraClient:
             self.requests += 1
 
         client._session.hooks["response"].append(count)
+        client._session.hooks["response"].append(body_deadline(self.source.request_deadline_seconds))
         # No urllib3 retries nested inside ours. requests' adapters default to Retry(0, read=False)
         # already (measured: a closed port costs exactly one TCP attempt per attempt of ours); set
         # here so a change in requests' or the package's defaults cannot multiply the attempts.

@@ -27,7 +27,7 @@ from tests.cli_process import run_cli
 from tests.connectors.azure_devops.conftest import ConnectorFactory, Sleeps
 from tests.connectors.azure_devops.fake_org import PAT, TOKEN_ENV
 from tests.fakes.ado_server import FakeAzureDevOps, Fault
-from tests.fakes.silent_server import SilentServer, TcpConnectCounter, closed_port
+from tests.fakes.silent_server import SilentServer, TcpConnectCounter, TricklingServer, closed_port
 from tests.fakes.status_server import StatusServer
 
 TIMEOUT = 0.5
@@ -82,6 +82,39 @@ def test_a_server_that_never_answers_fails_with_no_answer_in_timeout(
     assert connections == ATTEMPTS  # one request per attempt: no SDK retries nested inside ours
     assert len(sleeps.calls) == ATTEMPTS - 1
     assert elapsed < ceiling()
+    assert third_party_warnings(caplog) == []
+    assert "\n" not in message
+
+
+def test_a_server_that_trickles_its_answer_is_cut_off_at_the_request_deadline(
+    pat_env: str, sleeps: Sleeps, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One byte every 0.05 s: no read ever waits the 0.5 s timeout, so only the whole-answer bound ends it
+    # (the 100 kB body would otherwise take more than an hour per attempt).
+    caplog.set_level(logging.DEBUG)
+    deadline = 1.0
+    with TricklingServer(interval=0.05) as trickle:
+        source = AzureDevOpsSourceConfig(
+            kind="azure_devops",
+            url=f"{trickle.base}/org",
+            token_env=TOKEN_ENV,
+            timeout_seconds=TIMEOUT,
+            request_deadline_seconds=deadline,
+            retry_attempts=ATTEMPTS,
+            backoff_base_seconds=0.01,
+            backoff_max_seconds=0.05,
+        )
+        connector = AzureDevOpsConnector(source, name="waits", sleep=sleeps, jitter=lambda: 0.5)
+        started = time.monotonic()
+        with pytest.raises(ConnectorError) as raised:
+            connector.fetch("Web", None)
+        elapsed = time.monotonic() - started
+        connections = trickle.connections
+
+    message = str(raised.value)
+    assert f"failed after {ATTEMPTS} attempts; last error: the answer did not finish in 1 s" in message
+    assert connections == ATTEMPTS
+    assert elapsed < ceiling(timeout=deadline)
     assert third_party_warnings(caplog) == []
     assert "\n" not in message
 

@@ -27,7 +27,7 @@ from refinebot.config import JiraSourceConfig
 from tests.cli_process import run_cli
 from tests.fakes.jira_data import adf, make_issue, para, populate
 from tests.fakes.jira_server import FakeJiraServer, Site
-from tests.fakes.silent_server import SilentServer, TcpConnectCounter, closed_port
+from tests.fakes.silent_server import SilentServer, TcpConnectCounter, TricklingServer, closed_port
 from tests.fakes.status_server import StatusServer
 
 TIMEOUT = 0.5
@@ -62,6 +62,7 @@ def connector_for(
     cloud: bool = True,
     retry_attempts: int = ATTEMPTS,
     token: str = "token",
+    deadline: float | None = None,
 ) -> JiraConnector:
     """A connector for ``url`` (Cloud: email + API token; Data Center: a PAT) with recorded backoff."""
     values: dict[str, Any] = {
@@ -75,6 +76,8 @@ def connector_for(
     }
     if cloud:
         values["email"] = EMAIL
+    if deadline is not None:
+        values["request_deadline_seconds"] = deadline
     monkeypatch.setenv(TOKEN_ENV, token)
     source = JiraSourceConfig.model_validate(values)
     return JiraConnector(source, name="waits", state=MemorySyncStateStore(), sleep=sleeps)
@@ -121,6 +124,31 @@ def test_a_server_that_never_answers_fails_with_no_answer_in_timeout(
     assert third_party_warnings(caplog) == []
     assert "\n" not in message
     assert "ReadTimeout" not in message and "HTTPConnectionPool" not in message
+
+
+@pytest.mark.parametrize("cloud", [True, False], ids=["cloud", "dc"])
+def test_a_server_that_trickles_its_answer_is_cut_off_at_the_request_deadline(
+    cloud: bool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One byte every 0.05 s: no read ever waits the 0.5 s timeout, so only the whole-answer bound ends it
+    # (the 100 kB body would otherwise take more than an hour per attempt).
+    caplog.set_level(logging.DEBUG)
+    sleeps = Sleeps()
+    with TricklingServer(interval=0.05) as trickle:
+        connector = connector_for(trickle.base, sleeps, monkeypatch, cloud=cloud, deadline=1.0)
+        started = time.monotonic()
+        with pytest.raises(ConnectorError) as raised:
+            connector.fetch("SHOP", None)
+        elapsed = time.monotonic() - started
+        connections = trickle.connections
+
+    message = str(raised.value)
+    assert message.endswith(f"the answer did not finish in 1 s while connecting, after {ATTEMPTS} attempts")
+    assert connections == ATTEMPTS
+    assert len(sleeps.calls) == ATTEMPTS - 1
+    assert elapsed < ceiling(timeout=1.0)
+    assert third_party_warnings(caplog) == []
+    assert "\n" not in message
 
 
 @pytest.mark.parametrize("cloud", [True, False], ids=["cloud", "dc"])

@@ -67,7 +67,7 @@ from refinebot.cycle import (
     DigestPoster,
     DigestPostError,
     RecordingPoster,
-    cycle_of,
+    project_cycle,
     project_zone,
 )
 from refinebot.document import Document
@@ -301,7 +301,7 @@ class DigestCycle:
         another process holds it, nothing is done and the report says so (``skipped``, still ok).
         """
         now = now or datetime.now(UTC)
-        cycle = cycle_of(now, project_zone(self.loaded.config, project))
+        cycle = project_cycle(self.loaded.config, project, now)
         if not self.exclusive:
             return self._guarded(project, cycle, now, full)
         try:

@@ -23,7 +23,7 @@ from refinebot.agenda import Agenda, AgendaSettings, build_agenda, render_text
 from refinebot.cli.console import ConfigOption, ProjectOption, error, load, out, registry, require_projects
 from refinebot.cli.report import report_failures, write_json
 from refinebot.config import DEFAULT_CONFIG_PATH, LoadedConfig
-from refinebot.cycle import cycle_of, project_zone
+from refinebot.cycle import project_cycle
 from refinebot.slack.blocks import backlog_url, digest_payload
 from refinebot.suppressions import Suppression
 from refinebot.terminal import TerminalProgress
@@ -59,7 +59,7 @@ def agendas(
         built.append(
             build_agenda(
                 result.project,
-                cycle_of(now, project_zone(loaded.config, result.project)),
+                project_cycle(loaded.config, result.project, now),
                 result.issues,
                 result.all_findings,  # hidden ones too: a snoozed or removed item is listed as set aside
                 [s for s in suppressions if s.project == result.project],
@@ -127,7 +127,7 @@ def previous_shares(
     """Each project's readiness share recorded for the cycle before the one ``now`` falls in."""
     shares: dict[str, float] = {}
     for project in projects:
-        cycle = cycle_of(now, project_zone(loaded.config, project))
+        cycle = project_cycle(loaded.config, project, now)
         previous = store.readiness.previous(project, cycle)
         if previous is not None:
             shares[project] = previous.share

@@ -441,16 +441,22 @@ class DigestCycle:
                 continue  # nothing happened on the ticket (the bot's own edits are taken out)
             reads += 1
             ctx = ParseContext(recorded.issue, rule_names, now, zone)
-            for comment in connector.comments_since(recorded.issue, since):
-                if comment.by_bot:
-                    continue  # the bot's own words (its usage hint, say) are never commands
-                for command in parse_comment(comment.text, ctx):
-                    outcome = self._apply(project, recorded.issue, command, comment.author, now, zone)
-                    line = command.line if isinstance(command, Malformed) else type(command).__name__
-                    replies.append(AppliedReply(recorded.issue, comment.author, line, outcome))
-                    if isinstance(command, Malformed | Recheck):
-                        notes.setdefault(recorded.issue, []).append(outcome)
-            self.store.ledger.mark_replies_read(project, recorded.issue, MARKER, now)
+            # Read before the transaction: no database lock is held while the tracker answers.
+            comments = [c for c in connector.comments_since(recorded.issue, since) if not c.by_bot]
+            # The bot's own words (its usage hint, say) are never commands. The ticket's commands and its
+            # read mark commit together: a process killed in between leaves neither, and the rerun reads
+            # the same comments again and applies them once.
+            with self.store.transaction():
+                for comment in comments:
+                    for command in parse_comment(comment.text, ctx):
+                        outcome = self._apply(project, recorded.issue, command, comment.author, now, zone)
+                        line = command.line if isinstance(command, Malformed) else type(command).__name__
+                        replies.append(AppliedReply(recorded.issue, comment.author, line, outcome))
+                        if isinstance(command, Malformed | Recheck):
+                            notes.setdefault(recorded.issue, []).append(outcome)
+                if comments:
+                    fault_point("reply-applied")
+                self.store.ledger.mark_replies_read(project, recorded.issue, MARKER, now)
         return reads
 
     def _apply(

@@ -9,6 +9,7 @@ The store satisfies ``DigestLedger`` without being imported (``Ledger.digest`` /
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -17,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from refinebot.agenda import Agenda
 from refinebot.config import RefinebotConfig
-from refinebot.schedules import Period, period_named, period_of
+from refinebot.schedules import Period, period_named, period_of, week_period
 
 
 def cycle_of(now: datetime, zone: ZoneInfo, cron: str | None = None) -> str:
@@ -45,6 +46,29 @@ def project_period(config: RefinebotConfig, project: str, now: datetime) -> Peri
 def project_cycle(config: RefinebotConfig, project: str, now: datetime) -> str:
     """The id of ``project``'s cycle at ``now``."""
     return project_period(config, project, now).id
+
+
+# When the store last saw (project, cycle) run, or None: ``Store.cycle_last_run``.
+LastRun = Callable[[str, str], datetime | None]
+
+
+def current_cycle(config: RefinebotConfig, project: str, now: datetime, last_run: LastRun | None) -> str:
+    """``project``'s cycle at ``now``, as the store knows it: an ISO week an older release (or this project
+    before it set a schedule) began in this schedule period keeps its id until the period ends.
+
+    Before schedules named cycles, every project's cycle was its ISO week. A database from then may hold
+    this period's digest, readiness and claim under "2026-W49"; going on under that id for the rest of the
+    period edits that digest rather than posting a second one in the week of the upgrade.
+    """
+    period = project_period(config, project, now)
+    if last_run is None or config.projects[project].cycle_cron is None:
+        return period.id
+    zone = project_zone(config, project)
+    for week in dict.fromkeys(week_period(when, zone).id for when in (period.starts, now)):
+        seen = last_run(project, week)
+        if seen is not None and seen >= period.starts:
+            return week
+    return period.id
 
 
 def project_cycle_ends(config: RefinebotConfig, project: str, cycle: str) -> datetime:

@@ -67,14 +67,14 @@ from refinebot.cycle import (
     DigestPoster,
     DigestPostError,
     RecordingPoster,
-    project_period,
+    current_cycle,
+    project_cycle,
     project_zone,
 )
 from refinebot.document import Document
 from refinebot.faults import fault_point
 from refinebot.models import Finding, Issue
 from refinebot.pipeline import ProjectInputs, ProjectResult, evaluate_project
-from refinebot.schedules import week_period
 from refinebot.sources import connector_for
 from refinebot.store import BotComment, Store, StoreError
 from refinebot.store.claims import claim_cycle
@@ -319,28 +319,12 @@ class DigestCycle:
             return CycleReport(project, cycle, ProjectResult(project=project, error=str(exc)))
 
     def cycle_of(self, project: str, now: datetime) -> str:
-        """``project``'s cycle at ``now``; an ISO week an older release began in this schedule period keeps
-        its name until the period ends.
-
-        Before schedules named cycles, every project's cycle was its ISO week. A database from then may
-        hold this period's digest (and readiness, claim) under "2026-W49": reusing that id for the rest of
-        the period edits that message rather than posting a second one in the week of the upgrade.
-        """
-        config = self.loaded.config
-        period = project_period(config, project, now)
-        if config.projects[project].cycle_cron is None:
-            return period.id
-        zone = project_zone(config, project)
-        for week in dict.fromkeys(week_period(when, zone).id for when in (period.starts, now)):
-            readiness = self.store.readiness.get(project, week)
-            claim = self.store.cycles.get(project, week)
-            if (readiness is not None and readiness.recorded_at >= period.starts) or (
-                claim is not None and claim.claimed_at >= period.starts
-            ):
-                logger.info("project %s: cycle %s (begun before cycles followed the schedule) goes on until %s",
-                            project, week, period.ends.isoformat(), extra={"project": project})  # fmt: skip
-                return week
-        return period.id
+        """``project``'s cycle at ``now`` (a week an older release began in this period goes on)."""
+        cycle = current_cycle(self.loaded.config, project, now, self.store.cycle_last_run)
+        if cycle != project_cycle(self.loaded.config, project, now):
+            logger.info("project %s: cycle %s, begun before cycles followed the schedule, goes on", project,
+                        cycle, extra={"project": project, "cycle": cycle})  # fmt: skip
+        return cycle
 
     def _guarded(self, project: str, cycle: str, now: datetime, full: bool) -> CycleReport:
         try:

@@ -44,7 +44,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from refinebot.config import LoadedConfig
-from refinebot.cycle import project_cycle, project_zone
+from refinebot.cycle import current_cycle, project_cycle, project_zone
 from refinebot.digest import CycleReport
 from refinebot.schedules import last_due, trigger
 from refinebot.store import Store
@@ -465,7 +465,7 @@ class CycleScheduler:
         record = self._record(project)
         if record is not None and record.outcome is Outcome.OK and record.slot >= slot:
             return f"cycle {record.cycle} ran at {record.finished_at.isoformat()}"
-        cycle = project_cycle(self.loaded.config, project, slot)
+        cycle = current_cycle(self.loaded.config, project, slot, self._store.cycle_last_run)
         claim = self._store.cycles.get(project, cycle)
         if claim is not None and claim.finished_at is not None and claim.finished_at >= slot:
             return f"cycle {cycle} finished by {claim.owner} at {claim.finished_at.isoformat()}"

@@ -25,7 +25,7 @@ from slack_sdk.errors import SlackApiError
 
 from refinebot.agenda import Agenda, AgendaSettings, build_agenda
 from refinebot.config import LoadedConfig
-from refinebot.cycle import project_cycle, project_cycle_ends
+from refinebot.cycle import current_cycle, project_cycle_ends
 from refinebot.slack import posting
 from refinebot.slack.actions import (
     ACTION_PREFIX,
@@ -114,7 +114,7 @@ def current_agenda(services: SlackServices, project: str, cycle: str | None = No
         return None
     now = services.now()
     config = services.loaded.config
-    cycle = cycle or project_cycle(config, project, now)
+    cycle = cycle or current_cycle(config, project, now, store.cycle_last_run)
     previous = store.readiness.previous(project, cycle)
     return build_agenda(
         project,
@@ -162,7 +162,9 @@ def _unrecorded_digest(
     if len(matches) != 1:
         return None
     project = matches[0]
-    return project, project_cycle(services.loaded.config, project, services.now())
+    return project, current_cycle(
+        services.loaded.config, project, services.now(), services.store.cycle_last_run
+    )
 
 
 def _saved_note(action: ButtonAction, project: str) -> str:

@@ -322,6 +322,11 @@ def test_a_schedule_makes_each_due_time_a_cycle_and_a_week_begun_before_goes_on_
     assert "updated in C0SHOP" in run("2026-12-08T10:00:00+00:00").stdout
     (monday,) = fake.in_channel("C0SHOP")
     assert monday.edits == 1 and _cycle_of(monday) == "2026-W50"
+    agenda = run_cli(
+        ["agenda", "--config", str(config), "--format", "json", "--now", "2026-12-08T11:00:00+00:00"],
+        env={TOKEN_ENV: site.token},
+    )
+    assert json.loads(agenda.stdout)[0]["cycle"] == "2026-W50", agenda.stdout + agenda.stderr
 
     # Thursday's due time starts a cycle of its own: a new message, named by its due time.
     assert "posted in C0SHOP" in run("2026-12-10T09:30:00+00:00").stdout

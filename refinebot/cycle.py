@@ -1,10 +1,10 @@
 """One project's digest cycle: what a cycle is called, and the ports the cycle posts its digest through.
 
 A cycle is the project's schedule period, named by its due time ("2026-12-07T09:00+01:00"), or the ISO
-week in the project's time zone ("2026-W49") for a project that sets no ``schedule`` (``refinebot.schedules``
-says how). The protocols here are what the cycle needs from the outside: a ``DigestPoster`` (Slack, or a
-recorder in --dry-run) and a ``DigestLedger`` (the store's digests table) that remembers which message holds a cycle's digest.
-The store satisfies ``DigestLedger`` without being imported (``Ledger.digest`` / ``Ledger.save_digest``).
+week in the project's time zone ("2026-W49") for a project that sets no ``schedule``
+(``refinebot.schedules`` says how). The protocols here are what the cycle needs from the outside: a
+``DigestPoster`` (Slack, or a recorder in --dry-run) and a ``DigestLedger`` (the store's digests table)
+that remembers which message holds a cycle's digest. The store satisfies ``DigestLedger`` without being imported (``Ledger.digest`` / ``Ledger.save_digest``).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from typing import Any
 from refinebot.config import ProjectConfig
 from refinebot.models import Finding, Issue, Severity
 from refinebot.readiness import BLOCKING_SEVERITIES, backlog_order, summarize
+from refinebot.schedules import cycle_label
 from refinebot.suppressions import Suppression, SuppressionKind, Verdict, decide
 
 REMOVED_REASON = "removed from agenda"
@@ -141,6 +142,11 @@ class Agenda:
     def minutes(self) -> int:
         """The agenda's estimated length."""
         return sum(item.minutes for item in self.items)
+
+    @property
+    def cycle_label(self) -> str:
+        """The cycle as people read it: "2026-W49", or a schedule's "Mon 7 Dec 2026 09:00"."""
+        return cycle_label(self.cycle)
 
     def to_json(self) -> dict[str, Any]:
         """The ``refinebot agenda --format json`` contract for one project."""
@@ -375,7 +381,7 @@ def item_facts(item: AgendaItem) -> str:
 def render_text(agenda: Agenda) -> str:
     """The plain-text preview (``refinebot agenda``, ``refinebot demo``): what the Slack digest says."""
     lines = [
-        f"{agenda.project} refinement agenda, {agenda.cycle}: {len(agenda.items)} items, "
+        f"{agenda.project} refinement agenda, {agenda.cycle_label}: {len(agenda.items)} items, "
         f"about {agenda.minutes} of {agenda.session_minutes} minutes",
         f"Readiness: {readiness_words(agenda.readiness)}",
     ]

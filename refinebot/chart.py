@@ -4,13 +4,15 @@ Pure (no store, no network, no clock). matplotlib is imported only when a chart 
 Agg canvas and without pyplot's global state, so ``refinebot --help`` never pays for it and two threads
 drawing at once share nothing. The picture is made to be read on a phone: Slack shows an image about
 360 px wide there, so the figure is 720 px wide (2x) with 13-15 pt text, the latest value written out
-large, and at most 12 cycle labels shortened to their week ("W49"; the span with years under the axis).
+large, and at most 12 cycle labels shortened to their week ("W49") or, for a schedule's cycles, their day
+("7 Dec"), with the span and its years under the axis.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 MAX_POINTS = 12  # the last 12 cycles: a quarter of weekly refinements
@@ -34,20 +36,44 @@ class ReadinessPoint(Protocol):
     def share(self) -> float: ...
 
 
+def _due(cycle: str) -> datetime | None:
+    """A schedule cycle's due time ("2026-12-07T09:00+01:00"), or None for a week id or another name."""
+    if "-W" in cycle:
+        return None
+    try:
+        due = datetime.fromisoformat(cycle)
+    except ValueError:
+        return None
+    return due if due.tzinfo is not None else None
+
+
 def short_labels(cycles: Sequence[str]) -> list[str]:
-    """Axis labels: "2026-W49" as "W49" (the years go under the axis); another naming keeps its tail."""
+    """Axis labels: "2026-W49" as "W49", a schedule's "2026-12-07T09:00+01:00" as "7 Dec" ("7 Dec 09:00"
+    when two shown cycles fall on one day); the years go under the axis. Another naming keeps its tail."""
+    dues = [_due(cycle) for cycle in cycles]
+    days = [due.date() for due in dues if due is not None]
+    shared_day = len(days) != len(set(days))
     labels = []
-    for cycle in cycles:
+    for cycle, due in zip(cycles, dues, strict=True):
         _, sep, week = cycle.partition("-W")
-        labels.append(f"W{week}" if sep else cycle[-8:])
+        if due is not None:
+            labels.append(f"{due.day} {due:%b}" + (f" {due:%H:%M}" if shared_day else ""))
+        else:
+            labels.append(f"W{week}" if sep else cycle[-8:])
     return labels
 
 
+def _long(cycle: str) -> str:
+    due = _due(cycle)
+    return cycle if due is None else f"{due.day} {due:%b %Y}"
+
+
 def span(cycles: Sequence[str]) -> str:
-    """The range under the axis: "2025-W52 to 2026-W11" (one cycle: its name)."""
+    """The range under the axis: "2025-W52 to 2026-W11", "30 Nov 2026 to 10 Dec 2026" (one cycle: its name)."""
     if not cycles:
         return ""
-    return cycles[0] if len(cycles) == 1 else f"{cycles[0]} to {cycles[-1]}"
+    first, last = _long(cycles[0]), _long(cycles[-1])
+    return first if len(cycles) == 1 or first == last else f"{first} to {last}"
 
 
 def headline(point: ReadinessPoint) -> str:

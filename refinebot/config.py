@@ -202,6 +202,12 @@ class ProjectConfig(_Strict):
         """``schedule`` as a 5-field cron string (the short form "mon 09:00" converted)."""
         return cron_of(self.schedule)
 
+    @property
+    def cycle_cron(self) -> str | None:
+        """The cron whose periods are this project's cycles: its ``schedule`` when the file sets one; None
+        (ISO weeks, as before schedules existed) when it runs on the default schedule."""
+        return self.cron if "schedule" in self.model_fields_set else None
+
 
 class SchedulerConfig(_Strict):
     """How ``refinebot serve`` runs the projects' schedules."""

@@ -1,39 +1,79 @@
 """One project's digest cycle: what a cycle is called, and the ports the cycle posts its digest through.
 
-A cycle is the ISO week in the project's time zone ("2026-W49") until schedules exist. The protocols
-here are what the cycle needs from the outside: a ``DigestPoster`` (Slack, or a recorder in --dry-run)
-and a ``DigestLedger`` (the store's digests table) that remembers which message holds a cycle's digest.
-The store satisfies ``DigestLedger`` without being imported (``Ledger.digest`` / ``Ledger.save_digest``).
+A cycle is the project's schedule period, named by its due time ("2026-12-07T09:00+01:00"), or the ISO
+week in the project's time zone ("2026-W49") for a project that sets no ``schedule``
+(``refinebot.schedules`` says how). The protocols here are what the cycle needs from the outside: a
+``DigestPoster`` (Slack, or a recorder in --dry-run) and a ``DigestLedger`` (the store's digests table)
+that remembers which message holds a cycle's digest. The store satisfies ``DigestLedger`` without being imported (``Ledger.digest`` / ``Ledger.save_digest``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from refinebot.agenda import Agenda
 from refinebot.config import RefinebotConfig
+from refinebot.schedules import Period, period_named, period_of, week_period
 
 
-def cycle_of(now: datetime, zone: ZoneInfo) -> str:
-    """The cycle ``now`` falls in: its ISO week in ``zone`` (Sunday 23:30 in Berlin is still that week)."""
-    year, week, _ = now.astimezone(zone).isocalendar()
-    return f"{year}-W{week:02d}"
+def cycle_of(now: datetime, zone: ZoneInfo, cron: str | None = None) -> str:
+    """The cycle ``now`` falls in: the period of ``cron`` (its last due time's id), or the ISO week in
+    ``zone`` without one (Sunday 23:30 in Berlin is still that week)."""
+    return period_of(now, zone, cron).id
 
 
-def cycle_ends(cycle: str, zone: ZoneInfo) -> datetime:
-    """When ``cycle`` ("2026-W49") ends: the next ISO week's Monday 00:00 in ``zone``."""
-    year, _, week = cycle.partition("-W")
-    monday = date.fromisocalendar(int(year), int(week), 1)
-    return datetime.combine(monday + timedelta(days=7), time(0, 0), tzinfo=zone)
+def cycle_ends(cycle: str, zone: ZoneInfo, cron: str | None = None) -> datetime:
+    """When ``cycle`` ends: the schedule's next due time, or for a week id ("2026-W49") the next ISO week's
+    Monday 00:00 in ``zone``."""
+    return period_named(cycle, zone, cron).ends
 
 
 def project_zone(config: RefinebotConfig, project: str) -> ZoneInfo:
     """The project's own time zone, else the file's."""
     return ZoneInfo(config.projects[project].timezone or config.timezone)
+
+
+def project_period(config: RefinebotConfig, project: str, now: datetime) -> Period:
+    """``project``'s cycle at ``now``: its schedule's period, or the ISO week when it sets no schedule."""
+    return period_of(now, project_zone(config, project), config.projects[project].cycle_cron)
+
+
+def project_cycle(config: RefinebotConfig, project: str, now: datetime) -> str:
+    """The id of ``project``'s cycle at ``now``."""
+    return project_period(config, project, now).id
+
+
+# When the store last saw (project, cycle) run, or None: ``Store.cycle_last_run``.
+LastRun = Callable[[str, str], datetime | None]
+
+
+def current_cycle(config: RefinebotConfig, project: str, now: datetime, last_run: LastRun | None) -> str:
+    """``project``'s cycle at ``now``, as the store knows it: an ISO week an older release (or this project
+    before it set a schedule) began in this schedule period keeps its id until the period ends.
+
+    Before schedules named cycles, every project's cycle was its ISO week. A database from then may hold
+    this period's digest, readiness and claim under "2026-W49"; going on under that id for the rest of the
+    period edits that digest rather than posting a second one in the week of the upgrade.
+    """
+    period = project_period(config, project, now)
+    if last_run is None or config.projects[project].cycle_cron is None:
+        return period.id
+    zone = project_zone(config, project)
+    for week in dict.fromkeys(week_period(when, zone).id for when in (period.starts, now)):
+        seen = last_run(project, week)
+        if seen is not None and seen >= period.starts:
+            return week
+    return period.id
+
+
+def project_cycle_ends(config: RefinebotConfig, project: str, cycle: str) -> datetime:
+    """When ``project``'s cycle ``cycle`` ends (a week id an older release stored included)."""
+    return cycle_ends(cycle, project_zone(config, project), config.projects[project].cycle_cron)
 
 
 class DigestRecord(Protocol):

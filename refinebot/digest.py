@@ -67,7 +67,8 @@ from refinebot.cycle import (
     DigestPoster,
     DigestPostError,
     RecordingPoster,
-    cycle_of,
+    current_cycle,
+    project_cycle,
     project_zone,
 )
 from refinebot.document import Document
@@ -301,7 +302,7 @@ class DigestCycle:
         another process holds it, nothing is done and the report says so (``skipped``, still ok).
         """
         now = now or datetime.now(UTC)
-        cycle = cycle_of(now, project_zone(self.loaded.config, project))
+        cycle = self.cycle_of(project, now)
         if not self.exclusive:
             return self._guarded(project, cycle, now, full)
         try:
@@ -316,6 +317,14 @@ class DigestCycle:
         except StoreError as exc:
             logger.info("project %s failed: %s", project, exc)
             return CycleReport(project, cycle, ProjectResult(project=project, error=str(exc)))
+
+    def cycle_of(self, project: str, now: datetime) -> str:
+        """``project``'s cycle at ``now`` (a week an older release began in this period goes on)."""
+        cycle = current_cycle(self.loaded.config, project, now, self.store.cycle_last_run)
+        if cycle != project_cycle(self.loaded.config, project, now):
+            logger.info("project %s: cycle %s, begun before cycles followed the schedule, goes on", project,
+                        cycle, extra={"project": project, "cycle": cycle})  # fmt: skip
+        return cycle
 
     def _guarded(self, project: str, cycle: str, now: datetime, full: bool) -> CycleReport:
         try:
@@ -441,16 +450,22 @@ class DigestCycle:
                 continue  # nothing happened on the ticket (the bot's own edits are taken out)
             reads += 1
             ctx = ParseContext(recorded.issue, rule_names, now, zone)
-            for comment in connector.comments_since(recorded.issue, since):
-                if comment.by_bot:
-                    continue  # the bot's own words (its usage hint, say) are never commands
-                for command in parse_comment(comment.text, ctx):
-                    outcome = self._apply(project, recorded.issue, command, comment.author, now, zone)
-                    line = command.line if isinstance(command, Malformed) else type(command).__name__
-                    replies.append(AppliedReply(recorded.issue, comment.author, line, outcome))
-                    if isinstance(command, Malformed | Recheck):
-                        notes.setdefault(recorded.issue, []).append(outcome)
-            self.store.ledger.mark_replies_read(project, recorded.issue, MARKER, now)
+            # Read before the transaction: no database lock is held while the tracker answers.
+            comments = [c for c in connector.comments_since(recorded.issue, since) if not c.by_bot]
+            # The bot's own words (its usage hint, say) are never commands. The ticket's commands and its
+            # read mark commit together: a process killed in between leaves neither, and the rerun reads
+            # the same comments again and applies them once.
+            with self.store.transaction():
+                for comment in comments:
+                    for command in parse_comment(comment.text, ctx):
+                        outcome = self._apply(project, recorded.issue, command, comment.author, now, zone)
+                        line = command.line if isinstance(command, Malformed) else type(command).__name__
+                        replies.append(AppliedReply(recorded.issue, comment.author, line, outcome))
+                        if isinstance(command, Malformed | Recheck):
+                            notes.setdefault(recorded.issue, []).append(outcome)
+                if comments:
+                    fault_point("reply-applied")
+                self.store.ledger.mark_replies_read(project, recorded.issue, MARKER, now)
         return reads
 
     def _apply(

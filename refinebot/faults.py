@@ -34,6 +34,8 @@ STEPS: dict[str, str] = {
     "migrate": "the store is opened and about to take the migration lock (the schema may not exist yet)",
     "claimed": "the project's cycle is claimed; nothing is synced yet",
     "sync": "the tracker sync is done and its state committed",
+    "reply-applied": "a ticket's new comments are applied (suppressions added or lifted) in the transaction "
+    "that also records their read mark; none of it is committed yet",
     "store": "findings, issue snapshots and readiness are committed",
     "comment-post": "a ticket comment was POSTed; the ledger still says pending",
     "comment-edit": "a ticket comment was edited; the ledger still has the old content hash",

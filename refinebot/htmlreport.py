@@ -254,7 +254,7 @@ def _suppressions(page: ProjectPage) -> str:
 
 
 def _project(page: ProjectPage) -> str:
-    cycle = f" · {escape(page.agenda.cycle)}" if page.agenda is not None else ""
+    cycle = f" · {escape(page.agenda.cycle_label)}" if page.agenda is not None else ""
     head = f'<section class="project" id="project-{escape(page.project, quote=True)}"><h2>{escape(page.project)}{cycle}</h2>'
     if page.note:
         return f'{head}<p class="muted">{escape(page.note)}</p></section>'

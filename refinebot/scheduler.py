@@ -44,8 +44,9 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from refinebot.config import LoadedConfig
-from refinebot.cycle import cycle_of, project_zone
+from refinebot.cycle import current_cycle, project_cycle, project_zone
 from refinebot.digest import CycleReport
+from refinebot.schedules import last_due, trigger
 from refinebot.store import Store
 
 logger = logging.getLogger(__name__)
@@ -131,19 +132,12 @@ class SlackAdminNotifier:
 
 def trigger_for(loaded: LoadedConfig, project: str) -> CronTrigger:
     """The project's schedule as a trigger in its own time zone."""
-    return CronTrigger.from_crontab(
-        loaded.config.projects[project].cron, timezone=project_zone(loaded.config, project)
-    )
+    return trigger(loaded.config.projects[project].cron, project_zone(loaded.config, project))
 
 
-def latest_slot(trigger: CronTrigger, now: datetime, within: timedelta) -> datetime | None:
+def latest_slot(fires: CronTrigger, now: datetime, within: timedelta) -> datetime | None:
     """The trigger's last fire time in [now - within, now], or None."""
-    fire = trigger.get_next_fire_time(None, now - within)
-    last = None
-    while fire is not None and fire <= now:
-        last = fire
-        fire = trigger.get_next_fire_time(fire, fire + timedelta(microseconds=1))
-    return last
+    return last_due(fires, now, within)
 
 
 class _DaemonExecutor(BaseExecutor):  # type: ignore[misc]
@@ -375,7 +369,6 @@ class CycleScheduler:
         if project not in loaded.config.projects:
             return  # removed by a reload after the run was queued
         now = datetime.now(UTC)
-        zone = project_zone(loaded.config, project)
         slot = latest_slot(trigger_for(loaded, project), now, self.grace) or now
         done = self._done(project, slot)
         if done:
@@ -396,7 +389,11 @@ class CycleScheduler:
                 return
         except Exception as exc:  # a bug or the store failing: this project's run fails, the others go on
             logger.exception("scheduler: project %s: the cycle raised", project, extra={"project": project})
-            cycle, error, said = cycle_of(now, zone), f"{type(exc).__name__}: {exc}", ""
+            cycle, error, said = (
+                project_cycle(loaded.config, project, now),
+                f"{type(exc).__name__}: {exc}",
+                "",
+            )
         previous = self._record(project)
         reported = previous.reported_cycle if previous is not None else None
         outcome = Outcome.OK if error is None else Outcome.FAILED
@@ -468,7 +465,7 @@ class CycleScheduler:
         record = self._record(project)
         if record is not None and record.outcome is Outcome.OK and record.slot >= slot:
             return f"cycle {record.cycle} ran at {record.finished_at.isoformat()}"
-        cycle = cycle_of(slot, project_zone(self.loaded.config, project))
+        cycle = current_cycle(self.loaded.config, project, slot, self._store.cycle_last_run)
         claim = self._store.cycles.get(project, cycle)
         if claim is not None and claim.finished_at is not None and claim.finished_at >= slot:
             return f"cycle {cycle} finished by {claim.owner} at {claim.finished_at.isoformat()}"

@@ -23,7 +23,7 @@ from refinebot.agenda import Agenda, AgendaSettings, build_agenda, render_text
 from refinebot.cli.console import ConfigOption, ProjectOption, error, load, out, registry, require_projects
 from refinebot.cli.report import report_failures, write_json
 from refinebot.config import DEFAULT_CONFIG_PATH, LoadedConfig
-from refinebot.cycle import cycle_of, project_zone
+from refinebot.cycle import LastRun, current_cycle
 from refinebot.slack.blocks import backlog_url, digest_payload
 from refinebot.suppressions import Suppression
 from refinebot.terminal import TerminalProgress
@@ -49,6 +49,7 @@ def agendas(
     *,
     suppressions: Sequence[Suppression] = (),
     previous_shares: dict[str, float] | None = None,
+    last_run: LastRun | None = None,
 ) -> list[Agenda]:
     """The agenda of every project that ran, with ``suppressions`` applied and last cycle's share shown."""
     built = []
@@ -59,7 +60,7 @@ def agendas(
         built.append(
             build_agenda(
                 result.project,
-                cycle_of(now, project_zone(loaded.config, result.project)),
+                current_cycle(loaded.config, result.project, now, last_run),
                 result.issues,
                 result.all_findings,  # hidden ones too: a snoozed or removed item is listed as set aside
                 [s for s in suppressions if s.project == result.project],
@@ -127,7 +128,7 @@ def previous_shares(
     """Each project's readiness share recorded for the cycle before the one ``now`` falls in."""
     shares: dict[str, float] = {}
     for project in projects:
-        cycle = cycle_of(now, project_zone(loaded.config, project))
+        cycle = current_cycle(loaded.config, project, now, store.cycle_last_run)
         previous = store.readiness.previous(project, cycle)
         if previous is not None:
             shares[project] = previous.share
@@ -188,10 +189,13 @@ def agenda(
         )
         suppressions: list[Suppression] = []
         shares: dict[str, float] = {}
+        last_run = store.cycle_last_run if store is not None else None
         if store is not None:
             for key in selected:
                 suppressions.extend(store.suppressions.list_suppressions(key))
             shares = previous_shares(store, loaded, selected, as_of)
-    built = agendas(loaded, results, as_of, suppressions=suppressions, previous_shares=shares)
+    built = agendas(
+        loaded, results, as_of, suppressions=suppressions, previous_shares=shares, last_run=last_run
+    )
     print_agendas(loaded, built, fmt)
     raise typer.Exit(report_failures(results))

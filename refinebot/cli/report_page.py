@@ -22,7 +22,7 @@ from refinebot.agenda import AgendaSettings, build_agenda, display_key
 from refinebot.chart import MAX_POINTS, alt_text, readiness_png
 from refinebot.cli.console import ConfigOption, ProjectOption, error, load, out, registry, require_projects
 from refinebot.config import DEFAULT_CONFIG_PATH, LoadedConfig
-from refinebot.cycle import cycle_of, project_zone
+from refinebot.cycle import current_cycle, project_zone
 from refinebot.htmlreport import FindingRow, ProjectPage, Ticket, describe_hidden, render_report
 from refinebot.suppressions import decide
 
@@ -69,7 +69,7 @@ def project_page(loaded: LoadedConfig, store: Store, project: str, now: datetime
     tickets = {i.key: Ticket(display_key(i), i.title, i.url) for i in issues}
     stored = store.findings.open(project)
     suppressions = store.suppressions.list_suppressions(project)
-    cycle = cycle_of(now, zone)
+    cycle = current_cycle(loaded.config, project, now, store.cycle_last_run)
     previous = store.readiness.previous(project, cycle)
     agenda = build_agenda(
         project,

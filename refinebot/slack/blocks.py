@@ -154,7 +154,7 @@ def fallback_text(agenda: Agenda) -> str:
     count = len(agenda.items)
     return cut(
         escape(
-            f"{agenda.project} refinement agenda {agenda.cycle}: {count} {'item' if count == 1 else 'items'}; "
+            f"{agenda.project} refinement agenda {agenda.cycle_label}: {count} {'item' if count == 1 else 'items'}; "
             f"{readiness_words(agenda.readiness)}"
         ),
         FALLBACK_TEXT,
@@ -229,7 +229,7 @@ def digest_payload(agenda: Agenda, *, backlog_url: str | None = None) -> dict[st
     head: list[Block] = [
         {
             "type": "header",
-            "text": _plain(f"Refinement agenda · {agenda.project} · {agenda.cycle}", HEADER_TEXT),
+            "text": _plain(f"Refinement agenda · {agenda.project} · {agenda.cycle_label}", HEADER_TEXT),
         },
         _section(f"*Readiness:* {escape(readiness_words(agenda.readiness))}{_trend(agenda)}"),
     ]

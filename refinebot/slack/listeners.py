@@ -25,7 +25,7 @@ from slack_sdk.errors import SlackApiError
 
 from refinebot.agenda import Agenda, AgendaSettings, build_agenda
 from refinebot.config import LoadedConfig
-from refinebot.cycle import cycle_ends, cycle_of, project_zone
+from refinebot.cycle import current_cycle, project_cycle_ends
 from refinebot.slack import posting
 from refinebot.slack.actions import (
     ACTION_PREFIX,
@@ -114,7 +114,7 @@ def current_agenda(services: SlackServices, project: str, cycle: str | None = No
         return None
     now = services.now()
     config = services.loaded.config
-    cycle = cycle or cycle_of(now, project_zone(config, project))
+    cycle = cycle or current_cycle(config, project, now, store.cycle_last_run)
     previous = store.readiness.previous(project, cycle)
     return build_agenda(
         project,
@@ -162,7 +162,9 @@ def _unrecorded_digest(
     if len(matches) != 1:
         return None
     project = matches[0]
-    return project, cycle_of(services.now(), project_zone(services.loaded.config, project))
+    return project, current_cycle(
+        services.loaded.config, project, services.now(), services.store.cycle_last_run
+    )
 
 
 def _saved_note(action: ButtonAction, project: str) -> str:
@@ -219,8 +221,8 @@ def on_button(services: SlackServices, ack: Ack, body: Mapping[str, Any], client
     if digest is None:
         logger.info("button on %s's digest %s in %s before the run recorded it", project, message_ts, channel)
     now = services.now()
-    zone = project_zone(services.loaded.config, project)
-    made = suppression_for(action, project, user, now, cycle_ends(cycle, zone))
+    ends = project_cycle_ends(services.loaded.config, project, cycle)
+    made = suppression_for(action, project, user, now, ends)
     with store.transaction():
         if made is not None:
             store.suppressions.add(made)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from types import TracebackType
 
 from sqlalchemy import Engine, text
@@ -95,6 +96,15 @@ class Store:
     def rule_cache(self, project: str) -> DatabaseRuleCache:
         """The ``RuleCache`` of ``project`` (for ``RuleContext.cache``)."""
         return DatabaseRuleCache(self._database, project)
+
+    def cycle_last_run(self, project: str, cycle: str) -> datetime | None:
+        """When (project, cycle) last ran as far as the store knows (its readiness recorded, its claim
+        taken), or None: how a cycle an older release named is recognised (``refinebot.cycle.current_cycle``)."""
+        readiness = self.readiness.get(project, cycle)
+        claim = self.cycles.get(project, cycle)
+        seen = [readiness.recorded_at] if readiness is not None else []
+        seen += [claim.claimed_at] if claim is not None else []
+        return max(seen, default=None)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -289,3 +289,62 @@ def test_a_slack_press_during_the_run_is_not_undone_by_the_runs_post(
     shown = _shown(message)
     assert "1 snoozed: SHOP-2" in shown and "|SHOP-2>" not in shown  # the run posted with the press applied
     assert report.agenda is not None and [i.issue for i in report.agenda.items] == ["SHOP-3"]
+
+
+def _cycle_of(message: Message) -> str:
+    assert message.metadata is not None
+    return str(message.metadata["event_payload"]["cycle"])
+
+
+def test_a_schedule_makes_each_due_time_a_cycle_and_a_week_begun_before_goes_on_to_its_period_end(
+    jira: FakeJiraServer, slack: tuple[FakeSlack, str], tmp_path: Path
+) -> None:
+    fake, base_url = slack
+    site = jira.new_site(cloud=True)
+    _backlog(site)
+    config = _config(tmp_path, site, base_url)
+    points = site.field_ids.story_points
+
+    def run(now: str) -> CliResult:
+        result = _digest(site, config, "--now", now)
+        assert result.code == 0, result.stdout + result.stderr
+        return result
+
+    # No schedule in the file: the cycle is the ISO week, as every cycle was before schedules named them.
+    assert "posted in C0SHOP" in run("2026-12-07T09:30:00+00:00").stdout
+    (monday,) = fake.in_channel("C0SHOP")
+    assert _cycle_of(monday) == "2026-W50"
+
+    # The project gets "mon,thu 09:00". Tuesday is still in the period Monday's run began (under its week's
+    # name): the rerun edits Monday's message instead of posting a second one this week.
+    config.write_text(config.read_text() + 'schedule = "mon,thu 09:00"\n')
+    site.touch("SHOP-3", datetime.now(UTC), **{points: 3.0})
+    assert "updated in C0SHOP" in run("2026-12-08T10:00:00+00:00").stdout
+    (monday,) = fake.in_channel("C0SHOP")
+    assert monday.edits == 1 and _cycle_of(monday) == "2026-W50"
+    agenda = run_cli(
+        ["agenda", "--config", str(config), "--format", "json", "--now", "2026-12-08T11:00:00+00:00"],
+        env={TOKEN_ENV: site.token},
+    )
+    assert json.loads(agenda.stdout)[0]["cycle"] == "2026-W50", agenda.stdout + agenda.stderr
+
+    # Thursday's due time starts a cycle of its own: a new message, named by its due time.
+    assert "posted in C0SHOP" in run("2026-12-10T09:30:00+00:00").stdout
+    monday, thursday = fake.in_channel("C0SHOP")
+    assert monday.edits == 1 and _cycle_of(thursday) == "2026-12-10T09:00+00:00"
+    assert "Thu 10 Dec 2026 09:00" in thursday.text
+
+    # A rerun on Thursday edits Thursday's message; Monday's stays as it was.
+    site.touch("SHOP-3", datetime.now(UTC), **{points: 21.0})
+    assert "updated in C0SHOP" in run("2026-12-10T11:00:00+00:00").stdout
+    monday, thursday = fake.in_channel("C0SHOP")
+    assert (monday.edits, thursday.edits) == (1, 1)
+
+    # Next Monday: the next cycle, one more message.
+    run("2026-12-14T09:30:00+00:00")
+    assert [_cycle_of(m) for m in fake.in_channel("C0SHOP")] == [
+        "2026-W50",
+        "2026-12-10T09:00+00:00",
+        "2026-12-14T09:00+00:00",
+    ]
+    assert fake.methods().count("chat.postMessage") == 3

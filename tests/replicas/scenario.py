@@ -8,13 +8,15 @@ database URL of the engine under test put in front.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from refinebot.markup import adf_to_text
+from refinebot.store import Store
+from refinebot.suppressions import Suppression
 from tests.cycle.test_digest_jira import _by_bot
 from tests.cycle.test_digest_slack import SLACK_ENV, TOKEN_ENV, _backlog, _config
-from tests.fakes.jira_data import make_issue
+from tests.fakes.jira_data import adf, make_issue, para
 from tests.fakes.jira_server import FakeJiraServer, Site
 from tests.fakes.slack_server import TOKEN, FakeSlack
 
@@ -29,6 +31,7 @@ class Shop:
     site: Site
     slack: FakeSlack
     config: Path
+    database_url: str
 
     @classmethod
     def create(
@@ -50,7 +53,7 @@ class Shop:
         if light:
             text += "\n[rules.duplicate-candidate]\nenabled = false\n"
         config.write_text(text, encoding="utf-8")
-        return cls(site, slack, config)
+        return cls(site, slack, config, url)
 
     def digest_args(self, *args: str) -> list[str]:
         """``refinebot digest`` of this project."""
@@ -91,3 +94,17 @@ class Shop:
 
 def _to(params: dict[str, object]) -> bool:
     return params.get("channel") == CHANNEL
+
+
+def answer(shop: Shop, key: str, line: str) -> None:
+    """Dana answers on ``key`` with one command line, five minutes on (later than the bot's own write, as
+    people are), 'updated' bumped as Jira does."""
+    when = datetime.now(UTC) + timedelta(minutes=5)
+    shop.site.add_person_comment(key, adf(para("Not now, next quarter."), para(line)), when=when)
+    shop.site.touch(key, when)
+
+
+def suppressions(shop: Shop) -> list[Suppression]:
+    """Every suppression the store holds for SHOP (lifted ones included)."""
+    with Store.open(shop.database_url, migrate=False) as store:
+        return store.suppressions.list_suppressions("SHOP")

@@ -31,6 +31,8 @@ from tests.fakes.slack_server import TOKEN, FakeSlack, running
 
 DUE = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)  # Monday 09:00 in Berlin: "mon 09:00"
 NEXT_WEEK = "2026-12-14T09:00:00+01:00"
+CYCLE = "2026-12-07T09:00+01:00"  # a project with a schedule: the cycle is named by its due time
+NEXT_CYCLE = "2026-12-14T09:00+01:00"
 CHANNEL = "C0SHOP"
 ADMIN = "C0PAY"  # a channel the fake Slack knows
 JIRA_TOKEN_ENV = "REFINEBOT_TEST_SCHEDULER_JIRA_TOKEN"
@@ -132,7 +134,7 @@ def test_a_job_due_now_runs_once(tmp_path: Path, slack: tuple[FakeSlack, str]) -
         assert jobs.wait_for_runs(1, WAIT)
         status = jobs.status()["SHOP"]
         assert (status["last_cycle"], status["last_outcome"], status["next_run"]) == (
-            "2026-W50",
+            CYCLE,
             "ok",
             NEXT_WEEK,
         )
@@ -156,7 +158,7 @@ def test_restart_after_a_missed_run_within_grace_catches_up_once(
         assert len(fake.in_channel(CHANNEL)) == 1
         with started(config) as (_, again):  # restarted again, still within the grace time
             assert again.status()["SHOP"]["next_run"] == NEXT_WEEK  # no catch-up queued
-            assert again.status()["SHOP"]["last_cycle"] == "2026-W50"  # read back from the store
+            assert again.status()["SHOP"]["last_cycle"] == CYCLE  # read back from the store
         assert again.runs == 0
     assert "the run due at 2026-12-07T09:00:00+01:00 is done already" in caplog.text
     assert len(fake.in_channel(CHANNEL)) == 1
@@ -176,13 +178,13 @@ def test_a_missed_run_outside_the_grace_time_is_not_caught_up(
         clock.move_to(DUE + timedelta(days=7))
         jobs.wakeup()
         assert jobs.wait_for_runs(1, WAIT)
-        assert jobs.status()["SHOP"]["last_cycle"] == "2026-W51"
+        assert jobs.status()["SHOP"]["last_cycle"] == NEXT_CYCLE
     assert jobs.runs == 1
     # Only next week's digest: the stale week-50 run never happened.
     assert len(fake.in_channel(CHANNEL)) == 1
     assert record(config, "SHOP") == {
         "slot": "2026-12-14T09:00:00+01:00",
-        "cycle": "2026-W51",
+        "cycle": NEXT_CYCLE,
         "outcome": "ok",
         "finished_at": "2026-12-14T08:00:00+00:00",
         "error": None,
@@ -201,12 +203,12 @@ def test_a_cycle_another_process_finished_after_the_due_time_is_skipped(
         started(config) as (server, jobs),
     ):
         clock.move_to(DUE)
-        # Another replica (or a manual `refinebot digest`) claims and finishes week 50 first.
-        assert server.store.cycles.claim("SHOP", "2026-W50", "replica-b", 600, DUE)
-        assert server.store.cycles.finish("SHOP", "2026-W50", "replica-b", DUE)
+        # Another replica (or a manual `refinebot digest`) claims and finishes the cycle first.
+        assert server.store.cycles.claim("SHOP", CYCLE, "replica-b", 600, DUE)
+        assert server.store.cycles.finish("SHOP", CYCLE, "replica-b", DUE)
         jobs.wakeup()
         assert jobs.wait_for_runs(1, WAIT)
-    assert "cycle 2026-W50 finished by replica-b" in caplog.text and "skipped" in caplog.text
+    assert "cycle 2026-12-07T09:00+01:00 finished by replica-b" in caplog.text and "skipped" in caplog.text
     assert fake.in_channel(CHANNEL) == []
 
 
@@ -242,10 +244,10 @@ def test_one_failing_project_does_not_stop_the_other_and_is_reported_once_per_cy
     assert len(fake.in_channel(CHANNEL)) == 1  # SHOP's digest, once
     reports = fake.in_channel(ADMIN)
     assert len(reports) == 1  # three failed tries in one cycle, one report
-    assert "BROKEN" in reports[0].text and "2026-W50" in reports[0].text
+    assert "BROKEN" in reports[0].text and CYCLE in reports[0].text
     assert "not-the-right-token" not in reports[0].text
     stored = record(config, "BROKEN")
-    assert isinstance(stored, dict) and stored["reported_cycle"] == "2026-W50"
+    assert isinstance(stored, dict) and stored["reported_cycle"] == CYCLE
     assert stored["outcome"] == "failed"
 
 

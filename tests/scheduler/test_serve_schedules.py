@@ -163,7 +163,7 @@ def test_serve_runs_the_due_schedule_reloads_on_sighup_stops_on_sigterm_and_neve
             assert shop["last_outcome"] == "ok", shop
             assert shop["schedule"] == due_now and shop["timezone"] == "UTC"
             assert datetime.fromisoformat(shop["next_run"]) > now
-            assert re.fullmatch(r"\d{4}-W\d{2}", shop["last_cycle"]), shop
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d\+00:00", shop["last_cycle"]), shop  # the due time
             assert len(slack.in_channel(CHANNEL)) == 1
 
             _config(config, site.url, slack_url, "someday 25:00")

@@ -413,11 +413,13 @@ class _Incremental:
         projects = self.scope_projects()
         if not projects:
             return None
+        before = self.client.requests
         try:
-            found, used = self.searcher.stamps(self.scope_jql(projects), f"{self.project}: scope")
+            found, _ = self.searcher.stamps(self.scope_jql(projects), f"{self.project}: scope")
         except RejectedError:
             return None  # scope_changes meets the refusal again and scans by time alone
-        self.requests += used
+        finally:
+            self.requests += self.client.requests - before
         if found is None:
             self.owner.note_stamps_capped(started)
             return None

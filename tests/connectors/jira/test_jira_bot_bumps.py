@@ -170,8 +170,9 @@ def test_the_bots_write_times_are_kept_in_the_state_store(cloud_site: Site, conn
     connector = connect(cloud_site, state=state)
     connector.fetch("SHOP", None)
     _digest_like(cloud_site, connector, ["SHOP-1", "SHOP-2"])
-    (key,) = [k for k in state.keys() if k.endswith(":bot-writes")]
-    saved = state.load(key)
+    names = state.keys()  # the store's keys (a method, not a dict)
+    (where,) = [name for name in names if name.endswith(":bot-writes")]
+    saved = state.load(where)
     assert saved == {key: cloud_site.comments[key][-1]["updated"] for key in ("SHOP-1", "SHOP-2")}
     # A new connector (the next process) reads them from the store: SHOP-1/2 are not read again.
     fresh = connect(cloud_site, state=state)

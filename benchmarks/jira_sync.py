@@ -3,7 +3,8 @@
 Prints, for a backlog of N issues (default 10,000): search requests against the floor
 ceil(N / page size), discovery requests (first run, then cached), incremental syncs of 100 changed
 issues (Cloud; Cloud with items done or moved out meanwhile; Data Center, also with 3000 changes
-in another project; Cloud with 350 blockers outside the backlog), and the same backlog fetched the
+in another project; Cloud with 350 blockers outside the backlog; Cloud after the bot commented on 200
+issues, whose own bumps of 'updated' are not read again), and the same backlog fetched the
 ways the ``jira`` package does by default, side by side.
 
     .venv/bin/python -m benchmarks.jira_sync [--issues 10000]   (from the repository root)
@@ -28,6 +29,7 @@ from jira import JIRA
 from connectors.base import MemorySyncStateStore
 from connectors.jira import CLOUD_PAGE_SIZE, DC_PAGE_SIZE, JiraConnector
 from refinebot.config import JiraSourceConfig
+from refinebot.document import Document, paragraph
 from tests.fakes.jira_data import link, make_issue, populate, status
 from tests.fakes.jira_server import FakeJiraServer, Site
 
@@ -139,6 +141,16 @@ def run(issues: int) -> list[Row]:
 
         rows.append(
             Row("refinebot incremental, 100 changed, 6 left", *_measure(cloud, incremental_with_leavers))
+        )
+        # A digest's comments since the last sync: Jira bumps 'updated' for each, the bot's own too.
+        note = Document((paragraph("Acceptance criteria are missing."),))
+        for number in range(2001, 2201):
+            warm.add_comment(f"SHOP-{number}", note, marker="refinebot-bench")
+        rows.append(
+            Row(
+                "refinebot incremental, 100 changed + 200 bot comments",
+                *_measure(cloud, _change_100(cloud, warm)),
+            )
         )
 
         jql = 'project = "SHOP" AND statusCategory != Done ORDER BY Rank ASC'

@@ -54,7 +54,7 @@ class JiraConnector:
         self._discovery = FieldDiscovery(self._client, source, self.state, f"{prefix}:fields")
         searcher = Searcher(self._client, source, progress)
         self._sync = JiraSync(self._client, searcher, self._discovery, self.state, prefix)
-        self._comments = Commenter(self._client)
+        self._comments = Commenter(self._client, on_write=self._sync.note_bot_write)
 
     @property
     def is_cloud(self) -> bool:

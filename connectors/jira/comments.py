@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -80,9 +80,18 @@ def wiki_plain_text(body: str) -> str:
 class Commenter:
     """Comments on one site's issues, as the bot's own account."""
 
-    def __init__(self, client: JiraClient) -> None:
+    def __init__(
+        self, client: JiraClient, on_write: Callable[[str, Mapping[str, Any]], None] | None = None
+    ) -> None:
         self.client = client
         self._me: dict[str, str] | None = None  # the bot's own user: accountId (Cloud), key/name (DC)
+        # Told of every comment Jira accepted from the bot (issue key, Jira's answer): its time is
+        # the issue's new 'updated', which the next sync then knows for the bot's own.
+        self.on_write = on_write
+
+    def _wrote(self, issue_key: str, answer: Any) -> None:
+        if self.on_write is not None and isinstance(answer, Mapping):
+            self.on_write(issue_key, answer)
 
     def _payload(self, document: Document, marker: str) -> dict[str, Any]:
         rendered: Any = to_adf(document, marker) if self.client.is_cloud else to_wiki(document, marker)
@@ -134,6 +143,7 @@ class Commenter:
                 continue
             if not isinstance(created, Mapping) or not created.get("id"):
                 raise ConnectorError(f"{where}: {action}: Jira's answer has no comment id")
+            self._wrote(issue_key, created)
             return str(created["id"])
         raise ConnectorError(f"{where}: {action}: gave up")  # pragma: no cover - the loop always returns
 
@@ -171,6 +181,7 @@ class Commenter:
                     f"{self.client.where}: comment {comment_id} on {issue_key} is gone"
                 ) from None
             raise self.client.error(exc, action) from None
+        self._wrote(issue_key, updated)
         if known_ours and isinstance(updated, Mapping) and not self.by_bot(updated):
             # Never expected (ids in the ledger come from the bot's own posts); loud if a database
             # was pointed at another site.

@@ -25,6 +25,10 @@ logger = logging.getLogger(__name__)
 
 CLOUD_PAGE_SIZE = 100  # the most search/jql returns per page when fields are requested
 CLOUD_ID_PAGE_SIZE = 5000  # ...and when only ids are requested
+STAMP_FIELDS = ("id", "key", "updated")  # an issue's identity and when it last changed, nothing more
+# A JQL this long goes in a POST body (search/jql takes both): a long ``id not in (...)`` would
+# make a URL that servers and proxies refuse (8 KiB is a common limit).
+LONG_JQL = 2000
 DC_PAGE_SIZE = 1000  # jira.search.views.default.max; servers may cap lower, which paging honours
 DC_RESULT_WINDOW = 10_000  # jira.search.platform.max.result.window: startAt + maxResults beyond fails
 _PROGRESS_LOG_EVERY = 10  # pages between one-line progress logs (a log file shows long syncs move)
@@ -36,6 +40,7 @@ _REFUSED_VALUE = re.compile(r"(?:key|ID) '([^']+)'")
 
 Page = list[Any]
 EachPage = Callable[[Page], None]
+Stamps = dict[str, tuple[str, str]]  # issue id -> (key, 'updated' as Jira wrote it)
 
 
 def ids_of(page: Sequence[Any]) -> set[str]:
@@ -74,6 +79,7 @@ class Searcher:
         self.source = source
         self.progress = progress
         self.reordered = False  # a Data Center search was read in key order (too many for offsets)
+        self._final = True  # the Cloud page just yielded was the last one
 
     def id_page_size(self) -> int:
         """How many ids one ids-only page holds."""
@@ -132,6 +138,33 @@ class Searcher:
                     logger.warning("%s: %s: %s left out: %s", self.client.where, label, chunk[0], exc)
         return self.client.requests - before
 
+    def stamps(self, jql: str, label: str) -> tuple[Stamps | None, int]:
+        """Id, key and 'updated' of every issue ``jql`` matches (Cloud), and the requests made.
+
+        Asked for in pages as big as ids-only ones. Cloud does not publish how many such pages hold;
+        when the first page holds no more than a full-field page would (and more follow), listing
+        them would cost as much as reading the issues: returns None after that one request, and the
+        caller reads them the usual way.
+        """
+        before = self.client.requests
+        found: Stamps = {}
+        asked = self.source.page_size or CLOUD_ID_PAGE_SIZE
+        for number, (issues, _) in enumerate(self._cloud_pages(jql, STAMP_FIELDS, ids_only=True), start=1):
+            if number == 1 and not self._final and len(issues) < asked and len(issues) <= CLOUD_PAGE_SIZE:
+                logger.info(
+                    "%s: %s: pages of ids and 'updated' hold only %d issues; reading changes in full",
+                    self.client.where,
+                    label,
+                    len(issues),
+                )
+                return None, self.client.requests - before
+            for raw in issues:
+                fields = raw.get("fields") if isinstance(raw, Mapping) else None
+                updated = fields.get("updated") if isinstance(fields, Mapping) else None
+                if isinstance(raw, Mapping) and raw.get("id") and raw.get("key"):
+                    found[str(raw["id"])] = (str(raw["key"]), str(updated or ""))
+        return found, self.client.requests - before
+
     def matching_ids(self, query: JqlQuery, label: str) -> tuple[set[str], int]:
         """The ids of every issue ``query`` matches now, and the requests that took."""
         ids: set[str] = set()
@@ -189,9 +222,15 @@ class Searcher:
             params: dict[str, Any] = {"jql": jql, "maxResults": size, "fields": ",".join(fields)}
             if token:
                 params["nextPageToken"] = token
-            page = self.client.get("search/jql", params, "searching issues")
-            yield self._page_issues(page), None
+            if len(jql) > LONG_JQL:
+                body = dict(params, fields=list(fields))
+                page = self.client.post_read("search/jql", body, "searching issues")
+            else:
+                page = self.client.get("search/jql", params, "searching issues")
+            issues = self._page_issues(page)
             token = page.get("nextPageToken")
+            self._final = page.get("isLast") is True or not token
+            yield issues, None
             if page.get("isLast") is True or not token:
                 if page.get("isLast") is False:
                     logger.warning("%s: search page says more follow but gives no token", self.client.where)

@@ -384,3 +384,34 @@ def test_edits_skip_the_author_read_and_a_deleted_comment_is_posted_again_once(
     mark = len(site.log)
     assert _digest(site, config).code == 0
     assert _writes_since(site, mark) == []
+
+
+def test_the_next_digest_does_not_read_the_bots_own_comments_again_but_sees_an_edit_right_after_one(
+    server: FakeJiraServer, tmp_path: Path
+) -> None:
+    site = server.new_site(cloud=True)
+    vague = adf(para("Make it faster."))
+    for number in range(1, 251):  # 250 flagged: the bot's comments bump 250 tickets, 100 a page
+        make_issue(
+            site, number, summary=f"Part {number} of the {number * 7919 % 1000} flow", description=vague
+        )
+    make_issue(site, 251)  # ready
+    config = _config(tmp_path, site)
+    assert _digest(site, config).code == 0
+    assert len([k for k in site.comments if _bot_comments(site, k)]) == 250
+    # The team fixes SHOP-5 a millisecond after the bot's comment on it: the same minute and second.
+    (posted,) = _bot_comments(site, "SHOP-5")
+    right_after = datetime.fromisoformat(str(posted["updated"])) + timedelta(milliseconds=1)
+    site.touch("SHOP-5", right_after, description=_good_description(site))
+    mark = len(site.log)
+
+    second = _digest(site, config)
+
+    assert second.code == 0, second.stderr
+    searches = [e for e in site.log[mark:] if "/search" in e.path]
+    # One page of ids and times for the backlog, one read of the one ticket changed (before: the
+    # 250 tickets the bot commented on, 3 pages, and the id listing).
+    assert len(searches) == 2
+    assert [w.split()[0] for w in _writes_since(site, mark)] == ["PUT"]
+    (comment,) = _bot_comments(site, "SHOP-5")
+    assert "ready now" in _text(site, comment)

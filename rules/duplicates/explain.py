@@ -1,18 +1,28 @@
-"""Shared terms of many reported pairs at once: each document analysed once, each term hashed once.
+"""Shared terms of many reported pairs at once, in numpy: the words each finding names.
 
 ``Vectoriser.shared_terms`` explains one pair: it analyses both documents, hashes every shared term
-and weighs it with numpy scalars, about 600 us a pair, 64 s of a 100k-item duplicate-heavy scan.
-``SharedTerms`` gives the same lists (same weights, same order, same ties) for a batch of pairs:
-a document's terms become a sorted array of term ids and counts the first time a pair needs it,
-a term's hash column and squared IDF are looked up once per run, and a pair's shared terms come
-from an array intersection. Imports numpy and scikit-learn: load it only when the rule runs.
+and weighs it with numpy scalars, about 600 us a pair. ``SharedTerms.of_pairs`` gives the same lists
+(same weights, same order, same ties) for a batch of pairs, in chunks of pairs:
+
+- a chunk's documents are tokenised once (a description shared by several of them once), each
+  token mapped to a vocabulary id in one C-level ``map``; counts of unigrams and of bigrams (pairs of
+  consecutive ids) come from one sort of (document, term) keys, as a sparse count matrix;
+- the shared terms of all the chunk's pairs are one elementwise product of two row selections of
+  that matrix, whose values are the pairs' ``(1 + log count)`` products;
+- only the terms some pair shares are hashed (a unigram once per run, a bigram once per chunk),
+  and their squared IDF taken per distinct IDF value;
+- the candidates of each pair (the best ``limit`` bigrams and ``3 * limit`` unigrams by weight,
+  with every term tied with the last) come from one sort of packed integer keys; only they reach
+  Python, where ties are broken by the term as the per-pair code does.
+
+Imports numpy and scikit-learn: load it only when the rule runs.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from itertools import pairwise
 
 import numpy as np
@@ -40,9 +50,43 @@ def word_terms(text: str) -> Counter[str]:
 
 
 LIMIT = 5  # terms shown per finding, as ``Vectoriser.shared_terms``
-# Documents analysed between two hashing calls (one FeatureHasher call for the new terms of them all).
+# Pairs explained together: their documents are tokenised and their terms sorted in one batch
+# (a few MB of arrays each).
 _CHUNK = 2_000
-_Terms = tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]
+# Bits of a (document, term column) key: a chunk's columns stay far below 2**40.
+_COLUMN_BITS = 40
+_BIGRAM_SHIFT = 32  # a bigram is (first id << 32) | second id before it gets a chunk column
+
+
+class _Vocabulary(dict[str, int]):
+    """Token -> id, new tokens numbered on first sight (``map(vocab.__getitem__, tokens)`` stays in C)."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__((name, number) for number, name in enumerate(names))
+        self.names = names
+
+    def __missing__(self, token: str) -> int:
+        number = self[token] = len(self.names)
+        self.names.append(token)
+        return number
+
+
+def _squared_idf(vectoriser: Vectoriser, terms: Sequence[str]) -> npt.NDArray[np.float64]:
+    """``float(idf) ** 2`` of each term's hash column, as the per-pair code squares it."""
+    if not terms:
+        return np.zeros(0)
+    columns = sp.csr_matrix(_TERM_HASHER.transform([[term] for term in terms])).indices
+    values, inverse = np.unique(vectoriser.word_idf[columns], return_inverse=True)
+    squares = np.asarray([float(value) ** 2 for value in values], dtype=np.float64)
+    return squares[inverse]
+
+
+def _segments(starts: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The positions ``starts[i] .. starts[i] + lengths[i] - 1`` of every segment, in order."""
+    total = int(lengths.sum())
+    offsets = np.cumsum(lengths) - lengths
+    positions: npt.NDArray[np.int64] = np.arange(total, dtype=np.int64) + np.repeat(starts - offsets, lengths)
+    return positions
 
 
 class SharedTerms:
@@ -51,13 +95,13 @@ class SharedTerms:
     def __init__(self, vectoriser: Vectoriser, documents: Sequence[Document]) -> None:
         self._vectoriser = vectoriser
         self._documents = documents
-        self._id_of: dict[str, int] = {}
-        self._names: list[str] = []
-        self._bigram: list[bool] = []
-        self._idf2: npt.NDArray[np.float64] = np.zeros(0)
+        # Stop words take the first ids: a document's ids under ``_stop`` are dropped in one mask.
+        self._vocab = _Vocabulary(sorted(_STOP_WORDS))
+        self._stop = len(self._vocab.names)
+        # Squared IDF of each unigram id hashed so far (stop words never count).
+        self._unigram_idf2: npt.NDArray[np.float64] = np.zeros(self._stop)
         # 1 + np.log(count), as the scalar expression computes it, by count.
         self._log: npt.NDArray[np.float64] = np.zeros(1)
-        self._rows: dict[int, _Terms] = {}
 
     def _log_table(self, top: int) -> None:
         if top < len(self._log):
@@ -67,71 +111,176 @@ class SharedTerms:
         extra = [float(1 + np.log(count)) for count in range(len(self._log), size)]
         self._log = np.concatenate([self._log, np.asarray(extra, dtype=np.float64)])
 
-    def prepare(self, rows: Iterable[int]) -> None:
-        """Analyse the documents of ``rows`` not analysed yet."""
-        wanted = [row for row in dict.fromkeys(rows) if row not in self._rows]
-        for start in range(0, len(wanted), _CHUNK):
-            self._analyse(wanted[start : start + _CHUNK])
-
-    def _analyse(self, rows: Sequence[int]) -> None:
-        first_new = len(self._names)
-        id_of, names, bigram = self._id_of, self._names, self._bigram
-        top = 0
-        for row in rows:
-            counts = word_terms(self._documents[row].word_text)
-            ids = [id_of.get(term, -1) for term in counts]
-            if -1 in ids:
-                for position, term in enumerate(counts):
-                    if ids[position] == -1:
-                        ids[position] = id_of[term] = len(names)
-                        names.append(term)
-                        bigram.append(" " in term)
-            values = list(counts.values())
-            if values:
-                top = max(top, max(values))
-            id_array = np.asarray(ids, dtype=np.int32)
-            order = np.argsort(id_array)
-            self._rows[row] = (id_array[order], np.asarray(values, dtype=np.int64)[order])
-        self._log_table(top)
-        new_terms = names[first_new:]
-        if new_terms:
-            columns = sp.csr_matrix(_TERM_HASHER.transform([[t] for t in new_terms])).indices
-            idf = self._vectoriser.word_idf[columns]
-            # float(w) ** 2 per term, as the per-pair code squares it.
-            squared = np.asarray([float(w) ** 2 for w in idf], dtype=np.float64)
-            self._idf2 = np.concatenate([self._idf2, squared])
-
-    def release(self, row: int) -> None:
-        """Forget a document's terms (no later pair needs them)."""
-        self._rows.pop(row, None)
-
     def of(self, first: int, second: int, limit: int = LIMIT) -> list[str]:
-        """The word terms documents ``first`` and ``second`` share, strongest first (analysed on demand)."""
-        self.prepare((first, second))
-        ids_a, counts_a = self._rows[first]
-        ids_b, counts_b = self._rows[second]
-        common, in_a, in_b = np.intersect1d(ids_a, ids_b, assume_unique=True, return_indices=True)
-        if not len(common):
-            return []
-        weights = self._log[counts_a[in_a]] * self._log[counts_b[in_b]] * self._idf2[common]
-        is_bigram = np.asarray([self._bigram[t] for t in common.tolist()], dtype=bool)
-        bigrams = self._top(common[is_bigram], weights[is_bigram], limit)
-        # Chosen: the best ``limit`` bigrams and unigrams not in them, in rank order; at most
-        # 2 * limit unigrams are covered by the bigrams, so 3 * limit unigrams always suffice.
-        unigrams = self._top(common[~is_bigram], weights[~is_bigram], 3 * limit)
-        covered = {word for _, term in bigrams for word in term.split()}
-        ranked = sorted(bigrams + unigrams)
-        chosen = [term for _, term in ranked if " " in term or term not in covered]
-        return chosen[:limit]
+        """The word terms documents ``first`` and ``second`` share, strongest first."""
+        return self.of_pairs([(first, second)], limit)[0]
 
-    def _top(
-        self, ids: npt.NDArray[np.int32], weights: npt.NDArray[np.float64], k: int
-    ) -> list[tuple[float, str]]:
-        """The ``k`` best terms by (-weight, term) as (-weight, term), ties resolved by the term."""
-        if len(ids) > k:
-            kth = -np.partition(-weights, k - 1)[k - 1]
-            keep = weights >= kth  # every term tied with the k-th competes for the last places
-            ids, weights = ids[keep], weights[keep]
-        names = self._names
-        pairs = sorted(zip((-weights).tolist(), [names[t] for t in ids.tolist()], strict=True))
-        return pairs[:k]
+    def of_pairs(self, pairs: Sequence[tuple[int, int]], limit: int = LIMIT) -> list[list[str]]:
+        """The shared terms of each pair of document rows, in the order of ``pairs``."""
+        results: list[list[str]] = [[] for _ in pairs]
+        # Pairs with a document in common are explained in one chunk where possible (it is then
+        # tokenised once): near-copies of one item sort next to each other by their lower row.
+        order = sorted(range(len(pairs)), key=lambda n: min(pairs[n]))
+        for start in range(0, len(order), _CHUNK):
+            chunk = order[start : start + _CHUNK]
+            for number, terms in zip(chunk, self._chunk([pairs[n] for n in chunk], limit), strict=True):
+                results[number] = terms
+        return results
+
+    def _counts(self, rows: Sequence[int]) -> tuple[sp.csr_matrix, int, npt.NDArray[np.int64]]:
+        """Counts of the word terms of ``rows`` (one matrix row each), as ``1 + log(count)``.
+
+        Returns the matrix, its first bigram column (the vocabulary's size: columns under it are
+        unigram ids) and the chunk's bigrams in column order, as ``first id << 32 | second id``.
+        """
+        vocab = self._vocab
+        documents = self._documents
+        # word_text is "title title body"; its tokens are the title's twice, then the body's (no
+        # token spans a space). A body several documents share is tokenised once.
+        tokens: list[str] = []
+        text_start: dict[str, tuple[int, int]] = {}
+        segments: list[int] = []  # (start, length) of each document's title, title, body
+
+        def span(text: str) -> tuple[int, int]:
+            found = text_start.get(text)
+            if found is None:
+                start = len(tokens)
+                tokens.extend(_TOKENS(text))
+                found = text_start[text] = (start, len(tokens) - start)
+            return found
+
+        for row in rows:
+            document = documents[row]
+            title, body = span(document.title), span(document.body)
+            segments.extend((*title, *title, *body))
+        ids = np.fromiter(map(vocab.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+        parts = np.asarray(segments, dtype=np.int64).reshape(-1, 2)
+        sequence = ids[_segments(parts[:, 0], parts[:, 1])]
+        lengths = parts[:, 1].reshape(-1, 3).sum(axis=1)
+        document_of = np.repeat(np.arange(len(rows), dtype=np.int64), lengths)
+        kept = sequence >= self._stop
+        sequence, document_of = sequence[kept], document_of[kept]
+        # Bigrams: consecutive kept tokens of one document.
+        same = document_of[:-1] == document_of[1:]
+        codes = (sequence[:-1][same] << _BIGRAM_SHIFT) | sequence[1:][same]
+        bigrams, bigram_column = np.unique(codes, return_inverse=True)
+        width = len(vocab.names)
+        keys = np.concatenate(
+            [
+                (document_of << _COLUMN_BITS) | sequence,
+                (document_of[:-1][same] << _COLUMN_BITS) | (bigram_column.ravel() + width),
+            ]
+        )
+        keys.sort()
+        first = np.ones(len(keys), dtype=bool)
+        first[1:] = keys[1:] != keys[:-1]
+        starts = np.flatnonzero(first)
+        counts = np.diff(np.append(starts, len(keys)))
+        unique = keys[starts]
+        if len(counts):
+            self._log_table(int(counts.max()))
+        indptr = np.searchsorted(unique >> _COLUMN_BITS, np.arange(len(rows) + 1))
+        matrix = sp.csr_matrix(
+            (self._log[counts], unique & ((1 << _COLUMN_BITS) - 1), indptr),
+            shape=(len(rows), width + len(bigrams)),
+        )
+        matrix.has_sorted_indices = True  # keys were sorted by (document, column), no repeats
+        return matrix, width, bigrams
+
+    def _chunk(self, pairs: Sequence[tuple[int, int]], limit: int) -> list[list[str]]:
+        rows = list(dict.fromkeys(row for pair in pairs for row in pair))
+        position = {row: number for number, row in enumerate(rows)}
+        counts, width, chunk_bigrams = self._counts(rows)
+        names = self._vocab.names
+        if len(self._unigram_idf2) < width:
+            new = names[len(self._unigram_idf2) : width]
+            self._unigram_idf2 = np.concatenate([self._unigram_idf2, _squared_idf(self._vectoriser, new)])
+        first = counts[[position[a] for a, _ in pairs]]
+        second = counts[[position[b] for _, b in pairs]]
+        shared = sp.csr_matrix(first.multiply(second))  # (1 + log a) * (1 + log b) per shared term
+        shared.sort_indices()
+        pair_of = np.repeat(np.arange(len(pairs), dtype=np.int64), np.diff(shared.indptr))
+        column = shared.indices.astype(np.int64)
+        is_bigram = column >= width
+        # Squared IDF per entry: unigrams from the run's table, bigrams hashed once per chunk.
+        idf2 = np.empty(len(column))
+        idf2[~is_bigram] = self._unigram_idf2[column[~is_bigram]]
+        bigram_columns, bigram_entry = np.unique(column[is_bigram] - width, return_inverse=True)
+        codes = chunk_bigrams[bigram_columns]
+        bigram_names = [
+            f"{names[a]} {names[b]}"
+            for a, b in zip(
+                (codes >> _BIGRAM_SHIFT).tolist(), (codes & ((1 << _BIGRAM_SHIFT) - 1)).tolist(), strict=True
+            )
+        ]
+        idf2[is_bigram] = _squared_idf(self._vectoriser, bigram_names)[bigram_entry.ravel()]
+        weight = shared.data * idf2
+        candidates = self._candidates(pair_of, is_bigram, weight, limit)
+        # Python from here on: only the candidates, with their names.
+        picked_column = column[candidates]
+        picked_bigram = is_bigram[candidates]
+        local_bigram = np.searchsorted(bigram_columns, picked_column[picked_bigram] - width).tolist()
+        unigram_ids = picked_column[~picked_bigram].tolist()
+        picked_names: list[str] = []
+        uni, bi = iter(unigram_ids), iter(local_bigram)
+        for flag in picked_bigram.tolist():
+            picked_names.append(bigram_names[next(bi)] if flag else names[next(uni)])
+        negated = (-weight[candidates]).tolist()
+        group = pair_of[candidates] * 2 + picked_bigram
+        bounds = np.searchsorted(group, np.arange(2 * len(pairs) + 1)).tolist()
+        results: list[list[str]] = []
+        for number in range(len(pairs)):
+            low, middle, high = bounds[2 * number], bounds[2 * number + 1], bounds[2 * number + 2]
+            if low == high:
+                results.append([])
+                continue
+            # As ``Vectoriser.shared_terms``: the best ``limit`` bigrams and the unigrams not in
+            # them, in rank order; at most 2 * limit unigrams are covered by the bigrams, so
+            # 3 * limit unigrams always suffice.
+            bigrams = sorted(zip(negated[middle:high], picked_names[middle:high], strict=True))[:limit]
+            unigrams = sorted(zip(negated[low:middle], picked_names[low:middle], strict=True))[: 3 * limit]
+            covered = {word for _, term in bigrams for word in term.split()}
+            ranked = sorted(bigrams + unigrams)
+            chosen = [term for _, term in ranked if " " in term or term not in covered]
+            results.append(chosen[:limit])
+        return results
+
+    @staticmethod
+    def _candidates(
+        pair_of: npt.NDArray[np.int64],
+        is_bigram: npt.NDArray[np.bool_],
+        weight: npt.NDArray[np.float64],
+        limit: int,
+    ) -> npt.NDArray[np.int64]:
+        """Entries that can be among a pair's best ``limit`` bigrams or ``3 * limit`` unigrams.
+
+        The ``k`` heaviest of each (pair, kind) group and every entry tied with the ``k``-th, as
+        positions sorted by pair, kind (unigrams first) and falling weight.
+        """
+        if not len(weight):
+            return np.zeros(0, dtype=np.int64)
+        values, rank = np.unique(weight, return_inverse=True)
+        rank = rank.ravel().astype(np.int64)
+        group = pair_of * 2 + is_bigram
+        entries = len(weight)
+        entry_bits = max(1, entries.bit_length())
+        rank_bits = max(1, len(values).bit_length())
+        if entry_bits + rank_bits + int(group.max()).bit_length() <= 63:
+            # One sort of packed (group, falling weight, entry) keys: numpy sorts int64 values far
+            # faster than it argsorts them.
+            falling = (len(values) - 1) - rank
+            keys = (group << (rank_bits + entry_bits)) | (falling << entry_bits) | np.arange(entries)
+            keys.sort()
+            order = keys & ((1 << entry_bits) - 1)
+        else:
+            order = np.lexsort((-rank, group))
+        group, rank = group[order], rank[order]
+        new = np.ones(entries, dtype=bool)
+        new[1:] = group[1:] != group[:-1]
+        group_start = np.maximum.accumulate(np.where(new, np.arange(entries), 0))
+        place = np.arange(entries) - group_start
+        k = np.where(group & 1, limit, 3 * limit)
+        kth = np.minimum(group_start + k - 1, entries - 1)
+        keep = (place < k) | (rank == rank[kth])
+        result: npt.NDArray[np.int64] = order[keep]
+        return result

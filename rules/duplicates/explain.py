@@ -88,14 +88,6 @@ def _squared_idf(vectoriser: Vectoriser, terms: Sequence[str]) -> npt.NDArray[np
     return result
 
 
-def _segments(starts: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """The positions ``starts[i] .. starts[i] + lengths[i] - 1`` of every segment, in order."""
-    total = int(lengths.sum())
-    offsets = np.cumsum(lengths) - lengths
-    positions: npt.NDArray[np.int64] = np.arange(total, dtype=np.int64) + np.repeat(starts - offsets, lengths)
-    return positions
-
-
 def _runs(
     major: npt.NDArray[np.int64], minor: npt.NDArray[np.int64], minor_bits: int
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -127,6 +119,8 @@ class SharedTerms:
         self._unigram_idf2: npt.NDArray[np.float64] = np.zeros(self._stop)
         # 1 + np.log(count), as the scalar expression computes it, by count.
         self._log: npt.NDArray[np.float64] = np.zeros(1)
+        # The ids (stop words dropped) of each title and description tokenised so far.
+        self._texts: dict[str, npt.NDArray[np.int64]] = {}
 
     def _log_table(self, top: int) -> None:
         if top < len(self._log):
@@ -158,33 +152,37 @@ class SharedTerms:
         Returns the matrix and ``bits``: column ``id`` is a unigram, column
         ``(first id + 1) << bits | second id`` a bigram (every id is under ``1 << bits``).
         """
-        vocab = self._vocab
-        documents = self._documents
+        vocab, documents, known = self._vocab, self._documents, self._texts
         # word_text is "title title body"; its tokens are the title's twice, then the body's (no
-        # token spans a space). A description several documents share is tokenised once.
-        tokens: list[str] = []
-        text_start: dict[str, tuple[int, int]] = {}
-        segments: list[int] = []  # (start, length) of each document's title, title, body
-
-        def span(text: str) -> tuple[int, int]:
-            found = text_start.get(text)
-            if found is None:
-                start = len(tokens)
+        # token spans a space), so each title and description is tokenised once per run (a
+        # description several documents share, once) and kept as its ids without stop words.
+        fresh = dict.fromkeys(
+            text for row in rows for text in (documents[row].title, documents[row].body) if text not in known
+        )
+        if fresh:
+            tokens: list[str] = []
+            ends: list[int] = []
+            for text in fresh:
                 tokens.extend(_TOKENS(text))
-                found = text_start[text] = (start, len(tokens) - start)
-            return found
-
+                ends.append(len(tokens))
+            ids = np.fromiter(map(vocab.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+            kept = ids >= self._stop
+            # Where each text's ids end once stop words are dropped.
+            kept_ends = np.concatenate([[0], np.cumsum(kept)])[ends]
+            ids = ids[kept]
+            begin = 0
+            for text, end in zip(fresh, kept_ends.tolist(), strict=True):
+                known[text] = ids[begin:end]
+                begin = end
+        pieces: list[npt.NDArray[np.int64]] = []
+        lengths: list[int] = []
         for row in rows:
             document = documents[row]
-            title, body = span(document.title), span(document.body)
-            segments.extend((*title, *title, *body))
-        ids = np.fromiter(map(vocab.__getitem__, tokens), dtype=np.int64, count=len(tokens))
-        parts = np.asarray(segments, dtype=np.int64).reshape(-1, 2)
-        sequence = ids[_segments(parts[:, 0], parts[:, 1])]
-        lengths = parts[:, 1].reshape(-1, 3).sum(axis=1)
+            title, body = known[document.title], known[document.body]
+            pieces += (title, title, body)
+            lengths.append(2 * len(title) + len(body))
+        sequence = np.concatenate(pieces)
         document_of = np.repeat(np.arange(len(rows), dtype=np.int64), lengths)
-        kept = sequence >= self._stop
-        sequence, document_of = sequence[kept], document_of[kept]
         # Bigrams: consecutive kept tokens of one document.
         same = document_of[:-1] == document_of[1:]
         bits = len(vocab.names).bit_length()
@@ -231,68 +229,95 @@ class SharedTerms:
         squared = _squared_idf(self._vectoriser, bigram_names)
         idf2[is_bigram] = squared[np.searchsorted(bigram_columns, column[is_bigram])]
         weight = shared.data * idf2
-        candidates = self._candidates(pair_of, is_bigram, weight, limit)
-        # Python from here on: only the candidates, with their names, unigrams and bigrams apart.
-        picked_bigram = is_bigram[candidates]
-        unigram, bigram = candidates[~picked_bigram], candidates[picked_bigram]
-        unigram_names = list(map(names.__getitem__, column[unigram].tolist()))
-        bigram_picked = np.searchsorted(bigram_columns, column[bigram]).tolist()
-        bigram_picked_names = list(map(bigram_names.__getitem__, bigram_picked))
-        unigram_weights, bigram_weights = (-weight[unigram]).tolist(), (-weight[bigram]).tolist()
-        everyone = np.arange(len(pairs) + 1)
-        unigram_bounds = np.searchsorted(pair_of[unigram], everyone).tolist()
-        bigram_bounds = np.searchsorted(pair_of[bigram], everyone).tolist()
-        results: list[list[str]] = []
-        for number in range(len(pairs)):
-            u0, u1 = unigram_bounds[number], unigram_bounds[number + 1]
-            b0, b1 = bigram_bounds[number], bigram_bounds[number + 1]
-            # As ``Vectoriser.shared_terms``: the best ``limit`` bigrams and the unigrams not in
-            # them, in rank order (ties by the term); at most 2 * limit unigrams are covered by
-            # the bigrams, so 3 * limit unigrams always suffice.
-            bigrams = sorted(zip(bigram_weights[b0:b1], bigram_picked_names[b0:b1], strict=True))[:limit]
-            unigrams = sorted(zip(unigram_weights[u0:u1], unigram_names[u0:u1], strict=True))[: 3 * limit]
-            if bigrams:
-                covered = {word for _, term in bigrams for word in term.split()}
-                ranked = sorted(bigrams + unigrams)
-                chosen = [term for _, term in ranked if " " in term or term not in covered]
-                results.append(chosen[:limit])
-            else:
-                results.append([term for _, term in unigrams[:limit]])
-        return results
+        values = np.unique(weight)
+        falling = (len(values) - 1) - np.searchsorted(values, weight).astype(np.int64)
+        group = pair_of * 2 + is_bigram  # a pair's unigrams, then its bigrams
+        picked = self._candidates(group, falling, limit)
+        # The candidates' names, ranked among themselves as Python orders strings (ties of weight
+        # go to the smaller term).
+        group, falling, column = group[picked], falling[picked], column[picked]
+        bigram = (group & 1).astype(bool)
+        unigram_names = list(map(names.__getitem__, column[~bigram].tolist()))
+        bigram_at = np.searchsorted(bigram_columns, column[bigram]).tolist()
+        picked_bigram_names = list(map(bigram_names.__getitem__, bigram_at))
+        distinct = sorted({*unigram_names, *picked_bigram_names})
+        rank_of = {name: rank for rank, name in enumerate(distinct)}
+        rank = np.empty(len(picked), dtype=np.int64)
+        rank[~bigram] = np.fromiter(map(rank_of.__getitem__, unigram_names), np.int64, len(unigram_names))
+        rank[bigram] = np.fromiter(map(rank_of.__getitem__, picked_bigram_names), np.int64, len(bigram_at))
+        # The best ``limit`` bigrams and ``3 * limit`` unigrams of each pair by (-weight, term).
+        order = _order(group, falling, rank)
+        group, falling, column, rank = group[order], falling[order], column[order], rank[order]
+        best = _place(group) < np.where(group & 1, limit, 3 * limit)
+        group, falling, column, rank = group[best], falling[best], column[best], rank[best]
+        # As ``Vectoriser.shared_terms``: those bigrams and the unigrams none of them holds, in rank
+        # order, the first ``limit``; at most 2 * limit unigrams are covered by the bigrams, so
+        # 3 * limit unigrams always suffice.
+        pair = group >> 1
+        bigram = (group & 1).astype(bool)
+        low = (1 << bits) - 1
+        words = np.concatenate(
+            [
+                (pair[bigram] << 32) | ((column[bigram] >> bits) - 1),
+                (pair[bigram] << 32) | (column[bigram] & low),
+            ]
+        )
+        shown = bigram | ~np.isin((pair << 32) | column, words)
+        pair, falling, rank = pair[shown], falling[shown], rank[shown]
+        order = _order(pair, falling, rank)
+        pair, rank = pair[order], rank[order]
+        first = _place(pair) < limit
+        pair, rank = pair[first], rank[first]
+        terms = list(map(distinct.__getitem__, rank.tolist()))
+        bounds = np.searchsorted(pair, np.arange(len(pairs) + 1)).tolist()
+        return [terms[bounds[number] : bounds[number + 1]] for number in range(len(pairs))]
 
     @staticmethod
     def _candidates(
-        pair_of: npt.NDArray[np.int64],
-        is_bigram: npt.NDArray[np.bool_],
-        weight: npt.NDArray[np.float64],
-        limit: int,
+        group: npt.NDArray[np.int64], falling: npt.NDArray[np.int64], limit: int
     ) -> npt.NDArray[np.int64]:
         """Entries that can be among a pair's best ``limit`` bigrams or ``3 * limit`` unigrams.
 
-        The ``k`` heaviest of each (pair, kind) group and every entry tied with the ``k``-th, as
-        positions sorted by pair, kind (unigrams first) and falling weight.
+        ``group`` is pair * 2 (+ 1 for a bigram), ``falling`` the rank of falling weight: the ``k``
+        heaviest of each group and every entry tied with the ``k``-th.
         """
-        if not len(weight):
-            return np.zeros(0, dtype=np.int64)
-        values = np.unique(weight)
-        falling = (len(values) - 1) - np.searchsorted(values, weight).astype(np.int64)
-        group = pair_of * 2 + is_bigram
-        entries = len(weight)
-        entry_bits = entries.bit_length()
-        rank_bits = len(values).bit_length()
-        if entry_bits + rank_bits + int(group.max()).bit_length() <= _KEY_BITS:
-            keys = (group << (rank_bits + entry_bits)) | (falling << entry_bits) | np.arange(entries)
-            keys.sort()
-            order = keys & ((1 << entry_bits) - 1)
-        else:
-            order = np.lexsort((falling, group))
+        order = _order(group, falling)
         group, falling = group[order], falling[order]
-        new = np.ones(entries, dtype=bool)
-        new[1:] = group[1:] != group[:-1]
-        group_start = np.maximum.accumulate(np.where(new, np.arange(entries), 0))
-        place = np.arange(entries) - group_start
+        place = _place(group)
         k = np.where(group & 1, limit, 3 * limit)
-        kth = np.minimum(group_start + k - 1, entries - 1)
+        kth = np.minimum(np.arange(len(group)) - place + k - 1, len(group) - 1)
         keep = (place < k) | (falling == falling[kth])
         result: npt.NDArray[np.int64] = order[keep]
         return result
+
+
+def _order(*keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Positions sorting non-negative ``keys`` lexicographically (the first most significant).
+
+    Packed with the position into one int64 when they fit: numpy sorts int64 values far faster than
+    it argsorts anything.
+    """
+    size = len(keys[0])
+    if not size:
+        return np.zeros(0, dtype=np.int64)
+    widths = [int(key.max()).bit_length() for key in keys]
+    index_bits = size.bit_length()
+    if sum(widths) + index_bits > _KEY_BITS:
+        return np.lexsort(keys[::-1])
+    packed = np.zeros(size, dtype=np.int64)
+    for key, width in zip(keys, widths, strict=True):
+        packed = (packed << width) | key
+    packed = (packed << index_bits) | np.arange(size)
+    packed.sort()
+    positions: npt.NDArray[np.int64] = packed & ((1 << index_bits) - 1)
+    return positions
+
+
+def _place(group: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Each entry's place in its run of equal values of the sorted ``group`` (0 for the first)."""
+    size = len(group)
+    new = np.ones(size, dtype=bool)
+    new[1:] = group[1:] != group[:-1]
+    start = np.maximum.accumulate(np.where(new, np.arange(size), 0))
+    place: npt.NDArray[np.int64] = np.arange(size) - start
+    return place

@@ -28,6 +28,7 @@ from itertools import pairwise
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 from sklearn.utils import murmurhash3_32
 
@@ -137,9 +138,16 @@ class SharedTerms:
     def of_pairs(self, pairs: Sequence[tuple[int, int]], limit: int = LIMIT) -> list[list[str]]:
         """The shared terms of each pair of document rows, in the order of ``pairs``."""
         results: list[list[str]] = [[] for _ in pairs]
-        # Pairs with a document in common are explained in one chunk where possible (it is then
-        # tokenised once): near-copies of one item sort next to each other by their lower row.
-        order = sorted(range(len(pairs)), key=lambda n: min(pairs[n]))
+        if not pairs:
+            return results
+        # Pairs with a document in common go to one chunk where possible (its terms are then
+        # counted and its bigrams hashed once): pairs in order of their connected component of
+        # documents (near-copies of one item), then of their lower row.
+        ends = np.asarray(pairs, dtype=np.int64)
+        size = int(ends.max()) + 1
+        graph = sp.coo_matrix((np.ones(len(ends)), (ends[:, 0], ends[:, 1])), shape=(size, size))
+        _, component = connected_components(graph, directed=False)
+        order = np.lexsort((ends.min(axis=1), component[ends[:, 0]])).tolist()
         for start in range(0, len(order), _CHUNK):
             chunk = order[start : start + _CHUNK]
             for number, terms in zip(chunk, self._chunk([pairs[n] for n in chunk], limit), strict=True):

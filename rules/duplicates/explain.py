@@ -15,14 +15,20 @@ and weighs it with numpy scalars, about 600 us a pair. ``SharedTerms.of_pairs`` 
   with every term tied with the last) come from one sort of packed integer keys; only they reach
   Python, where ties are broken by the term as the per-pair code does.
 
-Imports numpy and scikit-learn: load it only when the rule runs.
+A batch of at least ``PARALLEL_MIN_PAIRS`` pairs can be split over forked workers (slices of whole
+components, so no document is counted twice). Imports numpy and scikit-learn: load it only when
+the rule runs.
 """
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
 import re
+import time
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from itertools import pairwise
 
 import numpy as np
@@ -32,6 +38,7 @@ from scipy.sparse.csgraph import connected_components
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 from sklearn.utils import murmurhash3_32
 
+from rules.duplicates.search import THREADS
 from rules.duplicates.text import Document
 from rules.duplicates.vectors import _TERM_HASHER, TOKEN_PATTERN, Vectoriser
 
@@ -107,6 +114,29 @@ def _runs(
     return major[starts], minor[starts], counts
 
 
+# Pairs explained in forked workers from this many on (under it the fork costs more than it saves).
+PARALLEL_MIN_PAIRS = 20_000
+# What forked workers explain from: set before the pool forks, so they share it copy-on-write.
+_JOB: tuple[Vectoriser, Sequence[Document], int] | None = None
+
+
+def workers() -> int:
+    """Processes for a big batch: as many as the search's threads and the CPUs allow (the cleaning
+    in ``index`` uses as many); 1 where processes cannot fork (spawned ones would re-import all)."""
+    if "fork" not in mp.get_all_start_methods():
+        return 1
+    return max(1, min(THREADS, os.cpu_count() or 1))
+
+
+def _explain_slice(pairs: Sequence[tuple[int, int]]) -> tuple[list[list[str]], float]:
+    """In a forked worker: the shared terms of ``pairs``, and the CPU time spent on them."""
+    assert _JOB is not None, "set by SharedTerms.of_pairs before the pool forks"
+    vectoriser, documents, limit = _JOB
+    cpu = time.process_time()
+    explained = SharedTerms(vectoriser, documents)._in_chunks(pairs, limit)
+    return explained, time.process_time() - cpu
+
+
 class SharedTerms:
     """``Vectoriser.shared_terms`` for many pairs of one index's documents."""
 
@@ -120,6 +150,8 @@ class SharedTerms:
         self._unigram_idf2: npt.NDArray[np.float64] = np.zeros(self._stop)
         # 1 + np.log(count), as the scalar expression computes it, by count.
         self._log: npt.NDArray[np.float64] = np.zeros(1)
+        # CPU time forked workers spent in the last ``of_pairs`` (this process's own is not in it).
+        self.worker_cpu = 0.0
         # The ids (stop words dropped) of each title and description tokenised so far.
         self._texts: dict[str, npt.NDArray[np.int64]] = {}
 
@@ -135,8 +167,14 @@ class SharedTerms:
         """The word terms documents ``first`` and ``second`` share, strongest first."""
         return self.of_pairs([(first, second)], limit)[0]
 
-    def of_pairs(self, pairs: Sequence[tuple[int, int]], limit: int = LIMIT) -> list[list[str]]:
-        """The shared terms of each pair of document rows, in the order of ``pairs``."""
+    def of_pairs(
+        self, pairs: Sequence[tuple[int, int]], limit: int = LIMIT, *, workers: int = 1
+    ) -> list[list[str]]:
+        """The shared terms of each pair of document rows, in the order of ``pairs``.
+
+        With ``workers`` > 1 and at least ``PARALLEL_MIN_PAIRS`` pairs, forked processes explain
+        slices of them (the same lists: a pair's terms depend on nothing else).
+        """
         results: list[list[str]] = [[] for _ in pairs]
         if not pairs:
             return results
@@ -148,10 +186,33 @@ class SharedTerms:
         graph = sp.coo_matrix((np.ones(len(ends)), (ends[:, 0], ends[:, 1])), shape=(size, size))
         _, component = connected_components(graph, directed=False)
         order = np.lexsort((ends.min(axis=1), component[ends[:, 0]])).tolist()
-        for start in range(0, len(order), _CHUNK):
-            chunk = order[start : start + _CHUNK]
-            for number, terms in zip(chunk, self._chunk([pairs[n] for n in chunk], limit), strict=True):
-                results[number] = terms
+        self.worker_cpu = 0.0
+        if workers > 1 and len(pairs) >= PARALLEL_MIN_PAIRS and "fork" in mp.get_all_start_methods():
+            # Whole chunks per slice, a few slices per worker (they finish at different times).
+            step = _CHUNK * max(1, -(-len(order) // (_CHUNK * 3 * workers)))
+            slices = [order[start : start + step] for start in range(0, len(order), step)]
+            global _JOB
+            _JOB = (self._vectoriser, self._documents, limit)
+            try:
+                context = mp.get_context("fork")
+                with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                    done = list(pool.map(_explain_slice, [[pairs[n] for n in part] for part in slices]))
+            finally:
+                _JOB = None
+            for part, (explained, cpu) in zip(slices, done, strict=True):
+                self.worker_cpu += cpu
+                for number, terms in zip(part, explained, strict=True):
+                    results[number] = terms
+            return results
+        for number, terms in zip(order, self._in_chunks([pairs[n] for n in order], limit), strict=True):
+            results[number] = terms
+        return results
+
+    def _in_chunks(self, pairs: Sequence[tuple[int, int]], limit: int) -> list[list[str]]:
+        """The shared terms of ``pairs`` (in an order that keeps near-copies together), chunk by chunk."""
+        results: list[list[str]] = []
+        for start in range(0, len(pairs), _CHUNK):
+            results += self._chunk(pairs[start : start + _CHUNK], limit)
         return results
 
     def _counts(self, rows: Sequence[int]) -> tuple[sp.csr_matrix, int]:

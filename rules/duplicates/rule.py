@@ -253,7 +253,7 @@ class DuplicateCandidate(BacklogRule):
         return PairScan(index, by_key, candidates, flagged)
 
     def check(self, issues: Sequence[Issue], ctx: RuleContext) -> Iterator[Finding]:
-        from rules.duplicates.explain import SharedTerms
+        from rules.duplicates.explain import SharedTerms, workers
         from rules.duplicates.ranking import pair_ranks
 
         scan = self._scan(issues, ctx)
@@ -299,11 +299,14 @@ class DuplicateCandidate(BacklogRule):
             )
         )
         explainer = SharedTerms(index.vectoriser, index.documents)
-        explained = explainer.of_pairs([(index.row_of[a], index.row_of[b]) for a, b in missing])
-        index.terms.update(zip(missing, explained, strict=True))
-        del explainer, explained, missing
+        rows = [(index.row_of[a], index.row_of[b]) for a, b in missing]
+        index.terms.update(zip(missing, explainer.of_pairs(rows, workers=workers()), strict=True))
         spent, spent_cpu = time.perf_counter() - started, time.process_time() - cpu
+        # A part of dup-explain; the forked workers' CPU time is apart (not in this process's).
         logger.debug("phase dup-shared-terms: %.3f s (cpu %.3f s)", spent, spent_cpu)
+        if explainer.worker_cpu:
+            logger.debug("phase dup-shared-terms-workers: 0.000 s (cpu %.3f s)", explainer.worker_cpu)
+        del explainer, rows, missing
         for start in range(0, len(order), _EXPLAIN_CHUNK):
             started, cpu = time.perf_counter(), time.process_time()
             findings = [

@@ -158,3 +158,107 @@ def test_the_cached_index_keeps_the_shared_terms_of_the_findings() -> None:
     index = cache.get("duplicate-candidate:T:window=180")
     assert isinstance(index, DuplicateIndex)
     assert index.terms[("T-1", "T-2")] == finding.details["shared_terms"] != []
+
+
+def _copies_backlog(
+    rng: random.Random, bases: int, copies: int
+) -> tuple[list[Document], list[tuple[int, int]]]:
+    """Real documents, each with near-copies (a suffix on the title, the same description), and
+    pairs among each group as the duplicate-heavy backlog reports them."""
+    real = _real_documents(bases)
+    documents = list(real)
+    pairs = []
+    for row, document in enumerate(real):
+        for copy in range(copies):
+            pairs.append((row, len(documents)))
+            if copy:
+                pairs.append((len(documents) - 1, len(documents)))
+            documents.append(
+                Document(f"{document.title} {rng.choice(['again', 'on staging'])}", document.body)
+            )
+    pairs += [(rng.randrange(len(documents)), rng.randrange(len(documents))) for _ in range(100)]
+    return documents, pairs
+
+
+def test_forked_workers_give_the_same_terms_as_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rules.duplicates.explain as explain
+
+    monkeypatch.setattr(explain, "_CHUNK", 50)
+    monkeypatch.setattr(explain, "PARALLEL_MIN_PAIRS", 10)
+    documents, pairs = _copies_backlog(random.Random(4), 150, 3)
+    vectoriser, _ = Vectoriser.fit(documents)
+    alone = SharedTerms(vectoriser, documents)
+    expected = alone.of_pairs(pairs)
+    assert alone.worker_cpu == 0.0
+    forked = SharedTerms(vectoriser, documents)
+    assert forked.of_pairs(pairs, workers=2) == expected
+    if "fork" in __import__("multiprocessing").get_all_start_methods():
+        assert forked.worker_cpu > 0.0  # the workers did the work
+    for (first, second), terms in list(zip(pairs, expected, strict=True))[::7]:
+        assert terms == vectoriser.shared_terms(documents[first], documents[second])
+
+
+def test_keys_too_wide_to_pack_are_sorted_by_lexsort_with_the_same_terms(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import rules.duplicates.explain as explain
+
+    documents, pairs = _copies_backlog(random.Random(6), 80, 2)
+    vectoriser, _ = Vectoriser.fit(documents)
+    packed = SharedTerms(vectoriser, documents).of_pairs(pairs)
+    monkeypatch.setattr(explain, "_KEY_BITS", 8)  # every packed sort falls back to np.lexsort
+    assert SharedTerms(vectoriser, documents).of_pairs(pairs) == packed
+    for (first, second), terms in zip(pairs, packed, strict=True):
+        assert terms == vectoriser.shared_terms(documents[first], documents[second])
+
+
+def test_term_columns_are_the_term_hashers_columns_on_real_text() -> None:
+    import numpy as np
+    import scipy.sparse as sp
+
+    from rules.duplicates.explain import _squared_idf
+    from rules.duplicates.vectors import _TERM_HASHER
+
+    documents = _real_documents(2000)
+    vectoriser, _ = Vectoriser.fit(documents)
+    terms = sorted({term for document in documents for term in word_terms(document.word_text)})
+    columns = sp.csr_matrix(_TERM_HASHER.transform([[term] for term in terms])).indices
+    expected = [float(w) ** 2 for w in vectoriser.word_idf[columns]]
+    assert _squared_idf(vectoriser, terms).tolist() == expected
+    assert len(np.unique(columns)) > 1000
+
+
+def test_the_finding_names_the_terms_the_pair_shares_strongest_first() -> None:
+    """Through the rule: a near-copy's finding lists the bigrams both items' titles share (a title
+    counts twice), then the descriptions' (ties in name order), and the message names them."""
+    from refinebot.models import Issue, SourceKind
+    from rules.base import RuleContext
+    from rules.duplicates import DuplicateCandidate
+
+    texts = [
+        (
+            "Checkout fails when a coupon code is applied",
+            "The payment page shows error 502 after the coupon.",
+        ),
+        (
+            "Checkout fails when a coupon code is applied again",
+            "The payment page shows error 502 after the coupon.",
+        ),
+        ("Add dark mode", "Users want a dark theme for the settings page."),
+    ]
+    issues = [
+        Issue(
+            key=f"T-{n}",
+            project="T",
+            source_kind=SourceKind.FILE,
+            title=title,
+            description=body,
+            created=datetime(2026, 1, n, tzinfo=UTC),
+        )
+        for n, (title, body) in enumerate(texts, start=1)
+    ]
+    (finding,) = DuplicateCandidate().check(issues, RuleContext("T", datetime(2026, 11, 20, tzinfo=UTC)))
+    terms = ["checkout fails", "code applied", "coupon code", "fails coupon", "502 coupon"]
+    assert finding.issue == "T-2"
+    assert finding.details["shared_terms"] == terms
+    assert f"; shared terms: {', '.join(terms)})." in finding.message

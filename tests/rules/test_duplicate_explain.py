@@ -262,3 +262,23 @@ def test_the_finding_names_the_terms_the_pair_shares_strongest_first() -> None:
     assert finding.issue == "T-2"
     assert finding.details["shared_terms"] == terms
     assert f"; shared terms: {', '.join(terms)})." in finding.message
+
+
+def test_the_fast_token_pattern_finds_the_analysers_tokens() -> None:
+    """Every string of up to 5 characters over word characters (ASCII, accented, digit, underscore),
+    a combining accent, dots, spaces and dashes, and the real texts."""
+    import itertools
+    import re
+
+    from rules.duplicates.explain import _FAST_TOKENS
+    from rules.duplicates.vectors import TOKEN_PATTERN
+
+    tokens = re.compile(TOKEN_PATTERN).findall
+    alphabet = "aé1_.\u0301 -"
+    for length in range(6):
+        for letters in itertools.product(alphabet, repeat=length):
+            text = "".join(letters)
+            assert _FAST_TOKENS(text) == tokens(text), text
+    for document in _real_documents(3000):
+        for text in (document.title, document.body, document.word_text):
+            assert _FAST_TOKENS(text) == tokens(text)

@@ -120,7 +120,7 @@ def _runs(
 # Pairs explained in forked workers from this many on (under it the fork costs more than it saves).
 PARALLEL_MIN_PAIRS = 20_000
 # What forked workers explain from: set before the pool forks, so they share it copy-on-write.
-_JOB: tuple[Vectoriser, Sequence[Document], int] | None = None
+_JOB: tuple[Vectoriser, Sequence[Document], Sequence[tuple[int, int]], int] | None = None
 
 
 def workers() -> int:
@@ -131,12 +131,12 @@ def workers() -> int:
     return max(1, min(THREADS, os.cpu_count() or 1))
 
 
-def _explain_slice(pairs: Sequence[tuple[int, int]]) -> tuple[list[list[str]], float]:
-    """In a forked worker: the shared terms of ``pairs``, and the CPU time spent on them."""
+def _explain_slice(bounds: tuple[int, int]) -> tuple[list[list[str]], float]:
+    """In a forked worker: the shared terms of the job's pairs ``start:stop``, and the CPU time spent."""
     assert _JOB is not None, "set by SharedTerms.of_pairs before the pool forks"
-    vectoriser, documents, limit = _JOB
+    vectoriser, documents, pairs, limit = _JOB
     cpu = time.process_time()
-    explained = SharedTerms(vectoriser, documents)._in_chunks(pairs, limit)
+    explained = SharedTerms(vectoriser, documents)._in_chunks(pairs[bounds[0] : bounds[1]], limit)
     return explained, time.process_time() - cpu
 
 
@@ -189,25 +189,27 @@ class SharedTerms:
         graph = sp.coo_matrix((np.ones(len(ends)), (ends[:, 0], ends[:, 1])), shape=(size, size))
         _, component = connected_components(graph, directed=False)
         order = np.lexsort((ends.min(axis=1), component[ends[:, 0]])).tolist()
+        ordered = [pairs[n] for n in order]
         self.worker_cpu = 0.0
         if workers > 1 and len(pairs) >= PARALLEL_MIN_PAIRS and "fork" in mp.get_all_start_methods():
-            # Whole chunks per slice, a few slices per worker (they finish at different times).
+            # Whole chunks per slice, a few slices per worker (they finish at different times);
+            # the workers read the pairs from the forked memory, only the terms come back.
             step = _CHUNK * max(1, -(-len(order) // (_CHUNK * 3 * workers)))
-            slices = [order[start : start + step] for start in range(0, len(order), step)]
             global _JOB
-            _JOB = (self._vectoriser, self._documents, limit)
+            _JOB = (self._vectoriser, self._documents, ordered, limit)
             try:
                 context = mp.get_context("fork")
                 with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-                    done = list(pool.map(_explain_slice, [[pairs[n] for n in part] for part in slices]))
+                    slices = [(start, start + step) for start in range(0, len(order), step)]
+                    explained: list[list[str]] = []
+                    for part, cpu in pool.map(_explain_slice, slices):
+                        explained += part
+                        self.worker_cpu += cpu
             finally:
                 _JOB = None
-            for part, (explained, cpu) in zip(slices, done, strict=True):
-                self.worker_cpu += cpu
-                for number, terms in zip(part, explained, strict=True):
-                    results[number] = terms
-            return results
-        for number, terms in zip(order, self._in_chunks([pairs[n] for n in order], limit), strict=True):
+        else:
+            explained = self._in_chunks(ordered, limit)
+        for number, terms in zip(order, explained, strict=True):
             results[number] = terms
         return results
 

@@ -2,22 +2,25 @@
 
 ``Vectoriser.shared_terms`` explains one pair: it analyses both documents, hashes every shared term
 and weighs it with numpy scalars, about 600 us a pair. ``SharedTerms.of_pairs`` gives the same lists
-(same weights, same order, same ties) for a batch of pairs, in chunks of pairs:
+(same weights, same order, same ties) for a batch of pairs, in chunks of pairs that keep the
+near-copies of one item together (connected components of the pairs' documents):
 
-- a chunk's documents are tokenised once (a description shared by several of them once), each
-  token mapped to a vocabulary id in one C-level ``map``; counts of unigrams and of bigrams (pairs of
-  consecutive ids) come from one sort of (document, term) keys, as a sparse count matrix;
+- each title and description is tokenised once per run (a description several documents share,
+  once), each token mapped to a vocabulary id in one C-level ``map``; a chunk's counts of unigrams
+  and of bigrams (pairs of consecutive ids) come from one sort of (document, term) keys, as a
+  sparse count matrix of ``1 + log(count)``;
 - the shared terms of all the chunk's pairs are one elementwise product of two row selections of
-  that matrix, whose values are the pairs' ``(1 + log count)`` products;
-- only the terms some pair shares are hashed (a unigram once per run, a bigram once per chunk),
-  and their squared IDF taken per distinct IDF value;
-- the candidates of each pair (the best ``limit`` bigrams and ``3 * limit`` unigrams by weight,
-  with every term tied with the last) come from one sort of packed integer keys; only they reach
-  Python, where ties are broken by the term as the per-pair code does.
+  that matrix; only terms some pair shares are hashed (``murmurhash3_32``, the term hasher's
+  function; a unigram once per run, a bigram once per chunk) and their squared IDF taken per
+  distinct IDF value;
+- each pair's candidates (its best ``limit`` bigrams and ``3 * limit`` unigrams by weight, with
+  every term tied with the last) come from one sort of packed integer keys; ranking their names
+  once per chunk breaks ties by the term as the per-pair code does, and two more sorts pick the
+  bigrams, the unigrams none of them holds, and the first ``limit``.
 
 A batch of at least ``PARALLEL_MIN_PAIRS`` pairs can be split over forked workers (slices of whole
-components, so no document is counted twice). Imports numpy and scikit-learn: load it only when
-the rule runs.
+chunks; the terms come back pickled). Imports numpy and scikit-learn: load it only when the rule
+runs.
 """
 
 from __future__ import annotations

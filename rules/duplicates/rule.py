@@ -292,7 +292,8 @@ class DuplicateCandidate(BacklogRule):
         )
         started, cpu = time.perf_counter(), time.process_time()
         # The shared terms of every reported pair not explained by an earlier run, in one batch
-        # (documents tokenised once, terms weighed and ranked in numpy); kept in the index.
+        # (explain.py: documents tokenised once, terms weighed and ranked in numpy, in forked
+        # workers for a big batch); kept in the index for the next run.
         missing = list(
             dict.fromkeys(
                 named for key in order if (named := _sorted_pair(key, partner[key][1])) not in index.terms

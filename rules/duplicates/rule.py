@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,7 +29,6 @@ from refinebot.models import Finding, Issue, Severity, StatusCategory, pair_subj
 from rules.base import BacklogRule, RuleContext, RuleOptions
 
 if TYPE_CHECKING:
-    from rules.duplicates.explain import SharedTerms
     from rules.duplicates.index import DuplicateIndex
     from rules.duplicates.ranking import ScoredPair, VectorStore
 
@@ -142,7 +141,7 @@ class _Ages(dict[str, tuple[datetime, tuple[int, str]]]):
 
 # A scored neighbour of an item: (score, other key, ranking score).
 _Ranked = tuple[float, str, float]
-# Findings explained together: their new pairs' documents are analysed in one batch.
+# Findings built between two looks at the clock (the phase timer leaves out the consumer's time).
 _EXPLAIN_CHUNK = 2_000
 
 
@@ -254,7 +253,7 @@ class DuplicateCandidate(BacklogRule):
         return PairScan(index, by_key, candidates, flagged)
 
     def check(self, issues: Sequence[Issue], ctx: RuleContext) -> Iterator[Finding]:
-        from rules.duplicates.explain import SharedTerms
+        from rules.duplicates.explain import SharedTerms, workers
         from rules.duplicates.ranking import pair_ranks
 
         scan = self._scan(issues, ctx)
@@ -288,45 +287,40 @@ class DuplicateCandidate(BacklogRule):
         # natural one to keep.
         partner = {key: min(pairs, key=lambda p: (-p[2], ages[p[1]])) for key, pairs in reported.items()}
         order = sorted(reported, key=ages.__getitem__)
-        explainer = SharedTerms(index.vectoriser, index.documents)
-        # Rows of the pairs to explain, with how many pairs need each: a document is analysed once
-        # and forgotten after its last pair.
-        uses: Counter[int] = Counter(
-            index.row_of[k]
-            for key in order
-            if _sorted_pair(key, partner[key][1]) not in index.terms
-            for k in (key, partner[key][1])
-        )
         logger.debug(
             "phase dup-rank: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu
         )
-        spent = spent_cpu = 0.0
+        started, cpu = time.perf_counter(), time.process_time()
+        # The shared terms of every reported pair not explained by an earlier run, in one batch
+        # (explain.py: documents tokenised once, terms weighed and ranked in numpy, in forked
+        # workers for a big batch); kept in the index for the next run.
+        missing = list(
+            dict.fromkeys(
+                named for key in order if (named := _sorted_pair(key, partner[key][1])) not in index.terms
+            )
+        )
+        explainer = SharedTerms(index.vectoriser, index.documents)
+        rows = [(index.row_of[a], index.row_of[b]) for a, b in missing]
+        index.terms.update(zip(missing, explainer.of_pairs(rows, workers=workers()), strict=True))
+        spent, spent_cpu = time.perf_counter() - started, time.process_time() - cpu
+        # A part of dup-explain; the forked workers' CPU time is apart (not in this process's).
+        logger.debug("phase dup-shared-terms: %.3f s (cpu %.3f s)", spent, spent_cpu)
+        if explainer.worker_cpu:
+            logger.debug("phase dup-shared-terms-workers: 0.000 s (cpu %.3f s)", explainer.worker_cpu)
+        del explainer, rows, missing
         for start in range(0, len(order), _EXPLAIN_CHUNK):
             started, cpu = time.perf_counter(), time.process_time()
-            keys = order[start : start + _EXPLAIN_CHUNK]
-            rows = [
-                index.row_of[k]
-                for key in keys
-                if _sorted_pair(key, partner[key][1]) not in index.terms
-                for k in (key, partner[key][1])
-            ]
-            explainer.prepare(rows)
             findings = [
-                self._finding(ctx, index, by_key, key, partner[key], neighbours[key], evidence, explainer)
-                for key in keys
+                self._finding(ctx, index, by_key, key, partner[key], neighbours[key], evidence)
+                for key in order[start : start + _EXPLAIN_CHUNK]
             ]
-            for row in rows:
-                uses[row] -= 1
-                if not uses[row]:
-                    explainer.release(row)
             spent += time.perf_counter() - started
             spent_cpu += time.process_time() - cpu
             yield from findings
         # Saved after the explanations: the next run reuses the shared terms of unchanged pairs
         # (saved before them, they were lost and every finding was explained again). The
-        # explainer's vocabulary (millions of terms at 200k items) and the neighbour lists go first:
-        # pickling the index is the run's memory peak.
-        del explainer, neighbours, reported, ranks, evidence, partner, uses
+        # neighbour lists go first: pickling the index is the run's memory peak.
+        del neighbours, reported, ranks, evidence, partner
         self._save(ctx, options, index)
         logger.debug("phase dup-explain: %.3f s (cpu %.3f s)", spent, spent_cpu)
 
@@ -433,7 +427,6 @@ class DuplicateCandidate(BacklogRule):
         partner: _Ranked,
         neighbours: list[_Ranked],
         evidence: Mapping[frozenset[str], ScoredPair],
-        explainer: SharedTerms,
     ) -> Finding:
         options: DuplicateOptions = self.options  # type: ignore[assignment]
         issue = by_key[key]
@@ -453,10 +446,7 @@ class DuplicateCandidate(BacklogRule):
             for value, candidate, _ in ranked
         ]
         pair = _sorted_pair(key, other)
-        shared = index.terms.get(pair)
-        if shared is None:
-            shared = explainer.of(index.row_of[key], index.row_of[other])
-            index.terms[pair] = shared
+        shared = index.terms[pair]  # explained in ``check`` (in a batch) or by an earlier run
         target = by_key[other]
         closed = " (closed)" if target.status_category is StatusCategory.DONE else ""
         because = f"; shared terms: {', '.join(shared)}" if shared else ""

@@ -49,11 +49,36 @@ def test_shared_terms_in_batch_equal_the_per_pair_explanation_on_real_text() -> 
     rng = random.Random(5)
     pairs = [(row, len(real) + row) for row in range(300)]
     pairs += [(rng.randrange(len(real)), rng.randrange(len(real))) for _ in range(700)]
-    explainer = SharedTerms(vectoriser, documents)
-    explainer.prepare(row for pair in pairs for row in pair)
-    for first, second in pairs:
+    explained = SharedTerms(vectoriser, documents).of_pairs(pairs)
+    for (first, second), terms in zip(pairs, explained, strict=True):
         expected = vectoriser.shared_terms(documents[first], documents[second])
-        assert explainer.of(first, second) == expected, (documents[first], documents[second])
+        assert terms == expected, (documents[first], documents[second])
+
+
+def test_shared_terms_over_several_chunks_and_shared_descriptions_equal_the_per_pair_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pairs split over chunks, documents in more than one chunk, descriptions shared by copies
+    (tokenised once), a title equal to another item's description, empty texts, a pair of a
+    document with itself, and a term counted many times."""
+    import rules.duplicates.explain as explain
+
+    monkeypatch.setattr(explain, "_CHUNK", 7)
+    real = _real_documents(200)
+    documents = list(real)
+    documents += [Document(f"{d.title} on staging", d.body) for d in real[:60]]
+    documents += [Document(f"{d.title} again", d.body) for d in real[:60]]
+    documents += [Document(real[0].body[:80], real[1].body), Document("", ""), Document("", real[2].body)]
+    documents += [Document("retry retry retry", " ".join(["retry storm"] * 40))] * 2
+    vectoriser, _ = Vectoriser.fit(documents)
+    rng = random.Random(8)
+    pairs = [(row, 200 + row) for row in range(60)] + [(200 + row, 260 + row) for row in range(60)]
+    pairs += [(rng.randrange(len(documents)), rng.randrange(len(documents))) for _ in range(150)]
+    pairs += [(320, 1), (321, 322), (322, 2), (323, 324), (5, 5), (324, 323)]
+    explained = SharedTerms(vectoriser, documents).of_pairs(pairs)
+    for (first, second), terms in zip(pairs, explained, strict=True):
+        assert terms == vectoriser.shared_terms(documents[first], documents[second]), (first, second)
+    assert explained[-3] == ["retry storm", "storm retry", "retry retry"]  # "retry" is in them
 
 
 def test_ties_are_broken_by_the_term_and_bigrams_replace_their_words() -> None:
@@ -65,10 +90,12 @@ def test_ties_are_broken_by_the_term_and_bigrams_replace_their_words() -> None:
     vectoriser, _ = Vectoriser.fit(documents)
     explainer = SharedTerms(vectoriser, documents)
     assert explainer.of(0, 1) == vectoriser.shared_terms(documents[0], documents[1])
-    assert "alpha beta" in explainer.of(0, 1)
+    # The title's bigrams (counted twice: the title is read twice) tie and come in name order, before
+    # the body's; their words are not repeated.
+    assert explainer.of(0, 1) == ["alpha beta", "beta gamma", "gamma delta", "zeta alpha", "delta omega"]
     assert explainer.of(0, 2) == [] == vectoriser.shared_terms(documents[0], documents[2])
-    explainer.release(0)
-    assert explainer.of(0, 1) == vectoriser.shared_terms(documents[0], documents[1])  # analysed again
+    assert explainer.of_pairs([(0, 2), (1, 0)]) == [[], explainer.of(0, 1)]
+    assert explainer.of_pairs([]) == []
 
 
 def test_vectorised_ranks_equal_the_scalar_ranking_score() -> None:
@@ -131,3 +158,127 @@ def test_the_cached_index_keeps_the_shared_terms_of_the_findings() -> None:
     index = cache.get("duplicate-candidate:T:window=180")
     assert isinstance(index, DuplicateIndex)
     assert index.terms[("T-1", "T-2")] == finding.details["shared_terms"] != []
+
+
+def _copies_backlog(
+    rng: random.Random, bases: int, copies: int
+) -> tuple[list[Document], list[tuple[int, int]]]:
+    """Real documents, each with near-copies (a suffix on the title, the same description), and
+    pairs among each group as the duplicate-heavy backlog reports them."""
+    real = _real_documents(bases)
+    documents = list(real)
+    pairs = []
+    for row, document in enumerate(real):
+        for copy in range(copies):
+            pairs.append((row, len(documents)))
+            if copy:
+                pairs.append((len(documents) - 1, len(documents)))
+            documents.append(
+                Document(f"{document.title} {rng.choice(['again', 'on staging'])}", document.body)
+            )
+    pairs += [(rng.randrange(len(documents)), rng.randrange(len(documents))) for _ in range(100)]
+    return documents, pairs
+
+
+def test_forked_workers_give_the_same_terms_as_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rules.duplicates.explain as explain
+
+    monkeypatch.setattr(explain, "_CHUNK", 50)
+    monkeypatch.setattr(explain, "PARALLEL_MIN_PAIRS", 10)
+    documents, pairs = _copies_backlog(random.Random(4), 150, 3)
+    vectoriser, _ = Vectoriser.fit(documents)
+    alone = SharedTerms(vectoriser, documents)
+    expected = alone.of_pairs(pairs)
+    assert alone.worker_cpu == 0.0
+    forked = SharedTerms(vectoriser, documents)
+    assert forked.of_pairs(pairs, workers=2) == expected
+    if "fork" in __import__("multiprocessing").get_all_start_methods():
+        assert forked.worker_cpu > 0.0  # the workers did the work
+    for (first, second), terms in list(zip(pairs, expected, strict=True))[::7]:
+        assert terms == vectoriser.shared_terms(documents[first], documents[second])
+
+
+def test_keys_too_wide_to_pack_are_sorted_by_lexsort_with_the_same_terms(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import rules.duplicates.explain as explain
+
+    documents, pairs = _copies_backlog(random.Random(6), 80, 2)
+    vectoriser, _ = Vectoriser.fit(documents)
+    packed = SharedTerms(vectoriser, documents).of_pairs(pairs)
+    monkeypatch.setattr(explain, "_KEY_BITS", 8)  # every packed sort falls back to np.lexsort
+    assert SharedTerms(vectoriser, documents).of_pairs(pairs) == packed
+    for (first, second), terms in zip(pairs, packed, strict=True):
+        assert terms == vectoriser.shared_terms(documents[first], documents[second])
+
+
+def test_term_columns_are_the_term_hashers_columns_on_real_text() -> None:
+    import numpy as np
+    import scipy.sparse as sp
+
+    from rules.duplicates.explain import _squared_idf
+    from rules.duplicates.vectors import _TERM_HASHER
+
+    documents = _real_documents(2000)
+    vectoriser, _ = Vectoriser.fit(documents)
+    terms = sorted({term for document in documents for term in word_terms(document.word_text)})
+    columns = sp.csr_matrix(_TERM_HASHER.transform([[term] for term in terms])).indices
+    expected = [float(w) ** 2 for w in vectoriser.word_idf[columns]]
+    assert _squared_idf(vectoriser, terms).tolist() == expected
+    assert len(np.unique(columns)) > 1000
+
+
+def test_the_finding_names_the_terms_the_pair_shares_strongest_first() -> None:
+    """Through the rule: a near-copy's finding lists the bigrams both items' titles share (a title
+    counts twice), then the descriptions' (ties in name order), and the message names them."""
+    from refinebot.models import Issue, SourceKind
+    from rules.base import RuleContext
+    from rules.duplicates import DuplicateCandidate
+
+    texts = [
+        (
+            "Checkout fails when a coupon code is applied",
+            "The payment page shows error 502 after the coupon.",
+        ),
+        (
+            "Checkout fails when a coupon code is applied again",
+            "The payment page shows error 502 after the coupon.",
+        ),
+        ("Add dark mode", "Users want a dark theme for the settings page."),
+    ]
+    issues = [
+        Issue(
+            key=f"T-{n}",
+            project="T",
+            source_kind=SourceKind.FILE,
+            title=title,
+            description=body,
+            created=datetime(2026, 1, n, tzinfo=UTC),
+        )
+        for n, (title, body) in enumerate(texts, start=1)
+    ]
+    (finding,) = DuplicateCandidate().check(issues, RuleContext("T", datetime(2026, 11, 20, tzinfo=UTC)))
+    terms = ["checkout fails", "code applied", "coupon code", "fails coupon", "502 coupon"]
+    assert finding.issue == "T-2"
+    assert finding.details["shared_terms"] == terms
+    assert f"; shared terms: {', '.join(terms)})." in finding.message
+
+
+def test_the_fast_token_pattern_finds_the_analysers_tokens() -> None:
+    """Every string of up to 5 characters over word characters (ASCII, accented, digit, underscore),
+    a combining accent, dots, spaces and dashes, and the real texts."""
+    import itertools
+    import re
+
+    from rules.duplicates.explain import _FAST_TOKENS
+    from rules.duplicates.vectors import TOKEN_PATTERN
+
+    tokens = re.compile(TOKEN_PATTERN).findall
+    alphabet = "aé1_.\u0301 -"
+    for length in range(6):
+        for letters in itertools.product(alphabet, repeat=length):
+            text = "".join(letters)
+            assert _FAST_TOKENS(text) == tokens(text), text
+    for document in _real_documents(3000):
+        for text in (document.title, document.body, document.word_text):
+            assert _FAST_TOKENS(text) == tokens(text)

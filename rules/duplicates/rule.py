@@ -325,7 +325,7 @@ class DuplicateCandidate(BacklogRule):
         # Saved after the explanations: the next run reuses the shared terms of unchanged pairs
         # (saved before them, they were lost and every finding was explained again). The
         # explainer's vocabulary (millions of terms at 200k items) and the neighbour lists go first:
-        # pickling the index is the run's memory peak.
+        # encoding the index's new segments adds to the run's memory peak.
         del explainer, neighbours, reported, ranks, evidence, partner, uses
         self._save(ctx, options, index)
         logger.debug("phase dup-explain: %.3f s (cpu %.3f s)", spent, spent_cpu)
@@ -380,6 +380,7 @@ class DuplicateCandidate(BacklogRule):
     def _index(issues: Sequence[Issue], ctx: RuleContext, options: DuplicateOptions) -> DuplicateIndex:
         from rules.duplicates.index import INDEX_VERSION, DuplicateIndex, build_index, update_index
         from rules.duplicates.ranking import SEMANTIC_FLOOR
+        from rules.duplicates.stored import load_index
         from rules.duplicates.templates import PENALTY_FLOOR
 
         # The penalty only lowers scores: a pair under the candidate floor is dropped either way.
@@ -390,7 +391,7 @@ class DuplicateCandidate(BacklogRule):
             return build_index(issues, penalty_floor)
         key = _cache_key(ctx, options.closed_window_days)
         started, cpu = time.perf_counter(), time.process_time()
-        cached = cache.get(key)
+        cached = load_index(cache, key)
         logger.debug(
             "phase dup-cache-load: %.3f s (cpu %.3f s)",
             time.perf_counter() - started,
@@ -416,13 +417,16 @@ class DuplicateCandidate(BacklogRule):
     def _save(ctx: RuleContext, options: DuplicateOptions, index: DuplicateIndex) -> None:
         if ctx.cache is None:
             return
+        from rules.duplicates.stored import save_index
+
         started, cpu = time.perf_counter(), time.process_time()
-        ctx.cache.put(_cache_key(ctx, options.closed_window_days), index)
+        written = save_index(ctx.cache, _cache_key(ctx, options.closed_window_days), index)
         logger.debug(
             "phase dup-cache-save: %.3f s (cpu %.3f s)",
             time.perf_counter() - started,
             time.process_time() - cpu,
         )
+        logger.debug("duplicate index: %.1f MiB written to the rule cache", written / 2**20)
 
     def _finding(
         self,

@@ -209,11 +209,11 @@ def _encode_manifest(index: Any, segments: Sequence[Segment]) -> bytes:
         "terms": [[a, b, terms] for (a, b), terms in index.terms.items()],
         "embedded": [[key, print_] for key, (print_, _) in embedded],
     }
+    # Only the document frequencies, as int32 (no count reaches 2**31): the IDF follows from them,
+    # and the vectoriser was 36 MB of every manifest.
     arrays: dict[str, npt.NDArray[Any]] = {
-        "word_idf": vectoriser.word_idf,
-        "char_idf": vectoriser.char_idf,
-        "word_df": vectoriser.word_df,
-        "char_df": vectoriser.char_df,
+        "word_df": vectoriser.word_df.astype(np.int32),
+        "char_df": vectoriser.char_df.astype(np.int32),
         "pairs": index.pairs,
         "scores": index.scores,
         "live": np.packbits(np.concatenate([s.live for s in segments]))
@@ -291,12 +291,8 @@ def load_index(cache: RuleCache, key: str) -> Any:
             parts.append(_decode_segment(blob, live))
             del blob
             segments.append(Segment(digest, rows, live))
-        vectoriser = Vectoriser(
-            word_idf=arrays["word_idf"],
-            char_idf=arrays["char_idf"],
-            word_df=arrays["word_df"],
-            char_df=arrays["char_df"],
-            n_docs=int(meta["n_docs"]),
+        vectoriser = Vectoriser.from_frequencies(
+            arrays["word_df"].astype(np.int64), arrays["char_df"].astype(np.int64), int(meta["n_docs"])
         )
         embedded = meta["embedded"]
         vectors = arrays.get("embeddings")
@@ -308,7 +304,7 @@ def load_index(cache: RuleCache, key: str) -> Any:
             boilerplate=TitleBoilerplate(frozenset(meta["prefixes"]), frozenset(meta["suffixes"])),
             matrix=_stack(
                 [part.matrix for part in parts],
-                int(arrays["word_idf"].shape[0] + arrays["char_idf"].shape[0]),
+                int(arrays["word_df"].shape[0] + arrays["char_df"].shape[0]),
             ),
             pairs=arrays["pairs"],
             scores=arrays["scores"],

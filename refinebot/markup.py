@@ -178,7 +178,7 @@ _WIKI_COLOR = re.compile(r"\{color(?::[^}]*)?\}|\{quote\}|\{panel(?::[^}]*)?\}",
 # A panel's title is a heading in all but name ({panel:title=Acceptance criteria}).
 _WIKI_PANEL_TITLE = re.compile(r"^\s*\{panel:(?:[^}]*\|)?title=([^|}]*)[^}]*\}\s*(.*)$", re.IGNORECASE)
 _WIKI_EMPH = re.compile(r"(?<![\w*])([*_+\-^~?]{1,2})(?=\S)([^\n]{0,300}?\S)\1(?![\w*])")
-_WIKI_EMPH_MARK = re.compile(r"[*_+\-^~?]")
+_WIKI_EMPH_MARKS = "*_+-^~?"  # the characters of _WIKI_EMPH's marker class
 _WIKI_RULE = re.compile(r"^\s*-{4,}\s*$")
 _WIKI_IMAGE = re.compile(r"!([^!\s|]+)(?:\|[^!]*)?!")
 _WIKI_TABLE = re.compile(r"\|\|?")
@@ -221,7 +221,8 @@ def _wiki_inline(text: str) -> str:
     if "{" in text:
         text = _WIKI_MONO.sub(r"\1", text)
         text = _WIKI_COLOR.sub("", text)
-    if _WIKI_EMPH_MARK.search(text):
+    # Emphasis opens and closes with the same marker: a marker seen once cannot match.
+    if any(text.count(mark) >= 2 for mark in _WIKI_EMPH_MARKS):
         text = _WIKI_EMPH.sub(r"\2", text)
     return text
 

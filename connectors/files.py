@@ -266,9 +266,12 @@ def _read_csv_rows(
                 f"{path}: column {needed.title()!r} is missing; is this a Jira CSV export? "
                 f"(columns: {', '.join(columns[:12])})"
             )
+    layout = _CsvLayout.of(columns)
     issues = []
     for line_no, row in _numbered(rows):
-        if not any(cell.strip() for cell in row):
+        # A row of blank cells only (joined: no per-cell strip; isspace copies nothing).
+        joined = "".join(row)
+        if not joined or joined.isspace():
             continue
         if len(row) != len(columns):
             problems.append(
@@ -278,7 +281,7 @@ def _read_csv_rows(
             )
             continue
         try:
-            issues.append(_map_csv_row(columns, row, tz))
+            issues.append(_map_csv_row(layout, row, tz))
         except MappingError as exc:
             problems.append(
                 SkippedItem(f"{path}: row {line_no} ({exc.record})", f"field {exc.field!r}: {exc.reason}")
@@ -311,23 +314,71 @@ def _csv_date(value: str, record: str, column: str, tz: tzinfo) -> datetime | No
     raise MappingError(record, column, f"not a date: {value!r}")
 
 
-def _map_csv_row(columns: Sequence[str], row: Sequence[str], tz: tzinfo) -> Issue:
-    single: dict[str, str] = {}
-    multi: dict[str, list[str]] = {}
-    links: list[Link] = []
-    for column, cell in zip(columns, row, strict=True):
-        name = column.lower()
-        value = cell.strip()
-        if name.startswith(("inward issue link (", "outward issue link (")):
-            if value:
+# The columns a row is mapped from (lower-cased); other columns are read by no field. "sprint" and
+# "labels" may repeat (one column per value); of any other the first column counts.
+_SINGLE_COLUMNS = (
+    "issue key",
+    "summary",
+    *_POINT_COLUMNS,
+    "status",
+    "status category",
+    "custom field (acceptance criteria)",
+    "acceptance criteria",
+    "parent key",
+    "parent",
+    "custom field (epic link)",
+    "issue type",
+    "project key",
+    "description",
+    "priority",
+    "custom field (rank)",
+    "rank",
+    "assignee",
+    "reporter",
+    "created",
+    "updated",
+)
+_MULTI_COLUMNS = ("sprint", "labels")
+
+
+@dataclass(frozen=True, slots=True)
+class _CsvLayout:
+    """Where each field of a row is, worked out once per file from the header (not per row)."""
+
+    single: tuple[tuple[str, int], ...]  # field name, its first column
+    multi: tuple[tuple[str, tuple[int, ...]], ...]  # field name, every column of it
+    links: tuple[tuple[int, LinkKind], ...]  # a link column and the kind of its links
+
+    @classmethod
+    def of(cls, columns: Sequence[str]) -> _CsvLayout:
+        first: dict[str, int] = {}
+        every: dict[str, list[int]] = {}
+        links: list[tuple[int, LinkKind]] = []
+        for position, column in enumerate(columns):
+            name = column.lower()
+            if name.startswith(("inward issue link (", "outward issue link (")):
                 direction = "inward" if name.startswith("inward") else "outward"
                 type_name = name[name.index("(") + 1 : name.rindex(")")].strip()
                 text = _CSV_LINK_TEXT.get((direction, type_name), "relates to")
-                links.append(Link(link_kind_from_text(text), value))
-            continue
-        if value:
-            multi.setdefault(name, []).append(value)
-        single.setdefault(name, value)
+                links.append((position, link_kind_from_text(text)))
+                continue
+            first.setdefault(name, position)
+            every.setdefault(name, []).append(position)
+        return cls(
+            single=tuple((name, first[name]) for name in _SINGLE_COLUMNS if name in first),
+            multi=tuple((name, tuple(every[name])) for name in _MULTI_COLUMNS if name in every),
+            links=tuple(links),
+        )
+
+
+def _map_csv_row(layout: _CsvLayout, row: Sequence[str], tz: tzinfo) -> Issue:
+    single = {name: row[position].strip() for name, position in layout.single}
+    multi: dict[str, list[str]] = {}
+    for name, positions in layout.multi:
+        values = [value for value in (row[p].strip() for p in positions) if value]
+        if values:
+            multi[name] = values
+    links = [Link(kind, value) for position, kind in layout.links if (value := row[position].strip())]
     key = single.get("issue key", "")
     if not key:
         raise MappingError("<row>", "Issue key", "empty")

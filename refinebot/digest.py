@@ -164,6 +164,10 @@ class ReadThroughRuleCache:
         """Keep ``value`` for this run only."""
         self._mine[key] = value
 
+    def delete(self, key: str) -> None:
+        """Forget ``key`` for this run (the stored value stays: ``scan`` writes no records)."""
+        self._mine[key] = None
+
 
 # --- the bot's own activity ------------------------------------------------------------------------
 

@@ -17,10 +17,14 @@ _BLANK_RUNS = re.compile(r"\n{3,}")
 
 
 def _tidy(text: str) -> str:
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\xa0", " ")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = text.replace("\xa0", " ")
     # rstrip per line, not a regex: "[ \t]+\n" is quadratic on long runs of spaces.
     text = "\n".join(line.rstrip(" \t") for line in text.split("\n"))
-    return _BLANK_RUNS.sub("\n\n", text).strip()
+    if "\n\n\n" in text:  # the regex scan costs more than this search, and most texts have none
+        text = _BLANK_RUNS.sub("\n\n", text)
+    return text.strip()
 
 
 # --- Atlassian Document Format -------------------------------------------------------------------
@@ -174,6 +178,7 @@ _WIKI_COLOR = re.compile(r"\{color(?::[^}]*)?\}|\{quote\}|\{panel(?::[^}]*)?\}",
 # A panel's title is a heading in all but name ({panel:title=Acceptance criteria}).
 _WIKI_PANEL_TITLE = re.compile(r"^\s*\{panel:(?:[^}]*\|)?title=([^|}]*)[^}]*\}\s*(.*)$", re.IGNORECASE)
 _WIKI_EMPH = re.compile(r"(?<![\w*])([*_+\-^~?]{1,2})(?=\S)([^\n]{0,300}?\S)\1(?![\w*])")
+_WIKI_EMPH_MARKS = "*_+-^~?"  # the characters of _WIKI_EMPH's marker class
 _WIKI_RULE = re.compile(r"^\s*-{4,}\s*$")
 _WIKI_IMAGE = re.compile(r"!([^!\s|]+)(?:\|[^!]*)?!")
 _WIKI_TABLE = re.compile(r"\|\|?")
@@ -205,32 +210,44 @@ def wiki_to_text(text: str | None) -> str:
 
 
 def _wiki_inline(text: str) -> str:
-    text = _WIKI_IMAGE.sub(r"\1", text)
-    text = _WIKI_LINK.sub(lambda m: m.group(1) or m.group(2), text)
-    text = _WIKI_BARE_LINK.sub(r"\1", text)
-    text = _WIKI_MONO.sub(r"\1", text)
-    text = _WIKI_COLOR.sub("", text)
-    text = _WIKI_EMPH.sub(r"\2", text)
+    # Each substitution runs only when its marker character is in the text: most lines of a
+    # description have none, and six regex scans per line were most of reading a CSV export. The
+    # substitutions only remove characters, so a marker absent before one is absent after it.
+    if "!" in text:
+        text = _WIKI_IMAGE.sub(r"\1", text)
+    if "[" in text:
+        text = _WIKI_LINK.sub(lambda m: m.group(1) or m.group(2), text)
+        text = _WIKI_BARE_LINK.sub(r"\1", text)
+    if "{" in text:
+        text = _WIKI_MONO.sub(r"\1", text)
+        text = _WIKI_COLOR.sub("", text)
+    # Emphasis opens and closes with the same marker: a marker seen once cannot match.
+    if any(text.count(mark) >= 2 for mark in _WIKI_EMPH_MARKS):
+        text = _WIKI_EMPH.sub(r"\2", text)
     return text
 
 
 def _wiki_line(line: str) -> str:
-    if _WIKI_RULE.match(line):
+    # The line patterns all start after leading whitespace (``\s``, what str.lstrip strips) with a
+    # known character: the others cannot match, so they are not tried.
+    first = line.lstrip()[:1]
+    if first == "-" and _WIKI_RULE.match(line):
         return ""
-    panel = _WIKI_PANEL_TITLE.match(line)
+    panel = _WIKI_PANEL_TITLE.match(line) if first == "{" else None
     if panel:
         rest = _wiki_line(panel.group(2)) if panel.group(2).strip() else ""
         return "\n" + panel.group(1).strip() + "\n" + rest
-    heading = _WIKI_HEADING.match(line)
+    heading = _WIKI_HEADING.match(line) if first == "h" else None
     if heading:
         return "\n" + _wiki_inline(heading.group(2)).strip() + "\n"
-    listed = _WIKI_LIST.match(line)
+    listed = _WIKI_LIST.match(line) if first in ("*", "#", "-") else None
     if listed and not (listed.group(1).startswith("-") and len(listed.group(1)) > 1):
         markers = listed.group(1)
         indent = "  " * (len(markers) - 1)
         bullet = "1. " if markers.endswith("#") else "- "
         return indent + bullet + _wiki_inline(listed.group(2))
-    line = _WIKI_QUOTE.sub("", line)
+    if first == "b":
+        line = _WIKI_QUOTE.sub("", line)
     if line.lstrip().startswith("|"):
         cells = [c.strip() for c in _WIKI_TABLE.split(line.strip()) if c.strip()]
         return " | ".join(_wiki_inline(c) for c in cells)

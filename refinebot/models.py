@@ -222,7 +222,23 @@ class Finding:
         }
 
 
+# Exact types ``_plain`` returns as they are, and containers it copies: tested by ``type`` first,
+# because the ``Mapping`` ABC check was most of encoding 568k findings (the order below is unchanged
+# for every other type).
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_MAPPINGS = frozenset({dict, MappingProxyType})
+
+
 def _plain(value: Any) -> Any:
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind in _MAPPINGS:
+        return {
+            k if type(k) is str else str(k): v if type(v) in _SCALARS else _plain(v) for k, v in value.items()
+        }
+    if kind is list or kind is tuple:
+        return [v if type(v) in _SCALARS else _plain(v) for v in value]
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -51,6 +51,10 @@ class RuleCache(Protocol):
         """Save ``value`` under ``key``."""
         ...
 
+    def delete(self, key: str) -> None:
+        """Forget the value under ``key`` (nothing happens when there is none)."""
+        ...
+
 
 class MemoryRuleCache:
     """A ``RuleCache`` in a dict: state lives as long as the process."""
@@ -65,6 +69,10 @@ class MemoryRuleCache:
     def put(self, key: str, value: object) -> None:
         """Save ``value`` under ``key``."""
         self._values[key] = value
+
+    def delete(self, key: str) -> None:
+        """Forget the value under ``key``."""
+        self._values.pop(key, None)
 
 
 @dataclass(frozen=True, slots=True)

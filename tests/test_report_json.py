@@ -49,3 +49,13 @@ def test_a_list_streamed_item_by_item_is_the_text_json_dumps_gives(
     ]
     report.write_json_list(iter(items))
     assert capsys.readouterr().out == json.dumps(items, indent=2, ensure_ascii=False) + "\n"
+
+
+@pytest.mark.parametrize("special", [1e-7, 1e16, 2.0**70, 10**30, -0.0, 5e-324, float("nan"), float("inf")])
+def test_numbers_and_control_characters_are_spelled_as_json_dumps_spells_them(
+    capsys: pytest.CaptureFixture[str], special: float
+) -> None:
+    # msgspec spells 1e16 and 1e-7 its own way and refuses NaN: the text must still be the stdlib's.
+    items = [{"n": n, "value": special, "text": "\x00\x1f\x7f\t\u2028 ✓"} for n in range(1500)]
+    report.write_json_list(iter(items))
+    assert capsys.readouterr().out == json.dumps(items, indent=2, ensure_ascii=False) + "\n"

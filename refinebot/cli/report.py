@@ -89,26 +89,42 @@ def write_json(payload: Any) -> None:
 
 
 def write_json_list(items: Iterable[Any]) -> None:
-    """A JSON list on stdout, as ``write_json`` would print it, one item encoded at a time.
+    """A JSON list on stdout, as ``write_json`` would print it, byte for byte, 1,000 items at a time.
 
-    The items are never all held as dicts at once (568k findings of a 200k-item scan). An item of a
-    list indented by 2 is its own indented text with every line indented once more: JSON strings
-    hold no raw newline, so the lines are the encoder's own.
+    The items are never all held as dicts at once (568k findings of a 200k-item scan). The standard
+    library's indenting encoder is pure Python (14 s of a 200k scan); its compact encoder is C. So
+    each chunk is encoded compactly by ``json`` (its own number and string spelling) and indented by
+    ``msgspec.json.format``, which only re-spaces: the text is what the indenting encoder prints.
+    A chunk msgspec refuses (``NaN``, a lone surrogate) is encoded the slow way.
     """
-    encoder = json.JSONEncoder(indent=2, ensure_ascii=False)
-    chunk: list[str] = []
-    size = 0
+    import msgspec
+
+    compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+    indented = json.JSONEncoder(indent=2, ensure_ascii=False)
+    chunk: list[Any] = []
+    written = 0
+
+    def flush() -> None:
+        nonlocal written
+        try:
+            text = msgspec.json.format(
+                ("[" + ",".join(compact.encode(item) for item in chunk) + "]").encode(), indent=2
+            ).decode()
+            # "[\n  item,\n  item\n]": the items at the depth of the whole list's.
+            body = text[2:-2]
+        except (msgspec.DecodeError, UnicodeEncodeError):
+            body = ",\n".join("  " + indented.encode(item).replace("\n", "\n  ") for item in chunk)
+        sys.stdout.write(("[\n" if not written else ",\n") + body)
+        written += len(chunk)
+        chunk.clear()
+
     for item in items:
-        chunk.append(
-            ("[\n  " if not size and not chunk else ",\n  ") + encoder.encode(item).replace("\n", "\n  ")
-        )
+        chunk.append(item)
         if len(chunk) >= _ITEMS_PER_WRITE:
-            sys.stdout.write("".join(chunk))
-            size += len(chunk)
-            chunk.clear()
-    size += len(chunk)
-    chunk.append("\n]\n" if size else "[]\n")
-    sys.stdout.write("".join(chunk))
+            flush()
+    if chunk:
+        flush()
+    sys.stdout.write("\n]\n" if written else "[]\n")
 
 
 def report(results: Sequence[ProjectResult]) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 ``build_index`` makes one from scratch; ``update_index`` brings a cached one up to date by
 re-vectorising and searching only new or changed items (and rebuilds once too much has changed).
-The index is a plain dataclass of lists, dicts, numpy arrays and scipy matrices, so it pickles as is:
-the store keeps it as bytes between runs. Imports numpy and scipy: load it only when the rule runs.
+The index is a plain dataclass of lists, dicts, numpy arrays and scipy matrices; ``stored`` writes it
+into the rule cache in parts (raw array buffers, one segment per block of rows) so an update rewrites
+only the rows that changed. Imports numpy and scipy: load it only when the rule runs.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import scipy.sparse as sp
 
 from refinebot.models import Issue
 from rules.duplicates.search import PAIR_SHIFT, THREADS, decode_pairs, exact_scores, search, unique_pairs
+from rules.duplicates.stored import Segment
 from rules.duplicates.templates import PENALTY_FLOOR, penalise
 from rules.duplicates.text import Document, TitleBoilerplate, clean_body, scored_titles
 from rules.duplicates.vectors import Vectoriser, raw_counts
@@ -71,6 +73,12 @@ class DuplicateIndex:
     # Sentence embeddings (semantic option) by key, with the fingerprint of the text embedded.
     embeddings: dict[str, tuple[str, npt.NDArray[np.float32]]] = field(default_factory=dict)
     row_of: dict[str, int] = field(default_factory=dict)
+    # How the rows are stored (``rules.duplicates.stored``): the segments whose live rows, in order,
+    # are the rows here (empty: none written yet), the digests of the segments in the cache, and the
+    # digest of the manifest last written or read (an unchanged index writes nothing).
+    segments: tuple[Segment, ...] = ()
+    stored: tuple[str, ...] = ()
+    manifest_digest: str = ""
 
     def __post_init__(self) -> None:
         if not self.row_of:
@@ -186,7 +194,9 @@ def update_index(index: DuplicateIndex, issues: Sequence[Issue]) -> DuplicateInd
     drifted = index.changed_since_build + len(changed) + len(gone)
     if drifted > REBUILD_SHARE * max(len(index.keys), 1):
         logger.info("duplicate index: %d changed, %d gone: rebuilding", len(changed), len(gone))
-        return build_index(issues, index.penalty_floor)
+        rebuilt = build_index(issues, index.penalty_floor)
+        rebuilt.stored = index.stored  # so saving it deletes the old segments
+        return rebuilt
     changed_keys = {issues[position].key for position in changed}
     # Keep unchanged rows in their old order, then append the new versions of changed items.
     keep_rows = np.asarray(
@@ -233,6 +243,7 @@ def update_index(index: DuplicateIndex, issues: Sequence[Issue]) -> DuplicateInd
     merged = np.concatenate([unchanged, fresh, rescored])
     merged_scores = np.concatenate([index.scores[alive], fresh_scores, rescored_scores])
     pairs, first = np.unique(merged, return_index=True)
+    segments = _updated_segments(index, keep_rows, len(changed_issues))
     scores = merged_scores[first]
     logger.info("duplicate index: updated %d changed, dropped %d gone", len(changed), len(gone))
     return DuplicateIndex(
@@ -256,4 +267,31 @@ def update_index(index: DuplicateIndex, issues: Sequence[Issue]) -> DuplicateInd
             and pair[0] not in changed_keys
             and pair[1] not in changed_keys
         },
+        segments=segments,
+        stored=index.stored,
+        manifest_digest=index.manifest_digest,
     )
+
+
+def _updated_segments(
+    index: DuplicateIndex, keep_rows: npt.NDArray[np.int64], added: int
+) -> tuple[Segment, ...]:
+    """The stored segments of ``index`` with rows not in ``keep_rows`` marked dead, plus a segment
+    not yet written for the ``added`` rows appended after them (none when the index was never
+    stored: it is cut into segments when saved)."""
+    if not index.segments:
+        return ()
+    kept = np.zeros(len(index.keys), dtype=bool)
+    kept[keep_rows] = True
+    segments = []
+    row = 0
+    for segment in index.segments:
+        slots = np.flatnonzero(segment.live)
+        live = np.zeros(segment.rows, dtype=bool)
+        live[slots] = kept[row : row + len(slots)]
+        row += len(slots)
+        if live.any():
+            segments.append(Segment(segment.digest, segment.rows, live))
+    if added:
+        segments.append(Segment(None, added, np.ones(added, dtype=bool)))
+    return tuple(segments)

@@ -253,6 +253,8 @@ class DuplicateCandidate(BacklogRule):
         return PairScan(index, by_key, candidates, flagged)
 
     def check(self, issues: Sequence[Issue], ctx: RuleContext) -> Iterator[Finding]:
+        import numpy as np
+
         from rules.duplicates.explain import SharedTerms, workers
         from rules.duplicates.ranking import pair_ranks
 
@@ -265,14 +267,9 @@ class DuplicateCandidate(BacklogRule):
         ages = _Ages(by_key)
         created = [by_key[key].created for key in index.keys]
         # Per item: its scored neighbours (for the candidate list) and the flagged pairs it reports,
-        # each as (score, other key, ranking score); the ranking scores of all pairs in one call.
+        # each as (score, other key, ranking score); the ranking scores in one call per list.
         neighbours: dict[str, list[_Ranked]] = defaultdict(list)
         reported: dict[str, list[_Ranked]] = defaultdict(list)
-        ranks = pair_ranks(scan.candidates, created, options).tolist()
-        for pair, rank in zip(scan.candidates, ranks, strict=True):
-            key_a, key_b = index.keys[pair.first], index.keys[pair.second]
-            neighbours[key_a].append((pair.score, key_b, rank))
-            neighbours[key_b].append((pair.score, key_a, rank))
         evidence: dict[frozenset[str], ScoredPair] = {}
         flagged_ranks = pair_ranks(scan.flagged, created, options).tolist()
         for pair, rank in zip(scan.flagged, flagged_ranks, strict=True):
@@ -283,6 +280,20 @@ class DuplicateCandidate(BacklogRule):
                 reported[newer.key].append((pair.score, older.key, rank))
             elif older.is_open:
                 reported[older.key].append((pair.score, newer.key, rank))
+        # Neighbour lists only of the items that report a finding, in candidate order as before: the
+        # lists and ranks of every other item were built and never read.
+        reporting = np.zeros(len(index.keys), dtype=bool)
+        reporting[[index.row_of[key] for key in reported]] = True
+        first = np.fromiter((p.first for p in scan.candidates), dtype=np.int64, count=len(scan.candidates))
+        second = np.fromiter((p.second for p in scan.candidates), dtype=np.int64, count=len(scan.candidates))
+        near = [scan.candidates[i] for i in np.flatnonzero(reporting[first] | reporting[second]).tolist()]
+        ranks = pair_ranks(near, created, options).tolist()
+        for pair, rank in zip(near, ranks, strict=True):
+            key_a, key_b = index.keys[pair.first], index.keys[pair.second]
+            if key_a in reported:
+                neighbours[key_a].append((pair.score, key_b, rank))
+            if key_b in reported:
+                neighbours[key_b].append((pair.score, key_a, rank))
         # The best partner by similarity with the recency preference; on a tie the oldest, the
         # natural one to keep.
         partner = {key: min(pairs, key=lambda p: (-p[2], ages[p[1]])) for key, pairs in reported.items()}
@@ -319,8 +330,8 @@ class DuplicateCandidate(BacklogRule):
             yield from findings
         # Saved after the explanations: the next run reuses the shared terms of unchanged pairs
         # (saved before them, they were lost and every finding was explained again). The
-        # neighbour lists go first: pickling the index is the run's memory peak.
-        del neighbours, reported, ranks, evidence, partner
+        # neighbour lists go first: encoding the index's new segments adds to the run's memory peak.
+        del neighbours, reported, ranks, evidence, partner, near, first, second
         self._save(ctx, options, index)
         logger.debug("phase dup-explain: %.3f s (cpu %.3f s)", spent, spent_cpu)
 
@@ -374,6 +385,7 @@ class DuplicateCandidate(BacklogRule):
     def _index(issues: Sequence[Issue], ctx: RuleContext, options: DuplicateOptions) -> DuplicateIndex:
         from rules.duplicates.index import INDEX_VERSION, DuplicateIndex, build_index, update_index
         from rules.duplicates.ranking import SEMANTIC_FLOOR
+        from rules.duplicates.stored import load_index
         from rules.duplicates.templates import PENALTY_FLOOR
 
         # The penalty only lowers scores: a pair under the candidate floor is dropped either way.
@@ -384,7 +396,7 @@ class DuplicateCandidate(BacklogRule):
             return build_index(issues, penalty_floor)
         key = _cache_key(ctx, options.closed_window_days)
         started, cpu = time.perf_counter(), time.process_time()
-        cached = cache.get(key)
+        cached = load_index(cache, key)
         logger.debug(
             "phase dup-cache-load: %.3f s (cpu %.3f s)",
             time.perf_counter() - started,
@@ -410,13 +422,16 @@ class DuplicateCandidate(BacklogRule):
     def _save(ctx: RuleContext, options: DuplicateOptions, index: DuplicateIndex) -> None:
         if ctx.cache is None:
             return
+        from rules.duplicates.stored import save_index
+
         started, cpu = time.perf_counter(), time.process_time()
-        ctx.cache.put(_cache_key(ctx, options.closed_window_days), index)
+        written = save_index(ctx.cache, _cache_key(ctx, options.closed_window_days), index)
         logger.debug(
             "phase dup-cache-save: %.3f s (cpu %.3f s)",
             time.perf_counter() - started,
             time.process_time() - cpu,
         )
+        logger.debug("duplicate index: %.1f MiB written to the rule cache", written / 2**20)
 
     def _finding(
         self,

@@ -118,6 +118,20 @@ class Vectoriser:
     n_docs: int
 
     @classmethod
+    def from_frequencies(
+        cls, word_df: npt.NDArray[np.int64], char_df: npt.NDArray[np.int64], n_docs: int
+    ) -> Vectoriser:
+        """The vectoriser of these document frequencies (its IDF follows from them: a stored index
+        keeps only the frequencies)."""
+        return cls(
+            word_idf=_idf(word_df, n_docs, MAX_WORD_DF),
+            char_idf=_idf(char_df, n_docs, MAX_CHAR_DF),
+            word_df=word_df,
+            char_df=char_df,
+            n_docs=n_docs,
+        )
+
+    @classmethod
     def fit(cls, docs: Sequence[Document]) -> tuple[Vectoriser, sp.csr_matrix]:
         """Learn IDF from ``docs`` and return it with their vectors."""
         return cls.fit_counts(*raw_counts(docs))

@@ -28,6 +28,7 @@ from rules.duplicates import (
 )
 from rules.duplicates.ranking import SEMANTIC_FLOOR, distinct_best, meaning_pairs, mutual_best
 from rules.duplicates.rule import signal_of
+from rules.duplicates.stored import load_index
 from rules.registry import build_registry
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -303,11 +304,11 @@ def test_rule_keeps_its_index_in_the_cache_between_runs() -> None:
     ctx = RuleContext(project="TEST", now=NOW, cache=cache)
     issues = [*_backlog(60), COUPON]
     assert list(DuplicateCandidate().check(issues, ctx)) == []
-    first_index = cache.get("duplicate-candidate:TEST:window=180")
+    first_index = load_index(cache, "duplicate-candidate:TEST:window=180")
     assert isinstance(first_index, DuplicateIndex)
     findings = list(DuplicateCandidate().check([*issues, COUPON_AGAIN], ctx))
     assert [(f.issue, f.details["duplicate_of"]) for f in findings] == [("T-2", "T-1")]
-    second_index = cache.get("duplicate-candidate:TEST:window=180")
+    second_index = load_index(cache, "duplicate-candidate:TEST:window=180")
     assert isinstance(second_index, DuplicateIndex)
     assert second_index.updates == first_index.updates + 1  # updated, not rebuilt
 

@@ -137,11 +137,15 @@ class _PicklingCache:
     def put(self, key: str, value: object) -> None:
         self.blobs[key] = pickle.dumps(value)
 
+    def delete(self, key: str) -> None:
+        self.blobs.pop(key, None)
+
 
 def test_the_cached_index_keeps_the_shared_terms_of_the_findings() -> None:
     from refinebot.models import Issue, SourceKind
     from rules.base import RuleContext
     from rules.duplicates import DuplicateCandidate, DuplicateIndex
+    from rules.duplicates.stored import load_index
 
     titles = [
         "Checkout fails when a coupon code is applied",
@@ -155,7 +159,7 @@ def test_the_cached_index_keeps_the_shared_terms_of_the_findings() -> None:
     cache = _PicklingCache()
     ctx = RuleContext("T", datetime(2026, 11, 20, tzinfo=UTC), cache=cache)
     (finding,) = DuplicateCandidate().check(issues, ctx)
-    index = cache.get("duplicate-candidate:T:window=180")
+    index = load_index(cache, "duplicate-candidate:T:window=180")
     assert isinstance(index, DuplicateIndex)
     assert index.terms[("T-1", "T-2")] == finding.details["shared_terms"] != []
 

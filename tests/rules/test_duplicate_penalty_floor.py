@@ -9,6 +9,7 @@ import numpy as np
 from refinebot.models import Issue, SourceKind
 from rules.base import MemoryRuleCache, RuleContext
 from rules.duplicates import DuplicateCandidate, DuplicateOptions, build_index, score_candidates
+from rules.duplicates.stored import load_index
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
@@ -82,8 +83,8 @@ def test_an_index_cached_at_a_higher_threshold_is_rebuilt_for_a_lower_one() -> N
     strict, loose = DuplicateOptions(threshold=0.9), DuplicateOptions(threshold=0.45)
     _findings(strict, cache)
     key = "duplicate-candidate:TEST:window=180"
-    assert getattr(cache.get(key), "penalty_floor", None) == 0.45
+    assert getattr(load_index(cache, key), "penalty_floor", None) == 0.45
     assert _findings(loose, cache) == _findings(loose, None)
-    assert getattr(cache.get(key), "penalty_floor", None) == 0.225  # rebuilt at the lower floor
+    assert getattr(load_index(cache, key), "penalty_floor", None) == 0.225  # rebuilt at the lower floor
     assert _findings(strict, cache) == _findings(strict, None)  # a lower floor serves a higher threshold
-    assert getattr(cache.get(key), "penalty_floor", None) == 0.225
+    assert getattr(load_index(cache, key), "penalty_floor", None) == 0.225

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from refinebot.store import Store
 from rules.duplicates import DuplicateIndex
+from rules.duplicates.stored import load_index
 from tests.cli_process import run_cli
 
 NOW = "2026-11-20T09:00:00+00:00"
@@ -47,7 +48,7 @@ def _scan(config: Path) -> list[dict[str, object]]:
 
 def _index(tmp: Path, database: str) -> DuplicateIndex:
     with Store.open(f"sqlite:///{tmp / database}.db") as store:
-        index = store.rule_cache("SHOP").get(INDEX_KEY)
+        index = load_index(store.rule_cache("SHOP"), INDEX_KEY)
     assert isinstance(index, DuplicateIndex)
     return index
 

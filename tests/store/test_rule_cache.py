@@ -51,3 +51,16 @@ def test_unreadable_value_is_dropped(store: Store, caplog: pytest.LogCaptureFixt
     with caplog.at_level(logging.WARNING, logger="refinebot.store.rule_cache"):
         assert store.rule_cache("SHOP").get("k") is None
     assert "unreadable rule cache 'k' of SHOP" in caplog.text
+
+
+def test_bytes_are_kept_as_they_are_and_a_value_can_be_deleted(store: Store) -> None:
+    blob = bytes(range(256)) * 10
+    cache = store.rule_cache("SHOP")
+    cache.put("raw", blob)
+    cache.put("other", {"kept": True})
+    with Store.open(store.engine.url) as again:
+        assert again.rule_cache("SHOP").get("raw") == blob
+        again.rule_cache("SHOP").delete("raw")
+        again.rule_cache("SHOP").delete("never-there")
+    assert cache.get("raw") is None
+    assert cache.get("other") == {"kept": True}

@@ -1,7 +1,8 @@
 """Candidate search: each item's best-scoring partners by a sparse top-k product, plus exact titles.
 
 A multi-threaded sparse top-k matrix product (``sparse_dot_topn``) finds every item's ``TOP_K``
-best partners, never a Python loop over pairs; every pair with identical normalised titles joins
+best partners, never a Python loop over pairs (on big backlogs words used by many items are held
+back from the product and added to the candidates' scores, ``SEARCH_MAX_DF``); every pair with identical normalised titles joins
 them. A pair of rows travels as one int64 (``low << 32 | high``). Imports numpy, scipy and
 sparse_dot_topn: load it only when the rule runs.
 """
@@ -16,7 +17,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
-from sparse_dot_topn import sp_matmul_topn
+from sparse_dot_topn import sp_matmul_topn, zip_sp_matmul_topn
 
 from rules.duplicates.templates import PENALTY_FLOOR, penalise
 from rules.duplicates.text import Document
@@ -43,6 +44,92 @@ def _top_pairs(
     )
     rows = np.repeat(np.arange(product.shape[0], dtype=np.int64), np.diff(product.indptr))
     return rows, product.indices.astype(np.int64), product.data.astype(FLOAT)
+
+
+# The sparse product costs the sum over features of (items using it) squared: a word in 1,000
+# items costs a million multiplies, and on a big backlog most of the product's work goes to words
+# in a few hundred to a thousand items (at 200k items, words of 300-1,000 items are the generic
+# ones: "error", "page", "user"). Such words still score (``vectors.MAX_WORD_DF`` drops only those
+# in more than 1,000), but they no longer propose candidates: each item's candidates come from the
+# features used by at most this many items (all character 4-grams: ``vectors.MAX_CHAR_DF`` is 300),
+# and the common words' share is added to their score afterwards. Backlogs up to about 10k items
+# have no such word (3 % of the items is the cap), so their search is the plain product.
+SEARCH_MAX_DF = 300
+# With common words held back, each item's ``TOP_K`` best candidates by the rest of its features
+# are not exactly its best by the whole score: this many times as many are fetched, scored in full,
+# and the best ``TOP_K`` kept.
+SEARCH_WIDEN = 2
+
+
+def _split_columns(matrix: sp.csr_matrix, held: npt.NDArray[np.bool_]) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """``matrix`` without the columns marked in ``held``, and those columns alone (same shape)."""
+    marked = held[matrix.indices]
+
+    def part(keep: npt.NDArray[np.bool_]) -> sp.csr_matrix:
+        before = np.zeros(len(keep) + 1, dtype=np.int64)
+        np.cumsum(keep, out=before[1:])
+        return sp.csr_matrix(
+            (matrix.data[keep], matrix.indices[keep], before[matrix.indptr]), shape=matrix.shape
+        )
+
+    return part(~marked), part(marked)
+
+
+def _pair_dots(
+    left: sp.csr_matrix,
+    right: sp.csr_matrix,
+    first: npt.NDArray[np.int64],
+    second: npt.NDArray[np.int64],
+    chunk: int = 50_000,
+) -> npt.NDArray[np.float32]:
+    """Dot products of the rows ``left[first[i]]`` and ``right[second[i]]``."""
+    dots = np.zeros(len(first), dtype=FLOAT)
+    for start in range(0, len(first), chunk):
+        stop = start + chunk
+        product = left[first[start:stop]].multiply(right[second[start:stop]])
+        dots[start:stop] = np.asarray(product.sum(axis=1)).ravel()
+    return dots
+
+
+def _best_per_row(
+    shape: tuple[int, int],
+    rows: npt.NDArray[np.int64],
+    cols: npt.NDArray[np.int64],
+    scores: npt.NDArray[np.float32],
+    keep: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """(row, col, score) of each row's ``keep`` best scores in a ``shape`` matrix; ``rows`` must be
+    sorted."""
+    n_rows = shape[0]
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
+    scored = sp.csr_matrix((scores, cols, indptr), shape=shape)
+    # sparse_dot_topn's merge of per-block results is a per-row top-n selection in C++: ten
+    # times faster than a lexsort of the pairs.
+    best = sp.csr_matrix(zip_sp_matmul_topn(keep, [scored]))
+    best_rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(best.indptr))
+    return best_rows, best.indices.astype(np.int64), best.data.astype(FLOAT)
+
+
+def _top_pairs_split(
+    queries: sp.csr_matrix, corpus: sp.csr_matrix, top_k: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """``_top_pairs`` with the features used by more than ``SEARCH_MAX_DF`` corpus rows held back
+    from the product (see ``SEARCH_MAX_DF``); the plain product when there is none."""
+    common = np.bincount(corpus.indices, minlength=corpus.shape[1]) > SEARCH_MAX_DF
+    if not common.any():
+        return _top_pairs(queries, corpus, top_k)
+    search_corpus, common_corpus = _split_columns(corpus, common)
+    if queries is corpus:
+        search_queries, common_queries = search_corpus, common_corpus
+    else:
+        search_queries, common_queries = _split_columns(queries, common)
+    wide = (top_k + 1) * SEARCH_WIDEN - 1
+    rows, cols, partial = _top_pairs(search_queries, search_corpus, wide)
+    scores = partial + _pair_dots(common_queries, common_corpus, rows, cols)
+    if not len(rows):
+        return rows, cols, scores
+    return _best_per_row((queries.shape[0], corpus.shape[0]), rows, cols, scores, top_k + 1)
 
 
 def exact_scores(
@@ -113,7 +200,7 @@ def search(
     """Candidate pairs with scores for the query rows (all rows when None) against every row
     (the template penalty checked on pairs scoring at least ``penalty_floor``)."""
     queries = matrix if query_rows is None else matrix[query_rows]
-    rows, cols, scores = _top_pairs(queries, matrix, TOP_K)
+    rows, cols, scores = _top_pairs_split(queries, matrix, TOP_K)
     if query_rows is not None:
         rows = query_rows[rows]
     exact = _exact_title_pairs(documents, None if query_rows is None else query_rows.tolist())

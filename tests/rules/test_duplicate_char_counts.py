@@ -156,3 +156,12 @@ def test_word_counts_equal_the_hasher_on_random_token_soup() -> None:
     words = ["the", "a", "is", "bug", "fix", "é", "x.y", "..", "9", "of", "node"]
     texts = [" ".join(rng.choice(words) for _ in range(rng.randrange(0, 30))) for _ in range(2000)]
     _assert_identical(_WORD_HASHER.transform(texts), word_counts(texts))
+
+
+def test_word_counts_equal_the_hasher_on_random_character_soup() -> None:
+    # Dots, underscores, digits, combining marks and punctuation around word characters: the
+    # tokeniser's edge cases (leading, trailing and repeated dots, one-character tokens).
+    rng = random.Random(13)
+    alphabet = "ab.._1é\u0301 -'/ \tthe "
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 40))) for _ in range(3000)]
+    _assert_identical(_WORD_HASHER.transform(texts), word_counts(texts))

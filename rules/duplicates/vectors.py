@@ -34,6 +34,8 @@ SINGLETON_WEIGHT = 0.3
 TOKEN_PATTERN = r"(?u)\b\w[\w.]*\w\b|\b\w\b"
 FLOAT = np.float32
 
+# The two hashers define the features; ``word_counts`` and ``char_counts`` compute their matrices
+# (identical, entry for entry) without their per-n-gram Python loops.
 _WORD_HASHER = HashingVectorizer(
     n_features=WORD_FEATURES,
     ngram_range=(1, 2),

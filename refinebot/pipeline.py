@@ -110,9 +110,21 @@ def evaluate(
     that issue (or, for a backlog rule, that run) are dropped, and every other finding is kept;
     the failures are appended to ``failures`` when given.
     """
-    findings: list[Finding] = []
     issue_rules = [r for r in rules if isinstance(r, IssueRule)]
     backlog_rules = [r for r in rules if isinstance(r, BacklogRule)]
+    # Backlog rules run first: the duplicate rule's index is the run's memory peak, and on a big
+    # backlog the issue rules' findings (half a million on 200k items) held meanwhile were a few
+    # hundred MiB more of it. Their findings still go after the issue rules' in the list, and
+    # issue rules' failures before theirs, so the sorted result is as before.
+    backlog_findings: list[Finding] = []
+    backlog_crashed: dict[str, RuleFailure] = {}
+    for backlog_rule in backlog_rules:
+        try:
+            backlog_findings.extend(list(backlog_rule.check(issues, ctx)))
+        except Exception as exc:
+            logger.exception("project %s: rule %s crashed on the backlog", ctx.project, backlog_rule.name)
+            backlog_crashed[backlog_rule.name] = RuleFailure(backlog_rule.name, None, _error_text(exc))
+    findings: list[Finding] = []
     crashed: dict[str, RuleFailure] = {}
     for issue in issues:
         for rule in issue_rules:
@@ -126,12 +138,9 @@ def evaluate(
                     crashed[rule.name] = RuleFailure(rule.name, issue.key, _error_text(exc))
                 else:
                     crashed[rule.name] = replace(first, count=first.count + 1)
-    for backlog_rule in backlog_rules:
-        try:
-            findings.extend(list(backlog_rule.check(issues, ctx)))
-        except Exception as exc:
-            logger.exception("project %s: rule %s crashed on the backlog", ctx.project, backlog_rule.name)
-            crashed[backlog_rule.name] = RuleFailure(backlog_rule.name, None, _error_text(exc))
+    findings.extend(backlog_findings)
+    del backlog_findings
+    crashed.update(backlog_crashed)
     for failure in crashed.values():
         if failure.count > 1:
             logger.error("project %s: %s", ctx.project, failure.describe())

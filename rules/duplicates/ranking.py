@@ -100,10 +100,10 @@ def score_candidates(index: DuplicateIndex, min_score: float = 0.0) -> list[Scor
     keep = np.flatnonzero((index.scores >= min_score) & (index.scores > 0))
     keep = keep[np.argsort(-index.scores[keep], kind="stable")]
     low, high = decode_pairs(index.pairs[keep])
-    return [
-        ScoredPair(int(a), int(b), float(v), float(v))
-        for a, b, v in zip(low, high, index.scores[keep], strict=True)
-    ]
+    # ``tolist`` gives the Python ints and floats that ``int``/``float`` of each numpy scalar gave,
+    # without a numpy scalar per value (a 200k backlog has over a million candidates).
+    values = index.scores[keep].tolist()
+    return list(map(ScoredPair, low.tolist(), high.tolist(), values, values))
 
 
 # A pair scoring at least this is flagged even when one side has a better partner: near-copies

@@ -268,9 +268,12 @@ class DuplicateCandidate(BacklogRule):
                 ctx.cache.put(self._neighbours_key(ctx, options), neighbours)
         else:
             scored = score_candidates(index, floor)
-        candidates = [
-            p for p in scored if frozenset((index.keys[p.first], index.keys[p.second])) not in blocked
-        ]
+        # Nothing linked or dismissed (a file export, most backlogs): no frozenset per pair to test.
+        candidates = (
+            [p for p in scored if frozenset((index.keys[p.first], index.keys[p.second])) not in blocked]
+            if blocked
+            else scored
+        )
         if options.semantic:
             # Bests and margins are read from every candidate, then the list keeps those worth showing.
             if options.mutual_top1:

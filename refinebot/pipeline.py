@@ -5,8 +5,10 @@ One failing project is reported in its result and the others still run.
 
 from __future__ import annotations
 
+import gc
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -97,6 +99,27 @@ def build_rules(registry: RuleRegistry, options: Mapping[str, RuleOptions]) -> l
     return rules
 
 
+@contextmanager
+def _settled_objects() -> Iterator[Callable[[], None]]:
+    """Objects alive now, and whenever the yielded ``settle`` is called, are left out of the cyclic
+    garbage collector's passes until the block ends (``gc.freeze``).
+
+    Rules allocate millions of objects (the duplicate index, half a million findings on a 200k
+    backlog), and each burst set off a full collection that walked every live object, the backlog
+    included, and found nothing to free: 7 s of a 200k scan. Reference counting frees as usual;
+    cycles among the frozen objects wait until the block ends. Nothing is frozen when a caller
+    already froze objects (their ``gc.unfreeze`` is theirs to call).
+    """
+    if gc.get_freeze_count():
+        yield lambda: None
+        return
+    gc.freeze()
+    try:
+        yield gc.freeze
+    finally:
+        gc.unfreeze()
+
+
 def evaluate(
     issues: Sequence[Issue],
     rules: Iterable[Rule],
@@ -110,6 +133,17 @@ def evaluate(
     that issue (or, for a backlog rule, that run) are dropped, and every other finding is kept;
     the failures are appended to ``failures`` when given.
     """
+    with _settled_objects() as settle:
+        return _evaluate(issues, rules, ctx, failures, settle)
+
+
+def _evaluate(
+    issues: Sequence[Issue],
+    rules: Iterable[Rule],
+    ctx: RuleContext,
+    failures: list[RuleFailure] | None,
+    settle: Callable[[], None],
+) -> list[Finding]:
     issue_rules = [r for r in rules if isinstance(r, IssueRule)]
     backlog_rules = [r for r in rules if isinstance(r, BacklogRule)]
     # Backlog rules run first: the duplicate rule's index is the run's memory peak, and on a big
@@ -124,6 +158,7 @@ def evaluate(
         except Exception as exc:
             logger.exception("project %s: rule %s crashed on the backlog", ctx.project, backlog_rule.name)
             backlog_crashed[backlog_rule.name] = RuleFailure(backlog_rule.name, None, _error_text(exc))
+    settle()  # the backlog rules' findings too: the issue rules add half a million more
     findings: list[Finding] = []
     crashed: dict[str, RuleFailure] = {}
     for issue in issues:

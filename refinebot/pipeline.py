@@ -5,8 +5,10 @@ One failing project is reported in its result and the others still run.
 
 from __future__ import annotations
 
+import gc
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -22,7 +24,7 @@ from refinebot.config import LoadedConfig
 from refinebot.models import Finding, Issue
 from refinebot.readiness import ReadinessSummary, summarize
 from refinebot.sources import connector_for
-from refinebot.suppressions import Decision, Suppression, decide, suppressed_pairs
+from refinebot.suppressions import Decision, Suppression, Verdict, decide, suppressed_pairs
 from rules.base import BacklogRule, IssueRule, Rule, RuleCache, RuleContext, RuleOptions
 from rules.registry import RuleRegistry, default_registry
 
@@ -97,6 +99,27 @@ def build_rules(registry: RuleRegistry, options: Mapping[str, RuleOptions]) -> l
     return rules
 
 
+@contextmanager
+def _settled_objects() -> Iterator[Callable[[], None]]:
+    """Objects alive now, and whenever the yielded ``settle`` is called, are left out of the cyclic
+    garbage collector's passes until the block ends (``gc.freeze``).
+
+    Rules allocate millions of objects (the duplicate index, half a million findings on a 200k
+    backlog), and each burst set off a full collection that walked every live object, the backlog
+    included, and found nothing to free: 7 s of a 200k scan. Reference counting frees as usual;
+    cycles among the frozen objects wait until the block ends. Nothing is frozen when a caller
+    already froze objects (their ``gc.unfreeze`` is theirs to call).
+    """
+    if gc.get_freeze_count():
+        yield lambda: None
+        return
+    gc.freeze()
+    try:
+        yield gc.freeze
+    finally:
+        gc.unfreeze()
+
+
 def evaluate(
     issues: Sequence[Issue],
     rules: Iterable[Rule],
@@ -110,9 +133,33 @@ def evaluate(
     that issue (or, for a backlog rule, that run) are dropped, and every other finding is kept;
     the failures are appended to ``failures`` when given.
     """
-    findings: list[Finding] = []
+    with _settled_objects() as settle:
+        return _evaluate(issues, rules, ctx, failures, settle)
+
+
+def _evaluate(
+    issues: Sequence[Issue],
+    rules: Iterable[Rule],
+    ctx: RuleContext,
+    failures: list[RuleFailure] | None,
+    settle: Callable[[], None],
+) -> list[Finding]:
     issue_rules = [r for r in rules if isinstance(r, IssueRule)]
     backlog_rules = [r for r in rules if isinstance(r, BacklogRule)]
+    # Backlog rules run first: the duplicate rule's index is the run's memory peak, and on a big
+    # backlog the issue rules' findings (half a million on 200k items) held meanwhile were a few
+    # hundred MiB more of it. Their findings still go after the issue rules' in the list, and
+    # issue rules' failures before theirs, so the sorted result is as before.
+    backlog_findings: list[Finding] = []
+    backlog_crashed: dict[str, RuleFailure] = {}
+    for backlog_rule in backlog_rules:
+        try:
+            backlog_findings.extend(list(backlog_rule.check(issues, ctx)))
+        except Exception as exc:
+            logger.exception("project %s: rule %s crashed on the backlog", ctx.project, backlog_rule.name)
+            backlog_crashed[backlog_rule.name] = RuleFailure(backlog_rule.name, None, _error_text(exc))
+    settle()  # the backlog rules' findings too: the issue rules add half a million more
+    findings: list[Finding] = []
     crashed: dict[str, RuleFailure] = {}
     for issue in issues:
         for rule in issue_rules:
@@ -126,12 +173,9 @@ def evaluate(
                     crashed[rule.name] = RuleFailure(rule.name, issue.key, _error_text(exc))
                 else:
                     crashed[rule.name] = replace(first, count=first.count + 1)
-    for backlog_rule in backlog_rules:
-        try:
-            findings.extend(list(backlog_rule.check(issues, ctx)))
-        except Exception as exc:
-            logger.exception("project %s: rule %s crashed on the backlog", ctx.project, backlog_rule.name)
-            crashed[backlog_rule.name] = RuleFailure(backlog_rule.name, None, _error_text(exc))
+    findings.extend(backlog_findings)
+    del backlog_findings
+    crashed.update(backlog_crashed)
     for failure in crashed.values():
         if failure.count > 1:
             logger.error("project %s: %s", ctx.project, failure.describe())
@@ -198,8 +242,14 @@ def evaluate_project(
         cache=inputs.cache,
     )
     found = evaluate(issues, rules, ctx, failures=failures)
-    decisions = [decide(finding, inputs.suppressions, now) for finding in found]
-    shown = [f for f, d in zip(found, decisions, strict=True) if d.shown]
+    if inputs.suppressions:
+        decisions = [decide(finding, inputs.suppressions, now) for finding in found]
+        shown = [f for f, d in zip(found, decisions, strict=True) if d.shown]
+    else:
+        # Nothing suppressed: every finding is shown, and one (frozen) decision says so for all of
+        # them, not one object per finding (half a million on a 200k-item backlog).
+        decisions = [Decision(Verdict.SHOWN)] * len(found)
+        shown = list(found)
     summary = summarize(issues, shown, top_n=settings.ready_top_n)
     return ProjectResult(
         project=project,

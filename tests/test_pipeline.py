@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -81,3 +83,36 @@ def test_run_project_reports_rule_failures_and_keeps_the_project() -> None:
 def test_unranked_items_are_ordered_by_key_number() -> None:
     issues = [story(f"BIG-{n}") for n in (100, 10, 2, 1)] + [story("12"), story("7")]
     assert [i.key for i in backlog_order(issues)] == ["7", "12", "BIG-1", "BIG-2", "BIG-10", "BIG-100"]
+
+
+class SameCodeBacklog(BacklogRule):
+    """Flags every item with RB901, the code of ``CrashOnSecond`` (two rules, one sort key)."""
+
+    code = "RB903"
+    name = "same-code-backlog"
+
+    def check(self, issues: Sequence[Issue], ctx: RuleContext) -> Iterable[Finding]:
+        self.frozen_while_checking = gc.get_freeze_count()
+        for issue in issues:
+            yield replace(self.finding(ctx, issue, "backlog"), code="RB901")
+
+
+def test_findings_keep_their_order_and_failures_theirs_though_backlog_rules_run_first() -> None:
+    # Backlog rules run first (their index is the memory peak), yet on one issue and code the issue
+    # rule's finding still comes first, and issue rules' failures before the backlog rules'.
+    issues = [story("SHOP-1"), story("SHOP-2"), story("SHOP-4")]
+    backlog = SameCodeBacklog()
+    failures: list[RuleFailure] = []
+    rules = [CrashingBacklog(), CrashOnSecond(), backlog]
+    findings = evaluate(issues, rules, RuleContext(project="SHOP", now=NOW), failures=failures)
+    assert [(f.issue, f.message) for f in findings] == [
+        ("SHOP-1", "flagged"),
+        ("SHOP-1", "backlog"),
+        ("SHOP-2", "backlog"),
+        ("SHOP-4", "flagged"),
+        ("SHOP-4", "backlog"),
+    ]
+    assert [f.rule for f in failures] == ["crash-on-second", "crashing-backlog"]
+    # The objects alive were left out of the collector's passes meanwhile, and are back in them after.
+    assert backlog.frozen_while_checking > 0
+    assert gc.get_freeze_count() == 0

@@ -108,13 +108,10 @@ def _workers() -> int:
     return max(1, min(THREADS, os.cpu_count() or 1))
 
 
-def documents_and_counts(
-    issues: Sequence[Issue],
-    boilerplate: TitleBoilerplate | None = None,
-    *,
-    parallel_min: int = PARALLEL_MIN_DOCS,
-) -> tuple[list[Document], TitleBoilerplate, sp.csr_matrix, sp.csr_matrix]:
-    """Scored documents, the boilerplate used, and raw word and character counts of ``issues``."""
+def _documents_and_chunks(
+    issues: Sequence[Issue], boilerplate: TitleBoilerplate | None, parallel_min: int
+) -> tuple[list[Document], TitleBoilerplate, list[tuple[sp.csr_matrix, sp.csr_matrix]]]:
+    """Scored documents, the boilerplate used, and raw (word, character) counts per chunk of rows."""
     started, cpu = time.perf_counter(), time.process_time()
     titles, boilerplate = scored_titles(issues, boilerplate)
     descriptions = [issue.description for issue in issues]
@@ -122,6 +119,7 @@ def documents_and_counts(
         (titles[start : start + _CHUNK_DOCS], descriptions[start : start + _CHUNK_DOCS])
         for start in range(0, len(issues), _CHUNK_DOCS)
     ]
+    del descriptions
     workers = _workers()
     if len(issues) >= parallel_min and workers > 1:
         context = multiprocessing.get_context("fork")
@@ -129,25 +127,91 @@ def documents_and_counts(
             results = list(pool.map(_clean_and_count, chunks))
     else:
         results = [_clean_and_count(chunk) for chunk in chunks]
-    if not results:
-        words, chars = raw_counts([])
-        return [], boilerplate, words, chars
+    del chunks
     bodies = [body for result in results for body in result[0]]
-    words = sp.csr_matrix(sp.vstack([result[1] for result in results], format="csr"))
-    chars = sp.csr_matrix(sp.vstack([result[2] for result in results], format="csr"))
     documents = [Document(title, body) for title, body in zip(titles, bodies, strict=True)]
+    counts = [(result[1], result[2]) for result in results]
     logger.debug(
         "phase dup-clean-hash: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu
     )
+    return documents, boilerplate, counts
+
+
+def documents_and_counts(
+    issues: Sequence[Issue],
+    boilerplate: TitleBoilerplate | None = None,
+    *,
+    parallel_min: int = PARALLEL_MIN_DOCS,
+) -> tuple[list[Document], TitleBoilerplate, sp.csr_matrix, sp.csr_matrix]:
+    """Scored documents, the boilerplate used, and raw word and character counts of ``issues``."""
+    documents, boilerplate, counts = _documents_and_chunks(issues, boilerplate, parallel_min)
+    if not counts:
+        words, chars = raw_counts([])
+        return [], boilerplate, words, chars
+    words = sp.csr_matrix(sp.vstack([pair[0] for pair in counts], format="csr"))
+    chars = sp.csr_matrix(sp.vstack([pair[1] for pair in counts], format="csr"))
     return documents, boilerplate, words, chars
+
+
+def _stack_rows(blocks: list[sp.csr_matrix]) -> sp.csr_matrix:
+    """``sp.vstack(blocks, format="csr")``, the same arrays and dtypes, emptying ``blocks`` as it
+    copies them: at the peak one block and the result are held, not every block and the result."""
+    int32_max = np.iinfo(np.int32).max
+    nnz = sum(block.nnz for block in blocks)
+    columns = blocks[0].shape[1]
+    wide = max(nnz, columns) > int32_max or any(not np.can_cast(b.indptr.dtype, np.int32) for b in blocks)
+    index_dtype = np.int64 if wide else np.int32
+    data = np.empty(nnz, dtype=np.result_type(*(block.data.dtype for block in blocks)))
+    indices = np.empty(nnz, dtype=index_dtype)
+    indptr = np.empty(sum(block.shape[0] for block in blocks) + 1, dtype=index_dtype)
+    at = row = 0
+    blocks.reverse()  # popped from the end, in order
+    while blocks:
+        block = blocks.pop()
+        size, rows = block.nnz, block.shape[0]
+        data[at : at + size] = block.data
+        indices[at : at + size] = block.indices
+        indptr[row : row + rows] = block.indptr[:-1]
+        indptr[row : row + rows] += at
+        at, row = at + size, row + rows
+        del block
+    indptr[-1] = at
+    return sp.csr_matrix((data, indices, indptr), shape=(row, columns))
+
+
+def _fit_chunks(counts: list[tuple[sp.csr_matrix, sp.csr_matrix]]) -> tuple[Vectoriser, sp.csr_matrix]:
+    """``Vectoriser.fit_counts`` of the stacked counts, chunk by chunk, emptying ``counts``.
+
+    Weights are per row once the document frequencies are known (summed over chunks: the same
+    integers), so the vectors are those of one call on the whole matrix; but the raw counts of a
+    chunk are dropped once weighed, and the whole-backlog count matrices are never built: the
+    scan's memory peak was here, with the raw counts, their weighted copies and the stacked result
+    all held at once.
+    """
+    if not counts:
+        return Vectoriser.fit_counts(*raw_counts([]))
+    n_docs = sum(words.shape[0] for words, _ in counts)
+    word_df = np.zeros(counts[0][0].shape[1], dtype=np.int64)
+    char_df = np.zeros(counts[0][1].shape[1], dtype=np.int64)
+    for words, chars in counts:
+        word_df += np.bincount(words.indices, minlength=words.shape[1])
+        char_df += np.bincount(chars.indices, minlength=chars.shape[1])
+    vectoriser = Vectoriser.from_frequencies(word_df, char_df, n_docs)
+    weighted = []
+    counts.reverse()  # popped from the end, in order
+    while counts:
+        words, chars = counts.pop()
+        weighted.append(vectoriser.transform_counts(words, chars))
+        del words, chars
+    return vectoriser, _stack_rows(weighted)
 
 
 def build_index(issues: Sequence[Issue], penalty_floor: float = PENALTY_FLOOR) -> DuplicateIndex:
     """A fresh index of ``issues`` with candidate pairs among all of them (the template penalty
     checked on pairs scoring at least ``penalty_floor``: under it they are no candidate anyway)."""
-    documents, boilerplate, words, chars = documents_and_counts(issues)
+    documents, boilerplate, counts = _documents_and_chunks(issues, None, PARALLEL_MIN_DOCS)
     started, cpu = time.perf_counter(), time.process_time()
-    vectoriser, matrix = Vectoriser.fit_counts(words, chars)
+    vectoriser, matrix = _fit_chunks(counts)
     logger.debug(
         "phase dup-fit: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu
     )

@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -100,10 +100,56 @@ def score_candidates(index: DuplicateIndex, min_score: float = 0.0) -> list[Scor
     keep = np.flatnonzero((index.scores >= min_score) & (index.scores > 0))
     keep = keep[np.argsort(-index.scores[keep], kind="stable")]
     low, high = decode_pairs(index.pairs[keep])
-    return [
-        ScoredPair(int(a), int(b), float(v), float(v))
-        for a, b, v in zip(low, high, index.scores[keep], strict=True)
-    ]
+    # ``tolist`` gives the Python ints and floats that ``int``/``float`` of each numpy scalar gave,
+    # without a numpy scalar per value (a 200k backlog has over a million candidates).
+    values = index.scores[keep].tolist()
+    return list(map(ScoredPair, low.tolist(), high.tolist(), values, values))
+
+
+class CandidateArrays(Sequence[ScoredPair]):
+    """Lexical candidate pairs as arrays (rows ``first`` < ``second``, float32 ``scores``), best
+    first: the list ``score_candidates`` returns, with a ``ScoredPair`` built only for an item read.
+
+    A 200k backlog has over a million candidates, and one frozen dataclass per pair was seconds of
+    the scan; the rule reads only the flagged pairs and the neighbours of reporting items.
+    """
+
+    __slots__ = ("first", "scores", "second")
+
+    def __init__(
+        self, first: npt.NDArray[np.int64], second: npt.NDArray[np.int64], scores: npt.NDArray[np.float32]
+    ) -> None:
+        self.first, self.second, self.scores = first, second, scores
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @overload
+    def __getitem__(self, item: int) -> ScoredPair: ...
+
+    @overload
+    def __getitem__(self, item: slice) -> list[ScoredPair]: ...
+
+    def __getitem__(self, item: int | slice) -> ScoredPair | list[ScoredPair]:
+        if isinstance(item, slice):
+            return [self[position] for position in range(*item.indices(len(self)))]
+        value = float(self.scores[item])
+        return ScoredPair(int(self.first[item]), int(self.second[item]), value, value)
+
+    def take(self, positions: npt.NDArray[np.intp]) -> list[ScoredPair]:
+        """The pairs at ``positions``, in that order."""
+        values = self.scores[positions].tolist()
+        return list(
+            map(ScoredPair, self.first[positions].tolist(), self.second[positions].tolist(), values, values)
+        )
+
+
+def candidate_arrays(index: DuplicateIndex, min_score: float = 0.0) -> CandidateArrays:
+    """``score_candidates`` as arrays: the same pairs in the same order."""
+    keep = np.flatnonzero((index.scores >= min_score) & (index.scores > 0))
+    keep = keep[np.argsort(-index.scores[keep], kind="stable")]
+    low, high = decode_pairs(index.pairs[keep])
+    return CandidateArrays(low, high, index.scores[keep])
 
 
 # A pair scoring at least this is flagged even when one side has a better partner: near-copies
@@ -139,6 +185,22 @@ def mutual_best(
             or (pair.score >= best[pair.first] - _TIE and pair.score >= best[pair.second] - _TIE)
         )
     ]
+
+
+def mutual_best_positions(
+    pairs: CandidateArrays, rows: int, threshold: float, exempt: float = MUTUAL_EXEMPT
+) -> npt.NDArray[np.intp]:
+    """Positions in ``pairs`` of the pairs ``mutual_best`` keeps, in order, computed in numpy.
+
+    The scores are compared as float64, the Python floats ``mutual_best`` compares, so the same
+    pairs pass (``rows``: the number of items the pairs' rows index).
+    """
+    scores = pairs.scores.astype(np.float64)
+    best = np.full(rows, -1.0)
+    np.maximum.at(best, pairs.first, scores)
+    np.maximum.at(best, pairs.second, scores)
+    mutual = (scores >= best[pairs.first] - _TIE) & (scores >= best[pairs.second] - _TIE)
+    return np.flatnonzero((scores >= threshold) & ((scores >= exempt) | mutual))
 
 
 # Semantic re-ranking looks at candidate pairs down to this lexical score; the fused score is the

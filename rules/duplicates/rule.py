@@ -179,7 +179,8 @@ class PairScan:
 
     index: DuplicateIndex
     by_key: Mapping[str, Issue]
-    candidates: list[ScoredPair]
+    # A list, or (lexical, nothing linked) ``ranking.CandidateArrays``, which builds pairs as read.
+    candidates: Sequence[ScoredPair]
     flagged: list[ScoredPair]
 
 
@@ -235,12 +236,16 @@ class DuplicateCandidate(BacklogRule):
         return result
 
     def _scan(self, issues: Sequence[Issue], ctx: RuleContext) -> PairScan | None:
+        import numpy as np
+
         from rules.duplicates.ranking import (
             MUTUAL_EXEMPT,
             SEMANTIC_FLOOR,
+            candidate_arrays,
             distinct_best,
             meaning_pairs,
             mutual_best,
+            mutual_best_positions,
             score_candidates,
         )
 
@@ -266,11 +271,24 @@ class DuplicateCandidate(BacklogRule):
             self._keep_vectors(ctx, options, vectors, by_key)
             if ctx.cache is not None:
                 ctx.cache.put(self._neighbours_key(ctx, options), neighbours)
+        elif not blocked:
+            # Nothing linked or dismissed (a file export, most backlogs): the candidates stay arrays
+            # and mutual top-1 is read in numpy; pair objects are built only for the pairs read.
+            arrays = candidate_arrays(index, floor)
+            if options.mutual_top1:
+                kept = mutual_best_positions(arrays, len(index.keys), threshold)
+            else:
+                # As float64: the Python floats the list path compares (not float32's 0.55).
+                kept = np.flatnonzero(arrays.scores.astype(np.float64) >= threshold)
+            return PairScan(index, by_key, arrays, arrays.take(kept))
         else:
             scored = score_candidates(index, floor)
-        candidates = [
-            p for p in scored if frozenset((index.keys[p.first], index.keys[p.second])) not in blocked
-        ]
+        # Nothing linked or dismissed: no frozenset per pair to test.
+        candidates = (
+            [p for p in scored if frozenset((index.keys[p.first], index.keys[p.second])) not in blocked]
+            if blocked
+            else scored
+        )
         if options.semantic:
             # Bests and margins are read from every candidate, then the list keeps those worth showing.
             if options.mutual_top1:
@@ -288,7 +306,7 @@ class DuplicateCandidate(BacklogRule):
         import numpy as np
 
         from rules.duplicates.explain import SharedTerms, workers
-        from rules.duplicates.ranking import pair_ranks
+        from rules.duplicates.ranking import CandidateArrays, pair_ranks
 
         scan = self._scan(issues, ctx)
         if scan is None:
@@ -316,9 +334,14 @@ class DuplicateCandidate(BacklogRule):
         # lists and ranks of every other item were built and never read.
         reporting = np.zeros(len(index.keys), dtype=bool)
         reporting[[index.row_of[key] for key in reported]] = True
-        first = np.fromiter((p.first for p in scan.candidates), dtype=np.int64, count=len(scan.candidates))
-        second = np.fromiter((p.second for p in scan.candidates), dtype=np.int64, count=len(scan.candidates))
-        near = [scan.candidates[i] for i in np.flatnonzero(reporting[first] | reporting[second]).tolist()]
+        pairs = scan.candidates
+        if isinstance(pairs, CandidateArrays):
+            first, second = pairs.first, pairs.second
+            near = pairs.take(np.flatnonzero(reporting[first] | reporting[second]))
+        else:
+            first = np.fromiter((p.first for p in pairs), dtype=np.int64, count=len(pairs))
+            second = np.fromiter((p.second for p in pairs), dtype=np.int64, count=len(pairs))
+            near = [pairs[i] for i in np.flatnonzero(reporting[first] | reporting[second]).tolist()]
         ranks = pair_ranks(near, created, options).tolist()
         for pair, rank in zip(near, ranks, strict=True):
             key_a, key_b = index.keys[pair.first], index.keys[pair.second]
@@ -363,7 +386,7 @@ class DuplicateCandidate(BacklogRule):
         # Saved after the explanations: the next run reuses the shared terms of unchanged pairs
         # (saved before them, they were lost and every finding was explained again). The
         # neighbour lists go first: encoding the index's new segments adds to the run's memory peak.
-        del neighbours, reported, ranks, evidence, partner, near, first, second
+        del neighbours, reported, ranks, evidence, partner, near, first, second, pairs
         self._save(ctx, options, index)
         logger.debug("phase dup-explain: %.3f s (cpu %.3f s)", spent, spent_cpu)
 

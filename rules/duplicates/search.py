@@ -139,13 +139,7 @@ def exact_scores(
     chunk: int = 20_000,
 ) -> npt.NDArray[np.float32]:
     """Scores of the row pairs ``(first[i], second[i])`` (dot products of their rows)."""
-    scores = np.zeros(len(first), dtype=FLOAT)
-    for start in range(0, len(first), chunk):
-        stop = start + chunk
-        left = matrix[first[start:stop]]
-        right = matrix[second[start:stop]]
-        scores[start:stop] = np.asarray(left.multiply(right).sum(axis=1)).ravel()
-    return np.clip(scores, 0.0, 1.0)
+    return np.clip(_pair_dots(matrix, matrix, first, second, chunk), 0.0, 1.0)
 
 
 def unique_pairs(

@@ -349,14 +349,8 @@ class Vectoriser:
     @classmethod
     def fit_counts(cls, words: sp.csr_matrix, chars: sp.csr_matrix) -> tuple[Vectoriser, sp.csr_matrix]:
         """Learn IDF from raw word and character counts; return it with the documents' vectors."""
-        n_docs = words.shape[0]
-        word_df, char_df = _document_frequencies(words), _document_frequencies(chars)
-        vectoriser = cls(
-            word_idf=_idf(word_df, n_docs, MAX_WORD_DF),
-            char_idf=_idf(char_df, n_docs, MAX_CHAR_DF),
-            word_df=word_df,
-            char_df=char_df,
-            n_docs=n_docs,
+        vectoriser = cls.from_frequencies(
+            _document_frequencies(words), _document_frequencies(chars), words.shape[0]
         )
         return vectoriser, vectoriser._combine(words, chars)
 
@@ -371,13 +365,8 @@ class Vectoriser:
         char_gone = np.bincount(columns[columns >= WORD_FEATURES] - WORD_FEATURES, minlength=CHAR_FEATURES)
         word_df = np.maximum(self.word_df - word_gone + _document_frequencies(words), 0)
         char_df = np.maximum(self.char_df - char_gone + _document_frequencies(chars), 0)
-        n_docs = max(self.n_docs - removed.shape[0] + words.shape[0], 1)
-        return Vectoriser(
-            word_idf=_idf(word_df, n_docs, MAX_WORD_DF),
-            char_idf=_idf(char_df, n_docs, MAX_CHAR_DF),
-            word_df=word_df,
-            char_df=char_df,
-            n_docs=n_docs,
+        return Vectoriser.from_frequencies(
+            word_df, char_df, max(self.n_docs - removed.shape[0] + words.shape[0], 1)
         )
 
     def transform_counts(self, words: sp.csr_matrix, chars: sp.csr_matrix) -> sp.csr_matrix:

@@ -135,11 +135,6 @@ def trigger_for(loaded: LoadedConfig, project: str) -> CronTrigger:
     return trigger(loaded.config.projects[project].cron, project_zone(loaded.config, project))
 
 
-def latest_slot(fires: CronTrigger, now: datetime, within: timedelta) -> datetime | None:
-    """The trigger's last fire time in [now - within, now], or None."""
-    return last_due(fires, now, within)
-
-
 class _DaemonExecutor(BaseExecutor):  # type: ignore[misc]
     """Runs jobs one at a time on a daemon thread, so a stop can give up on a running cycle.
 
@@ -330,7 +325,7 @@ class CycleScheduler:
     def _add(self, project: str, now: datetime, *, catch_up: bool) -> None:
         trigger = trigger_for(self.loaded, project)
         options: dict[str, Any] = {}
-        slot = latest_slot(trigger, now, self.grace) if catch_up else None
+        slot = last_due(trigger, now, self.grace) if catch_up else None
         if slot is not None:
             done = self._done(project, slot)
             if done:
@@ -369,7 +364,7 @@ class CycleScheduler:
         if project not in loaded.config.projects:
             return  # removed by a reload after the run was queued
         now = datetime.now(UTC)
-        slot = latest_slot(trigger_for(loaded, project), now, self.grace) or now
+        slot = last_due(trigger_for(loaded, project), now, self.grace) or now
         done = self._done(project, slot)
         if done:
             logger.info("scheduler: project %s: the run due at %s is done already (%s); skipped",

@@ -45,7 +45,9 @@ What it showed (2026-12-02):
   Hadoop pairs it removes about four read like real, unlabelled duplicates that share wording
   (Tomcat upgrade, one property's description, ABFS mkdirs overwrite, S3A token issue date). Kept
   off pairs with lexical >= 0.55 it vetoes fewer (even half 10 / 15, Hadoop 15 / 179). It needs
-  title and description embedded apart, besides the whole text.
+  title and description embedded apart, besides the whole text: on Hadoop's 2,503 issues (one run,
+  busy machine) 131 s of CPU for the whole texts, 41 s for titles, 112 s for descriptions, so about
+  2.2 times the embedding CPU of today's default.
 
 Printed output (found / findings (precision, recall), nm = near-miss pairs named; Hadoop precision
 is a lower bound: its links are incomplete):

@@ -19,7 +19,7 @@ near-copies of one item together (connected components of the pairs' documents):
   bigrams, the unigrams none of them holds, and the first ``limit``.
 
 A batch of at least ``PARALLEL_MIN_PAIRS`` pairs can be split over forked workers (slices of whole
-chunks; the terms come back pickled). Imports numpy and scikit-learn: load it only when the rule
+chunks; the terms come back pickled). Imports numpy and scipy: load it only when the rule
 runs.
 """
 
@@ -38,12 +38,11 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-from sklearn.utils import murmurhash3_32
-
+from rules.duplicates.hashing import murmurhash3_32
 from rules.duplicates.search import THREADS
+from rules.duplicates.stopwords import ENGLISH_STOP_WORDS
 from rules.duplicates.text import Document
-from rules.duplicates.vectors import _TERM_HASHER, TOKEN_PATTERN, Vectoriser
+from rules.duplicates.vectors import TOKEN_PATTERN, WORD_FEATURES, Vectoriser
 
 _TOKENS = re.compile(TOKEN_PATTERN).findall
 # The same tokens as TOKEN_PATTERN (``\b\w[\w.]*\w\b|\b\w\b``: a run of word characters and dots
@@ -94,8 +93,8 @@ def _squared_idf(vectoriser: Vectoriser, terms: Sequence[str]) -> npt.NDArray[np
     """
     if not terms:
         return np.zeros(0)
-    hashes = np.fromiter(map(murmurhash3_32, terms), dtype=np.int64, count=len(terms))
-    idf = vectoriser.word_idf[np.abs(hashes) % _TERM_HASHER.n_features]
+    hashes = murmurhash3_32(terms).astype(np.int64)
+    idf = vectoriser.word_idf[np.abs(hashes) % WORD_FEATURES]
     values = np.unique(idf)
     squares = np.asarray([float(value) ** 2 for value in values], dtype=np.float64)
     result: npt.NDArray[np.float64] = squares[np.searchsorted(values, idf)]

@@ -9,7 +9,7 @@ side carries it. The index (vectors, document frequencies, scored candidate pair
 items.
 
 This module stays light on purpose: listing rules, validating a config or printing ``--help``
-imports it, and numpy, scipy and scikit-learn (about 1 s to import) load only inside ``check``.
+imports it, and numpy and scipy (a few tenths of a second to import) load only inside ``check``.
 """
 
 from __future__ import annotations

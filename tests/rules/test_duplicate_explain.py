@@ -16,7 +16,8 @@ import pytest
 from rules.duplicates.explain import SharedTerms, word_terms
 from rules.duplicates.ranking import ScoredPair, pair_ranks, ranking_score
 from rules.duplicates.text import Document, clean_body, normalise_title
-from rules.duplicates.vectors import _WORD_ANALYZER, Vectoriser
+from rules.duplicates.sklearn_hashers import WORD_ANALYZER as _WORD_ANALYZER
+from rules.duplicates.vectors import Vectoriser
 from tests.shared_data import SHARED, require_shared
 
 
@@ -221,7 +222,7 @@ def test_term_columns_are_the_term_hashers_columns_on_real_text() -> None:
     import scipy.sparse as sp
 
     from rules.duplicates.explain import _squared_idf
-    from rules.duplicates.vectors import _TERM_HASHER
+    from rules.duplicates.sklearn_hashers import TERM_HASHER as _TERM_HASHER
 
     documents = _real_documents(2000)
     vectoriser, _ = Vectoriser.fit(documents)

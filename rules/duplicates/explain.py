@@ -38,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
+
 from rules.duplicates.hashing import murmurhash3_32
 from rules.duplicates.search import THREADS
 from rules.duplicates.stopwords import ENGLISH_STOP_WORDS

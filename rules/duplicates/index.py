@@ -153,7 +153,7 @@ def documents_and_counts(
     return documents, boilerplate, words, chars
 
 
-def _stack_rows(blocks: list[sp.csr_matrix]) -> sp.csr_matrix:
+def stack_rows(blocks: list[sp.csr_matrix]) -> sp.csr_matrix:
     """``sp.vstack(blocks, format="csr")``, the same arrays and dtypes, emptying ``blocks`` as it
     copies them: at the peak one block and the result are held, not every block and the result."""
     int32_max = np.iinfo(np.int32).max
@@ -203,7 +203,7 @@ def _fit_chunks(counts: list[tuple[sp.csr_matrix, sp.csr_matrix]]) -> tuple[Vect
         words, chars = counts.pop()
         weighted.append(vectoriser.transform_counts(words, chars))
         del words, chars
-    return vectoriser, _stack_rows(weighted)
+    return vectoriser, stack_rows(weighted)
 
 
 def build_index(issues: Sequence[Issue], penalty_floor: float = PENALTY_FLOOR) -> DuplicateIndex:

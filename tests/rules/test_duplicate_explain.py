@@ -15,8 +15,8 @@ import pytest
 
 from rules.duplicates.explain import SharedTerms, word_terms
 from rules.duplicates.ranking import ScoredPair, pair_ranks, ranking_score
-from rules.duplicates.text import Document, clean_body, normalise_title
 from rules.duplicates.sklearn_hashers import WORD_ANALYZER as _WORD_ANALYZER
+from rules.duplicates.text import Document, clean_body, normalise_title
 from rules.duplicates.vectors import Vectoriser
 from tests.shared_data import SHARED, require_shared
 

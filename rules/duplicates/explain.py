@@ -37,7 +37,6 @@ from itertools import pairwise
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
 
 from rules.duplicates.hashing import murmurhash3_32
 from rules.duplicates.search import THREADS
@@ -143,6 +142,26 @@ def _explain_slice(bounds: tuple[int, int]) -> tuple[list[list[str]], float]:
     return explained, time.process_time() - cpu
 
 
+def components(ends: npt.NDArray[np.int64], size: int) -> npt.NDArray[np.int64]:
+    """Each of ``size`` nodes' connected component under the edges ``ends`` (n x 2), named by its
+    smallest node: labels ordered as scipy's ``connected_components`` numbers them (by the
+    smallest node), without importing ``scipy.sparse.csgraph`` (it loads scipy.linalg, a tenth of
+    a second of every scan). Each round lowers both ends of every edge to the smaller of their
+    labels, then follows labels to their own labels (pointer jumping).
+    """
+    label = np.arange(size, dtype=np.int64)
+    first, second = ends[:, 0], ends[:, 1]
+    while True:
+        low = np.minimum(label[first], label[second])
+        lowered = label.copy()
+        np.minimum.at(lowered, first, low)
+        np.minimum.at(lowered, second, low)
+        lowered = lowered[lowered]
+        if np.array_equal(lowered, label):
+            return label
+        label = lowered
+
+
 class SharedTerms:
     """``Vectoriser.shared_terms`` for many pairs of one index's documents."""
 
@@ -188,9 +207,7 @@ class SharedTerms:
         # counted and its bigrams hashed once): pairs in order of their connected component of
         # documents (near-copies of one item), then of their lower row.
         ends = np.asarray(pairs, dtype=np.int64)
-        size = int(ends.max()) + 1
-        graph = sp.coo_matrix((np.ones(len(ends)), (ends[:, 0], ends[:, 1])), shape=(size, size))
-        _, component = connected_components(graph, directed=False)
+        component = components(ends, int(ends.max()) + 1)
         order = np.lexsort((ends.min(axis=1), component[ends[:, 0]])).tolist()
         ordered = [pairs[n] for n in order]
         self.worker_cpu = 0.0

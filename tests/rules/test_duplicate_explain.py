@@ -287,3 +287,24 @@ def test_the_fast_token_pattern_finds_the_analysers_tokens() -> None:
     for document in _real_documents(3000):
         for text in (document.title, document.body, document.word_text):
             assert _FAST_TOKENS(text) == tokens(text)
+
+
+def test_components_order_the_nodes_as_scipys_connected_components() -> None:
+    import numpy as np
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
+    from rules.duplicates.explain import components
+
+    rng = random.Random(3)
+    for size, edges in ((2, 1), (30, 12), (500, 400), (2000, 1800)):
+        ends = np.asarray(
+            [(rng.randrange(size), rng.randrange(size)) for _ in range(edges)] + [(0, size - 1)],
+            dtype=np.int64,
+        )
+        graph = sp.coo_matrix((np.ones(len(ends)), (ends[:, 0], ends[:, 1])), shape=(size, size))
+        _, expected = connected_components(graph, directed=False)
+        got = components(ends, size)
+        # The same partition, and labels in the same order (scipy numbers by smallest node).
+        assert (np.unique(got, return_inverse=True)[1] == expected).all()
+        assert all(got[node] <= node for node in range(size))

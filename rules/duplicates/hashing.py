@@ -93,9 +93,10 @@ def murmurhash3_32(strings: Sequence[str]) -> npt.NDArray[np.int32]:
 
 def _word(data: npt.NDArray[np.uint8], at: npt.NDArray[np.int64]) -> npt.NDArray[np.uint32]:
     """The little-endian 32-bit words at byte offsets ``at`` of ``data``."""
-    return (
+    words: npt.NDArray[np.uint32] = (
         data[at].astype(np.uint32)
         | (data[at + 1].astype(np.uint32) << np.uint32(8))
         | (data[at + 2].astype(np.uint32) << np.uint32(16))
         | (data[at + 3].astype(np.uint32) << np.uint32(24))
     )
+    return words

@@ -82,7 +82,7 @@ class DuplicateIndex:
 
     def __post_init__(self) -> None:
         if not self.row_of:
-            self.row_of = {key: row for row, key in enumerate(self.keys)}
+            self.row_of = dict(zip(self.keys, range(len(self.keys)), strict=True))
 
 
 # Cleaning and hashing are pure Python per item; big backlogs share them across processes.

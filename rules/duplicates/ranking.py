@@ -183,10 +183,26 @@ class CandidateArrays(Sequence[ScoredPair]):
         )
 
 
+def _falling(scores: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+    """``np.argsort(-scores, kind="stable")`` for positive float32 scores, by one sort of int64 keys.
+
+    A positive float's bits order as the float does, so (inverted bits, position) packed in one
+    uint64 sorts by falling score with ties in place order, the stable order; numpy sorts such
+    keys several times faster than it stable-argsorts floats (a million candidates at 200k items).
+    """
+    if scores.dtype != np.float32 or (len(scores) and not bool((scores > 0).all())) or len(scores) >= 2**32:
+        return np.argsort(-scores, kind="stable")
+    bits = scores.view(np.uint32).astype(np.uint64)
+    keys = ((np.uint64(0xFFFFFFFF) - bits) << np.uint64(32)) | np.arange(len(scores), dtype=np.uint64)
+    keys.sort()
+    order: npt.NDArray[np.int64] = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    return order
+
+
 def candidate_arrays(index: DuplicateIndex, min_score: float = 0.0) -> CandidateArrays:
     """``score_candidates`` as arrays: the same pairs in the same order."""
     keep = np.flatnonzero((index.scores >= min_score) & (index.scores > 0))
-    keep = keep[np.argsort(-index.scores[keep], kind="stable")]
+    keep = keep[_falling(index.scores[keep])]
     low, high = decode_pairs(index.pairs[keep])
     return CandidateArrays(low, high, index.scores[keep])
 

@@ -39,14 +39,22 @@ def fmix(h: npt.NDArray[np.uint32], length: npt.NDArray[np.uint32] | int) -> npt
     return h
 
 
-def _encoded(strings: Sequence[str]) -> tuple[bytes, npt.NDArray[np.int64]]:
-    """The strings' UTF-8 bytes end to end, and each one's length in bytes."""
-    joined = "".join(strings)
-    if joined.isascii():
-        return joined.encode("ascii"), np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
-    # A lone surrogate fails here, as in scikit-learn's ``murmurhash3_32``.
+def _encoded(strings: Sequence[str]) -> tuple[bytes, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The strings' UTF-8 bytes in one buffer, where each one starts and its length in bytes, from
+    one encoding call for the batch (none per string)."""
+    joined = "\x00".join(strings)
+    if "\x00" not in joined:
+        # NUL-terminated: the terminators' places give every start and length in one scan.
+        raw = (joined + "\x00").encode("utf-8")  # a lone surrogate fails, as in scikit-learn
+        ends = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == 0)
+        starts = np.zeros(len(strings), dtype=np.int64)
+        starts[1:] = ends[:-1] + 1
+        return raw, starts, ends - starts
     parts = [string.encode("utf-8") for string in strings]
-    return b"".join(parts), np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
+    lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
+    starts = np.zeros(len(parts), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    return b"".join(parts), starts, lengths
 
 
 def murmurhash3_32(strings: Sequence[str]) -> npt.NDArray[np.int32]:
@@ -54,14 +62,58 @@ def murmurhash3_32(strings: Sequence[str]) -> npt.NDArray[np.int32]:
     count = len(strings)
     if not count:
         return np.zeros(0, dtype=np.int32)
-    raw, lengths = _encoded(strings)
-    # Three zero bytes of padding: a tail is read as a (partial) little-endian word like a block.
-    data = np.frombuffer(raw + b"\x00\x00\x00\x00", dtype=np.uint8)
-    starts = np.zeros(count, dtype=np.int64)
-    np.cumsum(lengths[:-1], out=starts[1:])
+    raw, starts, lengths = _encoded(strings)
+    # Zero bytes of padding: a tail is read as a (partial) little-endian word like a block.
+    return hash_spans(np.frombuffer(raw + b"\x00\x00\x00\x00", dtype=np.uint8), starts, lengths)
+
+
+def encode(
+    strings: Sequence[str],
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The strings' UTF-8 bytes in one buffer (with the padding ``hash_spans`` reads), where each
+    one starts, and its length in bytes."""
+    raw, starts, lengths = _encoded(strings)
+    return np.frombuffer(raw + b"\x00\x00\x00\x00", dtype=np.uint8), starts, lengths
+
+
+def joined_pairs(
+    data: npt.NDArray[np.uint8],
+    starts: npt.NDArray[np.int64],
+    lengths: npt.NDArray[np.int64],
+    firsts: npt.NDArray[np.int64],
+    seconds: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """``encode([f"{s[a]} {s[b]}" for a, b in zip(firsts, seconds)])`` from the strings' encoding
+    (``encode(s)``), assembled in numpy: no bigram string is built (UTF-8 is concatenative)."""
+    left, right = lengths[firsts], lengths[seconds]
+    sizes = left + 1 + right
+    out_starts = np.zeros(len(sizes), dtype=np.int64)
+    np.cumsum(sizes[:-1], out=out_starts[1:])
+    total = int(sizes.sum())
+    out = np.zeros(total + 4, dtype=np.uint8)
+    for source, length, shift in ((starts[firsts], left, 0), (starts[seconds], right, left + 1)):
+        run = int(length.sum())
+        begin = np.zeros(len(length), dtype=np.int64)
+        np.cumsum(length[:-1], out=begin[1:])
+        within = np.arange(run, dtype=np.int64) - np.repeat(begin, length)
+        out[np.repeat(out_starts + shift, length) + within] = data[np.repeat(source, length) + within]
+    out[out_starts + left] = ord(" ")
+    return out, out_starts, sizes
+
+
+def hash_spans(
+    data: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int32]:
+    """``murmurhash3_32`` of the byte strings ``data[starts[i] : starts[i] + lengths[i]]``; ``data``
+    must have 3 readable bytes after the last string."""
+    count = len(starts)
+    if not count:
+        return np.zeros(0, dtype=np.int32)
     blocks = lengths // 4
     # Longest first: the strings with more than j blocks are a prefix of this order.
-    order = np.argsort(-blocks, kind="stable")
+    # (A stable sort of 16-bit integers is numpy's radix sort; any order by length would do.)
+    small = int(blocks.max()) < 2**15
+    order = np.argsort(-(blocks.astype(np.int16) if small else blocks), kind="stable")
     blocks_sorted, starts_sorted = blocks[order], starts[order]
     h = np.zeros(count, dtype=np.uint32)
     if int(blocks_sorted[0]):
@@ -92,11 +144,10 @@ def murmurhash3_32(strings: Sequence[str]) -> npt.NDArray[np.int32]:
 
 
 def _word(data: npt.NDArray[np.uint8], at: npt.NDArray[np.int64]) -> npt.NDArray[np.uint32]:
-    """The little-endian 32-bit words at byte offsets ``at`` of ``data``."""
-    words: npt.NDArray[np.uint32] = (
-        data[at].astype(np.uint32)
-        | (data[at + 1].astype(np.uint32) << np.uint32(8))
-        | (data[at + 2].astype(np.uint32) << np.uint32(16))
-        | (data[at + 3].astype(np.uint32) << np.uint32(24))
-    )
+    """The little-endian 32-bit words at byte offsets ``at`` of ``data`` (which has 3 bytes of
+    padding after the last offset read): one gather from a view whose element i is the word at
+    byte i."""
+    words: npt.NDArray[np.uint32] = np.ndarray(
+        shape=(len(data) - 3,), dtype="<u4", buffer=data.data, offset=0, strides=(1,)
+    )[at].astype(np.uint32)
     return words

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from rules.duplicates.hashing import murmurhash3_32
+from rules.duplicates.hashing import encode, hash_spans, joined_pairs, murmurhash3_32
 from rules.duplicates.stopwords import ENGLISH_STOP_WORDS
 from rules.duplicates.text import Document
 
@@ -67,10 +67,6 @@ class _Vocabulary(dict[str, int]):
         return number
 
 
-def _hashes(strings: Sequence[str]) -> npt.NDArray[np.int32]:
-    return murmurhash3_32(strings)
-
-
 def word_counts(texts: Sequence[str]) -> sp.csr_matrix:
     """The word hasher's ``transform(texts)`` exactly (same indices, data, canonical CSR), faster.
 
@@ -93,15 +89,16 @@ def word_counts(texts: Sequence[str]) -> sp.csr_matrix:
     ids = np.array(flat, dtype=np.int64)
     kept = ~stop[ids]
     ids = ids[kept]
-    token_columns = hash_columns(_hashes(names), WORD_FEATURES)
+    encoded = encode(names)
+    token_columns = hash_columns(hash_spans(*encoded), WORD_FEATURES)
     rows = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)[kept]
     # Bigrams: consecutive tokens of one document.
     follows = np.flatnonzero(rows[1:] == rows[:-1]) if ids.shape[0] > 1 else np.empty(0, np.int64)
     pairs = ids[follows] * max(len(names), 1) + ids[follows + 1]
     distinct, which = np.unique(pairs, return_inverse=True)
     firsts, seconds = np.divmod(distinct, max(len(names), 1))
-    bigrams = [f"{names[a]} {names[b]}" for a, b in zip(firsts.tolist(), seconds.tolist(), strict=True)]
-    bigram_columns = hash_columns(_hashes(bigrams), WORD_FEATURES)
+    # Bigram "a b" hashed from the tokens' bytes: no string per bigram.
+    bigram_columns = hash_columns(hash_spans(*joined_pairs(*encoded, firsts, seconds)), WORD_FEATURES)
     return _count_matrix(
         np.concatenate([rows, rows[follows]]),
         np.concatenate([token_columns[ids], bigram_columns[which.ravel()]]),

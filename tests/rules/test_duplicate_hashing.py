@@ -47,3 +47,13 @@ def test_a_lone_surrogate_fails_as_in_scikit_learn() -> None:
         sklearn_utils.murmurhash3_32("a\ud800b")
     with pytest.raises(UnicodeEncodeError):
         murmurhash3_32(["ok", "a\ud800b"])
+
+
+def test_joined_pairs_hash_as_the_joined_strings() -> None:
+    from rules.duplicates.hashing import encode, hash_spans, joined_pairs
+
+    names = ["error", "é", "", "a", "中文字", "page.html", "x" * 33]
+    firsts = np.asarray([0, 1, 2, 3, 4, 5, 6, 6, 0], dtype=np.int64)
+    seconds = np.asarray([1, 2, 3, 4, 5, 6, 0, 6, 0], dtype=np.int64)
+    joined = [f"{names[a]} {names[b]}" for a, b in zip(firsts.tolist(), seconds.tolist(), strict=True)]
+    assert hash_spans(*joined_pairs(*encode(names), firsts, seconds)).tolist() == _expected(joined)

@@ -13,7 +13,7 @@ How it scores (benchmarks/README.md has the measurements behind these choices), 
 5. ``rule``: the ``duplicate-candidate`` rule and its options.
 
 Importing this package loads only the rule and its options: the registry imports it to list rules,
-and numpy, scipy and scikit-learn cost about a second. The other names below load their module on
+and numpy and scipy cost a few tenths of a second. The other names below load their module on
 first use.
 """
 

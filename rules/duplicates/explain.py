@@ -19,7 +19,7 @@ near-copies of one item together (connected components of the pairs' documents):
   bigrams, the unigrams none of them holds, and the first ``limit``.
 
 A batch of at least ``PARALLEL_MIN_PAIRS`` pairs can be split over forked workers (slices of whole
-chunks; the terms come back pickled). Imports numpy and scikit-learn: load it only when the rule
+chunks; the terms come back pickled). Imports numpy and scipy: load it only when the rule
 runs.
 """
 
@@ -37,13 +37,12 @@ from itertools import pairwise
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-from sklearn.utils import murmurhash3_32
 
+from rules.duplicates.hashing import murmurhash3_32
 from rules.duplicates.search import THREADS
+from rules.duplicates.stopwords import ENGLISH_STOP_WORDS
 from rules.duplicates.text import Document
-from rules.duplicates.vectors import _TERM_HASHER, TOKEN_PATTERN, Vectoriser
+from rules.duplicates.vectors import TOKEN_PATTERN, WORD_FEATURES, Vectoriser
 
 _TOKENS = re.compile(TOKEN_PATTERN).findall
 # The same tokens as TOKEN_PATTERN (``\b\w[\w.]*\w\b|\b\w\b``: a run of word characters and dots
@@ -94,8 +93,8 @@ def _squared_idf(vectoriser: Vectoriser, terms: Sequence[str]) -> npt.NDArray[np
     """
     if not terms:
         return np.zeros(0)
-    hashes = np.fromiter(map(murmurhash3_32, terms), dtype=np.int64, count=len(terms))
-    idf = vectoriser.word_idf[np.abs(hashes) % _TERM_HASHER.n_features]
+    hashes = murmurhash3_32(terms).astype(np.int64)
+    idf = vectoriser.word_idf[np.abs(hashes) % WORD_FEATURES]
     values = np.unique(idf)
     squares = np.asarray([float(value) ** 2 for value in values], dtype=np.float64)
     result: npt.NDArray[np.float64] = squares[np.searchsorted(values, idf)]
@@ -143,6 +142,26 @@ def _explain_slice(bounds: tuple[int, int]) -> tuple[list[list[str]], float]:
     return explained, time.process_time() - cpu
 
 
+def components(ends: npt.NDArray[np.int64], size: int) -> npt.NDArray[np.int64]:
+    """Each of ``size`` nodes' connected component under the edges ``ends`` (n x 2), named by its
+    smallest node: labels ordered as scipy's ``connected_components`` numbers them (by the
+    smallest node), without importing ``scipy.sparse.csgraph`` (it loads scipy.linalg, a tenth of
+    a second of every scan). Each round lowers both ends of every edge to the smaller of their
+    labels, then follows labels to their own labels (pointer jumping).
+    """
+    label = np.arange(size, dtype=np.int64)
+    first, second = ends[:, 0], ends[:, 1]
+    while True:
+        low = np.minimum(label[first], label[second])
+        lowered = label.copy()
+        np.minimum.at(lowered, first, low)
+        np.minimum.at(lowered, second, low)
+        lowered = lowered[lowered]
+        if np.array_equal(lowered, label):
+            return label
+        label = lowered
+
+
 class SharedTerms:
     """``Vectoriser.shared_terms`` for many pairs of one index's documents."""
 
@@ -188,9 +207,7 @@ class SharedTerms:
         # counted and its bigrams hashed once): pairs in order of their connected component of
         # documents (near-copies of one item), then of their lower row.
         ends = np.asarray(pairs, dtype=np.int64)
-        size = int(ends.max()) + 1
-        graph = sp.coo_matrix((np.ones(len(ends)), (ends[:, 0], ends[:, 1])), shape=(size, size))
-        _, component = connected_components(graph, directed=False)
+        component = components(ends, int(ends.max()) + 1)
         order = np.lexsort((ends.min(axis=1), component[ends[:, 0]])).tolist()
         ordered = [pairs[n] for n in order]
         self.worker_cpu = 0.0

@@ -82,7 +82,7 @@ class DuplicateIndex:
 
     def __post_init__(self) -> None:
         if not self.row_of:
-            self.row_of = {key: row for row, key in enumerate(self.keys)}
+            self.row_of = dict(zip(self.keys, range(len(self.keys)), strict=True))
 
 
 # Cleaning and hashing are pure Python per item; big backlogs share them across processes.
@@ -153,7 +153,7 @@ def documents_and_counts(
     return documents, boilerplate, words, chars
 
 
-def _stack_rows(blocks: list[sp.csr_matrix]) -> sp.csr_matrix:
+def stack_rows(blocks: list[sp.csr_matrix]) -> sp.csr_matrix:
     """``sp.vstack(blocks, format="csr")``, the same arrays and dtypes, emptying ``blocks`` as it
     copies them: at the peak one block and the result are held, not every block and the result."""
     int32_max = np.iinfo(np.int32).max
@@ -203,7 +203,7 @@ def _fit_chunks(counts: list[tuple[sp.csr_matrix, sp.csr_matrix]]) -> tuple[Vect
         words, chars = counts.pop()
         weighted.append(vectoriser.transform_counts(words, chars))
         del words, chars
-    return vectoriser, _stack_rows(weighted)
+    return vectoriser, stack_rows(weighted)
 
 
 def build_index(issues: Sequence[Issue], penalty_floor: float = PENALTY_FLOOR) -> DuplicateIndex:
@@ -263,52 +263,72 @@ def update_index(index: DuplicateIndex, issues: Sequence[Issue]) -> DuplicateInd
         return rebuilt
     changed_keys = {issues[position].key for position in changed}
     # Keep unchanged rows in their old order, then append the new versions of changed items.
-    keep_rows = np.asarray(
-        [row for row, key in enumerate(index.keys) if key in current and key not in changed_keys],
-        dtype=np.int64,
+    kept = np.fromiter(
+        (key in current and key not in changed_keys for key in index.keys), dtype=bool, count=len(index.keys)
     )
+    keep_rows = np.flatnonzero(kept)
     new_row = np.full(len(index.keys), -1, dtype=np.int64)
     new_row[keep_rows] = np.arange(len(keep_rows), dtype=np.int64)
     changed_issues = [issues[position] for position in changed]
     changed_docs, _, words, chars = documents_and_counts(changed_issues, index.boilerplate)
-    leaving = np.setdiff1d(np.arange(len(index.keys)), keep_rows)
+    leaving = np.flatnonzero(~kept)
     vectoriser = index.vectoriser.updated(index.matrix[leaving], words, chars)
-    matrix = sp.csr_matrix(
-        sp.vstack([index.matrix[keep_rows], vectoriser.transform_counts(words, chars)], format="csr")
-    )
-    documents = [index.documents[row] for row in keep_rows] + changed_docs
-    keys = [index.keys[row] for row in keep_rows] + [issue.key for issue in changed_issues]
-    prints = [index.fingerprints[row] for row in keep_rows] + [fingerprints[p] for p in changed]
+    matrix = _rows_and_block(index.matrix, keep_rows, vectoriser.transform_counts(words, chars))
+    kept_list = keep_rows.tolist()
+    documents = [index.documents[row] for row in kept_list] + changed_docs
+    keys = [index.keys[row] for row in kept_list] + [issue.key for issue in changed_issues]
+    prints = [index.fingerprints[row] for row in kept_list] + [fingerprints[p] for p in changed]
+    del kept_list
     # Old pairs survive while both ends exist; a pair with a changed end is rescored (its partner
     # may not be in the changed item's own top k). Changed items also get a fresh search against
     # everything.
-    low, high = decode_pairs(index.pairs)
-    low, high = new_row[low], new_row[high]
+    old_low, old_high = decode_pairs(index.pairs)
+    low, high = new_row[old_low], new_row[old_high]
     changed_rows = np.zeros(len(index.keys), dtype=bool)
     changed_rows[[index.row_of[k] for k in changed_keys if k in index.row_of]] = True
-    old_low, old_high = decode_pairs(index.pairs)
     touched = changed_rows[old_low] | changed_rows[old_high]
-    # Rows of changed items in the new matrix, by key.
-    position_of = {key: row for row, key in enumerate(keys)}
-    old_low_keys = [index.keys[r] for r in old_low[touched]]
-    old_high_keys = [index.keys[r] for r in old_high[touched]]
-    kept_low = np.asarray([position_of.get(k, -1) for k in old_low_keys], dtype=np.int64)
-    kept_high = np.asarray([position_of.get(k, -1) for k in old_high_keys], dtype=np.int64)
+    # The new rows of the touched pairs' ends, by key (-1: gone). A kept row's is where it moved;
+    # a changed item's, its appended row. With repeated keys (a malformed export) a key names its
+    # last row, so every end is looked up by key.
+    distinct = len(index.row_of) == len(index.keys) and len(current) == len(issues)
+    first_new = len(keep_rows) if distinct else 0
+    position_of = {key: row for row, key in enumerate(keys[first_new:], start=first_new)}
+
+    def new_rows(old: npt.NDArray[np.int64], moved: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        ends = zip((index.keys[r] for r in old.tolist()), moved.tolist(), strict=True)
+        found = [position_of.get(key, -1) if row < 0 or not distinct else row for key, row in ends]
+        return np.asarray(found, dtype=np.int64)
+
+    kept_low = new_rows(old_low[touched], low[touched])
+    kept_high = new_rows(old_high[touched], high[touched])
     exists = (kept_low >= 0) & (kept_high >= 0)
     alive = (low >= 0) & (high >= 0) & ~touched
     query_rows = np.arange(len(keep_rows), len(keys), dtype=np.int64)
-    fresh, fresh_scores = search(matrix, documents, query_rows, index.penalty_floor)
+    fresh, fresh_scores = search(matrix, documents, query_rows, None)
     rescored_low, rescored_high = kept_low[exists], kept_high[exists]
     rescored, rescored_scores = unique_pairs(
         rescored_low, rescored_high, exact_scores(matrix, rescored_low, rescored_high)
     )
-    rescored_scores = penalise(documents, *decode_pairs(rescored), rescored_scores, index.penalty_floor)
-    unchanged = (low[alive] << PAIR_SHIFT) | high[alive]
-    merged = np.concatenate([unchanged, fresh, rescored])
-    merged_scores = np.concatenate([index.scores[alive], fresh_scores, rescored_scores])
-    pairs, first = np.unique(merged, return_index=True)
+    # The penalty of a pair depends on that pair alone: one call for the fresh and the rescored
+    # pairs splits each title once (they share most of their rows).
+    extra = np.concatenate([fresh, rescored])
+    started, cpu = time.perf_counter(), time.process_time()
+    extra_scores = penalise(
+        documents, *decode_pairs(extra), np.concatenate([fresh_scores, rescored_scores]), index.penalty_floor
+    )
+    logger.debug(
+        "phase dup-penalty: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu
+    )
+    # Rows keep their order, so the surviving pairs stay sorted and distinct: the few fresh and
+    # rescored ones are merged in (the first of a pair found twice wins, as in one ``np.unique``
+    # of all three) instead of sorting them all again.
+    pairs, scores = _merge_pairs(
+        (low[alive] << PAIR_SHIFT) | high[alive],
+        index.scores[alive],
+        extra,
+        extra_scores,
+    )
     segments = _updated_segments(index, keep_rows, len(changed_issues))
-    scores = merged_scores[first]
     logger.info("duplicate index: updated %d changed, dropped %d gone", len(changed), len(gone))
     return DuplicateIndex(
         keys=keys,
@@ -335,6 +355,61 @@ def update_index(index: DuplicateIndex, issues: Sequence[Issue]) -> DuplicateInd
         stored=index.stored,
         manifest_digest=index.manifest_digest,
     )
+
+
+def _rows_and_block(
+    matrix: sp.csr_matrix, rows: npt.NDArray[np.int64], block: sp.csr_matrix
+) -> sp.csr_matrix:
+    """``sp.vstack([matrix[rows], block], format="csr")`` for sorted ``rows`` (the same arrays and
+    dtypes), in one copy: the runs of consecutive rows are copied as slices, not row by row, and
+    straight into the result (nearly every row is kept when 1 % changed)."""
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    firsts = rows[np.concatenate([[0], breaks]).astype(np.int64)] if len(rows) else rows
+    lasts = rows[np.concatenate([breaks - 1, [len(rows) - 1]]).astype(np.int64)] + 1 if len(rows) else rows
+    indptr = matrix.indptr.astype(np.int64)
+    starts, stops = indptr[firsts], indptr[lasts]
+    kept = int((stops - starts).sum())
+    nnz = kept + block.nnz
+    columns = matrix.shape[1]
+    int32_max = np.iinfo(np.int32).max
+    wide = max(nnz, columns) > int32_max or not all(
+        np.can_cast(m.indptr.dtype, np.int32) for m in (matrix, block)
+    )
+    index_dtype = np.int64 if wide else np.int32
+    data = np.empty(nnz, dtype=np.result_type(matrix.data.dtype, block.data.dtype))
+    indices = np.empty(nnz, dtype=index_dtype)
+    at = 0
+    for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
+        data[at : at + stop - start] = matrix.data[start:stop]
+        indices[at : at + stop - start] = matrix.indices[start:stop]
+        at += stop - start
+    data[at:] = block.data
+    indices[at:] = block.indices
+    lengths = np.concatenate([indptr[rows + 1] - indptr[rows], np.diff(block.indptr)])
+    new_indptr = np.zeros(len(lengths) + 1, dtype=index_dtype)
+    np.cumsum(lengths, out=new_indptr[1:])
+    return sp.csr_matrix((data, indices, new_indptr), shape=(len(lengths), columns))
+
+
+def _merge_pairs(
+    base: npt.NDArray[np.int64],
+    base_scores: npt.NDArray[np.float32],
+    extra: npt.NDArray[np.int64],
+    extra_scores: npt.NDArray[np.float32],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """``np.unique`` of ``base`` then ``extra`` with the score of each pair's first occurrence;
+    ``base`` must be sorted and distinct (and is the big one)."""
+    if len(base) > 1 and not bool((base[1:] > base[:-1]).all()):
+        merged, first = np.unique(np.concatenate([base, extra]), return_index=True)
+        return merged, np.concatenate([base_scores, extra_scores])[first]
+    extra, first = np.unique(extra, return_index=True)
+    extra_scores = extra_scores[first]
+    at = np.searchsorted(base, extra)
+    known = np.zeros(len(extra), dtype=bool)
+    inside = at < len(base)
+    known[inside] = base[at[inside]] == extra[inside]
+    at, extra, extra_scores = at[~known], extra[~known], extra_scores[~known]
+    return np.insert(base, at, extra), np.insert(base_scores, at, extra_scores)
 
 
 def _updated_segments(

@@ -53,30 +53,69 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
-def pair_ranks(
-    pairs: Sequence[ScoredPair], created: Sequence[datetime | None], options: DuplicateOptions
+# Microseconds since the epoch of each row's creation (0 when undated), and which rows are dated.
+RowTimes = tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]
+
+
+def row_times(created: Sequence[datetime | None], rows: npt.NDArray[np.int64] | None = None) -> RowTimes:
+    """The creation times ``pair_ranks`` reads, of ``rows`` only (all when None; the others stay
+    undated): a backlog's rank computations need the rows of a few pairs, not all 200k."""
+    if rows is None:
+        wanted: Sequence[int] = range(len(created))
+    else:
+        marked = np.zeros(len(created), dtype=bool)
+        marked[rows] = True
+        wanted = np.flatnonzero(marked).tolist()
+    micros = np.zeros(len(created), dtype=np.int64)
+    dated = np.zeros(len(created), dtype=bool)
+    found = [
+        (row, ((moment if moment.tzinfo else moment.replace(tzinfo=UTC)) - _EPOCH) // _MICROSECOND)
+        for row in wanted
+        if (moment := created[row]) is not None
+    ]
+    if found:
+        where = np.fromiter((row for row, _ in found), dtype=np.int64, count=len(found))
+        micros[where] = np.fromiter((value for _, value in found), dtype=np.int64, count=len(found))
+        dated[where] = True
+    return micros, dated
+
+
+def rank_arrays(
+    first: npt.NDArray[np.int64],
+    second: npt.NDArray[np.int64],
+    scores: npt.NDArray[np.float64],
+    times: RowTimes,
+    options: DuplicateOptions,
 ) -> npt.NDArray[np.float64]:
-    """``ranking_score`` of each pair (``created`` by row; naive dates read as UTC), in one call.
+    """``pair_ranks`` of the pairs ``(first[i], second[i])`` scoring ``scores[i]`` (``times`` must
+    hold both rows of every pair)."""
+    micros, dated = times
+    apart = np.abs(micros[first] - micros[second]).astype(np.float64) / 1e6 / 86_400.0
+    days = np.where(dated[first] & dated[second], apart, np.inf)
+    ranks: npt.NDArray[np.float64] = np.asarray(ranking_score(scores, days, options), dtype=np.float64)
+    return ranks
+
+
+def pair_ranks(
+    pairs: Sequence[ScoredPair],
+    created: Sequence[datetime | None],
+    options: DuplicateOptions,
+    times: RowTimes | None = None,
+) -> npt.NDArray[np.float64]:
+    """``ranking_score`` of each pair (``created`` by row; naive dates read as UTC), in one call
+    (``times``: ``row_times`` of ``created`` already computed for the pairs' rows).
 
     Days apart are computed from whole microseconds, so each equals the scalar
     ``abs((a - b).total_seconds()) / 86400`` (both are the correctly rounded quotient of the same
     integers), and numpy's array ``exp`` gives its scalar results: the ranks, and so the order of
     candidates, are those a per-pair call gives, at a fraction of a microsecond a pair.
     """
-    micros = np.zeros(len(created), dtype=np.int64)
-    dated = np.zeros(len(created), dtype=bool)
-    for row, moment in enumerate(created):
-        if moment is not None:
-            aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-            micros[row] = (aware - _EPOCH) // _MICROSECOND
-            dated[row] = True
     first = np.fromiter((p.first for p in pairs), dtype=np.int64, count=len(pairs))
     second = np.fromiter((p.second for p in pairs), dtype=np.int64, count=len(pairs))
     scores = np.fromiter((p.score for p in pairs), dtype=np.float64, count=len(pairs))
-    apart = np.abs(micros[first] - micros[second]).astype(np.float64) / 1e6 / 86_400.0
-    days = np.where(dated[first] & dated[second], apart, np.inf)
-    ranks: npt.NDArray[np.float64] = np.asarray(ranking_score(scores, days, options), dtype=np.float64)
-    return ranks
+    if times is None:
+        times = row_times(created, np.concatenate([first, second]))
+    return rank_arrays(first, second, scores, times, options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,10 +183,26 @@ class CandidateArrays(Sequence[ScoredPair]):
         )
 
 
+def _falling(scores: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+    """``np.argsort(-scores, kind="stable")`` for positive float32 scores, by one sort of int64 keys.
+
+    A positive float's bits order as the float does, so (inverted bits, position) packed in one
+    uint64 sorts by falling score with ties in place order, the stable order; numpy sorts such
+    keys several times faster than it stable-argsorts floats (a million candidates at 200k items).
+    """
+    if scores.dtype != np.float32 or (len(scores) and not bool((scores > 0).all())) or len(scores) >= 2**32:
+        return np.argsort(-scores, kind="stable")
+    bits = scores.view(np.uint32).astype(np.uint64)
+    keys = ((np.uint64(0xFFFFFFFF) - bits) << np.uint64(32)) | np.arange(len(scores), dtype=np.uint64)
+    keys.sort()
+    order: npt.NDArray[np.int64] = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    return order
+
+
 def candidate_arrays(index: DuplicateIndex, min_score: float = 0.0) -> CandidateArrays:
     """``score_candidates`` as arrays: the same pairs in the same order."""
     keep = np.flatnonzero((index.scores >= min_score) & (index.scores > 0))
-    keep = keep[np.argsort(-index.scores[keep], kind="stable")]
+    keep = keep[_falling(index.scores[keep])]
     low, high = decode_pairs(index.pairs[keep])
     return CandidateArrays(low, high, index.scores[keep])
 

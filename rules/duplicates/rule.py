@@ -9,7 +9,7 @@ side carries it. The index (vectors, document frequencies, scored candidate pair
 items.
 
 This module stays light on purpose: listing rules, validating a config or printing ``--help``
-imports it, and numpy, scipy and scikit-learn (about 1 s to import) load only inside ``check``.
+imports it, and numpy and scipy (a few tenths of a second to import) load only inside ``check``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ from refinebot.models import Finding, Issue, Severity, StatusCategory, pair_subj
 from rules.base import BacklogRule, RuleContext, RuleOptions
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
     from rules.duplicates.index import DuplicateIndex
     from rules.duplicates.ranking import ScoredPair, VectorStore
 
@@ -143,10 +146,13 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+_DIGITS = re.compile(r"\d+").findall
+
+
 def _age_key(issue: Issue) -> tuple[datetime, tuple[int, str]]:
     """Sort key of creation order; items without a date sort by the number in their key."""
     created = _aware(issue.created) or datetime.min.replace(tzinfo=UTC)
-    digits = re.findall(r"\d+", issue.key)
+    digits = _DIGITS(issue.key)
     return created, (int(digits[-1]) if digits else 0, issue.key)
 
 
@@ -166,6 +172,64 @@ class _Ages(dict[str, tuple[datetime, tuple[int, str]]]):
 _Ranked = tuple[float, str, float]
 # Findings built between two looks at the clock (the phase timer leaves out the consumer's time).
 _EXPLAIN_CHUNK = 2_000
+
+
+def _shown_neighbours(
+    keys: Sequence[str],
+    partner: Mapping[str, _Ranked],
+    first: npt.NDArray[np.int64],
+    second: npt.NDArray[np.int64],
+    scores: npt.NDArray[np.float64],
+    ranks: npt.NDArray[np.float64],
+    share: float,
+    limit: int,
+) -> dict[str, list[_Ranked]]:
+    """Per reporting key (``partner``'s), the candidates its finding lists, as ``_finding`` picks
+    them from all of them: scoring at least ``min(partner score, share)``, ordered by falling
+    rank then the other key, the first ``limit``; each as (score, other key, rank)."""
+    import numpy as np
+
+    is_reporting = np.fromiter((key in partner for key in keys), dtype=bool, count=len(keys))
+    side_a, side_b = is_reporting[first], is_reporting[second]
+    reporter = np.concatenate([first[side_a], second[side_b]])
+    other = np.concatenate([second[side_a], first[side_b]])
+    score = np.concatenate([scores[side_a], scores[side_b]])
+    rank = np.concatenate([ranks[side_a], ranks[side_b]])
+    # Each reporting key's floor, and a group number per key (a key on two rows is one item).
+    group_of = {key: number for number, key in enumerate(partner)}
+    floor_of = [min(partner[key][0], share) for key in partner]
+    reporting_rows = np.flatnonzero(is_reporting)
+    group = np.full(len(keys), -1, dtype=np.int64)
+    group[reporting_rows] = [group_of[keys[row]] for row in reporting_rows.tolist()]
+    groups = group[reporter]
+    floors = np.asarray(floor_of, dtype=np.float64)
+    # As Python compares the floats: the scores are float64 copies of the pairs' scores.
+    shown = score >= floors[groups] if len(groups) else np.zeros(0, dtype=bool)
+    groups, other, score, rank = groups[shown], other[shown], score[shown], rank[shown]
+    # The other keys' order as Python sorts strings.
+    others = np.zeros(len(keys), dtype=bool)
+    others[other] = True
+    other_rows = np.flatnonzero(others)
+    names = [keys[row] for row in other_rows.tolist()]
+    name_rank = np.empty(len(keys), dtype=np.int64)
+    name_rank[other_rows[sorted(range(len(names)), key=names.__getitem__)]] = np.arange(len(names))
+    order = np.lexsort((name_rank[other], -rank, groups))
+    groups, other, score, rank = groups[order], other[order], score[order], rank[order]
+    starts = np.ones(len(groups), dtype=bool)
+    starts[1:] = groups[1:] != groups[:-1]
+    begin = np.maximum.accumulate(np.where(starts, np.arange(len(groups)), 0))
+    first_ones = (np.arange(len(groups)) - begin) < limit
+    reporters = list(partner)
+    result: dict[str, list[_Ranked]] = defaultdict(list)
+    for number, row, value, ranked in zip(
+        groups[first_ones].tolist(),
+        other[first_ones].tolist(),
+        score[first_ones].tolist(),
+        rank[first_ones].tolist(),
+        strict=True,
+    ):
+        result[reporters[number]].append((value, keys[row], ranked))
+    return result
 
 
 def _sorted_pair(first: str, second: str) -> tuple[str, str]:
@@ -306,7 +370,7 @@ class DuplicateCandidate(BacklogRule):
         import numpy as np
 
         from rules.duplicates.explain import SharedTerms, workers
-        from rules.duplicates.ranking import CandidateArrays, pair_ranks
+        from rules.duplicates.ranking import CandidateArrays, pair_ranks, rank_arrays, row_times
 
         scan = self._scan(issues, ctx)
         if scan is None:
@@ -316,11 +380,18 @@ class DuplicateCandidate(BacklogRule):
         index, by_key = scan.index, scan.by_key
         ages = _Ages(by_key)
         created = [by_key[key].created for key in index.keys]
-        # Per item: its scored neighbours (for the candidate list) and the flagged pairs it reports,
-        # each as (score, other key, ranking score); the ranking scores in one call per list.
-        neighbours: dict[str, list[_Ranked]] = defaultdict(list)
+        # Per item: the flagged pairs it reports, each as (score, other key, ranking score); the
+        # ranking scores in one call per list.
         reported: dict[str, list[_Ranked]] = defaultdict(list)
         evidence: dict[frozenset[str], ScoredPair] = {}
+        pairs = scan.candidates
+        if isinstance(pairs, CandidateArrays):
+            first, second, values = pairs.first, pairs.second, pairs.scores.astype(np.float64)
+        else:
+            first = np.fromiter((p.first for p in pairs), dtype=np.int64, count=len(pairs))
+            second = np.fromiter((p.second for p in pairs), dtype=np.int64, count=len(pairs))
+            values = np.fromiter((p.score for p in pairs), dtype=np.float64, count=len(pairs))
+        # Creation times are read only for the rows some rank needs (the flagged pairs' here).
         flagged_ranks = pair_ranks(scan.flagged, created, options).tolist()
         for pair, rank in zip(scan.flagged, flagged_ranks, strict=True):
             issue_a, issue_b = by_key[index.keys[pair.first]], by_key[index.keys[pair.second]]
@@ -330,29 +401,28 @@ class DuplicateCandidate(BacklogRule):
                 reported[newer.key].append((pair.score, older.key, rank))
             elif older.is_open:
                 reported[older.key].append((pair.score, newer.key, rank))
-        # Neighbour lists only of the items that report a finding, in candidate order as before: the
-        # lists and ranks of every other item were built and never read.
-        reporting = np.zeros(len(index.keys), dtype=bool)
-        reporting[[index.row_of[key] for key in reported]] = True
-        pairs = scan.candidates
-        if isinstance(pairs, CandidateArrays):
-            first, second = pairs.first, pairs.second
-            near = pairs.take(np.flatnonzero(reporting[first] | reporting[second]))
-        else:
-            first = np.fromiter((p.first for p in pairs), dtype=np.int64, count=len(pairs))
-            second = np.fromiter((p.second for p in pairs), dtype=np.int64, count=len(pairs))
-            near = [pairs[i] for i in np.flatnonzero(reporting[first] | reporting[second]).tolist()]
-        ranks = pair_ranks(near, created, options).tolist()
-        for pair, rank in zip(near, ranks, strict=True):
-            key_a, key_b = index.keys[pair.first], index.keys[pair.second]
-            if key_a in reported:
-                neighbours[key_a].append((pair.score, key_b, rank))
-            if key_b in reported:
-                neighbours[key_b].append((pair.score, key_a, rank))
         # The best partner by similarity with the recency preference; on a tie the oldest, the
         # natural one to keep.
         partner = {key: min(pairs, key=lambda p: (-p[2], ages[p[1]])) for key, pairs in reported.items()}
         order = sorted(reported, key=ages.__getitem__)
+        # Neighbour lists only of the items that report a finding, each cut to what its finding
+        # shows (``_finding``: candidates from its floor up, best ``max_candidates`` by rank, then
+        # key), in numpy: a Python tuple per candidate of every reporting item was most of this.
+        reporting = np.zeros(len(index.keys), dtype=bool)
+        reporting[[index.row_of[key] for key in reported]] = True
+        near = np.flatnonzero(reporting[first] | reporting[second])
+        near_first, near_second, near_values = first[near], second[near], values[near]
+        times = row_times(created, np.concatenate([near_first, near_second]))
+        neighbours = _shown_neighbours(
+            index.keys,
+            partner,
+            near_first,
+            near_second,
+            near_values,
+            rank_arrays(near_first, near_second, near_values, times, options),
+            CANDIDATE_SHARE * options.resolved_threshold(),
+            options.max_candidates,
+        )
         logger.debug(
             "phase dup-rank: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu
         )
@@ -386,7 +456,8 @@ class DuplicateCandidate(BacklogRule):
         # Saved after the explanations: the next run reuses the shared terms of unchanged pairs
         # (saved before them, they were lost and every finding was explained again). The
         # neighbour lists go first: encoding the index's new segments adds to the run's memory peak.
-        del neighbours, reported, ranks, evidence, partner, near, first, second, pairs
+        del neighbours, reported, evidence, partner, near, first, second, values, pairs
+        del near_first, near_second, near_values, times
         self._save(ctx, options, index)
         logger.debug("phase dup-explain: %.3f s (cpu %.3f s)", spent, spent_cpu)
 

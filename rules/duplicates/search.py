@@ -61,18 +61,19 @@ SEARCH_MAX_DF = 300
 SEARCH_WIDEN = 2
 
 
+def _keep_entries(matrix: sp.csr_matrix, keep: npt.NDArray[np.bool_]) -> sp.csr_matrix:
+    """``matrix`` (same shape) with only the stored entries marked in ``keep``."""
+    positions = np.flatnonzero(keep)
+    # Kept entries before each row's start: a search of the row starts, not a cumulative sum over
+    # every entry (a bool cumsum into int64 was a second at 200k items).
+    indptr = np.searchsorted(positions, matrix.indptr).astype(np.int64)
+    return sp.csr_matrix((matrix.data[positions], matrix.indices[positions], indptr), shape=matrix.shape)
+
+
 def _split_columns(matrix: sp.csr_matrix, held: npt.NDArray[np.bool_]) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """``matrix`` without the columns marked in ``held``, and those columns alone (same shape)."""
     marked = held[matrix.indices]
-
-    def part(keep: npt.NDArray[np.bool_]) -> sp.csr_matrix:
-        before = np.zeros(len(keep) + 1, dtype=np.int64)
-        np.cumsum(keep, out=before[1:])
-        return sp.csr_matrix(
-            (matrix.data[keep], matrix.indices[keep], before[matrix.indptr]), shape=matrix.shape
-        )
-
-    return part(~marked), part(marked)
+    return _keep_entries(matrix, ~marked), _keep_entries(matrix, marked)
 
 
 def _pair_dots(
@@ -112,12 +113,33 @@ def _best_per_row(
 
 
 def _top_pairs_split(
-    queries: sp.csr_matrix, corpus: sp.csr_matrix, top_k: int
+    queries: sp.csr_matrix, corpus: sp.csr_matrix, top_k: int, *, restrict: bool = True
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """``_top_pairs`` with the features used by more than ``SEARCH_MAX_DF`` corpus rows held back
-    from the product (see ``SEARCH_MAX_DF``); the plain product when there is none."""
-    common = np.bincount(corpus.indices, minlength=corpus.shape[1]) > SEARCH_MAX_DF
-    if not common.any():
+    from the product (see ``SEARCH_MAX_DF``); the plain product when there is none.
+
+    When ``queries`` are a few rows (an update searches only new or changed items), the corpus is
+    first cut to the columns the queries use (``restrict``): a query's products and dot products
+    read no other column, so the results are the same entries, scores and order, but the corpus
+    is transposed and split at the size of those columns' postings, not of the whole index (that
+    was most of a second scan's search at 200k items).
+    """
+    if queries is corpus or not restrict:
+        common = np.bincount(corpus.indices, minlength=corpus.shape[1]) > SEARCH_MAX_DF
+        anywhere = bool(common.any())
+    else:
+        used = np.zeros(corpus.shape[1], dtype=bool)
+        used[queries.indices] = True
+        whole, corpus = corpus, _keep_entries(corpus, used[corpus.indices])
+        # The corpus's document frequency of every column the queries use (the others are moot).
+        common = np.bincount(corpus.indices, minlength=corpus.shape[1]) > SEARCH_MAX_DF
+        # Whether the whole corpus has a common column decides the path, as without the cut (only
+        # counted in full when none of the queries' columns is common).
+        anywhere = bool(common.any()) or bool(
+            (np.bincount(whole.indices, minlength=whole.shape[1]) > SEARCH_MAX_DF).any()
+        )
+        del whole
+    if not anywhere:
         return _top_pairs(queries, corpus, top_k)
     search_corpus, common_corpus = _split_columns(corpus, common)
     if queries is corpus:
@@ -166,10 +188,18 @@ def _exact_title_pairs(
     """Row pairs with identical non-empty normalised titles (all pairs, or those touching
     ``rows``)."""
     groups: dict[str, list[int]] = defaultdict(list)
-    for row, doc in enumerate(documents):
-        if doc.title:
-            groups[doc.title].append(row)
     wanted = None if rows is None else set(rows)
+    if wanted is None:
+        for row, doc in enumerate(documents):
+            if doc.title:
+                groups[doc.title].append(row)
+    else:
+        # Only the groups of the wanted rows' titles can give a pair (in the same order: a group's
+        # place is where its title first appears).
+        titles = {title for row in wanted if (title := documents[row].title)}
+        for row, doc in enumerate(documents):
+            if doc.title in titles:
+                groups[doc.title].append(row)
     pairs: list[tuple[int, int]] = []
     for members in groups.values():
         if len(members) < 2:
@@ -189,10 +219,11 @@ def search(
     matrix: sp.csr_matrix,
     documents: Sequence[Document],
     query_rows: npt.NDArray[np.int64] | None,
-    penalty_floor: float = PENALTY_FLOOR,
+    penalty_floor: float | None = PENALTY_FLOOR,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """Candidate pairs with scores for the query rows (all rows when None) against every row
-    (the template penalty checked on pairs scoring at least ``penalty_floor``)."""
+    (the template penalty checked on pairs scoring at least ``penalty_floor``; None: not applied,
+    the caller penalises them with other pairs in one call)."""
     queries = matrix if query_rows is None else matrix[query_rows]
     rows, cols, scores = _top_pairs_split(queries, matrix, TOP_K)
     if query_rows is not None:
@@ -205,6 +236,8 @@ def search(
         cols = np.concatenate([cols, extra[:, 1]])
         scores = np.concatenate([scores, extra_scores])
     codes, unique_scores = unique_pairs(rows, cols, scores)
+    if penalty_floor is None:
+        return codes, unique_scores
     started, cpu = time.perf_counter(), time.process_time()
     penalised = penalise(documents, *decode_pairs(codes), unique_scores, penalty_floor)
     logger.debug(

@@ -2,8 +2,7 @@
 
 Two titles such as "Update the year to 2021" / "... 2022" or "Add Dockerfile for Fedora 33" /
 "... Debian 10" are usually different work, so a pair whose titles differ only in such a slot has
-its score multiplied by ``SLOT_PENALTY``. Imports scikit-learn (its English stop words), numpy and scipy:
-load it only when the rule runs.
+its score multiplied by ``SLOT_PENALTY``. Imports numpy and scipy: load it only when the rule runs.
 """
 
 from __future__ import annotations
@@ -14,8 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
+from rules.duplicates.stopwords import ENGLISH_STOP_WORDS
 from rules.duplicates.text import Document
 
 SLOT_PENALTY = 0.6

@@ -4,8 +4,8 @@ Feature hashing needs no vocabulary to hold, and new words need no refit: word 1
 the title twice plus the body, and character 4-gram TF-IDF over the title plus the body's first 300
 characters. Features used by very many items are dropped (like ``max_df``), words used by one item
 only are damped. Each space is L2-normalised and the two are stacked with weight 1/2 each, so the
-dot product of two rows is a cosine in 0-1. Imports numpy, scipy and scikit-learn: load it only when
-the rule runs.
+dot product of two rows is a cosine in 0-1. Imports numpy and scipy: load it only when the rule
+runs.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
-from sklearn.feature_extraction import FeatureHasher
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, HashingVectorizer
-from sklearn.utils import murmurhash3_32
 
+from rules.duplicates.hashing import encode, hash_spans, joined_pairs, murmurhash3_32
+from rules.duplicates.stopwords import ENGLISH_STOP_WORDS
 from rules.duplicates.text import Document
 
 WORD_FEATURES = 2**21
@@ -34,29 +33,10 @@ SINGLETON_WEIGHT = 0.3
 TOKEN_PATTERN = r"(?u)\b\w[\w.]*\w\b|\b\w\b"
 FLOAT = np.float32
 
-# The two hashers define the features; ``word_counts`` and ``char_counts`` compute their matrices
-# (identical, entry for entry) without their per-n-gram Python loops.
-_WORD_HASHER = HashingVectorizer(
-    n_features=WORD_FEATURES,
-    ngram_range=(1, 2),
-    stop_words="english",
-    token_pattern=TOKEN_PATTERN,
-    lowercase=False,  # already case-folded
-    alternate_sign=False,
-    norm=None,
-    dtype=FLOAT,
-)
-_CHAR_HASHER = HashingVectorizer(
-    n_features=CHAR_FEATURES,
-    analyzer="char_wb",
-    ngram_range=(4, 4),
-    lowercase=False,
-    alternate_sign=False,
-    norm=None,
-    dtype=FLOAT,
-)
-_WORD_ANALYZER = _WORD_HASHER.build_analyzer()
-_TERM_HASHER = FeatureHasher(n_features=WORD_FEATURES, input_type="string", alternate_sign=False)
+# scikit-learn's ``HashingVectorizer`` of words (1-2-grams, English stop words, TOKEN_PATTERN,
+# no lowercasing, no alternate sign, no norm) and of ``char_wb`` 4-grams define the features
+# (``sklearn_hashers`` builds them, for the tests and ``Vectoriser.shared_terms``); ``word_counts``
+# and ``char_counts`` compute their matrices (identical, entry for entry) without scikit-learn.
 
 
 def raw_counts(docs: Sequence[Document]) -> tuple[sp.csr_matrix, sp.csr_matrix]:
@@ -87,14 +67,8 @@ class _Vocabulary(dict[str, int]):
         return number
 
 
-def _hashes(strings: Sequence[str]) -> npt.NDArray[np.int32]:
-    return np.fromiter(
-        (murmurhash3_32(s, positive=False) for s in strings), dtype=np.int32, count=len(strings)
-    )
-
-
 def word_counts(texts: Sequence[str]) -> sp.csr_matrix:
-    """``_WORD_HASHER.transform(texts)`` exactly (same indices, data and canonical CSR), faster.
+    """The word hasher's ``transform(texts)`` exactly (same indices, data, canonical CSR), faster.
 
     The same tokens, stop words and 1-2-grams as scikit-learn's analyser (bigrams of the tokens left
     after dropping stop words), but each distinct token and bigram of the batch is hashed once, and
@@ -115,15 +89,16 @@ def word_counts(texts: Sequence[str]) -> sp.csr_matrix:
     ids = np.array(flat, dtype=np.int64)
     kept = ~stop[ids]
     ids = ids[kept]
-    token_columns = hash_columns(_hashes(names), WORD_FEATURES)
+    encoded = encode(names)
+    token_columns = hash_columns(hash_spans(*encoded), WORD_FEATURES)
     rows = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)[kept]
     # Bigrams: consecutive tokens of one document.
     follows = np.flatnonzero(rows[1:] == rows[:-1]) if ids.shape[0] > 1 else np.empty(0, np.int64)
     pairs = ids[follows] * max(len(names), 1) + ids[follows + 1]
     distinct, which = np.unique(pairs, return_inverse=True)
     firsts, seconds = np.divmod(distinct, max(len(names), 1))
-    bigrams = [f"{names[a]} {names[b]}" for a, b in zip(firsts.tolist(), seconds.tolist(), strict=True)]
-    bigram_columns = hash_columns(_hashes(bigrams), WORD_FEATURES)
+    # Bigram "a b" hashed from the tokens' bytes: no string per bigram.
+    bigram_columns = hash_columns(hash_spans(*joined_pairs(*encoded, firsts, seconds)), WORD_FEATURES)
     return _count_matrix(
         np.concatenate([rows, rows[follows]]),
         np.concatenate([token_columns[ids], bigram_columns[which.ravel()]]),
@@ -179,7 +154,7 @@ def hash_columns(hashes: npt.NDArray[np.int32], n_features: int) -> npt.NDArray[
 
 
 def char_counts(texts: Sequence[str]) -> sp.csr_matrix:
-    """``_CHAR_HASHER.transform(texts)`` exactly (same indices, data and canonical CSR), vectorised.
+    """The character hasher's ``transform(texts)`` exactly (same indices, data, canonical CSR), vectorised.
 
     scikit-learn's char_wb analyser builds every 4-gram as a Python string and hashes it on its own:
     most of the cost of counting. Its 4-grams are the windows of each space-padded word, so of
@@ -213,11 +188,7 @@ def char_counts(texts: Sequence[str]) -> sp.csr_matrix:
     hashes = [_murmur_ascii4(keys).view(np.int32)]
     positions = [ascii_starts]
     wide_starts = starts[grams_wide]
-    hashes.append(
-        np.array(
-            [murmurhash3_32(joined[i : i + 4], positive=False) for i in wide_starts.tolist()], dtype=np.int32
-        )
-    )
+    hashes.append(murmurhash3_32([joined[i : i + 4] for i in wide_starts.tolist()]))
     positions.append(wide_starts)
 
     # Padded 1-character words: space, non-space, space.
@@ -236,11 +207,7 @@ def char_counts(texts: Sequence[str]) -> sp.csr_matrix:
     hashes.append(_murmur_ascii3(keys).view(np.int32))
     positions.append(ascii_singles)
     wide_singles = singles[singles_wide]
-    hashes.append(
-        np.array(
-            [murmurhash3_32(joined[i : i + 3], positive=False) for i in wide_singles.tolist()], dtype=np.int32
-        )
-    )
+    hashes.append(murmurhash3_32([joined[i : i + 3] for i in wide_singles.tolist()]))
     positions.append(wide_singles)
 
     columns = hash_columns(np.concatenate(hashes), CHAR_FEATURES)
@@ -386,12 +353,14 @@ class Vectoriser:
 
     def shared_terms(self, first: Document, second: Document, limit: int = 5) -> list[str]:
         """The word terms both documents share, strongest contribution to their score first."""
-        terms_a = Counter(_WORD_ANALYZER(first.word_text))
-        terms_b = Counter(_WORD_ANALYZER(second.word_text))
+        from rules.duplicates.sklearn_hashers import TERM_HASHER, WORD_ANALYZER
+
+        terms_a = Counter(WORD_ANALYZER(first.word_text))
+        terms_b = Counter(WORD_ANALYZER(second.word_text))
         shared = sorted(set(terms_a) & set(terms_b))
         if not shared:
             return []
-        indices = sp.csr_matrix(_TERM_HASHER.transform([[t] for t in shared])).indices
+        indices = sp.csr_matrix(TERM_HASHER.transform([[t] for t in shared])).indices
         idf = self.word_idf[indices]
         weight = [
             (1 + np.log(terms_a[t])) * (1 + np.log(terms_b[t])) * float(w) ** 2

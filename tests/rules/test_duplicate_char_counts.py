@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from rules.duplicates.sklearn_hashers import CHAR_HASHER as _CHAR_HASHER
+from rules.duplicates.sklearn_hashers import WORD_HASHER as _WORD_HASHER
 from rules.duplicates.text import Document, clean_body, normalise_title
 from rules.duplicates.vectors import (
-    _CHAR_HASHER,
-    _WORD_HASHER,
     char_counts,
     hash_columns,
     raw_counts,

@@ -15,8 +15,9 @@ import pytest
 
 from rules.duplicates.explain import SharedTerms, word_terms
 from rules.duplicates.ranking import ScoredPair, pair_ranks, ranking_score
+from rules.duplicates.sklearn_hashers import WORD_ANALYZER as _WORD_ANALYZER
 from rules.duplicates.text import Document, clean_body, normalise_title
-from rules.duplicates.vectors import _WORD_ANALYZER, Vectoriser
+from rules.duplicates.vectors import Vectoriser
 from tests.shared_data import SHARED, require_shared
 
 
@@ -221,7 +222,7 @@ def test_term_columns_are_the_term_hashers_columns_on_real_text() -> None:
     import scipy.sparse as sp
 
     from rules.duplicates.explain import _squared_idf
-    from rules.duplicates.vectors import _TERM_HASHER
+    from rules.duplicates.sklearn_hashers import TERM_HASHER as _TERM_HASHER
 
     documents = _real_documents(2000)
     vectoriser, _ = Vectoriser.fit(documents)
@@ -286,3 +287,24 @@ def test_the_fast_token_pattern_finds_the_analysers_tokens() -> None:
     for document in _real_documents(3000):
         for text in (document.title, document.body, document.word_text):
             assert _FAST_TOKENS(text) == tokens(text)
+
+
+def test_components_order_the_nodes_as_scipys_connected_components() -> None:
+    import numpy as np
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
+    from rules.duplicates.explain import components
+
+    rng = random.Random(3)
+    for size, edges in ((2, 1), (30, 12), (500, 400), (2000, 1800)):
+        ends = np.asarray(
+            [(rng.randrange(size), rng.randrange(size)) for _ in range(edges)] + [(0, size - 1)],
+            dtype=np.int64,
+        )
+        graph = sp.coo_matrix((np.ones(len(ends)), (ends[:, 0], ends[:, 1])), shape=(size, size))
+        _, expected = connected_components(graph, directed=False)
+        got = components(ends, size)
+        # The same partition, and labels in the same order (scipy numbers by smallest node).
+        assert (np.unique(got, return_inverse=True)[1] == expected).all()
+        assert all(got[node] <= node for node in range(size))

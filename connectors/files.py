@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -268,7 +269,8 @@ def _read_csv_rows(
             )
     layout = _CsvLayout.of(columns)
     issues = []
-    for line_no, row in _numbered(rows):
+    # Row numbers as a spreadsheet shows them: the header is row 1.
+    for line_no, row in enumerate(rows, start=2):
         # A row of blank cells only (joined: no per-cell strip; isspace copies nothing).
         joined = "".join(row)
         if not joined or joined.isspace():
@@ -287,11 +289,6 @@ def _read_csv_rows(
                 SkippedItem(f"{path}: row {line_no} ({exc.record})", f"field {exc.field!r}: {exc.reason}")
             )
     return issues
-
-
-def _numbered(rows: Iterator[list[str]]) -> Iterator[tuple[int, list[str]]]:
-    # Row numbers as a spreadsheet shows them: the header is row 1.
-    yield from enumerate(rows, start=2)
 
 
 def _csv_date(value: str, record: str, column: str, tz: tzinfo) -> datetime | None:
@@ -314,39 +311,51 @@ def _csv_date(value: str, record: str, column: str, tz: tzinfo) -> datetime | No
     raise MappingError(record, column, f"not a date: {value!r}")
 
 
-# The columns a row is mapped from (lower-cased); other columns are read by no field. "sprint" and
-# "labels" may repeat (one column per value); of any other the first column counts.
-_SINGLE_COLUMNS = (
-    "issue key",
-    "summary",
-    *_POINT_COLUMNS,
-    "status",
-    "status category",
-    "custom field (acceptance criteria)",
-    "acceptance criteria",
-    "parent key",
-    "parent",
-    "custom field (epic link)",
-    "issue type",
-    "project key",
-    "description",
-    "priority",
-    "custom field (rank)",
-    "rank",
-    "assignee",
-    "reporter",
-    "created",
-    "updated",
-)
-_MULTI_COLUMNS = ("sprint", "labels")
+_CATEGORY_NAMES = {
+    "to do": StatusCategory.TODO,
+    "in progress": StatusCategory.IN_PROGRESS,
+    "done": StatusCategory.DONE,
+}
+
+
+@functools.lru_cache(maxsize=4096)
+def _category(category_name: str, status: str) -> StatusCategory:
+    # Memoised: a backlog has a few statuses, and this is one dict lookup instead of two calls a row.
+    return _CATEGORY_NAMES.get(category_name.lower()) or StatusCategory.guess_from_status(status)
+
+
+_issue_type = functools.lru_cache(maxsize=4096)(IssueType.from_name)
 
 
 @dataclass(frozen=True, slots=True)
 class _CsvLayout:
-    """Where each field of a row is, worked out once per file from the header (not per row)."""
+    """Where each field of a row is, worked out once per file from the header (not per row).
 
-    single: tuple[tuple[str, int], ...]  # field name, its first column
-    multi: tuple[tuple[str, tuple[int, ...]], ...]  # field name, every column of it
+    A field is read from the first column of its name (lower-cased); "sprint" and "labels" may repeat
+    (one column per value) and are read from every column of theirs. A field the file has no column for
+    reads position ``blank``, one past the last column, where ``_map_csv_row`` puts an empty cell. A
+    field with several possible columns has them in order of preference (the first non-empty counts).
+    """
+
+    blank: int
+    key: int
+    summary: int
+    points: tuple[int, ...]
+    status: int
+    category: int
+    acceptance: tuple[int, int]
+    parent: tuple[int, int, int]
+    type: int
+    project: int
+    description: int
+    priority: int
+    rank: tuple[int, int]
+    assignee: int
+    reporter: int
+    created: int
+    updated: int
+    sprints: tuple[int, ...]
+    labels: tuple[int, ...]
     links: tuple[tuple[int, LinkKind], ...]  # a link column and the kind of its links
 
     @classmethod
@@ -364,65 +373,87 @@ class _CsvLayout:
                 continue
             first.setdefault(name, position)
             every.setdefault(name, []).append(position)
+        blank = len(columns)
+
+        def at(name: str) -> int:
+            return first.get(name, blank)
+
         return cls(
-            single=tuple((name, first[name]) for name in _SINGLE_COLUMNS if name in first),
-            multi=tuple((name, tuple(every[name])) for name in _MULTI_COLUMNS if name in every),
+            blank=blank,
+            key=at("issue key"),
+            summary=at("summary"),
+            points=tuple(first[name] for name in _POINT_COLUMNS if name in first),
+            status=at("status"),
+            category=at("status category"),
+            acceptance=(at("custom field (acceptance criteria)"), at("acceptance criteria")),
+            parent=(at("parent key"), at("parent"), at("custom field (epic link)")),
+            type=at("issue type"),
+            project=at("project key"),
+            description=at("description"),
+            priority=at("priority"),
+            rank=(at("custom field (rank)"), at("rank")),
+            assignee=at("assignee"),
+            reporter=at("reporter"),
+            created=at("created"),
+            updated=at("updated"),
+            sprints=tuple(every.get("sprint", ())),
+            labels=tuple(every.get("labels", ())),
             links=tuple(links),
         )
 
 
-def _map_csv_row(layout: _CsvLayout, row: Sequence[str], tz: tzinfo) -> Issue:
-    single = {name: row[position].strip() for name, position in layout.single}
-    multi: dict[str, list[str]] = {}
-    for name, positions in layout.multi:
-        values = [value for value in (row[p].strip() for p in positions) if value]
-        if values:
-            multi[name] = values
-    links = [Link(kind, value) for position, kind in layout.links if (value := row[position].strip())]
-    key = single.get("issue key", "")
+def _map_csv_row(layout: _CsvLayout, row: list[str], tz: tzinfo) -> Issue:
+    """The issue of one row of ``len(columns)`` cells (``row`` gets the layout's blank cell appended)."""
+    row.append("")
+    key = row[layout.key].strip()
     if not key:
         raise MappingError("<row>", "Issue key", "empty")
-    title = single.get("summary", "")
+    title = row[layout.summary].strip()
     if not title:
         raise MappingError(key, "Summary", "empty")
-    points_raw = next((single[c] for c in _POINT_COLUMNS if single.get(c)), "")
-    points = parse_number(points_raw, key, "Story Points", allow_negative=False)
-    status = single.get("status", "")
-    category_name = single.get("status category", "").lower()
-    category = {
-        "to do": StatusCategory.TODO,
-        "in progress": StatusCategory.IN_PROGRESS,
-        "done": StatusCategory.DONE,
-    }.get(category_name) or StatusCategory.guess_from_status(status)
-    sprints = parse_sprints(multi.get("sprint", []))
-    ac = single.get("custom field (acceptance criteria)") or single.get("acceptance criteria")
-    parent = (
-        single.get("parent key") or single.get("parent") or single.get("custom field (epic link)") or None
-    )
+    points = None
+    for position in layout.points:
+        if points_raw := row[position].strip():
+            points = parse_number(points_raw, key, "Story Points", allow_negative=False)
+            break
+    status = row[layout.status].strip()
+    sprint_values = [value for position in layout.sprints if (value := row[position].strip())]
+    sprints = parse_sprints(sprint_values) if sprint_values else []
+    first_ac, second_ac = layout.acceptance
+    ac = row[first_ac].strip() or row[second_ac].strip()
+    first_parent, second_parent, third_parent = layout.parent
+    parent = row[first_parent].strip() or row[second_parent].strip() or row[third_parent].strip() or None
     if parent and parent.isdigit():
         parent = None  # "Parent" holds the numeric id in some exports; keys are what links use
+    links = [Link(kind, value) for position, kind in layout.links if (value := row[position].strip())]
     if parent:
         links.append(Link(LinkKind.PARENT, parent))
-    raw_type = single.get("issue type", "")
+    raw_type = row[layout.type].strip()
+    first_rank, second_rank = layout.rank
+    created_raw = row[layout.created]
+    created = _csv_date(created_raw, key, "Created", tz)
+    updated_raw = row[layout.updated]
+    # Most rows were never updated: the same cell, read once.
+    updated = created if updated_raw == created_raw else _csv_date(updated_raw, key, "Updated", tz)
     return Issue(
         key=key,
-        project=single.get("project key") or key.rsplit("-", 1)[0],
+        project=row[layout.project].strip() or key.rsplit("-", 1)[0],
         source_kind=SourceKind.FILE,
-        type=IssueType.from_name(raw_type),
+        type=_issue_type(raw_type),
         raw_type=raw_type,
         title=title,
-        description=wiki_to_text(single.get("description", "")),
+        description=wiki_to_text(row[layout.description].strip()),
         acceptance_criteria=wiki_to_text(ac) if ac else None,
         story_points=points,
         status=status,
-        status_category=category,
-        priority=single.get("priority") or None,
-        rank=single.get("custom field (rank)") or single.get("rank") or None,
-        labels=tuple(multi.get("labels", [])),
-        assignee=single.get("assignee") or None,
-        reporter=single.get("reporter") or None,
-        created=_csv_date(single.get("created", ""), key, "Created", tz),
-        updated=_csv_date(single.get("updated", ""), key, "Updated", tz),
+        status_category=_category(row[layout.category].strip(), status),
+        priority=row[layout.priority].strip() or None,
+        rank=row[first_rank].strip() or row[second_rank].strip() or None,
+        labels=tuple([value for position in layout.labels if (value := row[position].strip())]),
+        assignee=row[layout.assignee].strip() or None,
+        reporter=row[layout.reporter].strip() or None,
+        created=created,
+        updated=updated,
         sprint=sprints[-1][0] if sprints else None,
         parent=parent,
         links=tuple(links),

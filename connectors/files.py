@@ -241,9 +241,10 @@ def _map_each(
 # A file from this size on is read by two processes (under it the fork costs more than it saves):
 # about 15k rows of a typical export.
 PARALLEL_MIN_BYTES = 8 * 1024 * 1024
-# The share of the rows the main process reads when a worker reads the rest: less than half, because
-# it also builds the issues of the worker's rows from the values the worker sends.
-MAIN_SHARE = 0.40
+# The share of the file the main process reads when a worker reads the rest. Measured best on the
+# realistic 200k export (0.4 to 0.6 tried): the worker also pickles its values, the main process
+# then unpickles them and builds their issues after waiting for them.
+MAIN_SHARE = 0.5
 # How far past the planned split point a row end is looked for (a longer row: no split).
 _SPLIT_SEARCH_BYTES = 4 * 1024 * 1024
 
@@ -285,9 +286,10 @@ _RowProblem = tuple[int, str | None, str]
 
 @dataclass(frozen=True, slots=True)
 class _MappedRows:
-    """What mapping a run of rows gave: values of the issues, problems, and the next row's number."""
+    """What mapping a run of rows gave: the issues (or their values, from a worker), the problems, and
+    the next row's number."""
 
-    values: list[_IssueValues]
+    values: list[Any]  # Issue, or _IssueValues
     problems: list[_RowProblem]
     next_row: int
 
@@ -315,7 +317,7 @@ def _read_jira_csv(path: Path, tz: tzinfo, problems: list[SkippedItem]) -> list[
         for line_no, record, reason in mapped.problems:
             key = f"{path}: row {line_no}" if record is None else f"{path}: row {line_no} ({record})"
             problems.append(SkippedItem(key, reason))
-        return [Issue(*values) for values in mapped.values]
+        return mapped.values
     finally:
         if collecting:
             gc.enable()
@@ -347,10 +349,10 @@ def _read_csv_rows(path: Path, handle: io.BufferedReader, size: int, tz: tzinfo)
     width = len(columns)
     # Row numbers as a spreadsheet shows them: the header is row 1.
     if split is None:
-        return _map_rows(rows, layout, tz, width, first_row=2)
+        return _map_rows(rows, layout, tz, width, first_row=2, issues=True)
     worker = _TailWorker(path, split, layout, tz, width)
     try:
-        head = _map_rows(rows, layout, tz, width, first_row=2)
+        head = _map_rows(rows, layout, tz, width, first_row=2, issues=True)
         if lines is None or lines.ends != 1:
             # The split fell inside a quoted cell (a quote character the count of quotes took for an
             # opening one): the worker read from the middle of a row. Read the file in one go.
@@ -359,27 +361,37 @@ def _read_csv_rows(path: Path, handle: io.BufferedReader, size: int, tz: tzinfo)
             handle.seek(0)
             rows = csv.reader(_text(handle, "utf-8-sig"))
             next(rows)  # the header, read above
-            return _map_rows(rows, layout, tz, width, first_row=2)
+            return _map_rows(rows, layout, tz, width, first_row=2, issues=True)
         tail = worker.result()
     finally:
         worker.stop()
     if tail is None:
         # The worker failed (or could not start): read its part here, which raises what it raised.
         handle.seek(split)
-        tail = _map_rows(csv.reader(_text(handle, "utf-8")), layout, tz, width, first_row=0)
+        tail = _map_rows(csv.reader(_text(handle, "utf-8")), layout, tz, width, first_row=0, issues=True)
+    else:
+        tail = dataclasses.replace(tail, values=[Issue(*values) for values in tail.values])
     offset = head.next_row
+    head.values.extend(tail.values)
     return _MappedRows(
-        head.values + tail.values,
+        head.values,
         head.problems + [(offset + line_no, record, reason) for line_no, record, reason in tail.problems],
         offset + tail.next_row,
     )
 
 
 def _map_rows(
-    rows: Iterator[list[str]], layout: _CsvLayout, tz: tzinfo, width: int, *, first_row: int
+    rows: Iterator[list[str]],
+    layout: _CsvLayout,
+    tz: tzinfo,
+    width: int,
+    *,
+    first_row: int,
+    issues: bool = False,
 ) -> _MappedRows:
-    """Map rows of ``width`` cells, numbered from ``first_row``; a row that cannot be is a problem."""
-    values: list[_IssueValues] = []
+    """Map rows of ``width`` cells, numbered from ``first_row``, to issues (``issues``) or their values
+    (to send); a row that cannot be mapped is a problem."""
+    values: list[Any] = []
     problems: list[_RowProblem] = []
     line_no = first_row - 1
     for line_no, row in enumerate(rows, start=first_row):
@@ -391,9 +403,12 @@ def _map_rows(
             problems.append((line_no, None, f"has {len(row)} cells but the header has {width}"))
             continue
         try:
-            values.append(_csv_row_values(layout, row, tz))
+            issue = _csv_row_values(layout, row, tz)
         except MappingError as exc:
             problems.append((line_no, exc.record, f"field {exc.field!r}: {exc.reason}"))
+            continue
+        # Built at once, the values tuple is freed at once (its memory reused by the next row's).
+        values.append(Issue(*issue) if issues else issue)
     return _MappedRows(values, problems, line_no + 1)
 
 
@@ -402,7 +417,7 @@ def _text(raw: io.BufferedReader | io.RawIOBase, encoding: str) -> TextIO:
     # form feeds inside cells are not taken for row ends (str.splitlines would).
     if isinstance(raw, io.RawIOBase):
         raw = io.BufferedReader(raw)
-    # Not closed by its owner: the file handle is, and closing this would close it first.
+    # Dropping the wrapper closes ``raw``; the callers' ``with`` on the file closes it in any case.
     return io.TextIOWrapper(raw, encoding=encoding, newline="")
 
 
@@ -510,17 +525,25 @@ class _TailWorker:
     def __init__(self, path: Path, start: int, layout: _CsvLayout, tz: tzinfo, width: int) -> None:
         self._process: BaseProcess | None = None
         self._receiver: Connection | None = None
+        context = multiprocessing.get_context("fork")
         try:
-            context = multiprocessing.get_context("fork")
             receiver, sender = context.Pipe(duplex=False)
+        except OSError as exc:
+            logger.debug("%s: no pipe to a worker (%s); read in one process", path, exc)
+            return
+        try:
             process = context.Process(
                 target=_read_tail, args=(sender, path, start, layout, tz, width), daemon=True, name="csv-read"
             )
             process.start()
-        except OSError as exc:
-            logger.debug("%s: no worker process (%s); read in one process", path, exc)
+        except (OSError, AssertionError) as exc:
+            # No process (limits), or this is a daemonic process, which multiprocessing does not let
+            # have children (it asserts that).
+            logger.debug("%s: no worker process (%r); read in one process", path, exc)
+            receiver.close()
             return
-        sender.close()
+        finally:
+            sender.close()  # the worker's end; here only the worker holds it open
         self._process, self._receiver = process, receiver
 
     def result(self) -> _MappedRows | None:

@@ -171,3 +171,25 @@ def test_small_files_and_files_without_line_ends_near_the_split_are_read_in_one_
         backlog = _read(mac, monkeypatch, parallel=True)
     assert [issue.key for issue in backlog.issues] == [f"P-{n}" for n in range(500)]
     assert not any("csv-read worker" in message for message in caplog.messages)
+
+
+def test_no_worker_process_means_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _export(tmp_path / "export.csv")
+    alone = _read(path, monkeypatch, parallel=False)
+    fork = multiprocessing.get_context("fork")
+
+    class NoChildren:
+        def Pipe(self, duplex: bool) -> Any:  # noqa: N802 - multiprocessing's name
+            return fork.Pipe(duplex)
+
+        def Process(self, **kwargs: Any) -> Any:  # noqa: N802
+            # What multiprocessing raises in a daemonic process.
+            raise AssertionError("daemonic processes are not allowed to have children")
+
+    monkeypatch.setattr(files.multiprocessing, "get_context", lambda method: NoChildren())
+    with caplog.at_level(logging.DEBUG, logger="connectors.files"):
+        split = _read(path, monkeypatch, parallel=True)
+    assert any("no worker process" in message for message in caplog.messages)
+    _same(split, alone)

@@ -7,8 +7,9 @@ with ``` so later stages (duplicate detection) can drop them. Inline markup is r
 
 from __future__ import annotations
 
+import operator
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from html.parser import HTMLParser
 from typing import Any
 
@@ -19,7 +20,11 @@ _BLANK_RUNS = re.compile(r"\n{3,}")
 def _tidy(text: str) -> str:
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = text.replace("\xa0", " ")
+    if "\xa0" in text:
+        text = text.replace("\xa0", " ")
+    if "\n" not in text:
+        # One line (most CSV descriptions): its rstrip(" \t") is part of the strip() below.
+        return text.strip()
     # rstrip per line, not a regex: "[ \t]+\n" is quadratic on long runs of spaces.
     text = "\n".join(line.rstrip(" \t") for line in text.split("\n"))
     if "\n\n\n" in text:  # the regex scan costs more than this search, and most texts have none
@@ -177,8 +182,24 @@ _WIKI_MONO = re.compile(r"\{\{([^\n]{0,500}?)\}\}")
 _WIKI_COLOR = re.compile(r"\{color(?::[^}]*)?\}|\{quote\}|\{panel(?::[^}]*)?\}", re.IGNORECASE)
 # A panel's title is a heading in all but name ({panel:title=Acceptance criteria}).
 _WIKI_PANEL_TITLE = re.compile(r"^\s*\{panel:(?:[^}]*\|)?title=([^|}]*)[^}]*\}\s*(.*)$", re.IGNORECASE)
-_WIKI_EMPH = re.compile(r"(?<![\w*])([*_+\-^~?]{1,2})(?=\S)([^\n]{0,300}?\S)\1(?![\w*])")
-_WIKI_EMPH_MARKS = "*_+-^~?"  # the characters of _WIKI_EMPH's marker class
+_WIKI_EMPH_MARKS = "*_+-^~?"
+# Emphasis: a run of one or two marks not after a word character or "*", text of 1 to 301 characters on
+# one line that starts and ends with non-space, the same run again, not before a word character or "*":
+#     (?<![\w*])([*_+\-^~?]{1,2})(?=\S)([^\n]{0,300}?\S)\1(?![\w*])
+# matched left to right, first the two-mark run. That pattern, written directly, was most of reading a
+# CSV export: it starts with a lookbehind (the regex engine then tries it at every position) and its lazy
+# span tries the closing run after every character. Written as one branch per first mark, it finds the
+# same spans: each branch starts with its mark (the engine skips to the next mark; the lookbehind moves
+# after it, two characters wide) and its span is followed by that mark (the engine skips to the next one
+# of it, then checks that the span ends with non-space). Branch k's groups: 2k+1 the run's second mark
+# (or empty), 2k+2 the text, the last group of the match (``lastindex``).
+_WIKI_EMPH = re.compile(
+    "|".join(
+        rf"{re.escape(mark)}(?<![\w*].)([*_+\-^~?]?)(?=\S)([^\n]{{1,301}}?){re.escape(mark)}(?<=\S.)"
+        rf"\{2 * k + 1}(?![\w*])"
+        for k, mark in enumerate(_WIKI_EMPH_MARKS)
+    )
+)
 _WIKI_RULE = re.compile(r"^\s*-{4,}\s*$")
 _WIKI_IMAGE = re.compile(r"!([^!\s|]+)(?:\|[^!]*)?!")
 _WIKI_TABLE = re.compile(r"\|\|?")
@@ -188,10 +209,14 @@ def wiki_to_text(text: str | None) -> str:
     """Plain text of Jira wiki markup (Jira Server/Data Center and the v2 API)."""
     if not text:
         return ""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "{" not in text:
+        # No {code} or {noformat} marker (each starts with "{"): every line is markup.
+        return _tidy("\n".join(map(_wiki_line, text.split("\n"))))
     out: list[str] = []
     in_block = False
-    for raw in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
-        line = raw
+    for line in text.split("\n"):
         # {code}/{noformat} toggles; text on the same line as a marker is kept on its side.
         pieces = _WIKI_BLOCK.split(line)
         if len(pieces) > 1:
@@ -211,26 +236,45 @@ def wiki_to_text(text: str | None) -> str:
 
 def _wiki_inline(text: str) -> str:
     # Each substitution runs only when its marker character is in the text: most lines of a
-    # description have none, and six regex scans per line were most of reading a CSV export. The
-    # substitutions only remove characters, so a marker absent before one is absent after it.
+    # description have none. The substitutions only remove characters, so a marker absent before one
+    # is absent after it.
+    # Replacements are functions: a template ("\\1") is expanded by Python code per match, this
+    # C-level getter is not (a CSV export has tens of thousands of {{monospace}} spans).
     if "!" in text:
-        text = _WIKI_IMAGE.sub(r"\1", text)
+        text = _WIKI_IMAGE.sub(_first_group, text)
     if "[" in text:
-        text = _WIKI_LINK.sub(lambda m: m.group(1) or m.group(2), text)
-        text = _WIKI_BARE_LINK.sub(r"\1", text)
+        text = _WIKI_LINK.sub(_link_text, text)
+        text = _WIKI_BARE_LINK.sub(_first_group, text)
     if "{" in text:
-        text = _WIKI_MONO.sub(r"\1", text)
+        text = _WIKI_MONO.sub(_first_group, text)
         text = _WIKI_COLOR.sub("", text)
-    # Emphasis opens and closes with the same marker: a marker seen once cannot match.
-    if any(text.count(mark) >= 2 for mark in _WIKI_EMPH_MARKS):
-        text = _WIKI_EMPH.sub(r"\2", text)
-    return text
+    # No pre-check here: counting each mark cost more than the pattern's own scan for marks.
+    return _WIKI_EMPH.sub(_emphasised_text, text)
+
+
+_first_group: Callable[[re.Match[str]], str] = operator.itemgetter(1)
+
+
+def _link_text(match: re.Match[str]) -> str:
+    return match.group(1) or match.group(2)
+
+
+def _emphasised_text(match: re.Match[str]) -> str:
+    return match.group(match.lastindex or 0)
+
+
+# What a line of wiki markup starts with (after leading whitespace) when a line pattern may match it.
+_WIKI_LINE_STARTS = frozenset("-{h*#b|")
 
 
 def _wiki_line(line: str) -> str:
-    # The line patterns all start after leading whitespace (``\s``, what str.lstrip strips) with a
-    # known character: the others cannot match, so they are not tried.
-    first = line.lstrip()[:1]
+    # The line patterns all start after leading whitespace (``\s``, what str.lstrip and str.isspace
+    # take for whitespace) with a known character: the others cannot match, so they are not tried.
+    first = line[:1]
+    if first.isspace():
+        first = line.lstrip()[:1]
+    if first not in _WIKI_LINE_STARTS:  # also the empty line: its _wiki_inline is itself
+        return _wiki_inline(line)
     if first == "-" and _WIKI_RULE.match(line):
         return ""
     panel = _WIKI_PANEL_TITLE.match(line) if first == "{" else None

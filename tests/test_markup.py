@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import random
+import re
+
 import pytest
 
-from refinebot.markup import adf_to_text, html_to_text, markdown_to_text, to_text, wiki_to_text
+from refinebot.markup import _WIKI_EMPH, adf_to_text, html_to_text, markdown_to_text, to_text, wiki_to_text
 
 
 def test_adf_structure() -> None:
@@ -235,3 +238,43 @@ def test_pathological_markdown_and_whitespace_inputs_finish(text: str) -> None:
 @pytest.mark.parametrize("text", ["*a " * 17_000, "{{a " * 12_500, "*.log " * 8_000, "-" * 50_000])
 def test_pathological_wiki_inputs_finish(text: str) -> None:
     assert len(wiki_to_text(text)) <= len(text)
+
+
+# The emphasis pattern as first written (one lookbehind, one backreference); _WIKI_EMPH is the same
+# pattern rewritten for speed and must find exactly the same spans.
+_EMPH_REFERENCE = re.compile(r"(?<![\w*])([*_+\-^~?]{1,2})(?=\S)([^\n]{0,300}?\S)\1(?![\w*])")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_wiki_emphasis_finds_what_the_reference_pattern_finds(seed: int) -> None:
+    rng = random.Random(seed)
+    marks, other = "*_+-^~?", ["a", "b", " ", "\t", "\n", ".", "x1", "\xa0"]
+    for _ in range(3_000):
+        length = rng.choice((8, 30, 400))  # 400: spans past the 301-character bound
+        text = "".join(rng.choice(marks) if rng.random() < 0.3 else rng.choice(other) for _ in range(length))
+        assert _WIKI_EMPH.sub(lambda m: m.group(m.lastindex or 0), text) == _EMPH_REFERENCE.sub(r"\2", text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("*bold* and _it_ and -gone- and +ins+", "bold and it and gone and ins"),
+        ("**strong** then *_mixed run*_ and ~sub~ ^sup^ ??cite??", "strong then mixed run and sub sup cite"),
+        ("*_closed the other way_*", "_closed the other way_"),
+        (
+            "LSE-70 and LSE-209 stay; so does snake_case_name",
+            "LSE-70 and LSE-209 stay; so does snake_case_name",
+        ),
+        ("*outer _inner_ outer*", "outer _inner_ outer"),  # one pass: a span's inside is kept as is
+        ("* not emphasis *", "- not emphasis *"),  # a list item, its text not emphasis either
+        ("*" + "a" * 301 + "*", "a" * 301),
+        ("*" + "a" * 302 + "*", "*" + "a" * 302 + "*"),  # past the bound: left alone
+        ("  \xa0 text with\xa0no-break spaces \t ", "text with no-break spaces"),
+        ("\u2003h3. Heading after an em space", "Heading after an em space"),
+        ("bq. | a | b |", "a | b"),
+        ("*a* {code}*b*{code} _c_\r\n- d", "a\n```\n*b*\n```\nc\n- d"),  # a block: each side read alone
+        ("", ""),
+    ],
+)
+def test_wiki_lines_with_and_without_markup(text: str, expected: str) -> None:
+    assert wiki_to_text(text) == expected

@@ -135,10 +135,15 @@ class _ListWriter:
             self._stdout.flush()
         self.written = 0
 
-    def add(self, chunk: Sequence[Any]) -> None:
-        """Print ``chunk``'s items (at least one) after those printed so far."""
+    def compact(self, chunk: Sequence[Any]) -> bytes:
+        """``chunk`` as the compact ``json`` encoder spells a list, in UTF-8."""
+        return self._compact.encode(chunk).encode()
+
+    def add(self, chunk: Sequence[Any], compact: bytes | None = None) -> None:
+        """Print ``chunk``'s items (at least one) after those printed so far; ``compact`` is their list
+        spelled compactly already."""
         try:
-            formatted = self._format(self._compact.encode(chunk).encode(), indent=2)
+            formatted = self._format(compact or self.compact(chunk), indent=2)
         except self._refused:
             body = ",\n".join("  " + self._indented.encode(item).replace("\n", "\n  ") for item in chunk)
             self._stdout.write(("[\n" if not self.written else ",\n") + body)
@@ -189,36 +194,44 @@ def write_findings(findings: Iterable[Finding]) -> None:
     """The findings as a JSON list on stdout: ``write_json_list`` of their ``to_json()``, byte for byte.
 
     Each finding becomes a row of the same keys (``to_json``, its ``_plain`` walk and ``json``'s
-    encoder were 4.7 s of a 200k scan's 507k findings). A chunk whose details all passed
-    ``_msgspec_details`` is encoded by msgspec (three times faster than ``json``); any other chunk,
-    or one msgspec refuses, by ``json``, its details handed over by ``json_default`` as ``to_json``
-    would.
+    encoder were 4.7 s of a 200k scan's 507k findings). Runs of rows whose details passed
+    ``_msgspec_details`` are encoded by msgspec (three times faster than ``json``), the other runs
+    (the duplicate rule's scores are floats) by ``json``, their details handed over by
+    ``json_default`` as ``to_json`` would; a chunk's runs are then indented together.
     """
     import msgspec
 
     encode = msgspec.json.Encoder().encode
+    refused = (TypeError, ValueError, OverflowError, UnicodeEncodeError, msgspec.EncodeError)
     writer = _ListWriter(json_default)
     rows: list[dict[str, Any]] = []
-    simple = True
+    # Where each run of rows of one kind starts, and whether msgspec may encode it.
+    runs: list[tuple[int, bool]] = []
 
     def flush() -> None:
-        formatted = None
-        if simple:
-            try:
-                formatted = msgspec.json.format(encode(rows), indent=2)
-            except (TypeError, ValueError, OverflowError, UnicodeEncodeError, msgspec.EncodeError):
-                formatted = None  # a type msgspec does not take (a str subclass), a lone surrogate
-        if formatted is None:
-            writer.add(rows)
-        else:
-            writer.add_formatted(formatted, len(rows))
+        parts: list[bytes] = []
+        try:
+            for (start, simple), (end, _) in zip(runs, [*runs[1:], (len(rows), True)], strict=True):
+                run = rows[start:end]
+                if simple:
+                    try:
+                        parts.append(encode(run)[1:-1])
+                        continue
+                    except refused:
+                        pass  # a type msgspec does not take (a str subclass): json decides
+                parts.append(writer.compact(run)[1:-1])
+        except UnicodeEncodeError:
+            parts = []  # a lone surrogate: the slow way says what to do with it
+        writer.add(rows, b"[" + b",".join(parts) + b"]" if parts else None)
         rows.clear()
+        runs.clear()
 
     for finding in findings:
         details = finding.details
         plain = _msgspec_details(details)
-        if plain is None:
-            simple = False
+        simple = plain is not None
+        if not runs or runs[-1][1] is not simple:
+            runs.append((len(rows), simple))
         severity = finding.severity
         rows.append(
             {
@@ -233,7 +246,6 @@ def write_findings(findings: Iterable[Finding]) -> None:
         )
         if len(rows) >= _ITEMS_PER_WRITE:
             flush()
-            simple = True
     if rows:
         flush()
     writer.close()

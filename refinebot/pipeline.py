@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from operator import attrgetter
 
 from connectors.base import (
     Connector,
@@ -190,8 +191,9 @@ def _evaluate(
             logger.error("project %s: %s", ctx.project, failure.describe())
     if failures is not None:
         failures.extend(crashed.values())
-    order = {issue.key: index for index, issue in enumerate(issues)}
-    findings.sort(key=lambda f: (order.get(f.issue, len(order)), f.code))
+    positions = dict(zip(map(attrgetter("key"), issues), range(len(issues)), strict=True))
+    position_of, unknown = positions.get, len(positions)
+    findings.sort(key=lambda f: (position_of(f.issue, unknown), f.code))
     return findings
 
 

@@ -168,11 +168,13 @@ def _evaluate(
     findings: list[Finding] = []
     crashed: dict[str, RuleFailure] = {}
     started, cpu = time.perf_counter(), time.process_time()
+    # Each rule's two methods looked up once, not for each of the backlog's items.
+    checks = [(rule, rule.applies_to, rule.check) for rule in issue_rules]
     for position, issue in enumerate(issues, 1):
-        for rule in issue_rules:
+        for rule, applies_to, check in checks:
             try:
-                if rule.applies_to(issue):
-                    found = rule.check(issue, ctx)
+                if applies_to(issue):
+                    found = check(issue, ctx)
                     # A list or tuple is complete once returned; a generator is drained first, so
                     # that a crash half-way drops all of the rule's findings on this issue.
                     findings.extend(found if type(found) is list or type(found) is tuple else list(found))

@@ -7,7 +7,7 @@ import re
 from pydantic import Field
 
 from refinebot.models import Finding, Issue, IssueType, Severity
-from rules.acceptance import empty_section, find_acceptance_criteria, has_content
+from rules.acceptance import acceptance_criteria_or_empty, has_content
 from rules.base import ISSUE_TYPES_DESCRIPTION, IssueRule, RuleContext, RuleOptions
 
 
@@ -39,10 +39,11 @@ class MissingAcceptanceCriteria(IssueRule):
     def check(self, issue: Issue, ctx: RuleContext) -> list[Finding]:
         if issue.acceptance_criteria and has_content(issue.acceptance_criteria):
             return []
-        if find_acceptance_criteria(issue.description):
+        found, empty = acceptance_criteria_or_empty(issue.description)
+        if found:
             return []
         field_placeholder = bool(issue.acceptance_criteria and issue.acceptance_criteria.strip())
-        if field_placeholder or empty_section(issue.description):
+        if field_placeholder or empty:
             where = "field" if field_placeholder else "section"
             return [
                 self.finding(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from refinebot.models import Finding, Issue, IssueType, Severity
 
@@ -20,13 +21,42 @@ def key_number_order(key: str) -> tuple[str, int, str]:
 
 
 def backlog_order(issues: Iterable[Issue]) -> list[Issue]:
-    """Open, non-epic items in backlog order: ranked items first by rank, then unranked by creation."""
+    """Open, non-epic items in backlog order: ranked items first by rank, then unranked by creation.
 
-    def key(issue: Issue) -> tuple[int, str, float, tuple[str, int, str]]:
-        created = issue.created.timestamp() if issue.created else float("inf")
-        return (0 if issue.rank else 1, issue.rank or "", created, key_number_order(issue.key))
+    Ties (same rank and creation time, or none) go by key number. The items are sorted on rank and
+    creation only, and just the runs that tie re-sorted by key: building the full key of every item
+    was 0.4 s of a 200k scan, and creation times rarely tie.
+    """
+    ranked: list[Issue] = []
+    unranked: list[Issue] = []
+    for issue in issues:
+        if issue.is_open and issue.type is not IssueType.EPIC:
+            (ranked if issue.rank else unranked).append(issue)
+    return _tie_broken(ranked, [(i.rank, _created(i)) for i in ranked]) + _tie_broken(
+        unranked, [_created(i) for i in unranked]
+    )
 
-    return sorted((i for i in issues if i.is_open and i.type is not IssueType.EPIC), key=key)
+
+_NEVER = float("inf")
+
+
+def _created(issue: Issue) -> float:
+    return issue.created.timestamp() if issue.created else _NEVER
+
+
+def _tie_broken(items: list[Issue], keys: Sequence[Any]) -> list[Issue]:
+    """``items`` sorted by ``keys`` (one per item), items of equal keys by ``key_number_order``."""
+    order = sorted(range(len(items)), key=keys.__getitem__)
+    result = [items[index] for index in order]
+    start = 0
+    for position in range(1, len(order) + 1):
+        if position == len(order) or keys[order[position]] != keys[order[start]]:
+            if position - start > 1:
+                result[start:position] = sorted(
+                    result[start:position], key=lambda issue: key_number_order(issue.key)
+                )
+            start = position
+    return result
 
 
 @dataclass(frozen=True, slots=True)

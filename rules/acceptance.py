@@ -194,11 +194,12 @@ _AC_SENTENCE = re.compile(
 _SENTENCE_MIN_WORDS = 3
 
 
-def _has_checklist(text: str) -> bool:
-    """Two or more task-list items, or a "Done when:" label followed by content."""
+def _has_checklist(text: str, lower: str) -> bool:
+    """Two or more task-list items, or a "Done when:" label followed by content (``lower``: the text
+    lower-cased)."""
     if "[" in text and sum(1 for _ in zip(range(2), _TASK_ITEM.finditer(text), strict=False)) >= 2:
         return True
-    if "one when" in text.lower():
+    if "one when" in lower:
         for match in _DONE_WHEN.finditer(text):
             if _section_has_content(text, match.end()):
                 return True
@@ -256,7 +257,22 @@ def find_acceptance_criteria(text: str) -> str | None:
     ``checklist``, ``acceptance tests``, ``sentence``, or None when there are none."""
     if not text:
         return None
+    return _find(text, text.lower())
+
+
+def acceptance_criteria_or_empty(text: str) -> tuple[str | None, bool]:
+    """``find_acceptance_criteria(text)``, and when that is None, ``empty_section(text)``: the text is
+    lower-cased once for both (the rule asks both of every story's description)."""
+    if not text:
+        return None, False
     lower = text.lower()
+    found = _find(text, lower)
+    if found is not None:
+        return found, False
+    return None, _empty_section(text, lower)
+
+
+def _find(text: str, lower: str) -> str | None:
     # Cheap substring tests first: most descriptions contain none of the markers.
     if "criteri" in lower:
         for match in _PHRASE.finditer(text):
@@ -271,7 +287,7 @@ def find_acceptance_criteria(text: str) -> str | None:
                 return "label"
     if "given" in lower and "then" in lower and has_gherkin(lower):
         return "gherkin"
-    if _has_checklist(text):
+    if _has_checklist(text, lower):
         return "checklist"
     if "acceptance" in lower:
         if _has_acceptance_tests(text):
@@ -286,7 +302,11 @@ def empty_section(text: str) -> bool:
 
     Call it when ``find_acceptance_criteria`` found none: it tells "the section is empty" from "there is no
     section", so the message can say which."""
-    if not text or "criteri" not in text.lower():
+    return bool(text) and _empty_section(text, text.lower())
+
+
+def _empty_section(text: str, lower: str) -> bool:
+    if "criteri" not in lower:
         return False
     return any(_phrase_kind(text, match) is not None for match in _PHRASE.finditer(text))
 

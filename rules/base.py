@@ -145,15 +145,9 @@ class Rule:
         self, ctx: RuleContext, issue: Issue, message: str, *, subject: str = "", **details: Any
     ) -> Finding:
         """A finding of this rule on ``issue``; ``subject`` fingerprints what else it is about (a pair)."""
-        return Finding(
-            project=ctx.project,
-            issue=issue.key,
-            rule=self.name,
-            code=self.code,
-            severity=self.severity,
-            message=message,
-            details=details,
-            subject=subject,
+        # ``details`` is this call's own ``**`` dict: the finding can keep it instead of a copy.
+        return Finding.owning(
+            ctx.project, issue.key, self.name, self.code, self.severity, message, details, subject
         )
 
 

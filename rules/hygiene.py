@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC
 
 from pydantic import Field
@@ -32,24 +31,26 @@ class StaleItem(IssueRule):
     def applies_to(self, issue: Issue) -> bool:
         return issue.is_open and not issue.in_active_sprint
 
-    def check(self, issue: Issue, ctx: RuleContext) -> Iterator[Finding]:
+    def check(self, issue: Issue, ctx: RuleContext) -> list[Finding]:
         options: StaleOptions = self.options  # type: ignore[assignment]
         last = issue.updated or issue.created
         if last is None:
-            return
+            return []
         if last.tzinfo is None:
             last = last.replace(tzinfo=UTC)  # sources without zones (CSV) are read as UTC
         age = (ctx.now - last).days
         if age <= options.days:
-            return
-        yield self.finding(
-            ctx,
-            issue,
-            f"Not updated for {age} days (limit {options.days}): confirm it is still wanted, or close it.",
-            days_since_update=age,
-            days=options.days,
-            last_updated=last.isoformat(),
-        )
+            return []
+        return [
+            self.finding(
+                ctx,
+                issue,
+                f"Not updated for {age} days (limit {options.days}): confirm it is still wanted, or close it.",
+                days_since_update=age,
+                days=options.days,
+                last_updated=last.isoformat(),
+            )
+        ]
 
 
 RULES = (StaleItem,)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 from pydantic import Field
 
 from refinebot.models import Finding, Issue, IssueType, Severity
-from rules.acceptance import empty_section, find_acceptance_criteria, has_content
+from rules.acceptance import acceptance_criteria_or_empty, has_content
 from rules.base import ISSUE_TYPES_DESCRIPTION, IssueRule, RuleContext, RuleOptions
 
 
@@ -37,33 +36,37 @@ class MissingAcceptanceCriteria(IssueRule):
     default_severity = Severity.ERROR
     Options = AcceptanceCriteriaOptions
 
-    def check(self, issue: Issue, ctx: RuleContext) -> Iterator[Finding]:
+    def check(self, issue: Issue, ctx: RuleContext) -> list[Finding]:
         if issue.acceptance_criteria and has_content(issue.acceptance_criteria):
-            return
-        if find_acceptance_criteria(issue.description):
-            return
+            return []
+        found, empty = acceptance_criteria_or_empty(issue.description)
+        if found:
+            return []
         field_placeholder = bool(issue.acceptance_criteria and issue.acceptance_criteria.strip())
-        if field_placeholder or empty_section(issue.description):
+        if field_placeholder or empty:
             where = "field" if field_placeholder else "section"
-            yield self.finding(
+            return [
+                self.finding(
+                    ctx,
+                    issue,
+                    f"{issue.raw_type or 'Item'} has an acceptance criteria {where}, but it is empty (only a "
+                    "placeholder such as 'TBD' or 'see above'): write the criteria so the team can agree when it "
+                    "is done.",
+                    issue_type=issue.type.value,
+                    checked=["acceptance_criteria_field", "description"],
+                    empty_section=True,
+                )
+            ]
+        return [
+            self.finding(
                 ctx,
                 issue,
-                f"{issue.raw_type or 'Item'} has an acceptance criteria {where}, but it is empty (only a "
-                "placeholder such as 'TBD' or 'see above'): write the criteria so the team can agree when it "
-                "is done.",
+                f"{issue.raw_type or 'Item'} has no acceptance criteria: add an 'Acceptance criteria' section "
+                "or Given/When/Then scenarios so the team can agree when it is done.",
                 issue_type=issue.type.value,
                 checked=["acceptance_criteria_field", "description"],
-                empty_section=True,
             )
-            return
-        yield self.finding(
-            ctx,
-            issue,
-            f"{issue.raw_type or 'Item'} has no acceptance criteria: add an 'Acceptance criteria' section "
-            "or Given/When/Then scenarios so the team can agree when it is done.",
-            issue_type=issue.type.value,
-            checked=["acceptance_criteria_field", "description"],
-        )
+        ]
 
 
 class DescriptionOptions(RuleOptions):
@@ -99,22 +102,24 @@ class MissingDescription(IssueRule):
     default_severity = Severity.ERROR
     Options = DescriptionOptions
 
-    def check(self, issue: Issue, ctx: RuleContext) -> Iterator[Finding]:
+    def check(self, issue: Issue, ctx: RuleContext) -> list[Finding]:
         options: DescriptionOptions = self.options  # type: ignore[assignment]
         text = issue.description
         if len(text) >= 4 * options.min_length:
-            return  # long enough however much markup it has; skip the strip on the hot path
+            return []  # long enough however much markup it has; skip the strip on the hot path
         length = len(_MARKUP_NOISE.sub(" ", text).replace(" ", ""))
         if length >= options.min_length:
-            return
+            return []
         what = "is empty" if length == 0 else f"has only {length} characters"
-        yield self.finding(
-            ctx,
-            issue,
-            f"Description {what} (at least {options.min_length} needed): say what is wanted and why.",
-            length=length,
-            min_length=options.min_length,
-        )
+        return [
+            self.finding(
+                ctx,
+                issue,
+                f"Description {what} (at least {options.min_length} needed): say what is wanted and why.",
+                length=length,
+                min_length=options.min_length,
+            )
+        ]
 
 
 class EstimateOptions(RuleOptions):
@@ -136,15 +141,17 @@ class MissingEstimate(IssueRule):
     default_severity = Severity.WARNING
     Options = EstimateOptions
 
-    def check(self, issue: Issue, ctx: RuleContext) -> Iterator[Finding]:
+    def check(self, issue: Issue, ctx: RuleContext) -> list[Finding]:
         if issue.story_points is not None:
-            return
-        yield self.finding(
-            ctx,
-            issue,
-            f"{issue.raw_type or 'Item'} has no story-point estimate: estimate it in refinement.",
-            issue_type=issue.type.value,
-        )
+            return []
+        return [
+            self.finding(
+                ctx,
+                issue,
+                f"{issue.raw_type or 'Item'} has no story-point estimate: estimate it in refinement.",
+                issue_type=issue.type.value,
+            )
+        ]
 
 
 RULES = (MissingAcceptanceCriteria, MissingDescription, MissingEstimate)

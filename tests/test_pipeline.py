@@ -10,11 +10,12 @@ from datetime import UTC, datetime
 
 import pytest
 
+from refinebot import pipeline
 from refinebot.cli import demo_config_path
 from refinebot.config import load_config
-from refinebot.models import Finding, Issue, IssueType, SourceKind
+from refinebot.models import Finding, Issue, IssueType, SourceKind, StatusCategory
 from refinebot.pipeline import RuleFailure, build_rules, evaluate, run_project
-from refinebot.readiness import backlog_order
+from refinebot.readiness import backlog_order, key_number_order
 from rules.base import BacklogRule, IssueRule, RuleContext
 from rules.registry import RuleRegistry, default_registry
 
@@ -115,4 +116,68 @@ def test_findings_keep_their_order_and_failures_theirs_though_backlog_rules_run_
     assert [f.rule for f in failures] == ["crash-on-second", "crashing-backlog"]
     # The objects alive were left out of the collector's passes meanwhile, and are back in them after.
     assert backlog.frozen_while_checking > 0
+    assert gc.get_freeze_count() == 0
+
+
+def test_backlog_order_is_rank_then_creation_then_key_number() -> None:
+    # Sorted on rank and creation alone, then only tying runs by key number: the order the full
+    # (ranked?, rank, created, key number) key gives, ties included.
+    early, late = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)
+    made = [
+        ("BIG-10", "b", late),
+        ("BIG-9", "b", late),
+        ("BIG-100", "a", None),
+        ("BIG-8", "a", None),
+        ("BIG-7", None, late),
+        ("BIG-20", None, early),
+        ("BIG-3", None, early),
+        ("BIG-1", None, None),
+        ("BIG-11", "a", early),
+        ("DONE-1", None, early),
+    ]
+    issues = [
+        replace(story(key), rank=rank, created=created, status_category=StatusCategory.DONE)
+        if key.startswith("DONE")
+        else replace(story(key), rank=rank, created=created)
+        for key, rank, created in made
+    ]
+
+    def full_key(issue: Issue) -> tuple[int, str, float, tuple[str, int, str]]:
+        created = issue.created.timestamp() if issue.created else float("inf")
+        return (0 if issue.rank else 1, issue.rank or "", created, key_number_order(issue.key))
+
+    ordered = [i.key for i in backlog_order(issues)]
+    assert ordered == [i.key for i in sorted(issues[:-1], key=full_key)]
+    assert ordered == ["BIG-11", "BIG-8", "BIG-100", "BIG-9", "BIG-10", "BIG-3", "BIG-20", "BIG-7", "BIG-1"]
+
+
+class ReturnsList(IssueRule):
+    """Flags every item with a list (no generator), and records whether the heap was settled."""
+
+    code = "RB904"
+    name = "returns-list"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frozen: list[int] = []
+
+    def check(self, issue: Issue, ctx: RuleContext) -> list[Finding]:
+        self.frozen.append(gc.get_freeze_count())
+        return [self.finding(ctx, issue, "listed")]
+
+
+def test_issue_rules_may_return_lists_and_findings_are_settled_as_they_grow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pipeline, "_SETTLE_EVERY", 2)
+    rule = ReturnsList()
+    issues = [story(f"SHOP-{n}") for n in range(1, 6)]
+    findings = evaluate(issues, [rule, CrashOnSecond()], RuleContext(project="SHOP", now=NOW))
+    assert [(f.issue, f.rule) for f in findings if f.rule == "returns-list"] == [
+        (f"SHOP-{n}", "returns-list") for n in range(1, 6)
+    ]
+    # CrashOnSecond's generator crashed on SHOP-2 and SHOP-3: none of its findings there are kept.
+    assert [f.issue for f in findings if f.rule == "crash-on-second"] == ["SHOP-1", "SHOP-4", "SHOP-5"]
+    # Every second issue the findings so far were frozen too: the freeze count grew during the run.
+    assert rule.frozen[2] > rule.frozen[1] and rule.frozen[4] > rule.frozen[3]
     assert gc.get_freeze_count() == 0

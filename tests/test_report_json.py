@@ -1,12 +1,19 @@
-"""``write_json`` streams the same text ``json.dumps(indent=2)`` builds, plus one newline."""
+"""``write_json``, ``write_json_list`` and ``write_findings`` stream the text ``json.dumps(indent=2)`` builds, plus one
+newline."""
 
 from __future__ import annotations
 
+import io
 import json
+import sys
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
 
 import pytest
 
 from refinebot.cli import report
+from refinebot.models import Finding, Severity
 
 
 @pytest.mark.parametrize("pieces_per_write", [1, 7, 65_536])
@@ -59,3 +66,67 @@ def test_numbers_and_control_characters_are_spelled_as_json_dumps_spells_them(
     items = [{"n": n, "value": special, "text": "\x00\x1f\x7f\t\u2028 ✓"} for n in range(1500)]
     report.write_json_list(iter(items))
     assert capsys.readouterr().out == json.dumps(items, indent=2, ensure_ascii=False) + "\n"
+
+
+class _Text(str):
+    """A str subclass msgspec does not encode itself."""
+
+
+def _findings(count: int) -> list[Finding]:
+    """Findings of every kind of details ``to_json`` handles: plain ones, floats, dates, nested mappings,
+    non-string keys, enums, tuples, str subclasses, NaN and huge numbers, interleaved."""
+    odd: list[dict[str, Any]] = [
+        {"score": 0.1 * 3, "tiny": 1e-7, "big": 1e16},
+        {"when": datetime(2026, 1, 2, 3, 4, tzinfo=UTC), "nested": MappingProxyType({"a": (1, 2)})},
+        {"keys": {True: 1, None: 2, 3: "x", 1.5: "y"}},
+        {"severity": Severity.ERROR, "pair": ("a", Severity.INFO)},
+        {"text": _Text("sub"), "list": [_Text("s")]},
+        {"nan": float("nan"), "inf": [float("inf")]},
+        {"huge": 10**30, "neg": -(2**70)},
+    ]
+    findings = []
+    for n in range(count):
+        details: dict[str, Any] = (
+            odd[n // 7 % len(odd)] if n % 7 == 3 else {"n": n, "checked": ["a", "b"], "flag": n % 2 == 0}
+        )
+        findings.append(
+            Finding(
+                project="P",
+                issue=f"P-{n}",
+                rule="rule",
+                code="RB101",
+                severity=Severity.INFO if n % 2 else Severity.ERROR,
+                message='line\nbreak \u00e9 \u2028 \\ "q" \x00',
+                details=details,
+            )
+        )
+    return findings
+
+
+@pytest.mark.parametrize("count", [0, 1, 7, 999, 1000, 1001, 2600])
+@pytest.mark.parametrize("text_stream", [False, True])
+def test_findings_print_as_their_to_json_list_prints(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, count: int, text_stream: bool
+) -> None:
+    # write_findings encodes rows itself (msgspec for plain details, json for the rest, bytes to the
+    # binary layer when it can): the text must be write_json_list's of to_json(), byte for byte.
+    findings = _findings(count)
+    report.write_json_list(f.to_json() for f in findings)
+    expected = capsys.readouterr().out
+    assert expected == json.dumps([f.to_json() for f in findings], indent=2, ensure_ascii=False) + "\n"
+    if text_stream:
+        stream = io.StringIO()  # no binary layer: the text path
+        monkeypatch.setattr(sys, "stdout", stream)
+        report.write_findings(iter(findings))
+        assert stream.getvalue() == expected
+    else:
+        report.write_findings(iter(findings))
+        assert capsys.readouterr().out == expected
+
+
+def test_a_finding_json_cannot_encode_fails_as_to_json_does() -> None:
+    bad = Finding("P", "P-1", "rule", "RB101", Severity.INFO, "m", {"object": object()})
+    with pytest.raises(TypeError):
+        json.dumps(bad.to_json())
+    with pytest.raises(TypeError):
+        report.write_findings([bad])

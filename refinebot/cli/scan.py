@@ -103,8 +103,13 @@ def scan(
     # Everything alive now stays until the process ends: the collector's full passes over it (the
     # backlog, the duplicate index, half a million findings at 200k) while the output is written,
     # and the one at exit, would free nothing.
+    # Unfrozen again before returning: ``scan`` also runs in-process (tests, callers of the CLI app),
+    # whose later work must not inherit a frozen heap.
     gc.freeze()
-    print_results(results, fmt, limit=limit)
+    try:
+        print_results(results, fmt, limit=limit)
+    finally:
+        gc.unfreeze()
     code = report_failures(results)
     if code == 0 and fail_on is not None and worst_at_least(results, fail_on):
         code = 1

@@ -28,6 +28,11 @@ def _mix_k1(k1: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
     return _rotl(k1 * _C1, 15) * _C2
 
 
+def _fold(h: npt.NDArray[np.uint32], mixed: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
+    """MurmurHash3's step that folds one mixed block into hashes ``h``."""
+    return _rotl(h ^ mixed, 13) * np.uint32(5) + np.uint32(0xE6546B64)
+
+
 def fmix(h: npt.NDArray[np.uint32], length: npt.NDArray[np.uint32] | int) -> npt.NDArray[np.uint32]:
     """MurmurHash3's finalisation of hashes ``h`` of keys of ``length`` bytes."""
     h = h ^ np.asarray(length, dtype=np.uint32)
@@ -37,6 +42,16 @@ def fmix(h: npt.NDArray[np.uint32], length: npt.NDArray[np.uint32] | int) -> npt
     h *= np.uint32(0xC2B2AE35)
     h ^= h >> np.uint32(16)
     return h
+
+
+def murmur_packed4(k: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
+    """``murmurhash3_32`` (unsigned) of 4-byte keys, the bytes packed little-endian in ``k``: one block."""
+    return fmix(_fold(np.zeros_like(k), _mix_k1(k)), 4)
+
+
+def murmur_packed3(k: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
+    """``murmurhash3_32`` (unsigned) of 3-byte keys packed little-endian in ``k``: the tail path only."""
+    return fmix(_mix_k1(k), 3)
 
 
 def _encoded(strings: Sequence[str]) -> tuple[bytes, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -62,9 +77,7 @@ def murmurhash3_32(strings: Sequence[str]) -> npt.NDArray[np.int32]:
     count = len(strings)
     if not count:
         return np.zeros(0, dtype=np.int32)
-    raw, starts, lengths = _encoded(strings)
-    # Zero bytes of padding: a tail is read as a (partial) little-endian word like a block.
-    return hash_spans(np.frombuffer(raw + b"\x00\x00\x00\x00", dtype=np.uint8), starts, lengths)
+    return hash_spans(*encode(strings))
 
 
 def encode(
@@ -73,6 +86,7 @@ def encode(
     """The strings' UTF-8 bytes in one buffer (with the padding ``hash_spans`` reads), where each
     one starts, and its length in bytes."""
     raw, starts, lengths = _encoded(strings)
+    # Zero bytes of padding: a tail is read as a (partial) little-endian word like a block.
     return np.frombuffer(raw + b"\x00\x00\x00\x00", dtype=np.uint8), starts, lengths
 
 
@@ -128,8 +142,7 @@ def hash_spans(
         # Fold block j into the hashes of the strings that have one: a prefix of the order.
         having = np.searchsorted(-blocks_sorted, -np.arange(1, int(blocks_sorted[0]) + 1), side="right")
         for j, n in enumerate(having.tolist()):
-            part = h[:n] ^ mixed[first_block[:n] + j]
-            h[:n] = _rotl(part, 13) * np.uint32(5) + np.uint32(0xE6546B64)
+            h[:n] = _fold(h[:n], mixed[first_block[:n] + j])
     tails = (lengths[order] & 3).astype(np.int64)
     tailed = np.flatnonzero(tails)
     if len(tailed):

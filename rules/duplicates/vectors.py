@@ -19,7 +19,14 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from rules.duplicates.hashing import encode, hash_spans, joined_pairs, murmurhash3_32
+from rules.duplicates.hashing import (
+    encode,
+    hash_spans,
+    joined_pairs,
+    murmur_packed3,
+    murmur_packed4,
+    murmurhash3_32,
+)
 from rules.duplicates.stopwords import ENGLISH_STOP_WORDS
 from rules.duplicates.text import Document
 
@@ -107,41 +114,8 @@ def word_counts(texts: Sequence[str]) -> sp.csr_matrix:
     )
 
 
-# MurmurHash3 x86_32 constants (scikit-learn's FeatureHasher hashes UTF-8 bytes with it, seed 0).
-_C1 = np.uint32(0xCC9E2D51)
-_C2 = np.uint32(0x1B873593)
 _SPACE = ord(" ")
 _ASCII_MAX = 0x7F
-
-
-def _rotl(x: npt.NDArray[np.uint32], r: int) -> npt.NDArray[np.uint32]:
-    return (x << np.uint32(r)) | (x >> np.uint32(32 - r))
-
-
-def _mix_k1(k1: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
-    return _rotl(k1 * _C1, 15) * _C2
-
-
-def _fmix(h: npt.NDArray[np.uint32], length: int) -> npt.NDArray[np.uint32]:
-    h = h ^ np.uint32(length)
-    h ^= h >> np.uint32(16)
-    h *= np.uint32(0x85EBCA6B)
-    h ^= h >> np.uint32(13)
-    h *= np.uint32(0xC2B2AE35)
-    h ^= h >> np.uint32(16)
-    return h
-
-
-def _murmur_ascii4(k: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
-    """murmurhash3_32 (seed 0) of 4-byte keys, the bytes packed little-endian in ``k``: one block."""
-    h = _mix_k1(k)
-    h = _rotl(h, 13) * np.uint32(5) + np.uint32(0xE6546B64)
-    return _fmix(h, 4)
-
-
-def _murmur_ascii3(k: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
-    """murmurhash3_32 (seed 0) of 3-byte keys packed little-endian in ``k``: the tail path only."""
-    return _fmix(_mix_k1(k), 3)
 
 
 def hash_columns(hashes: npt.NDArray[np.int32], n_features: int) -> npt.NDArray[np.int64]:
@@ -185,7 +159,7 @@ def char_counts(texts: Sequence[str]) -> sp.csr_matrix:
         | (codes[ascii_starts + 2] << np.uint32(16))
         | (codes[ascii_starts + 3] << np.uint32(24))
     )
-    hashes = [_murmur_ascii4(keys).view(np.int32)]
+    hashes = [murmur_packed4(keys).view(np.int32)]
     positions = [ascii_starts]
     wide_starts = starts[grams_wide]
     hashes.append(murmurhash3_32([joined[i : i + 4] for i in wide_starts.tolist()]))
@@ -204,7 +178,7 @@ def char_counts(texts: Sequence[str]) -> sp.csr_matrix:
         | (codes[ascii_singles + 1] << np.uint32(8))
         | (codes[ascii_singles + 2] << np.uint32(16))
     )
-    hashes.append(_murmur_ascii3(keys).view(np.int32))
+    hashes.append(murmur_packed3(keys).view(np.int32))
     positions.append(ascii_singles)
     wide_singles = singles[singles_wide]
     hashes.append(murmurhash3_32([joined[i : i + 3] for i in wide_singles.tolist()]))

@@ -102,7 +102,7 @@ def build_rules(registry: RuleRegistry, options: Mapping[str, RuleOptions]) -> l
 
 
 @contextmanager
-def _settled_objects() -> Iterator[Callable[[], None]]:
+def settled_objects() -> Iterator[Callable[[], None]]:
     """Objects alive now, and whenever the yielded ``settle`` is called, are left out of the cyclic
     garbage collector's passes until the block ends (``gc.freeze``).
 
@@ -139,7 +139,7 @@ def evaluate(
     that issue (or, for a backlog rule, that run) are dropped, and every other finding is kept;
     the failures are appended to ``failures`` when given.
     """
-    with _settled_objects() as settle:
+    with settled_objects() as settle:
         return _evaluate(issues, rules, ctx, failures, settle)
 
 
@@ -261,7 +261,7 @@ def evaluate_project(
     )
     # The decisions and the summary too: once the block ends, the collector's first full pass walks
     # every object left (the backlog, the findings), and it came during ``summarize`` (0.5 s at 200k).
-    with _settled_objects() as settle:
+    with settled_objects() as settle:
         found = _evaluate(issues, rules, ctx, failures, settle)
         if inputs.suppressions:
             decisions = [decide(finding, inputs.suppressions, now) for finding in found]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -81,7 +80,7 @@ def scan(
 ) -> None:
     """Fetch configured projects, run the rules and print the findings."""
     from refinebot.digest import scan_inputs
-    from refinebot.pipeline import run
+    from refinebot.pipeline import run, settled_objects
 
     rules = registry()
     loaded = load(config, rules, check_env=False)
@@ -100,16 +99,12 @@ def scan(
             progress=progress,
             inputs_for=lambda key: replace(scan_inputs(store, key), cache=store.rule_cache(key)),
         )
-    # Everything alive now stays until the process ends: the collector's full passes over it (the
-    # backlog, the duplicate index, half a million findings at 200k) while the output is written,
-    # and the one at exit, would free nothing.
-    # Unfrozen again before returning: ``scan`` also runs in-process (tests, callers of the CLI app),
-    # whose later work must not inherit a frozen heap.
-    gc.freeze()
-    try:
+    # Everything alive now (the backlog, the duplicate index, half a million findings at 200k) stays
+    # while the output is written: the collector's full passes over it would free nothing. The
+    # pipeline's block, so that an in-process caller (tests, the CLI app called from code) keeps no
+    # frozen heap afterwards, and a caller's own freeze is left as it was.
+    with settled_objects():
         print_results(results, fmt, limit=limit)
-    finally:
-        gc.unfreeze()
     code = report_failures(results)
     if code == 0 and fail_on is not None and worst_at_least(results, fail_on):
         code = 1

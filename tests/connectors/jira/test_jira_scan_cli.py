@@ -122,3 +122,34 @@ def test_connectors_built_on_one_state_store_sync_incrementally_and_full_forces_
     assert site.requests("GET", "/rest/api/3/search/jql")[2].query["fields"] == ["id"]
     assert "updated" not in searches[3]
     assert len(site.requests("GET", "/rest/api/3/field")) == 1  # discovery cached for the source
+
+
+@pytest.mark.parametrize("caller_froze", [False, True])
+def test_an_in_process_scan_leaves_the_collectors_freeze_as_it_found_it(
+    fake_jira, tmp_path: Path, caller_froze: bool
+) -> None:
+    # ``scan`` keeps the heap out of the collector's passes while it prints; run from code (tests,
+    # an embedding app) it must neither leave objects frozen nor unfreeze what its caller froze.
+    import gc
+
+    site = fake_jira.new_site(cloud=True)
+    make_issue(site, 1, description=adf(para("Make it faster.")))
+    env = "REFINEBOT_FAKE_JIRA_FREEZE_TOKEN"
+    config = str(_config(tmp_path, site, env))
+    gc.unfreeze()
+    if caller_froze:
+        gc.freeze()
+    try:
+        result = CliRunner().invoke(
+            app,
+            ["scan", "--config", config, "--format", "json", "--now", "2025-02-01T00:00:00"],
+            env={env: site.token},
+        )
+        after = gc.get_freeze_count()
+    finally:
+        gc.unfreeze()
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)  # it did scan and print
+    # Frozen objects that die are dropped from the count, so it can only say frozen or not.
+    assert (after > 0) is caller_froze

@@ -156,6 +156,12 @@ class ReadThroughRuleCache:
         self._below = below
         self._mine: dict[str, object] = {}
 
+    def after_fork(self) -> None:
+        """In a forked child (``refinebot.rule_fork``): the store below reads through its own connections."""
+        after_fork = getattr(self._below, "after_fork", None)
+        if after_fork is not None:
+            after_fork()
+
     def get(self, key: str) -> object | None:
         """This run's value, else the stored one."""
         return self._mine[key] if key in self._mine else self._below.get(key)

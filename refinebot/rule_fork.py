@@ -18,8 +18,10 @@ unreadable, the backlog rules run again in this process and nothing the child di
 
 from __future__ import annotations
 
+import atexit
 import logging
 import multiprocessing
+import multiprocessing.util
 import os
 import pickle
 import sys
@@ -38,6 +40,24 @@ logger = logging.getLogger(__name__)
 # Backlogs from this size on run their backlog rules in a child (under it the fork and the transfer
 # cost more than the overlap saves: a 10k scan's issue rules take about 0.15 s).
 FORK_MIN_ISSUES = 20_000
+
+
+# Children started and not yet stopped. A process that exits while one still runs (an exception
+# unwound past ``result``, or serve abandoning a cycle at shutdown) kills them first: multiprocessing
+# joins every non-daemonic child at exit, and one blocked on sending to a parent that no longer
+# reads would keep the parent from ever exiting. The child is not daemonic because the duplicate
+# rule forks workers of its own, which a daemonic process may not. Registered after
+# multiprocessing's own exit hook (imported above), so it runs before it.
+_RUNNING: set[BaseProcess] = set()
+
+
+@atexit.register
+def _kill_running() -> None:
+    for process in list(_RUNNING):
+        if process.is_alive():
+            process.kill()
+            process.join(5)
+    _RUNNING.clear()
 
 
 @runtime_checkable
@@ -146,7 +166,7 @@ class ForkedBacklogRules:
             logger.debug("no pipe to a child (%s): backlog rules run here", exc)
             return
         try:
-            # Not daemonic: the duplicate rule forks workers of its own, which a daemonic process may not.
+            # Not daemonic: the duplicate rule forks workers of its own (see _RUNNING).
             process = context.Process(
                 target=_child, args=(sender, issues, rules, ctx, run), daemon=False, name="backlog-rules"
             )
@@ -158,6 +178,7 @@ class ForkedBacklogRules:
         finally:
             sender.close()  # the child's end: only the child holds it open now
         self._process, self._receiver = process, receiver
+        _RUNNING.add(process)
 
     def result(self) -> tuple[list[Finding], list[Any]]:
         """The findings and rule failures: the child's (its cache writes applied to the real cache), or,
@@ -199,6 +220,10 @@ class ForkedBacklogRules:
         logger.debug("backlog rules ran in a child: %d findings, cpu %.3f s", len(rows), cpu)
         return [Finding.owning(*row) for row in rows], list(failures)
 
+    def stop(self) -> None:
+        """End the child (if it still runs) and release it, keeping nothing it did; safe to call twice."""
+        self._stop()
+
     def _stop(self) -> None:
         if self._receiver is not None:
             self._receiver.close()
@@ -208,4 +233,5 @@ class ForkedBacklogRules:
                 self._process.kill()
             self._process.join()
             self._process.close()
+            _RUNNING.discard(self._process)
             self._process = None

@@ -6,9 +6,11 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -224,3 +226,44 @@ def test_no_fork_once_torch_is_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rule_fork, "FORK_MIN_ISSUES", 1)
     monkeypatch.setitem(sys.modules, "torch", object())
     assert not rule_fork.can_fork(ISSUES, [WhereRan()], RuleContext(project="SHOP", now=NOW))
+
+
+_EXITS_WHILE_CHILD_RUNS = """
+import os, sys, time
+from datetime import UTC, datetime
+from refinebot.rule_fork import ForkedBacklogRules
+from refinebot.pipeline import run_backlog_rules
+from rules.base import BacklogRule, RuleContext
+from tests.test_rule_fork import ISSUES
+
+class Slow(BacklogRule):
+    \"\"\"Takes ten minutes.\"\"\"
+
+    code = "RB916"
+    name = "slow-backlog"
+
+    def check(self, issues, ctx):
+        time.sleep(600)
+        return []
+
+ctx = RuleContext(project="SHOP", now=datetime(2026, 11, 20, tzinfo=UTC))
+forked = ForkedBacklogRules(ISSUES, [Slow()], ctx, run_backlog_rules)
+print(forked._process.pid, flush=True)
+sys.exit(0)  # as a run unwinding past result(), or serve giving up on a cycle at shutdown
+"""
+
+
+def test_a_process_that_stops_waiting_still_exits_and_takes_the_child_along() -> None:
+    # multiprocessing joins non-daemonic children at exit: without the kill the parent would wait
+    # for the 600 s rule (and a child blocked on sending would keep it for ever).
+    done = subprocess.run(
+        [sys.executable, "-c", _EXITS_WHILE_CHILD_RUNS],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.returncode == 0, done.stderr
+    child = int(done.stdout.split()[0])
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)

@@ -1,5 +1,5 @@
 """Entry point for ``python -m refinebot``."""
 
-from refinebot.cli import main
+from refinebot.cli import run
 
-main()
+run()

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from operator import attrgetter
@@ -123,6 +124,26 @@ def settled_objects() -> Iterator[Callable[[], None]]:
         gc.unfreeze()
 
 
+# What the caller gives this process to do while a forked child runs the backlog rules
+# (``while_waiting``): None, nothing.
+_WHILE_WAITING: ContextVar[Callable[[Sequence[Finding]], None] | None] = ContextVar(
+    "refinebot_while_waiting", default=None
+)
+
+
+@contextmanager
+def while_waiting(work: Callable[[Sequence[Finding]], None]) -> Iterator[None]:
+    """Within the block, a project whose backlog rules run in a forked child (``rule_fork``) hands
+    its issue rules' findings to ``work`` once they are in and before it waits for the child: on a
+    second 200k scan this process then had 3-4 s with nothing to do. The same objects end up in the
+    project's findings (with the backlog rules', sorted), unless a suppression hides them."""
+    token = _WHILE_WAITING.set(work)
+    try:
+        yield
+    finally:
+        _WHILE_WAITING.reset(token)
+
+
 # Issues between two ``settle`` calls of the issue rules: a few thousand findings each time.
 _SETTLE_EVERY = 4096
 
@@ -169,6 +190,8 @@ def _evaluate(
         settle()  # the backlog rules' findings too: the issue rules add half a million more
     try:
         findings, crashed = _run_issue_rules(issues, issue_rules, ctx, settle)
+        if forked is not None and (work := _WHILE_WAITING.get()) is not None:
+            work(findings)
     except BaseException:
         if forked is not None:
             forked.stop()  # nobody will read what it sends

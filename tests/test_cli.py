@@ -450,3 +450,44 @@ def test_a_closed_pipe_ends_quietly() -> None:
     stderr = proc.stderr.read().decode()
     proc.wait(timeout=60)
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+
+
+def test_the_entry_point_ends_at_once_yet_runs_exit_handlers_and_prints_everything(tmp_path: Path) -> None:
+    # ``run`` (the console script, ``python -m refinebot``) leaves the objects a command kept to
+    # the OS (os._exit), after the exit handlers and both streams are flushed.
+    marker = tmp_path / "handler-ran"
+    script = textwrap.dedent(
+        f"""
+        import atexit, sys
+        from pathlib import Path
+        atexit.register(lambda: Path({str(marker)!r}).write_text("yes"))
+        sys.argv = ["refinebot", *sys.argv[1:]]
+        from refinebot.cli import run
+        run()
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, "demo", "--format", "json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert marker.read_text() == "yes"
+    findings = json.loads(proc.stdout)  # complete, though the process never tore down
+    assert proc.stdout.endswith("]\n") and len(findings) > 10
+    # A message given to sys.exit is printed and the code is 1, as the interpreter does.
+    failing = "import sys\nfrom refinebot.cli import run\nimport refinebot.cli as c\nc.main = lambda: sys.exit('no way')\nrun()"
+    proc = subprocess.run(
+        [sys.executable, "-c", failing], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (proc.returncode, proc.stderr) == (1, "no way\n")
+
+
+def test_only_the_entry_point_keeps_objects_until_exit() -> None:
+    from refinebot.cli import console
+
+    console.keep_until_exit(["kept?"])
+    assert console._KEPT == []  # in a process that goes on (this one), nothing is kept

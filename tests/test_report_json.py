@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import sys
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -130,3 +131,44 @@ def test_a_finding_json_cannot_encode_fails_as_to_json_does() -> None:
         json.dumps(bad.to_json())
     with pytest.raises(TypeError):
         report.write_findings([bad])
+
+
+@pytest.mark.parametrize("count", [1, 999, 2600])
+@pytest.mark.parametrize("ahead", ["all", "blocks", "shuffled-half", "none"])
+@pytest.mark.parametrize("with_nan", [False, True])
+def test_rows_rendered_ahead_print_the_same_text(
+    capsys: pytest.CaptureFixture[str], count: int, ahead: str, with_nan: bool
+) -> None:
+    # A scan encodes its issue rules' rows while a child runs the backlog rules; the backlog rules'
+    # findings then land between them, so runs of rendered rows alternate with rows encoded at the end.
+    # Without NaN each chunk is indented by msgspec (the rendered rows' path); a chunk with a NaN is
+    # printed the slow way, from rows built again.
+    findings = [f for f in _findings(count) if with_nan or "nan" not in f.details]
+    report.write_json_list(f.to_json() for f in findings)
+    expected = capsys.readouterr().out
+    rendered = report.RenderedRows()
+    if ahead == "all":
+        rendered.add(findings)
+    elif ahead == "blocks":
+        rendered.add([f for n, f in enumerate(findings) if n // 5 % 2 == 0])
+    elif ahead == "shuffled-half":
+        # Rendered in another order than printed: every run of them is one row long.
+        rendered.add(random.Random(3).sample(findings, count // 2))
+    report.write_findings(iter(findings), rendered)
+    assert capsys.readouterr().out == expected
+    if ahead == "all":
+        assert len(rendered) == len(findings)  # every kind of details above could be encoded ahead
+
+
+def test_rows_rendered_ahead_are_found_by_identity_and_unencodable_ones_left_for_later() -> None:
+    finding = _findings(1)[0]
+    twin = Finding(
+        **{k: getattr(finding, k) for k in ("project", "issue", "rule", "code", "severity", "message")}
+    )
+    surrogate = Finding("P", "P-2", "rule", "RB101", Severity.INFO, "lone \udc80 surrogate")
+    rendered = report.RenderedRows()
+    rendered.add([finding, surrogate])
+    assert rendered.position(finding) == 0
+    assert rendered.position(twin) is None  # an equal finding is not that finding
+    assert rendered.position(surrogate) is None and len(rendered) == 1
+    assert json.loads(rendered.joined(0, 0)) == finding.to_json()

@@ -267,3 +267,27 @@ def test_a_process_that_stops_waiting_still_exits_and_takes_the_child_along() ->
     child = int(done.stdout.split()[0])
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)
+
+
+@pytest.mark.parametrize("fork_min", [1, 10**9], ids=["forked", "in-process"])
+def test_the_wait_for_the_child_is_given_the_issue_rules_findings(
+    monkeypatch: pytest.MonkeyPatch, fork_min: int
+) -> None:
+    from refinebot.pipeline import while_waiting
+
+    handed: list[list[Finding]] = []
+    with while_waiting(lambda found: handed.append(list(found))):
+        findings, _ = run(
+            [FlagAll(), WhereRan()], MemoryRuleCache(), fork_min=fork_min, monkeypatch=monkeypatch
+        )
+    if fork_min > 1:
+        assert handed == []  # no child, no wait: nothing to do meanwhile
+        return
+    (issue_findings,) = handed
+    assert [f.rule for f in issue_findings] == ["flag-all-fork"] * len(ISSUES)
+    # The very objects of the result (a renderer finds its rows by identity), the child's besides.
+    assert [id(f) for f in findings if f.rule == "flag-all-fork"] == [id(f) for f in issue_findings]
+    assert [f.rule for f in findings if f not in issue_findings] == ["where-ran"]
+    # Outside the block nothing is handed over.
+    run([FlagAll(), WhereRan()], MemoryRuleCache(), fork_min=1, monkeypatch=monkeypatch)
+    assert len(handed) == 1

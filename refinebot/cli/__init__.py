@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
 from refinebot import __version__, logs
 from refinebot.cli.agenda import agenda
 from refinebot.cli.configuration import config_app
-from refinebot.cli.console import err
+from refinebot.cli.console import err, exit_frees_nothing
 from refinebot.cli.database import db_app
 from refinebot.cli.digest import digest
 from refinebot.cli.report_page import report as report_command
@@ -114,4 +115,32 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(1)
 
 
-__all__ = ["DEMO_AS_OF", "app", "demo_config_path", "main"]
+def run() -> NoReturn:
+    """The console script and ``python -m refinebot``: ``main``, then the process ends at once.
+
+    What the command left alive (a 200k scan's backlog, duplicate index and half a million
+    findings: 1.2 GB of objects) would otherwise be freed one object at a time by the interpreter's
+    teardown, 0.4-0.8 s after the output is complete. The exit handlers still run (log handlers,
+    child processes, temporary folders) and both streams are flushed; then the OS takes the rest.
+    ``main`` itself returns normally, for callers in a process that goes on.
+    """
+    exit_frees_nothing()
+    try:
+        main()
+        code: int = 0
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:  # sys.exit("message"): printed as the interpreter would
+            sys.stderr.write(f"{exc.code}\n")
+            code = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):  # closed by the reader, or by the command
+            code = code or 1
+    os._exit(code)
+
+
+__all__ = ["DEMO_AS_OF", "app", "demo_config_path", "main", "run"]

@@ -45,11 +45,18 @@ def display_key(issue: Issue | None, key: str) -> str:
     return key
 
 
-def print_results(results: Sequence[ProjectResult], fmt: OutputFormat, *, limit: int | None = None) -> None:
-    """Print every project's results in ``fmt``; ``limit`` caps the issues a table shows (0: all)."""
+def print_results(
+    results: Sequence[ProjectResult],
+    fmt: OutputFormat,
+    *,
+    limit: int | None = None,
+    rendered: RenderedRows | None = None,
+) -> None:
+    """Print every project's results in ``fmt``; ``limit`` caps the issues a table shows (0: all);
+    ``rendered`` holds JSON rows encoded ahead (``RenderedRows``)."""
     started, cpu = time.perf_counter(), time.process_time()
     if fmt is OutputFormat.JSON:
-        write_findings(f for r in results for f in r.findings)
+        write_findings((f for r in results for f in r.findings), rendered)
         logger.debug(
             "phase json-write: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu
         )
@@ -142,15 +149,30 @@ class _ListWriter:
     def add(self, chunk: Sequence[Any], compact: bytes | None = None) -> None:
         """Print ``chunk``'s items (at least one) after those printed so far; ``compact`` is their list
         spelled compactly already."""
-        try:
-            formatted = self._format(compact or self.compact(chunk), indent=2)
-        except self._refused:
+        if compact is None:
+            try:
+                compact = self.compact(chunk)
+            except UnicodeEncodeError:
+                compact = None  # a lone surrogate: the slow way says what to do with it
+        self.add_compact(compact, len(chunk), lambda: chunk)
+
+    def add_compact(self, compact: bytes | None, count: int, items: Callable[[], Sequence[Any]]) -> None:
+        """Print the ``count`` items whose list ``compact`` spells; ``items`` gives them, for the slow
+        way when there is no ``compact`` or msgspec refuses to indent it."""
+        formatted: bytes | None = None
+        if compact is not None:
+            try:
+                formatted = self._format(compact, indent=2)
+            except self._refused:
+                formatted = None
+        if formatted is None:
+            chunk = items()
             body = ",\n".join("  " + self._indented.encode(item).replace("\n", "\n  ") for item in chunk)
             self._stdout.write(("[\n" if not self.written else ",\n") + body)
             self._stdout.flush()  # before any later bytes reach the binary layer
             self.written += len(chunk)
             return
-        self.add_formatted(formatted, len(chunk))
+        self.add_formatted(formatted, count)
 
     def add_formatted(self, formatted: bytes, count: int) -> None:
         """Print ``count`` items given as ``msgspec.json.format(..., indent=2)`` printed their list."""
@@ -177,30 +199,111 @@ def _utf8_as_is(stream: TextIO) -> bool:
 _MSGSPEC_SCALARS = frozenset({str, int, bool, type(None)})
 
 
-def write_findings(findings: Iterable[Finding]) -> None:
+def _row(finding: Finding) -> tuple[dict[str, Any], bool]:
+    """The finding's output row (the keys of ``to_json``) and whether msgspec may encode it: its
+    details passed ``flat_details`` with ``_MSGSPEC_SCALARS`` (else ``json``, with ``json_default``)."""
+    details = finding.details
+    plain = flat_details(details, _MSGSPEC_SCALARS)
+    severity = finding.severity
+    row = {
+        "project": finding.project,
+        "issue": finding.issue,
+        "rule": finding.rule,
+        "code": finding.code,
+        "severity": severity if type(severity) is Severity else severity.value,
+        "message": finding.message,
+        "details": details if plain is None else plain,
+    }
+    return row, plain is not None
+
+
+class RenderedRows:
+    """Rows of findings encoded ahead of ``write_findings``, each as it would encode them.
+
+    A scan whose backlog rules run in a forked child (``refinebot.pipeline.while_waiting``) hands
+    its issue rules' findings here while it waits: that core was idle for 3-4 s of a second 200k
+    scan, and their rows were most of the 2 s that printing took afterwards. A row is the compact
+    UTF-8 JSON of one finding; ``write_findings`` joins runs of them with commas, as encoding the
+    run in one call spells it. Rows that cannot be encoded now are left to ``write_findings``.
+    """
+
+    def __init__(self) -> None:
+        import msgspec
+
+        self._encode = msgspec.json.Encoder().encode
+        self._compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=json_default)
+        self._refused = (TypeError, ValueError, OverflowError, UnicodeEncodeError, msgspec.EncodeError)
+        # The findings are held, so no id here can be reused by another object meanwhile.
+        self._findings: list[Finding] = []
+        self._rows: list[bytes] = []
+        self._position: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def add(self, findings: Sequence[Finding]) -> None:
+        """Encode the rows of ``findings``."""
+        started, cpu = time.perf_counter(), time.process_time()
+        encode, compact = self._encode, self._compact.encode
+        for finding in findings:
+            row, simple = _row(finding)
+            try:
+                encoded = encode(row) if simple else compact(row).encode()
+            except self._refused:
+                try:  # as write_findings falls back: json decides what msgspec refuses
+                    encoded = compact(row).encode()
+                except self._refused:
+                    continue  # a lone surrogate: write_findings takes the slow way for it
+            self._position[id(finding)] = len(self._rows)
+            self._findings.append(finding)
+            self._rows.append(encoded)
+        logger.debug(
+            "phase json-rows-ahead: %.3f s (cpu %.3f s)",
+            time.perf_counter() - started,
+            time.process_time() - cpu,
+        )
+
+    def position(self, finding: Finding) -> int | None:
+        """Where ``finding``'s row is (None: not encoded here)."""
+        at = self._position.get(id(finding))
+        return at if at is not None and self._findings[at] is finding else None
+
+    def joined(self, first: int, last: int) -> bytes:
+        """The rows ``first`` to ``last`` (inclusive) joined with commas."""
+        return b",".join(self._rows[first : last + 1])
+
+
+def write_findings(findings: Iterable[Finding], rendered: RenderedRows | None = None) -> None:
     """The findings as a JSON list on stdout: ``write_json_list`` of their ``to_json()``, byte for byte.
 
     Each finding becomes a row of the same keys (``to_json``, its ``_plain`` walk and ``json``'s
     encoder were 4.7 s of a 200k scan's 507k findings). Runs of rows whose details passed
-    ``flat_details`` (with ``_MSGSPEC_SCALARS``) are encoded by msgspec (three times faster than ``json``), the other runs
-    (the duplicate rule's scores are floats) by ``json``, their details handed over by
-    ``json_default`` as ``to_json`` would; a chunk's runs are then indented together.
+    ``flat_details`` (with ``_MSGSPEC_SCALARS``) are encoded by msgspec (three times faster than
+    ``json``), the other runs (the duplicate rule's scores are floats) by ``json``, their details
+    handed over by ``json_default`` as ``to_json`` would, and runs of rows ``rendered`` holds are
+    taken from it; a chunk's runs are then indented together.
     """
     import msgspec
 
     encode = msgspec.json.Encoder().encode
     refused = (TypeError, ValueError, OverflowError, UnicodeEncodeError, msgspec.EncodeError)
     writer = _ListWriter(json_default)
-    rows: list[dict[str, Any]] = []
-    # Where each run of rows of one kind starts, and whether msgspec may encode it.
-    runs: list[tuple[int, bool]] = []
+    chunk: list[Finding] = []
+    rows: list[dict[str, Any] | None] = []  # None: the row is in ``rendered``
+    # Each run of rows of one kind: where it starts, and its kind: msgspec may encode it (True),
+    # json must (False), or the rows from that position on in ``rendered`` (an int).
+    runs: list[tuple[int, bool | int]] = []
 
     def flush() -> None:
         parts: list[bytes] = []
         try:
-            for (start, simple), (end, _) in zip(runs, [*runs[1:], (len(rows), True)], strict=True):
+            for (start, kind), (end, _) in zip(runs, [*runs[1:], (len(rows), True)], strict=True):
+                if kind is not True and kind is not False:
+                    assert rendered is not None
+                    parts.append(rendered.joined(kind, kind + end - start - 1))
+                    continue
                 run = rows[start:end]
-                if simple:
+                if kind:
                     try:
                         parts.append(encode(run)[1:-1])
                         continue
@@ -209,30 +312,36 @@ def write_findings(findings: Iterable[Finding]) -> None:
                 parts.append(writer.compact(run)[1:-1])
         except UnicodeEncodeError:
             parts = []  # a lone surrogate: the slow way says what to do with it
-        writer.add(rows, b"[" + b",".join(parts) + b"]" if parts else None)
+
+        def items() -> list[dict[str, Any]]:
+            return [row if row is not None else _row(f)[0] for f, row in zip(chunk, rows, strict=True)]
+
+        if parts:
+            writer.add_compact(b"[" + b",".join(parts) + b"]", len(rows), items)
+        else:
+            writer.add(items())
+        chunk.clear()
         rows.clear()
         runs.clear()
 
+    last = -2  # the position in ``rendered`` of the row before, when it came from there
     for finding in findings:
-        details = finding.details
-        plain = flat_details(details, _MSGSPEC_SCALARS)
-        simple = plain is not None
-        if not runs or runs[-1][1] is not simple:
-            runs.append((len(rows), simple))
-        severity = finding.severity
-        rows.append(
-            {
-                "project": finding.project,
-                "issue": finding.issue,
-                "rule": finding.rule,
-                "code": finding.code,
-                "severity": severity if type(severity) is Severity else severity.value,
-                "message": finding.message,
-                "details": details if plain is None else plain,
-            }
-        )
+        at = rendered.position(finding) if rendered is not None else None
+        if at is not None:
+            if not runs or at != last + 1 or runs[-1][1] is True or runs[-1][1] is False:
+                runs.append((len(rows), at))
+            last = at
+            row: dict[str, Any] | None = None
+        else:
+            row, simple = _row(finding)
+            if not runs or runs[-1][1] is not simple:
+                runs.append((len(rows), simple))
+            last = -2
+        chunk.append(finding)
+        rows.append(row)
         if len(rows) >= _ITEMS_PER_WRITE:
             flush()
+            last = -2
     if rows:
         flush()
     writer.close()

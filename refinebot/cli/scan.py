@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import resources
@@ -11,7 +12,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from refinebot.cli.console import ConfigOption, ProjectOption, error, load, out, registry, require_projects
+from refinebot.cli.console import (
+    ConfigOption,
+    ProjectOption,
+    error,
+    keep_until_exit,
+    load,
+    out,
+    registry,
+    require_projects,
+)
 from refinebot.cli.report import OutputFormat, print_results, report_failures, worst_at_least
 from refinebot.config import DEFAULT_CONFIG_PATH, LoadedConfig
 from refinebot.models import Severity
@@ -79,8 +89,9 @@ def scan(
     ] = None,
 ) -> None:
     """Fetch configured projects, run the rules and print the findings."""
+    from refinebot.cli.report import RenderedRows
     from refinebot.digest import scan_inputs
-    from refinebot.pipeline import run, settled_objects
+    from refinebot.pipeline import run, settled_objects, while_waiting
 
     rules = registry()
     loaded = load(config, rules, check_env=False)
@@ -89,7 +100,13 @@ def scan(
     # tracker's data, so the next scan or digest syncs incrementally, and the rules' cache (the
     # duplicate index, which a digest keeps too), so the next run re-vectorises only what changed
     # instead of the whole backlog (benchmarks/scan_scale.py --second).
-    with open_store(loaded) as store, TerminalProgress() as progress:
+    # JSON rows of the issue rules' findings are encoded while a child runs the backlog rules.
+    rendered = RenderedRows() if fmt is OutputFormat.JSON else None
+    with (
+        open_store(loaded) as store,
+        TerminalProgress() as progress,
+        while_waiting(rendered.add) if rendered is not None else nullcontext(),
+    ):
         results = run(
             loaded,
             project or None,
@@ -104,8 +121,9 @@ def scan(
     # pipeline's block, so that an in-process caller (tests, the CLI app called from code) keeps no
     # frozen heap afterwards, and a caller's own freeze is left as it was.
     with settled_objects():
-        print_results(results, fmt, limit=limit)
+        print_results(results, fmt, limit=limit, rendered=rendered)
     code = report_failures(results)
+    keep_until_exit((results, rendered))
     if code == 0 and fail_on is not None and worst_at_least(results, fail_on):
         code = 1
     raise typer.Exit(code)

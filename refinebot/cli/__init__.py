@@ -134,6 +134,8 @@ def run() -> NoReturn:
         else:  # sys.exit("message"): printed as the interpreter would
             sys.stderr.write(f"{exc.code}\n")
             code = 1
+    # What the interpreter itself calls at exit (atexit has no public way to run the handlers
+    # early); os._exit then skips only the teardown that frees every object.
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

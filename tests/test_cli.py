@@ -478,6 +478,27 @@ def test_the_entry_point_ends_at_once_yet_runs_exit_handlers_and_prints_everythi
     assert marker.read_text() == "yes"
     findings = json.loads(proc.stdout)  # complete, though the process never tore down
     assert proc.stdout.endswith("]\n") and len(findings) > 10
+    # A thread still working when the command returns finishes first (the usual exit joins it).
+    finishing = tmp_path / "thread-finished"
+    threaded = textwrap.dedent(
+        f"""
+        import threading, time
+        from pathlib import Path
+        import refinebot.cli as cli
+        def command():
+            def work():
+                time.sleep(0.5)
+                Path({str(finishing)!r}).write_text("done")
+            threading.Thread(target=work).start()
+        cli.main = command
+        cli.run()
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", threaded], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert finishing.read_text() == "done"
     # A message given to sys.exit is printed and the code is 1, as the interpreter does.
     failing = "import sys\nfrom refinebot.cli import run\nimport refinebot.cli as c\nc.main = lambda: sys.exit('no way')\nrun()"
     proc = subprocess.run(

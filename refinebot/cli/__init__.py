@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Annotated, NoReturn
 
@@ -122,6 +123,7 @@ def run() -> NoReturn:
     findings: 1.2 GB of objects) would otherwise be freed one object at a time by the interpreter's
     teardown, 0.4-0.8 s after the output is complete. The exit handlers still run (log handlers,
     child processes, temporary folders) and both streams are flushed; then the OS takes the rest.
+    While another thread still runs, the process exits as usual, so that thread can finish.
     ``main`` itself returns normally, for callers in a process that goes on.
     """
     exit_frees_nothing()
@@ -134,6 +136,11 @@ def run() -> NoReturn:
         else:  # sys.exit("message"): printed as the interpreter would
             sys.stderr.write(f"{exc.code}\n")
             code = 1
+    this = threading.current_thread()
+    if any(t is not this and t.is_alive() and not t.daemon for t in threading.enumerate()):
+        # Another thread still works (serve's request handlers, an executor's workers): the
+        # interpreter's own exit joins them first, which the exit handlers below do not.
+        sys.exit(code)
     # What the interpreter itself calls at exit (atexit has no public way to run the handlers
     # early); os._exit then skips only the teardown that frees every object.
     atexit._run_exitfuncs()

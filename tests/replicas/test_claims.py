@@ -162,7 +162,10 @@ def test_a_dropped_connection_keeps_its_lease_on_postgresql(
             killed = (
                 admin.execute(
                     text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
+                        # With a timeout (ms) it returns once the backend is gone, not when it was
+                        # signalled: without one, B's try-lock could still find the lock held (seen on a
+                        # loaded CI machine).
+                        "SELECT pg_terminate_backend(pid, 10000) FROM pg_locks WHERE locktype = 'advisory'"
                         " AND granted AND objid = (:key & 4294967295) AND objsubid = 1"
                         " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
                     ),

@@ -499,6 +499,18 @@ def test_the_entry_point_ends_at_once_yet_runs_exit_handlers_and_prints_everythi
     )
     assert proc.returncode == 0, proc.stderr
     assert finishing.read_text() == "done"
+    # Under cProfile the usual exit: the profile is written once the module returns.
+    profile = tmp_path / "demo.prof"
+    proc = subprocess.run(
+        [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "refinebot", "demo", "--format", "json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert profile.stat().st_size > 0 and json.loads(proc.stdout)
     # A message given to sys.exit is printed and the code is 1, as the interpreter does.
     failing = "import sys\nfrom refinebot.cli import run\nimport refinebot.cli as c\nc.main = lambda: sys.exit('no way')\nrun()"
     proc = subprocess.run(

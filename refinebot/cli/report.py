@@ -217,6 +217,26 @@ def _row(finding: Finding) -> tuple[dict[str, Any], bool]:
     return row, plain is not None
 
 
+class _RowEncoder:
+    """A row, or a run of rows, as compact UTF-8 JSON: by msgspec when ``simple`` (``_row``) and it
+    takes the values, else by ``json`` (its own number spelling, ``json_default`` for the rest)."""
+
+    def __init__(self) -> None:
+        import msgspec
+
+        self._msgspec = msgspec.json.Encoder().encode
+        self._json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=json_default).encode
+        self._refused = (TypeError, ValueError, OverflowError, UnicodeEncodeError, msgspec.EncodeError)
+
+    def __call__(self, value: Any, simple: bool) -> bytes:
+        if simple:
+            try:
+                return self._msgspec(value)
+            except self._refused:
+                pass  # a type msgspec does not take (a str subclass): json decides
+        return self._json(value).encode()
+
+
 class RenderedRows:
     """Rows of findings encoded ahead of ``write_findings``, each as it would encode them.
 
@@ -228,11 +248,7 @@ class RenderedRows:
     """
 
     def __init__(self) -> None:
-        import msgspec
-
-        self._encode = msgspec.json.Encoder().encode
-        self._compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=json_default)
-        self._refused = (TypeError, ValueError, OverflowError, UnicodeEncodeError, msgspec.EncodeError)
+        self._encode = _RowEncoder()
         # The findings are held, so no id here can be reused by another object meanwhile.
         self._findings: list[Finding] = []
         self._rows: list[bytes] = []
@@ -244,14 +260,10 @@ class RenderedRows:
     def add(self, findings: Sequence[Finding]) -> None:
         """Encode the rows of ``findings``."""
         started, cpu = time.perf_counter(), time.process_time()
-        encode, compact = self._encode, self._compact.encode
+        encode = self._encode
         for finding in findings:
-            row, simple = _row(finding)
             try:
-                try:
-                    encoded = encode(row) if simple else compact(row).encode()
-                except self._refused:  # as write_findings falls back: json decides what msgspec refuses
-                    encoded = compact(row).encode()
+                encoded = encode(*_row(finding))
             except Exception:
                 # A lone surrogate, details nested too deep, ...: this is only a head start, so the
                 # row is left to write_findings, which prints it or fails on it as it did before.
@@ -285,10 +297,7 @@ def write_findings(findings: Iterable[Finding], rendered: RenderedRows | None = 
     handed over by ``json_default`` as ``to_json`` would, and runs of rows ``rendered`` holds are
     taken from it; a chunk's runs are then indented together.
     """
-    import msgspec
-
-    encode = msgspec.json.Encoder().encode
-    refused = (TypeError, ValueError, OverflowError, UnicodeEncodeError, msgspec.EncodeError)
+    encode = _RowEncoder()
     writer = _ListWriter(json_default)
     chunk: list[Finding] = []
     rows: list[dict[str, Any] | None] = []  # None: the row is in ``rendered``
@@ -300,18 +309,11 @@ def write_findings(findings: Iterable[Finding], rendered: RenderedRows | None = 
         parts: list[bytes] = []
         try:
             for (start, kind), (end, _) in zip(runs, [*runs[1:], (len(rows), True)], strict=True):
-                if kind is not True and kind is not False:
+                if isinstance(kind, bool):
+                    parts.append(encode(rows[start:end], kind)[1:-1])
+                else:
                     assert rendered is not None
                     parts.append(rendered.joined(kind, kind + end - start - 1))
-                    continue
-                run = rows[start:end]
-                if kind:
-                    try:
-                        parts.append(encode(run)[1:-1])
-                        continue
-                    except refused:
-                        pass  # a type msgspec does not take (a str subclass): json decides
-                parts.append(writer.compact(run)[1:-1])
         except UnicodeEncodeError:
             parts = []  # a lone surrogate: the slow way says what to do with it
 
@@ -330,7 +332,7 @@ def write_findings(findings: Iterable[Finding], rendered: RenderedRows | None = 
     for finding in findings:
         at = rendered.position(finding) if rendered is not None else None
         if at is not None:
-            if not runs or at != last + 1 or runs[-1][1] is True or runs[-1][1] is False:
+            if not runs or at != last + 1:
                 runs.append((len(rows), at))
             last = at
             row: dict[str, Any] | None = None
@@ -343,7 +345,6 @@ def write_findings(findings: Iterable[Finding], rendered: RenderedRows | None = 
         rows.append(row)
         if len(rows) >= _ITEMS_PER_WRITE:
             flush()
-            last = -2
     if rows:
         flush()
     writer.close()

@@ -186,7 +186,7 @@ class ForkedBacklogRules:
         try:
             received = self._receive()
         finally:
-            self._stop()
+            self.stop()
         if received is not None:
             return received
         logger.info("backlog rules in a child process failed; running them in this one")
@@ -222,9 +222,6 @@ class ForkedBacklogRules:
 
     def stop(self) -> None:
         """End the child (if it still runs) and release it, keeping nothing it did; safe to call twice."""
-        self._stop()
-
-    def _stop(self) -> None:
         if self._receiver is not None:
             self._receiver.close()
             self._receiver = None

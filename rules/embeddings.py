@@ -243,7 +243,7 @@ def _install_lock(target: Path) -> Iterator[None]:
                 if time.monotonic() >= deadline:
                     raise ModelUnreachableError(
                         f"another process has been installing {MPNET} into {target} for over "
-                        f"{INSTALL_LOCK_WAIT:.0f} s (lock file {lock_path})"
+                        f"{INSTALL_LOCK_WAIT:g} s (lock file {lock_path})"
                     ) from None
                 time.sleep(0.1)
         try:

@@ -291,3 +291,23 @@ def test_two_installs_at_once_take_turns_and_the_first_folder_stays(
     assert started[0].returncode == 0
     assert sorted(p.name for p in target.iterdir()) == ["B", "modules.json"]
     assert output.split() == ["B", "modules.json"]  # what A found and used: B's folder
+
+
+def test_an_install_held_up_too_long_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_file_model: dict[str, bytes]
+) -> None:
+    fcntl = pytest.importorskip("fcntl")  # the lock is an flock (none on Windows)
+    target = tmp_path / "cache" / "model"
+    ours = _folder(tmp_path / "b" / "model", one_file_model)
+    target.parent.mkdir(parents=True)
+    monkeypatch.setattr(embeddings, "INSTALL_LOCK_WAIT", 0.3)
+    with (target.parent / ".model.lock").open("a+b") as held:  # another installer that never finishes
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(
+            embeddings.ModelUnreachableError,
+            match=r"another process has been installing .* for over 0.3 s \(lock file .*\.model\.lock\)",
+        ):
+            embeddings._install(ours, target)
+    assert not target.exists()  # nothing was installed past the lock
+    embeddings._install(ours, target)  # once let go, the install goes through
+    assert embeddings._verified(target)

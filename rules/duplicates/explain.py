@@ -33,12 +33,13 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from rules.duplicates.hashing import murmurhash3_32
+from rules.duplicates.hashing import encode, hash_spans, joined_pairs, murmurhash3_32
 from rules.duplicates.search import THREADS
 from rules.duplicates.stopwords import ENGLISH_STOP_WORDS
 from rules.duplicates.text import Document
@@ -93,8 +94,12 @@ def _squared_idf(vectoriser: Vectoriser, terms: Sequence[str]) -> npt.NDArray[np
     """
     if not terms:
         return np.zeros(0)
-    hashes = murmurhash3_32(terms).astype(np.int64)
-    idf = vectoriser.word_idf[np.abs(hashes) % WORD_FEATURES]
+    return _squares_of(vectoriser, murmurhash3_32(terms))
+
+
+def _squares_of(vectoriser: Vectoriser, hashes: npt.NDArray[np.int32]) -> npt.NDArray[np.float64]:
+    """``float(idf) ** 2`` of the hash column of each term hash (signed ``murmurhash3_32``)."""
+    idf = vectoriser.word_idf[np.abs(hashes.astype(np.int64)) % WORD_FEATURES]
     values = np.unique(idf)
     squares = np.asarray([float(value) ** 2 for value in values], dtype=np.float64)
     result: npt.NDArray[np.float64] = squares[np.searchsorted(values, idf)]
@@ -121,24 +126,41 @@ def _runs(
 
 # Pairs explained in forked workers from this many on (under it the fork costs more than it saves).
 PARALLEL_MIN_PAIRS = 20_000
-# What forked workers explain from: set before the pool forks, so they share it copy-on-write.
-_JOB: tuple[Vectoriser, Sequence[Document], Sequence[tuple[int, int]], int] | None = None
+# What forked workers explain from: set before the pool forks, so they share it copy-on-write. The
+# counter is the next slice's first pair, claimed under its lock by whichever process is free.
+_JOB: tuple[Vectoriser, Sequence[Document], Sequence[tuple[int, int]], int, Any, int] | None = None
 
 
 def workers() -> int:
-    """Processes for a big batch: as many as the search's threads and the CPUs allow (the cleaning
-    in ``index`` uses as many); 1 where processes cannot fork (spawned ones would re-import all)."""
+    """Processes for a big batch, this one included: as many as the search's threads and the CPUs
+    allow (the cleaning in ``index`` uses as many); 1 where processes cannot fork (spawned ones
+    would re-import all)."""
     if "fork" not in mp.get_all_start_methods():
         return 1
     return max(1, min(THREADS, os.cpu_count() or 1))
 
 
-def _explain_slice(bounds: tuple[int, int]) -> tuple[list[list[str]], float]:
-    """In a forked worker: the shared terms of the job's pairs ``start:stop``, and the CPU time spent."""
+def _claimed(explainer: SharedTerms) -> list[tuple[int, list[list[str]]]]:
+    """Slices of the job's pairs claimed one after another until none is left, each with the
+    shared terms of its pairs (keyed by its first pair)."""
     assert _JOB is not None, "set by SharedTerms.of_pairs before the pool forks"
-    vectoriser, documents, pairs, limit = _JOB
+    _, _, pairs, limit, counter, step = _JOB
+    done: list[tuple[int, list[list[str]]]] = []
+    while True:
+        with counter.get_lock():
+            start = counter.value
+            counter.value = start + step
+        if start >= len(pairs):
+            return done
+        done.append((start, explainer._in_chunks(pairs[start : start + step], limit)))
+
+
+def _explain_claimed() -> tuple[list[tuple[int, list[list[str]]]], float]:
+    """In a forked worker: ``_claimed`` slices, and the CPU time spent."""
+    assert _JOB is not None, "set by SharedTerms.of_pairs before the pool forks"
+    vectoriser, documents = _JOB[0], _JOB[1]
     cpu = time.process_time()
-    explained = SharedTerms(vectoriser, documents)._in_chunks(pairs[bounds[0] : bounds[1]], limit)
+    explained = _claimed(SharedTerms(vectoriser, documents))
     return explained, time.process_time() - cpu
 
 
@@ -173,6 +195,11 @@ class SharedTerms:
         self._stop = len(self._vocab.names)
         # Squared IDF of each unigram id hashed so far (stop words never count).
         self._unigram_idf2: npt.NDArray[np.float64] = np.zeros(self._stop)
+        # The UTF-8 bytes of the vocabulary's names (``encode`` of them, without its padding): a
+        # bigram is hashed from its words' bytes, its name built only if it is shown or ranked.
+        # (The stop words too: the ids index it.)
+        data, starts, lengths = encode(self._vocab.names)
+        self._encoded = (data[:-4], starts, lengths)  # ``encode``'s 4 bytes of padding dropped
         # 1 + np.log(count), as the scalar expression computes it, by count.
         self._log: npt.NDArray[np.float64] = np.zeros(1)
         # CPU time forked workers spent in the last ``of_pairs`` (this process's own is not in it).
@@ -212,26 +239,34 @@ class SharedTerms:
         ordered = [pairs[n] for n in order]
         self.worker_cpu = 0.0
         if workers > 1 and len(pairs) >= PARALLEL_MIN_PAIRS and "fork" in mp.get_all_start_methods():
-            # Whole chunks per slice, a few slices per worker (they finish at different times);
-            # the workers read the pairs from the forked memory, only the terms come back.
-            step = _CHUNK * max(1, -(-len(order) // (_CHUNK * 3 * workers)))
-            global _JOB
-            _JOB = (self._vectoriser, self._documents, ordered, limit)
-            try:
-                context = mp.get_context("fork")
-                with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-                    slices = [(start, start + step) for start in range(0, len(order), step)]
-                    explained: list[list[str]] = []
-                    for part, cpu in pool.map(_explain_slice, slices):
-                        explained += part
-                        self.worker_cpu += cpu
-            finally:
-                _JOB = None
+            explained = self._in_processes(ordered, limit, workers)
         else:
             explained = self._in_chunks(ordered, limit)
         for number, terms in zip(order, explained, strict=True):
             results[number] = terms
         return results
+
+    def _in_processes(self, pairs: Sequence[tuple[int, int]], limit: int, workers: int) -> list[list[str]]:
+        """``_in_chunks`` shared by this process and ``workers - 1`` forked ones: each claims the
+        next slice of a chunk when it is free (a busy core, or a worker forked late, takes fewer)
+        and only the terms come back; this process's own slices are not copied at all."""
+        context = mp.get_context("fork")
+        global _JOB
+        _JOB = (self._vectoriser, self._documents, pairs, limit, context.Value("q", 0), _CHUNK)
+        try:
+            with ProcessPoolExecutor(max_workers=workers - 1, mp_context=context) as pool:
+                futures = [pool.submit(_explain_claimed) for _ in range(workers - 1)]
+                parts = _claimed(self)
+                for future in futures:
+                    done, cpu = future.result()
+                    parts += done
+                    self.worker_cpu += cpu
+        finally:
+            _JOB = None
+        explained: list[list[str]] = []
+        for _, terms in sorted(parts, key=lambda part: part[0]):
+            explained += terms
+        return explained
 
     def _in_chunks(self, pairs: Sequence[tuple[int, int]], limit: int) -> list[list[str]]:
         """The shared terms of ``pairs`` (in an order that keeps near-copies together), chunk by chunk."""
@@ -240,16 +275,14 @@ class SharedTerms:
             results += self._chunk(pairs[start : start + _CHUNK], limit)
         return results
 
-    def _counts(self, rows: Sequence[int]) -> tuple[sp.csr_matrix, int]:
-        """Counts of the word terms of ``rows`` (one matrix row each), as ``1 + log(count)``.
+    def _tokenise(self, rows: Sequence[int]) -> None:
+        """Keep the ids (stop words dropped) of each title and description of ``rows`` not seen yet.
 
-        Returns the matrix and ``bits``: column ``id`` is a unigram, column
-        ``(first id + 1) << bits | second id`` a bigram (every id is under ``1 << bits``).
+        word_text is "title title body"; its tokens are the title's twice, then the body's (no
+        token spans a space), so each title and description is tokenised once per run (a
+        description several documents share, once).
         """
         vocab, documents, known = self._vocab, self._documents, self._texts
-        # word_text is "title title body"; its tokens are the title's twice, then the body's (no
-        # token spans a space), so each title and description is tokenised once per run (a
-        # description several documents share, once) and kept as its ids without stop words.
         fresh = dict.fromkeys(
             text for row in rows for text in (documents[row].title, documents[row].body) if text not in known
         )
@@ -268,6 +301,91 @@ class SharedTerms:
             for text, end in zip(fresh, kept_ends.tolist(), strict=True):
                 known[text] = ids[begin:end]
                 begin = end
+        names = vocab.names
+        if len(self._unigram_idf2) < len(names):
+            new = names[len(self._unigram_idf2) :]
+            self._unigram_idf2 = np.concatenate([self._unigram_idf2, _squared_idf(self._vectoriser, new)])
+            data, starts, lengths = self._encoded
+            more, more_starts, more_lengths = encode(new)
+            self._encoded = (
+                np.concatenate([data, more[:-4]]),  # ``encode``'s 4 bytes of padding dropped
+                np.concatenate([starts, more_starts + len(data)]),
+                np.concatenate([lengths, more_lengths]),
+            )
+
+    def _term_counts(
+        self,
+        pieces: list[npt.NDArray[np.int64]],
+        lengths: list[int],
+        unigrams: npt.NDArray[np.int64] | None,
+        bits: int,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """(owner, column, count) of the word terms of token sequences, sorted by owner then column.
+
+        Owner ``i``'s sequence is the next ``lengths[i]`` ids of ``pieces`` (concatenated); its
+        bigrams are its consecutive ids, its unigrams the first ``unigrams[i]`` (all, without it).
+        Column ``id`` is a unigram, ``(first id + 1) << bits | second id`` a bigram.
+        """
+        sequence = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
+        owner = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+        same = owner[:-1] == owner[1:]
+        bigrams = ((sequence[:-1][same] + 1) << bits) | sequence[1:][same]
+        if unigrams is not None:
+            starts = np.zeros(len(lengths), dtype=np.int64)
+            np.cumsum(lengths[:-1], out=starts[1:])
+            counted = np.arange(len(sequence)) - starts[owner] < unigrams[owner]
+            sequence, unigram_owner = sequence[counted], owner[counted]
+        else:
+            unigram_owner = owner
+        columns = np.concatenate([sequence, bigrams])
+        owners = np.concatenate([unigram_owner, owner[:-1][same]])
+        width = (len(self._vocab.names) + 1) << bits
+        owners, columns, counts = _runs(owners, columns, width.bit_length())
+        if len(counts):
+            self._log_table(int(counts.max()))
+        return owners, columns, counts
+
+    def _idf2(self, column: npt.NDArray[np.int64], bits: int) -> npt.NDArray[np.float64]:
+        """Squared IDF of each term column: unigrams from the run's table, bigrams hashed (each
+        distinct one once) from their words' bytes."""
+        is_bigram = column >= (1 << bits)
+        idf2 = np.empty(len(column))
+        idf2[~is_bigram] = self._unigram_idf2[column[~is_bigram]]
+        bigram_columns, at = np.unique(column[is_bigram], return_inverse=True)
+        if len(bigram_columns):
+            data, starts, lengths = self._encoded
+            hashes = hash_spans(
+                *joined_pairs(
+                    data, starts, lengths, (bigram_columns >> bits) - 1, bigram_columns & ((1 << bits) - 1)
+                )
+            )
+            idf2[is_bigram] = _squares_of(self._vectoriser, hashes)[at]
+        return idf2
+
+    def _chunk(self, pairs: Sequence[tuple[int, int]], limit: int) -> list[list[str]]:
+        documents = self._documents
+        self._tokenise(list(dict.fromkeys(row for pair in pairs for row in pair)))
+        bits = len(self._vocab.names).bit_length()
+        # A pair of copies with one description (a cloned ticket, a title suffix) shares all of
+        # that description's terms at the same counts: worked out once per description.
+        alike = [documents[a].body == documents[b].body for a, b in pairs]
+        parts = []
+        for kind, find in ((True, self._same_body_candidates), (False, self._general_candidates)):
+            numbers = [number for number, same in enumerate(alike) if same is kind]
+            if numbers:
+                pair, is_bigram, column, weight = find([pairs[n] for n in numbers], bits, limit)
+                parts.append((np.asarray(numbers, dtype=np.int64)[pair], is_bigram, column, weight))
+        pair, is_bigram, column, weight = (np.concatenate(arrays) for arrays in zip(*parts, strict=True))
+        return self._ranked(len(pairs), pair, is_bigram, column, weight, bits, limit)
+
+    def _general_candidates(
+        self, pairs: Sequence[tuple[int, int]], bits: int, limit: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """(pair, is bigram, column, weight) of the shared terms that can be among each pair's best
+        (``_candidates``), from one count matrix of the pairs' documents."""
+        documents, known = self._documents, self._texts
+        rows = list(dict.fromkeys(row for pair in pairs for row in pair))
+        position = {row: number for number, row in enumerate(rows)}
         pieces: list[npt.NDArray[np.int64]] = []
         lengths: list[int] = []
         for row in rows:
@@ -275,70 +393,167 @@ class SharedTerms:
             title, body = known[document.title], known[document.body]
             pieces += (title, title, body)
             lengths.append(2 * len(title) + len(body))
-        sequence = np.concatenate(pieces)
-        document_of = np.repeat(np.arange(len(rows), dtype=np.int64), lengths)
-        # Bigrams: consecutive kept tokens of one document.
-        same = document_of[:-1] == document_of[1:]
-        bits = len(vocab.names).bit_length()
-        bigrams = ((sequence[:-1][same] + 1) << bits) | sequence[1:][same]
-        columns = np.concatenate([sequence, bigrams])
-        document_of = np.concatenate([document_of, document_of[:-1][same]])
-        width = (len(vocab.names) + 1) << bits
-        document_of, columns, counts = _runs(document_of, columns, width.bit_length())
-        if len(counts):
-            self._log_table(int(counts.max()))
+        owner, columns, counts = self._term_counts(pieces, lengths, None, bits)
+        width = (len(self._vocab.names) + 1) << bits
         matrix = sp.csr_matrix(
-            (self._log[counts], columns, np.searchsorted(document_of, np.arange(len(rows) + 1))),
+            (self._log[counts], columns, np.searchsorted(owner, np.arange(len(rows) + 1))),
             shape=(len(rows), width),
         )
         matrix.has_sorted_indices = True  # sorted by (document, column), no repeats
-        return matrix, bits
-
-    def _chunk(self, pairs: Sequence[tuple[int, int]], limit: int) -> list[list[str]]:
-        rows = list(dict.fromkeys(row for pair in pairs for row in pair))
-        position = {row: number for number, row in enumerate(rows)}
-        counts, bits = self._counts(rows)
-        names = self._vocab.names
-        if len(self._unigram_idf2) < len(names):
-            new = names[len(self._unigram_idf2) :]
-            self._unigram_idf2 = np.concatenate([self._unigram_idf2, _squared_idf(self._vectoriser, new)])
-        first = counts[[position[a] for a, _ in pairs]]
-        second = counts[[position[b] for _, b in pairs]]
+        first = matrix[[position[a] for a, _ in pairs]]
+        second = matrix[[position[b] for _, b in pairs]]
         shared = sp.csr_matrix(first.multiply(second))  # (1 + log a) * (1 + log b) per shared term
         shared.sort_indices()
         pair_of = np.repeat(np.arange(len(pairs), dtype=np.int64), np.diff(shared.indptr))
         column = shared.indices.astype(np.int64)
         is_bigram = column >= (1 << bits)
-        # Squared IDF per entry: unigrams from the run's table, the chunk's shared bigrams hashed.
-        idf2 = np.empty(len(column))
-        idf2[~is_bigram] = self._unigram_idf2[column[~is_bigram]]
-        bigram_columns = np.unique(column[is_bigram])
+        weight = shared.data * self._idf2(column, bits)
+        picked = self._candidates(pair_of * 2 + is_bigram, _falling(weight), limit)
+        return pair_of[picked], is_bigram[picked], column[picked], weight[picked]
+
+    def _same_body_candidates(
+        self, pairs: Sequence[tuple[int, int]], bits: int, limit: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """``_general_candidates`` of pairs whose documents have one description.
+
+        A document's counts are its description's plus its title part (the title twice, the bigram
+        from its end to its start and to the description's first word). A term no title part of
+        the pair holds has the description's count in both documents, so its weight is the
+        description's own: each description's terms are weighed and sorted once, and a pair takes
+        the head of that list, long enough that the terms its titles touch (worked out apart,
+        exactly) can be left out and still leave the best ``k`` with their ties.
+        """
+        documents, known, log = self._documents, self._texts, self._log
+        rows = list(dict.fromkeys(row for pair in pairs for row in pair))
+        position = {row: number for number, row in enumerate(rows)}
+        bodies = list(dict.fromkeys(documents[row].body for row in rows))
+        body_number = {body: number for number, body in enumerate(bodies)}
+        width_bits = ((len(self._vocab.names) + 1) << bits).bit_length()
+        # The descriptions' terms, and each one's weight when both documents hold it that often.
+        sequences = [known[body] for body in bodies]
+        body_owner, body_column, body_count = self._term_counts(
+            sequences, [len(ids) for ids in sequences], None, bits
+        )
+        body_keys = (body_owner << width_bits) | body_column
+        # The title parts: title, title and the description's first id (its unigram not counted).
+        pieces: list[npt.NDArray[np.int64]] = []
+        lengths: list[int] = []
+        for row in rows:
+            document = documents[row]
+            title, body = known[document.title], known[document.body]
+            pieces += (title, title, body[:1])
+            lengths.append(2 * len(title) + min(1, len(body)))
+        unigrams = 2 * np.asarray([len(known[documents[row].title]) for row in rows], dtype=np.int64)
+        title_owner, title_column, title_count = self._term_counts(pieces, lengths, unigrams, bits)
+        # Every pair's touched terms: the union of its two title parts, with each side's count.
+        bounds = np.searchsorted(title_owner, np.arange(len(rows) + 1))
+        sides = []
+        for side in (0, 1):
+            ends = np.asarray([position[pair[side]] for pair in pairs], dtype=np.int64)
+            pair, at = _spans(bounds[ends], bounds[ends + 1])
+            count = np.zeros((2, len(at)), dtype=np.int64)
+            count[side] = title_count[at]
+            sides.append((pair, title_column[at], count))
+        pair = np.concatenate([sides[0][0], sides[1][0]])
+        column = np.concatenate([sides[0][1], sides[1][1]])
+        count = np.concatenate([sides[0][2], sides[1][2]], axis=1)
+        order = _order(pair, column)
+        pair, column, count = pair[order], column[order], count[:, order]
+        new = np.ones(len(pair), dtype=bool)
+        new[1:] = (pair[1:] != pair[:-1]) | (column[1:] != column[:-1])
+        starts = np.flatnonzero(new)
+        pair, column = pair[starts], column[starts]
+        if len(starts):
+            count = np.add.reduceat(count, starts, axis=1)
+        body_of_pair = np.asarray([body_number[documents[a].body] for a, _ in pairs], dtype=np.int64)
+        # Plus the description's count of each touched term.
+        wanted = (body_of_pair[pair] << width_bits) | column
+        at = np.minimum(np.searchsorted(body_keys, wanted), max(len(body_keys) - 1, 0))
+        in_body = body_keys[at] == wanted if len(body_keys) else np.zeros(len(wanted), dtype=bool)
+        count += np.where(in_body, body_count[at] if len(body_keys) else 0, 0)
+        if len(count[0]):
+            self._log_table(int(count.max()))
+        log = self._log
+        is_bigram = column >= (1 << bits)
+        shared = (count[0] > 0) & (count[1] > 0)
+        touched_weight = (log[count[0][shared]] * log[count[1][shared]]) * self._idf2(column[shared], bits)
+        # Each description's terms by weight (unigrams and bigrams apart), heaviest first.
+        body_is_bigram = body_column >= (1 << bits)
+        body_weight = (log[body_count] * log[body_count]) * self._idf2(body_column, bits)
+        body_group = body_owner * 2 + body_is_bigram
+        falling = _falling(body_weight)
+        order = _order(body_group, falling)
+        body_group, falling = body_group[order], falling[order]
+        body_column, body_weight = body_column[order], body_weight[order]
+        group_start = np.searchsorted(body_group, np.arange(2 * len(bodies) + 1))
+        # A pair's head of each list: its best k + (the list's terms its titles touch), and every
+        # term tied with the last of those.
+        groups = np.arange(2 * len(pairs), dtype=np.int64)
+        list_of = body_of_pair[groups >> 1] * 2 + (groups & 1)
+        left_out = np.bincount((pair * 2 + is_bigram)[in_body], minlength=len(groups))
+        size = group_start[list_of + 1] - group_start[list_of]
+        need = np.minimum(np.where(groups & 1, limit, 3 * limit) + left_out, size)
+        head = np.zeros(len(groups), dtype=np.int64)
+        some = need > 0
+        if some.any():
+            falling_bits = int(falling.max()).bit_length() + 1
+            ranked = (body_group << falling_bits) | falling
+            last = falling[group_start[list_of[some]] + need[some] - 1]
+            ties_end = np.searchsorted(ranked, (list_of[some] << falling_bits) | last, side="right")
+            head[some] = ties_end - group_start[list_of[some]]
+        group, at = _spans(group_start[list_of], group_start[list_of] + head)
+        head_pair, head_column = group >> 1, body_column[at]
+        touched_keys = (pair << width_bits) | column  # sorted: (pair, column) runs above
+        head_keys = (head_pair << width_bits) | head_column
+        found = np.minimum(np.searchsorted(touched_keys, head_keys), max(len(touched_keys) - 1, 0))
+        untouched = (
+            touched_keys[found] != head_keys if len(touched_keys) else np.ones(len(head_keys), dtype=bool)
+        )
+        pair = np.concatenate([pair[shared], head_pair[untouched]])
+        is_bigram = np.concatenate([is_bigram[shared], (group & 1)[untouched].astype(bool)])
+        column = np.concatenate([column[shared], head_column[untouched]])
+        weight = np.concatenate([touched_weight, body_weight[at][untouched]])
+        return pair, is_bigram, column, weight
+
+    def _ranked(
+        self,
+        size: int,
+        pair: npt.NDArray[np.int64],
+        is_bigram: npt.NDArray[np.bool_],
+        column: npt.NDArray[np.int64],
+        weight: npt.NDArray[np.float64],
+        bits: int,
+        limit: int,
+    ) -> list[list[str]]:
+        """The terms of ``size`` pairs from candidates holding each pair's best ``limit`` bigrams and
+        ``3 * limit`` unigrams by (-weight, term), as ``Vectoriser.shared_terms`` picks them."""
+        names = self._vocab.names
+        falling = _falling(weight)
+        group = pair * 2 + is_bigram  # a pair's unigrams, then its bigrams
+        # Ties of weight go to the smaller term as Python orders strings; only words are sorted by
+        # name. No token holds a character below the space, so a bigram "a b" sorts as the pair
+        # (a, b) among bigrams, and after a unigram u exactly when a >= u: every term's place is
+        # the order of (first word, is bigram, second word).
         low = (1 << bits) - 1
-        bigram_names = [
-            f"{names[a]} {names[b]}"
-            for a, b in zip(
-                ((bigram_columns >> bits) - 1).tolist(), (bigram_columns & low).tolist(), strict=True
+        distinct_columns, at = np.unique(column, return_inverse=True)
+        is_pair = distinct_columns >= (1 << bits)
+        lefts = np.where(is_pair, (distinct_columns >> bits) - 1, distinct_columns)
+        rights = np.where(is_pair, distinct_columns & low, 0)
+        words = np.unique(np.concatenate([lefts, rights[is_pair]]))
+        spelled = list(map(names.__getitem__, words.tolist()))
+        word_rank = np.empty(len(words), dtype=np.int64)
+        word_rank[sorted(range(len(words)), key=spelled.__getitem__)] = np.arange(len(words))
+        term_rank = np.empty(len(distinct_columns), dtype=np.int64)
+        term_rank[
+            np.lexsort(
+                (
+                    np.where(is_pair, word_rank[np.searchsorted(words, rights)], 0),
+                    is_pair,
+                    word_rank[np.searchsorted(words, lefts)],
+                )
             )
-        ]
-        squared = _squared_idf(self._vectoriser, bigram_names)
-        idf2[is_bigram] = squared[np.searchsorted(bigram_columns, column[is_bigram])]
-        weight = shared.data * idf2
-        values = np.unique(weight)
-        falling = (len(values) - 1) - np.searchsorted(values, weight).astype(np.int64)
-        group = pair_of * 2 + is_bigram  # a pair's unigrams, then its bigrams
-        picked = self._candidates(group, falling, limit)
-        # The candidates' names, ranked among themselves as Python orders strings (ties of weight
-        # go to the smaller term).
-        group, falling, column = group[picked], falling[picked], column[picked]
-        bigram = (group & 1).astype(bool)
-        unigram_names = list(map(names.__getitem__, column[~bigram].tolist()))
-        bigram_at = np.searchsorted(bigram_columns, column[bigram]).tolist()
-        picked_bigram_names = list(map(bigram_names.__getitem__, bigram_at))
-        distinct = sorted({*unigram_names, *picked_bigram_names})
-        rank_of = {name: rank for rank, name in enumerate(distinct)}
-        rank = np.empty(len(picked), dtype=np.int64)
-        rank[~bigram] = np.fromiter(map(rank_of.__getitem__, unigram_names), np.int64, len(unigram_names))
-        rank[bigram] = np.fromiter(map(rank_of.__getitem__, picked_bigram_names), np.int64, len(bigram_at))
+        ] = np.arange(len(distinct_columns))
+        rank = term_rank[at]
         # The best ``limit`` bigrams and ``3 * limit`` unigrams of each pair by (-weight, term).
         order = _order(group, falling, rank)
         group, falling, column, rank = group[order], falling[order], column[order], rank[order]
@@ -349,22 +564,27 @@ class SharedTerms:
         # 3 * limit unigrams always suffice.
         pair = group >> 1
         bigram = (group & 1).astype(bool)
-        low = (1 << bits) - 1
-        words = np.concatenate(
+        covered = np.concatenate(
             [
                 (pair[bigram] << 32) | ((column[bigram] >> bits) - 1),
                 (pair[bigram] << 32) | (column[bigram] & low),
             ]
         )
-        shown = bigram | ~np.isin((pair << 32) | column, words)
-        pair, falling, rank = pair[shown], falling[shown], rank[shown]
+        shown = bigram | ~np.isin((pair << 32) | column, covered)
+        pair, falling, rank, column = pair[shown], falling[shown], rank[shown], column[shown]
         order = _order(pair, falling, rank)
-        pair, rank = pair[order], rank[order]
+        pair, column = pair[order], column[order]
         first = _place(pair) < limit
-        pair, rank = pair[first], rank[first]
-        terms = list(map(distinct.__getitem__, rank.tolist()))
-        bounds = np.searchsorted(pair, np.arange(len(pairs) + 1)).tolist()
-        return [terms[bounds[number] : bounds[number + 1]] for number in range(len(pairs))]
+        pair, column = pair[first], column[first]
+        # Names only of the terms shown, each distinct one spelled once.
+        shown_columns, shown_at = np.unique(column, return_inverse=True)
+        spelled_terms = [
+            names[term] if term <= low else f"{names[(term >> bits) - 1]} {names[term & low]}"
+            for term in shown_columns.tolist()
+        ]
+        terms = list(map(spelled_terms.__getitem__, shown_at.tolist()))
+        bounds = np.searchsorted(pair, np.arange(size + 1)).tolist()
+        return [terms[bounds[number] : bounds[number + 1]] for number in range(size)]
 
     @staticmethod
     def _candidates(
@@ -383,6 +603,24 @@ class SharedTerms:
         keep = (place < k) | (falling == falling[kth])
         result: npt.NDArray[np.int64] = order[keep]
         return result
+
+
+def _falling(weight: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    """Each weight's rank from the heaviest (0), equal weights one rank."""
+    values = np.unique(weight)
+    falling: npt.NDArray[np.int64] = (len(values) - 1) - np.searchsorted(values, weight).astype(np.int64)
+    return falling
+
+
+def _spans(
+    starts: npt.NDArray[np.int64], stops: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(span number, position) of every position of the spans ``starts[i]:stops[i]``, in order."""
+    lengths = stops - starts
+    span = np.repeat(np.arange(len(starts), dtype=np.int64), lengths)
+    first = np.zeros(len(starts), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=first[1:])
+    return span, starts[span] + np.arange(len(span), dtype=np.int64) - first[span]
 
 
 def _order(*keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:

@@ -26,7 +26,7 @@ from refinebot.models import Issue
 from rules.duplicates.search import PAIR_SHIFT, THREADS, decode_pairs, exact_scores, search, unique_pairs
 from rules.duplicates.stored import Segment
 from rules.duplicates.templates import PENALTY_FLOOR, penalise
-from rules.duplicates.text import Document, TitleBoilerplate, clean_body, scored_titles
+from rules.duplicates.text import Document, TitleBoilerplate, clean_body, one_copy, scored_titles
 from rules.duplicates.vectors import Vectoriser, raw_counts
 
 logger = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def _documents_and_chunks(
     else:
         results = [_clean_and_count(chunk) for chunk in chunks]
     del chunks
-    bodies = [body for result in results for body in result[0]]
+    bodies = one_copy(body for result in results for body in result[0])
     documents = [Document(title, body) for title, body in zip(titles, bodies, strict=True)]
     counts = [(result[1], result[2]) for result in results]
     logger.debug(

@@ -14,18 +14,20 @@ imports it, and numpy and scipy (a few tenths of a second to import) load only i
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from refinebot.models import Finding, Issue, Severity, StatusCategory, pair_subject
+from refinebot.models import Finding, Issue, Severity, StatusCategory
 from rules.base import BacklogRule, RuleContext, RuleOptions
 
 if TYPE_CHECKING:
@@ -175,6 +177,23 @@ class _Ages(dict[str, tuple[datetime, tuple[int, str]]]):
 
 # A scored neighbour of an item: (score, other key, ranking score).
 _Ranked = tuple[float, str, float]
+_DONE = StatusCategory.DONE.value
+
+
+class _Listed(dict[str, tuple[str, str]]):
+    """(status category, title) by issue key, as a finding lists an item, each read once (an item is
+    listed by all its near-copies' findings)."""
+
+    def __init__(self, by_key: Mapping[str, Issue]) -> None:
+        super().__init__()
+        self._by_key = by_key
+
+    def __missing__(self, key: str) -> tuple[str, str]:
+        issue = self._by_key[key]
+        value = self[key] = (issue.status_category.value, issue.title)
+        return value
+
+
 # Findings built between two looks at the clock (the phase timer leaves out the consumer's time).
 _EXPLAIN_CHUNK = 2_000
 
@@ -189,9 +208,9 @@ def _shown_neighbours(
     share: float,
     limit: int,
 ) -> dict[str, list[_Ranked]]:
-    """Per reporting key (``partner``'s), the candidates its finding lists, as ``_finding`` picks
-    them from all of them: scoring at least ``min(partner score, share)``, ordered by falling
-    rank then the other key, the first ``limit``; each as (score, other key, rank)."""
+    """Per reporting key (``partner``'s), the candidates its finding lists (``_finding`` takes them
+    as they are): scoring at least ``min(partner score, share)``, ordered by falling rank then the
+    other key, the first ``limit``; each as (score, other key, rank)."""
     import numpy as np
 
     is_reporting = np.fromiter((key in partner for key in keys), dtype=bool, count=len(keys))
@@ -235,6 +254,24 @@ def _shown_neighbours(
     ):
         result[reporters[number]].append((value, keys[row], ranked))
     return result
+
+
+@contextmanager
+def _uncollected() -> Iterator[None]:
+    """No cyclic garbage collection in the block (the state before it is restored after).
+
+    The explanations build a million small containers (terms back from the workers, findings and
+    their candidates) and no reference cycle; each burst set off collections that walked every
+    tracked object the rule had built (the index's documents and pairs) and freed nothing: about a
+    third of the phase. Reference counting frees as usual.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _sorted_pair(first: str, second: str) -> tuple[str, str]:
@@ -401,7 +438,7 @@ class DuplicateCandidate(BacklogRule):
         # Per item: the flagged pairs it reports, each as (score, other key, ranking score); the
         # ranking scores in one call per list.
         reported: dict[str, list[_Ranked]] = defaultdict(list)
-        evidence: dict[frozenset[str], ScoredPair] = {}
+        evidence: dict[tuple[str, str], ScoredPair] = {}
         pairs = scan.candidates
         if isinstance(pairs, CandidateArrays):
             first, second, values = pairs.first, pairs.second, pairs.scores.astype(np.float64)
@@ -413,7 +450,7 @@ class DuplicateCandidate(BacklogRule):
         flagged_ranks = pair_ranks(scan.flagged, created, options).tolist()
         for pair, rank in zip(scan.flagged, flagged_ranks, strict=True):
             issue_a, issue_b = by_key[index.keys[pair.first]], by_key[index.keys[pair.second]]
-            evidence[frozenset((issue_a.key, issue_b.key))] = pair
+            evidence[_sorted_pair(issue_a.key, issue_b.key)] = pair
             older, newer = sorted((issue_a, issue_b), key=lambda i: ages[i.key])
             if newer.is_open:
                 reported[newer.key].append((pair.score, older.key, rank))
@@ -455,19 +492,22 @@ class DuplicateCandidate(BacklogRule):
         )
         explainer = SharedTerms(index.vectoriser, index.documents)
         rows = [(index.row_of[a], index.row_of[b]) for a, b in missing]
-        index.terms.update(zip(missing, explainer.of_pairs(rows, workers=workers()), strict=True))
+        with _uncollected():
+            index.terms.update(zip(missing, explainer.of_pairs(rows, workers=workers()), strict=True))
         spent, spent_cpu = time.perf_counter() - started, time.process_time() - cpu
         # A part of dup-explain; the forked workers' CPU time is apart (not in this process's).
         logger.debug("phase dup-shared-terms: %.3f s (cpu %.3f s)", spent, spent_cpu)
         if explainer.worker_cpu:
             logger.debug("phase dup-shared-terms-workers: 0.000 s (cpu %.3f s)", explainer.worker_cpu)
         del explainer, rows, missing
+        listed = _Listed(by_key)
         for start in range(0, len(order), _EXPLAIN_CHUNK):
             started, cpu = time.perf_counter(), time.process_time()
-            findings = [
-                self._finding(ctx, options, index, by_key, key, partner[key], neighbours[key], evidence)
-                for key in order[start : start + _EXPLAIN_CHUNK]
-            ]
+            with _uncollected():
+                findings = [
+                    self._finding(ctx, index, key, partner[key], neighbours[key], evidence, listed)
+                    for key in order[start : start + _EXPLAIN_CHUNK]
+                ]
             spent += time.perf_counter() - started
             spent_cpu += time.process_time() - cpu
             yield from findings
@@ -580,58 +620,48 @@ class DuplicateCandidate(BacklogRule):
     def _finding(
         self,
         ctx: RuleContext,
-        options: DuplicateOptions,
         index: DuplicateIndex,
-        by_key: Mapping[str, Issue],
         key: str,
         partner: _Ranked,
-        neighbours: list[_Ranked],
-        evidence: Mapping[frozenset[str], ScoredPair],
+        shown: list[_Ranked],
+        evidence: Mapping[tuple[str, str], ScoredPair],
+        listed: _Listed,
     ) -> Finding:
-        issue = by_key[key]
+        """The finding on ``key``: its partner, the candidates ``shown`` (``_shown_neighbours``:
+        filtered and ordered already) and the terms the pair shares (explained in ``check``)."""
         score, other, _ = partner
-        # Candidates far below the threshold are noise, not evidence; the flagged partner always
-        # shows.
-        floor = min(score, CANDIDATE_SHARE * options.resolved_threshold())
-        ranked = sorted((p for p in neighbours if p[0] >= floor), key=lambda p: (-p[2], p[1]))
-        ranked = ranked[: options.max_candidates]
         candidates = [
-            {
-                "issue": candidate,
-                "score": round(value, 3),
-                "status": by_key[candidate].status_category.value,
-                "title": by_key[candidate].title,
-            }
-            for value, candidate, _ in ranked
+            {"issue": candidate, "score": round(value, 3), "status": status, "title": title}
+            for value, candidate, _ in shown
+            for status, title in (listed[candidate],)
         ]
-        pair = _sorted_pair(key, other)
+        pair = (key, other) if key < other else (other, key)
         shared = index.terms[pair]  # explained in ``check`` (in a batch) or by an earlier run
-        target = by_key[other]
-        closed = " (closed)" if target.status_category is StatusCategory.DONE else ""
+        status, title = listed[other]
+        closed = " (closed)" if status == _DONE else ""
         because = f"; shared terms: {', '.join(shared)}" if shared else ""
-        scored = evidence[frozenset(pair)]
+        scored = evidence[pair]
         signal, scores = signal_of(scored)
-        others = [candidate for _, candidate, _ in ranked if candidate != other]
+        others = [candidate for _, candidate, _ in shown if candidate != other]
         also = f" Also similar: {', '.join(others)}." if others else ""
         message = (
-            f'This may be a possible duplicate of {other}{closed} "{_short(target.title)}": {signal} '
+            f'This may be a possible duplicate of {other}{closed} "{_short(title)}": {signal} '
             f"(similarity {score:.2f}{scores}{because}).{also} A human should confirm and link it; "
             "nothing is closed automatically."
         )
-        extra: dict[str, float] = {}
+        details: dict[str, Any] = {
+            "duplicate_of": other,
+            "score": round(score, 3),
+            "signal": signal,
+        }
         if scored.meaning is not None:
-            extra = {"wording_score": round(scored.lexical, 3), "meaning_score": round(scored.meaning, 3)}
-        return self.finding(
-            ctx,
-            issue,
-            message,
-            duplicate_of=other,
-            score=round(score, 3),
-            signal=signal,
-            **extra,
-            candidates=candidates,
-            shared_terms=shared,
-            subject=pair_subject(key, other),
+            details["wording_score"] = round(scored.lexical, 3)
+            details["meaning_score"] = round(scored.meaning, 3)
+        details["candidates"] = candidates
+        details["shared_terms"] = shared
+        # ``pair_subject``: both keys sorted, joined by "|".
+        return Finding.owning(
+            ctx.project, key, self.name, self.code, self.severity, message, details, "|".join(pair)
         )
 
 

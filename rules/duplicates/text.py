@@ -71,6 +71,14 @@ def clean_body(text: str, limit: int = BODY_CHARS) -> str:
     return normalise_unicode(text)[:limit]
 
 
+def one_copy(texts: Iterable[str]) -> list[str]:
+    """``texts`` with equal strings as one object (the first): a description copied into many items
+    (a cloned ticket) is then held once, and the explanations, which tokenise each distinct text
+    once, find it again by identity instead of comparing it character by character."""
+    first: dict[str, str] = {}
+    return [first.setdefault(text, text) for text in texts]
+
+
 def _strip_tags(title: str) -> str:
     stripped = _LEADING_TAGS.sub("", title)
     return stripped if stripped.strip() else title

@@ -129,7 +129,7 @@ def test_shown_neighbours_are_the_findings_sorted_cut_lists() -> None:
     ranks = np.asarray([rng.choice([0.5, 0.6, 0.7]) for _ in pairs], dtype=np.float64)
     partner = {keys[n]: (rng.choice([0.3, 0.6, 0.9]), keys[n + 1], 0.0) for n in range(0, 60, 3)}
     share, limit = 0.4, 3
-    # The per-candidate lists and the selection ``_finding`` makes from them.
+    # The per-candidate lists and the selection a finding lists from them (as ``_finding`` once made it).
     lists: dict[str, list[tuple[float, str, float]]] = defaultdict(list)
     for a, b, score, rank in zip(
         first.tolist(), second.tolist(), scores.tolist(), ranks.tolist(), strict=True

@@ -28,17 +28,15 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import re
-import time
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from itertools import pairwise
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from rules.duplicates.forked import shared_map
 from rules.duplicates.hashing import encode, hash_spans, joined_pairs, murmurhash3_32
 from rules.duplicates.search import THREADS
 from rules.duplicates.stopwords import ENGLISH_STOP_WORDS
@@ -126,9 +124,6 @@ def _runs(
 
 # Pairs explained in forked workers from this many on (under it the fork costs more than it saves).
 PARALLEL_MIN_PAIRS = 20_000
-# What forked workers explain from: set before the pool forks, so they share it copy-on-write. The
-# counter is the next slice's first pair, claimed under its lock by whichever process is free.
-_JOB: tuple[Vectoriser, Sequence[Document], Sequence[tuple[int, int]], int, Any, int] | None = None
 
 
 def workers() -> int:
@@ -140,28 +135,16 @@ def workers() -> int:
     return max(1, min(THREADS, os.cpu_count() or 1))
 
 
-def _claimed(explainer: SharedTerms) -> list[tuple[int, list[list[str]]]]:
-    """Slices of the job's pairs claimed one after another until none is left, each with the
-    shared terms of its pairs (keyed by its first pair)."""
-    assert _JOB is not None, "set by SharedTerms.of_pairs before the pool forks"
-    _, _, pairs, limit, counter, step = _JOB
-    done: list[tuple[int, list[list[str]]]] = []
-    while True:
-        with counter.get_lock():
-            start = counter.value
-            counter.value = start + step
-        if start >= len(pairs):
-            return done
-        done.append((start, explainer._in_chunks(pairs[start : start + step], limit)))
-
-
-def _explain_claimed() -> tuple[list[tuple[int, list[list[str]]]], float]:
-    """In a forked worker: ``_claimed`` slices, and the CPU time spent."""
-    assert _JOB is not None, "set by SharedTerms.of_pairs before the pool forks"
-    vectoriser, documents = _JOB[0], _JOB[1]
-    cpu = time.process_time()
-    explained = _claimed(SharedTerms(vectoriser, documents))
-    return explained, time.process_time() - cpu
+def grouped(pairs: Sequence[tuple[int, int]]) -> list[int]:
+    """The positions of ``pairs`` in the order that explains them fastest: by connected component
+    of their documents (near-copies of one item), then by lower row. Chunks of that order count a
+    document's terms and hash its bigrams once, and find the copies of one description together."""
+    if not pairs:
+        return []
+    ends = np.asarray(pairs, dtype=np.int64)
+    component = components(ends, int(ends.max()) + 1)
+    order: list[int] = np.lexsort((ends.min(axis=1), component[ends[:, 0]])).tolist()
+    return order
 
 
 def components(ends: npt.NDArray[np.int64], size: int) -> npt.NDArray[np.int64]:
@@ -228,45 +211,18 @@ class SharedTerms:
         slices of them (the same lists: a pair's terms depend on nothing else).
         """
         results: list[list[str]] = [[] for _ in pairs]
-        if not pairs:
-            return results
-        # Pairs with a document in common go to one chunk where possible (its terms are then
-        # counted and its bigrams hashed once): pairs in order of their connected component of
-        # documents (near-copies of one item), then of their lower row.
-        ends = np.asarray(pairs, dtype=np.int64)
-        component = components(ends, int(ends.max()) + 1)
-        order = np.lexsort((ends.min(axis=1), component[ends[:, 0]])).tolist()
+        order = grouped(pairs)
         ordered = [pairs[n] for n in order]
         self.worker_cpu = 0.0
-        if workers > 1 and len(pairs) >= PARALLEL_MIN_PAIRS and "fork" in mp.get_all_start_methods():
-            explained = self._in_processes(ordered, limit, workers)
+        if workers > 1 and len(pairs) >= PARALLEL_MIN_PAIRS:
+            explained, self.worker_cpu = shared_map(
+                lambda start, stop: self._in_chunks(ordered[start:stop], limit), len(ordered), _CHUNK, workers
+            )
         else:
             explained = self._in_chunks(ordered, limit)
         for number, terms in zip(order, explained, strict=True):
             results[number] = terms
         return results
-
-    def _in_processes(self, pairs: Sequence[tuple[int, int]], limit: int, workers: int) -> list[list[str]]:
-        """``_in_chunks`` shared by this process and ``workers - 1`` forked ones: each claims the
-        next slice of a chunk when it is free (a busy core, or a worker forked late, takes fewer)
-        and only the terms come back; this process's own slices are not copied at all."""
-        context = mp.get_context("fork")
-        global _JOB
-        _JOB = (self._vectoriser, self._documents, pairs, limit, context.Value("q", 0), _CHUNK)
-        try:
-            with ProcessPoolExecutor(max_workers=workers - 1, mp_context=context) as pool:
-                futures = [pool.submit(_explain_claimed) for _ in range(workers - 1)]
-                parts = _claimed(self)
-                for future in futures:
-                    done, cpu = future.result()
-                    parts += done
-                    self.worker_cpu += cpu
-        finally:
-            _JOB = None
-        explained: list[list[str]] = []
-        for _, terms in sorted(parts, key=lambda part: part[0]):
-            explained += terms
-        return explained
 
     def _in_chunks(self, pairs: Sequence[tuple[int, int]], limit: int) -> list[list[str]]:
         """The shared terms of ``pairs`` (in an order that keeps near-copies together), chunk by chunk."""
@@ -420,8 +376,10 @@ class SharedTerms:
         from its end to its start and to the description's first word). A term no title part of
         the pair holds has the description's count in both documents, so its weight is the
         description's own: each description's terms are weighed and sorted once, and a pair takes
-        the head of that list, long enough that the terms its titles touch (worked out apart,
-        exactly) can be left out and still leave the best ``k`` with their ties.
+        the head of that list, its best ``k`` and their ties. The terms its titles touch are worked
+        out apart, exactly, and left out of the head. That head is enough: a touched term of the
+        description counts at least as often in both documents as in it, so it weighs at least
+        what it weighed there, and the ``k`` terms above any term under the head still outweigh it.
         """
         documents, known, log = self._documents, self._texts, self._log
         rows = list(dict.fromkeys(row for pair in pairs for row in pair))
@@ -486,13 +444,11 @@ class SharedTerms:
         body_group, falling = body_group[order], falling[order]
         body_column, body_weight = body_column[order], body_weight[order]
         group_start = np.searchsorted(body_group, np.arange(2 * len(bodies) + 1))
-        # A pair's head of each list: its best k + (the list's terms its titles touch), and every
-        # term tied with the last of those.
+        # A pair's head of each list: its best k and every term tied with the last of them.
         groups = np.arange(2 * len(pairs), dtype=np.int64)
         list_of = body_of_pair[groups >> 1] * 2 + (groups & 1)
-        left_out = np.bincount((pair * 2 + is_bigram)[in_body], minlength=len(groups))
         size = group_start[list_of + 1] - group_start[list_of]
-        need = np.minimum(np.where(groups & 1, limit, 3 * limit) + left_out, size)
+        need = np.minimum(np.where(groups & 1, limit, 3 * limit), size)
         head = np.zeros(len(groups), dtype=np.int64)
         some = need > 0
         if some.any():

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
+    from rules.duplicates.explain import SharedTerms
     from rules.duplicates.index import DuplicateIndex
     from rules.duplicates.ranking import ScoredPair, VectorStore
 
@@ -279,6 +281,22 @@ def _sorted_pair(first: str, second: str) -> tuple[str, str]:
 
 
 @dataclass(frozen=True, slots=True)
+class _Explaining:
+    """What building the findings reads: the reporting keys in the order they are built, each
+    one's pair, partner and shown neighbours, the flagged pairs' evidence, the index (with the
+    terms of pairs explained before) and the explainer of the others."""
+
+    work: list[str]
+    pair_of: Mapping[str, tuple[str, str]]
+    partner: Mapping[str, _Ranked]
+    neighbours: Mapping[str, list[_Ranked]]
+    evidence: Mapping[tuple[str, str], ScoredPair]
+    index: DuplicateIndex
+    listed: _Listed
+    explainer: SharedTerms
+
+
+@dataclass(frozen=True, slots=True)
 class PairScan:
     """One scan of a backlog: the index, eligible items by key, scored candidate pairs not already
     linked or dismissed (best first), and those of them that are flagged."""
@@ -424,7 +442,8 @@ class DuplicateCandidate(BacklogRule):
     def check(self, issues: Sequence[Issue], ctx: RuleContext) -> Iterator[Finding]:
         import numpy as np
 
-        from rules.duplicates.explain import SharedTerms, workers
+        from rules.duplicates.explain import PARALLEL_MIN_PAIRS, SharedTerms, grouped, workers
+        from rules.duplicates.forked import shared_map
         from rules.duplicates.ranking import CandidateArrays, pair_ranks, rank_arrays, row_times
 
         scan = self._scan(issues, ctx)
@@ -482,42 +501,58 @@ class DuplicateCandidate(BacklogRule):
             "phase dup-rank: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu
         )
         started, cpu = time.perf_counter(), time.process_time()
-        # The shared terms of every reported pair not explained by an earlier run, in one batch
-        # (explain.py: documents tokenised once, terms weighed and ranked in numpy, in forked
-        # workers for a big batch); kept in the index for the next run.
-        missing = list(
-            dict.fromkeys(
-                named for key in order if (named := _sorted_pair(key, partner[key][1])) not in index.terms
-            )
+        # Each finding with the terms its pair shares (those of pairs an earlier run explained are
+        # in the index), built in slices shared with forked workers for a big batch: first the
+        # findings whose terms are still to be worked out, in the order that explains them fastest
+        # (explain.grouped: near-copies together, chunks of them in numpy), then the others.
+        pair_of = {key: _sorted_pair(key, partner[key][1]) for key in order}
+        fresh = [key for key in order if pair_of[key] not in index.terms]
+        row_of = index.row_of
+        grouping = grouped([(row_of[pair_of[key][0]], row_of[pair_of[key][1]]) for key in fresh])
+        known = set(fresh)
+        work = [fresh[number] for number in grouping] + [key for key in order if key not in known]
+        del fresh, known, grouping
+        job = _Explaining(
+            work,
+            pair_of,
+            partner,
+            neighbours,
+            evidence,
+            index,
+            _Listed(by_key),
+            SharedTerms(index.vectoriser, index.documents),
         )
-        explainer = SharedTerms(index.vectoriser, index.documents)
-        rows = [(index.row_of[a], index.row_of[b]) for a, b in missing]
+        processes = workers() if len(work) >= PARALLEL_MIN_PAIRS else 1
         with _uncollected():
-            index.terms.update(zip(missing, explainer.of_pairs(rows, workers=workers()), strict=True))
-        spent, spent_cpu = time.perf_counter() - started, time.process_time() - cpu
-        # A part of dup-explain; the forked workers' CPU time is apart (not in this process's).
-        logger.debug("phase dup-shared-terms: %.3f s (cpu %.3f s)", spent, spent_cpu)
-        if explainer.worker_cpu:
-            logger.debug("phase dup-shared-terms-workers: 0.000 s (cpu %.3f s)", explainer.worker_cpu)
-        del explainer, rows, missing
-        listed = _Listed(by_key)
-        for start in range(0, len(order), _EXPLAIN_CHUNK):
-            started, cpu = time.perf_counter(), time.process_time()
-            with _uncollected():
-                findings = [
-                    self._finding(ctx, index, key, partner[key], neighbours[key], evidence, listed)
-                    for key in order[start : start + _EXPLAIN_CHUNK]
-                ]
-            spent += time.perf_counter() - started
-            spent_cpu += time.process_time() - cpu
-            yield from findings
+            built, worker_cpu = shared_map(partial(self._explain, job), len(work), _EXPLAIN_CHUNK, processes)
+            by_reporter = dict(zip(work, built, strict=True))
+            findings = []
+            for key in order:
+                message, details = by_reporter[key]
+                named = pair_of[key]
+                # Kept in the index for the next run (a pair explained before keeps its list).
+                index.terms.setdefault(named, details["shared_terms"])
+                # ``pair_subject``: both keys sorted, joined by "|".
+                subject = "|".join(named)
+                findings.append(
+                    Finding.owning(
+                        ctx.project, key, self.name, self.code, self.severity, message, details, subject
+                    )
+                )
+            del built, by_reporter, work, pair_of, job
+        logger.debug(
+            "phase dup-explain: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu
+        )
+        if worker_cpu:
+            logger.debug("phase dup-explain-workers: 0.000 s (cpu %.3f s)", worker_cpu)
+        yield from findings
+        del findings
         # Saved after the explanations: the next run reuses the shared terms of unchanged pairs
         # (saved before them, they were lost and every finding was explained again). The
         # neighbour lists go first: encoding the index's new segments adds to the run's memory peak.
         del neighbours, reported, evidence, partner, near, first, second, values, pairs
         del near_first, near_second, near_values, times
         self._save(ctx, options, index)
-        logger.debug("phase dup-explain: %.3f s (cpu %.3f s)", spent, spent_cpu)
 
     @staticmethod
     def _vectors_key(ctx: RuleContext, options: DuplicateOptions) -> str:
@@ -617,30 +652,48 @@ class DuplicateCandidate(BacklogRule):
         )
         logger.debug("duplicate index: %.1f MiB written to the rule cache", written / 2**20)
 
-    def _finding(
+    def _explain(self, job: _Explaining, start: int, stop: int) -> list[tuple[str, dict[str, Any]]]:
+        """The message and details of the findings on ``job.work[start:stop]``, with the terms of the
+        pairs no earlier run explained worked out in one batch."""
+        keys = job.work[start:stop]
+        pair_of, terms, row_of = job.pair_of, job.index.terms, job.index.row_of
+        pairs = list(dict.fromkeys(pair_of[key] for key in keys if pair_of[key] not in terms))
+        rows = [(row_of[a], row_of[b]) for a, b in pairs]
+        explained = dict(zip(pairs, job.explainer.of_pairs(rows), strict=True))
+        return [
+            self._explained(
+                key,
+                job.partner[key],
+                job.neighbours[key],
+                job.evidence,
+                job.listed,
+                explained[pair] if (pair := pair_of[key]) in explained else terms[pair],
+            )
+            for key in keys
+        ]
+
+    def _explained(
         self,
-        ctx: RuleContext,
-        index: DuplicateIndex,
         key: str,
         partner: _Ranked,
         shown: list[_Ranked],
         evidence: Mapping[tuple[str, str], ScoredPair],
         listed: _Listed,
-    ) -> Finding:
-        """The finding on ``key``: its partner, the candidates ``shown`` (``_shown_neighbours``:
-        filtered and ordered already) and the terms the pair shares (explained in ``check``)."""
+        shared: list[str],
+    ) -> tuple[str, dict[str, Any]]:
+        """The message and details of the finding on ``key``: its partner, the candidates
+        ``shown`` (``_shown_neighbours``: filtered and ordered already) and the terms the pair
+        ``shared``. Plain data: a forked worker sends it back pickled."""
         score, other, _ = partner
         candidates = [
             {"issue": candidate, "score": round(value, 3), "status": status, "title": title}
             for value, candidate, _ in shown
             for status, title in (listed[candidate],)
         ]
-        pair = (key, other) if key < other else (other, key)
-        shared = index.terms[pair]  # explained in ``check`` (in a batch) or by an earlier run
         status, title = listed[other]
         closed = " (closed)" if status == _DONE else ""
         because = f"; shared terms: {', '.join(shared)}" if shared else ""
-        scored = evidence[pair]
+        scored = evidence[(key, other) if key < other else (other, key)]
         signal, scores = signal_of(scored)
         others = [candidate for _, candidate, _ in shown if candidate != other]
         also = f" Also similar: {', '.join(others)}." if others else ""
@@ -649,20 +702,13 @@ class DuplicateCandidate(BacklogRule):
             f"(similarity {score:.2f}{scores}{because}).{also} A human should confirm and link it; "
             "nothing is closed automatically."
         )
-        details: dict[str, Any] = {
-            "duplicate_of": other,
-            "score": round(score, 3),
-            "signal": signal,
-        }
+        details: dict[str, Any] = {"duplicate_of": other, "score": round(score, 3), "signal": signal}
         if scored.meaning is not None:
             details["wording_score"] = round(scored.lexical, 3)
             details["meaning_score"] = round(scored.meaning, 3)
         details["candidates"] = candidates
         details["shared_terms"] = shared
-        # ``pair_subject``: both keys sorted, joined by "|".
-        return Finding.owning(
-            ctx.project, key, self.name, self.code, self.severity, message, details, "|".join(pair)
-        )
+        return message, details
 
 
 def signal_of(pair: ScoredPair) -> tuple[str, str]:

@@ -8,6 +8,7 @@ import random
 import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -185,7 +186,12 @@ def _copies_backlog(
     return documents, pairs
 
 
-def test_forked_workers_give_the_same_terms_as_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_forked_workers_give_the_same_terms_as_one_process(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import os
+    import time
+
     import rules.duplicates.explain as explain
 
     monkeypatch.setattr(explain, "_CHUNK", 50)
@@ -195,10 +201,23 @@ def test_forked_workers_give_the_same_terms_as_one_process(monkeypatch: pytest.M
     alone = SharedTerms(vectoriser, documents)
     expected = alone.of_pairs(pairs)
     assert alone.worker_cpu == 0.0
+    parent, chunks = os.getpid(), tmp_path / "chunks"
+    in_chunks = SharedTerms._in_chunks
+
+    def marked(self: SharedTerms, chunk: Any, limit: int) -> list[list[str]]:
+        if os.getpid() == parent:
+            time.sleep(0.02)  # so that the worker surely takes some
+        else:
+            with chunks.open("a") as handle:
+                handle.write(f"{len(chunk)}\n")
+        return in_chunks(self, chunk, limit)
+
+    monkeypatch.setattr(SharedTerms, "_in_chunks", marked)
     forked = SharedTerms(vectoriser, documents)
     assert forked.of_pairs(pairs, workers=2) == expected
     if "fork" in __import__("multiprocessing").get_all_start_methods():
-        assert forked.worker_cpu > 0.0  # the workers did the work
+        assert chunks.exists() and forked.worker_cpu > 0.0  # the worker did some of the work
+        assert 0 < sum(map(int, chunks.read_text().split())) < len(pairs)  # and this process too
     for (first, second), terms in list(zip(pairs, expected, strict=True))[::7]:
         assert terms == vectoriser.shared_terms(documents[first], documents[second])
 
@@ -308,3 +327,144 @@ def test_components_order_the_nodes_as_scipys_connected_components() -> None:
         # The same partition, and labels in the same order (scipy numbers by smallest node).
         assert (np.unique(got, return_inverse=True)[1] == expected).all()
         assert all(got[node] <= node for node in range(size))
+
+
+def _copies_issues(rng: random.Random, bases: int) -> list[Any]:
+    """A duplicate-heavy backlog of real texts: each real item with copies (a suffix on the title,
+    the same description), some closed."""
+    from refinebot.models import Issue, SourceKind, StatusCategory
+
+    issues = []
+    for number, document in enumerate(_real_documents(bases)):
+        for copy in range(rng.randint(1, 4)):
+            suffix = "" if not copy else f" {rng.choice(['again', 'on staging', 'still failing'])}"
+            issues.append(
+                Issue(
+                    key=f"R-{len(issues) + 1}",
+                    project="R",
+                    source_kind=SourceKind.FILE,
+                    title=f"{document.title}{suffix}",
+                    description=document.body,
+                    status_category=StatusCategory.DONE if rng.random() < 0.1 else StatusCategory.TODO,
+                    created=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=len(issues)),
+                )
+            )
+            if number % 7 == 0 and copy:
+                break
+    return issues
+
+
+def test_findings_built_in_forked_slices_are_the_ones_built_here(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Through the rule, on a first run and on a second one that finds most pairs explained in the
+    cache and a few new items: the same findings, in the same order, byte for byte, and the same
+    terms kept in the index. Slices here are slowed, so that the worker surely builds some."""
+    import dataclasses
+    import os
+    import time
+
+    import rules.duplicates.explain as explain
+    import rules.duplicates.rule as rule
+    from rules.base import MemoryRuleCache, RuleContext
+    from rules.duplicates import DuplicateCandidate
+    from rules.duplicates.stored import load_index
+
+    if "fork" not in __import__("multiprocessing").get_all_start_methods():
+        pytest.skip("workers are forked")
+    issues = _copies_issues(random.Random(12), 160)
+    later = [
+        dataclasses.replace(issue, key=f"N-{n}") for n, issue in enumerate(_copies_issues(random.Random(13), 6))
+    ]
+    now = datetime(2026, 11, 20, tzinfo=UTC)
+
+    def runs() -> tuple[list[object], list[object], object]:
+        cache = MemoryRuleCache()
+        first = [f.to_json() for f in DuplicateCandidate().check(issues, RuleContext("R", now, cache=cache))]
+        context = RuleContext("R", now, cache=cache)
+        second = [f.to_json() for f in DuplicateCandidate().check([*issues, *later], context)]
+        index = load_index(cache, "duplicate-candidate:R:window=180")
+        return first, second, dict(index.terms) if index is not None else None
+
+    expected = runs()
+    assert len(expected[0]) > 100 and len(expected[1]) > len(expected[0])
+    # Oldest reporting item first (the pairs were explained in another order: near-copies together).
+    created = {issue.key: issue.created for issue in [*issues, *later]}
+    for findings in expected[:2]:
+        reporters = [created[finding["issue"]] for finding in findings]  # type: ignore[index]
+        assert reporters == sorted(reporters)
+    parent = os.getpid()
+    slices = tmp_path / "slices"
+    explain_slice = rule.DuplicateCandidate._explain
+
+    def marked(self: Any, job: Any, start: int, stop: int) -> Any:
+        if os.getpid() == parent:
+            time.sleep(0.02)
+        else:
+            with slices.open("a") as handle:  # in the worker's memory: written where this one sees it
+                handle.write(f"{start}\n")
+        return explain_slice(self, job, start, stop)
+
+    monkeypatch.setattr(rule.DuplicateCandidate, "_explain", marked)
+    monkeypatch.setattr(explain, "PARALLEL_MIN_PAIRS", 1)
+    monkeypatch.setattr(explain, "workers", lambda: 2)
+    monkeypatch.setattr(rule, "_EXPLAIN_CHUNK", 9)
+    assert runs() == expected
+    assert slices.exists() and len(slices.read_text().split()) > 2  # the worker built some
+
+
+def test_copies_of_one_description_with_titles_that_touch_it_equal_the_per_pair_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pairs with one description (worked out from the description's own list) beside pairs with
+    two, in one chunk: titles holding the description's words and bigrams, the bigram from the
+    title into the description, repeated words, empty titles and descriptions, an item paired with
+    itself; words from a small vocabulary of prefixes of each other ("log", "log.in", "login",
+    "log_in"), so that weights tie all the time and the term's spelling decides."""
+    import rules.duplicates.explain as explain
+
+    monkeypatch.setattr(explain, "_CHUNK", 97)
+    rng = random.Random(21)
+    words = ["log", "login", "log.in", "log_in", "logs", "in", "page", "pages", "page.x", "fail", "fails"]
+    words += ["error", "retry", "timeout", "é", "éclair", "z9", "z"]
+
+    def text(low: int, high: int) -> str:
+        return " ".join(rng.choice(words) for _ in range(rng.randint(low, high)))
+
+    bodies = [text(0, 30) for _ in range(25)] + [""]
+    documents: list[Document] = []
+    for _ in range(400):
+        body = rng.choice(bodies)
+        title = rng.choice(
+            [text(0, 6), body[: rng.randint(0, 40)], f"{body.split(' ')[0]} {text(0, 2)}", "log log log", ""]
+        )
+        documents.append(Document(title.strip(), body))
+    vectoriser, _ = Vectoriser.fit(documents)
+    by_body: dict[str, list[int]] = {}
+    for row, document in enumerate(documents):
+        by_body.setdefault(document.body, []).append(row)
+    pairs = [(rng.choice(rows), rng.choice(rows)) for rows in by_body.values() for _ in range(12)]
+    pairs += [(rng.randrange(400), rng.randrange(400)) for _ in range(150)]
+    pairs += [(7, 7), (len(documents) - 1, len(documents) - 1)]
+    same = sum(documents[a].body == documents[b].body for a, b in pairs)
+    assert 250 < same < len(pairs)  # both ways are taken
+    explained = SharedTerms(vectoriser, documents).of_pairs(pairs)
+    for (first, second), terms in zip(pairs, explained, strict=True):
+        assert terms == vectoriser.shared_terms(documents[first], documents[second]), (first, second)
+    assert sum(bool(terms) for terms in explained) > 300
+    # Real descriptions (many terms each) under titles made of their own words: the terms a title
+    # touches leave the description's list, and the pair's best come from further down it.
+    real = [document for document in _real_documents(400) if len(document.body.split()) > 40][:120]
+    documents = list(real)
+    pairs = []
+    for row, document in enumerate(real):
+        body_words = document.body.split()
+        for _ in range(2):
+            title = " ".join(rng.sample(body_words[:30], rng.randint(3, 8)))
+            documents.append(Document(title, document.body))
+            pairs.append((row, len(documents) - 1))
+        pairs.append((len(documents) - 2, len(documents) - 1))
+    vectoriser, _ = Vectoriser.fit(documents)
+    explained = SharedTerms(vectoriser, documents).of_pairs(pairs)
+    for (first, second), terms in zip(pairs, explained, strict=True):
+        assert terms == vectoriser.shared_terms(documents[first], documents[second]), (first, second)

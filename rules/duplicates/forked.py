@@ -1,0 +1,92 @@
+"""A map over the slices of a job shared by this process and forked workers, each claiming the next slice when free.
+
+The duplicate rule's explanations are one pure function of many slices (the terms two documents
+share, and the finding built from them); a fixed split left a core idle whenever one part ran
+longer (a worker forked late, a core busy with another process) and the parent waited doing
+nothing. Here every process, this one included, takes the next unclaimed slice from a counter in
+shared memory, so all finish within one slice of each other, and the parent's own slices are never
+copied. Workers are forked (they read the job from the parent's memory, nothing of it is pickled)
+and only their results come back. Where processes cannot fork, or there is one slice, the parent
+does it all.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, TypeVar
+
+Result = TypeVar("Result")
+
+# The job of the pool being forked: (work, size, step, next slice's start in shared memory). Set
+# before the workers fork, so they find it in their copy of this module.
+_JOB: tuple[Callable[[int, int], list[Any]], int, int, Any] | None = None
+
+
+def _claim(
+    work: Callable[[int, int], list[Result]], size: int, step: int, counter: Any
+) -> tuple[int, list[Result]] | None:
+    """The next unclaimed slice's start and ``work`` of it; None when every slice is claimed."""
+    with counter.get_lock():
+        start = counter.value
+        counter.value = start + step
+    if start >= size:
+        return None
+    return start, work(start, min(start + step, size))
+
+
+def _in_worker() -> tuple[tuple[int, list[Any]] | None, float]:
+    """In a forked worker: one slice of the job (or None), and the CPU time it took."""
+    assert _JOB is not None, "set by shared_map before the pool forks"
+    cpu = time.process_time()
+    done = _claim(*_JOB)
+    return done, time.process_time() - cpu
+
+
+def shared_map(
+    work: Callable[[int, int], list[Result]], size: int, step: int, processes: int
+) -> tuple[list[Result], float]:
+    """``work(start, stop)`` of each slice of ``range(size)`` ``step`` long, the results joined in
+    order, and the CPU time forked workers spent (this process's own is not in it).
+
+    ``processes`` counts this one: ``processes - 1`` workers are forked. ``work`` must depend only on
+    its slice and on what it reads (a worker's changes to its memory are its own).
+    """
+    if size <= 0:
+        return [], 0.0
+    if processes <= 1 or size <= step or "fork" not in mp.get_all_start_methods():
+        return [
+            result for start in range(0, size, step) for result in work(start, min(start + step, size))
+        ], 0.0
+    context = mp.get_context("fork")
+    counter = context.Value("q", 0)
+    global _JOB
+    _JOB = (work, size, step, counter)
+    worker_cpu = 0.0
+    parts: list[tuple[int, list[Result]]] = []
+    try:
+        with ProcessPoolExecutor(max_workers=processes - 1, mp_context=context) as pool:
+            # One task per slice: a worker's results come back (pickled, read by the pool's thread)
+            # slice by slice while the work goes on, not all at the end. Tasks that find every
+            # slice claimed return at once.
+            futures = [pool.submit(_in_worker) for _ in range(-(-size // step))]
+            try:
+                while (claimed := _claim(work, size, step, counter)) is not None:
+                    parts.append(claimed)
+                for future in futures:
+                    done, spent = future.result()
+                    worker_cpu += spent
+                    if done is not None:
+                        parts.append(done)
+            except BaseException:
+                # Here or in a worker: the others stop at their next claim instead of doing the
+                # rest for nothing (the pool waits for its tasks before it shuts down).
+                with counter.get_lock():
+                    counter.value = size
+                raise
+    finally:
+        _JOB = None
+    parts.sort(key=lambda part: part[0])
+    return [result for _, results in parts for result in results], worker_cpu

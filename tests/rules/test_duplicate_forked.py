@@ -1,0 +1,82 @@
+"""The slices of a job shared with forked workers: results in order, a worker takes slices, a failure anywhere stops the rest."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from rules.duplicates.forked import shared_map
+
+pytestmark = pytest.mark.skipif(
+    "fork" not in multiprocessing.get_all_start_methods(), reason="workers are forked"
+)
+
+
+def _numbered(parent: int, pause: float) -> object:
+    """Work that numbers its slice with the process that did it; slower in the parent, so that a
+    worker surely claims some slices, and this process some after the worker's."""
+
+    def work(start: int, stop: int) -> list[tuple[int, int]]:
+        time.sleep(pause if os.getpid() == parent else pause / 2)
+        return [(number, os.getpid()) for number in range(start, stop)]
+
+    return work
+
+
+def test_results_come_in_order_and_a_worker_did_some_slices() -> None:
+    parent = os.getpid()
+    results, worker_cpu = shared_map(_numbered(parent, 0.02), 203, 10, 2)  # type: ignore[arg-type]
+    assert [number for number, _ in results] == list(range(203))  # the last slice is short
+    doers = [pid for _, pid in results]
+    assert parent in doers and len(set(doers)) == 2  # this process and one worker shared the slices
+    # This process did a slice after one of the worker's: they took turns, yet come back in order.
+    assert parent in doers[doers.index(next(pid for pid in doers if pid != parent)) :]
+    # Each slice was done by one process from start to end.
+    for start in range(0, 203, 10):
+        assert len({pid for _, pid in results[start : start + 10]}) == 1
+    assert worker_cpu >= 0.0
+
+
+def test_one_process_or_one_slice_is_done_here() -> None:
+    parent = os.getpid()
+    for size, step, processes in ((50, 10, 1), (8, 10, 2), (10, 10, 4)):
+        results, worker_cpu = shared_map(_numbered(parent, 0.0), size, step, processes)  # type: ignore[arg-type]
+        assert results == [(number, parent) for number in range(size)]
+        assert worker_cpu == 0.0
+    assert shared_map(_numbered(parent, 0.0), 0, 10, 2) == ([], 0.0)  # type: ignore[arg-type]
+
+
+def test_a_worker_failing_fails_the_map() -> None:
+    parent = os.getpid()
+
+    def work(start: int, stop: int) -> list[int]:
+        if os.getpid() != parent:
+            raise ValueError(f"slice {start} failed in a worker")
+        time.sleep(0.02)
+        return list(range(start, stop))
+
+    with pytest.raises(ValueError, match="failed in a worker"):
+        shared_map(work, 400, 10, 2)
+
+
+def test_a_failure_here_stops_the_workers_at_their_next_claim(tmp_path: Path) -> None:
+    parent = os.getpid()
+    done = tmp_path / "done"
+
+    def work(start: int, stop: int) -> list[int]:
+        time.sleep(0.05)
+        if os.getpid() == parent:
+            raise RuntimeError("stop")
+        with done.open("a") as handle:  # a worker's slices, written where this process sees them
+            handle.write(f"{start}\n")
+        return list(range(start, stop))
+
+    with pytest.raises(RuntimeError, match="stop"):
+        shared_map(work, 40 * 10, 10, 2)
+    finished = done.read_text().split() if done.exists() else []
+    # Without the stop the worker would go on through all 40 slices but the one this process took.
+    assert len(finished) < 10

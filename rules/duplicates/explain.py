@@ -6,21 +6,20 @@ and weighs it with numpy scalars, about 600 us a pair. ``SharedTerms.of_pairs`` 
 near-copies of one item together (connected components of the pairs' documents):
 
 - each title and description is tokenised once per run (a description several documents share,
-  once), each token mapped to a vocabulary id in one C-level ``map``; a chunk's counts of unigrams
-  and of bigrams (pairs of consecutive ids) come from one sort of (document, term) keys, as a
-  sparse count matrix of ``1 + log(count)``;
-- the shared terms of all the chunk's pairs are one elementwise product of two row selections of
-  that matrix; only terms some pair shares are hashed (``murmurhash3_32``, the term hasher's
-  function; a unigram once per run, a bigram once per chunk) and their squared IDF taken per
-  distinct IDF value;
-- each pair's candidates (its best ``limit`` bigrams and ``3 * limit`` unigrams by weight, with
-  every term tied with the last) come from one sort of packed integer keys; ranking their names
-  once per chunk breaks ties by the term as the per-pair code does, and two more sorts pick the
-  bigrams, the unigrams none of them holds, and the first ``limit``.
+  once), each token mapped to a vocabulary id in one C-level ``map``;
+- pairs of copies with one description (a cloned ticket, a title suffix) take that description's
+  terms from one list per description, weighed and sorted once; only the terms their titles touch
+  are worked out per pair (``_same_body_candidates``);
+- other pairs: a chunk's counts of unigrams and bigrams come from one sort of (document, term)
+  keys, as a sparse matrix of ``1 + log(count)``, and the shared terms of all its pairs are one
+  elementwise product of two row selections of it; each pair's candidates are its best ``limit``
+  bigrams and ``3 * limit`` unigrams by weight, with every term tied with the last;
+- terms are hashed as the term hasher does (``murmurhash3_32``; a bigram from its words' bytes),
+  their squared IDF taken per distinct IDF value; ties of weight are broken by the term's
+  spelling, ranked from the words' order alone (``_ranked``), and only the terms shown are spelled.
 
-A batch of at least ``PARALLEL_MIN_PAIRS`` pairs can be split over forked workers (slices of whole
-chunks; the terms come back pickled). Imports numpy and scipy: load it only when the rule
-runs.
+A big batch is shared with forked workers (``forked.shared_map``; the terms come back pickled).
+Imports numpy and scipy: load it only when the rule runs.
 """
 
 from __future__ import annotations

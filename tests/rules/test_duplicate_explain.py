@@ -374,7 +374,8 @@ def test_findings_built_in_forked_slices_are_the_ones_built_here(
         pytest.skip("workers are forked")
     issues = _copies_issues(random.Random(12), 160)
     later = [
-        dataclasses.replace(issue, key=f"N-{n}") for n, issue in enumerate(_copies_issues(random.Random(13), 6))
+        dataclasses.replace(issue, key=f"N-{n}")
+        for n, issue in enumerate(_copies_issues(random.Random(13), 6))
     ]
     now = datetime(2026, 11, 20, tzinfo=UTC)
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from refinebot.models import Finding, Issue, Severity, StatusCategory
+from refinebot.models import Finding, Issue, Severity, StatusCategory, pair_subject
 from rules.base import BacklogRule, RuleContext, RuleOptions
 
 if TYPE_CHECKING:
@@ -196,7 +196,7 @@ class _Listed(dict[str, tuple[str, str]]):
         return value
 
 
-# Findings built between two looks at the clock (the phase timer leaves out the consumer's time).
+# Findings built per slice of the explanations (a forked worker claims slices as it gets free).
 _EXPLAIN_CHUNK = 2_000
 
 
@@ -529,16 +529,10 @@ class DuplicateCandidate(BacklogRule):
             findings = []
             for key in order:
                 message, details = by_reporter[key]
-                named = pair_of[key]
                 # Kept in the index for the next run (a pair explained before keeps its list).
-                index.terms.setdefault(named, details["shared_terms"])
-                # ``pair_subject``: both keys sorted, joined by "|".
-                subject = "|".join(named)
-                findings.append(
-                    Finding.owning(
-                        ctx.project, key, self.name, self.code, self.severity, message, details, subject
-                    )
-                )
+                index.terms.setdefault(pair_of[key], details["shared_terms"])
+                subject = pair_subject(key, details["duplicate_of"])
+                findings.append(self.finding(ctx, by_key[key], message, subject=subject, **details))
             del built, by_reporter, work, pair_of, job
         logger.debug(
             "phase dup-explain: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu
@@ -665,11 +659,12 @@ class DuplicateCandidate(BacklogRule):
                 key,
                 job.partner[key],
                 job.neighbours[key],
-                job.evidence,
+                job.evidence[pair],
                 job.listed,
-                explained[pair] if (pair := pair_of[key]) in explained else terms[pair],
+                explained[pair] if pair in explained else terms[pair],
             )
             for key in keys
+            for pair in (pair_of[key],)
         ]
 
     def _explained(
@@ -677,13 +672,13 @@ class DuplicateCandidate(BacklogRule):
         key: str,
         partner: _Ranked,
         shown: list[_Ranked],
-        evidence: Mapping[tuple[str, str], ScoredPair],
+        scored: ScoredPair,
         listed: _Listed,
         shared: list[str],
     ) -> tuple[str, dict[str, Any]]:
         """The message and details of the finding on ``key``: its partner, the candidates
-        ``shown`` (``_shown_neighbours``: filtered and ordered already) and the terms the pair
-        ``shared``. Plain data: a forked worker sends it back pickled."""
+        ``shown`` (``_shown_neighbours``: filtered and ordered already), the pair's scores and the
+        terms it ``shared``. Plain data: a forked worker sends it back pickled."""
         score, other, _ = partner
         candidates = [
             {"issue": candidate, "score": round(value, 3), "status": status, "title": title}
@@ -693,7 +688,6 @@ class DuplicateCandidate(BacklogRule):
         status, title = listed[other]
         closed = " (closed)" if status == _DONE else ""
         because = f"; shared terms: {', '.join(shared)}" if shared else ""
-        scored = evidence[(key, other) if key < other else (other, key)]
         signal, scores = signal_of(scored)
         others = [candidate for _, candidate, _ in shown if candidate != other]
         also = f" Also similar: {', '.join(others)}." if others else ""

@@ -36,11 +36,11 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from rules.duplicates.forked import shared_map
-from rules.duplicates.hashing import encode, hash_spans, joined_pairs, murmurhash3_32
+from rules.duplicates.hashing import encode, hash_spans, joined_pairs, murmurhash3_32, spans
 from rules.duplicates.search import THREADS
 from rules.duplicates.stopwords import ENGLISH_STOP_WORDS
 from rules.duplicates.text import Document
-from rules.duplicates.vectors import TOKEN_PATTERN, WORD_FEATURES, Vectoriser
+from rules.duplicates.vectors import TOKEN_PATTERN, WORD_FEATURES, Vectoriser, hash_columns
 
 _TOKENS = re.compile(TOKEN_PATTERN).findall
 # The same tokens as TOKEN_PATTERN (``\b\w[\w.]*\w\b|\b\w\b``: a run of word characters and dots
@@ -96,7 +96,7 @@ def _squared_idf(vectoriser: Vectoriser, terms: Sequence[str]) -> npt.NDArray[np
 
 def _squares_of(vectoriser: Vectoriser, hashes: npt.NDArray[np.int32]) -> npt.NDArray[np.float64]:
     """``float(idf) ** 2`` of the hash column of each term hash (signed ``murmurhash3_32``)."""
-    idf = vectoriser.word_idf[np.abs(hashes.astype(np.int64)) % WORD_FEATURES]
+    idf = vectoriser.word_idf[hash_columns(hashes, WORD_FEATURES)]
     values = np.unique(idf)
     squares = np.asarray([float(value) ** 2 for value in values], dtype=np.float64)
     result: npt.NDArray[np.float64] = squares[np.searchsorted(values, idf)]
@@ -333,21 +333,34 @@ class SharedTerms:
         pair, is_bigram, column, weight = (np.concatenate(arrays) for arrays in zip(*parts, strict=True))
         return self._ranked(len(pairs), pair, is_bigram, column, weight, bits, limit)
 
+    def _word_sequences(
+        self, rows: Sequence[int], body: int | None
+    ) -> tuple[list[npt.NDArray[np.int64]], list[int], list[int]]:
+        """The ids of each row's word text (title, title, description; only the description's first
+        ``body`` ids when given) as pieces for ``_term_counts``, each sequence's length, and each
+        title's."""
+        documents, known = self._documents, self._texts
+        pieces: list[npt.NDArray[np.int64]] = []
+        lengths: list[int] = []
+        titles: list[int] = []
+        for row in rows:
+            document = documents[row]
+            title, description = known[document.title], known[document.body]
+            if body is not None:
+                description = description[:body]
+            pieces += (title, title, description)
+            lengths.append(2 * len(title) + len(description))
+            titles.append(len(title))
+        return pieces, lengths, titles
+
     def _general_candidates(
         self, pairs: Sequence[tuple[int, int]], bits: int, limit: int
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         """(pair, is bigram, column, weight) of the shared terms that can be among each pair's best
         (``_candidates``), from one count matrix of the pairs' documents."""
-        documents, known = self._documents, self._texts
         rows = list(dict.fromkeys(row for pair in pairs for row in pair))
         position = {row: number for number, row in enumerate(rows)}
-        pieces: list[npt.NDArray[np.int64]] = []
-        lengths: list[int] = []
-        for row in rows:
-            document = documents[row]
-            title, body = known[document.title], known[document.body]
-            pieces += (title, title, body)
-            lengths.append(2 * len(title) + len(body))
+        pieces, lengths, _ = self._word_sequences(rows, None)
         owner, columns, counts = self._term_counts(pieces, lengths, None, bits)
         width = (len(self._vocab.names) + 1) << bits
         matrix = sp.csr_matrix(
@@ -363,7 +376,7 @@ class SharedTerms:
         column = shared.indices.astype(np.int64)
         is_bigram = column >= (1 << bits)
         weight = shared.data * self._idf2(column, bits)
-        picked = self._candidates(pair_of * 2 + is_bigram, _falling(weight), limit)
+        picked = self._candidates(pair_of * 2 + is_bigram, _weight_ranks(weight), limit)
         return pair_of[picked], is_bigram[picked], column[picked], weight[picked]
 
     def _same_body_candidates(
@@ -380,7 +393,7 @@ class SharedTerms:
         description counts at least as often in both documents as in it, so it weighs at least
         what it weighed there, and the ``k`` terms above any term under the head still outweigh it.
         """
-        documents, known, log = self._documents, self._texts, self._log
+        documents, known = self._documents, self._texts
         rows = list(dict.fromkeys(row for pair in pairs for row in pair))
         position = {row: number for number, row in enumerate(rows)}
         bodies = list(dict.fromkeys(documents[row].body for row in rows))
@@ -393,21 +406,15 @@ class SharedTerms:
         )
         body_keys = (body_owner << width_bits) | body_column
         # The title parts: title, title and the description's first id (its unigram not counted).
-        pieces: list[npt.NDArray[np.int64]] = []
-        lengths: list[int] = []
-        for row in rows:
-            document = documents[row]
-            title, body = known[document.title], known[document.body]
-            pieces += (title, title, body[:1])
-            lengths.append(2 * len(title) + min(1, len(body)))
-        unigrams = 2 * np.asarray([len(known[documents[row].title]) for row in rows], dtype=np.int64)
+        pieces, lengths, titles = self._word_sequences(rows, 1)
+        unigrams = 2 * np.asarray(titles, dtype=np.int64)
         title_owner, title_column, title_count = self._term_counts(pieces, lengths, unigrams, bits)
         # Every pair's touched terms: the union of its two title parts, with each side's count.
         bounds = np.searchsorted(title_owner, np.arange(len(rows) + 1))
         sides = []
         for side in (0, 1):
             ends = np.asarray([position[pair[side]] for pair in pairs], dtype=np.int64)
-            pair, at = _spans(bounds[ends], bounds[ends + 1])
+            pair, at = spans(bounds[ends], bounds[ends + 1])
             count = np.zeros((2, len(at)), dtype=np.int64)
             count[side] = title_count[at]
             sides.append((pair, title_column[at], count))
@@ -430,15 +437,17 @@ class SharedTerms:
         count += np.where(in_body, body_count[at] if len(body_keys) else 0, 0)
         if len(count[0]):
             self._log_table(int(count.max()))
-        log = self._log
+        log = self._log  # (as long as the longest count now)
         is_bigram = column >= (1 << bits)
         shared = (count[0] > 0) & (count[1] > 0)
-        touched_weight = (log[count[0][shared]] * log[count[1][shared]]) * self._idf2(column[shared], bits)
+        # One squared IDF lookup for the touched terms and the descriptions' (a bigram hashed once).
+        idf2 = self._idf2(np.concatenate([column[shared], body_column]), bits)
+        touched_weight = (log[count[0][shared]] * log[count[1][shared]]) * idf2[: int(shared.sum())]
         # Each description's terms by weight (unigrams and bigrams apart), heaviest first.
         body_is_bigram = body_column >= (1 << bits)
-        body_weight = (log[body_count] * log[body_count]) * self._idf2(body_column, bits)
+        body_weight = (log[body_count] * log[body_count]) * idf2[int(shared.sum()) :]
         body_group = body_owner * 2 + body_is_bigram
-        falling = _falling(body_weight)
+        falling = _weight_ranks(body_weight)
         order = _order(body_group, falling)
         body_group, falling = body_group[order], falling[order]
         body_column, body_weight = body_column[order], body_weight[order]
@@ -456,7 +465,7 @@ class SharedTerms:
             last = falling[group_start[list_of[some]] + need[some] - 1]
             ties_end = np.searchsorted(ranked, (list_of[some] << falling_bits) | last, side="right")
             head[some] = ties_end - group_start[list_of[some]]
-        group, at = _spans(group_start[list_of], group_start[list_of] + head)
+        group, at = spans(group_start[list_of], group_start[list_of] + head)
         head_pair, head_column = group >> 1, body_column[at]
         touched_keys = (pair << width_bits) | column  # sorted: (pair, column) runs above
         head_keys = (head_pair << width_bits) | head_column
@@ -483,7 +492,7 @@ class SharedTerms:
         """The terms of ``size`` pairs from candidates holding each pair's best ``limit`` bigrams and
         ``3 * limit`` unigrams by (-weight, term), as ``Vectoriser.shared_terms`` picks them."""
         names = self._vocab.names
-        falling = _falling(weight)
+        falling = _weight_ranks(weight)
         group = pair * 2 + is_bigram  # a pair's unigrams, then its bigrams
         # Ties of weight go to the smaller term as Python orders strings; only words are sorted by
         # name. No token holds a character below the space, so a bigram "a b" sorts as the pair
@@ -560,22 +569,12 @@ class SharedTerms:
         return result
 
 
-def _falling(weight: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
-    """Each weight's rank from the heaviest (0), equal weights one rank."""
+def _weight_ranks(weight: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    """Each weight's rank from the heaviest (0), equal weights one rank (a dense rank, not
+    ``ranking._falling``'s order)."""
     values = np.unique(weight)
     falling: npt.NDArray[np.int64] = (len(values) - 1) - np.searchsorted(values, weight).astype(np.int64)
     return falling
-
-
-def _spans(
-    starts: npt.NDArray[np.int64], stops: npt.NDArray[np.int64]
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """(span number, position) of every position of the spans ``starts[i]:stops[i]``, in order."""
-    lengths = stops - starts
-    span = np.repeat(np.arange(len(starts), dtype=np.int64), lengths)
-    first = np.zeros(len(starts), dtype=np.int64)
-    np.cumsum(lengths[:-1], out=first[1:])
-    return span, starts[span] + np.arange(len(span), dtype=np.int64) - first[span]
 
 
 def _order(*keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:

@@ -106,13 +106,21 @@ def joined_pairs(
     total = int(sizes.sum())
     out = np.zeros(total + 4, dtype=np.uint8)
     for source, length, shift in ((starts[firsts], left, 0), (starts[seconds], right, left + 1)):
-        run = int(length.sum())
-        begin = np.zeros(len(length), dtype=np.int64)
-        np.cumsum(length[:-1], out=begin[1:])
-        within = np.arange(run, dtype=np.int64) - np.repeat(begin, length)
-        out[np.repeat(out_starts + shift, length) + within] = data[np.repeat(source, length) + within]
+        span, at = spans(source, source + length)
+        out[at + (out_starts + shift - source)[span]] = data[at]
     out[out_starts + left] = ord(" ")
     return out, out_starts, sizes
+
+
+def spans(
+    starts: npt.NDArray[np.int64], stops: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(span number, position) of every position of the spans ``starts[i]:stops[i]``, in order."""
+    lengths = stops - starts
+    span = np.repeat(np.arange(len(starts), dtype=np.int64), lengths)
+    first = np.zeros(len(starts), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=first[1:])
+    return span, starts[span] + np.arange(len(span), dtype=np.int64) - first[span]
 
 
 def hash_spans(

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 Result = TypeVar("Result")
 
@@ -45,48 +45,72 @@ def _in_worker() -> tuple[tuple[int, list[Any]] | None, float]:
     return done, time.process_time() - cpu
 
 
+class SharedSlices(Generic[Result]):
+    """``(start, work(start, stop))`` of each slice of ``range(size)`` ``step`` long, as soon as this
+    process has it: its own slices right after it did each, the workers' between its claims (so
+    what the caller does with a slice overlaps the workers' slices), in no set order.
+
+    ``processes`` counts this one: ``processes - 1`` workers are forked. ``work`` must depend only on
+    its slice and on what it reads (a worker's changes to its memory are its own). Leaving the
+    loop early, or an error here or in a worker, stops the workers at their next claim.
+    """
+
+    def __init__(
+        self, work: Callable[[int, int], list[Result]], size: int, step: int, processes: int
+    ) -> None:
+        self._work, self._size, self._step, self._processes = work, size, step, processes
+        # CPU time the forked workers spent on the slices they sent back so far (this process's
+        # own is not in it).
+        self.worker_cpu = 0.0
+
+    def __iter__(self) -> Iterator[tuple[int, list[Result]]]:
+        work, size, step = self._work, self._size, self._step
+        if self._processes <= 1 or size <= step or "fork" not in mp.get_all_start_methods():
+            for start in range(0, size, step):
+                yield start, work(start, min(start + step, size))
+            return
+        context = mp.get_context("fork")
+        counter = context.Value("q", 0)
+        global _JOB
+        _JOB = (work, size, step, counter)
+        try:
+            with ProcessPoolExecutor(max_workers=self._processes - 1, mp_context=context) as pool:
+                # One task per slice: a worker's results come back (pickled, read by the pool's
+                # thread) slice by slice while the work goes on, not all at the end. Tasks that
+                # find every slice claimed return at once.
+                waiting = [pool.submit(_in_worker) for _ in range(-(-size // step))]
+                try:
+                    while True:
+                        claimed = _claim(work, size, step, counter)
+                        if claimed is not None:
+                            yield claimed
+                        # The workers' slices done meanwhile (all of them once every slice is
+                        # claimed).
+                        ready = [future for future in waiting if claimed is None or future.done()]
+                        waiting = [future for future in waiting if future not in ready]
+                        for future in ready:
+                            done, cpu = future.result()
+                            self.worker_cpu += cpu
+                            if done is not None:
+                                yield done
+                        if claimed is None:
+                            return
+                except BaseException:
+                    # Here, in a worker or in the caller's loop: the others stop at their next
+                    # claim instead of doing the rest for nothing (the pool waits for its tasks
+                    # before it shuts down).
+                    with counter.get_lock():
+                        counter.value = size
+                    raise
+        finally:
+            _JOB = None
+
+
 def shared_map(
     work: Callable[[int, int], list[Result]], size: int, step: int, processes: int
 ) -> tuple[list[Result], float]:
     """``work(start, stop)`` of each slice of ``range(size)`` ``step`` long, the results joined in
-    order, and the CPU time forked workers spent (this process's own is not in it).
-
-    ``processes`` counts this one: ``processes - 1`` workers are forked. ``work`` must depend only on
-    its slice and on what it reads (a worker's changes to its memory are its own).
-    """
-    if size <= 0:
-        return [], 0.0
-    if processes <= 1 or size <= step or "fork" not in mp.get_all_start_methods():
-        return [
-            result for start in range(0, size, step) for result in work(start, min(start + step, size))
-        ], 0.0
-    context = mp.get_context("fork")
-    counter = context.Value("q", 0)
-    global _JOB
-    _JOB = (work, size, step, counter)
-    worker_cpu = 0.0
-    parts: list[tuple[int, list[Result]]] = []
-    try:
-        with ProcessPoolExecutor(max_workers=processes - 1, mp_context=context) as pool:
-            # One task per slice: a worker's results come back (pickled, read by the pool's thread)
-            # slice by slice while the work goes on, not all at the end. Tasks that find every
-            # slice claimed return at once.
-            futures = [pool.submit(_in_worker) for _ in range(-(-size // step))]
-            try:
-                while (claimed := _claim(work, size, step, counter)) is not None:
-                    parts.append(claimed)
-                for future in futures:
-                    done, spent = future.result()
-                    worker_cpu += spent
-                    if done is not None:
-                        parts.append(done)
-            except BaseException:
-                # Here or in a worker: the others stop at their next claim instead of doing the
-                # rest for nothing (the pool waits for its tasks before it shuts down).
-                with counter.get_lock():
-                    counter.value = size
-                raise
-    finally:
-        _JOB = None
-    parts.sort(key=lambda part: part[0])
-    return [result for _, results in parts for result in results], worker_cpu
+    order, and the CPU time forked workers spent (``SharedSlices``, collected)."""
+    slices = SharedSlices(work, size, step, processes)
+    parts = sorted(slices, key=lambda part: part[0])
+    return [result for _, results in parts for result in results], slices.worker_cpu

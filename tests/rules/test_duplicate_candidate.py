@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +28,7 @@ from rules.duplicates import (
     update_index,
 )
 from rules.duplicates.ranking import SEMANTIC_FLOOR, distinct_best, meaning_pairs, mutual_best
-from rules.duplicates.rule import signal_of
+from rules.duplicates.rule import _uncollected, signal_of
 from rules.duplicates.stored import load_index
 from rules.registry import build_registry
 
@@ -648,3 +649,26 @@ def test_nearest_pairs_are_searched_again_only_for_new_or_changed_items() -> Non
     rebuilt = {key: ("v3", changed[row]) for row, key in enumerate(index.keys)}
     fresh = set(nearest_pairs(index, changed, rebuilt, cache, top_k=2).tolist())
     assert fresh == set(nearest_pairs(index, changed, rebuilt, None, top_k=2).tolist())
+
+
+def _young(thing: object) -> bool:
+    return any(found is thing for generation in (0, 1) for found in gc.get_objects(generation))
+
+
+def test_the_explanations_block_leaves_what_it_kept_out_of_the_young_generations() -> None:
+    assert gc.isenabled() and not gc.get_freeze_count()
+    with _uncollected():
+        assert not gc.isenabled()
+        kept = [[number] for number in range(100)]
+    assert gc.isenabled()
+    assert not gc.get_freeze_count()  # nobody had frozen objects: the kept ones are merely old
+    assert not any(_young(item) for item in kept[:5]) and not _young(kept)
+    gc.freeze()  # as the pipeline does while rules run
+    try:
+        frozen = gc.get_freeze_count()
+        with _uncollected():
+            more = [[number] for number in range(100)]
+        assert gc.get_freeze_count() > frozen  # frozen with the caller's, until it unfreezes them
+        assert not _young(more)
+    finally:
+        gc.unfreeze()

@@ -1,4 +1,4 @@
-"""The slices of a job shared with forked workers: results in order, a worker takes slices, a failure anywhere stops the rest."""
+"""The slices of a job shared with forked workers: results in order or as they come, a worker takes slices, a failure or an early stop anywhere stops the rest."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rules.duplicates.forked import shared_map
+from rules.duplicates.forked import SharedSlices, shared_map
 
 pytestmark = pytest.mark.skipif(
     "fork" not in multiprocessing.get_all_start_methods(), reason="workers are forked"
@@ -80,3 +80,34 @@ def test_a_failure_here_stops_the_workers_at_their_next_claim(tmp_path: Path) ->
     finished = done.read_text().split() if done.exists() else []
     # Without the stop the worker would go on through all 40 slices but the one this process took.
     assert len(finished) < 10
+
+
+def test_slices_come_as_they_are_done_the_workers_between_this_process_s_own() -> None:
+    parent = os.getpid()
+    slices = SharedSlices(_numbered(parent, 0.02), 203, 10, 2)  # type: ignore[arg-type]
+    came = [(start, results) for start, results in slices]
+    assert sorted(start for start, _ in came) == list(range(0, 203, 10))  # each slice once
+    for start, results in came:
+        assert [number for number, _ in results] == list(range(start, min(start + 10, 203)))
+    doers = [results[0][1] for _, results in came]
+    # A worker's slice came to this process before this process's own last one: what the caller
+    # does with a slice overlaps the worker's.
+    assert parent in doers[[pid != parent for pid in doers].index(True) :]
+    assert slices.worker_cpu > 0.0
+
+
+def test_leaving_the_loop_early_stops_the_workers(tmp_path: Path) -> None:
+    parent = os.getpid()
+    done = tmp_path / "done"
+
+    def work(start: int, stop: int) -> list[int]:
+        time.sleep(0.05)
+        if os.getpid() != parent:
+            with done.open("a") as handle:
+                handle.write(f"{start}\n")
+        return list(range(start, stop))
+
+    for _ in SharedSlices(work, 40 * 10, 10, 2):
+        break
+    finished = done.read_text().split() if done.exists() else []
+    assert len(finished) < 10  # not the 39 slices it would have gone on to

@@ -186,8 +186,16 @@ class SharedTerms:
         self._log: npt.NDArray[np.float64] = np.zeros(1)
         # CPU time forked workers spent in the last ``of_pairs`` (this process's own is not in it).
         self.worker_cpu = 0.0
-        # The ids (stop words dropped) of each title and description tokenised so far.
-        self._texts: dict[str, npt.NDArray[np.int64]] = {}
+        # Each title and description tokenised so far gets a number (equal texts one); its ids
+        # (stop words dropped) are ``_ids[_starts[n] : _starts[n] + _lengths[n]]``.
+        self._numbers: dict[str, int] = {}
+        self._ids: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+        self._used = 0  # of ``_ids``, which has room for more
+        self._starts: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+        self._lengths: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+        # Each document's title and description numbers (-1: not tokenised yet).
+        self._title_of = np.full(len(documents), -1, dtype=np.int64)
+        self._body_of = np.full(len(documents), -1, dtype=np.int64)
 
     def _log_table(self, top: int) -> None:
         if top < len(self._log):
@@ -230,17 +238,24 @@ class SharedTerms:
             results += self._chunk(pairs[start : start + _CHUNK], limit)
         return results
 
-    def _tokenise(self, rows: Sequence[int]) -> None:
-        """Keep the ids (stop words dropped) of each title and description of ``rows`` not seen yet.
+    def _tokenise(self, rows: npt.NDArray[np.int64]) -> None:
+        """Number the title and description of each of ``rows`` not seen yet, and keep the ids (stop
+        words dropped) of each text not seen yet.
 
         word_text is "title title body"; its tokens are the title's twice, then the body's (no
         token spans a space), so each title and description is tokenised once per run (a
         description several documents share, once).
         """
-        vocab, documents, known = self._vocab, self._documents, self._texts
-        fresh = dict.fromkeys(
-            text for row in rows for text in (documents[row].title, documents[row].body) if text not in known
-        )
+        vocab, documents, numbers = self._vocab, self._documents, self._numbers
+        new_rows = rows[self._title_of[rows] < 0].tolist()
+        fresh: list[str] = []
+        for of, part in ((self._title_of, "title"), (self._body_of, "body")):
+            texts = [getattr(documents[row], part) for row in new_rows]
+            for text in texts:
+                if text not in numbers:
+                    numbers[text] = len(self._lengths) + len(fresh)
+                    fresh.append(text)
+            of[new_rows] = list(map(numbers.__getitem__, texts))
         if fresh:
             tokens: list[str] = []
             ends: list[int] = []
@@ -250,12 +265,16 @@ class SharedTerms:
             ids = np.fromiter(map(vocab.__getitem__, tokens), dtype=np.int64, count=len(tokens))
             kept = ids >= self._stop
             # Where each text's ids end once stop words are dropped.
-            kept_ends = np.concatenate([[0], np.cumsum(kept)])[ends]
+            kept_ends = np.concatenate([[0], np.cumsum(kept)])[[0, *ends]]
+            self._starts = np.concatenate([self._starts, self._used + kept_ends[:-1]])
+            self._lengths = np.concatenate([self._lengths, np.diff(kept_ends)])
             ids = ids[kept]
-            begin = 0
-            for text, end in zip(fresh, kept_ends.tolist(), strict=True):
-                known[text] = ids[begin:end]
-                begin = end
+            if self._used + len(ids) > len(self._ids):  # grown by doubling: copied O(1) times per id
+                grown = np.empty(max(2 * len(self._ids), self._used + len(ids)), dtype=np.int64)
+                grown[: self._used] = self._ids[: self._used]
+                self._ids = grown
+            self._ids[self._used : self._used + len(ids)] = ids
+            self._used += len(ids)
         names = vocab.names
         if len(self._unigram_idf2) < len(names):
             new = names[len(self._unigram_idf2) :]
@@ -270,18 +289,17 @@ class SharedTerms:
 
     def _term_counts(
         self,
-        pieces: list[npt.NDArray[np.int64]],
-        lengths: list[int],
+        sequence: npt.NDArray[np.int64],
+        lengths: npt.NDArray[np.int64],
         unigrams: npt.NDArray[np.int64] | None,
         bits: int,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """(owner, column, count) of the word terms of token sequences, sorted by owner then column.
 
-        Owner ``i``'s sequence is the next ``lengths[i]`` ids of ``pieces`` (concatenated); its
-        bigrams are its consecutive ids, its unigrams the first ``unigrams[i]`` (all, without it).
-        Column ``id`` is a unigram, ``(first id + 1) << bits | second id`` a bigram.
+        Owner ``i``'s sequence is the next ``lengths[i]`` ids of ``sequence``; its bigrams are its
+        consecutive ids, its unigrams the first ``unigrams[i]`` (all, without it). Column ``id`` is
+        a unigram, ``(first id + 1) << bits | second id`` a bigram.
         """
-        sequence = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
         owner = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
         same = owner[:-1] == owner[1:]
         bigrams = ((sequence[:-1][same] + 1) << bits) | sequence[1:][same]
@@ -318,58 +336,52 @@ class SharedTerms:
         return idf2
 
     def _chunk(self, pairs: Sequence[tuple[int, int]], limit: int) -> list[list[str]]:
-        documents = self._documents
-        self._tokenise(list(dict.fromkeys(row for pair in pairs for row in pair)))
+        ends = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        self._tokenise(np.unique(ends))
         bits = len(self._vocab.names).bit_length()
         # A pair of copies with one description (a cloned ticket, a title suffix) shares all of
         # that description's terms at the same counts: worked out once per description.
-        alike = [documents[a].body == documents[b].body for a, b in pairs]
+        alike = self._body_of[ends[:, 0]] == self._body_of[ends[:, 1]]
         parts = []
         for kind, find in ((True, self._same_body_candidates), (False, self._general_candidates)):
-            numbers = [number for number, same in enumerate(alike) if same is kind]
-            if numbers:
-                pair, is_bigram, column, weight = find([pairs[n] for n in numbers], bits, limit)
-                parts.append((np.asarray(numbers, dtype=np.int64)[pair], is_bigram, column, weight))
+            numbers = np.flatnonzero(alike == kind)
+            if len(numbers):
+                pair, is_bigram, column, weight = find(ends[numbers], bits, limit)
+                parts.append((numbers[pair], is_bigram, column, weight))
         pair, is_bigram, column, weight = (np.concatenate(arrays) for arrays in zip(*parts, strict=True))
         return self._ranked(len(pairs), pair, is_bigram, column, weight, bits, limit)
 
     def _word_sequences(
-        self, rows: Sequence[int], body: int | None
-    ) -> tuple[list[npt.NDArray[np.int64]], list[int], list[int]]:
+        self, rows: npt.NDArray[np.int64], body: int | None
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """The ids of each row's word text (title, title, description; only the description's first
-        ``body`` ids when given) as pieces for ``_term_counts``, each sequence's length, and each
-        title's."""
-        documents, known = self._documents, self._texts
-        pieces: list[npt.NDArray[np.int64]] = []
-        lengths: list[int] = []
-        titles: list[int] = []
-        for row in rows:
-            document = documents[row]
-            title, description = known[document.title], known[document.body]
-            if body is not None:
-                description = description[:body]
-            pieces += (title, title, description)
-            lengths.append(2 * len(title) + len(description))
-            titles.append(len(title))
-        return pieces, lengths, titles
+        ``body`` ids when given) one after another, each sequence's length, and each title's."""
+        title_start, title_length = self._starts[self._title_of[rows]], self._lengths[self._title_of[rows]]
+        body_start, body_length = self._starts[self._body_of[rows]], self._lengths[self._body_of[rows]]
+        if body is not None:
+            body_length = np.minimum(body_length, body)
+        starts = np.stack([title_start, title_start, body_start], axis=1).ravel()
+        lengths = np.stack([title_length, title_length, body_length], axis=1).ravel()
+        _, at = spans(starts, starts + lengths)
+        return self._ids[at], 2 * title_length + body_length, title_length
 
     def _general_candidates(
-        self, pairs: Sequence[tuple[int, int]], bits: int, limit: int
+        self, pairs: npt.NDArray[np.int64], bits: int, limit: int
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         """(pair, is bigram, column, weight) of the shared terms that can be among each pair's best
-        (``_candidates``), from one count matrix of the pairs' documents."""
-        rows = list(dict.fromkeys(row for pair in pairs for row in pair))
-        position = {row: number for number, row in enumerate(rows)}
-        pieces, lengths, _ = self._word_sequences(rows, None)
-        owner, columns, counts = self._term_counts(pieces, lengths, None, bits)
+        (``_candidates``) of the document rows ``pairs`` (n x 2), from one count matrix of the
+        pairs' documents."""
+        rows, position = np.unique(pairs, return_inverse=True)
+        position = position.reshape(-1, 2)
+        sequence, lengths, _ = self._word_sequences(rows, None)
+        owner, columns, counts = self._term_counts(sequence, lengths, None, bits)
         width = (len(self._vocab.names) + 1) << bits
         matrix = sp.csr_matrix(
             (self._log[counts], columns, np.searchsorted(owner, np.arange(len(rows) + 1))),
             shape=(len(rows), width),
         )
         matrix.has_sorted_indices = True  # sorted by (document, column), no repeats
-        first = matrix[[position[a] for a, _ in pairs]]
-        second = matrix[[position[b] for _, b in pairs]]
+        first, second = matrix[position[:, 0]], matrix[position[:, 1]]
         shared = sp.csr_matrix(first.multiply(second))  # (1 + log a) * (1 + log b) per shared term
         shared.sort_indices()
         pair_of = np.repeat(np.arange(len(pairs), dtype=np.int64), np.diff(shared.indptr))
@@ -380,7 +392,7 @@ class SharedTerms:
         return pair_of[picked], is_bigram[picked], column[picked], weight[picked]
 
     def _same_body_candidates(
-        self, pairs: Sequence[tuple[int, int]], bits: int, limit: int
+        self, pairs: npt.NDArray[np.int64], bits: int, limit: int
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         """``_general_candidates`` of pairs whose documents have one description.
 
@@ -393,27 +405,24 @@ class SharedTerms:
         description counts at least as often in both documents as in it, so it weighs at least
         what it weighed there, and the ``k`` terms above any term under the head still outweigh it.
         """
-        documents, known = self._documents, self._texts
-        rows = list(dict.fromkeys(row for pair in pairs for row in pair))
-        position = {row: number for number, row in enumerate(rows)}
-        bodies = list(dict.fromkeys(documents[row].body for row in rows))
-        body_number = {body: number for number, body in enumerate(bodies)}
+        rows, position = np.unique(pairs, return_inverse=True)
+        position = position.reshape(-1, 2)
+        bodies, body_number = np.unique(self._body_of[rows], return_inverse=True)
         width_bits = ((len(self._vocab.names) + 1) << bits).bit_length()
         # The descriptions' terms, and each one's weight when both documents hold it that often.
-        sequences = [known[body] for body in bodies]
+        body_starts, body_lengths = self._starts[bodies], self._lengths[bodies]
         body_owner, body_column, body_count = self._term_counts(
-            sequences, [len(ids) for ids in sequences], None, bits
+            self._ids[spans(body_starts, body_starts + body_lengths)[1]], body_lengths, None, bits
         )
         body_keys = (body_owner << width_bits) | body_column
         # The title parts: title, title and the description's first id (its unigram not counted).
-        pieces, lengths, titles = self._word_sequences(rows, 1)
-        unigrams = 2 * np.asarray(titles, dtype=np.int64)
-        title_owner, title_column, title_count = self._term_counts(pieces, lengths, unigrams, bits)
+        sequence, lengths, titles = self._word_sequences(rows, 1)
+        title_owner, title_column, title_count = self._term_counts(sequence, lengths, 2 * titles, bits)
         # Every pair's touched terms: the union of its two title parts, with each side's count.
         bounds = np.searchsorted(title_owner, np.arange(len(rows) + 1))
         sides = []
         for side in (0, 1):
-            ends = np.asarray([position[pair[side]] for pair in pairs], dtype=np.int64)
+            ends = position[:, side]
             pair, at = spans(bounds[ends], bounds[ends + 1])
             count = np.zeros((2, len(at)), dtype=np.int64)
             count[side] = title_count[at]
@@ -429,7 +438,7 @@ class SharedTerms:
         pair, column = pair[starts], column[starts]
         if len(starts):
             count = np.add.reduceat(count, starts, axis=1)
-        body_of_pair = np.asarray([body_number[documents[a].body] for a, _ in pairs], dtype=np.int64)
+        body_of_pair = body_number[position[:, 0]]
         # Plus the description's count of each touched term.
         wanted = (body_of_pair[pair] << width_bits) | column
         at = np.minimum(np.searchsorted(body_keys, wanted), max(len(body_keys) - 1, 0))

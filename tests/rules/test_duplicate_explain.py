@@ -12,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 
 from rules.duplicates.explain import SharedTerms, word_terms
@@ -306,6 +307,49 @@ def test_the_fast_token_pattern_finds_the_analysers_tokens() -> None:
     for document in _real_documents(3000):
         for text in (document.title, document.body, document.word_text):
             assert _FAST_TOKENS(text) == tokens(text)
+
+
+def _tokens_kept(explainer: SharedTerms, number: int) -> list[str]:
+    start, length = int(explainer._starts[number]), int(explainer._lengths[number])
+    return [explainer._vocab.names[i] for i in explainer._ids[start : start + length].tolist()]
+
+
+def test_texts_tokenised_in_one_batch_have_the_analysers_tokens() -> None:
+    """Every string of up to 4 characters over word characters (ASCII, accented, digit,
+    underscore), a combining accent, dots, the batch's separator, spaces, dashes and commas, ASCII
+    and not mixed in one batch and over two batches, and the real texts: each text's kept ids are
+    its tokens without stop words, in order."""
+    import itertools
+    import re
+
+    from rules.duplicates.stopwords import ENGLISH_STOP_WORDS
+    from rules.duplicates.vectors import TOKEN_PATTERN
+
+    tokens = re.compile(TOKEN_PATTERN).findall
+    alphabet = "aé1_.\u0301\x01 -,"
+    texts = [
+        "".join(letters) for length in range(5) for letters in itertools.product(alphabet, repeat=length)
+    ]
+    texts += ["the end.", "...", "a.b..c. .d", "x\x01y z", "naïve—test.", "..net core 2.0."]
+    real = _real_documents(500)
+    texts += [text for document in real for text in (document.title, document.body)]
+    rng = random.Random(4)
+    rng.shuffle(texts)
+    documents = [
+        Document(title, body) for title, body in itertools.zip_longest(texts[::2], texts[1::2], fillvalue="")
+    ]
+    vectoriser, _ = Vectoriser.fit(real)
+    explainer = SharedTerms(vectoriser, documents)
+    half = len(documents) // 2
+    explainer._tokenise(np.arange(half))  # a second batch adds to the first's vocabulary and ids
+    explainer._tokenise(np.arange(len(documents)))
+    for row, document in enumerate(documents):
+        for text, number in (
+            (document.title, explainer._title_of[row]),
+            (document.body, explainer._body_of[row]),
+        ):
+            expected = [token for token in tokens(text) if token not in ENGLISH_STOP_WORDS]
+            assert _tokens_kept(explainer, int(number)) == expected, text
 
 
 def test_components_order_the_nodes_as_scipys_connected_components() -> None:

@@ -1,13 +1,14 @@
 """A map over the slices of a job shared by this process and forked workers, each claiming the next slice when free.
 
-The duplicate rule's explanations are one pure function of many slices (the terms two documents
-share, and the finding built from them); a fixed split left a core idle whenever one part ran
-longer (a worker forked late, a core busy with another process) and the parent waited doing
-nothing. Here every process, this one included, takes the next unclaimed slice from a counter in
-shared memory, so all finish within one slice of each other, and the parent's own slices are never
-copied. Workers are forked (they read the job from the parent's memory, nothing of it is pickled)
-and only their results come back. Where processes cannot fork, or there is one slice, the parent
-does it all.
+The duplicate rule's explanations are one pure function of many slices (the terms the two
+documents of each pair share); a fixed split left a core idle whenever one part ran longer (a
+worker forked late, a core busy with another process) and the parent waited doing nothing. Here
+every process, this one included, takes the next unclaimed slice from a counter in shared memory,
+so all finish within one slice of each other, and the parent's own slices are never copied.
+Workers are forked (they read the job from the parent's memory, nothing of it is pickled) and only
+their results come back, slice by slice (``SharedSlices``): the parent uses each one between its
+own claims (the rule makes its findings), so that work overlaps the workers' slices too. Where
+processes cannot fork, or there is one slice, the parent does it all.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from itertools import chain
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
@@ -196,7 +197,8 @@ class _Listed(dict[str, tuple[str, str]]):
         return value
 
 
-# Findings built per slice of the explanations (a forked worker claims slices as it gets free).
+# Findings' shared terms worked out per slice of this many (a forked worker claims slices as it
+# gets free; this process makes the findings of each slice as it gets its terms).
 _EXPLAIN_CHUNK = 2_000
 
 
@@ -292,17 +294,13 @@ def _sorted_pair(first: str, second: str) -> tuple[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class _Explaining:
-    """What building the findings reads: the reporting keys in the order they are built, each
-    one's pair, partner and shown neighbours, the flagged pairs' evidence, the index (with the
-    terms of pairs explained before) and the explainer of the others."""
+    """What working out the shared terms reads: the reporting keys whose pairs no earlier run
+    explained, in the order that explains them fastest, each one's pair, the index and the
+    explainer."""
 
     work: list[str]
     pair_of: Mapping[str, tuple[str, str]]
-    partner: Mapping[str, _Ranked]
-    neighbours: Mapping[str, list[_Ranked]]
-    evidence: Mapping[tuple[str, str], ScoredPair]
     index: DuplicateIndex
-    listed: _Listed
     explainer: SharedTerms
 
 
@@ -511,45 +509,41 @@ class DuplicateCandidate(BacklogRule):
             "phase dup-rank: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu
         )
         started, cpu = time.perf_counter(), time.process_time()
-        # Each finding with the terms its pair shares (those of pairs an earlier run explained are
-        # in the index), built in slices shared with forked workers for a big batch: first the
-        # findings whose terms are still to be worked out, in the order that explains them fastest
-        # (explain.grouped: near-copies together, chunks of them in numpy), then the others.
+        # The terms each finding's pair shares (those of pairs an earlier run explained are in the
+        # index) are worked out in slices shared with forked workers for a big batch, in the order
+        # that explains them fastest (explain.grouped: near-copies together, chunks of them in
+        # numpy). This process makes the findings of each slice as soon as it has its terms,
+        # between its own slices: the workers meanwhile take more of them, and only terms cross
+        # between processes (the findings read objects all over the backlog: in a worker, each
+        # page of them touched was a copy).
         pair_of = {key: _sorted_pair(key, partner[key][1]) for key in order}
         fresh = [key for key in order if pair_of[key] not in index.terms]
+        cached = [key for key in order if pair_of[key] in index.terms]
         row_of = index.row_of
         grouping = grouped([(row_of[pair_of[key][0]], row_of[pair_of[key][1]]) for key in fresh])
-        known = set(fresh)
-        work = [fresh[number] for number in grouping] + [key for key in order if key not in known]
-        del fresh, known, grouping
-        job = _Explaining(
-            work,
-            pair_of,
-            partner,
-            neighbours,
-            evidence,
-            index,
-            _Listed(by_key),
-            SharedTerms(index.vectoriser, index.documents),
-        )
+        work = [fresh[number] for number in grouping]
+        del fresh, grouping
+        job = _Explaining(work, pair_of, index, SharedTerms(index.vectoriser, index.documents))
+        listed = _Listed(by_key)
         processes = workers() if len(work) >= PARALLEL_MIN_PAIRS else 1
-        slices = SharedSlices(partial(self._explain, job), len(work), _EXPLAIN_CHUNK, processes)
+        slices = SharedSlices(partial(self._slice_terms, job), len(work), _EXPLAIN_CHUNK, processes)
+        explained = (
+            (key, shared)
+            for start, terms in slices
+            for key, shared in zip(work[start : start + len(terms)], terms, strict=True)
+        )
         with _uncollected():
-            # Each slice's findings are made as soon as this process has the slice, between its
-            # own slices: the workers meanwhile take more of them.
-            made: dict[str, tuple[Finding, list[str]]] = {}
-            for start, built in slices:
-                for key, (message, details) in zip(work[start : start + len(built)], built, strict=True):
-                    subject = pair_subject(key, details["duplicate_of"])
-                    finding = self.finding(ctx, by_key[key], message, subject=subject, **details)
-                    made[key] = finding, details["shared_terms"]
-            findings = []
-            for key in order:
-                finding, shared = made[key]
-                findings.append(finding)
-                # Kept in the index for the next run (a pair explained before keeps its list).
-                index.terms.setdefault(pair_of[key], shared)
-            del made, work, pair_of, job
+            built: dict[str, Finding] = {}
+            for key, shared in chain(explained, ((key, index.terms[pair_of[key]]) for key in cached)):
+                keys = pair_of[key]
+                message, details = self._explained(
+                    key, partner[key], neighbours[key], evidence[keys], listed, shared
+                )
+                subject = pair_subject(key, details["duplicate_of"])
+                built[key] = self.finding(ctx, by_key[key], message, subject=subject, **details)
+                index.terms[keys] = shared  # kept in the index for the next run
+            findings = [built[key] for key in order]
+            del built, work, cached, pair_of, job, listed, explained
         worker_cpu = slices.worker_cpu
         logger.debug(
             "phase dup-explain: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu
@@ -663,26 +657,12 @@ class DuplicateCandidate(BacklogRule):
         )
         logger.debug("duplicate index: %.1f MiB written to the rule cache", written / 2**20)
 
-    def _explain(self, job: _Explaining, start: int, stop: int) -> list[tuple[str, dict[str, Any]]]:
-        """The message and details of the findings on ``job.work[start:stop]``, with the terms of the
-        pairs no earlier run explained worked out in one batch."""
-        keys = job.work[start:stop]
-        pair_of, terms, row_of = job.pair_of, job.index.terms, job.index.row_of
-        pairs = list(dict.fromkeys(pair_of[key] for key in keys if pair_of[key] not in terms))
-        rows = [(row_of[a], row_of[b]) for a, b in pairs]
-        explained = dict(zip(pairs, job.explainer.of_pairs(rows), strict=True))
-        return [
-            self._explained(
-                key,
-                job.partner[key],
-                job.neighbours[key],
-                job.evidence[pair],
-                job.listed,
-                explained[pair] if pair in explained else terms[pair],
-            )
-            for key in keys
-            for pair in (pair_of[key],)
-        ]
+    @staticmethod
+    def _slice_terms(job: _Explaining, start: int, stop: int) -> list[list[str]]:
+        """The shared terms of the pairs of the findings on ``job.work[start:stop]``, in one batch."""
+        pair_of, row_of = job.pair_of, job.index.row_of
+        pairs = [pair_of[key] for key in job.work[start:stop]]
+        return job.explainer.of_pairs([(row_of[a], row_of[b]) for a, b in pairs])
 
     def _explained(
         self,
@@ -695,7 +675,7 @@ class DuplicateCandidate(BacklogRule):
     ) -> tuple[str, dict[str, Any]]:
         """The message and details of the finding on ``key``: its partner, the candidates
         ``shown`` (``_shown_neighbours``: filtered and ordered already), the pair's scores and the
-        terms it ``shared``. Plain data: a forked worker sends it back pickled."""
+        terms it ``shared``."""
         score, other, _ = partner
         candidates = [
             {"issue": candidate, "score": round(value, 3), "status": status, "title": title}

@@ -440,17 +440,17 @@ def test_findings_built_in_forked_slices_are_the_ones_built_here(
         assert reporters == sorted(reporters)
     parent = os.getpid()
     slices = tmp_path / "slices"
-    explain_slice = rule.DuplicateCandidate._explain
+    slice_terms = rule.DuplicateCandidate._slice_terms
 
-    def marked(self: Any, job: Any, start: int, stop: int) -> Any:
+    def marked(job: Any, start: int, stop: int) -> Any:
         if os.getpid() == parent:
             time.sleep(0.02)
         else:
             with slices.open("a") as handle:  # in the worker's memory: written where this one sees it
                 handle.write(f"{start}\n")
-        return explain_slice(self, job, start, stop)
+        return slice_terms(job, start, stop)
 
-    monkeypatch.setattr(rule.DuplicateCandidate, "_explain", marked)
+    monkeypatch.setattr(rule.DuplicateCandidate, "_slice_terms", staticmethod(marked))
     monkeypatch.setattr(explain, "PARALLEL_MIN_PAIRS", 1)
     monkeypatch.setattr(explain, "workers", lambda: 2)
     monkeypatch.setattr(rule, "_EXPLAIN_CHUNK", 9)

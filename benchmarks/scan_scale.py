@@ -23,7 +23,12 @@ scan of the same backlog with 1 % of items changed (words of another item append
 description), ``--second-runs`` times (default 3), each from a copy of the store the first left.
 
     .venv/bin/python -m benchmarks.scan_scale [--sizes 10000 50000 100000 200000]
-        [--kinds realistic duplicate-heavy] [--second 200000 [--second-runs 3]] [--save-json DIR]
+        [--kinds realistic duplicate-heavy] [--repeat K] [--second 200000 [--second-runs 3]]
+        [--save-json DIR]
+
+Under each run with duplicate findings: the explanations' cost, ``dup-explain``'s wall time per
+duplicate finding (their shared terms and the findings built from them), and the CPU time per
+finding of this process and the forked workers together.
 
 ``--save-json DIR`` keeps each run's JSON output (to diff outputs byte for byte before and after a
 change). The machine may be shared: the 1-minute load average before each run is printed.
@@ -281,6 +286,15 @@ def print_run(label: str, size: int, run: Run, load: str) -> None:
         print(
             "    other phases: " + ", ".join(f"{k} {_pair(v)}" for k, v in sorted(others.items())), flush=True
         )
+    explain = run.phases.get("dup-explain")
+    if explain is not None and run.duplicates:
+        workers = run.phases.get("dup-explain-workers", (0.0, 0.0))[1]
+        print(
+            f"    explanations: {1e6 * explain[0] / run.duplicates:.1f} us per duplicate finding "
+            f"(dup-explain wall / findings), {1e6 * (explain[1] + workers) / run.duplicates:.1f} us of CPU "
+            "with the forked workers'",
+            flush=True,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -305,6 +319,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "refinebot-scan-scale"
     )
     parser.add_argument("--save-json", type=Path, default=None, metavar="DIR")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="K",
+        help="scan each backlog K times, one after another (the machine's speed varies)",
+    )
     args = parser.parse_args(argv)
     if not DATA.exists():
         print(f"no data at {DATA}: expected ../shared/data/jira-storypoints", file=sys.stderr)
@@ -323,11 +344,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for kind in args.kinds:
         for size in args.sizes:
             backlog = backlog_file(args.cache_dir, kind, size, texts)
-            with tempfile.TemporaryDirectory() as tmp:
-                work = Path(tmp)
-                load = _load()
-                output = (args.save_json or work) / f"{kind}-{size}.json"
-                print_run(kind, size, scan_once(write_config(work, backlog), output), load)
+            for _ in range(args.repeat):
+                with tempfile.TemporaryDirectory() as tmp:
+                    work = Path(tmp)
+                    load = _load()
+                    output = (args.save_json or work) / f"{kind}-{size}.json"
+                    print_run(kind, size, scan_once(write_config(work, backlog), output), load)
     if args.second:
         size = args.second
         first = backlog_file(args.cache_dir, "realistic", size, texts)

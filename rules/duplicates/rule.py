@@ -20,7 +20,7 @@ import re
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -532,7 +532,8 @@ class DuplicateCandidate(BacklogRule):
             for start, terms in slices
             for key, shared in zip(work[start : start + len(terms)], terms, strict=True)
         )
-        with _uncollected():
+        # Closed on the way out: a failure here stops the workers at their next claim at once.
+        with _uncollected(), closing(explained):
             built: dict[str, Finding] = {}
             for key, shared in chain(explained, ((key, index.terms[pair_of[key]]) for key in cached)):
                 keys = pair_of[key]

@@ -458,6 +458,50 @@ def test_findings_built_in_forked_slices_are_the_ones_built_here(
     assert slices.exists() and len(slices.read_text().split()) > 2  # the worker built some
 
 
+def test_a_failure_making_a_finding_stops_the_worker_at_its_next_claim(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The rule closes the shared slices on the way out, even while the failure is still held."""
+    import os
+    import time
+
+    import rules.duplicates.explain as explain
+    import rules.duplicates.rule as rule
+    from rules.base import RuleContext
+    from rules.duplicates import DuplicateCandidate
+
+    if "fork" not in __import__("multiprocessing").get_all_start_methods():
+        pytest.skip("workers are forked")
+    issues = _copies_issues(random.Random(12), 160)
+    parent = os.getpid()
+    slices = tmp_path / "slices"
+    slice_terms = rule.DuplicateCandidate._slice_terms
+
+    def marked(job: Any, start: int, stop: int) -> Any:
+        time.sleep(0.05)
+        if os.getpid() != parent:
+            with slices.open("a") as handle:
+                handle.write(f"{start}\n")
+        return slice_terms(job, start, stop)
+
+    def failing(*args: Any) -> Any:
+        raise RuntimeError("no finding")
+
+    monkeypatch.setattr(rule.DuplicateCandidate, "_slice_terms", staticmethod(marked))
+    monkeypatch.setattr(rule.DuplicateCandidate, "_explained", failing)
+    monkeypatch.setattr(explain, "PARALLEL_MIN_PAIRS", 1)
+    monkeypatch.setattr(explain, "workers", lambda: 2)
+    monkeypatch.setattr(rule, "_EXPLAIN_CHUNK", 2)
+    now = datetime(2026, 11, 20, tzinfo=UTC)
+    # The failure is held (as a handler that logs it holds it): its frames stay alive meanwhile.
+    with pytest.raises(RuntimeError, match="no finding") as caught:
+        list(DuplicateCandidate().check(issues, RuleContext("R", now)))
+    time.sleep(1.0)  # a worker left running would take about 20 more slices of 2 meanwhile
+    finished = slices.read_text().split() if slices.exists() else []
+    assert len(finished) < 10  # of the run's more than 50 slices (over 100 findings)
+    del caught
+
+
 def test_copies_of_one_description_with_titles_that_touch_it_equal_the_per_pair_ones(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -21,8 +21,8 @@ near-copies of one item together (connected components of the pairs' documents):
   their squared IDF taken per distinct IDF value; ties of weight are broken by the term's
   spelling, ranked from the words' order alone (``_ranked``), and only the terms shown are spelled.
 
-A big batch is shared with forked workers (``forked.shared_map``; the terms come back pickled).
-Imports numpy and scipy: load it only when the rule runs.
+The rule shares a big batch with forked workers, slice by slice (``forked.SharedSlices``; the terms
+come back pickled). Imports numpy and scipy: load it only when the rule runs.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from rules.duplicates.forked import shared_map
 from rules.duplicates.hashing import encode, hash_spans, joined_pairs, murmurhash3_32, spans
 from rules.duplicates.search import THREADS
 from rules.duplicates.stopwords import ENGLISH_STOP_WORDS
@@ -203,8 +202,6 @@ class SharedTerms:
         self._bigram_squares: npt.NDArray[np.float64] = np.zeros(0)
         # 1 + np.log(count), as the scalar expression computes it, by count.
         self._log: npt.NDArray[np.float64] = np.zeros(1)
-        # CPU time forked workers spent in the last ``of_pairs`` (this process's own is not in it).
-        self.worker_cpu = 0.0
         # Each title and description tokenised so far gets a number (equal texts one); its ids
         # (stop words dropped) are ``_ids[_starts[n] : _starts[n] + _lengths[n]]``.
         self._numbers: dict[str, int] = {}
@@ -228,24 +225,12 @@ class SharedTerms:
         """The word terms documents ``first`` and ``second`` share, strongest first."""
         return self.of_pairs([(first, second)], limit)[0]
 
-    def of_pairs(
-        self, pairs: Sequence[tuple[int, int]], limit: int = LIMIT, *, workers: int = 1
-    ) -> list[list[str]]:
-        """The shared terms of each pair of document rows, in the order of ``pairs``.
-
-        With ``workers`` > 1 and at least ``PARALLEL_MIN_PAIRS`` pairs, forked processes explain
-        slices of them (the same lists: a pair's terms depend on nothing else).
-        """
+    def of_pairs(self, pairs: Sequence[tuple[int, int]], limit: int = LIMIT) -> list[list[str]]:
+        """The shared terms of each pair of document rows, in the order of ``pairs`` (a pair's
+        terms depend on nothing else: slices of a batch can go to other processes)."""
         results: list[list[str]] = [[] for _ in pairs]
         order = grouped(pairs)
-        ordered = [pairs[n] for n in order]
-        self.worker_cpu = 0.0
-        if workers > 1 and len(pairs) >= PARALLEL_MIN_PAIRS:
-            explained, self.worker_cpu = shared_map(
-                lambda start, stop: self._in_chunks(ordered[start:stop], limit), len(ordered), _CHUNK, workers
-            )
-        else:
-            explained = self._in_chunks(ordered, limit)
+        explained = self._in_chunks([pairs[n] for n in order], limit)
         for number, terms in zip(order, explained, strict=True):
             results[number] = terms
         return results

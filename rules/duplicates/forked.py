@@ -40,7 +40,7 @@ def _claim(
 
 def _in_worker() -> tuple[tuple[int, list[Any]] | None, float]:
     """In a forked worker: one slice of the job (or None), and the CPU time it took."""
-    assert _JOB is not None, "set by shared_map before the pool forks"
+    assert _JOB is not None, "set by SharedSlices before the pool forks"
     cpu = time.process_time()
     done = _claim(*_JOB)
     return done, time.process_time() - cpu
@@ -105,13 +105,3 @@ class SharedSlices(Generic[Result]):
                     raise
         finally:
             _JOB = None
-
-
-def shared_map(
-    work: Callable[[int, int], list[Result]], size: int, step: int, processes: int
-) -> tuple[list[Result], float]:
-    """``work(start, stop)`` of each slice of ``range(size)`` ``step`` long, the results joined in
-    order, and the CPU time forked workers spent (``SharedSlices``, collected)."""
-    slices = SharedSlices(work, size, step, processes)
-    parts = sorted(slices, key=lambda part: part[0])
-    return [result for _, results in parts for result in results], slices.worker_cpu

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from rules.duplicates.explain import SharedTerms, word_terms
+from rules.duplicates.forked import SharedSlices
 from rules.duplicates.ranking import ScoredPair, pair_ranks, ranking_score
 from rules.duplicates.sklearn_hashers import WORD_ANALYZER as _WORD_ANALYZER
 from rules.duplicates.text import Document, clean_body, normalise_title
@@ -196,12 +197,9 @@ def test_forked_workers_give_the_same_terms_as_one_process(
     import rules.duplicates.explain as explain
 
     monkeypatch.setattr(explain, "_CHUNK", 50)
-    monkeypatch.setattr(explain, "PARALLEL_MIN_PAIRS", 10)
     documents, pairs = _copies_backlog(random.Random(4), 150, 3)
     vectoriser, _ = Vectoriser.fit(documents)
-    alone = SharedTerms(vectoriser, documents)
-    expected = alone.of_pairs(pairs)
-    assert alone.worker_cpu == 0.0
+    expected = SharedTerms(vectoriser, documents).of_pairs(pairs)
     parent, chunks = os.getpid(), tmp_path / "chunks"
     in_chunks = SharedTerms._in_chunks
 
@@ -214,10 +212,11 @@ def test_forked_workers_give_the_same_terms_as_one_process(
         return in_chunks(self, chunk, limit)
 
     monkeypatch.setattr(SharedTerms, "_in_chunks", marked)
-    forked = SharedTerms(vectoriser, documents)
-    assert forked.of_pairs(pairs, workers=2) == expected
+    forked = SharedTerms(vectoriser, documents)  # one in each process: the worker's is its copy
+    slices = SharedSlices(lambda start, stop: forked.of_pairs(pairs[start:stop]), len(pairs), 50, 2)
+    assert [terms for _, part in sorted(slices, key=lambda part: part[0]) for terms in part] == expected
     if "fork" in __import__("multiprocessing").get_all_start_methods():
-        assert chunks.exists() and forked.worker_cpu > 0.0  # the worker did some of the work
+        assert chunks.exists() and slices.worker_cpu > 0.0  # the worker did some of the work
         assert 0 < sum(map(int, chunks.read_text().split())) < len(pairs)  # and this process too
     for (first, second), terms in list(zip(pairs, expected, strict=True))[::7]:
         assert terms == vectoriser.shared_terms(documents[first], documents[second])

@@ -6,14 +6,20 @@ import multiprocessing
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from rules.duplicates.forked import SharedSlices, shared_map
+from rules.duplicates.forked import SharedSlices
 
 pytestmark = pytest.mark.skipif(
     "fork" not in multiprocessing.get_all_start_methods(), reason="workers are forked"
 )
+
+
+def _in_order(slices: SharedSlices[Any]) -> list[Any]:
+    """The results of all slices, joined in the order of their starts."""
+    return [result for _, results in sorted(slices, key=lambda part: part[0]) for result in results]
 
 
 def _numbered(parent: int, pause: float) -> object:
@@ -29,7 +35,8 @@ def _numbered(parent: int, pause: float) -> object:
 
 def test_results_come_in_order_and_a_worker_did_some_slices() -> None:
     parent = os.getpid()
-    results, worker_cpu = shared_map(_numbered(parent, 0.02), 203, 10, 2)  # type: ignore[arg-type]
+    slices = SharedSlices(_numbered(parent, 0.02), 203, 10, 2)  # type: ignore[arg-type]
+    results, worker_cpu = _in_order(slices), slices.worker_cpu
     assert [number for number, _ in results] == list(range(203))  # the last slice is short
     doers = [pid for _, pid in results]
     assert parent in doers and len(set(doers)) == 2  # this process and one worker shared the slices
@@ -44,10 +51,12 @@ def test_results_come_in_order_and_a_worker_did_some_slices() -> None:
 def test_one_process_or_one_slice_is_done_here() -> None:
     parent = os.getpid()
     for size, step, processes in ((50, 10, 1), (8, 10, 2), (10, 10, 4)):
-        results, worker_cpu = shared_map(_numbered(parent, 0.0), size, step, processes)  # type: ignore[arg-type]
+        slices = SharedSlices(_numbered(parent, 0.0), size, step, processes)  # type: ignore[arg-type]
+        results, worker_cpu = _in_order(slices), slices.worker_cpu
         assert results == [(number, parent) for number in range(size)]
         assert worker_cpu == 0.0
-    assert shared_map(_numbered(parent, 0.0), 0, 10, 2) == ([], 0.0)  # type: ignore[arg-type]
+    empty = SharedSlices(_numbered(parent, 0.0), 0, 10, 2)  # type: ignore[arg-type]
+    assert (_in_order(empty), empty.worker_cpu) == ([], 0.0)
 
 
 def test_a_worker_failing_fails_the_map() -> None:
@@ -60,7 +69,7 @@ def test_a_worker_failing_fails_the_map() -> None:
         return list(range(start, stop))
 
     with pytest.raises(ValueError, match="failed in a worker"):
-        shared_map(work, 400, 10, 2)
+        _in_order(SharedSlices(work, 400, 10, 2))
 
 
 def test_a_failure_here_stops_the_workers_at_their_next_claim(tmp_path: Path) -> None:
@@ -76,7 +85,7 @@ def test_a_failure_here_stops_the_workers_at_their_next_claim(tmp_path: Path) ->
         return list(range(start, stop))
 
     with pytest.raises(RuntimeError, match="stop"):
-        shared_map(work, 40 * 10, 10, 2)
+        _in_order(SharedSlices(work, 40 * 10, 10, 2))
     finished = done.read_text().split() if done.exists() else []
     # Without the stop the worker would go on through all 40 slices but the one this process took.
     assert len(finished) < 10

@@ -293,18 +293,6 @@ def _sorted_pair(first: str, second: str) -> tuple[str, str]:
 
 
 @dataclass(frozen=True, slots=True)
-class _Explaining:
-    """What working out the shared terms reads: the reporting keys whose pairs no earlier run
-    explained, in the order that explains them fastest, each one's pair, the index and the
-    explainer."""
-
-    work: list[str]
-    pair_of: Mapping[str, tuple[str, str]]
-    index: DuplicateIndex
-    explainer: SharedTerms
-
-
-@dataclass(frozen=True, slots=True)
 class PairScan:
     """One scan of a backlog: the index, eligible items by key, scored candidate pairs not already
     linked or dismissed (best first), and those of them that are flagged."""
@@ -520,13 +508,17 @@ class DuplicateCandidate(BacklogRule):
         fresh = [key for key in order if pair_of[key] not in index.terms]
         cached = [key for key in order if pair_of[key] in index.terms]
         row_of = index.row_of
-        grouping = grouped([(row_of[pair_of[key][0]], row_of[pair_of[key][1]]) for key in fresh])
+        rows = [(row_of[pair_of[key][0]], row_of[pair_of[key][1]]) for key in fresh]
+        grouping = grouped(rows)
         work = [fresh[number] for number in grouping]
+        rows = [rows[number] for number in grouping]
         del fresh, grouping
-        job = _Explaining(work, pair_of, index, SharedTerms(index.vectoriser, index.documents))
+        explainer = SharedTerms(index.vectoriser, index.documents)
         listed = _Listed(by_key)
         processes = workers() if len(work) >= PARALLEL_MIN_PAIRS else 1
-        slices = SharedSlices(partial(self._slice_terms, job), len(work), _EXPLAIN_CHUNK, processes)
+        slices = SharedSlices(
+            partial(self._slice_terms, explainer, rows), len(work), _EXPLAIN_CHUNK, processes
+        )
         explained = (
             (key, shared)
             for start, terms in slices
@@ -537,14 +529,12 @@ class DuplicateCandidate(BacklogRule):
             built: dict[str, Finding] = {}
             for key, shared in chain(explained, ((key, index.terms[pair_of[key]]) for key in cached)):
                 keys = pair_of[key]
-                message, details = self._explained(
-                    key, partner[key], neighbours[key], evidence[keys], listed, shared
+                built[key] = self._finding(
+                    ctx, by_key[key], partner[key], neighbours[key], evidence[keys], listed, shared
                 )
-                subject = pair_subject(key, details["duplicate_of"])
-                built[key] = self.finding(ctx, by_key[key], message, subject=subject, **details)
                 index.terms[keys] = shared  # kept in the index for the next run
             findings = [built[key] for key in order]
-            del built, work, cached, pair_of, job, listed, explained
+            del built, work, rows, cached, pair_of, explainer, listed, explained
         worker_cpu = slices.worker_cpu
         logger.debug(
             "phase dup-explain: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu
@@ -659,24 +649,24 @@ class DuplicateCandidate(BacklogRule):
         logger.debug("duplicate index: %.1f MiB written to the rule cache", written / 2**20)
 
     @staticmethod
-    def _slice_terms(job: _Explaining, start: int, stop: int) -> list[list[str]]:
-        """The shared terms of the pairs of the findings on ``job.work[start:stop]``, in one batch."""
-        pair_of, row_of = job.pair_of, job.index.row_of
-        pairs = [pair_of[key] for key in job.work[start:stop]]
-        return job.explainer.of_pairs([(row_of[a], row_of[b]) for a, b in pairs])
+    def _slice_terms(
+        explainer: SharedTerms, rows: Sequence[tuple[int, int]], start: int, stop: int
+    ) -> list[list[str]]:
+        """The shared terms of the document pairs ``rows[start:stop]``, in one batch."""
+        return explainer.of_pairs(rows[start:stop])
 
-    def _explained(
+    def _finding(
         self,
-        key: str,
+        ctx: RuleContext,
+        issue: Issue,
         partner: _Ranked,
         shown: list[_Ranked],
         scored: ScoredPair,
         listed: _Listed,
         shared: list[str],
-    ) -> tuple[str, dict[str, Any]]:
-        """The message and details of the finding on ``key``: its partner, the candidates
-        ``shown`` (``_shown_neighbours``: filtered and ordered already), the pair's scores and the
-        terms it ``shared``."""
+    ) -> Finding:
+        """The finding on ``issue``: its partner, the candidates ``shown`` (``_shown_neighbours``:
+        filtered and ordered already), the pair's scores and the terms it ``shared``."""
         score, other, _ = partner
         candidates = [
             {"issue": candidate, "score": round(value, 3), "status": status, "title": title}
@@ -700,7 +690,7 @@ class DuplicateCandidate(BacklogRule):
             details["meaning_score"] = round(scored.meaning, 3)
         details["candidates"] = candidates
         details["shared_terms"] = shared
-        return message, details
+        return self.finding(ctx, issue, message, subject=pair_subject(issue.key, other), **details)
 
 
 def signal_of(pair: ScoredPair) -> tuple[str, str]:

@@ -441,13 +441,13 @@ def test_findings_built_in_forked_slices_are_the_ones_built_here(
     slices = tmp_path / "slices"
     slice_terms = rule.DuplicateCandidate._slice_terms
 
-    def marked(job: Any, start: int, stop: int) -> Any:
+    def marked(explainer: Any, rows: Any, start: int, stop: int) -> Any:
         if os.getpid() == parent:
             time.sleep(0.02)
         else:
             with slices.open("a") as handle:  # in the worker's memory: written where this one sees it
                 handle.write(f"{start}\n")
-        return slice_terms(job, start, stop)
+        return slice_terms(explainer, rows, start, stop)
 
     monkeypatch.setattr(rule.DuplicateCandidate, "_slice_terms", staticmethod(marked))
     monkeypatch.setattr(explain, "PARALLEL_MIN_PAIRS", 1)
@@ -476,18 +476,18 @@ def test_a_failure_making_a_finding_stops_the_worker_at_its_next_claim(
     slices = tmp_path / "slices"
     slice_terms = rule.DuplicateCandidate._slice_terms
 
-    def marked(job: Any, start: int, stop: int) -> Any:
+    def marked(explainer: Any, rows: Any, start: int, stop: int) -> Any:
         time.sleep(0.05)
         if os.getpid() != parent:
             with slices.open("a") as handle:
                 handle.write(f"{start}\n")
-        return slice_terms(job, start, stop)
+        return slice_terms(explainer, rows, start, stop)
 
     def failing(*args: Any) -> Any:
         raise RuntimeError("no finding")
 
     monkeypatch.setattr(rule.DuplicateCandidate, "_slice_terms", staticmethod(marked))
-    monkeypatch.setattr(rule.DuplicateCandidate, "_explained", failing)
+    monkeypatch.setattr(rule.DuplicateCandidate, "_finding", failing)
     monkeypatch.setattr(explain, "PARALLEL_MIN_PAIRS", 1)
     monkeypatch.setattr(explain, "workers", lambda: 2)
     monkeypatch.setattr(rule, "_EXPLAIN_CHUNK", 2)

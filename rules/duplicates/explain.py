@@ -42,6 +42,7 @@ from rules.duplicates.hashing import encode, hash_spans, joined_pairs, murmurhas
 from rules.duplicates.search import THREADS
 from rules.duplicates.stopwords import ENGLISH_STOP_WORDS
 from rules.duplicates.text import Document
+from rules.duplicates.tokens import TokenTable
 from rules.duplicates.vectors import TOKEN_PATTERN, WORD_FEATURES, Vectoriser, hash_columns
 
 _TOKENS = re.compile(TOKEN_PATTERN).findall
@@ -181,9 +182,16 @@ def components(ends: npt.NDArray[np.int64], size: int) -> npt.NDArray[np.int64]:
 class SharedTerms:
     """``Vectoriser.shared_terms`` for many pairs of one index's documents."""
 
-    def __init__(self, vectoriser: Vectoriser, documents: Sequence[Document]) -> None:
+    def __init__(
+        self, vectoriser: Vectoriser, documents: Sequence[Document], tokens: TokenTable | None = None
+    ) -> None:
         self._vectoriser = vectoriser
         self._documents = documents
+        # The documents' tokens as the word counts found them (an index built in this run), or none:
+        # then each text is tokenised here.
+        self._table = tokens if tokens is not None and tokens.documents == len(documents) else None
+        # Each table id's id here (-1: not looked up yet).
+        self._id_of = np.full(self._table.names if self._table is not None else 0, -1, dtype=np.int64)
         # Stop words take the first ids: a document's ids under ``_stop`` are dropped in one mask.
         self._vocab = _Vocabulary([*sorted(_STOP_WORDS), _SEPARATOR])
         self._stop = len(self._vocab.names)
@@ -253,29 +261,29 @@ class SharedTerms:
         vocab, documents, numbers = self._vocab, self._documents, self._numbers
         new_rows = rows[self._title_of[rows] < 0].tolist()
         texts = {part: [getattr(documents[row], part) for row in new_rows] for part in ("title", "body")}
-        fresh = [text for text in dict.fromkeys(texts["title"] + texts["body"]) if text not in numbers]
-        # ASCII texts first, in one string: ``str.translate`` keeps its fast path only on ASCII.
-        plain = [text for text in fresh if text.isascii() and _SEPARATOR not in text]
-        if len(plain) < len(fresh):
-            known = set(plain)
-            fresh = plain + [text for text in fresh if text not in known]
+        every = texts["title"] + texts["body"]
+        if self._table is not None:
+            # Each distinct text's first place in ``every``; the table has its tokens.
+            first = dict(zip(reversed(every), range(len(every) - 1, -1, -1), strict=True))
+            places = sorted(place for text, place in first.items() if text not in numbers)
+            fresh = [every[place] for place in places]
+        else:
+            fresh = [text for text in dict.fromkeys(every) if text not in numbers]
+            # ASCII texts first, in one string: ``str.translate`` keeps its fast path only on ASCII.
+            plain = [text for text in fresh if text.isascii() and _SEPARATOR not in text]
+            if len(plain) < len(fresh):
+                known = set(plain)
+                fresh = plain + [text for text in fresh if text not in known]
         numbers.update(zip(fresh, range(len(self._lengths), len(self._lengths) + len(fresh)), strict=True))
         self._title_of[new_rows] = list(map(numbers.__getitem__, texts["title"]))
         self._body_of[new_rows] = list(map(numbers.__getitem__, texts["body"]))
         if fresh:
-            tokens = f" {_SEPARATOR} ".join(plain).translate(_SPACED).split()
-            if len(plain) < len(fresh):
-                others = (" ".join(_FAST_TOKENS(text)) for text in fresh[len(plain) :])
-                tokens += ([_SEPARATOR] if plain else []) + f" {_SEPARATOR} ".join(others).split()
-            ids = np.fromiter(map(vocab.__getitem__, tokens), dtype=np.int64, count=len(tokens))
-            ends = np.append(np.flatnonzero(ids == self._stop - 1), len(ids))  # after each text
-            ids = self._tokens(ids)
-            kept = ids >= self._stop
-            # Where each text's ids end once stop words are dropped.
-            kept_ends = np.concatenate([[0], np.cumsum(kept)])[np.append(0, ends)]
-            self._starts = np.concatenate([self._starts, self._used + kept_ends[:-1]])
-            self._lengths = np.concatenate([self._lengths, np.diff(kept_ends)])
-            ids = ids[kept]
+            if self._table is not None:
+                ids, lengths = self._table_ids(np.asarray(new_rows, dtype=np.int64), np.asarray(places))
+            else:
+                ids, lengths = self._tokenised(plain, fresh)
+            self._starts = np.concatenate([self._starts, self._used + np.cumsum(lengths) - lengths])
+            self._lengths = np.concatenate([self._lengths, lengths])
             if self._used + len(ids) > len(self._ids):  # grown by doubling: copied O(1) times per id
                 grown = np.empty(max(2 * len(self._ids), self._used + len(ids)), dtype=np.int64)
                 grown[: self._used] = self._ids[: self._used]
@@ -293,6 +301,65 @@ class SharedTerms:
                 np.concatenate([starts, more_starts + len(data)]),
                 np.concatenate([lengths, more_lengths]),
             )
+
+    def _tokenised(
+        self, plain: list[str], fresh: list[str]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """The ids (stop words dropped) of the texts ``fresh``, one after another, and how many each
+        has; ``plain`` (its first texts) are ASCII without the separator."""
+        tokens = f" {_SEPARATOR} ".join(plain).translate(_SPACED).split()
+        if len(plain) < len(fresh):
+            others = (" ".join(_FAST_TOKENS(text)) for text in fresh[len(plain) :])
+            tokens += ([_SEPARATOR] if plain else []) + f" {_SEPARATOR} ".join(others).split()
+        ids = np.fromiter(map(self._vocab.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+        ends = np.append(np.flatnonzero(ids == self._stop - 1), len(ids))  # after each text
+        ids = self._tokens(ids)
+        kept = ids >= self._stop
+        # Where each text's ids end once stop words are dropped.
+        kept_ends = np.concatenate([[0], np.cumsum(kept)])[np.append(0, ends)]
+        return ids[kept], np.diff(kept_ends)
+
+    def _table_ids(
+        self, new_rows: npt.NDArray[np.int64], places: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """``_tokenised`` of texts from the table: ``places`` in the titles then the descriptions
+        of ``new_rows``.
+
+        Table ids not met yet are grouped by name (each chunk of the index numbered its own) and
+        each name spelled and looked up once; a new name's hash and bytes come from the table.
+        """
+        table = self._table
+        assert table is not None
+        is_body = places >= len(new_rows)
+        row = new_rows[np.where(is_body, places - len(new_rows), places)]
+        starts = np.where(is_body, table.body_starts[row], table.title_starts[row])
+        lengths = np.where(is_body, table.body_lengths[row], table.title_lengths[row])
+        numbers = table.ids[spans(starts, starts + lengths)[1]]
+        seen = np.zeros(table.names, dtype=bool)
+        seen[numbers] = True
+        needed = np.flatnonzero(seen)
+        unknown = needed[self._id_of[needed] < 0]
+        if len(unknown):
+            leaders, place = table.same_names(unknown)
+            spelled = table.spelled(leaders)
+            before = len(self._vocab.names)
+            ids = np.fromiter(map(self._vocab.__getitem__, spelled), np.int64, len(spelled))
+            self._id_of[unknown] = ids[place]
+            # The names new here, in the order they were numbered (each once among the leaders).
+            new = leaders[ids >= before]
+            self._token_of = np.concatenate([self._token_of, np.arange(before, before + len(new))])
+            self._unigram_idf2 = np.concatenate(
+                [self._unigram_idf2, _squares_of(self._vectoriser, table.name_hashes[new])]
+            )
+            data, name_starts, name_lengths = self._encoded
+            new_lengths = table.name_lengths[new]
+            at = spans(table.name_starts[new], table.name_starts[new] + new_lengths)[1]
+            self._encoded = (
+                np.concatenate([data, table.name_data[at]]),
+                np.concatenate([name_starts, len(data) + np.cumsum(new_lengths) - new_lengths]),
+                np.concatenate([name_lengths, new_lengths]),
+            )
+        return self._id_of[numbers], lengths
 
     def _tokens(self, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """The token of each piece id (``_token_of``; under ``_stop`` for none), names of tokens

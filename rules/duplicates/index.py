@@ -27,7 +27,8 @@ from rules.duplicates.search import PAIR_SHIFT, THREADS, decode_pairs, exact_sco
 from rules.duplicates.stored import Segment
 from rules.duplicates.templates import PENALTY_FLOOR, penalise
 from rules.duplicates.text import Document, TitleBoilerplate, clean_body, one_copy, scored_titles
-from rules.duplicates.vectors import Vectoriser, raw_counts
+from rules.duplicates.tokens import TokenTable
+from rules.duplicates.vectors import Vectoriser, document_counts, raw_counts
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,9 @@ class DuplicateIndex:
     segments: tuple[Segment, ...] = ()
     stored: tuple[str, ...] = ()
     manifest_digest: str = ""
+    # The documents' word tokens as counting found them (an index built in this run: one loaded or
+    # updated has none, and the explanations tokenise what they need).
+    tokens: TokenTable | None = None
 
     def __post_init__(self) -> None:
         if not self.row_of:
@@ -90,7 +94,7 @@ PARALLEL_MIN_DOCS = 20_000
 _CHUNK_DOCS = 5_000
 
 _Chunk = tuple[list[str], list[str]]
-_Counted = tuple[list[str], sp.csr_matrix, sp.csr_matrix]
+_Counted = tuple[list[str], sp.csr_matrix, sp.csr_matrix, TokenTable]
 
 
 def _clean_and_count(chunk: _Chunk) -> _Counted:
@@ -98,8 +102,8 @@ def _clean_and_count(chunk: _Chunk) -> _Counted:
     documents = [
         Document(title=title, body=clean_body(text)) for title, text in zip(titles, descriptions, strict=True)
     ]
-    words, chars = raw_counts(documents)
-    return [doc.body for doc in documents], words, chars
+    words, chars, tokens = document_counts(documents)
+    return [doc.body for doc in documents], words, chars, tokens
 
 
 def _workers() -> int:
@@ -110,8 +114,9 @@ def _workers() -> int:
 
 def _documents_and_chunks(
     issues: Sequence[Issue], boilerplate: TitleBoilerplate | None, parallel_min: int
-) -> tuple[list[Document], TitleBoilerplate, list[tuple[sp.csr_matrix, sp.csr_matrix]]]:
-    """Scored documents, the boilerplate used, and raw (word, character) counts per chunk of rows."""
+) -> tuple[list[Document], TitleBoilerplate, list[tuple[sp.csr_matrix, sp.csr_matrix]], TokenTable]:
+    """Scored documents, the boilerplate used, raw (word, character) counts per chunk of rows, and
+    the documents' word tokens."""
     started, cpu = time.perf_counter(), time.process_time()
     titles, boilerplate = scored_titles(issues, boilerplate)
     descriptions = [issue.description for issue in issues]
@@ -131,10 +136,12 @@ def _documents_and_chunks(
     bodies = one_copy(body for result in results for body in result[0])
     documents = [Document(title, body) for title, body in zip(titles, bodies, strict=True)]
     counts = [(result[1], result[2]) for result in results]
+    tokens = TokenTable.joined([result[3] for result in results])
+    del results
     logger.debug(
         "phase dup-clean-hash: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu
     )
-    return documents, boilerplate, counts
+    return documents, boilerplate, counts, tokens
 
 
 def documents_and_counts(
@@ -144,7 +151,7 @@ def documents_and_counts(
     parallel_min: int = PARALLEL_MIN_DOCS,
 ) -> tuple[list[Document], TitleBoilerplate, sp.csr_matrix, sp.csr_matrix]:
     """Scored documents, the boilerplate used, and raw word and character counts of ``issues``."""
-    documents, boilerplate, counts = _documents_and_chunks(issues, boilerplate, parallel_min)
+    documents, boilerplate, counts, _ = _documents_and_chunks(issues, boilerplate, parallel_min)
     if not counts:
         words, chars = raw_counts([])
         return [], boilerplate, words, chars
@@ -209,7 +216,7 @@ def _fit_chunks(counts: list[tuple[sp.csr_matrix, sp.csr_matrix]]) -> tuple[Vect
 def build_index(issues: Sequence[Issue], penalty_floor: float = PENALTY_FLOOR) -> DuplicateIndex:
     """A fresh index of ``issues`` with candidate pairs among all of them (the template penalty
     checked on pairs scoring at least ``penalty_floor``: under it they are no candidate anyway)."""
-    documents, boilerplate, counts = _documents_and_chunks(issues, None, PARALLEL_MIN_DOCS)
+    documents, boilerplate, counts, tokens = _documents_and_chunks(issues, None, PARALLEL_MIN_DOCS)
     started, cpu = time.perf_counter(), time.process_time()
     vectoriser, matrix = _fit_chunks(counts)
     logger.debug(
@@ -230,6 +237,7 @@ def build_index(issues: Sequence[Issue], penalty_floor: float = PENALTY_FLOOR) -
         pairs=pairs,
         scores=scores,
         penalty_floor=penalty_floor,
+        tokens=tokens,
     )
 
 

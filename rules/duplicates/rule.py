@@ -513,7 +513,7 @@ class DuplicateCandidate(BacklogRule):
         work = [fresh[number] for number in grouping]
         rows = [rows[number] for number in grouping]
         del fresh, grouping
-        explainer = SharedTerms(index.vectoriser, index.documents)
+        explainer = SharedTerms(index.vectoriser, index.documents, index.tokens)
         listed = _Listed(by_key)
         processes = workers() if len(work) >= PARALLEL_MIN_PAIRS else 1
         slices = SharedSlices(
@@ -535,6 +535,7 @@ class DuplicateCandidate(BacklogRule):
                 index.terms[keys] = shared  # kept in the index for the next run
             findings = [built[key] for key in order]
             del built, work, rows, cached, pair_of, explainer, listed, explained
+        index.tokens = None  # they served the explanations; the output and the saving run without them
         worker_cpu = slices.worker_cpu
         logger.debug(
             "phase dup-explain: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu

@@ -26,9 +26,11 @@ from rules.duplicates.hashing import (
     murmur_packed3,
     murmur_packed4,
     murmurhash3_32,
+    spans,
 )
 from rules.duplicates.stopwords import ENGLISH_STOP_WORDS
 from rules.duplicates.text import Document
+from rules.duplicates.tokens import TokenTable, token_table
 
 WORD_FEATURES = 2**21
 CHAR_FEATURES = 2**20
@@ -48,11 +50,32 @@ FLOAT = np.float32
 
 def raw_counts(docs: Sequence[Document]) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """Raw word and character n-gram counts of ``docs``, one row each."""
-    if not docs:
-        return sp.csr_matrix((0, WORD_FEATURES), dtype=FLOAT), sp.csr_matrix((0, CHAR_FEATURES), dtype=FLOAT)
-    words = word_counts([d.word_text for d in docs])
-    chars = char_counts([d.char_text for d in docs])
+    words, chars, _ = document_counts(docs)
     return words, chars
+
+
+def document_counts(docs: Sequence[Document]) -> tuple[sp.csr_matrix, sp.csr_matrix, TokenTable]:
+    """Raw word and character n-gram counts of ``docs``, and the word tokens found on the way.
+
+    The word counts are ``word_counts`` of each document's ``word_text`` (title, title,
+    description): no token spans a space, so its tokens are the title's twice and then the
+    description's, and each title is tokenised once.
+    """
+    if not docs:
+        empty = sp.csr_matrix((0, WORD_FEATURES), dtype=FLOAT), sp.csr_matrix((0, CHAR_FEATURES), dtype=FLOAT)
+        return *empty, TokenTable.joined([])
+    vocabulary = _Vocabulary()
+    ids, lengths = _kept_ids([text for doc in docs for text in (doc.title, doc.body)], vocabulary)
+    encoded = encode(vocabulary.names)
+    hashes = hash_spans(*encoded)
+    table = token_table(encoded, hashes, ids, lengths)
+    starts = np.stack([table.title_starts, table.title_starts, table.body_starts], axis=1).ravel()
+    sizes = np.stack([table.title_lengths, table.title_lengths, table.body_lengths], axis=1).ravel()
+    words = _hashed_word_counts(
+        encoded, hashes, ids[spans(starts, starts + sizes)[1]], sizes.reshape(-1, 3).sum(axis=1)
+    )
+    chars = char_counts([d.char_text for d in docs])
+    return words, chars, table
 
 
 # The same tokens as TOKEN_PATTERN (a run of word characters and dots without its leading and
@@ -74,17 +97,13 @@ class _Vocabulary(dict[str, int]):
         return number
 
 
-def word_counts(texts: Sequence[str]) -> sp.csr_matrix:
-    """The word hasher's ``transform(texts)`` exactly (same indices, data, canonical CSR), faster.
-
-    The same tokens, stop words and 1-2-grams as scikit-learn's analyser (bigrams of the tokens left
-    after dropping stop words), but each distinct token and bigram of the batch is hashed once, and
-    bigram strings are built only for distinct pairs of token ids.
-    """
-    n_docs = len(texts)
-    vocabulary = _Vocabulary()
+def _kept_ids(
+    texts: Sequence[str], vocabulary: _Vocabulary
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The token ids of ``texts`` one after another (numbered in ``vocabulary``), stop words
+    dropped, and how many each text kept."""
     lookup = vocabulary.__getitem__
-    lengths = np.empty(n_docs, dtype=np.int64)
+    lengths = np.empty(len(texts), dtype=np.int64)
     flat: list[int] = []
     for number, text in enumerate(texts):
         before = len(flat)
@@ -95,15 +114,40 @@ def word_counts(texts: Sequence[str]) -> sp.csr_matrix:
     stop = np.fromiter((name in _STOP_WORDS for name in names), dtype=bool, count=len(names))
     ids = np.array(flat, dtype=np.int64)
     kept = ~stop[ids]
-    ids = ids[kept]
-    encoded = encode(names)
-    token_columns = hash_columns(hash_spans(*encoded), WORD_FEATURES)
-    rows = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)[kept]
+    ends = np.concatenate([[0], np.cumsum(kept)])[np.cumsum(np.concatenate([[0], lengths]))]
+    return ids[kept], np.diff(ends)
+
+
+def word_counts(texts: Sequence[str]) -> sp.csr_matrix:
+    """The word hasher's ``transform(texts)`` exactly (same indices, data, canonical CSR), faster.
+
+    The same tokens, stop words and 1-2-grams as scikit-learn's analyser (bigrams of the tokens left
+    after dropping stop words), but each distinct token and bigram of the batch is hashed once, and
+    bigram strings are built only for distinct pairs of token ids.
+    """
+    vocabulary = _Vocabulary()
+    ids, lengths = _kept_ids(texts, vocabulary)
+    encoded = encode(vocabulary.names)
+    return _hashed_word_counts(encoded, hash_spans(*encoded), ids, lengths)
+
+
+def _hashed_word_counts(
+    encoded: tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64], npt.NDArray[np.int64]],
+    hashes: npt.NDArray[np.int32],
+    ids: npt.NDArray[np.int64],
+    lengths: npt.NDArray[np.int64],
+) -> sp.csr_matrix:
+    """The word count matrix of documents whose kept token ids are ``ids`` one after another,
+    ``lengths`` long each; the ids number names whose UTF-8 ``encode`` is ``encoded`` and whose
+    ``murmurhash3_32`` is ``hashes``."""
+    n_docs, n_names = len(lengths), len(hashes)
+    token_columns = hash_columns(hashes, WORD_FEATURES)
+    rows = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
     # Bigrams: consecutive tokens of one document.
     follows = np.flatnonzero(rows[1:] == rows[:-1]) if ids.shape[0] > 1 else np.empty(0, np.int64)
-    pairs = ids[follows] * max(len(names), 1) + ids[follows + 1]
+    pairs = ids[follows] * max(n_names, 1) + ids[follows + 1]
     distinct, which = np.unique(pairs, return_inverse=True)
-    firsts, seconds = np.divmod(distinct, max(len(names), 1))
+    firsts, seconds = np.divmod(distinct, max(n_names, 1))
     # Bigram "a b" hashed from the tokens' bytes: no string per bigram.
     bigram_columns = hash_columns(hash_spans(*joined_pairs(*encoded, firsts, seconds)), WORD_FEATURES)
     return _count_matrix(

@@ -20,7 +20,8 @@ from rules.duplicates.forked import SharedSlices
 from rules.duplicates.ranking import ScoredPair, pair_ranks, ranking_score
 from rules.duplicates.sklearn_hashers import WORD_ANALYZER as _WORD_ANALYZER
 from rules.duplicates.text import Document, clean_body, normalise_title
-from rules.duplicates.vectors import Vectoriser
+from rules.duplicates.tokens import TokenTable
+from rules.duplicates.vectors import Vectoriser, document_counts
 from tests.shared_data import SHARED, require_shared
 
 
@@ -39,12 +40,23 @@ def _real_documents(limit: int) -> list[Document]:
     return documents[:limit]
 
 
+def _explainer(vectoriser: Vectoriser, documents: list[Document], tabled: bool) -> SharedTerms:
+    """An explainer that tokenises the texts itself, or one that reads their tokens from a table
+    built as the index's cleaning builds it: chunk by chunk (37 documents here), each chunk
+    numbering its own ids."""
+    if not tabled:
+        return SharedTerms(vectoriser, documents)
+    tables = [document_counts(documents[start : start + 37])[2] for start in range(0, len(documents), 37)]
+    return SharedTerms(vectoriser, documents, TokenTable.joined(tables))
+
+
 def test_word_terms_are_the_hashers_analyser_terms_on_real_text() -> None:
     for document in _real_documents(3000):
         assert word_terms(document.word_text) == Counter(_WORD_ANALYZER(document.word_text))
 
 
-def test_shared_terms_in_batch_equal_the_per_pair_explanation_on_real_text() -> None:
+@pytest.mark.parametrize("tabled", [False, True])
+def test_shared_terms_in_batch_equal_the_per_pair_explanation_on_real_text(tabled: bool) -> None:
     real = _real_documents(1500)
     # Near-copies (a suffix, a dropped sentence) share many terms and tie often; random pairs share few.
     copies = [Document(f"{d.title} again", d.body[: len(d.body) // 2]) for d in real[:300]]
@@ -53,14 +65,15 @@ def test_shared_terms_in_batch_equal_the_per_pair_explanation_on_real_text() -> 
     rng = random.Random(5)
     pairs = [(row, len(real) + row) for row in range(300)]
     pairs += [(rng.randrange(len(real)), rng.randrange(len(real))) for _ in range(700)]
-    explained = SharedTerms(vectoriser, documents).of_pairs(pairs)
+    explained = _explainer(vectoriser, documents, tabled).of_pairs(pairs)
     for (first, second), terms in zip(pairs, explained, strict=True):
         expected = vectoriser.shared_terms(documents[first], documents[second])
         assert terms == expected, (documents[first], documents[second])
 
 
+@pytest.mark.parametrize("tabled", [False, True])
 def test_shared_terms_over_several_chunks_and_shared_descriptions_equal_the_per_pair_ones(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tabled: bool
 ) -> None:
     """Pairs split over chunks, documents in more than one chunk, descriptions shared by copies
     (tokenised once), a title equal to another item's description, empty texts, a pair of a
@@ -79,7 +92,7 @@ def test_shared_terms_over_several_chunks_and_shared_descriptions_equal_the_per_
     pairs = [(row, 200 + row) for row in range(60)] + [(200 + row, 260 + row) for row in range(60)]
     pairs += [(rng.randrange(len(documents)), rng.randrange(len(documents))) for _ in range(150)]
     pairs += [(320, 1), (321, 322), (322, 2), (323, 324), (5, 5), (324, 323)]
-    explained = SharedTerms(vectoriser, documents).of_pairs(pairs)
+    explained = _explainer(vectoriser, documents, tabled).of_pairs(pairs)
     for (first, second), terms in zip(pairs, explained, strict=True):
         assert terms == vectoriser.shared_terms(documents[first], documents[second]), (first, second)
     assert explained[-3] == ["retry storm", "storm retry", "retry retry"]  # "retry" is in them
@@ -313,7 +326,8 @@ def _tokens_kept(explainer: SharedTerms, number: int) -> list[str]:
     return [explainer._vocab.names[i] for i in explainer._ids[start : start + length].tolist()]
 
 
-def test_texts_tokenised_in_one_batch_have_the_analysers_tokens() -> None:
+@pytest.mark.parametrize("tabled", [False, True])
+def test_texts_tokenised_in_one_batch_have_the_analysers_tokens(tabled: bool) -> None:
     """Every string of up to 4 characters over word characters (ASCII, accented, digit,
     underscore), a combining accent, dots, the batch's separator, spaces, dashes and commas, ASCII
     and not mixed in one batch and over two batches, and the real texts: each text's kept ids are
@@ -338,7 +352,7 @@ def test_texts_tokenised_in_one_batch_have_the_analysers_tokens() -> None:
         Document(title, body) for title, body in itertools.zip_longest(texts[::2], texts[1::2], fillvalue="")
     ]
     vectoriser, _ = Vectoriser.fit(real)
-    explainer = SharedTerms(vectoriser, documents)
+    explainer = _explainer(vectoriser, documents, tabled)
     half = len(documents) // 2
     explainer._tokenise(np.arange(half))  # a second batch adds to the first's vocabulary and ids
     explainer._tokenise(np.arange(len(documents)))
@@ -501,8 +515,9 @@ def test_a_failure_making_a_finding_stops_the_worker_at_its_next_claim(
     del caught
 
 
+@pytest.mark.parametrize("tabled", [False, True])
 def test_copies_of_one_description_with_titles_that_touch_it_equal_the_per_pair_ones(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tabled: bool
 ) -> None:
     """Pairs with one description (worked out from the description's own list) beside pairs with
     two, in one chunk: titles holding the description's words and bigrams, the bigram from the
@@ -536,7 +551,7 @@ def test_copies_of_one_description_with_titles_that_touch_it_equal_the_per_pair_
     pairs += [(7, 7), (len(documents) - 1, len(documents) - 1)]
     same = sum(documents[a].body == documents[b].body for a, b in pairs)
     assert 250 < same < len(pairs)  # both ways are taken
-    explained = SharedTerms(vectoriser, documents).of_pairs(pairs)
+    explained = _explainer(vectoriser, documents, tabled).of_pairs(pairs)
     for (first, second), terms in zip(pairs, explained, strict=True):
         assert terms == vectoriser.shared_terms(documents[first], documents[second]), (first, second)
     assert sum(bool(terms) for terms in explained) > 300
@@ -553,6 +568,62 @@ def test_copies_of_one_description_with_titles_that_touch_it_equal_the_per_pair_
             pairs.append((row, len(documents) - 1))
         pairs.append((len(documents) - 2, len(documents) - 1))
     vectoriser, _ = Vectoriser.fit(documents)
-    explained = SharedTerms(vectoriser, documents).of_pairs(pairs)
+    explained = _explainer(vectoriser, documents, tabled).of_pairs(pairs)
     for (first, second), terms in zip(pairs, explained, strict=True):
         assert terms == vectoriser.shared_terms(documents[first], documents[second]), (first, second)
+
+
+def test_table_ids_of_one_name_are_grouped_and_a_hash_collision_is_told_apart() -> None:
+    """Ids of one token from different chunks fall in one group, named once; ids whose hashes and
+    lengths collide but whose bytes differ are split off their group (here every hash is made 0, so
+    all names of one length collide)."""
+    import dataclasses
+
+    chunks = [["log", "login", "é", "ab", "ba"], ["ba", "log", "zz"], ["ab", "é", "ba", "login"]]
+    tables = [document_counts([Document(" ".join(words), "")])[2] for words in chunks]
+    table = TokenTable.joined(tables)
+    numbers = np.arange(table.names, dtype=np.int64)
+    names = table.spelled(numbers)
+    assert sorted(names) == sorted(word for words in chunks for word in words)
+    leaders, place = table.same_names(numbers)
+    assert table.spelled(leaders[place]) == names  # each id's group is named as it is
+    assert sorted(table.spelled(leaders)) == sorted(set(names))  # one group per name
+    collided = dataclasses.replace(table, name_hashes=np.zeros(table.names, dtype=np.int32))
+    leaders, place = collided.same_names(numbers)
+    assert collided.spelled(leaders[place]) == names
+    assert set(collided.spelled(leaders)) == set(names)
+    assert table.spelled(np.zeros(0, dtype=np.int64)) == []
+
+
+def test_the_rule_reads_the_tokens_the_index_counted_and_finds_what_it_finds_without_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A first run over an index cleaned in many chunks (each numbering its own token ids) takes
+    its tokens from them; the findings are those of an explainer that tokenises every text itself,
+    byte for byte."""
+    import rules.duplicates.index as index_module
+    from rules.base import RuleContext
+    from rules.duplicates import DuplicateCandidate
+
+    monkeypatch.setattr(index_module, "_CHUNK_DOCS", 29)
+    issues = _copies_issues(random.Random(31), 150)
+    now = datetime(2026, 11, 20, tzinfo=UTC)
+    read: list[int] = []
+    table_ids = SharedTerms._table_ids
+
+    def counted(self: SharedTerms, *args: Any) -> Any:
+        read.append(1)
+        return table_ids(self, *args)
+
+    monkeypatch.setattr(SharedTerms, "_table_ids", counted)
+    with_table = [f.to_json() for f in DuplicateCandidate().check(issues, RuleContext("R", now))]
+    assert read and len(with_table) > 100
+    init = SharedTerms.__init__
+
+    def untabled(self: SharedTerms, vectoriser: Vectoriser, documents: Any, tokens: Any = None) -> None:
+        init(self, vectoriser, documents, None)
+
+    monkeypatch.setattr(SharedTerms, "__init__", untabled)
+    read.clear()
+    assert [f.to_json() for f in DuplicateCandidate().check(issues, RuleContext("R", now))] == with_table
+    assert not read

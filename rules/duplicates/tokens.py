@@ -1,0 +1,140 @@
+"""Each document's word tokens as the word counts found them, kept for the explanations.
+
+Counting the word terms (``vectors.document_counts``, in the cleaning workers) tokenises every
+title and description; the explanations (``explain.SharedTerms``) need the same tokens again for
+the documents of the reported pairs, and tokenising them a second time, one Python string and one
+dictionary lookup per token, was half of their cost. A ``TokenTable`` keeps what the counting found:
+the token ids (stop words dropped) of each document's title and description, and the UTF-8 bytes of
+the names those ids stand for. It is numpy arrays only, so a worker sends it back cheaply and a
+forked process reads it without copying; it lives for one run (a stored index does not keep it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+
+@dataclass(frozen=True, slots=True)
+class TokenTable:
+    """Token ids of documents' titles and descriptions (stop words dropped), and the ids' names.
+
+    Document ``d``'s title is ``ids[title_starts[d] : title_starts[d] + title_lengths[d]]``, its
+    description likewise; id ``n`` is the token whose UTF-8 bytes are
+    ``name_data[name_starts[n] : name_starts[n] + name_lengths[n]]``, and whose
+    ``murmurhash3_32`` (the word hasher's) is ``name_hashes[n]``. Ids of different chunks of
+    documents may name one token (each chunk numbered its own): compare names, not ids.
+    """
+
+    name_data: npt.NDArray[np.uint8]
+    name_starts: npt.NDArray[np.int64]
+    name_lengths: npt.NDArray[np.int64]
+    name_hashes: npt.NDArray[np.int32]
+    ids: npt.NDArray[np.int32]
+    title_starts: npt.NDArray[np.int64]
+    title_lengths: npt.NDArray[np.int64]
+    body_starts: npt.NDArray[np.int64]
+    body_lengths: npt.NDArray[np.int64]
+
+    @property
+    def documents(self) -> int:
+        """How many documents the table holds."""
+        return len(self.title_starts)
+
+    @property
+    def names(self) -> int:
+        """How many name ids the table has."""
+        return len(self.name_starts)
+
+    def spelled(self, numbers: npt.NDArray[np.int64]) -> list[str]:
+        """The names of the ids ``numbers``, decoded in one call (no token holds a space, and no
+        character's UTF-8 holds a space byte but the space's own)."""
+        if not len(numbers):
+            return []
+        starts, lengths = self.name_starts[numbers], self.name_lengths[numbers]
+        sizes = lengths + 1
+        first = np.zeros(len(numbers), dtype=np.int64)
+        np.cumsum(sizes[:-1], out=first[1:])
+        out = np.full(int(sizes.sum()) - 1, ord(" "), dtype=np.uint8)
+        owner = np.repeat(np.arange(len(numbers), dtype=np.int64), lengths)
+        offset = np.arange(len(owner), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        out[first[owner] + offset] = self.name_data[starts[owner] + offset]
+        return out.tobytes().decode("utf-8").split(" ")
+
+    def same_names(
+        self, numbers: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """The ids ``numbers`` (distinct) grouped by name: one id of each name among them, and each
+        number's place in that list. Ids are grouped by (hash, length) and each id's bytes compared
+        with its group's first: an id whose name differs (a hash collision) gets a place of its own."""
+        keys = (self.name_hashes[numbers].astype(np.int64) << 32) | self.name_lengths[numbers]
+        _, first, place = np.unique(keys, return_index=True, return_inverse=True)
+        place = place.ravel()
+        leaders = numbers[first]
+        # Every byte of every id against the same byte of its group's first id.
+        lengths = self.name_lengths[numbers]
+        owner = np.repeat(np.arange(len(numbers), dtype=np.int64), lengths)
+        offset = np.arange(len(owner), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        mine = self.name_data[self.name_starts[numbers][owner] + offset]
+        theirs = self.name_data[self.name_starts[leaders[place]][owner] + offset]
+        differs = np.zeros(len(numbers), dtype=bool)
+        differs[owner[mine != theirs]] = True
+        if differs.any():
+            odd = np.flatnonzero(differs)
+            place[odd] = len(leaders) + np.arange(len(odd))
+            leaders = np.concatenate([leaders, numbers[odd]])
+        return leaders, place
+
+    @classmethod
+    def joined(cls, tables: Sequence[TokenTable]) -> TokenTable:
+        """One table of the documents of ``tables``, in order (each table's ids renumbered after
+        the ones before)."""
+        name_base = np.cumsum([0] + [table.names for table in tables]).tolist()
+        byte_base = np.cumsum([0] + [len(table.name_data) for table in tables]).tolist()
+        id_base = np.cumsum([0] + [len(table.ids) for table in tables]).tolist()
+        return cls(
+            name_data=np.concatenate([np.zeros(0, np.uint8)] + [t.name_data for t in tables]),
+            name_starts=_int64([t.name_starts + base for t, base in zip(tables, byte_base, strict=False)]),
+            name_lengths=_int64([t.name_lengths for t in tables]),
+            name_hashes=np.concatenate([np.zeros(0, np.int32)] + [t.name_hashes for t in tables]),
+            ids=np.concatenate(
+                [np.zeros(0, np.int32)]
+                + [(t.ids + base).astype(np.int32) for t, base in zip(tables, name_base, strict=False)]
+            ),
+            title_starts=_int64([t.title_starts + base for t, base in zip(tables, id_base, strict=False)]),
+            title_lengths=_int64([t.title_lengths for t in tables]),
+            body_starts=_int64([t.body_starts + base for t, base in zip(tables, id_base, strict=False)]),
+            body_lengths=_int64([t.body_lengths for t in tables]),
+        )
+
+
+def _int64(parts: Sequence[npt.NDArray[np.int64]]) -> npt.NDArray[np.int64]:
+    return np.concatenate([np.zeros(0, np.int64), *parts])
+
+
+def token_table(
+    encoded: tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64], npt.NDArray[np.int64]],
+    hashes: npt.NDArray[np.int32],
+    ids: npt.NDArray[np.int64],
+    lengths: npt.NDArray[np.int64],
+) -> TokenTable:
+    """The table of documents whose title and description have the token ``ids`` (stop words
+    dropped) one after another, ``lengths`` (title, description, title, ...) long each, the ids
+    numbering the names whose UTF-8 ``encode`` gave ``encoded`` and whose hashes are ``hashes``."""
+    data, name_starts, name_lengths = encoded
+    starts = np.zeros(len(lengths), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    return TokenTable(
+        name_data=np.asarray(data, dtype=np.uint8),
+        name_starts=name_starts.astype(np.int64),
+        name_lengths=name_lengths.astype(np.int64),
+        name_hashes=hashes.astype(np.int32),
+        ids=ids.astype(np.int32),
+        title_starts=starts[0::2].copy(),
+        title_lengths=lengths[0::2].copy(),
+        body_starts=starts[1::2].copy(),
+        body_lengths=lengths[1::2].copy(),
+    )

@@ -192,6 +192,11 @@ class SharedTerms:
         self._table = tokens if tokens is not None and tokens.documents == len(documents) else None
         # Each table id's id here (-1: not looked up yet).
         self._id_of = np.full(self._table.names if self._table is not None else 0, -1, dtype=np.int64)
+        # The keys (``TokenTable.keys``) of the names numbered from the table, sorted; each one's id
+        # here, and the table id that brought it in.
+        self._keys = np.zeros(0, dtype=np.int64)
+        self._key_ids = np.zeros(0, dtype=np.int64)
+        self._key_firsts = np.zeros(0, dtype=np.int64)
         # Stop words take the first ids: a document's ids under ``_stop`` are dropped in one mask.
         self._vocab = _Vocabulary([*sorted(_STOP_WORDS), _SEPARATOR])
         self._stop = len(self._vocab.names)
@@ -213,6 +218,8 @@ class SharedTerms:
         # Each title and description tokenised so far gets a number (equal texts one); its ids
         # (stop words dropped) are ``_ids[_starts[n] : _starts[n] + _lengths[n]]``.
         self._numbers: dict[str, int] = {}
+        # With the table, descriptions are numbered by object (``_number_by_object``): id -> number.
+        self._body_numbers: dict[int, int] = {}
         self._ids: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
         self._used = 0  # of ``_ids``, which has room for more
         self._starts: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
@@ -260,26 +267,25 @@ class SharedTerms:
         """
         vocab, documents, numbers = self._vocab, self._documents, self._numbers
         new_rows = rows[self._title_of[rows] < 0].tolist()
-        texts = {part: [getattr(documents[row], part) for row in new_rows] for part in ("title", "body")}
-        every = texts["title"] + texts["body"]
         if self._table is not None:
-            # Each distinct text's first place in ``every``; the table has its tokens.
-            first = dict(zip(reversed(every), range(len(every) - 1, -1, -1), strict=True))
-            places = sorted(place for text, place in first.items() if text not in numbers)
-            fresh = [every[place] for place in places]
+            places = self._number_by_object(new_rows)
+            fresh = places.tolist()
         else:
-            fresh = [text for text in dict.fromkeys(every) if text not in numbers]
+            texts = {part: [getattr(documents[row], part) for row in new_rows] for part in ("title", "body")}
+            fresh = [text for text in dict.fromkeys(texts["title"] + texts["body"]) if text not in numbers]
             # ASCII texts first, in one string: ``str.translate`` keeps its fast path only on ASCII.
             plain = [text for text in fresh if text.isascii() and _SEPARATOR not in text]
             if len(plain) < len(fresh):
                 known = set(plain)
                 fresh = plain + [text for text in fresh if text not in known]
-        numbers.update(zip(fresh, range(len(self._lengths), len(self._lengths) + len(fresh)), strict=True))
-        self._title_of[new_rows] = list(map(numbers.__getitem__, texts["title"]))
-        self._body_of[new_rows] = list(map(numbers.__getitem__, texts["body"]))
+            numbers.update(
+                zip(fresh, range(len(self._lengths), len(self._lengths) + len(fresh)), strict=True)
+            )
+            self._title_of[new_rows] = list(map(numbers.__getitem__, texts["title"]))
+            self._body_of[new_rows] = list(map(numbers.__getitem__, texts["body"]))
         if fresh:
             if self._table is not None:
-                ids, lengths = self._table_ids(np.asarray(new_rows, dtype=np.int64), np.asarray(places))
+                ids, lengths = self._table_ids(np.asarray(new_rows, dtype=np.int64), places)
             else:
                 ids, lengths = self._tokenised(plain, fresh)
             self._starts = np.concatenate([self._starts, self._used + np.cumsum(lengths) - lengths])
@@ -319,14 +325,43 @@ class SharedTerms:
         kept_ends = np.concatenate([[0], np.cumsum(kept)])[np.append(0, ends)]
         return ids[kept], np.diff(kept_ends)
 
+    def _number_by_object(self, new_rows: list[int]) -> npt.NDArray[np.int64]:
+        """Number the texts of ``new_rows`` (not numbered yet) for the table: each title a text of
+        its own, and each description object once. Returns the places of the texts numbered, in
+        the titles then the descriptions of ``new_rows`` (``_table_ids``), in the numbers' order.
+
+        A description that several items share is one object in an index built in this run
+        (``text.one_copy``), so pairs of copies still find it one text; equal descriptions that
+        are different objects would only be explained as pairs with two descriptions, alike.
+        """
+        count, start = len(new_rows), len(self._lengths)
+        keys = [id(self._documents[row].body) for row in new_rows]
+        first = dict(zip(reversed(keys), range(count - 1, -1, -1), strict=True))  # each object's first place
+        new_bodies = sorted(place for key, place in first.items() if key not in self._body_numbers)
+        body_start = start + count
+        self._body_numbers.update(
+            zip(
+                (keys[place] for place in new_bodies),
+                range(body_start, body_start + len(new_bodies)),
+                strict=True,
+            )
+        )
+        self._title_of[new_rows] = np.arange(start, start + count)
+        self._body_of[new_rows] = list(map(self._body_numbers.__getitem__, keys))
+        return np.concatenate([np.arange(count), count + np.asarray(new_bodies, dtype=np.int64)])
+
     def _table_ids(
         self, new_rows: npt.NDArray[np.int64], places: npt.NDArray[np.int64]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """``_tokenised`` of texts from the table: ``places`` in the titles then the descriptions
         of ``new_rows``.
 
-        Table ids not met yet are grouped by name (each chunk of the index numbered its own) and
-        each name spelled and looked up once; a new name's hash and bytes come from the table.
+        Each chunk of the index numbered its own table ids, so a table id met the first time is
+        looked up by its name's key (hash and length; ``_keys``, sorted) and its bytes compared
+        with those of the id that brought the key in; a key met the first time numbers the name
+        here, and its bytes, hash and spelling come from the table. No Python string is built for
+        a name but its spelling, once. (A name whose key another name brought in, a hash
+        collision, is looked up by its spelling.)
         """
         table = self._table
         assert table is not None
@@ -340,26 +375,50 @@ class SharedTerms:
         needed = np.flatnonzero(seen)
         unknown = needed[self._id_of[needed] < 0]
         if len(unknown):
-            leaders, place = table.same_names(unknown)
-            spelled = table.spelled(leaders)
-            before = len(self._vocab.names)
-            ids = np.fromiter(map(self._vocab.__getitem__, spelled), np.int64, len(spelled))
-            self._id_of[unknown] = ids[place]
-            # The names new here, in the order they were numbered (each once among the leaders).
-            new = leaders[ids >= before]
-            self._token_of = np.concatenate([self._token_of, np.arange(before, before + len(new))])
-            self._unigram_idf2 = np.concatenate(
-                [self._unigram_idf2, _squares_of(self._vectoriser, table.name_hashes[new])]
-            )
-            data, name_starts, name_lengths = self._encoded
-            new_lengths = table.name_lengths[new]
-            at = spans(table.name_starts[new], table.name_starts[new] + new_lengths)[1]
-            self._encoded = (
-                np.concatenate([data, table.name_data[at]]),
-                np.concatenate([name_starts, len(data) + np.cumsum(new_lengths) - new_lengths]),
-                np.concatenate([name_lengths, new_lengths]),
-            )
+            keys = table.keys(unknown)
+            at = np.searchsorted(self._keys, keys)
+            known = at < len(self._keys)
+            known[known] = self._keys[at[known]] == keys[known]
+            # New keys: the first id of each brings it in (numbered here in order of the keys).
+            fresh_keys, first, place = np.unique(keys[~known], return_index=True, return_inverse=True)
+            leaders = unknown[~known][first]
+            number = len(self._vocab.names)
+            self._add_names(leaders)
+            at[~known] = len(self._keys) + place.ravel()  # placed after the known keys for now
+            ids = np.concatenate([self._key_ids, np.arange(number, number + len(leaders))])
+            firsts = np.concatenate([self._key_firsts, leaders])
+            odd = ~table.same(unknown, firsts[at])
+            self._id_of[unknown] = ids[at]
+            if odd.any():
+                spelled = table.spelled(unknown[odd])
+                self._id_of[unknown[odd]] = np.fromiter(
+                    map(self._vocab.__getitem__, spelled), np.int64, len(spelled)
+                )
+                self._tokens(np.zeros(0, dtype=np.int64))  # (``_tokenise`` hashes the new names)
+            order = np.argsort(np.concatenate([self._keys, fresh_keys]), kind="stable")
+            self._keys = np.concatenate([self._keys, fresh_keys])[order]
+            self._key_ids, self._key_firsts = ids[order], firsts[order]
         return self._id_of[numbers], lengths
+
+    def _add_names(self, numbers: npt.NDArray[np.int64]) -> None:
+        """Number the names of the table ids ``numbers`` here, in order (they are tokens, and new)."""
+        table = self._table
+        assert table is not None and len(self._unigram_idf2) == len(self._vocab.names)
+        names = self._vocab.names
+        before = len(names)
+        names += table.spelled(numbers)
+        self._token_of = np.concatenate([self._token_of, np.arange(before, len(names))])
+        self._unigram_idf2 = np.concatenate(
+            [self._unigram_idf2, _squares_of(self._vectoriser, table.name_hashes[numbers])]
+        )
+        data, name_starts, name_lengths = self._encoded
+        new_lengths = table.name_lengths[numbers]
+        at = spans(table.name_starts[numbers], table.name_starts[numbers] + new_lengths)[1]
+        self._encoded = (
+            np.concatenate([data, table.name_data[at]]),
+            np.concatenate([name_starts, len(data) + np.cumsum(new_lengths) - new_lengths]),
+            np.concatenate([name_lengths, new_lengths]),
+        )
 
     def _tokens(self, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """The token of each piece id (``_token_of``; under ``_stop`` for none), names of tokens

@@ -64,29 +64,26 @@ class TokenTable:
         out[first[owner] + offset] = self.name_data[starts[owner] + offset]
         return out.tobytes().decode("utf-8").split(" ")
 
-    def same_names(
-        self, numbers: npt.NDArray[np.int64]
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """The ids ``numbers`` (distinct) grouped by name: one id of each name among them, and each
-        number's place in that list. Ids are grouped by (hash, length) and each id's bytes compared
-        with its group's first: an id whose name differs (a hash collision) gets a place of its own."""
-        keys = (self.name_hashes[numbers].astype(np.int64) << 32) | self.name_lengths[numbers]
-        _, first, place = np.unique(keys, return_index=True, return_inverse=True)
-        place = place.ravel()
-        leaders = numbers[first]
-        # Every byte of every id against the same byte of its group's first id.
-        lengths = self.name_lengths[numbers]
-        owner = np.repeat(np.arange(len(numbers), dtype=np.int64), lengths)
+    def keys(self, numbers: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """A key of each id's name: its hash and its length in bytes (equal names, equal keys; two
+        names of one key are told apart by ``same``)."""
+        hashes = self.name_hashes[numbers].view(np.uint32).astype(np.int64)
+        keys: npt.NDArray[np.int64] = (hashes << 31) | np.minimum(self.name_lengths[numbers], (1 << 31) - 1)
+        return keys
+
+    def same(self, first: npt.NDArray[np.int64], second: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """Whether ids ``first[i]`` and ``second[i]`` name one token, byte for byte."""
+        lengths = self.name_lengths[first]
+        equal: npt.NDArray[np.bool_] = lengths == self.name_lengths[second]
+        lengths = np.where(equal, lengths, 0)
+        owner = np.repeat(np.arange(len(first), dtype=np.int64), lengths)
         offset = np.arange(len(owner), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        mine = self.name_data[self.name_starts[numbers][owner] + offset]
-        theirs = self.name_data[self.name_starts[leaders[place]][owner] + offset]
-        differs = np.zeros(len(numbers), dtype=bool)
-        differs[owner[mine != theirs]] = True
-        if differs.any():
-            odd = np.flatnonzero(differs)
-            place[odd] = len(leaders) + np.arange(len(odd))
-            leaders = np.concatenate([leaders, numbers[odd]])
-        return leaders, place
+        differs = (
+            self.name_data[self.name_starts[first][owner] + offset]
+            != self.name_data[self.name_starts[second][owner] + offset]
+        )
+        equal[owner[differs]] = False
+        return equal
 
     @classmethod
     def joined(cls, tables: Sequence[TokenTable]) -> TokenTable:

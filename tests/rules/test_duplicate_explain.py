@@ -19,6 +19,7 @@ from rules.duplicates.explain import SharedTerms, word_terms
 from rules.duplicates.forked import SharedSlices
 from rules.duplicates.ranking import ScoredPair, pair_ranks, ranking_score
 from rules.duplicates.sklearn_hashers import WORD_ANALYZER as _WORD_ANALYZER
+from rules.duplicates.stopwords import ENGLISH_STOP_WORDS as _STOP_WORDS
 from rules.duplicates.text import Document, clean_body, normalise_title
 from rules.duplicates.tokens import TokenTable
 from rules.duplicates.vectors import Vectoriser, document_counts
@@ -573,26 +574,36 @@ def test_copies_of_one_description_with_titles_that_touch_it_equal_the_per_pair_
         assert terms == vectoriser.shared_terms(documents[first], documents[second]), (first, second)
 
 
-def test_table_ids_of_one_name_are_grouped_and_a_hash_collision_is_told_apart() -> None:
-    """Ids of one token from different chunks fall in one group, named once; ids whose hashes and
-    lengths collide but whose bytes differ are split off their group (here every hash is made 0, so
-    all names of one length collide)."""
-    import dataclasses
-
+def test_table_names_spelled_and_compared_byte_for_byte() -> None:
     chunks = [["log", "login", "é", "ab", "ba"], ["ba", "log", "zz"], ["ab", "é", "ba", "login"]]
-    tables = [document_counts([Document(" ".join(words), "")])[2] for words in chunks]
-    table = TokenTable.joined(tables)
+    table = TokenTable.joined([document_counts([Document(" ".join(words), "")])[2] for words in chunks])
     numbers = np.arange(table.names, dtype=np.int64)
     names = table.spelled(numbers)
     assert sorted(names) == sorted(word for words in chunks for word in words)
-    leaders, place = table.same_names(numbers)
-    assert table.spelled(leaders[place]) == names  # each id's group is named as it is
-    assert sorted(table.spelled(leaders)) == sorted(set(names))  # one group per name
-    collided = dataclasses.replace(table, name_hashes=np.zeros(table.names, dtype=np.int32))
-    leaders, place = collided.same_names(numbers)
-    assert collided.spelled(leaders[place]) == names
-    assert set(collided.spelled(leaders)) == set(names)
     assert table.spelled(np.zeros(0, dtype=np.int64)) == []
+    pairs = [(a, b) for a in numbers.tolist() for b in numbers.tolist()]
+    first, second = (np.asarray(side, dtype=np.int64) for side in zip(*pairs, strict=True))
+    assert table.same(first, second).tolist() == [names[a] == names[b] for a, b in pairs]
+    keys = table.keys(numbers)
+    assert all((keys[a] == keys[b]) >= (names[a] == names[b]) for a, b in pairs)
+
+
+@pytest.mark.parametrize("keyed", ["by hash", "by length only"])
+def test_table_names_whose_keys_collide_are_told_apart(monkeypatch: pytest.MonkeyPatch, keyed: str) -> None:
+    """Keys made of the name's length alone (every name of one length collides): each name still
+    gets one id, and the terms are the per-pair ones."""
+    if keyed != "by hash":
+        monkeypatch.setattr(TokenTable, "keys", lambda self, numbers: self.name_lengths[numbers].copy())
+    documents, pairs = _copies_backlog(random.Random(9), 120, 2)
+    vectoriser, _ = Vectoriser.fit(documents)
+    explainer = _explainer(vectoriser, documents, True)
+    explained = explainer.of_pairs(pairs)
+    for (first, second), terms in zip(pairs, explained, strict=True):
+        assert terms == vectoriser.shared_terms(documents[first], documents[second]), (first, second)
+    names = explainer._vocab.names
+    assert len(set(names)) == len(names)  # one id per name
+    # Names a colliding key brought in are looked up by spelling (the stop words are there anyway).
+    assert (len(explainer._vocab) > len(_STOP_WORDS) + 100) == (keyed != "by hash")
 
 
 def test_the_rule_reads_the_tokens_the_index_counted_and_finds_what_it_finds_without_them(

@@ -2,4 +2,6 @@
 
 from refinebot.cli import run
 
-run()
+# Guarded: a process started by multiprocessing (spawn, forkserver) may import this module.
+if __name__ == "__main__":
+    run()

@@ -31,7 +31,7 @@ import multiprocessing as mp
 import os
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import pairwise
 
 import numpy as np
@@ -78,6 +78,8 @@ LIMIT = 5  # terms shown per finding, as ``Vectoriser.shared_terms``
 # Pairs explained together: their documents are tokenised and their terms sorted in one batch
 # (a few MB of arrays each).
 _CHUNK = 2_000
+# Names sorted as byte strings in numpy up to this many bytes (longer: by Python's sort).
+_SORTED_BYTES = 48
 # Keys packed into one int64 (numpy sorts int64 values far faster than it argsorts anything);
 # wider keys fall back to a lexsort.
 _KEY_BITS = 62
@@ -136,6 +138,9 @@ def _runs(
 
 # Pairs explained in forked workers from this many on (under it the fork costs more than it saves).
 PARALLEL_MIN_PAIRS = 20_000
+# Pairs explained beside a worker from the fork server from this many on, when the token table is
+# at hand (the worker is sent the tokens of the pairs' documents: no copied pages).
+SERVED_MIN_PAIRS = 5_000
 
 
 def workers() -> int:
@@ -183,13 +188,21 @@ class SharedTerms:
     """``Vectoriser.shared_terms`` for many pairs of one index's documents."""
 
     def __init__(
-        self, vectoriser: Vectoriser, documents: Sequence[Document], tokens: TokenTable | None = None
+        self, vectoriser: Vectoriser, documents: Sequence[Document] | None, tokens: TokenTable | None = None
     ) -> None:
+        """``documents`` may be None where ``tokens`` has them all (``table_work``)."""
         self._vectoriser = vectoriser
-        self._documents = documents
+        self._documents: Sequence[Document] = documents if documents is not None else ()
         # The documents' tokens as the word counts found them (an index built in this run), or none:
         # then each text is tokenised here.
-        self._table = tokens if tokens is not None and tokens.documents == len(documents) else None
+        self._table = (
+            tokens
+            if tokens is not None and (documents is None or tokens.documents == len(documents))
+            else None
+        )
+        if self._table is None and documents is None:
+            raise ValueError("documents are needed without a token table")
+        size = self._table.documents if self._table is not None else len(self._documents)
         # Each table id's id here (-1: not looked up yet).
         self._id_of = np.full(self._table.names if self._table is not None else 0, -1, dtype=np.int64)
         # The keys (``TokenTable.keys``) of the names numbered from the table, sorted; each one's id
@@ -218,15 +231,15 @@ class SharedTerms:
         # Each title and description tokenised so far gets a number (equal texts one); its ids
         # (stop words dropped) are ``_ids[_starts[n] : _starts[n] + _lengths[n]]``.
         self._numbers: dict[str, int] = {}
-        # With the table, descriptions are numbered by object (``_number_by_object``): id -> number.
-        self._body_numbers: dict[int, int] = {}
+        # With the table, each description group's number (-1: none yet; ``_number_by_group``).
+        self._group_number = np.zeros(0, dtype=np.int64)
         self._ids: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
         self._used = 0  # of ``_ids``, which has room for more
         self._starts: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
         self._lengths: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
         # Each document's title and description numbers (-1: not tokenised yet).
-        self._title_of = np.full(len(documents), -1, dtype=np.int64)
-        self._body_of = np.full(len(documents), -1, dtype=np.int64)
+        self._title_of = np.full(size, -1, dtype=np.int64)
+        self._body_of = np.full(size, -1, dtype=np.int64)
 
     def _log_table(self, top: int) -> None:
         if top < len(self._log):
@@ -268,7 +281,7 @@ class SharedTerms:
         vocab, documents, numbers = self._vocab, self._documents, self._numbers
         new_rows = rows[self._title_of[rows] < 0].tolist()
         if self._table is not None:
-            places = self._number_by_object(new_rows)
+            places = self._number_by_group(new_rows)
             fresh = places.tolist()
         else:
             texts = {part: [getattr(documents[row], part) for row in new_rows] for part in ("title", "body")}
@@ -325,30 +338,23 @@ class SharedTerms:
         kept_ends = np.concatenate([[0], np.cumsum(kept)])[np.append(0, ends)]
         return ids[kept], np.diff(kept_ends)
 
-    def _number_by_object(self, new_rows: list[int]) -> npt.NDArray[np.int64]:
+    def _number_by_group(self, new_rows: list[int]) -> npt.NDArray[np.int64]:
         """Number the texts of ``new_rows`` (not numbered yet) for the table: each title a text of
-        its own, and each description object once. Returns the places of the texts numbered, in
-        the titles then the descriptions of ``new_rows`` (``_table_ids``), in the numbers' order.
-
-        A description that several items share is one object in an index built in this run
-        (``text.one_copy``), so pairs of copies still find it one text; equal descriptions that
-        are different objects would only be explained as pairs with two descriptions, alike.
-        """
+        its own, and each description group (``TokenTable.body_groups``: equal descriptions) once.
+        Returns the places of the texts numbered, in the titles then the descriptions of
+        ``new_rows`` (``_table_ids``), in the numbers' order."""
+        assert self._table is not None
         count, start = len(new_rows), len(self._lengths)
-        keys = [id(self._documents[row].body) for row in new_rows]
-        first = dict(zip(reversed(keys), range(count - 1, -1, -1), strict=True))  # each object's first place
-        new_bodies = sorted(place for key, place in first.items() if key not in self._body_numbers)
-        body_start = start + count
-        self._body_numbers.update(
-            zip(
-                (keys[place] for place in new_bodies),
-                range(body_start, body_start + len(new_bodies)),
-                strict=True,
-            )
-        )
+        groups = self._table.body_groups[new_rows]
+        if len(self._group_number) < len(self._table.body_groups):
+            self._group_number = np.full(len(self._table.body_groups), -1, dtype=np.int64)
+        fresh, first = np.unique(groups, return_index=True)
+        new = self._group_number[fresh] < 0
+        places = np.sort(first[new])
+        self._group_number[groups[places]] = start + count + np.arange(len(places))
         self._title_of[new_rows] = np.arange(start, start + count)
-        self._body_of[new_rows] = list(map(self._body_numbers.__getitem__, keys))
-        return np.concatenate([np.arange(count), count + np.asarray(new_bodies, dtype=np.int64)])
+        self._body_of[new_rows] = self._group_number[groups]
+        return np.concatenate([np.arange(count), count + places])
 
     def _table_ids(
         self, new_rows: npt.NDArray[np.int64], places: npt.NDArray[np.int64]
@@ -669,7 +675,6 @@ class SharedTerms:
     ) -> list[list[str]]:
         """The terms of ``size`` pairs from candidates holding each pair's best ``limit`` bigrams and
         ``3 * limit`` unigrams by (-weight, term), as ``Vectoriser.shared_terms`` picks them."""
-        names = self._vocab.names
         falling = _weight_ranks(weight)
         group = pair * 2 + is_bigram  # a pair's unigrams, then its bigrams
         # Ties of weight go to the smaller term as Python orders strings; only words are sorted by
@@ -682,9 +687,8 @@ class SharedTerms:
         lefts = np.where(is_pair, (distinct_columns >> bits) - 1, distinct_columns)
         rights = np.where(is_pair, distinct_columns & low, 0)
         words = np.unique(np.concatenate([lefts, rights[is_pair]]))
-        spelled = list(map(names.__getitem__, words.tolist()))
         word_rank = np.empty(len(words), dtype=np.int64)
-        word_rank[sorted(range(len(words)), key=spelled.__getitem__)] = np.arange(len(words))
+        word_rank[self._by_spelling(words)] = np.arange(len(words))
         term_rank = np.empty(len(distinct_columns), dtype=np.int64)
         term_rank[
             np.lexsort(
@@ -720,13 +724,53 @@ class SharedTerms:
         pair, column = pair[first], column[first]
         # Names only of the terms shown, each distinct one spelled once.
         shown_columns, shown_at = np.unique(column, return_inverse=True)
-        spelled_terms = [
-            names[term] if term <= low else f"{names[(term >> bits) - 1]} {names[term & low]}"
-            for term in shown_columns.tolist()
-        ]
+        is_pair = shown_columns > low
+        spelled_terms = self._spelled(
+            np.where(is_pair, (shown_columns >> bits) - 1, shown_columns),
+            np.where(is_pair, shown_columns & low, -1),
+        )
         terms = list(map(spelled_terms.__getitem__, shown_at.tolist()))
         bounds = np.searchsorted(pair, np.arange(size + 1)).tolist()
         return [terms[bounds[number] : bounds[number + 1]] for number in range(size)]
+
+    def _spelled(self, firsts: npt.NDArray[np.int64], seconds: npt.NDArray[np.int64]) -> list[str]:
+        """The terms of word ids ``firsts`` (each followed by a space and word ``seconds[i]`` where
+        that is not -1: a bigram), decoded from the names' bytes in one call (no name holds a
+        newline, and no character's UTF-8 a newline byte but the newline's own)."""
+        if not len(firsts):
+            return []
+        data, starts, lengths = self._encoded
+        pair = seconds >= 0
+        second = np.where(pair, seconds, 0)
+        left, right = lengths[firsts], np.where(pair, lengths[second], -1)
+        sizes = left + right + 2  # the space (bigrams) and the newline after each term
+        out_starts = np.zeros(len(sizes), dtype=np.int64)
+        np.cumsum(sizes[:-1], out=out_starts[1:])
+        out = np.full(int(sizes.sum()), ord("\n"), dtype=np.uint8)
+        out[(out_starts + left)[pair]] = ord(" ")
+        for source, length, shift in (
+            (starts[firsts], left, 0),
+            (starts[second], np.maximum(right, 0), left + 1),
+        ):
+            span, at = spans(source, source + length)
+            out[at + (out_starts + shift - source)[span]] = data[at]
+        return out[:-1].tobytes().decode("utf-8").split("\n")
+
+    def _by_spelling(self, words: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """The positions of word ids ``words`` in the order Python sorts their names: the order of
+        their UTF-8 bytes, sorted as fixed-width byte strings in numpy when the longest is short
+        (else by the names)."""
+        data, starts, lengths = self._encoded
+        width = int(lengths[words].max()) if len(words) else 0
+        if width > _SORTED_BYTES:
+            spelled = list(map(self._vocab.names.__getitem__, words.tolist()))
+            return np.asarray(sorted(range(len(words)), key=spelled.__getitem__), dtype=np.int64)
+        padded = np.zeros((len(words), max(width, 1)), dtype=np.uint8)
+        row, at = spans(starts[words], starts[words] + lengths[words])
+        padded[row, at - starts[words][row]] = data[at]
+        # (A name holds no NUL byte: the padding sorts before every byte, as a shorter name first.)
+        order: npt.NDArray[np.int64] = np.argsort(padded.view(f"S{max(width, 1)}").ravel(), kind="stable")
+        return order
 
     @staticmethod
     def _candidates(
@@ -745,6 +789,18 @@ class SharedTerms:
         keep = (place < k) | (falling == falling[kth])
         result: npt.NDArray[np.int64] = order[keep]
         return result
+
+
+def table_work(
+    word_idf: npt.NDArray[np.float32], table: TokenTable, rows: Sequence[tuple[int, int]]
+) -> Callable[[int, int], list[list[str]]]:
+    """The shared terms of slices of the document pairs ``rows`` (of ``table``'s documents), from
+    the word IDF alone: what a process that did not build the index needs (``forked.SharedSlices``
+    sends it these, pickled, a few MB with ``TokenTable.subset``)."""
+    empty = np.zeros(0, dtype=np.int64)
+    vectoriser = Vectoriser(word_idf, np.zeros(0, dtype=np.float32), empty, empty, 0)
+    explainer = SharedTerms(vectoriser, None, table)
+    return lambda start, stop: explainer.of_pairs(rows[start:stop])
 
 
 def _weight_ranks(weight: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:

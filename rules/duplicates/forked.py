@@ -5,25 +5,68 @@ documents of each pair share); a fixed split left a core idle whenever one part 
 worker forked late, a core busy with another process) and the parent waited doing nothing. Here
 every process, this one included, takes the next unclaimed slice from a counter in shared memory,
 so all finish within one slice of each other, and the parent's own slices are never copied.
-Workers are forked (they read the job from the parent's memory, nothing of it is pickled) and only
-their results come back, slice by slice (``SharedSlices``): the parent uses each one between its
-own claims (the rule makes its findings), so that work overlaps the workers' slices too. Where
-processes cannot fork, or there is one slice, the parent does it all.
+Workers are forked (they read the job from the parent's memory, nothing of it is pickled), or,
+given a job that holds what the work needs, forked from the fork server and sent the job (then this
+process's pages are not shared, and its own writes cost no copies). Only their results come back,
+slice by slice (``SharedSlices``): the parent uses each one between its own claims (the rule makes
+its findings), so that work overlaps the workers' slices too. Where processes cannot fork, or there
+is one slice, the parent does it all.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Generic, TypeVar
 
 Result = TypeVar("Result")
 
 # The job of the pool being forked: (work, size, step, next slice's start in shared memory). Set
-# before the workers fork, so they find it in their copy of this module.
+# before the workers fork, so they find it in their copy of this module (or, in a worker started
+# by the fork server, by ``_start_job``).
 _JOB: tuple[Callable[[int, int], list[Any]], int, int, Any] | None = None
+
+# A job a process that shares nothing with this one can do: a picklable function and its
+# arguments, which build the work (the function of a slice's start and stop).
+Job = tuple[Callable[..., Callable[[int, int], list[Any]]], tuple[Any, ...]]
+
+# Modules the fork server imports before it forks a worker (its workers start with them loaded).
+_SERVER_MODULES: list[str] = []
+
+
+def start_server(modules: Sequence[str]) -> bool:
+    """Start the fork server in the background, ``modules`` imported in it; False where there is none.
+
+    A worker forked from this process shares every page of its memory: each page this process
+    then writes (a reference count, an allocation) is copied, and making the findings beside a
+    forked worker wrote to about 90,000 of them, more time in the kernel than the worker saved. A
+    worker forked from the small server shares nothing; it is sent its job instead (``Job``). Start
+    it early (its imports take a few tenths of a second, overlapping the caller's work).
+    """
+    if "forkserver" not in mp.get_all_start_methods():
+        return False
+    from multiprocessing import forkserver
+
+    wanted = sorted(set(_SERVER_MODULES) | set(modules))
+    if wanted != _SERVER_MODULES:
+        _SERVER_MODULES[:] = wanted
+        mp.get_context("forkserver").set_forkserver_preload(wanted)
+    forkserver.ensure_running()
+    return True
+
+
+def server_started() -> bool:
+    """Whether ``start_server`` started the fork server (for a caller that only uses it warm)."""
+    return bool(_SERVER_MODULES)
+
+
+def _start_job(job: Job, size: int, step: int, counter: Any) -> None:
+    """In a worker started by the fork server: build the work from ``job``, once."""
+    global _JOB
+    build, arguments = job
+    _JOB = (build(*arguments), size, step, counter)
 
 
 def _claim(
@@ -52,17 +95,26 @@ class SharedSlices(Generic[Result]):
     what the caller does with a slice overlaps the workers' slices), in no set order.
 
     ``processes`` counts this one: ``processes - 1`` workers are forked. ``work`` must depend only on
-    its slice and on what it reads (a worker's changes to its memory are its own). Leaving the
-    loop early, or an error here or in a worker, stops the workers at their next claim.
+    its slice and on what it reads (a worker's changes to its memory are its own). With ``job``
+    (the same work, built from what it holds), the workers come from the fork server
+    (``start_server``) and build their work from it instead of sharing this process's memory.
+    Leaving the loop early, or an error here or in a worker, stops the workers at their next claim.
     """
 
     def __init__(
-        self, work: Callable[[int, int], list[Result]], size: int, step: int, processes: int
+        self,
+        work: Callable[[int, int], list[Result]],
+        size: int,
+        step: int,
+        processes: int,
+        job: Job | None = None,
     ) -> None:
         self._work, self._size, self._step, self._processes = work, size, step, processes
+        self._job = job if job is not None and "forkserver" in mp.get_all_start_methods() else None
         # CPU time the forked workers spent on the slices they sent back so far (this process's
-        # own is not in it).
+        # own is not in it), and how many slices they sent.
         self.worker_cpu = 0.0
+        self.worker_slices = 0
 
     def __iter__(self) -> Iterator[tuple[int, list[Result]]]:
         work, size, step = self._work, self._size, self._step
@@ -70,12 +122,16 @@ class SharedSlices(Generic[Result]):
             for start in range(0, size, step):
                 yield start, work(start, min(start + step, size))
             return
-        context = mp.get_context("fork")
+        context = mp.get_context("fork" if self._job is None else "forkserver")
         counter = context.Value("q", 0)
         global _JOB
         _JOB = (work, size, step, counter)
+        served: dict[str, Any] = {}
+        if self._job is not None:
+            start_server(())
+            served = {"initializer": _start_job, "initargs": (self._job, size, step, counter)}
         try:
-            with ProcessPoolExecutor(max_workers=self._processes - 1, mp_context=context) as pool:
+            with ProcessPoolExecutor(max_workers=self._processes - 1, mp_context=context, **served) as pool:
                 # One task per slice: a worker's results come back (pickled, read by the pool's
                 # thread) slice by slice while the work goes on, not all at the end. Tasks that
                 # find every slice claimed return at once.
@@ -93,6 +149,7 @@ class SharedSlices(Generic[Result]):
                             done, cpu = future.result()
                             self.worker_cpu += cpu
                             if done is not None:
+                                self.worker_slices += 1
                                 yield done
                         if claimed is None:
                             return

@@ -134,9 +134,13 @@ def _documents_and_chunks(
         results = [_clean_and_count(chunk) for chunk in chunks]
     del chunks
     bodies = one_copy(body for result in results for body in result[0])
+    groups: dict[str, int] = {}
+    body_groups = np.fromiter(
+        (groups.setdefault(body, len(groups)) for body in bodies), np.int64, len(bodies)
+    )
     documents = [Document(title, body) for title, body in zip(titles, bodies, strict=True)]
     counts = [(result[1], result[2]) for result in results]
-    tokens = TokenTable.joined([result[3] for result in results])
+    tokens = TokenTable.joined([result[3] for result in results]).with_body_groups(body_groups)
     del results
     logger.debug(
         "phase dup-clean-hash: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu

@@ -200,6 +200,9 @@ class _Listed(dict[str, tuple[str, str]]):
 # Findings' shared terms worked out per slice of this many (a forked worker claims slices as it
 # gets free; this process makes the findings of each slice as it gets its terms).
 _EXPLAIN_CHUNK = 2_000
+# Backlogs from this many eligible items start the fork server (``forked.start_server``) while the
+# index is built.
+SERVER_MIN_ITEMS = 20_000
 
 
 def _shown_neighbours(
@@ -386,6 +389,11 @@ class DuplicateCandidate(BacklogRule):
             used = embeddings.resolve_model(options.semantic_model)
             if used != options.semantic_model:
                 options = options.model_copy(update={"semantic_model": used})
+        if len(eligible) >= SERVER_MIN_ITEMS:
+            from rules.duplicates.forked import start_server
+
+            # Its imports overlap the index's build; the explanations' worker comes from it.
+            start_server(["rules.duplicates.explain"])
         index = self._index(eligible, ctx, options)
         by_key = {issue.key: issue for issue in eligible}
         blocked = _linked_pairs(issues) | set(ctx.suppressed_pairs)
@@ -438,8 +446,15 @@ class DuplicateCandidate(BacklogRule):
     def check(self, issues: Sequence[Issue], ctx: RuleContext) -> Iterator[Finding]:
         import numpy as np
 
-        from rules.duplicates.explain import PARALLEL_MIN_PAIRS, SharedTerms, grouped, workers
-        from rules.duplicates.forked import SharedSlices
+        from rules.duplicates.explain import (
+            PARALLEL_MIN_PAIRS,
+            SERVED_MIN_PAIRS,
+            SharedTerms,
+            grouped,
+            table_work,
+            workers,
+        )
+        from rules.duplicates.forked import SharedSlices, server_started
         from rules.duplicates.ranking import CandidateArrays, pair_ranks, rank_arrays, row_times
 
         scan = self._scan(issues, ctx)
@@ -515,9 +530,17 @@ class DuplicateCandidate(BacklogRule):
         del fresh, grouping
         explainer = SharedTerms(index.vectoriser, index.documents, index.tokens)
         listed = _Listed(by_key)
-        processes = workers() if len(work) >= PARALLEL_MIN_PAIRS else 1
+        job = None
+        if index.tokens is not None and server_started() and len(work) >= SERVED_MIN_PAIRS and workers() > 1:
+            # A worker from the fork server, sent the tokens of these pairs' documents.
+            processes = workers()
+            used = np.unique(np.asarray(rows, dtype=np.int64).ravel())
+            remapped = np.searchsorted(used, np.asarray(rows, dtype=np.int64).reshape(-1, 2)).tolist()
+            job = (table_work, (index.vectoriser.word_idf, index.tokens.subset(used), remapped))
+        else:
+            processes = workers() if len(work) >= PARALLEL_MIN_PAIRS else 1
         slices = SharedSlices(
-            partial(self._slice_terms, explainer, rows), len(work), _EXPLAIN_CHUNK, processes
+            partial(self._slice_terms, explainer, rows), len(work), _EXPLAIN_CHUNK, processes, job
         )
         explained = (
             (key, shared)

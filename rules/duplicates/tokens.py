@@ -11,11 +11,14 @@ forked process reads it without copying; it lives for one run (a stored index do
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
+from rules.duplicates.hashing import spans
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,9 @@ class TokenTable:
     title_lengths: npt.NDArray[np.int64]
     body_starts: npt.NDArray[np.int64]
     body_lengths: npt.NDArray[np.int64]
+    # Documents whose descriptions are one text have one number here (the explanations find pairs
+    # of copies by it); a chunk's own table numbers each document apart, ``with_body_groups`` sets it.
+    body_groups: npt.NDArray[np.int64]
 
     @property
     def documents(self) -> int:
@@ -105,6 +111,44 @@ class TokenTable:
             title_lengths=_int64([t.title_lengths for t in tables]),
             body_starts=_int64([t.body_starts + base for t, base in zip(tables, id_base, strict=False)]),
             body_lengths=_int64([t.body_lengths for t in tables]),
+            body_groups=np.arange(sum(t.documents for t in tables), dtype=np.int64),
+        )
+
+    def with_body_groups(self, groups: npt.NDArray[np.int64]) -> TokenTable:
+        """This table with each document's description group (equal descriptions, one group)."""
+        return dataclasses.replace(self, body_groups=np.asarray(groups, dtype=np.int64))
+
+    def subset(self, rows: npt.NDArray[np.int64]) -> TokenTable:
+        """The table of the documents ``rows`` only, in that order, with only the names they use
+        (a few MB to send to another process, where the whole table is tens)."""
+        starts = np.stack([self.title_starts[rows], self.body_starts[rows]], axis=1).ravel()
+        lengths = np.stack([self.title_lengths[rows], self.body_lengths[rows]], axis=1).ravel()
+        numbers = self.ids[spans(starts, starts + lengths)[1]]
+        # The ids used, renumbered in order (a mask and a table, not a sort of every id).
+        seen = np.zeros(self.names, dtype=bool)
+        seen[numbers] = True
+        used = np.flatnonzero(seen)
+        renumbered = np.zeros(self.names, dtype=np.int32)
+        renumbered[used] = np.arange(len(used), dtype=np.int32)
+        ids = renumbered[numbers]
+        name_lengths = self.name_lengths[used]
+        name_starts = np.zeros(len(used), dtype=np.int64)
+        np.cumsum(name_lengths[:-1], out=name_starts[1:])
+        at = spans(self.name_starts[used], self.name_starts[used] + name_lengths)[1]
+        new_starts = np.zeros(len(lengths), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=new_starts[1:])
+        _, groups = np.unique(self.body_groups[rows], return_inverse=True)
+        return TokenTable(
+            name_data=np.concatenate([self.name_data[at], np.zeros(4, dtype=np.uint8)]),
+            name_starts=name_starts,
+            name_lengths=name_lengths,
+            name_hashes=self.name_hashes[used],
+            ids=ids,
+            title_starts=new_starts[0::2].copy(),
+            title_lengths=lengths[0::2].copy(),
+            body_starts=new_starts[1::2].copy(),
+            body_lengths=lengths[1::2].copy(),
+            body_groups=groups.ravel().astype(np.int64),
         )
 
 
@@ -134,4 +178,5 @@ def token_table(
         title_lengths=lengths[0::2].copy(),
         body_starts=starts[1::2].copy(),
         body_lengths=lengths[1::2].copy(),
+        body_groups=np.arange(len(lengths) // 2, dtype=np.int64),
     )

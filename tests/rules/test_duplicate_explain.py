@@ -44,11 +44,13 @@ def _real_documents(limit: int) -> list[Document]:
 def _explainer(vectoriser: Vectoriser, documents: list[Document], tabled: bool) -> SharedTerms:
     """An explainer that tokenises the texts itself, or one that reads their tokens from a table
     built as the index's cleaning builds it: chunk by chunk (37 documents here), each chunk
-    numbering its own ids."""
+    numbering its own ids, with equal descriptions in one group."""
     if not tabled:
         return SharedTerms(vectoriser, documents)
     tables = [document_counts(documents[start : start + 37])[2] for start in range(0, len(documents), 37)]
-    return SharedTerms(vectoriser, documents, TokenTable.joined(tables))
+    groups: dict[str, int] = {}
+    body_groups = np.asarray([groups.setdefault(d.body, len(groups)) for d in documents], dtype=np.int64)
+    return SharedTerms(vectoriser, documents, TokenTable.joined(tables).with_body_groups(body_groups))
 
 
 def test_word_terms_are_the_hashers_analyser_terms_on_real_text() -> None:
@@ -516,21 +518,24 @@ def test_a_failure_making_a_finding_stops_the_worker_at_its_next_claim(
     del caught
 
 
+@pytest.mark.parametrize("sorted_bytes", [0, 48])
 @pytest.mark.parametrize("tabled", [False, True])
 def test_copies_of_one_description_with_titles_that_touch_it_equal_the_per_pair_ones(
-    monkeypatch: pytest.MonkeyPatch, tabled: bool
+    monkeypatch: pytest.MonkeyPatch, tabled: bool, sorted_bytes: int
 ) -> None:
     """Pairs with one description (worked out from the description's own list) beside pairs with
     two, in one chunk: titles holding the description's words and bigrams, the bigram from the
     title into the description, repeated words, empty titles and descriptions, an item paired with
     itself; words from a small vocabulary of prefixes of each other ("log", "log.in", "login",
-    "log_in"), so that weights tie all the time and the term's spelling decides."""
+    "log_in"), so that weights tie all the time and the term's spelling decides (names ordered by
+    their bytes in numpy, or with ``sorted_bytes`` 0 by Python's sort)."""
     import rules.duplicates.explain as explain
 
     monkeypatch.setattr(explain, "_CHUNK", 97)
+    monkeypatch.setattr(explain, "_SORTED_BYTES", sorted_bytes)
     rng = random.Random(21)
     words = ["log", "login", "log.in", "log_in", "logs", "in", "page", "pages", "page.x", "fail", "fails"]
-    words += ["error", "retry", "timeout", "é", "éclair", "z9", "z"]
+    words += ["error", "retry", "timeout", "é", "éclair", "z9", "z", "ÿ", "ā", "日本", "zz_é"]
 
     def text(low: int, high: int) -> str:
         return " ".join(rng.choice(words) for _ in range(rng.randint(low, high)))
@@ -638,3 +643,76 @@ def test_the_rule_reads_the_tokens_the_index_counted_and_finds_what_it_finds_wit
     read.clear()
     assert [f.to_json() for f in DuplicateCandidate().check(issues, RuleContext("R", now))] == with_table
     assert not read
+
+
+def test_a_subset_of_the_table_holds_the_same_tokens_and_description_groups() -> None:
+    documents, pairs = _copies_backlog(random.Random(10), 60, 2)
+    vectoriser, _ = Vectoriser.fit(documents)
+    table = _explainer(vectoriser, documents, True)._table
+    assert table is not None
+    rows = np.asarray(sorted(random.Random(2).sample(range(len(documents)), 70)), dtype=np.int64)
+    part = table.subset(rows)
+    assert part.documents == len(rows) and part.names < table.names
+    for mine, row in enumerate(rows.tolist()):
+        for starts, lengths in (("title_starts", "title_lengths"), ("body_starts", "body_lengths")):
+
+            def spelled(t: TokenTable, d: int, starts: str = starts, lengths: str = lengths) -> list[str]:
+                start, length = int(getattr(t, starts)[d]), int(getattr(t, lengths)[d])
+                return t.spelled(t.ids[start : start + length].astype(np.int64))
+
+            assert spelled(part, mine) == spelled(table, row)
+    same = table.body_groups[rows][:, None] == table.body_groups[rows][None, :]
+    assert (same == (part.body_groups[:, None] == part.body_groups[None, :])).all() and same.sum() > len(rows)
+    # The terms from the subset, with the word IDF alone, are the ones from the whole table.
+    from rules.duplicates.explain import table_work
+
+    inside = [(a, b) for a, b in pairs if a in set(rows.tolist()) and b in set(rows.tolist())]
+    remapped = np.searchsorted(rows, np.asarray(inside, dtype=np.int64).reshape(-1, 2)).tolist()
+    work = table_work(vectoriser.word_idf, part, [tuple(pair) for pair in remapped])
+    assert work(0, len(inside)) == SharedTerms(vectoriser, documents, table).of_pairs(inside)
+    assert len(inside) > 5
+
+
+@pytest.mark.skipif(
+    "forkserver" not in __import__("multiprocessing").get_all_start_methods(), reason="no fork server"
+)
+def test_findings_explained_beside_a_worker_of_the_fork_server_are_the_ones_made_here(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Through the rule, on a first run (the token table at hand): a worker of the fork server,
+    sent the tokens of the pairs' documents, takes slices (this process's are slowed), and the
+    findings are the ones one process makes, byte for byte."""
+    import time
+
+    import rules.duplicates.explain as explain
+    import rules.duplicates.forked as forked
+    import rules.duplicates.rule as rule
+    from rules.base import RuleContext
+    from rules.duplicates import DuplicateCandidate
+
+    issues = _copies_issues(random.Random(14), 160)
+    now = datetime(2026, 11, 20, tzinfo=UTC)
+    expected = [f.to_json() for f in DuplicateCandidate().check(issues, RuleContext("R", now))]
+    assert len(expected) > 100
+    assert forked.start_server(["rules.duplicates.explain"])
+    made: list[Any] = []
+    shared = forked.SharedSlices.__init__
+
+    def kept(self: Any, *args: Any) -> None:
+        shared(self, *args)
+        made.append(self)
+
+    slice_terms = rule.DuplicateCandidate._slice_terms
+
+    def slowed(explainer: Any, rows: Any, start: int, stop: int) -> Any:
+        time.sleep(0.02)  # only here: the worker's work is built from the job
+        return slice_terms(explainer, rows, start, stop)
+
+    monkeypatch.setattr(forked.SharedSlices, "__init__", kept)
+    monkeypatch.setattr(rule.DuplicateCandidate, "_slice_terms", staticmethod(slowed))
+    monkeypatch.setattr(explain, "SERVED_MIN_PAIRS", 1)
+    monkeypatch.setattr(explain, "workers", lambda: 2)
+    monkeypatch.setattr(rule, "_EXPLAIN_CHUNK", 9)
+    assert [f.to_json() for f in DuplicateCandidate().check(issues, RuleContext("R", now))] == expected
+    (slices,) = made
+    assert slices._job is not None and slices.worker_slices > 2

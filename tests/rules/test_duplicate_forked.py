@@ -120,3 +120,34 @@ def test_leaving_the_loop_early_stops_the_workers(tmp_path: Path) -> None:
         break
     finished = done.read_text().split() if done.exists() else []
     assert len(finished) < 10  # not the 39 slices it would have gone on to
+
+
+def _served_numbers(pause: float) -> Any:
+    """Built in a worker of the fork server from this job: numbers its slice with its process and
+    that process's parent."""
+
+    def work(start: int, stop: int) -> list[tuple[int, int, int]]:
+        time.sleep(pause)
+        return [(number, os.getpid(), os.getppid()) for number in range(start, stop)]
+
+    return work
+
+
+@pytest.mark.skipif("forkserver" not in multiprocessing.get_all_start_methods(), reason="no fork server")
+def test_a_job_goes_to_a_worker_of_the_fork_server_which_shares_nothing_with_this_process() -> None:
+    from rules.duplicates.forked import start_server
+
+    assert start_server([])
+    parent = os.getpid()
+
+    def here(start: int, stop: int) -> list[tuple[int, int, int]]:
+        time.sleep(0.03)
+        return [(number, parent, os.getppid()) for number in range(start, stop)]
+
+    slices = SharedSlices(here, 157, 10, 2, job=(_served_numbers, (0.01,)))
+    results = _in_order(slices)
+    assert [number for number, _, _ in results] == list(range(157))
+    workers = {(pid, ppid) for _, pid, ppid in results if pid != parent}
+    assert workers and slices.worker_slices > 0  # a worker did some
+    assert all(ppid != parent for _, ppid in workers)  # not forked from this process
+    assert sum(pid == parent for _, pid, _ in results) > 0  # and this process some

@@ -115,50 +115,66 @@ class SharedSlices(Generic[Result]):
         # own is not in it), and how many slices they sent.
         self.worker_cpu = 0.0
         self.worker_slices = 0
+        self._pool: ProcessPoolExecutor | None = None
+        self._waiting: list[Any] = []
+        self._counter: Any = None
 
-    def __iter__(self) -> Iterator[tuple[int, list[Result]]]:
-        work, size, step = self._work, self._size, self._step
-        if self._processes <= 1 or size <= step or "fork" not in mp.get_all_start_methods():
-            for start in range(0, size, step):
-                yield start, work(start, min(start + step, size))
+    def _parallel(self) -> bool:
+        return self._processes > 1 and self._size > self._step and "fork" in mp.get_all_start_methods()
+
+    def start(self) -> None:
+        """Start the workers now, so that their slices go on while this process does something
+        else before it iterates (iterating starts them otherwise). ``close`` stops them."""
+        if self._pool is not None or not self._parallel():
             return
-        context = mp.get_context("fork" if self._job is None else "forkserver")
-        counter = context.Value("q", 0)
         global _JOB
-        _JOB = (work, size, step, counter)
+        context = mp.get_context("fork" if self._job is None else "forkserver")
+        counter = self._counter = context.Value("q", 0)
+        _JOB = (self._work, self._size, self._step, counter)
         served: dict[str, Any] = {}
         if self._job is not None:
             start_server(())
-            served = {"initializer": _start_job, "initargs": (self._job, size, step, counter)}
+            served = {"initializer": _start_job, "initargs": (self._job, self._size, self._step, counter)}
+        self._pool = ProcessPoolExecutor(max_workers=self._processes - 1, mp_context=context, **served)
+        # One task per slice: a worker's results come back (pickled, read by the pool's thread)
+        # slice by slice while the work goes on, not all at the end. Tasks that find every slice
+        # claimed return at once.
+        self._waiting = [self._pool.submit(_in_worker) for _ in range(-(-self._size // self._step))]
+
+    def close(self) -> None:
+        """Stop the workers at their next claim and wait for them (again: nothing)."""
+        global _JOB
+        if self._pool is None:
+            return
+        with self._counter.get_lock():
+            self._counter.value = self._size
+        self._pool.shutdown(wait=True)
+        self._pool, self._waiting, _JOB = None, [], None
+
+    def __iter__(self) -> Iterator[tuple[int, list[Result]]]:
+        work, size, step = self._work, self._size, self._step
+        if not self._parallel():
+            for start in range(0, size, step):
+                yield start, work(start, min(start + step, size))
+            return
+        self.start()
         try:
-            with ProcessPoolExecutor(max_workers=self._processes - 1, mp_context=context, **served) as pool:
-                # One task per slice: a worker's results come back (pickled, read by the pool's
-                # thread) slice by slice while the work goes on, not all at the end. Tasks that
-                # find every slice claimed return at once.
-                waiting = [pool.submit(_in_worker) for _ in range(-(-size // step))]
-                try:
-                    while True:
-                        claimed = _claim(work, size, step, counter)
-                        if claimed is not None:
-                            yield claimed
-                        # The workers' slices done meanwhile (all of them once every slice is
-                        # claimed).
-                        ready = [future for future in waiting if claimed is None or future.done()]
-                        waiting = [future for future in waiting if future not in ready]
-                        for future in ready:
-                            done, cpu = future.result()
-                            self.worker_cpu += cpu
-                            if done is not None:
-                                self.worker_slices += 1
-                                yield done
-                        if claimed is None:
-                            return
-                except BaseException:
-                    # Here, in a worker or in the caller's loop: the others stop at their next
-                    # claim instead of doing the rest for nothing (the pool waits for its tasks
-                    # before it shuts down).
-                    with counter.get_lock():
-                        counter.value = size
-                    raise
+            while True:
+                claimed = _claim(work, size, step, self._counter)
+                if claimed is not None:
+                    yield claimed
+                # The workers' slices done meanwhile (all of them once every slice is claimed).
+                ready = [future for future in self._waiting if claimed is None or future.done()]
+                self._waiting = [future for future in self._waiting if future not in ready]
+                for future in ready:
+                    done, cpu = future.result()
+                    self.worker_cpu += cpu
+                    if done is not None:
+                        self.worker_slices += 1
+                        yield done
+                if claimed is None:
+                    return
         finally:
-            _JOB = None
+            # Here, in a worker or in the caller's loop, or at the end: the others stop at their
+            # next claim instead of doing the rest for nothing.
+            self.close()

@@ -490,27 +490,7 @@ class DuplicateCandidate(BacklogRule):
         # natural one to keep.
         partner = {key: min(pairs, key=lambda p: (-p[2], ages[p[1]])) for key, pairs in reported.items()}
         order = sorted(reported, key=ages.__getitem__)
-        # Neighbour lists only of the items that report a finding, each cut to what its finding
-        # shows (``_finding``: candidates from its floor up, best ``max_candidates`` by rank, then
-        # key), in numpy: a Python tuple per candidate of every reporting item was most of this.
-        reporting = np.zeros(len(index.keys), dtype=bool)
-        reporting[[index.row_of[key] for key in reported]] = True
-        near = np.flatnonzero(reporting[first] | reporting[second])
-        near_first, near_second, near_values = first[near], second[near], values[near]
-        times = row_times(created, np.concatenate([near_first, near_second]))
-        neighbours = _shown_neighbours(
-            index.keys,
-            partner,
-            near_first,
-            near_second,
-            near_values,
-            rank_arrays(near_first, near_second, near_values, times, options),
-            CANDIDATE_SHARE * options.resolved_threshold(),
-            options.max_candidates,
-        )
-        logger.debug(
-            "phase dup-rank: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu
-        )
+        ranked, ranked_cpu = time.perf_counter() - started, time.process_time() - cpu
         started, cpu = time.perf_counter(), time.process_time()
         # The terms each finding's pair shares (those of pairs an earlier run explained are in the
         # index) are worked out in slices shared with forked workers for a big batch, in the order
@@ -542,13 +522,45 @@ class DuplicateCandidate(BacklogRule):
         slices = SharedSlices(
             partial(self._slice_terms, explainer, rows), len(work), _EXPLAIN_CHUNK, processes, job
         )
+        # The workers start on the terms now, while this process cuts the neighbour lists.
+        slices.start()
+        explaining, explaining_cpu = time.perf_counter() - started, time.process_time() - cpu
+        # Neighbour lists only of the items that report a finding, each cut to what its finding
+        # shows (``_finding``: candidates from its floor up, best ``max_candidates`` by rank, then
+        # key), in numpy: a Python tuple per candidate of every reporting item was most of this.
+        started, cpu = time.perf_counter(), time.process_time()
+        try:
+            reporting = np.zeros(len(index.keys), dtype=bool)
+            reporting[[index.row_of[key] for key in reported]] = True
+            near = np.flatnonzero(reporting[first] | reporting[second])
+            near_first, near_second, near_values = first[near], second[near], values[near]
+            times = row_times(created, np.concatenate([near_first, near_second]))
+            neighbours = _shown_neighbours(
+                index.keys,
+                partner,
+                near_first,
+                near_second,
+                near_values,
+                rank_arrays(near_first, near_second, near_values, times, options),
+                CANDIDATE_SHARE * options.resolved_threshold(),
+                options.max_candidates,
+            )
+        except BaseException:
+            slices.close()
+            raise
+        logger.debug(
+            "phase dup-rank: %.3f s (cpu %.3f s)",
+            ranked + time.perf_counter() - started,
+            ranked_cpu + time.process_time() - cpu,
+        )
+        started, cpu = time.perf_counter(), time.process_time()
         explained = (
             (key, shared)
             for start, terms in slices
             for key, shared in zip(work[start : start + len(terms)], terms, strict=True)
         )
         # Closed on the way out: a failure here stops the workers at their next claim at once.
-        with _uncollected(), closing(explained):
+        with _uncollected(), closing(slices), closing(explained):
             built: dict[str, Finding] = {}
             for key, shared in chain(explained, ((key, index.terms[pair_of[key]]) for key in cached)):
                 keys = pair_of[key]
@@ -561,7 +573,9 @@ class DuplicateCandidate(BacklogRule):
         index.tokens = None  # they served the explanations; the output and the saving run without them
         worker_cpu = slices.worker_cpu
         logger.debug(
-            "phase dup-explain: %.3f s (cpu %.3f s)", time.perf_counter() - started, time.process_time() - cpu
+            "phase dup-explain: %.3f s (cpu %.3f s)",
+            explaining + time.perf_counter() - started,
+            explaining_cpu + time.process_time() - cpu,
         )
         if worker_cpu:
             logger.debug("phase dup-explain-workers: 0.000 s (cpu %.3f s)", worker_cpu)

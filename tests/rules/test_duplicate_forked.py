@@ -151,3 +151,31 @@ def test_a_job_goes_to_a_worker_of_the_fork_server_which_shares_nothing_with_thi
     assert workers and slices.worker_slices > 0  # a worker did some
     assert all(ppid != parent for _, ppid in workers)  # not forked from this process
     assert sum(pid == parent for _, pid, _ in results) > 0  # and this process some
+
+
+def test_started_workers_work_before_the_loop_and_closing_stops_them(tmp_path: Path) -> None:
+    """``start`` sets the worker on the slices while this process does something else; ``close``
+    (without a loop) stops it at its next claim, and the loop after a ``start`` gets every slice."""
+    parent, marks = os.getpid(), tmp_path / "marks"
+
+    def work(start: int, stop: int) -> list[int]:
+        if os.getpid() != parent:
+            with marks.open("a") as handle:
+                handle.write(f"{start}\n")
+        time.sleep(0.02)
+        return list(range(start, stop))
+
+    slices = SharedSlices(work, 400, 4, 2)
+    slices.start()
+    time.sleep(0.3)  # this process's other work
+    assert marks.exists()  # the worker began before the loop
+    assert _in_order(slices) == list(range(400))
+    stopped = SharedSlices(work, 4000, 4, 2)
+    marks.unlink()
+    stopped.start()
+    time.sleep(0.2)
+    stopped.close()
+    stopped.close()  # again: nothing
+    done = len(marks.read_text().split())
+    time.sleep(0.1)
+    assert 0 < done == len(marks.read_text().split()) < 100  # of 1,000 slices, and no more since

@@ -6,9 +6,12 @@ and weighs it with numpy scalars, about 600 us a pair. ``SharedTerms.of_pairs`` 
 near-copies of one item together (connected components of the pairs' documents):
 
 - each title and description is tokenised once per run (a description several documents share,
-  once): a chunk's new texts in one string, split on a translate table (``_SPACED``), each piece
-  mapped to a vocabulary id in one C-level ``map`` and to its token in one numpy gather; the ids
-  of all texts are kept in one array;
+  once). With the index's token table (``tokens.TokenTable``: what the word counting found, for an
+  index built in this run) nothing is tokenised again: table ids are matched to ids here by their
+  names' keys and bytes in numpy, and only new names are spelled. Otherwise a chunk's new texts go
+  in one string, split on a translate table (``_SPACED``), each piece mapped to a vocabulary id in
+  one C-level ``map`` and to its token in one numpy gather. The ids of all texts are kept in one
+  array;
 - bigrams' squared IDFs are kept for the run as they are hashed (``_bigram_idf2``);
 - pairs of copies with one description (a cloned ticket, a title suffix) take that description's
   terms from one list per description, weighed and sorted once; only the terms their titles touch
@@ -21,8 +24,10 @@ near-copies of one item together (connected components of the pairs' documents):
   their squared IDF taken per distinct IDF value; ties of weight are broken by the term's
   spelling, ranked from the words' order alone (``_ranked``), and only the terms shown are spelled.
 
-The rule shares a big batch with forked workers, slice by slice (``forked.SharedSlices``; the terms
-come back pickled). Imports numpy and scipy: load it only when the rule runs.
+The rule shares a big batch with a worker slice by slice (``forked.SharedSlices``; the terms come
+back pickled): one forked from it, or, with the token table, one from the fork server sent the word
+IDF and the tokens of the pairs' documents (``table_work``). Imports numpy and scipy: load it only
+when the rule runs.
 """
 
 from __future__ import annotations

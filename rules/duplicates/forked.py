@@ -16,6 +16,8 @@ is one slice, the parent does it all.
 from __future__ import annotations
 
 import multiprocessing as mp
+import pickle
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -47,6 +49,10 @@ def start_server(modules: Sequence[str]) -> bool:
     """
     if "forkserver" not in mp.get_all_start_methods():
         return False
+    # What starting a worker from it imports, imported now rather than when the work waits for it.
+    import concurrent.futures.process  # noqa: F401
+    import multiprocessing.popen_forkserver
+    import multiprocessing.synchronize  # noqa: F401
     from multiprocessing import forkserver
 
     wanted = sorted(set(_SERVER_MODULES) | set(modules))
@@ -62,10 +68,23 @@ def server_started() -> bool:
     return bool(_SERVER_MODULES)
 
 
-def _start_job(job: Job, size: int, step: int, counter: Any) -> None:
-    """In a worker started by the fork server: build the work from ``job``, once."""
+def _send(jobs: Any, job: Job, copies: int) -> None:
+    """Write ``job`` into the pipe ``jobs``, once for each worker (each reads one); a pipe closed
+    meanwhile (the workers stopped) ends it."""
+    data = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
+    try:
+        for _ in range(copies):
+            jobs.send_bytes(data)
+    except OSError:
+        pass
+
+
+def _start_job(jobs: Any, size: int, step: int, counter: Any) -> None:
+    """In a worker started by the fork server: read the job from the pipe ``jobs`` and build the
+    work from it, once."""
     global _JOB
-    build, arguments = job
+    build, arguments = pickle.loads(jobs.recv_bytes())
+    jobs.close()
     _JOB = (build(*arguments), size, step, counter)
 
 
@@ -118,6 +137,7 @@ class SharedSlices(Generic[Result]):
         self._pool: ProcessPoolExecutor | None = None
         self._waiting: list[Any] = []
         self._counter: Any = None
+        self._jobs: Any = None  # this process's end of the pipe the job goes through
 
     def _parallel(self) -> bool:
         return self._processes > 1 and self._size > self._step and "fork" in mp.get_all_start_methods()
@@ -134,7 +154,14 @@ class SharedSlices(Generic[Result]):
         served: dict[str, Any] = {}
         if self._job is not None:
             start_server(())
-            served = {"initializer": _start_job, "initargs": (self._job, self._size, self._step, counter)}
+            # The job goes through a pipe, written by a thread: given to the process as it starts,
+            # its megabytes were written while this process waited for the worker to read them.
+            jobs, self._jobs = context.Pipe(duplex=False)
+            served = {"initializer": _start_job, "initargs": (jobs, self._size, self._step, counter)}
+            writer = threading.Thread(
+                target=_send, args=(self._jobs, self._job, self._processes - 1), daemon=True
+            )
+            writer.start()
         self._pool = ProcessPoolExecutor(max_workers=self._processes - 1, mp_context=context, **served)
         # One task per slice: a worker's results come back (pickled, read by the pool's thread)
         # slice by slice while the work goes on, not all at the end. Tasks that find every slice
@@ -150,6 +177,9 @@ class SharedSlices(Generic[Result]):
             self._counter.value = self._size
         self._pool.shutdown(wait=True)
         self._pool, self._waiting, _JOB = None, [], None
+        if self._jobs is not None:
+            self._jobs.close()
+            self._jobs = None
 
     def __iter__(self) -> Iterator[tuple[int, list[Result]]]:
         work, size, step = self._work, self._size, self._step

@@ -122,29 +122,35 @@ def test_leaving_the_loop_early_stops_the_workers(tmp_path: Path) -> None:
     assert len(finished) < 10  # not the 39 slices it would have gone on to
 
 
-def _served_numbers(pause: float) -> Any:
+def _served_numbers(marks: str) -> Any:
     """Built in a worker of the fork server from this job: numbers its slice with its process and
-    that process's parent."""
+    that process's parent, and leaves a mark for each slice."""
 
     def work(start: int, stop: int) -> list[tuple[int, int, int]]:
-        time.sleep(pause)
+        with open(marks, "a") as handle:
+            handle.write(f"{start}\n")
         return [(number, os.getpid(), os.getppid()) for number in range(start, stop)]
 
     return work
 
 
 @pytest.mark.skipif("forkserver" not in multiprocessing.get_all_start_methods(), reason="no fork server")
-def test_a_job_goes_to_a_worker_of_the_fork_server_which_shares_nothing_with_this_process() -> None:
+def test_a_job_goes_to_a_worker_of_the_fork_server_which_shares_nothing_with_this_process(
+    tmp_path: Path,
+) -> None:
     from rules.duplicates.forked import start_server
 
-    assert start_server([])
-    parent = os.getpid()
+    assert start_server(["rules.duplicates.forked"])
+    parent, marks = os.getpid(), tmp_path / "marks"
 
     def here(start: int, stop: int) -> list[tuple[int, int, int]]:
-        time.sleep(0.03)
+        # This process waits (at most 30 s) for the worker's first slice, so that it surely did one.
+        deadline = time.monotonic() + 30
+        while not marks.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
         return [(number, parent, os.getppid()) for number in range(start, stop)]
 
-    slices = SharedSlices(here, 157, 10, 2, job=(_served_numbers, (0.01,)))
+    slices = SharedSlices(here, 157, 10, 2, job=(_served_numbers, (str(marks),)))
     results = _in_order(slices)
     assert [number for number, _, _ in results] == list(range(157))
     workers = {(pid, ppid) for _, pid, ppid in results if pid != parent}

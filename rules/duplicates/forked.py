@@ -15,6 +15,7 @@ is one slice, the parent does it all.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import pickle
 import threading
@@ -25,14 +26,18 @@ from typing import Any, Generic, TypeVar
 
 Result = TypeVar("Result")
 
+logger = logging.getLogger(__name__)
+
 # The job of the pool being forked: (work, size, step, next slice's start in shared memory). Set
 # before the workers fork, so they find it in their copy of this module (or, in a worker started
 # by the fork server, by ``_start_job``).
 _JOB: tuple[Callable[[int, int], list[Any]], int, int, Any] | None = None
 
-# A job a process that shares nothing with this one can do: a picklable function and its
-# arguments, which build the work (the function of a slice's start and stop).
-Job = tuple[Callable[..., Callable[[int, int], list[Any]]], tuple[Any, ...]]
+# A job a process that shares nothing with this one can do: a picklable function, and a function
+# of no arguments that gives its arguments (called in a thread here, so that gathering them
+# overlaps this process's other work); the first, called with them, builds the work (the function
+# of a slice's start and stop).
+Job = tuple[Callable[..., Callable[[int, int], list[Any]]], Callable[[], tuple[Any, ...]]]
 
 # Modules the fork server imports before it forks a worker (its workers start with them loaded).
 _SERVER_MODULES: list[str] = []
@@ -69,22 +74,31 @@ def server_started() -> bool:
 
 
 def _send(jobs: Any, job: Job, copies: int) -> None:
-    """Write ``job`` into the pipe ``jobs``, once for each worker (each reads one); a pipe closed
-    meanwhile (the workers stopped) ends it."""
-    data = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
+    """Write ``job`` (its arguments gathered now) into the pipe ``jobs``, once for each worker (each
+    reads one). A pipe closed meanwhile (the workers stopped) ends it; a failure is logged and
+    closes the pipe, and the workers then take no slice (this process does them all)."""
+    build, arguments = job
     try:
+        data = pickle.dumps((build, arguments()), protocol=pickle.HIGHEST_PROTOCOL)
         for _ in range(copies):
             jobs.send_bytes(data)
     except OSError:
         pass
+    except Exception:
+        logger.exception("the job for the workers could not be sent; this process does every slice")
+        jobs.close()
 
 
 def _start_job(jobs: Any, size: int, step: int, counter: Any) -> None:
     """In a worker started by the fork server: read the job from the pipe ``jobs`` and build the
     work from it, once."""
     global _JOB
-    build, arguments = pickle.loads(jobs.recv_bytes())
-    jobs.close()
+    try:
+        build, arguments = pickle.loads(jobs.recv_bytes())
+    except (EOFError, OSError):
+        return  # no job came: this worker takes no slice (``_in_worker``)
+    finally:
+        jobs.close()
     _JOB = (build(*arguments), size, step, counter)
 
 
@@ -101,8 +115,10 @@ def _claim(
 
 
 def _in_worker() -> tuple[tuple[int, list[Any]] | None, float]:
-    """In a forked worker: one slice of the job (or None), and the CPU time it took."""
-    assert _JOB is not None, "set by SharedSlices before the pool forks"
+    """In a forked worker: one slice of the job (or None), and the CPU time it took. (A worker of
+    the fork server that got no job takes none.)"""
+    if _JOB is None:
+        return None, 0.0
     cpu = time.process_time()
     done = _claim(*_JOB)
     return done, time.process_time() - cpu

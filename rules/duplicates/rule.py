@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from rules.duplicates.explain import SharedTerms
     from rules.duplicates.index import DuplicateIndex
     from rules.duplicates.ranking import ScoredPair, VectorStore
+    from rules.duplicates.tokens import TokenTable
 
 logger = logging.getLogger(__name__)
 
@@ -512,11 +513,10 @@ class DuplicateCandidate(BacklogRule):
         listed = _Listed(by_key)
         job = None
         if index.tokens is not None and server_started() and len(work) >= SERVED_MIN_PAIRS and workers() > 1:
-            # A worker from the fork server, sent the tokens of these pairs' documents.
+            # A worker from the fork server, sent the tokens of these pairs' documents (gathered in
+            # a thread while this process cuts the neighbour lists).
             processes = workers()
-            used = np.unique(np.asarray(rows, dtype=np.int64).ravel())
-            remapped = np.searchsorted(used, np.asarray(rows, dtype=np.int64).reshape(-1, 2)).tolist()
-            job = (table_work, (index.vectoriser.word_idf, index.tokens.subset(used), remapped))
+            job = (table_work, partial(_table_job, index.vectoriser.word_idf, index.tokens, rows))
         else:
             processes = workers() if len(work) >= PARALLEL_MIN_PAIRS else 1
         slices = SharedSlices(
@@ -729,6 +729,19 @@ class DuplicateCandidate(BacklogRule):
         details["candidates"] = candidates
         details["shared_terms"] = shared
         return self.finding(ctx, issue, message, subject=pair_subject(issue.key, other), **details)
+
+
+def _table_job(
+    word_idf: npt.NDArray[np.float32], tokens: TokenTable, rows: Sequence[tuple[int, int]]
+) -> tuple[npt.NDArray[np.float32], TokenTable, list[list[int]]]:
+    """``explain.table_work``'s arguments for the document pairs ``rows``: the word IDF, the table of
+    their documents only, and the pairs as rows of that table."""
+    import numpy as np
+
+    ends = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
+    used = np.unique(ends)
+    remapped: list[list[int]] = np.searchsorted(used, ends).tolist()
+    return word_idf, tokens.subset(used), remapped
 
 
 def signal_of(pair: ScoredPair) -> tuple[str, str]:

@@ -144,19 +144,38 @@ def test_a_job_goes_to_a_worker_of_the_fork_server_which_shares_nothing_with_thi
     parent, marks = os.getpid(), tmp_path / "marks"
 
     def here(start: int, stop: int) -> list[tuple[int, int, int]]:
-        # This process waits (at most 30 s) for the worker's first slice, so that it surely did one.
-        deadline = time.monotonic() + 30
+        # This process waits (at most 20 s) for the worker's first slice, so that it surely did one.
+        deadline = time.monotonic() + 20
         while not marks.exists() and time.monotonic() < deadline:
             time.sleep(0.01)
         return [(number, parent, os.getppid()) for number in range(start, stop)]
 
-    slices = SharedSlices(here, 157, 10, 2, job=(_served_numbers, (str(marks),)))
+    slices = SharedSlices(here, 157, 10, 2, job=(_served_numbers, lambda: (str(marks),)))
     results = _in_order(slices)
     assert [number for number, _, _ in results] == list(range(157))
     workers = {(pid, ppid) for _, pid, ppid in results if pid != parent}
     assert workers and slices.worker_slices > 0  # a worker did some
     assert all(ppid != parent for _, ppid in workers)  # not forked from this process
     assert sum(pid == parent for _, pid, _ in results) > 0  # and this process some
+
+
+@pytest.mark.skipif("forkserver" not in multiprocessing.get_all_start_methods(), reason="no fork server")
+def test_a_job_whose_arguments_fail_leaves_every_slice_to_this_process(tmp_path: Path) -> None:
+    from rules.duplicates.forked import start_server
+
+    assert start_server(["rules.duplicates.forked"])
+    parent, marks = os.getpid(), tmp_path / "marks"
+
+    def broken() -> tuple[Any, ...]:
+        raise RuntimeError("no arguments")
+
+    def here(start: int, stop: int) -> list[tuple[int, int, int]]:
+        time.sleep(0.005)
+        return [(number, parent, 0) for number in range(start, stop)]
+
+    slices = SharedSlices(here, 157, 10, 2, job=(_served_numbers, broken))
+    assert [pid for _, pid, _ in _in_order(slices)] == [parent] * 157
+    assert slices.worker_slices == 0 and not marks.exists()
 
 
 def test_started_workers_work_before_the_loop_and_closing_stops_them(tmp_path: Path) -> None:

@@ -206,11 +206,18 @@ class SharedSlices(Generic[Result]):
         self.start()
         try:
             while True:
-                claimed = _claim(work, size, step, self._counter)
-                if claimed is not None:
-                    yield claimed
-                # The workers' slices done meanwhile (all of them once every slice is claimed).
-                ready = [future for future in self._waiting if claimed is None or future.done()]
+                # The workers' slices done meanwhile come first (what the caller does with them is
+                # work only this process can do); this process claims a slice only when none is
+                # ready, and once every slice is claimed it waits for the rest.
+                ready = [future for future in self._waiting if future.done()]
+                if not ready:
+                    claimed = _claim(work, size, step, self._counter)
+                    if claimed is not None:
+                        yield claimed
+                        continue
+                    ready, exhausted = self._waiting, True
+                else:
+                    exhausted = False
                 self._waiting = [future for future in self._waiting if future not in ready]
                 for future in ready:
                     done, cpu = future.result()
@@ -218,7 +225,7 @@ class SharedSlices(Generic[Result]):
                     if done is not None:
                         self.worker_slices += 1
                         yield done
-                if claimed is None:
+                if exhausted:
                     return
         finally:
             # Here, in a worker or in the caller's loop, or at the end: the others stop at their

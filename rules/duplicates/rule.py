@@ -200,7 +200,7 @@ class _Listed(dict[str, tuple[str, str]]):
 
 # Findings' shared terms worked out per slice of this many (a forked worker claims slices as it
 # gets free; this process makes the findings of each slice as it gets its terms).
-_EXPLAIN_CHUNK = 2_000
+_EXPLAIN_CHUNK = 1_000
 # Backlogs from this many eligible items start the fork server (``forked.start_server``) while the
 # index is built.
 SERVER_MIN_ITEMS = 20_000

@@ -143,8 +143,11 @@ def _runs(
 
 # Pairs explained in forked workers from this many on (under it the fork costs more than it saves).
 PARALLEL_MIN_PAIRS = 20_000
-# Pairs explained beside a worker from the fork server from this many on, when the token table is
-# at hand (the worker is sent the tokens of the pairs' documents: no copied pages).
+# Pairs explained beside a worker from the fork server from this many on (up to
+# PARALLEL_MIN_PAIRS), when the token table is at hand: the worker is sent the tokens of the pairs'
+# documents, and this process's pages are not shared. From PARALLEL_MIN_PAIRS on the pairs cover
+# most of the backlog, and sending that table (pickled while this process ranks) cost more than
+# the shared pages: the worker is forked.
 SERVED_MIN_PAIRS = 5_000
 
 

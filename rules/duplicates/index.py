@@ -23,6 +23,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from refinebot.models import Issue
+from rules.duplicates.forked import start_server
 from rules.duplicates.search import PAIR_SHIFT, THREADS, decode_pairs, exact_scores, search, unique_pairs
 from rules.duplicates.stored import Segment
 from rules.duplicates.templates import PENALTY_FLOOR, penalise
@@ -91,6 +92,8 @@ class DuplicateIndex:
 
 # Cleaning and hashing are pure Python per item; big backlogs share them across processes.
 PARALLEL_MIN_DOCS = 20_000
+# Fresh builds of this many items start the fork server (``forked.start_server``).
+SERVER_MIN_ITEMS = 20_000
 _CHUNK_DOCS = 5_000
 
 _Chunk = tuple[list[str], list[str]]
@@ -220,6 +223,10 @@ def _fit_chunks(counts: list[tuple[sp.csr_matrix, sp.csr_matrix]]) -> tuple[Vect
 def build_index(issues: Sequence[Issue], penalty_floor: float = PENALTY_FLOOR) -> DuplicateIndex:
     """A fresh index of ``issues`` with candidate pairs among all of them (the template penalty
     checked on pairs scoring at least ``penalty_floor``: under it they are no candidate anyway)."""
+    if len(issues) >= SERVER_MIN_ITEMS:
+        # The explanations' worker comes from the fork server (it is sent this build's token
+        # table); its imports overlap the build. An updated index has no table: no server.
+        start_server(["rules.duplicates.explain"])
     documents, boilerplate, counts, tokens = _documents_and_chunks(issues, None, PARALLEL_MIN_DOCS)
     started, cpu = time.perf_counter(), time.process_time()
     vectoriser, matrix = _fit_chunks(counts)

@@ -712,7 +712,7 @@ def test_findings_explained_beside_a_worker_of_the_fork_server_are_the_ones_made
     monkeypatch.setattr(rule.DuplicateCandidate, "_slice_terms", staticmethod(slowed))
     monkeypatch.setattr(explain, "SERVED_MIN_PAIRS", 1)
     monkeypatch.setattr(explain, "workers", lambda: 2)
-    monkeypatch.setattr(rule, "_EXPLAIN_CHUNK", 9)
+    monkeypatch.setattr(rule, "_SERVED_CHUNK", 9)
     assert [f.to_json() for f in DuplicateCandidate().check(issues, RuleContext("R", now))] == expected
     (slices,) = made
     assert slices._job is not None and slices.worker_slices > 2

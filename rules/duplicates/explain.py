@@ -319,15 +319,22 @@ class SharedTerms:
             self._used += len(ids)
         names = vocab.names
         if len(self._unigram_idf2) < len(names):
-            new = names[len(self._unigram_idf2) :]
-            self._unigram_idf2 = np.concatenate([self._unigram_idf2, _squared_idf(self._vectoriser, new)])
-            data, starts, lengths = self._encoded
-            more, more_starts, more_lengths = encode(new)
-            self._encoded = (
-                np.concatenate([data, more[:-4]]),  # ``encode``'s 4 bytes of padding dropped
-                np.concatenate([starts, more_starts + len(data)]),
-                np.concatenate([lengths, more_lengths]),
-            )
+            more, more_starts, more_lengths = encode(names[len(self._unigram_idf2) :])
+            # ``encode``'s 4 bytes of padding dropped.
+            self._add_name_bytes(more[:-4], more_lengths, hash_spans(more, more_starts, more_lengths))
+
+    def _add_name_bytes(
+        self, data: npt.NDArray[np.uint8], lengths: npt.NDArray[np.int64], hashes: npt.NDArray[np.int32]
+    ) -> None:
+        """Keep the UTF-8 bytes (``data``: the names one after another, ``lengths`` long each) and
+        the squared IDF (from their term ``hashes``) of the names numbered last."""
+        self._unigram_idf2 = np.concatenate([self._unigram_idf2, _squares_of(self._vectoriser, hashes)])
+        known, starts, known_lengths = self._encoded
+        self._encoded = (
+            np.concatenate([known, data]),
+            np.concatenate([starts, len(known) + np.cumsum(lengths) - lengths]),
+            np.concatenate([known_lengths, lengths]),
+        )
 
     def _tokenised(
         self, plain: list[str], fresh: list[str]
@@ -422,17 +429,9 @@ class SharedTerms:
         before = len(names)
         names += table.spelled(numbers)
         self._token_of = np.concatenate([self._token_of, np.arange(before, len(names))])
-        self._unigram_idf2 = np.concatenate(
-            [self._unigram_idf2, _squares_of(self._vectoriser, table.name_hashes[numbers])]
-        )
-        data, name_starts, name_lengths = self._encoded
-        new_lengths = table.name_lengths[numbers]
-        at = spans(table.name_starts[numbers], table.name_starts[numbers] + new_lengths)[1]
-        self._encoded = (
-            np.concatenate([data, table.name_data[at]]),
-            np.concatenate([name_starts, len(data) + np.cumsum(new_lengths) - new_lengths]),
-            np.concatenate([name_lengths, new_lengths]),
-        )
+        lengths = table.name_lengths[numbers]
+        at = spans(table.name_starts[numbers], table.name_starts[numbers] + lengths)[1]
+        self._add_name_bytes(table.name_data[at], lengths, table.name_hashes[numbers])
 
     def _tokens(self, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """The token of each piece id (``_token_of``; under ``_stop`` for none), names of tokens

@@ -65,9 +65,8 @@ class TokenTable:
         first = np.zeros(len(numbers), dtype=np.int64)
         np.cumsum(sizes[:-1], out=first[1:])
         out = np.full(int(sizes.sum()) - 1, ord(" "), dtype=np.uint8)
-        owner = np.repeat(np.arange(len(numbers), dtype=np.int64), lengths)
-        offset = np.arange(len(owner), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        out[first[owner] + offset] = self.name_data[starts[owner] + offset]
+        owner, at = spans(starts, starts + lengths)
+        out[first[owner] + at - starts[owner]] = self.name_data[at]
         return out.tobytes().decode("utf-8").split(" ")
 
     def keys(self, numbers: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -82,12 +81,9 @@ class TokenTable:
         lengths = self.name_lengths[first]
         equal: npt.NDArray[np.bool_] = lengths == self.name_lengths[second]
         lengths = np.where(equal, lengths, 0)
-        owner = np.repeat(np.arange(len(first), dtype=np.int64), lengths)
-        offset = np.arange(len(owner), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        differs = (
-            self.name_data[self.name_starts[first][owner] + offset]
-            != self.name_data[self.name_starts[second][owner] + offset]
-        )
+        mine, theirs = self.name_starts[first], self.name_starts[second]
+        owner, at = spans(mine, mine + lengths)
+        differs = self.name_data[at] != self.name_data[at - mine[owner] + theirs[owner]]
         equal[owner[differs]] = False
         return equal
 
